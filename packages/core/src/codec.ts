@@ -1,0 +1,33 @@
+/**
+ * Compression codecs. A codec runs inside worker threads, so it is registered as a module
+ * URL, not as an object: each worker imports the module and calls `create(settings)`.
+ * The module's default export must be a `CodecModule`.
+ *
+ * Every stored blob begins with the codec's `headerId` (inside the encryption), so a
+ * repository may mix codecs over time and a restore picks the right decoder.
+ */
+export interface Codec {
+  compress(data: Uint8Array): Uint8Array;
+  /** `rawLength` is the exact length the data had before compression. */
+  decompress(data: Uint8Array, rawLength: number): Uint8Array;
+}
+
+export interface CodecModule {
+  /** Name used in job files (`compression.type`). */
+  readonly name: string;
+  /** Stable number written into each blob; 0 is `none`, 1 is `zstd`. Values 0–255. */
+  readonly headerId: number;
+  create(settings: CodecSettings): Codec;
+}
+
+export interface CodecSettings {
+  type: string;
+  [setting: string]: unknown;
+}
+
+export interface CodecRegistration {
+  name: string;
+  headerId: number;
+  /** Absolute `file:` URL of an ES module whose default export is a `CodecModule`. */
+  moduleUrl: string;
+}

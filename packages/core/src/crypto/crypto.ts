@@ -1,0 +1,90 @@
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, scrypt as scryptCallback } from 'node:crypto';
+
+/*
+ * All cryptography of the repository format, in one place (docs/FORMAT.md, "Encryption").
+ * AES-256-GCM with a random 96-bit nonce per object; blob ids are HMAC-SHA256 of the
+ * plaintext under a separate key, so ids reveal nothing about content to someone without
+ * the password. Nothing here is configurable on purpose.
+ */
+
+export const NONCE_LENGTH = 12;
+export const TAG_LENGTH = 16;
+/** Bytes that sealing adds to a plaintext. */
+export const SEAL_OVERHEAD = NONCE_LENGTH + TAG_LENGTH;
+export const KEY_LENGTH = 32;
+
+/** The repository's secrets, created once at `init` and stored only wrapped (keys/<id>). */
+export interface MasterKey {
+  /** AES-256-GCM key for every object. */
+  encryption: Buffer;
+  /** HMAC-SHA256 key for blob ids. */
+  blobId: Buffer;
+}
+
+export function newMasterKey(): MasterKey {
+  return { encryption: randomBytes(KEY_LENGTH), blobId: randomBytes(KEY_LENGTH) };
+}
+
+/** Layout: nonce (12) ‖ ciphertext ‖ GCM tag (16). */
+export function seal(key: Buffer, plaintext: Uint8Array): Buffer {
+  const nonce = randomBytes(NONCE_LENGTH);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  // allocUnsafeSlow: never a slice of the shared pool, so workers can transfer its ArrayBuffer.
+  const out = Buffer.allocUnsafeSlow(NONCE_LENGTH + plaintext.length + TAG_LENGTH);
+  nonce.copy(out, 0);
+  let written = NONCE_LENGTH;
+  written += cipher.update(plaintext).copy(out, written);
+  written += cipher.final().copy(out, written);
+  cipher.getAuthTag().copy(out, written);
+  return out;
+}
+
+export class AuthenticationError extends Error {
+  constructor() {
+    super('authentication failed: the data was modified or the key is wrong');
+  }
+}
+
+/** Inverse of `seal`; throws AuthenticationError when a single bit differs. */
+export function open(key: Buffer, sealed: Uint8Array): Buffer {
+  if (sealed.length < SEAL_OVERHEAD) throw new AuthenticationError();
+  const bytes = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.byteLength);
+  const decipher = createDecipheriv('aes-256-gcm', key, bytes.subarray(0, NONCE_LENGTH));
+  decipher.setAuthTag(bytes.subarray(bytes.length - TAG_LENGTH));
+  try {
+    const head = decipher.update(bytes.subarray(NONCE_LENGTH, bytes.length - TAG_LENGTH));
+    const tail = decipher.final();
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
+  } catch {
+    throw new AuthenticationError();
+  }
+}
+
+export function blobIdOf(key: Buffer, plaintext: Uint8Array): Buffer {
+  return createHmac('sha256', key).update(plaintext).digest();
+}
+
+export function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export interface ScryptParams {
+  N: number;
+  r: number;
+  p: number;
+}
+
+/** ~100 ms and 32 MiB on a current machine: slow enough to hurt guessing, fast enough for every command. */
+export const DEFAULT_SCRYPT: ScryptParams = { N: 2 ** 15, r: 8, p: 1 };
+
+export function deriveKey(password: string, salt: Buffer, params: ScryptParams): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scryptCallback(
+      password.normalize('NFC'),
+      salt,
+      KEY_LENGTH,
+      { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 1024 * 1024 },
+      (err, key) => (err ? reject(err) : resolve(key)),
+    );
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * Every error cairn raises on purpose. The CLI maps `exitCode` to the process exit code
+ * and prints `message` without a stack trace; anything that is not a CairnError is a bug
+ * and is reported as such.
+ */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  noRepository: 10,
+  locked: 11,
+  wrongPassword: 12,
+  damage: 13,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class CairnError extends Error {
+  readonly code: string = 'CAIRN_ERROR';
+  readonly exitCode: ExitCode = ExitCode.failed;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad command-line usage. */
+export class UsageError extends CairnError {
+  override readonly code = 'CAIRN_USAGE';
+  override readonly exitCode = ExitCode.usage;
+}
+
+/** A job file that cannot be read or does not match the merged schema. */
+export class JobFileError extends CairnError {
+  override readonly code = 'CAIRN_JOB_INVALID';
+  override readonly exitCode = ExitCode.usage;
+}
+
+/** plugins.json, a plugin manifest or a plugin's activation is broken, or no plugin provides what a job asks for. */
+export class PluginError extends CairnError {
+  override readonly code = 'CAIRN_PLUGIN';
+  override readonly exitCode = ExitCode.usage;
+  constructor(readonly pluginId: string | undefined, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The source to back up does not exist or cannot be read as a volume. */
+export class SourceError extends CairnError {
+  override readonly code = 'CAIRN_SOURCE';
+}
+
+/** The restore destination is unsuitable (mounted, too small, exists without --force). */
+export class RestoreTargetError extends CairnError {
+  override readonly code = 'CAIRN_RESTORE_DESTINATION';
+}
+
+/** No repository where the job's target points. */
+export class RepositoryNotFoundError extends CairnError {
+  override readonly code = 'CAIRN_REPOSITORY_NOT_FOUND';
+  override readonly exitCode = ExitCode.noRepository;
+}
+
+/** `init` on a location that already holds a repository. */
+export class RepositoryExistsError extends CairnError {
+  override readonly code = 'CAIRN_REPOSITORY_EXISTS';
+}
+
+/** The repository was written by a newer cairn (format version unknown to this reader). */
+export class UnsupportedFormatError extends CairnError {
+  override readonly code = 'CAIRN_FORMAT_UNSUPPORTED';
+}
+
+export class RepositoryLockedError extends CairnError {
+  override readonly code = 'CAIRN_LOCKED';
+  override readonly exitCode = ExitCode.locked;
+}
+
+export class WrongPasswordError extends CairnError {
+  override readonly code = 'CAIRN_WRONG_PASSWORD';
+  override readonly exitCode = ExitCode.wrongPassword;
+}
+
+/** The password could not be obtained (variable unset, file missing, command failed). */
+export class PasswordSourceError extends CairnError {
+  override readonly code = 'CAIRN_PASSWORD_SOURCE';
+  override readonly exitCode = ExitCode.usage;
+}
+
+/** Stored data failed verification: a pack, index, snapshot or blob is corrupt or missing. */
+export class DamageError extends CairnError {
+  override readonly code = 'CAIRN_DAMAGE';
+  override readonly exitCode = ExitCode.damage;
+}
+
+export class SnapshotNotFoundError extends CairnError {
+  override readonly code = 'CAIRN_SNAPSHOT_NOT_FOUND';
+  override readonly exitCode = ExitCode.usage;
+}
+
+/** A target failed in a way that retrying will not fix (permissions, no space, bad credentials). */
+export class TargetError extends CairnError {
+  override readonly code = 'CAIRN_TARGET';
+}
+
+/** A pre/post command from the job file failed. */
+export class HookCommandError extends CairnError {
+  override readonly code = 'CAIRN_HOOK_COMMAND';
+}
+
+export function isCairnError(err: unknown): err is CairnError {
+  return err instanceof CairnError;
+}

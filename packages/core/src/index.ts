@@ -1,0 +1,10 @@
+// The public API of @cairn/core. Plugins import only from here (and `@cairn/core/testing`).
+export * from './errors.js';
+export * from './lifecycle.js';
+export * from './services.js';
+export * from './target.js';
+export * from './source.js';
+export * from './codec.js';
+export * from './hooks.js';
+export * from './plugin.js';
+export { main } from './cli/main.js';

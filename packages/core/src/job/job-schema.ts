@@ -1,0 +1,122 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { PluginHost, LoadedContribution } from '../plugins/plugin-host.js';
+import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
+
+const secretRef = {
+  description: 'Where the secret comes from; it never has to be written into the job file.',
+  oneOf: [
+    { type: 'object', required: ['env'], additionalProperties: false, properties: { env: { type: 'string', minLength: 1, description: 'Name of an environment variable.' } } },
+    { type: 'object', required: ['file'], additionalProperties: false, properties: { file: { type: 'string', minLength: 1, description: 'A file holding the secret (trailing newline ignored); relative to the job file.' } } },
+    {
+      type: 'object',
+      required: ['command'],
+      additionalProperties: false,
+      properties: { command: { type: 'array', minItems: 1, items: { type: 'string' }, description: 'A command (argv, no shell) whose standard output is the secret.' } },
+    },
+  ],
+};
+
+const commandList = { type: 'array', items: { type: 'array', minItems: 1, items: { type: 'string' } } };
+
+export const CHUNK_SIZES = Array.from({ length: 9 }, (_, i) => 2 ** (16 + i)); // 64 KiB … 16 MiB
+
+/** The core's part of the job schema; plugins supply the `source`, `target` and `compression` branches. */
+function coreJobSchema(): Record<string, any> {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://cairn.dev/schemas/job.json',
+    title: 'cairn job',
+    type: 'object',
+    required: ['name', 'source', 'target', 'password'],
+    additionalProperties: false,
+    properties: {
+      $schema: { type: 'string' },
+      name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 100, description: 'Name of the job, recorded in each snapshot.' },
+      source: { description: 'What to back up.' },
+      target: { description: 'Where the repository lives.' },
+      compression: { description: 'How new chunks are compressed. Default: zstd level 3 when the zstd plugin is enabled, else none.' },
+      password: { ...secretRef, description: 'The repository password: from an environment variable, a file, or a command.' },
+      chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (1 MiB).' },
+      hooks: {
+        type: 'object',
+        additionalProperties: false,
+        description: 'Commands (argv arrays, no shell) run around each backup.',
+        properties: {
+          before: { ...commandList, description: 'Run in order before the backup; a failure aborts it.' },
+          after: { ...commandList, description: 'Run in order after the backup, whether it succeeded or failed.' },
+        },
+      },
+    },
+  };
+}
+
+function branch(point: ContributionPoint, contributions: LoadedContribution[], builtIn: Array<{ type: string; schema: object }>): object {
+  const all = [...builtIn.map((b) => ({ ...b, pluginId: 'core' })), ...contributions];
+  return {
+    type: 'object',
+    required: ['type'],
+    properties: { type: { enum: all.map((c) => c.type), description: `One of the ${point} contributed by the enabled plugins.` } },
+    allOf: all.map((c) => ({
+      if: { properties: { type: { const: c.type } }, required: ['type'] },
+      then: { ...stripMeta(c.schema), properties: { ...((c.schema as any).properties ?? {}), type: { const: c.type } } },
+    })),
+  };
+}
+
+function stripMeta(schema: object): Record<string, unknown> {
+  const { $schema: _s, $id: _i, ...rest } = schema as Record<string, unknown>;
+  return rest;
+}
+
+const NONE_CODEC_SCHEMA = { type: 'object', additionalProperties: false, properties: {} };
+
+/** The job schema with every enabled plugin's contribution spliced in (what `cairn schema` prints). */
+export function buildJobSchema(host: PluginHost): Record<string, any> {
+  const schema = coreJobSchema();
+  schema.properties.source = { ...schema.properties.source, ...branch('sources', host.contributions('sources'), []) };
+  schema.properties.target = { ...schema.properties.target, ...branch('targets', host.contributions('targets'), []) };
+  schema.properties.compression = { ...schema.properties.compression, ...branch('codecs', host.contributions('codecs'), [{ type: 'none', schema: NONE_CODEC_SCHEMA }]) };
+  return schema;
+}
+
+export interface JobValidator {
+  schema: Record<string, any>;
+  /** Problems as `/path: message (plugin id)`; empty when the job is valid. Applies schema defaults. */
+  validate(job: unknown): string[];
+}
+
+export function createJobValidator(host: PluginHost): JobValidator {
+  const schema = buildJobSchema(host);
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+  const validate: ValidateFunction = ajv.compile(schema);
+  const owner = new Map<string, string>();
+  for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
+    for (const c of host.contributions(point)) owner.set(`${CONTRIBUTION_POINTS[point].jobProperty}:${c.type}`, c.pluginId);
+  }
+  return {
+    schema,
+    validate(job) {
+      if (validate(job)) return [];
+      return describeErrors(validate.errors ?? [], job, owner);
+    },
+  };
+}
+
+function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, string>): string[] {
+  const lines = new Set<string>();
+  for (const error of errors) {
+    // `if` failures only say which branch applied, and each `oneOf` alternative's complaint
+    // repeats the `oneOf` summary; the remaining errors are the useful ones.
+    if (error.keyword === 'if' || error.schemaPath.includes('/oneOf/')) continue;
+    let message = error.message ?? 'is invalid';
+    if (error.keyword === 'additionalProperties') message = `must NOT have additional property "${error.params.additionalProperty}"`;
+    if (error.keyword === 'enum') message = `must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    if (error.keyword === 'oneOf' && error.instancePath === '/password') message = 'must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
+    const path = error.instancePath || '/';
+    const top = path.split('/')[1] ?? '';
+    const type = job && typeof job === 'object' ? job[top]?.type : undefined;
+    const plugin = typeof type === 'string' ? owner.get(`${top}:${type}`) : undefined;
+    lines.add(`${path}: ${message}${plugin ? ` (plugin ${plugin})` : ''}`);
+  }
+  return [...lines];
+}

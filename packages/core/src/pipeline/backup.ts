@@ -1,0 +1,175 @@
+import { hostname } from 'node:os';
+import type { Extent, OpenedSource } from '../source.js';
+import type { BackupRunHooks, JobInfo } from '../hooks.js';
+import type { Repository, BlobIndex } from '../repository/repository.js';
+import { BlobType, CHUNKS_PER_MAP, ChunkKind, encodeChunkMap, type ChunkRecord } from '../repository/format.js';
+import type { SnapshotManifest } from '../repository/snapshot.js';
+import { Packer } from './packer.js';
+import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import type { Progress } from './progress.js';
+
+export interface BackupInput {
+  repository: Repository;
+  index: BlobIndex;
+  pool: WorkerPool;
+  source: OpenedSource;
+  sourceType: string;
+  job: JobInfo;
+  hooks: Readonly<BackupRunHooks>;
+  chunkSize: number;
+  compression: string;
+  progress: Progress;
+}
+
+export interface BackupResult {
+  snapshot: string;
+  manifest: SnapshotManifest;
+  bytesRead: number;
+  bytesAdded: number;
+}
+
+/**
+ * Reads the source chunk by chunk in order and stores every chunk the repository does not
+ * have yet. Reading is sequential; hashing, compression and encryption run in the worker
+ * pool, and the number of chunks in flight is bounded by the slot pool.
+ */
+export async function runBackup(input: BackupInput): Promise<BackupResult> {
+  const { repository, index, pool, source, chunkSize, progress } = input;
+  const started = new Date();
+  const size = source.layout.size;
+  const chunkCount = Math.ceil(size / chunkSize);
+  const records: ChunkRecord[] = new Array(chunkCount);
+  const slots = new SlotPool(2 * defaultPoolSize() + 4, chunkSize);
+  const stored = new Set<string>();
+  const packer = new Packer(repository, () => undefined);
+  const stats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+
+  async function storeChunk(i: number, slot: SharedArrayBuffer, length: number, imageHashed: Promise<unknown>): Promise<void> {
+    try {
+      const hashed = await pool.hash(slot, length);
+      if (hashed.zero) {
+        records[i] = { kind: ChunkKind.zero };
+        stats.zeroChunks++;
+        return;
+      }
+      const id = hashed.id.toString('hex');
+      records[i] = { kind: ChunkKind.data, id: hashed.id };
+      stats.dataChunks++;
+      if (index.has(id) || stored.has(id)) return;
+      stored.add(id);
+      stats.newChunks++;
+      const sealed = await pool.seal(slot, length);
+      await packer.add(BlobType.chunk, hashed.id, sealed, length);
+    } finally {
+      await imageHashed.catch(() => undefined);
+      slots.release(slot);
+    }
+  }
+
+  progress.start('backup', size);
+  const extents = new ExtentCursor(source.extents);
+  try {
+    for (let i = 0; i < chunkCount && failure === undefined; i++) {
+      const start = i * chunkSize;
+      const length = Math.min(chunkSize, size - start);
+      const ranges = extents.within(start, length);
+      if (ranges.length === 0) {
+        records[i] = { kind: ChunkKind.unused };
+        stats.unusedChunks++;
+        // Ordered with the updates, so no need to wait: the digest request comes last.
+        pool.imageZeros(length).catch(() => undefined);
+        progress.advance(length);
+        continue;
+      }
+      const slot = await slots.acquire();
+      const bytes = new Uint8Array(slot, 0, length);
+      const fullyUsed = ranges.length === 1 && ranges[0]!.offset === start && ranges[0]!.length === length;
+      if (!fullyUsed) bytes.fill(0);
+      try {
+        for (const range of ranges) {
+          await source.read(bytes.subarray(range.offset - start), range.offset, range.length);
+          stats.bytesRead += range.length;
+        }
+      } catch (err) {
+        slots.release(slot);
+        throw err;
+      }
+      const imageHashed = pool.imageUpdate(slot, length);
+      const task = storeChunk(i, slot, length, imageHashed).then(
+        () => progress.advance(length),
+        (err: unknown) => {
+          failure ??= err;
+        },
+      );
+      const tracked = task.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+    }
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+
+    const chunkMaps: string[] = [];
+    for (let first = 0; first < chunkCount; first += CHUNKS_PER_MAP) {
+      const plain = encodeChunkMap(records.slice(first, first + CHUNKS_PER_MAP));
+      const { id, sealed } = await pool.sealBytes(plain);
+      const hex = id.toString('hex');
+      if (!index.has(hex) && !stored.has(hex)) {
+        stored.add(hex);
+        await packer.add(BlobType.chunkMap, id, sealed, plain.length);
+      }
+      chunkMaps.push(hex);
+    }
+    await packer.flush();
+    const digest = await pool.imageDigest();
+    progress.done();
+
+    await input.hooks.beforeSnapshot.promise();
+    const manifest: SnapshotManifest = {
+      version: 1,
+      time: started.toISOString(),
+      hostname: hostname(),
+      job: input.job.name,
+      source: { type: input.sourceType, path: source.path },
+      layout: source.layout,
+      size,
+      chunkSize,
+      chunkCount,
+      chunkMaps,
+      sha256: digest,
+      compression: input.compression,
+      stats: { ...stats, bytesAdded: packer.bytesWritten, durationMs: Date.now() - started.getTime() },
+    };
+    const saved = await repository.saveSnapshot(manifest);
+    const bytesAdded = packer.bytesWritten + saved.size;
+    manifest.stats.bytesAdded = bytesAdded;
+    await input.hooks.snapshotSaved.promise({ id: saved.id, time: manifest.time, bytesRead: stats.bytesRead, bytesAdded });
+    return { snapshot: saved.id, manifest, bytesRead: stats.bytesRead, bytesAdded };
+  } catch (err) {
+    progress.done();
+    await Promise.allSettled(inFlight);
+    await packer.abandon();
+    throw failure ?? err;
+  }
+}
+
+/** Walks sorted extents alongside increasing chunk offsets. */
+class ExtentCursor {
+  #at = 0;
+  constructor(private readonly extents: readonly Extent[]) {}
+
+  /** The parts of [start, start+length) covered by extents, clipped to that range. */
+  within(start: number, length: number): Extent[] {
+    const end = start + length;
+    while (this.#at < this.extents.length && this.extents[this.#at]!.offset + this.extents[this.#at]!.length <= start) this.#at++;
+    const ranges: Extent[] = [];
+    for (let j = this.#at; j < this.extents.length; j++) {
+      const extent = this.extents[j]!;
+      if (extent.offset >= end) break;
+      const from = Math.max(start, extent.offset);
+      const to = Math.min(end, extent.offset + extent.length);
+      if (to > from) ranges.push({ offset: from, length: to - from });
+    }
+    return ranges;
+  }
+}

@@ -1,0 +1,179 @@
+import type { RestoreRunHooks } from '../hooks.js';
+import { DamageError } from '../errors.js';
+import { ChunkKind, Keys, type ChunkRecord } from '../repository/format.js';
+import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
+import type { SnapshotManifest } from '../repository/snapshot.js';
+import type { Destination } from './destination.js';
+import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
+import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import type { Progress } from './progress.js';
+
+/** Largest single ranged read: neighbouring blobs of one pack are fetched together up to this. */
+const MAX_READ = 8 * 1024 * 1024;
+/** Chunks per ranged read; every chunk of a read holds a slot, so this must stay well under the slot count. */
+const MAX_CHUNKS_PER_READ = 8;
+const FETCH_CONCURRENCY = 4;
+
+export interface RestoreInput {
+  repository: Repository;
+  index: BlobIndex;
+  pool: WorkerPool;
+  snapshot: string;
+  manifest: SnapshotManifest;
+  destination: Destination;
+  hooks: Readonly<RestoreRunHooks>;
+  progress: Progress;
+}
+
+interface Group {
+  pack: string;
+  offset: number;
+  length: number;
+  chunks: Array<{ index: number; id: string; location: BlobLocation }>;
+}
+
+/**
+ * Writes a snapshot's image to the destination. Blobs are fetched with ranged reads
+ * (neighbours coalesced), opened in the worker pool, written at their offsets, and fed in
+ * image order to the image hasher; the destination is committed only when the sha256 of
+ * everything written matches the snapshot's.
+ */
+export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
+  const { repository, index, pool, manifest, destination, progress } = input;
+  const records = await loadChunkRecords(repository, index, pool, manifest);
+  const missing = missingBlobs(records, index);
+  if (missing.length > 0) {
+    throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; run \`cairn check\``);
+  }
+  await input.hooks.beforeWrite.promise({ destination: destination.path, snapshot: input.snapshot });
+
+  const chunkSize = manifest.chunkSize;
+  const lengthOf = (i: number) => Math.min(chunkSize, manifest.size - i * chunkSize);
+  const slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), chunkSize);
+  const zeros = destination.needsZeros ? Buffer.alloc(chunkSize) : undefined;
+  // Per chunk: resolves when its bytes are written (and, for data, sit in `slotOf[i]`).
+  const written: Array<Promise<void>> = new Array(records.length);
+  const slotOf: Array<SharedArrayBuffer | undefined> = new Array(records.length);
+  let bytesWritten = 0;
+  let failure: unknown;
+  let planned = false;
+  // Wakes the image hasher when the planner has scheduled another chunk.
+  let wakeHasher: (() => void) | undefined;
+  const scheduled = () => {
+    wakeHasher?.();
+    wakeHasher = undefined;
+  };
+
+  progress.start('restore', manifest.size);
+  const hashing = feedImageHasher();
+  try {
+    const fetches = new Set<Promise<void>>();
+    for (const item of plan(records, index, chunkSize)) {
+      if (failure !== undefined) break;
+      if ('kind' in item) {
+        const i = item.index;
+        written[i] = item.kind === ChunkKind.zero && zeros ? destination.write(zeros.subarray(0, lengthOf(i)), i * chunkSize) : Promise.resolve();
+        written[i].catch(() => undefined);
+        scheduled();
+        continue;
+      }
+      const groupSlots: SharedArrayBuffer[] = [];
+      for (const chunk of item.chunks) {
+        const slot = await slots.acquire();
+        slotOf[chunk.index] = slot;
+        groupSlots.push(slot);
+      }
+      while (fetches.size >= FETCH_CONCURRENCY) await Promise.race(fetches);
+      const fetched = repository.target.get(Keys.pack(item.pack), { offset: item.offset, length: item.length });
+      fetched.catch(() => undefined);
+      item.chunks.forEach((chunk, k) => {
+        written[chunk.index] = fetched
+          .then(async (bytes) => {
+            const at = chunk.location.offset - item.offset;
+            await pool.open(bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, groupSlots[k]);
+            await destination.write(new Uint8Array(groupSlots[k]!, 0, lengthOf(chunk.index)), chunk.index * chunkSize);
+          })
+          .catch((err: unknown) => {
+            failure ??= err instanceof DamageError ? new DamageError(`Pack ${item.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err }) : err;
+            throw failure;
+          });
+        written[chunk.index]!.catch(() => undefined);
+      });
+      scheduled();
+      const all = Promise.allSettled(item.chunks.map((c) => written[c.index])).then(() => undefined);
+      const tracked = all.finally(() => fetches.delete(tracked));
+      fetches.add(tracked);
+    }
+    planned = true;
+    scheduled();
+    const digest = await hashing;
+    if (failure !== undefined) throw failure;
+    if (digest !== manifest.sha256) {
+      throw new DamageError(`The restored image's sha256 ${digest.slice(0, 16)}… differs from the snapshot's ${manifest.sha256.slice(0, 16)}…; the destination was not committed`);
+    }
+    await destination.commit();
+    progress.done();
+    await input.hooks.done.promise({ destination: destination.path, snapshot: input.snapshot, bytesWritten });
+    return { bytesWritten };
+  } catch (err) {
+    progress.done();
+    failure ??= err;
+    scheduled();
+    await hashing.catch(() => undefined);
+    await destination.abort();
+    throw failure;
+  }
+
+  /** Walks the chunks in image order, waiting for each, so the image hash sees them in order. */
+  async function feedImageHasher(): Promise<string> {
+    for (let i = 0; i < records.length; i++) {
+      while (written[i] === undefined) {
+        if (failure !== undefined) throw failure;
+        if (planned) throw new Error(`internal error: chunk ${i} was never scheduled`);
+        await new Promise<void>((resolve) => (wakeHasher = resolve));
+      }
+      await written[i];
+      const length = lengthOf(i);
+      const slot = slotOf[i];
+      if (slot) {
+        slotOf[i] = undefined;
+        void pool.imageUpdate(slot, length).finally(() => slots.release(slot));
+      } else {
+        void pool.imageZeros(length);
+      }
+      bytesWritten += records[i]!.kind === ChunkKind.unused ? 0 : length;
+      progress.advance(length);
+    }
+    return pool.imageDigest();
+  }
+}
+
+/** Chunks in image order: holes as they are, data coalesced into ranged reads of one pack. */
+function* plan(records: readonly ChunkRecord[], index: BlobIndex, chunkSize: number): Generator<Group | { index: number; kind: ChunkKind }> {
+  let group: Group | undefined;
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!;
+    if (record.kind !== ChunkKind.data) {
+      if (group) yield group;
+      group = undefined;
+      yield { index: i, kind: record.kind };
+      continue;
+    }
+    const id = record.id!.toString('hex');
+    const location = index.get(id)!;
+    const extends_ =
+      group &&
+      group.pack === location.pack &&
+      group.offset + group.length === location.offset &&
+      group.chunks.length < MAX_CHUNKS_PER_READ &&
+      group.length + location.length <= MAX_READ;
+    if (group && extends_) {
+      group.length += location.length;
+      group.chunks.push({ index: i, id, location });
+    } else {
+      if (group) yield group;
+      group = { pack: location.pack, offset: location.offset, length: location.length, chunks: [{ index: i, id, location }] };
+    }
+  }
+  if (group) yield group;
+}

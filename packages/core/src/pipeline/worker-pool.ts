@@ -1,0 +1,173 @@
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import type { CodecRegistration, CodecSettings } from '../codec.js';
+import type { MasterKey } from '../crypto/crypto.js';
+import { DamageError } from '../errors.js';
+import type { IDisposable } from '../lifecycle.js';
+import type { WorkerReply, WorkerRequest } from './worker.js';
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+export interface CryptoSetup {
+  masterKey: MasterKey;
+  codecs: CodecRegistration[];
+  writeCodec: CodecSettings;
+  writeCodecId: number;
+}
+
+type Success = Extract<WorkerReply, { ok: true }>;
+
+/** One worker thread with a FIFO of outstanding requests (replies come back in order). */
+class PooledWorker {
+  readonly #worker: Worker;
+  readonly #pending: Array<{ resolve(reply: Success): void; reject(err: Error): void }> = [];
+  #failure: Error | undefined;
+
+  constructor() {
+    this.#worker = new Worker(WORKER_URL);
+    this.#worker.on('message', (reply: WorkerReply) => {
+      const waiter = this.#pending.shift()!;
+      if (reply.ok) waiter.resolve(reply);
+      else waiter.reject(reply.damage ? new DamageError(reply.message) : new Error(reply.message));
+    });
+    const fail = (err: Error) => {
+      this.#failure = err;
+      for (const waiter of this.#pending.splice(0)) waiter.reject(err);
+    };
+    this.#worker.on('error', fail);
+    this.#worker.on('exit', (code) => {
+      if (this.#pending.length > 0) fail(new Error(`worker thread exited with code ${code}`));
+    });
+  }
+
+  get load(): number {
+    return this.#pending.length;
+  }
+
+  request(message: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<Success> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ resolve, reject });
+      this.#worker.postMessage(message, transfer);
+    });
+  }
+
+  terminate(): Promise<number> {
+    return this.#worker.terminate();
+  }
+}
+
+/**
+ * Worker threads for hashing, compression and encryption, plus one dedicated worker that
+ * keeps the ordered sha256 of the whole image (sha256 cannot be parallelised; keeping it off
+ * the main thread keeps I/O flowing).
+ */
+export class WorkerPool implements IDisposable {
+  readonly #workers: PooledWorker[];
+  readonly #imageHasher: PooledWorker;
+
+  private constructor(size: number) {
+    this.#workers = Array.from({ length: size }, () => new PooledWorker());
+    this.#imageHasher = new PooledWorker();
+  }
+
+  static async start(setup: CryptoSetup, size = defaultPoolSize()): Promise<WorkerPool> {
+    const pool = new WorkerPool(size);
+    const init: WorkerRequest = {
+      op: 'init',
+      encryptionKey: setup.masterKey.encryption,
+      blobIdKey: setup.masterKey.blobId,
+      codecs: setup.codecs,
+      writeCodec: setup.writeCodec,
+      writeCodecId: setup.writeCodecId,
+    };
+    try {
+      await Promise.all([...pool.#workers, pool.#imageHasher].map((w) => w.request(init)));
+    } catch (err) {
+      await pool.dispose();
+      throw err;
+    }
+    return pool;
+  }
+
+  #leastBusy(): PooledWorker {
+    let best = this.#workers[0]!;
+    for (const worker of this.#workers) if (worker.load < best.load) best = worker;
+    return best;
+  }
+
+  /** Keyed id of a chunk, or `zero` when every byte is 0. */
+  async hash(slot: SharedArrayBuffer, length: number): Promise<{ zero: true } | { zero: false; id: Buffer }> {
+    const reply = await this.#leastBusy().request({ op: 'hash', slot, length });
+    return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id!) };
+  }
+
+  /** Compressed and encrypted blob of a chunk. */
+  async seal(slot: SharedArrayBuffer, length: number): Promise<Buffer> {
+    const reply = await this.#leastBusy().request({ op: 'seal', slot, length });
+    return toBuffer(reply.sealed!);
+  }
+
+  async sealBytes(data: Uint8Array): Promise<{ id: Buffer; sealed: Buffer }> {
+    const reply = await this.#leastBusy().request({ op: 'sealBytes', data });
+    return { id: Buffer.from(reply.id!), sealed: toBuffer(reply.sealed!) };
+  }
+
+  /** Decrypts, decompresses and verifies a blob; into `into` when given, else returned. Rejects with DamageError. */
+  async open(sealed: Buffer, rawLength: number, id: string, into?: SharedArrayBuffer): Promise<Buffer | undefined> {
+    // Copy into a transferable buffer of its own: `sealed` is usually a slice of a larger read.
+    const own = new Uint8Array(sealed);
+    const reply = await this.#leastBusy().request({ op: 'open', sealed: own, rawLength, id, into }, [own.buffer]);
+    return reply.plain ? toBuffer(reply.plain) : undefined;
+  }
+
+  /** Ordered image hashing: calls must be made in image order. */
+  imageUpdate(slot: SharedArrayBuffer, length: number): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageUpdate', slot, length });
+  }
+
+  imageZeros(length: number): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageZeros', length });
+  }
+
+  async imageDigest(): Promise<string> {
+    return (await this.#imageHasher.request({ op: 'imageDigest' })).digest!;
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([...this.#workers, this.#imageHasher].map((w) => w.terminate()));
+  }
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+export function defaultPoolSize(): number {
+  return Math.max(1, Math.min(8, availableParallelism()));
+}
+
+/**
+ * Fixed set of shared chunk buffers. Acquiring waits while all are in use, which is what
+ * bounds memory: at most `count × size` bytes of chunks are in flight, whatever the volume size.
+ */
+export class SlotPool {
+  readonly #free: SharedArrayBuffer[];
+  readonly #waiters: Array<(slot: SharedArrayBuffer) => void> = [];
+
+  constructor(count: number, size: number) {
+    this.#free = Array.from({ length: count }, () => new SharedArrayBuffer(size));
+  }
+
+  acquire(): Promise<SharedArrayBuffer> {
+    const slot = this.#free.pop();
+    if (slot) return Promise.resolve(slot);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(slot: SharedArrayBuffer): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter(slot);
+    else this.#free.push(slot);
+  }
+}

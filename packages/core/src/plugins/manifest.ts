@@ -1,0 +1,76 @@
+import { Ajv, type ErrorObject } from 'ajv';
+
+/** The `cairn` section of a plugin's package.json. */
+export interface PluginManifest {
+  activationEvents?: string[];
+  contributes: {
+    sources?: Contribution[];
+    targets?: Contribution[];
+    codecs?: Array<Contribution & { headerId: number }>;
+  };
+}
+
+export interface Contribution {
+  type: string;
+  title?: string;
+  /** Path of a JSON Schema file, relative to the package folder. */
+  schema: string;
+}
+
+export type ContributionPoint = 'sources' | 'targets' | 'codecs';
+
+/** The job file property each contribution point plugs into, and the activation event it implies. */
+export const CONTRIBUTION_POINTS: Record<ContributionPoint, { jobProperty: string; event: string }> = {
+  sources: { jobProperty: 'source', event: 'onSource' },
+  targets: { jobProperty: 'target', event: 'onTarget' },
+  codecs: { jobProperty: 'compression', event: 'onCodec' },
+};
+
+const contribution = {
+  type: 'object',
+  required: ['type', 'schema'],
+  properties: {
+    type: { type: 'string', pattern: '^[a-z][a-z0-9-]*$' },
+    title: { type: 'string' },
+    schema: { type: 'string' },
+  },
+} as const;
+
+const manifestSchema = {
+  type: 'object',
+  required: ['contributes'],
+  additionalProperties: false,
+  properties: {
+    activationEvents: { type: 'array', items: { type: 'string', pattern: '^on(Source|Target|Codec):[a-z][a-z0-9-]*$' } },
+    contributes: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        sources: { type: 'array', items: contribution },
+        targets: { type: 'array', items: contribution },
+        codecs: {
+          type: 'array',
+          items: { ...contribution, required: ['type', 'schema', 'headerId'], properties: { ...contribution.properties, headerId: { type: 'integer', minimum: 1, maximum: 255 } } },
+        },
+      },
+    },
+  },
+} as const;
+
+let validateManifest: ReturnType<Ajv['compile']> | undefined;
+
+/** Checks a manifest; returns readable problems (empty when valid). */
+export function manifestProblems(manifest: unknown): string[] {
+  validateManifest ??= new Ajv({ allErrors: true, strict: false }).compile(manifestSchema);
+  if (validateManifest(manifest)) return [];
+  return (validateManifest.errors ?? []).map((e: ErrorObject) => `cairn${e.instancePath.replaceAll('/', '.')} ${e.message}`);
+}
+
+/** Activation events implied by contributions (`targets: [{type:'s3'}]` gives `onTarget:s3`). */
+export function derivedActivationEvents(manifest: PluginManifest): string[] {
+  const events: string[] = [];
+  for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
+    for (const c of manifest.contributes[point] ?? []) events.push(`${CONTRIBUTION_POINTS[point].event}:${c.type}`);
+  }
+  return events;
+}

@@ -1,0 +1,352 @@
+import { hostname, userInfo } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Target } from '../target.js';
+import {
+  DamageError,
+  RepositoryExistsError,
+  RepositoryNotFoundError,
+  SnapshotNotFoundError,
+  UnsupportedFormatError,
+  WrongPasswordError,
+} from '../errors.js';
+import {
+  AuthenticationError,
+  DEFAULT_SCRYPT,
+  deriveKey,
+  newMasterKey,
+  open,
+  seal,
+  sha256,
+  type MasterKey,
+  type ScryptParams,
+} from '../crypto/crypto.js';
+import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type BlobType, type IndexedPack } from './format.js';
+import type { SnapshotManifest } from './snapshot.js';
+
+export interface RepositoryConfig {
+  format: 'cairn';
+  version: number;
+  id: string;
+  created: string;
+  /** Default chunk size for volume images (a job may choose another). */
+  chunkSize: number;
+  /** Packs are closed once they reach this many bytes. */
+  packSize: number;
+}
+
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+
+interface KeyFile {
+  version: 1;
+  created: string;
+  hostname: string;
+  username: string;
+  kdf: { type: 'scrypt'; salt: string } & ScryptParams;
+  /** The master key, sealed under the password-derived key. */
+  masterKey: string;
+}
+
+interface MasterKeyPlain {
+  repository: string;
+  encryption: string;
+  blobId: string;
+}
+
+/** Where one blob is stored. */
+export interface BlobLocation {
+  pack: string;
+  type: BlobType;
+  offset: number;
+  length: number;
+  rawLength: number;
+}
+
+export interface SnapshotSummary {
+  id: string;
+  manifest: SnapshotManifest;
+}
+
+/**
+ * A repository on a target: its config, keys, index, snapshots and locks. Packs are
+ * written by the Packer; everything else goes through here. Every object is written once
+ * under a name derived from its content and never modified.
+ */
+export class Repository {
+  private constructor(
+    readonly target: Target,
+    readonly config: RepositoryConfig,
+    readonly masterKey: MasterKey,
+    readonly keyId: string,
+  ) {}
+
+  static async init(target: Target, password: string, options: { chunkSize?: number } = {}): Promise<Repository> {
+    if (await exists(target, Keys.config)) {
+      throw new RepositoryExistsError(`A repository already exists at ${target.location}`);
+    }
+    const config: RepositoryConfig = {
+      format: 'cairn',
+      version: FORMAT_VERSION,
+      id: randomBytes(32).toString('hex'),
+      created: new Date().toISOString(),
+      chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
+      packSize: DEFAULT_PACK_SIZE,
+    };
+    const masterKey = newMasterKey();
+    const keyId = await writeKeyFile(target, config.id, masterKey, password);
+    // The config is written last: until it exists, there is no repository.
+    await target.put(Keys.config, Buffer.from(JSON.stringify(config, null, 2) + '\n'));
+    return new Repository(target, config, masterKey, keyId);
+  }
+
+  static async readConfig(target: Target): Promise<RepositoryConfig> {
+    let raw: Buffer;
+    try {
+      raw = await target.get(Keys.config);
+    } catch (err) {
+      if (target.isNotFound(err)) {
+        throw new RepositoryNotFoundError(`No repository at ${target.location} (run \`cairn init\` first)`, { cause: err });
+      }
+      throw err;
+    }
+    let config: RepositoryConfig;
+    try {
+      config = JSON.parse(raw.toString('utf8'));
+    } catch (err) {
+      throw new DamageError(`The repository config at ${target.location} is not valid JSON`, { cause: err });
+    }
+    if (config.format !== 'cairn' || typeof config.version !== 'number') {
+      throw new DamageError(`${target.location} does not hold a cairn repository config`);
+    }
+    if (config.version > FORMAT_VERSION) {
+      throw new UnsupportedFormatError(
+        `The repository at ${target.location} has format version ${config.version}; this cairn reads up to version ${FORMAT_VERSION}. Upgrade cairn to use it.`,
+      );
+    }
+    if (config.version < 1) throw new DamageError(`The repository at ${target.location} has an invalid format version ${config.version}`);
+    return config;
+  }
+
+  /** Opens the repository with any of its passwords. */
+  static async open(target: Target, password: string): Promise<Repository> {
+    const config = await Repository.readConfig(target);
+    const keyKeys: string[] = [];
+    for await (const object of target.list('keys/')) keyKeys.push(object.key);
+    if (keyKeys.length === 0) throw new DamageError(`The repository at ${target.location} has no keys`);
+    for (const key of keyKeys.sort()) {
+      const file: KeyFile = JSON.parse((await target.get(key)).toString('utf8'));
+      const derived = await deriveKey(password, Buffer.from(file.kdf.salt, 'base64'), file.kdf);
+      let plain: MasterKeyPlain;
+      try {
+        plain = JSON.parse(open(derived, Buffer.from(file.masterKey, 'base64')).toString('utf8'));
+      } catch (err) {
+        if (err instanceof AuthenticationError) continue;
+        throw err;
+      }
+      if (plain.repository !== config.id) throw new DamageError(`Key ${idFromKey(key)} belongs to another repository`);
+      const masterKey = { encryption: Buffer.from(plain.encryption, 'base64'), blobId: Buffer.from(plain.blobId, 'base64') };
+      return new Repository(target, config, masterKey, idFromKey(key));
+    }
+    throw new WrongPasswordError(`Wrong password: none of the repository's ${keyKeys.length} key(s) opens with it`);
+  }
+
+  /** Adds another password that opens this repository. Returns the new key's id. */
+  addPassword(password: string): Promise<string> {
+    return writeKeyFile(this.target, this.config.id, this.masterKey, password);
+  }
+
+  async listKeys(): Promise<Array<{ id: string; created: string; hostname: string; username: string; current: boolean }>> {
+    const keys = [];
+    for await (const object of this.target.list('keys/')) {
+      const file: KeyFile = JSON.parse((await this.target.get(object.key)).toString('utf8'));
+      const id = idFromKey(object.key);
+      keys.push({ id, created: file.created, hostname: file.hostname, username: file.username, current: id === this.keyId });
+    }
+    return keys.sort((a, b) => a.created.localeCompare(b.created));
+  }
+
+  async removeKey(id: string): Promise<void> {
+    if (id === this.keyId) throw new DamageError('Refusing to remove the key that opened the repository');
+    await this.target.remove(Keys.key(id));
+  }
+
+  /** Encrypts and stores a small object under the hash of its sealed bytes; returns the id. */
+  async putSealed(kind: 'index' | 'snapshots' | 'locks', plaintext: Uint8Array): Promise<{ id: string; size: number }> {
+    const sealed = seal(this.masterKey.encryption, plaintext);
+    const id = sha256(sealed).toString('hex');
+    await this.target.put(`${kind}/${id}`, sealed);
+    return { id, size: sealed.length };
+  }
+
+  async getSealed(key: string): Promise<Buffer> {
+    const sealed = await this.target.get(key);
+    if (sha256(sealed).toString('hex') !== idFromKey(key)) {
+      throw new DamageError(`${key} is damaged: its content does not match its name`);
+    }
+    try {
+      return open(this.masterKey.encryption, sealed);
+    } catch (err) {
+      throw new DamageError(`${key} is damaged: it fails authentication`, { cause: err });
+    }
+  }
+
+  async listIds(prefix: 'index/' | 'snapshots/' | 'locks/' | 'data/'): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const object of this.target.list(prefix)) {
+      const id = idFromKey(object.key);
+      if (isObjectId(id)) ids.push(id);
+    }
+    return ids;
+  }
+
+  /** Reads every index file. */
+  async loadIndex(): Promise<BlobIndex> {
+    const index = new BlobIndex();
+    const ids = await this.listIds('index/');
+    await forEachConcurrently(ids, 8, async (id) => {
+      const packs = decodeIndexOrThrow(await this.getSealed(Keys.index(id)), id);
+      index.addPacks(packs, id);
+    });
+    return index;
+  }
+
+  async listSnapshots(): Promise<SnapshotSummary[]> {
+    const ids = await this.listIds('snapshots/');
+    const snapshots: SnapshotSummary[] = [];
+    await forEachConcurrently(ids, 8, async (id) => {
+      snapshots.push({ id, manifest: await this.loadSnapshot(id) });
+    });
+    return snapshots.sort((a, b) => a.manifest.time.localeCompare(b.manifest.time) || a.id.localeCompare(b.id));
+  }
+
+  async loadSnapshot(id: string): Promise<SnapshotManifest> {
+    const plain = await this.getSealed(Keys.snapshot(id));
+    try {
+      return JSON.parse(plain.toString('utf8'));
+    } catch (err) {
+      throw new DamageError(`Snapshot ${id} is not valid JSON`, { cause: err });
+    }
+  }
+
+  /** `latest`, a full id, or an unambiguous prefix of at least 4 characters. */
+  async resolveSnapshot(ref: string): Promise<SnapshotSummary> {
+    const snapshots = await this.listSnapshots();
+    if (ref === 'latest') {
+      const latest = snapshots.at(-1);
+      if (!latest) throw new SnapshotNotFoundError(`The repository at ${this.target.location} has no snapshots yet`);
+      return latest;
+    }
+    if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(`"${ref}" is not a snapshot id (use latest, or 4 to 64 hex digits)`);
+    const matches = snapshots.filter((s) => s.id.startsWith(ref));
+    if (matches.length === 0) throw new SnapshotNotFoundError(`No snapshot ${ref} in ${this.target.location}`);
+    if (matches.length > 1) throw new SnapshotNotFoundError(`Snapshot id ${ref} is ambiguous: ${matches.map((m) => m.id.slice(0, 12)).join(', ')}`);
+    return matches[0]!;
+  }
+
+  async saveSnapshot(manifest: SnapshotManifest): Promise<{ id: string; size: number }> {
+    return this.putSealed('snapshots', Buffer.from(JSON.stringify(manifest)));
+  }
+}
+
+/** Which pack holds which blob. */
+export class BlobIndex {
+  readonly #blobs = new Map<string, BlobLocation>();
+  readonly #packs = new Map<string, { blobs: number; end: number; indexes: Set<string> }>();
+
+  get blobCount(): number {
+    return this.#blobs.size;
+  }
+
+  get packIds(): string[] {
+    return [...this.#packs.keys()];
+  }
+
+  addPacks(packs: readonly IndexedPack[], indexId?: string): void {
+    for (const pack of packs) {
+      const packId = pack.id.toString('hex');
+      let info = this.#packs.get(packId);
+      if (!info) this.#packs.set(packId, (info = { blobs: pack.blobs.length, end: 0, indexes: new Set() }));
+      if (indexId) info.indexes.add(indexId);
+      for (const blob of pack.blobs) {
+        info.end = Math.max(info.end, blob.offset + blob.length);
+        const id = blob.id.toString('hex');
+        if (!this.#blobs.has(id)) {
+          this.#blobs.set(id, { pack: packId, type: blob.type, offset: blob.offset, length: blob.length, rawLength: blob.rawLength });
+        }
+      }
+    }
+  }
+
+  has(id: string): boolean {
+    return this.#blobs.has(id);
+  }
+
+  get(id: string): BlobLocation | undefined {
+    return this.#blobs.get(id);
+  }
+
+  /** End of the last indexed blob in a pack: the pack's header starts there. */
+  packDataEnd(packId: string): number | undefined {
+    return this.#packs.get(packId)?.end;
+  }
+
+  indexesOf(packId: string): string[] {
+    return [...(this.#packs.get(packId)?.indexes ?? [])];
+  }
+}
+
+async function writeKeyFile(target: Target, repositoryId: string, masterKey: MasterKey, password: string): Promise<string> {
+  const salt = randomBytes(32);
+  const derived = await deriveKey(password, salt, DEFAULT_SCRYPT);
+  const plain: MasterKeyPlain = {
+    repository: repositoryId,
+    encryption: masterKey.encryption.toString('base64'),
+    blobId: masterKey.blobId.toString('base64'),
+  };
+  const file: KeyFile = {
+    version: 1,
+    created: new Date().toISOString(),
+    hostname: hostname(),
+    username: safeUsername(),
+    kdf: { type: 'scrypt', ...DEFAULT_SCRYPT, salt: salt.toString('base64') },
+    masterKey: seal(derived, Buffer.from(JSON.stringify(plain))).toString('base64'),
+  };
+  const bytes = Buffer.from(JSON.stringify(file, null, 2) + '\n');
+  const id = sha256(bytes).toString('hex');
+  await target.put(Keys.key(id), bytes);
+  return id;
+}
+
+function safeUsername(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return '';
+  }
+}
+
+function decodeIndexOrThrow(plain: Buffer, id: string): IndexedPack[] {
+  try {
+    return decodeIndex(plain);
+  } catch (err) {
+    throw new DamageError(`Index ${id} is damaged: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+async function exists(target: Target, key: string): Promise<boolean> {
+  try {
+    await target.stat(key);
+    return true;
+  } catch (err) {
+    if (target.isNotFound(err)) return false;
+    throw err;
+  }
+}
+
+export async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(workers);
+}

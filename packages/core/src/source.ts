@@ -1,0 +1,74 @@
+import type { IDisposable } from './lifecycle.js';
+
+/** A byte range of the logical image that holds data worth storing. */
+export interface Extent {
+  offset: number;
+  length: number;
+}
+
+/** How one part of a volume is imaged. */
+export type ImagingMode = 'exact' | 'used';
+
+export interface PartitionLayout {
+  index: number;
+  offset: number;
+  size: number;
+  /** Partition type as the table writes it: an MBR type byte (`0x83`) or a GPT type GUID. */
+  type?: string;
+  name?: string;
+  filesystem?: string;
+  mode: ImagingMode;
+  /** Bytes the filesystem reports in use, when known. */
+  usedBytes?: number;
+  /** Why the mode differs from the one asked for (for example "unrecognised filesystem, imaged exactly"). */
+  note?: string;
+}
+
+/**
+ * What the source looked like when it was read. Stored in the snapshot manifest as is, so
+ * it must be plain JSON.
+ */
+export interface VolumeLayout {
+  /** Total size of the logical image in bytes. */
+  size: number;
+  /** Logical sector size of the device (512 for image files). */
+  sectorSize: number;
+  kind: 'file' | 'block-device';
+  /** `none` for a bare filesystem or unrecognised content. */
+  partitionTable: { type: 'none' | 'mbr' | 'gpt'; [detail: string]: unknown };
+  /** The volume as one filesystem when there is no partition table. */
+  filesystem?: string;
+  mode: ImagingMode;
+  partitions: PartitionLayout[];
+  note?: string;
+}
+
+/**
+ * An opened source. The core reads it chunk by chunk; bytes outside `extents` are never
+ * read and restore as zeros (or are skipped on a block device).
+ */
+export interface OpenedSource extends IDisposable {
+  /** Stable description for the snapshot, e.g. the path that was read. */
+  readonly path: string;
+  readonly layout: VolumeLayout;
+  /** Sorted, non-overlapping ranges that hold data; `[0, size)` in exact mode. */
+  readonly extents: readonly Extent[];
+  /** Things the user should know (device mounted read-write, metadata fallback); printed as warnings. */
+  readonly warnings: readonly string[];
+  /** Reads `length` bytes at `offset` into `into` (at index 0). Reading past the end is an error. */
+  read(into: Uint8Array, offset: number, length: number): Promise<void>;
+}
+
+export interface SourceSettings {
+  type: string;
+  [setting: string]: unknown;
+}
+
+export interface SourceFactory {
+  open(settings: SourceSettings, context: SourceOpenContext): Promise<OpenedSource>;
+}
+
+export interface SourceOpenContext {
+  /** Folder that relative paths in the job file are resolved against. */
+  baseDir: string;
+}

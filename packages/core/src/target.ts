@@ -1,0 +1,58 @@
+import type { IDisposable } from './lifecycle.js';
+
+/** Byte range of a ranged read: `length` bytes starting at `offset`. */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface ObjectInfo {
+  /** Full key, e.g. `data/ab/ab12…`. */
+  key: string;
+  size: number;
+}
+
+/**
+ * A dumb object store. Keys are `/`-separated relative paths made of `[a-z0-9_.-]`
+ * segments; the repository decides their names.
+ *
+ * Contract (checked by `describeTargetConformance` in `@cairn/core/testing`):
+ * - `put` makes an object visible only once complete: a reader sees the whole object
+ *   or nothing, even when the process dies mid-write. Putting an existing key replaces it.
+ * - `get` of a missing key rejects with an error for which `isNotFound(err)` is true;
+ *   so do `stat` and `remove`.
+ * - `get` with a range returns exactly those bytes; a range past the end rejects.
+ * - `list(prefix)` yields every complete object whose key starts with `prefix`, in no
+ *   particular order, never an incomplete one.
+ * - Methods may run concurrently.
+ */
+export interface Target extends IDisposable {
+  /** A human-readable location for messages, e.g. `/srv/repo` or `s3://bucket/prefix`. */
+  readonly location: string;
+  put(key: string, data: Uint8Array): Promise<void>;
+  get(key: string, range?: ByteRange): Promise<Buffer>;
+  stat(key: string): Promise<ObjectInfo>;
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  remove(key: string): Promise<void>;
+  isNotFound(err: unknown): boolean;
+}
+
+/** Creates a target from the job file's `target` object (already validated against the contributed schema). */
+export interface TargetFactory {
+  create(settings: TargetSettings, context: TargetCreateContext): Promise<Target>;
+}
+
+export interface TargetSettings {
+  type: string;
+  [setting: string]: unknown;
+}
+
+export interface TargetCreateContext {
+  /** Folder that relative paths in the job file are resolved against (the job file's folder). */
+  baseDir: string;
+  /** Reads a secret given as `{ env }`, `{ file }` or `{ command }` in the job file. */
+  readSecret(ref: SecretRef, what: string): Promise<string>;
+}
+
+/** Where a secret comes from: an environment variable, a file, or a command's standard output. */
+export type SecretRef = { env: string } | { file: string } | { command: string[] };

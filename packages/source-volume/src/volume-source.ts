@@ -1,0 +1,209 @@
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
+import path from 'node:path';
+import {
+  SourceError,
+  type Extent,
+  type ImagingMode,
+  type OpenedSource,
+  type SourceFactory,
+  type SourceOpenContext,
+  type SourceSettings,
+  type VolumeLayout,
+} from '@cairn/core';
+import { readBlockDeviceGeometry, splitDeviceNumber } from './block-device.js';
+import { planExtents, type VolumeReader } from './extents.js';
+import { findLoopDevicesBackedBy, findMounts, type DeviceMount } from './mounts.js';
+import { PROBE_LENGTH, probeVolume } from './probe.js';
+
+/** The job file's `source` object, as `schema/volume.schema.json` describes it. */
+export interface VolumeSourceSettings extends SourceSettings {
+  type: 'volume';
+  path: string;
+  mode?: ImagingMode;
+}
+
+const INCONSISTENT_IMAGE_ADVICE = 'the image may be inconsistent (unmount it, mount it read-only, or freeze it with fsfreeze)';
+
+function errorCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function accessError(sourcePath: string, err: unknown): SourceError {
+  switch (errorCode(err)) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new SourceError(`Source ${sourcePath} does not exist`, { cause: err });
+    case 'EACCES':
+    case 'EPERM':
+      return new SourceError(
+        `Source ${sourcePath} cannot be read: permission denied (block devices usually need root or membership of the disk group)`,
+        { cause: err },
+      );
+    default:
+      return new SourceError(`Source ${sourcePath} cannot be opened: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function describeFileType(info: BigIntStats): string {
+  if (info.isDirectory()) return 'a directory';
+  if (info.isCharacterDevice()) return 'a character device';
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function readSettings(settings: SourceSettings): { sourcePath: string; mode: ImagingMode } {
+  const { path: sourcePath, mode = 'exact' } = settings;
+  if (typeof sourcePath !== 'string' || sourcePath === '') {
+    throw new SourceError('A volume source needs a "path": an image file or a block device');
+  }
+  if (mode !== 'exact' && mode !== 'used') {
+    throw new SourceError(`Volume source ${sourcePath}: "mode" must be "exact" or "used", not ${JSON.stringify(mode)}`);
+  }
+  return { sourcePath, mode };
+}
+
+export class VolumeSourceFactory implements SourceFactory {
+  async open(settings: SourceSettings, context: SourceOpenContext): Promise<OpenedSource> {
+    const { sourcePath, mode } = readSettings(settings);
+    const resolvedPath = path.resolve(context.baseDir, sourcePath);
+
+    // Checked before opening: opening a FIFO for reading blocks until a writer appears.
+    const info = await stat(resolvedPath, { bigint: true }).catch((err: unknown) => {
+      throw accessError(resolvedPath, err);
+    });
+    if (!info.isFile() && !info.isBlockDevice()) {
+      throw new SourceError(`Source ${resolvedPath} is ${describeFileType(info)}, not an image file or a block device`);
+    }
+
+    const handle = await open(resolvedPath, 'r').catch((err: unknown) => {
+      throw accessError(resolvedPath, err);
+    });
+    try {
+      return await VolumeSource.create(resolvedPath, handle, mode);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+}
+
+export class VolumeSource implements OpenedSource, VolumeReader {
+  #disposed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly size: number,
+    readonly layout: VolumeLayout,
+    readonly extents: readonly Extent[],
+    readonly warnings: readonly string[],
+  ) {}
+
+  /** Measures, probes and checks the opened volume; the caller closes `handle` if this throws. */
+  static async create(sourcePath: string, handle: FileHandle, requestedMode: ImagingMode): Promise<VolumeSource> {
+    // The opened handle is what gets read, so its type and size are what count.
+    const info = await handle.stat({ bigint: true });
+    const isBlockDevice = info.isBlockDevice();
+    let size: number;
+    let deviceSectorSize: number | undefined;
+    if (isBlockDevice) {
+      const geometry = await readBlockDeviceGeometry(splitDeviceNumber(info.rdev));
+      if (!geometry) throw new SourceError(`Source ${sourcePath}: the size of the block device cannot be read from /sys/dev/block`);
+      size = geometry.size;
+      deviceSectorSize = geometry.logicalSectorSize;
+    } else {
+      size = Number(info.size);
+    }
+
+    const head = new Uint8Array(Math.min(size, PROBE_LENGTH));
+    await readFully(sourcePath, handle, head, 0, head.length);
+    const probe = probeVolume(head, deviceSectorSize);
+
+    const reader: VolumeReader = { size, read: (into, offset, length) => readFully(sourcePath, handle, into, offset, length) };
+    const plan = await planExtents(requestedMode, probe.filesystem, reader);
+
+    const warnings = await mountWarnings(sourcePath, info);
+    if (plan.note !== undefined) warnings.push(`${sourcePath}: ${plan.note}`);
+
+    const layout: VolumeLayout = {
+      size,
+      sectorSize: probe.sectorSize,
+      kind: isBlockDevice ? 'block-device' : 'file',
+      partitionTable: probe.partitionTable,
+      ...(probe.filesystem !== undefined && { filesystem: probe.filesystem }),
+      mode: plan.mode,
+      partitions: [],
+      ...(plan.note !== undefined && { note: plan.note }),
+    };
+    return new VolumeSource(sourcePath, handle, size, layout, plan.extents, warnings);
+  }
+
+  async read(into: Uint8Array, offset: number, length: number): Promise<void> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new SourceError(`Reading ${this.path}: invalid range (offset ${offset}, length ${length})`);
+    }
+    if (offset + length > this.size) {
+      throw new SourceError(`Reading ${this.path}: ${length} bytes at offset ${offset} go past the end of the volume (${this.size} bytes)`);
+    }
+    if (length > into.length) {
+      throw new SourceError(`Reading ${this.path}: a ${into.length}-byte buffer cannot hold ${length} bytes`);
+    }
+    if (this.#disposed) throw new SourceError(`Reading ${this.path}: the source is closed`);
+    await readFully(this.path, this.handle, into, offset, length);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.handle.close();
+  }
+}
+
+/**
+ * Positional reads until `length` bytes are in: block devices return short reads. Positional
+ * reads share no file offset, so concurrent calls are safe.
+ */
+async function readFully(sourcePath: string, handle: FileHandle, into: Uint8Array, offset: number, length: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(into, done, length - done, offset + done));
+    } catch (err) {
+      throw new SourceError(`Reading ${sourcePath} at offset ${offset + done} failed: ${(err as Error).message}`, { cause: err });
+    }
+    if (bytesRead === 0) {
+      throw new SourceError(`Reading ${sourcePath}: the volume ended at offset ${offset + done}, before the ${length} bytes asked for at ${offset} (did it shrink?)`);
+    }
+    done += bytesRead;
+  }
+}
+
+function readWriteMountWarning(mount: DeviceMount, prefix = ''): string {
+  return `${prefix}${mount.devicePath} is mounted read-write at ${mount.mountPoint}: ${INCONSISTENT_IMAGE_ADVICE}`;
+}
+
+/**
+ * A volume that is being written while it is read makes an inconsistent image. Checks the
+ * device itself (and its partitions and mapped devices) or, for an image file, the loop
+ * devices it backs.
+ */
+async function mountWarnings(sourcePath: string, info: BigIntStats): Promise<string[]> {
+  try {
+    if (info.isBlockDevice()) {
+      const mounts = await findMounts(splitDeviceNumber(info.rdev));
+      return mounts.filter((mount) => mount.readWrite).map((mount) => readWriteMountWarning(mount));
+    }
+    const warnings: string[] = [];
+    for (const loop of await findLoopDevicesBackedBy(info)) {
+      for (const mount of await findMounts(loop.device)) {
+        if (mount.readWrite) warnings.push(readWriteMountWarning(mount, `${sourcePath} is attached to ${loop.devicePath}; `));
+      }
+    }
+    return warnings;
+  } catch (err) {
+    return [`Could not check whether ${sourcePath} is mounted: ${(err as Error).message}`];
+  }
+}

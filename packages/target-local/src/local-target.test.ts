@@ -1,0 +1,139 @@
+import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DisposableStore, TargetError, type PluginContext, type TargetFactory } from '@cairn/core';
+import { describeTargetConformance } from '@cairn/core/testing';
+import { activate } from './index.js';
+import { LocalTarget, localTargetFactory } from './local-target.js';
+
+async function makeTempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'cairn-target-local-'));
+}
+
+describeTargetConformance('LocalTarget', async () => {
+  const dir = await makeTempDir();
+  // The repository folder itself does not exist yet: put must create it.
+  return { target: new LocalTarget(join(dir, 'repo')), cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+describe('LocalTarget', () => {
+  let dir: string;
+  let root: string;
+  let target: LocalTarget;
+  beforeEach(async () => {
+    dir = await makeTempDir();
+    root = join(dir, 'repo');
+    target = new LocalTarget(root);
+  });
+  afterEach(async () => {
+    target.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it.each([0o000, 0o022, 0o077])('creates files 0600 and folders 0700 under umask %o', async (umask) => {
+    const previous = process.umask(umask);
+    try {
+      await target.put('data/ab/abcd', Buffer.from('pack'));
+    } finally {
+      process.umask(previous);
+    }
+    expect((await stat(join(root, 'data/ab/abcd'))).mode & 0o777).toBe(0o600);
+    for (const folder of ['', 'data', 'data/ab']) {
+      expect((await stat(join(root, folder))).mode & 0o777, `folder '${folder}'`).toBe(0o700);
+    }
+  });
+
+  it('stores each object as a plain file named by its key, leaving no temp file', async () => {
+    await target.put('snapshots/s1', Buffer.from('manifest'));
+    expect(await readdir(join(root, 'snapshots'))).toEqual(['s1']);
+  });
+
+  it('does not list a temp file left behind by a crash', async () => {
+    await target.put('data/ab/abcd', Buffer.from('complete'));
+    await writeFile(join(root, 'data/ab/.tmp-0123456789abcdef'), 'half a pack');
+    await writeFile(join(root, '.tmp-fedcba9876543210'), 'half a config');
+    const keys = [];
+    for await (const info of target.list('')) keys.push(info.key);
+    expect(keys).toEqual(['data/ab/abcd']);
+  });
+
+  it('does not create the repository folder until something is put', async () => {
+    const created = await localTargetFactory.create({ type: 'local', path: 'repo' }, createContext(dir));
+    expect(created.location).toBe(root);
+    await expect(stat(root)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('resolves a relative path against the job folder and keeps an absolute one', async () => {
+    const relativeTarget = await localTargetFactory.create({ type: 'local', path: '../backups/laptop' }, createContext('/etc/cairn'));
+    const absoluteTarget = await localTargetFactory.create({ type: 'local', path: '/srv/repo' }, createContext('/etc/cairn'));
+    expect(relativeTarget.location).toBe('/etc/backups/laptop');
+    expect(absoluteTarget.location).toBe('/srv/repo');
+  });
+
+  it('rejects keys and prefixes that would leave the repository folder', async () => {
+    for (const key of ['../escape', 'data/../../escape', '/etc/passwd', 'data//x', '', 'data/.tmp-1', 'Data/x']) {
+      await expect(target.put(key, Buffer.from('x')), key).rejects.toBeInstanceOf(TargetError);
+    }
+    await expect(target.list('../')[Symbol.asyncIterator]().next()).rejects.toBeInstanceOf(TargetError);
+    await expect(stat(join(dir, 'escape'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('reports a failing put as a TargetError that names the path', async () => {
+    // The repository path is a file, so no folder can be made under it.
+    await writeFile(root, 'not a folder');
+    const error = await target.put('data/ab/abcd', Buffer.from('x')).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(TargetError);
+    expect((error as TargetError).message).toContain(join(root, 'data/ab/abcd'));
+    expect(target.isNotFound(error)).toBe(false);
+  });
+
+  it.skipIf(process.getuid?.() === 0)('reports permission denied with the path', async () => {
+    await target.put('config', Buffer.from('x'));
+    await chmod(root, 0o500);
+    try {
+      const error = await target.put('keys/k1', Buffer.from('x')).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(TargetError);
+      expect((error as TargetError).message).toMatch(/^Cannot write .*keys\/k1: permission denied$/);
+    } finally {
+      await chmod(root, 0o700);
+    }
+  });
+
+  it('treats a folder where an object should be as not found', async () => {
+    await target.put('data/ab/abcd', Buffer.from('x'));
+    const calls = [
+      () => target.get('data/ab'),
+      () => target.stat('data/ab'),
+      () => target.remove('data/ab'),
+      () => target.get('data/ab/abcd/deeper'),
+    ];
+    for (const call of calls) {
+      expect(target.isNotFound(await call().catch((err: unknown) => err)), String(call)).toBe(true);
+    }
+  });
+});
+
+describe('activate', () => {
+  it('registers the local target factory and unregisters it on dispose', async () => {
+    const registered = new Map<string, TargetFactory>();
+    const subscriptions = new DisposableStore();
+    const ctx = {
+      subscriptions,
+      targets: {
+        register(type: string, factory: TargetFactory) {
+          registered.set(type, factory);
+          return { dispose: () => void registered.delete(type) };
+        },
+      },
+    } as unknown as PluginContext;
+    await activate(ctx);
+    expect(registered.get('local')).toBe(localTargetFactory);
+    await subscriptions.dispose();
+    expect(registered.size).toBe(0);
+  });
+});
+
+function createContext(baseDir: string) {
+  return { baseDir, readSecret: () => Promise.reject(new Error('the local target reads no secrets')) };
+}

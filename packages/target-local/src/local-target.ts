@@ -1,0 +1,257 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { TargetError } from '@cairn/core';
+import type { ByteRange, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
+
+export interface LocalTargetSettings extends TargetSettings {
+  type: 'local';
+  path: string;
+}
+
+/**
+ * Objects are written as `<folder>/.tmp-<random>` and renamed into place, so a crash leaves
+ * at worst such a file behind. `list` skips this prefix, and keys may not use it.
+ */
+const TEMP_PREFIX = '.tmp-';
+const FILE_MODE = 0o600;
+const FOLDER_MODE = 0o700;
+const KEY_SEGMENT = /^[a-z0-9_.-]+$/;
+const KEY_PREFIX = /^([a-z0-9_.-]+\/)*[a-z0-9_.-]*$/;
+/** A key that leads to no file: nothing there, a file where a folder is expected, or a folder where the file should be. */
+const NOT_FOUND_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
+const REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EIO: 'input/output error',
+  EMFILE: 'too many open files',
+};
+
+export const localTargetFactory: TargetFactory = {
+  // The root is not created here: only `init` creates a repository, and `put` makes folders as needed.
+  async create(settings: TargetSettings, context: TargetCreateContext): Promise<Target> {
+    const { path } = settings as LocalTargetSettings;
+    return new LocalTarget(resolve(context.baseDir, path));
+  },
+};
+
+/** A repository in a directory: each key is a file under `root`, with its `/`-separated segments as folders. */
+export class LocalTarget implements Target {
+  readonly location: string;
+  /** Folder creations under way, so that concurrent puts into a new folder wait for it to be durable. */
+  readonly #foldersInProgress = new Map<string, Promise<void>>();
+
+  constructor(root: string) {
+    this.location = resolve(root);
+  }
+
+  async put(key: string, data: Uint8Array): Promise<void> {
+    const path = this.#pathOf(key);
+    const folder = dirname(path);
+    const tempPath = join(folder, TEMP_PREFIX + randomBytes(8).toString('hex'));
+    try {
+      await this.#ensureFolder(folder);
+      const handle = await open(tempPath, 'wx', FILE_MODE);
+      try {
+        // The umask may have taken bits off the mode given to open; set it exactly.
+        await handle.chmod(FILE_MODE);
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tempPath, path);
+      await syncFolder(folder);
+    } catch (err) {
+      await unlink(tempPath).catch(() => undefined);
+      throw wrapError(err, 'write', path);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Buffer> {
+    const path = this.#pathOf(key);
+    try {
+      if (range === undefined) return await readFile(path);
+      return await readRange(path, range);
+    } catch (err) {
+      throw wrapErrorUnlessNotFound(err, 'read', path);
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo> {
+    const path = this.#pathOf(key);
+    try {
+      const info = await statPath(path);
+      if (!info.isFile()) throw notFoundError(path, 'stat');
+      return { key, size: info.size };
+    } catch (err) {
+      throw wrapErrorUnlessNotFound(err, 'stat', path);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    if (!KEY_PREFIX.test(prefix) || prefix.split('/').some((s) => s === '.' || s === '..')) {
+      throw new TargetError(`Invalid key prefix '${prefix}' for ${this.location}`);
+    }
+    // Start at the deepest folder the prefix names in full; `data/a` starts in `data/`.
+    const startFolder = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+    yield* this.#walk(startFolder, prefix);
+  }
+
+  async remove(key: string): Promise<void> {
+    const path = this.#pathOf(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      throw wrapErrorUnlessNotFound(err, 'remove', path);
+    }
+  }
+
+  isNotFound(err: unknown): boolean {
+    return NOT_FOUND_CODES.has(errorCode(err) ?? '');
+  }
+
+  dispose(): void {
+    // Every call opens and closes its own handles; nothing stays open between calls.
+  }
+
+  /** Yields the objects under the folder of key prefix `folderKey` (empty or ending in `/`) whose keys start with `prefix`. */
+  async *#walk(folderKey: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    const folder = join(this.location, folderKey);
+    let entries;
+    try {
+      entries = await readdir(folder, { withFileTypes: true });
+    } catch (err) {
+      // A folder that does not exist (yet, or any more) holds no objects.
+      if (this.isNotFound(err)) return;
+      throw wrapError(err, 'list', folder);
+    }
+    const files: string[] = [];
+    for (const entry of entries) {
+      const key = folderKey + entry.name;
+      if (entry.isDirectory()) {
+        const childKey = `${key}/`;
+        if (childKey.startsWith(prefix) || prefix.startsWith(childKey)) yield* this.#walk(childKey, prefix);
+      } else if (entry.isFile() && !entry.name.startsWith(TEMP_PREFIX) && key.startsWith(prefix)) {
+        files.push(key);
+      }
+    }
+    const sizes = await Promise.all(files.map((key) => this.#sizeIfPresent(key)));
+    for (const [i, key] of files.entries()) {
+      const size = sizes[i];
+      if (size !== undefined) yield { key, size };
+    }
+  }
+
+  /** The size of an object, or undefined when it was removed since its folder was read. */
+  async #sizeIfPresent(key: string): Promise<number | undefined> {
+    const path = join(this.location, key);
+    try {
+      return (await statPath(path)).size;
+    } catch (err) {
+      if (this.isNotFound(err)) return undefined;
+      throw wrapError(err, 'list', path);
+    }
+  }
+
+  #pathOf(key: string): string {
+    const segments = key.split('/');
+    const valid = segments.every((s) => KEY_SEGMENT.test(s) && s !== '.' && s !== '..' && !s.startsWith(TEMP_PREFIX));
+    if (!valid) throw new TargetError(`Invalid object key '${key}' for ${this.location}`);
+    return join(this.location, ...segments);
+  }
+
+  #ensureFolder(folder: string): Promise<void> {
+    let pending = this.#foldersInProgress.get(folder);
+    if (pending === undefined) {
+      pending = this.#createFolder(folder).finally(() => this.#foldersInProgress.delete(folder));
+      this.#foldersInProgress.set(folder, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * Creates `folder` and its missing parents with mode 0700, whatever the umask, each one
+   * recorded durably in its parent before anything is written inside. In the common case
+   * the folder exists and this costs one `mkdir`.
+   */
+  async #createFolder(folder: string): Promise<void> {
+    let created: boolean;
+    try {
+      created = await makeFolder(folder);
+    } catch (err) {
+      const parent = dirname(folder);
+      if (errorCode(err) !== 'ENOENT' || parent === folder) throw err;
+      await this.#ensureFolder(parent);
+      created = await makeFolder(folder);
+    }
+    if (!created) return;
+    await chmod(folder, FOLDER_MODE);
+    await syncFolder(dirname(folder));
+  }
+}
+
+/** Makes one folder whose parent exists; false when it was already there. */
+async function makeFolder(folder: string): Promise<boolean> {
+  try {
+    await mkdir(folder, FOLDER_MODE);
+    return true;
+  } catch (err) {
+    if (errorCode(err) === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+async function readRange(path: string, { offset, length }: ByteRange): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > size) {
+      throw new TargetError(`Cannot read ${length} bytes at offset ${offset} of ${path}: the object has ${size} bytes`);
+    }
+    const buffer = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
+      if (bytesRead === 0) throw new TargetError(`${path} ended at ${offset + filled} bytes while being read`);
+      filled += bytesRead;
+    }
+    return buffer;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Flushes a folder's entries (a rename or a new child) to disk. */
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function notFoundError(path: string, syscall: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`ENOENT: no such object, ${syscall} '${path}'`), { code: 'ENOENT', path, syscall });
+}
+
+function wrapError(err: unknown, action: string, path: string): unknown {
+  if (err instanceof TargetError) return err;
+  const code = errorCode(err);
+  const reason = (code && REASONS[code]) ?? (err instanceof Error ? err.message : String(err));
+  return new TargetError(`Cannot ${action} ${path}: ${reason}`, { cause: err });
+}
+
+/** Keeps not-found errors as they are, so that `isNotFound` recognises them. */
+function wrapErrorUnlessNotFound(err: unknown, action: string, path: string): unknown {
+  return NOT_FOUND_CODES.has(errorCode(err) ?? '') ? err : wrapError(err, action, path);
+}
