@@ -48,7 +48,12 @@ export interface EngineOptions {
   progress?: () => Progress;
 }
 
-const NONE_REGISTRATION: CodecRegistration = { name: 'none', headerId: CODEC_NONE, moduleUrl: new URL('./codecs/none.js', import.meta.url).href };
+export const NONE_CODEC: CodecRegistration = {
+  name: 'none',
+  headerId: CODEC_NONE,
+  // Workers import built JavaScript, also when this module runs from source in unit tests.
+  moduleUrl: new URL(import.meta.url.endsWith('.ts') ? '../dist/codecs/none.js' : './codecs/none.js', import.meta.url).href,
+};
 const DEFAULT_COMPRESSION: CodecSettings = { type: 'zstd', level: 3 };
 
 /**
@@ -74,7 +79,7 @@ export class Engine {
     container.bind(TargetRegistry).toConstantValue(new DefaultTargetRegistry());
     container.bind(SourceRegistry).toConstantValue(new DefaultSourceRegistry());
     const codecs = new DefaultCodecRegistry();
-    codecs.register(NONE_REGISTRATION);
+    codecs.register(NONE_CODEC);
     container.bind(CodecRegistry).toConstantValue(codecs);
     const host = await PluginHost.discover(resolve(options.pluginsFile), container, options.coreVersion);
     const engine = new Engine(container, hooks, host, options);

@@ -52,6 +52,10 @@ function coreJobSchema(): Record<string, any> {
 
 function branch(point: ContributionPoint, contributions: LoadedContribution[], builtIn: Array<{ type: string; schema: object }>): object {
   const all = [...builtIn.map((b) => ({ ...b, pluginId: 'core' })), ...contributions];
+  if (all.length === 0) {
+    // Nothing can satisfy it; `describeErrors` turns the `not` failure into a sentence.
+    return { type: 'object', required: ['type'], properties: { type: { not: {}, description: `No enabled plugin contributes ${point}.` } } };
+  }
   return {
     type: 'object',
     required: ['type'],
@@ -111,6 +115,7 @@ function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, stri
     let message = error.message ?? 'is invalid';
     if (error.keyword === 'additionalProperties') message = `must NOT have additional property "${error.params.additionalProperty}"`;
     if (error.keyword === 'enum') message = `must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    if (error.keyword === 'not' && error.instancePath.endsWith('/type')) message = 'no enabled plugin provides this kind of setting (see `cairn plugins`)';
     if (error.keyword === 'oneOf' && error.instancePath === '/password') message = 'must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
     const path = error.instancePath || '/';
     const top = path.split('/')[1] ?? '';

@@ -68,6 +68,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     }
   }
 
+  await pool.imageReset();
   progress.start('backup', size);
   const extents = new ExtentCursor(source.extents);
   try {

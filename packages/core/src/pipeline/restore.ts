@@ -64,6 +64,7 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     wakeHasher = undefined;
   };
 
+  await pool.imageReset();
   progress.start('restore', manifest.size);
   const hashing = feedImageHasher();
   try {

@@ -6,7 +6,8 @@ import { DamageError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
-const WORKER_URL = new URL('./worker.js', import.meta.url);
+// Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
+const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipeline/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
 
 export interface CryptoSetup {
   masterKey: MasterKey;
@@ -119,6 +120,11 @@ export class WorkerPool implements IDisposable {
     const own = new Uint8Array(sealed);
     const reply = await this.#leastBusy().request({ op: 'open', sealed: own, rawLength, id, into }, [own.buffer]);
     return reply.plain ? toBuffer(reply.plain) : undefined;
+  }
+
+  /** Starts a new image hash, discarding whatever an earlier, failed run fed in. */
+  imageReset(): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageReset' });
   }
 
   /** Ordered image hashing: calls must be made in image order. */

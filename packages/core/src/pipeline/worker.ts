@@ -18,7 +18,8 @@ export type WorkerRequest =
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; into?: SharedArrayBuffer }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number }
   | { op: 'imageZeros'; length: number }
-  | { op: 'imageDigest' };
+  | { op: 'imageDigest' }
+  | { op: 'imageReset' };
 
 export type WorkerReply =
   | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; plain?: Uint8Array; digest?: string }
@@ -125,6 +126,9 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       for (let left = request.length; left > 0; left -= zeroBlock.length) {
         imageHash.update(zeroBlock.subarray(0, Math.min(left, zeroBlock.length)));
       }
+      return { reply: { ok: true }, transfer: [] };
+    case 'imageReset':
+      imageHash = createHash('sha256');
       return { reply: { ok: true }, transfer: [] };
     case 'imageDigest': {
       const digest = imageHash.digest('hex');

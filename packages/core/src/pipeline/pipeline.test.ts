@@ -1,0 +1,151 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FaultyTarget, MemoryTarget } from '../testing/index.js';
+import { DamageError } from '../errors.js';
+import type { OpenedSource } from '../source.js';
+import { createBackupRunHooks, createRestoreRunHooks } from '../hooks.js';
+import { Repository } from '../repository/repository.js';
+import { NONE_CODEC } from '../engine.js';
+import { WorkerPool } from './worker-pool.js';
+import { runBackup } from './backup.js';
+import { runRestore } from './restore.js';
+import { runCheck } from './check.js';
+import { openDestination } from './destination.js';
+import { silentProgress } from './progress.js';
+
+const CHUNK = 64 * 1024;
+
+/** A volume held in memory: the pipeline does not care where bytes come from. */
+function memorySource(image: Buffer, extents = [{ offset: 0, length: image.length }]): OpenedSource {
+  return {
+    path: 'memory',
+    layout: { size: image.length, sectorSize: 512, kind: 'file', partitionTable: { type: 'none' }, mode: 'exact', partitions: [] },
+    extents,
+    warnings: [],
+    async read(into, offset, length) {
+      into.set(image.subarray(offset, offset + length));
+    },
+    dispose() {},
+  };
+}
+
+function sampleImage(): Buffer {
+  const image = Buffer.alloc(CHUNK * 20 + 1000); // a short last chunk
+  randomBytes(CHUNK * 3).copy(image, 0);
+  image.fill('text', CHUNK * 5, CHUNK * 9); // compressible
+  randomBytes(CHUNK).copy(image, CHUNK * 12);
+  randomBytes(CHUNK).copy(image, CHUNK * 12 + CHUNK * 2); // chunk 14 equals nothing else
+  image.subarray(0, CHUNK).copy(image, CHUNK * 16); // a duplicate of chunk 0
+  randomBytes(1000).copy(image, CHUNK * 20);
+  return image;
+}
+
+describe('backup and restore pipeline', () => {
+  let target: FaultyTarget;
+  let repository: Repository;
+  let pool: WorkerPool;
+  let dir: string;
+
+  beforeEach(async () => {
+    target = new FaultyTarget(new MemoryTarget());
+    repository = await Repository.init(target, 'pw');
+    pool = await WorkerPool.start({ masterKey: repository.masterKey, codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
+    dir = await mkdtemp(join(tmpdir(), 'cairn-pipeline-'));
+  });
+  afterEach(async () => {
+    await pool.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const backup = async (image: Buffer, extents?: Array<{ offset: number; length: number }>) =>
+    runBackup({
+      repository,
+      index: await repository.loadIndex(),
+      pool,
+      source: memorySource(image, extents),
+      sourceType: 'volume',
+      job: { name: 't', file: '/t.json', job: {} },
+      hooks: createBackupRunHooks(),
+      chunkSize: CHUNK,
+      compression: 'none',
+      progress: silentProgress,
+    });
+
+  const restore = async (snapshot: string, to: string) =>
+    runRestore({
+      repository,
+      index: await repository.loadIndex(),
+      pool,
+      snapshot,
+      manifest: await repository.loadSnapshot(snapshot),
+      destination: await openDestination(to, (await repository.loadSnapshot(snapshot)).size, false),
+      hooks: createRestoreRunHooks(),
+      progress: silentProgress,
+    });
+
+  it('restores byte for byte, stores zero chunks as holes and duplicates once', async () => {
+    const image = sampleImage();
+    const result = await backup(image);
+    expect(result.manifest.stats.zeroChunks).toBe(20 + 1 - 3 - 4 - 2 - 1 - 1);
+    expect(result.manifest.stats.dataChunks).toBe(3 + 4 + 2 + 1 + 1);
+    expect(result.manifest.stats.newChunks).toBe(result.manifest.stats.dataChunks - 1 - 3); // chunk 16 = chunk 0; 'text' chunks are equal
+    await restore(result.snapshot, join(dir, 'out.img'));
+    expect((await readFile(join(dir, 'out.img'))).equals(image)).toBe(true);
+  });
+
+  it('adds almost nothing when backing up the same image again', async () => {
+    const image = sampleImage();
+    const first = await backup(image);
+    const second = await backup(image);
+    expect(second.manifest.stats.newChunks).toBe(0);
+    expect(second.bytesAdded).toBeLessThan(first.bytesAdded / 100);
+  });
+
+  it('reads only extents; unused chunks restore as zeros', async () => {
+    const image = sampleImage();
+    const result = await backup(image, [{ offset: 0, length: CHUNK + 10 }]);
+    expect(result.manifest.stats.unusedChunks).toBe(19);
+    await restore(result.snapshot, join(dir, 'used.img'));
+    const expected = Buffer.alloc(image.length);
+    image.copy(expected, 0, 0, CHUNK + 10);
+    expect((await readFile(join(dir, 'used.img'))).equals(expected)).toBe(true);
+  });
+
+  it('keeps earlier snapshots intact when uploads fail mid-backup', async () => {
+    const image = sampleImage();
+    const first = await backup(image);
+    target.failAfter('put', 0, new Error('disk full'));
+    await expect(backup(randomBytes(CHUNK * 8))).rejects.toThrow(/disk full/);
+    target.heal();
+    expect((await repository.listSnapshots()).map((s) => s.id)).toEqual([first.snapshot]);
+    await restore(first.snapshot, join(dir, 'after-failure.img'));
+    expect((await readFile(join(dir, 'after-failure.img'))).equals(image)).toBe(true);
+    const report = await runCheck(repository, await repository.loadIndex(), pool, true, silentProgress);
+    expect(report.problems).toEqual([]);
+  });
+
+  it('fails loudly on damaged data and leaves no destination file behind', async () => {
+    const result = await backup(sampleImage());
+    target.corruptNextGets(1000);
+    const to = join(dir, 'damaged.img');
+    await expect(restore(result.snapshot, to)).rejects.toBeInstanceOf(DamageError);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('check --read-data names the damaged pack and the snapshots that need it', async () => {
+    const result = await backup(sampleImage());
+    const [pack] = await repository.listIds('data/');
+    const key = `data/${pack!.slice(0, 2)}/${pack}`;
+    const bytes = await target.inner.get(key);
+    bytes[100]! ^= 1;
+    await target.inner.put(key, bytes);
+    const structural = await runCheck(repository, await repository.loadIndex(), pool, false, silentProgress);
+    expect(structural.problems).toEqual([]);
+    const report = await runCheck(repository, await repository.loadIndex(), pool, true, silentProgress);
+    expect(report.problems).toHaveLength(1);
+    expect(report.problems[0]).toMatchObject({ object: key, snapshots: [result.snapshot] });
+  });
+});

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryTarget } from '../testing/index.js';
+import { RepositoryExistsError, RepositoryNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
+import { Repository } from './repository.js';
+import { acquireLock } from './lock.js';
+import { Keys } from './format.js';
+
+describe('Repository', () => {
+  it('opens with the password it was created with, and refuses others with WrongPasswordError', async () => {
+    const target = new MemoryTarget();
+    const created = await Repository.init(target, 'first');
+    const opened = await Repository.open(target, 'first');
+    expect(opened.config.id).toBe(created.config.id);
+    expect(opened.masterKey.encryption.equals(created.masterKey.encryption)).toBe(true);
+    await expect(Repository.open(target, 'wrong')).rejects.toBeInstanceOf(WrongPasswordError);
+  });
+
+  it('accepts a second password, and lists both keys', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'first');
+    await repository.addPassword('second');
+    const viaSecond = await Repository.open(target, 'second');
+    expect(viaSecond.masterKey.blobId.equals(repository.masterKey.blobId)).toBe(true);
+    expect((await viaSecond.listKeys()).map((k) => k.current)).toEqual(expect.arrayContaining([true, false]));
+  });
+
+  it('refuses to init twice and to open where there is none', async () => {
+    const target = new MemoryTarget();
+    await expect(Repository.open(target, 'x')).rejects.toBeInstanceOf(RepositoryNotFoundError);
+    await Repository.init(target, 'x');
+    await expect(Repository.init(target, 'x')).rejects.toBeInstanceOf(RepositoryExistsError);
+  });
+
+  it('refuses a newer format version before asking for the password', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, version: 2 })));
+    await expect(Repository.readConfig(target)).rejects.toThrow(UnsupportedFormatError);
+    await expect(Repository.open(target, 'x')).rejects.toThrow(/format version 2.*Upgrade cairn/);
+  });
+
+  it('stores sealed objects under the hash of their bytes and detects a changed byte', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    const { id } = await repository.putSealed('snapshots', Buffer.from('{"a":1}'));
+    expect((await repository.getSealed(Keys.snapshot(id))).toString()).toBe('{"a":1}');
+    const bytes = await target.get(Keys.snapshot(id));
+    bytes[20]! ^= 0xff;
+    await target.put(Keys.snapshot(id), bytes);
+    await expect(repository.getSealed(Keys.snapshot(id))).rejects.toThrow(/damaged/);
+  });
+
+  it('lets shared locks coexist and makes an exclusive lock wait for none', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    const first = await acquireLock(repository, 'backup', false);
+    const second = await acquireLock(repository, 'restore', false);
+    await expect(acquireLock(repository, 'prune', true)).rejects.toBeInstanceOf(RepositoryLockedError);
+    await first.dispose();
+    await second.dispose();
+    const exclusive = await acquireLock(repository, 'prune', true);
+    await expect(acquireLock(repository, 'backup', false)).rejects.toThrow(/locked exclusively by prune/);
+    await exclusive.dispose();
+    expect(await repository.listIds('locks/')).toEqual([]);
+  });
+
+  it('ignores a lock left by a process that no longer runs', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    const oneHourAgo = () => new Date(Date.now() - 60 * 60 * 1000);
+    await acquireLock(repository, 'prune', true, oneHourAgo); // never disposed: as if the process died
+    const lock = await acquireLock(repository, 'backup', false);
+    await lock.dispose();
+  });
+});
