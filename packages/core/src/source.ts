@@ -16,6 +16,10 @@ export interface PartitionLayout {
   /** Partition type as the table writes it: an MBR type byte (`0x83`) or a GPT type GUID. */
   type?: string;
   name?: string;
+  /** GPT unique partition GUID. */
+  guid?: string;
+  /** MBR active flag. */
+  bootable?: boolean;
   filesystem?: string;
   mode: ImagingMode;
   /** Bytes the filesystem reports in use, when known. */

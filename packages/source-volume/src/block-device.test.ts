@@ -20,7 +20,7 @@ const mountPoints: string[] = [];
 const factory = new VolumeSourceFactory();
 
 async function openVolume(sourcePath: string, mode?: 'exact' | 'used'): Promise<OpenedSource> {
-  const source = await factory.open({ type: 'volume', path: sourcePath, ...(mode && { mode }) }, { baseDir: workDir });
+  const source = await factory.open({ type: 'volume', path: sourcePath, mode: mode ?? 'exact' }, { baseDir: workDir });
   opened.push(source);
   return source;
 }

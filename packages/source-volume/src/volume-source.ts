@@ -12,7 +12,8 @@ import {
   type VolumeLayout,
 } from '@cairn/core';
 import { readBlockDeviceGeometry, splitDeviceNumber } from './block-device.js';
-import { planExtents, type VolumeReader } from './extents.js';
+import { planVolume, type PartitionModes, type VolumeReader } from './extents.js';
+import { USED_BLOCK_MAPPERS } from './filesystems/index.js';
 import { findLoopDevicesBackedBy, findMounts, type DeviceMount } from './mounts.js';
 import { PROBE_LENGTH, probeVolume } from './probe.js';
 
@@ -21,6 +22,8 @@ export interface VolumeSourceSettings extends SourceSettings {
   type: 'volume';
   path: string;
   mode?: ImagingMode;
+  /** Per-partition mode, keyed by partition number. */
+  partitions?: PartitionModes;
 }
 
 const INCONSISTENT_IMAGE_ADVICE = 'the image may be inconsistent (unmount it, mount it read-only, or freeze it with fsfreeze)';
@@ -53,20 +56,20 @@ function describeFileType(info: BigIntStats): string {
   return 'not a regular file';
 }
 
-function readSettings(settings: SourceSettings): { sourcePath: string; mode: ImagingMode } {
-  const { path: sourcePath, mode = 'exact' } = settings;
+function readSettings(settings: SourceSettings): { sourcePath: string; mode: ImagingMode; partitions: PartitionModes } {
+  const { path: sourcePath, mode = 'used', partitions = {} } = settings as VolumeSourceSettings;
   if (typeof sourcePath !== 'string' || sourcePath === '') {
     throw new SourceError('A volume source needs a "path": an image file or a block device');
   }
   if (mode !== 'exact' && mode !== 'used') {
     throw new SourceError(`Volume source ${sourcePath}: "mode" must be "exact" or "used", not ${JSON.stringify(mode)}`);
   }
-  return { sourcePath, mode };
+  return { sourcePath, mode, partitions };
 }
 
 export class VolumeSourceFactory implements SourceFactory {
   async open(settings: SourceSettings, context: SourceOpenContext): Promise<OpenedSource> {
-    const { sourcePath, mode } = readSettings(settings);
+    const { sourcePath, mode, partitions } = readSettings(settings);
     const resolvedPath = path.resolve(context.baseDir, sourcePath);
 
     // Checked before opening: opening a FIFO for reading blocks until a writer appears.
@@ -81,7 +84,7 @@ export class VolumeSourceFactory implements SourceFactory {
       throw accessError(resolvedPath, err);
     });
     try {
-      return await VolumeSource.create(resolvedPath, handle, mode);
+      return await VolumeSource.create(resolvedPath, handle, mode, partitions);
     } catch (err) {
       await handle.close();
       throw err;
@@ -102,7 +105,7 @@ export class VolumeSource implements OpenedSource, VolumeReader {
   ) {}
 
   /** Measures, probes and checks the opened volume; the caller closes `handle` if this throws. */
-  static async create(sourcePath: string, handle: FileHandle, requestedMode: ImagingMode): Promise<VolumeSource> {
+  static async create(sourcePath: string, handle: FileHandle, requestedMode: ImagingMode, partitionModes: PartitionModes = {}): Promise<VolumeSource> {
     // The opened handle is what gets read, so its type and size are what count.
     const info = await handle.stat({ bigint: true });
     const isBlockDevice = info.isBlockDevice();
@@ -122,19 +125,22 @@ export class VolumeSource implements OpenedSource, VolumeReader {
     const probe = probeVolume(head, deviceSectorSize);
 
     const reader: VolumeReader = { size, read: (into, offset, length) => readFully(sourcePath, handle, into, offset, length) };
-    const plan = await planExtents(requestedMode, probe.filesystem, reader);
+    const plan = await planVolume(reader, probe, requestedMode, partitionModes, USED_BLOCK_MAPPERS);
 
     const warnings = await mountWarnings(sourcePath, info);
     if (plan.note !== undefined) warnings.push(`${sourcePath}: ${plan.note}`);
+    for (const partition of plan.partitions) {
+      if (partition.note !== undefined) warnings.push(`${sourcePath} partition ${partition.index}: ${partition.note}`);
+    }
 
     const layout: VolumeLayout = {
       size,
       sectorSize: probe.sectorSize,
       kind: isBlockDevice ? 'block-device' : 'file',
-      partitionTable: probe.partitionTable,
-      ...(probe.filesystem !== undefined && { filesystem: probe.filesystem }),
+      partitionTable: plan.partitionTable,
+      ...(plan.filesystem !== undefined && { filesystem: plan.filesystem }),
       mode: plan.mode,
-      partitions: [],
+      partitions: plan.partitions,
       ...(plan.note !== undefined && { note: plan.note }),
     };
     return new VolumeSource(sourcePath, handle, size, layout, plan.extents, warnings);
