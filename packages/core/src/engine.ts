@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { Container } from 'inversify';
 import { CodecRegistry, Clock, Logger, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, createBackupRunHooks, createEngineHooks, createRestoreRunHooks, type JobInfo } from './hooks.js';
-import { JobFileError, PluginError } from './errors.js';
+import { DamageError, JobFileError, PluginError, UsageError } from './errors.js';
 import type { CodecRegistration, CodecSettings } from './codec.js';
 import type { SecretRef, Target, TargetSettings } from './target.js';
 import type { SourceSettings } from './source.js';
@@ -17,7 +17,8 @@ import { Repository, type SnapshotSummary } from './repository/repository.js';
 import { acquireLock } from './repository/lock.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { runBackup, type BackupResult } from './pipeline/backup.js';
-import { runRestore } from './pipeline/restore.js';
+import { runRestore, type RestoreWindow } from './pipeline/restore.js';
+import type { SnapshotManifest } from './repository/snapshot.js';
 import { runCheck, type CheckReport } from './pipeline/check.js';
 import { openDestination } from './pipeline/destination.js';
 import { silentProgress, type Progress } from './pipeline/progress.js';
@@ -31,6 +32,35 @@ export interface JobConfig {
   password: SecretRef;
   chunkSize?: number;
   hooks?: { before?: string[][]; after?: string[][] };
+}
+
+export interface RestoreOptions {
+  force?: boolean;
+  /** Restore only this partition of a disk snapshot. */
+  partition?: number;
+  /** Write zeros over unused blocks on a block device. */
+  zeroUnused?: boolean;
+  /** Size of the restored image file, when larger than the image (a bigger virtual disk). */
+  size?: number;
+}
+
+export interface RestoreResult {
+  snapshot: string;
+  destination: string;
+  bytesWritten: number;
+  sha256: string;
+  partition?: number;
+}
+
+function partitionWindow(id: string, manifest: SnapshotManifest, index: number): RestoreWindow {
+  const partition = manifest.layout.partitions.find((p) => p.index === index);
+  if (!partition) {
+    const numbers = manifest.layout.partitions.map((p) => p.index);
+    throw new UsageError(`Snapshot ${id.slice(0, 12)} has no partition ${index}${numbers.length ? ` (it has ${numbers.join(', ')})` : ' (it is not a partitioned disk)'}`);
+  }
+  const sha256 = manifest.partitionSha256?.[String(index)];
+  if (!sha256) throw new DamageError(`Snapshot ${id.slice(0, 12)} records no checksum for partition ${index}`);
+  return { offset: partition.offset, length: partition.size, sha256, label: `partition ${index}` };
 }
 
 export interface LoadedJob {
@@ -240,23 +270,43 @@ export class Engine {
     return this.withRepository(job, (repository) => repository.listSnapshots());
   }
 
-  async restore(job: LoadedJob, ref: string, to: string, force: boolean): Promise<{ snapshot: string; destination: string; bytesWritten: number; sha256: string }> {
+  async restore(job: LoadedJob, ref: string, to: string, options: RestoreOptions = {}): Promise<RestoreResult> {
     return this.withRepository(job, async (repository) => {
       const { id, manifest } = await repository.resolveSnapshot(ref);
+      const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
+      const size = window ? window.length : Math.max(manifest.size, options.size ?? 0);
+      if (options.size !== undefined && window) throw new UsageError('--size applies to whole images, not to --partition');
+      // The source plugin taps the restore hooks (e.g. to move a GPT backup header to the end of a larger disk).
+      await this.host.activate(`onSource:${manifest.source.type}`).catch((err: unknown) => this.logger.warn((err as Error).message));
       const lock = await acquireLock(repository, 'restore', false);
       const pool = await this.#pool(repository, job, true);
       try {
         const index = await repository.loadIndex();
-        const destination = await openDestination(resolve(to), manifest.size, force);
+        const destination = await openDestination(resolve(to), size, options.force ?? false);
         const run = { job: job.info, hooks: createRestoreRunHooks() };
         this.hooks.restore.call(run);
-        const { bytesWritten } = await runRestore({ repository, index, pool, snapshot: id, manifest, destination, hooks: run.hooks, progress: this.#progress() });
-        return { snapshot: id, destination: destination.path, bytesWritten, sha256: manifest.sha256 };
+        const { bytesWritten } = await runRestore({
+          repository,
+          index,
+          pool,
+          snapshot: id,
+          manifest,
+          destination,
+          hooks: run.hooks,
+          progress: this.#progress(),
+          window,
+          zeroUnused: options.zeroUnused,
+        });
+        return { snapshot: id, destination: destination.path, bytesWritten, sha256: window ? window.sha256 : manifest.sha256, ...(window && { partition: options.partition }) };
       } finally {
         await pool.dispose();
         await lock.dispose();
       }
     });
+  }
+
+  async show(job: LoadedJob, ref: string): Promise<{ id: string; manifest: SnapshotManifest }> {
+    return this.withRepository(job, (repository) => repository.resolveSnapshot(ref));
   }
 
   async check(job: LoadedJob, readData: boolean): Promise<CheckReport> {

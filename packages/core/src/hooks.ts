@@ -1,5 +1,5 @@
 import { AsyncSeriesHook, SyncHook } from 'tapable';
-import type { OpenedSource } from './source.js';
+import type { OpenedSource, VolumeLayout } from './source.js';
 
 /*
  * The extension points of a run, all declared here. Two levels, as in webpack:
@@ -35,8 +35,18 @@ export interface BackupRunHooks {
 export interface RestoreRunHooks {
   /** The destination is checked and about to be written; nothing has been written yet. */
   beforeWrite: AsyncSeriesHook<[{ destination: string; snapshot: string }]>;
-  /** Every byte is written and the image's sha256 matched the snapshot's. */
-  done: AsyncSeriesHook<[{ destination: string; snapshot: string; bytesWritten: number }]>;
+  /** Every byte is written and committed, and the sha256 matched the snapshot's. */
+  done: AsyncSeriesHook<[RestoreDone]>;
+}
+
+export interface RestoreDone {
+  destination: string;
+  snapshot: string;
+  bytesWritten: number;
+  /** What was restored: the snapshot's manifest (its layout, size and source). */
+  manifest: { size: number; layout: VolumeLayout; source: { type: string; path: string } };
+  /** True when only part of the image (one partition) was restored. */
+  partial: boolean;
 }
 
 export interface BackupRun {
@@ -85,7 +95,7 @@ export function createBackupRunHooks(): Readonly<BackupRunHooks> {
 export function createRestoreRunHooks(): Readonly<RestoreRunHooks> {
   return Object.freeze({
     beforeWrite: new AsyncSeriesHook<[{ destination: string; snapshot: string }]>(['info']),
-    done: new AsyncSeriesHook<[{ destination: string; snapshot: string; bytesWritten: number }]>(['info']),
+    done: new AsyncSeriesHook<[RestoreDone]>(['info']),
   });
 }
 

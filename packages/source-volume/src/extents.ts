@@ -147,7 +147,7 @@ function partitionLayout(entry: PartitionEntry, filesystem: string | undefined, 
     ...(entry.bootable && { bootable: true }),
     ...(filesystem !== undefined && { filesystem }),
     mode: plan.mode,
-    usedBytes: plan.extents.reduce((n, e) => n + e.length, 0),
+    ...(plan.mode === 'used' && { usedBytes: plan.extents.reduce((n, e) => n + e.length, 0) }),
     ...(plan.note !== undefined && { note: plan.note }),
   };
 }

@@ -8,6 +8,7 @@ import type { Logger } from '../services.js';
 import { ProgressBar, formatBytes } from './progress-bar.js';
 import { readSecret } from '../job/secrets.js';
 import type { SecretRef } from '../target.js';
+import type { SnapshotManifest } from '../repository/snapshot.js';
 
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CORE_VERSION: string = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')).version;
@@ -39,8 +40,12 @@ function parser(args: string[]): Argv<GlobalOptions> {
     .command('restore <job> <snapshot>', 'Restore a snapshot (an id, a prefix of one, or latest) to a file or block device', (y) =>
       y
         .option('to', { type: 'string', demandOption: true, describe: 'Image file or block device to write' })
-        .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing file or device' }),
+        .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing file or device' })
+        .option('partition', { type: 'number', describe: 'Restore only this partition (its number, as in /dev/sda2) of a disk snapshot' })
+        .option('zero-unused', { type: 'boolean', default: false, describe: 'On a block device, write zeros over unused blocks instead of leaving them as they are' })
+        .option('size', { type: 'string', describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): a larger virtual disk; a GPT is moved to the new end' }),
     )
+    .command('show <job> <snapshot>', 'Show a snapshot: its layout, partitions, filesystems, used and total bytes')
     .command('check <job>', 'Verify the repository structure, or every byte with --read-data', (y) =>
       y.option('read-data', { type: 'boolean', default: false, describe: 'Read, decrypt and verify every pack' }),
     )
@@ -179,8 +184,20 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
       return ExitCode.ok;
     }
     case 'restore': {
-      const result = await engine.restore(job, String(argv.snapshot), argv.to, argv.force);
-      out(result, () => `Restored snapshot ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); sha256 verified\n`);
+      const result = await engine.restore(job, String(argv.snapshot), argv.to, {
+        force: argv.force,
+        zeroUnused: argv.zeroUnused,
+        ...(argv.partition !== undefined && { partition: checkedPartition(argv.partition) }),
+        ...(argv.size !== undefined && { size: parseSize(String(argv.size)) }),
+      });
+      const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
+      out(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); sha256 verified\n`);
+      return ExitCode.ok;
+    }
+    case 'show': {
+      const { id, manifest } = await engine.show(job, String(argv.snapshot));
+      const { chunkMaps: _maps, ...rest } = manifest;
+      out({ id, ...rest }, () => describeSnapshot(id, manifest));
       return ExitCode.ok;
     }
     case 'check': {
@@ -213,6 +230,44 @@ async function keyCommand(argv: Record<string, any>, engine: Engine, job: Loaded
     io.stdout.write(json ? JSON.stringify({ id }) + '\n' : `Added key ${id.slice(0, 12)}\n`);
     return ExitCode.ok;
   });
+}
+
+function checkedPartition(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new UsageError(`--partition must be a partition number (1, 2, …), not ${value}`);
+  return value;
+}
+
+/** `1073741824`, `512M`, `20G`, `1.5T` (binary units). */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(text.trim());
+  if (!match) throw new UsageError(`--size must be a number of bytes, optionally with K, M, G or T: not "${text}"`);
+  const factor = 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase());
+  return Math.round(Number(match[1]) * factor);
+}
+
+function describeSnapshot(id: string, m: SnapshotManifest): string {
+  const layout = m.layout;
+  const lines = [
+    `snapshot   ${id}`,
+    `time       ${m.time}  (host ${m.hostname}, job ${m.job})`,
+    `source     ${m.source.type} ${m.source.path} (${layout.kind})`,
+    `size       ${formatBytes(m.size)} (${m.size} bytes), sector ${layout.sectorSize} bytes, chunks of ${formatBytes(m.chunkSize)}`,
+    `table      ${layout.partitionTable.type}${layout.partitionTable.diskId ? ` (disk id ${layout.partitionTable.diskId})` : ''}`,
+    `mode       ${layout.mode}${layout.filesystem ? `, filesystem ${layout.filesystem}` : ''}`,
+    `sha256     ${m.sha256}`,
+    `stored     ${formatBytes(m.stats.bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
+  ];
+  if (layout.note) lines.push(`note       ${layout.note}`);
+  if (layout.partitions.length > 0) {
+    lines.push('', '  #  START          SIZE        FILESYSTEM  MODE   USED        NAME/TYPE');
+    for (const p of layout.partitions) {
+      lines.push(
+        `${String(p.index).padStart(3)}  ${String(p.offset).padEnd(13)}  ${formatBytes(p.size).padEnd(10)}  ${(p.filesystem ?? '-').padEnd(10)}  ${p.mode.padEnd(5)}  ${(p.usedBytes !== undefined ? formatBytes(p.usedBytes) : '-').padEnd(10)}  ${p.name || p.type || ''}`,
+      );
+      if (p.note) lines.push(`     note: ${p.note}`);
+    }
+  }
+  return lines.join('\n') + '\n';
 }
 
 function reportError(err: unknown, io: CliIo, json: boolean): number {

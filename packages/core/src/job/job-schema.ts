@@ -91,7 +91,7 @@ export interface JobValidator {
 
 export function createJobValidator(host: PluginHost): JobValidator {
   const schema = buildJobSchema(host);
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true }); // verbose: errors carry the offending value
   const validate: ValidateFunction = ajv.compile(schema);
   const owner = new Map<string, string>();
   for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
@@ -114,7 +114,7 @@ function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, stri
     if (error.keyword === 'if' || error.schemaPath.includes('/oneOf/')) continue;
     let message = error.message ?? 'is invalid';
     if (error.keyword === 'additionalProperties') message = `must NOT have additional property "${error.params.additionalProperty}"`;
-    if (error.keyword === 'enum') message = `must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    if (error.keyword === 'enum') message = `must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, not ${JSON.stringify(error.data)}`;
     if (error.keyword === 'not' && error.instancePath.endsWith('/type')) message = 'no enabled plugin provides this kind of setting (see `cairn plugins`)';
     if (error.keyword === 'oneOf' && error.instancePath === '/password') message = 'must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
     const path = error.instancePath || '/';

@@ -68,7 +68,8 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     }
   }
 
-  await pool.imageReset();
+  const partitions = source.layout.partitions;
+  await pool.imageReset(partitions.map((p) => ({ offset: p.offset, length: p.size })));
   progress.start('backup', size);
   const extents = new ExtentCursor(source.extents);
   try {
@@ -80,7 +81,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
         records[i] = { kind: ChunkKind.unused };
         stats.unusedChunks++;
         // Ordered with the updates, so no need to wait: the digest request comes last.
-        pool.imageZeros(length).catch(() => undefined);
+        pool.imageZeros(start, length).catch(() => undefined);
         progress.advance(length);
         continue;
       }
@@ -97,7 +98,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
         slots.release(slot);
         throw err;
       }
-      const imageHashed = pool.imageUpdate(slot, length);
+      const imageHashed = pool.imageUpdate(slot, start, length);
       const task = storeChunk(i, slot, length, imageHashed).then(
         () => progress.advance(length),
         (err: unknown) => {
@@ -137,7 +138,8 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       chunkSize,
       chunkCount,
       chunkMaps,
-      sha256: digest,
+      sha256: digest.image!,
+      ...(partitions.length > 0 && { partitionSha256: Object.fromEntries(partitions.map((p, k) => [String(p.index), digest.ranges[k]!])) }),
       compression: input.compression,
       stats: { ...stats, bytesAdded: packer.bytesWritten, durationMs: Date.now() - started.getTime() },
     };

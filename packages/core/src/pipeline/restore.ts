@@ -14,6 +14,15 @@ const MAX_READ = 8 * 1024 * 1024;
 const MAX_CHUNKS_PER_READ = 8;
 const FETCH_CONCURRENCY = 4;
 
+export interface RestoreWindow {
+  /** Byte range of the image to restore (a partition); the destination receives it at offset 0. */
+  offset: number;
+  length: number;
+  /** sha256 the restored range must have. */
+  sha256: string;
+  label: string;
+}
+
 export interface RestoreInput {
   repository: Repository;
   index: BlobIndex;
@@ -23,6 +32,10 @@ export interface RestoreInput {
   destination: Destination;
   hooks: Readonly<RestoreRunHooks>;
   progress: Progress;
+  /** Restore only this part of the image. */
+  window?: RestoreWindow;
+  /** On a block device, write zeros over unused chunks too (by default they are left as they are). */
+  zeroUnused?: boolean;
 }
 
 interface Group {
@@ -33,13 +46,14 @@ interface Group {
 }
 
 /**
- * Writes a snapshot's image to the destination. Blobs are fetched with ranged reads
- * (neighbours coalesced), opened in the worker pool, written at their offsets, and fed in
- * image order to the image hasher; the destination is committed only when the sha256 of
- * everything written matches the snapshot's.
+ * Writes a snapshot's image (or one window of it) to the destination. Blobs are fetched
+ * with ranged reads (neighbours coalesced), opened in the worker pool (which verifies each
+ * against its id), written at their offsets, and fed in image order to the image hasher;
+ * the destination is committed only when the sha256 of everything written matches the
+ * snapshot's.
  */
 export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
-  const { repository, index, pool, manifest, destination, progress } = input;
+  const { repository, index, pool, manifest, destination, progress, window } = input;
   const records = await loadChunkRecords(repository, index, pool, manifest);
   const missing = missingBlobs(records, index);
   if (missing.length > 0) {
@@ -48,9 +62,15 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
   await input.hooks.beforeWrite.promise({ destination: destination.path, snapshot: input.snapshot });
 
   const chunkSize = manifest.chunkSize;
-  const lengthOf = (i: number) => Math.min(chunkSize, manifest.size - i * chunkSize);
+  const from = window?.offset ?? 0;
+  const to = window ? window.offset + window.length : manifest.size;
+  /** The part of chunk i inside the restored range, in image coordinates. */
+  const partOf = (i: number) => ({ start: Math.max(i * chunkSize, from), end: Math.min((i + 1) * chunkSize, manifest.size, to) });
+  const firstChunk = Math.floor(from / chunkSize);
+  const lastChunk = Math.ceil(to / chunkSize); // exclusive
   const slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), chunkSize);
   const zeros = destination.needsZeros ? Buffer.alloc(chunkSize) : undefined;
+  const writeZeros = (kind: ChunkKind) => zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && input.zeroUnused === true));
   // Per chunk: resolves when its bytes are written (and, for data, sit in `slotOf[i]`).
   const written: Array<Promise<void>> = new Array(records.length);
   const slotOf: Array<SharedArrayBuffer | undefined> = new Array(records.length);
@@ -64,17 +84,17 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     wakeHasher = undefined;
   };
 
-  await pool.imageReset();
-  progress.start('restore', manifest.size);
+  await pool.imageReset(window ? [{ offset: window.offset, length: window.length }] : []);
+  progress.start('restore', to - from);
   const hashing = feedImageHasher();
   try {
     const fetches = new Set<Promise<void>>();
-    for (const item of plan(records, index, chunkSize)) {
+    for (const item of plan(records, index, firstChunk, lastChunk)) {
       if (failure !== undefined) break;
       if ('kind' in item) {
-        const i = item.index;
-        written[i] = item.kind === ChunkKind.zero && zeros ? destination.write(zeros.subarray(0, lengthOf(i)), i * chunkSize) : Promise.resolve();
-        written[i].catch(() => undefined);
+        const { start, end } = partOf(item.index);
+        written[item.index] = writeZeros(item.kind) ? destination.write(zeros!.subarray(0, end - start), start - from) : Promise.resolve();
+        written[item.index]!.catch(() => undefined);
         scheduled();
         continue;
       }
@@ -88,11 +108,13 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
       const fetched = repository.target.get(Keys.pack(item.pack), { offset: item.offset, length: item.length });
       fetched.catch(() => undefined);
       item.chunks.forEach((chunk, k) => {
+        const { start, end } = partOf(chunk.index);
         written[chunk.index] = fetched
           .then(async (bytes) => {
             const at = chunk.location.offset - item.offset;
             await pool.open(bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, groupSlots[k]);
-            await destination.write(new Uint8Array(groupSlots[k]!, 0, lengthOf(chunk.index)), chunk.index * chunkSize);
+            const inSlot = start - chunk.index * chunkSize;
+            await destination.write(new Uint8Array(groupSlots[k]!, inSlot, end - start), start - from);
           })
           .catch((err: unknown) => {
             failure ??= err instanceof DamageError ? new DamageError(`Pack ${item.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err }) : err;
@@ -109,12 +131,14 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     scheduled();
     const digest = await hashing;
     if (failure !== undefined) throw failure;
-    if (digest !== manifest.sha256) {
-      throw new DamageError(`The restored image's sha256 ${digest.slice(0, 16)}… differs from the snapshot's ${manifest.sha256.slice(0, 16)}…; the destination was not committed`);
+    const expected = window ? window.sha256 : manifest.sha256;
+    const actual = window ? digest.ranges[0] : digest.image;
+    if (actual !== expected) {
+      throw new DamageError(`The restored ${window ? window.label : 'image'}'s sha256 ${actual?.slice(0, 16)}… differs from the snapshot's ${expected.slice(0, 16)}…; the destination was not committed`);
     }
     await destination.commit();
     progress.done();
-    await input.hooks.done.promise({ destination: destination.path, snapshot: input.snapshot, bytesWritten });
+    await input.hooks.done.promise({ destination: destination.path, snapshot: input.snapshot, bytesWritten, manifest, partial: window !== undefined });
     return { bytesWritten };
   } catch (err) {
     progress.done();
@@ -126,33 +150,33 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
   }
 
   /** Walks the chunks in image order, waiting for each, so the image hash sees them in order. */
-  async function feedImageHasher(): Promise<string> {
-    for (let i = 0; i < records.length; i++) {
+  async function feedImageHasher() {
+    for (let i = firstChunk; i < lastChunk; i++) {
       while (written[i] === undefined) {
         if (failure !== undefined) throw failure;
         if (planned) throw new Error(`internal error: chunk ${i} was never scheduled`);
         await new Promise<void>((resolve) => (wakeHasher = resolve));
       }
       await written[i];
-      const length = lengthOf(i);
+      const { start, end } = partOf(i);
       const slot = slotOf[i];
       if (slot) {
         slotOf[i] = undefined;
-        void pool.imageUpdate(slot, length).finally(() => slots.release(slot));
+        void pool.imageUpdate(slot, start, end - start, start - i * chunkSize).finally(() => slots.release(slot));
       } else {
-        void pool.imageZeros(length);
+        void pool.imageZeros(start, end - start);
       }
-      bytesWritten += records[i]!.kind === ChunkKind.unused ? 0 : length;
-      progress.advance(length);
+      bytesWritten += records[i]!.kind === ChunkKind.unused ? 0 : end - start;
+      progress.advance(end - start);
     }
     return pool.imageDigest();
   }
 }
 
-/** Chunks in image order: holes as they are, data coalesced into ranged reads of one pack. */
-function* plan(records: readonly ChunkRecord[], index: BlobIndex, chunkSize: number): Generator<Group | { index: number; kind: ChunkKind }> {
+/** Chunks [first, last) in image order: holes as they are, data coalesced into ranged reads of one pack. */
+function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<Group | { index: number; kind: ChunkKind }> {
   let group: Group | undefined;
-  for (let i = 0; i < records.length; i++) {
+  for (let i = first; i < last; i++) {
     const record = records[i]!;
     if (record.kind !== ChunkKind.data) {
       if (group) yield group;
@@ -162,13 +186,13 @@ function* plan(records: readonly ChunkRecord[], index: BlobIndex, chunkSize: num
     }
     const id = record.id!.toString('hex');
     const location = index.get(id)!;
-    const extends_ =
-      group &&
+    const joins =
+      group !== undefined &&
       group.pack === location.pack &&
       group.offset + group.length === location.offset &&
       group.chunks.length < MAX_CHUNKS_PER_READ &&
       group.length + location.length <= MAX_READ;
-    if (group && extends_) {
+    if (group && joins) {
       group.length += location.length;
       group.chunks.push({ index: i, id, location });
     } else {

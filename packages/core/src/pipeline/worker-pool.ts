@@ -4,7 +4,7 @@ import type { CodecRegistration, CodecSettings } from '../codec.js';
 import type { MasterKey } from '../crypto/crypto.js';
 import { DamageError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
-import type { WorkerReply, WorkerRequest } from './worker.js';
+import type { ByteRange, ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipeline/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
@@ -122,21 +122,21 @@ export class WorkerPool implements IDisposable {
     return reply.plain ? toBuffer(reply.plain) : undefined;
   }
 
-  /** Starts a new image hash, discarding whatever an earlier, failed run fed in. */
-  imageReset(): Promise<unknown> {
-    return this.#imageHasher.request({ op: 'imageReset' });
+  /** Starts a new image hash (and one per range), discarding whatever an earlier, failed run fed in. */
+  imageReset(ranges: ByteRange[] = []): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageReset', ranges });
   }
 
-  /** Ordered image hashing: calls must be made in image order. */
-  imageUpdate(slot: SharedArrayBuffer, length: number): Promise<unknown> {
-    return this.#imageHasher.request({ op: 'imageUpdate', slot, length });
+  /** Feeds `length` bytes of the slot from `start`, which sit at `offset` in the image. Calls must come in image order. */
+  imageUpdate(slot: SharedArrayBuffer, offset: number, length: number, start = 0): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageUpdate', slot, start, length, offset });
   }
 
-  imageZeros(length: number): Promise<unknown> {
-    return this.#imageHasher.request({ op: 'imageZeros', length });
+  imageZeros(offset: number, length: number): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageZeros', length, offset });
   }
 
-  async imageDigest(): Promise<string> {
+  async imageDigest(): Promise<ImageDigest> {
     return (await this.#imageHasher.request({ op: 'imageDigest' })).digest!;
   }
 

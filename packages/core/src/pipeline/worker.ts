@@ -16,13 +16,25 @@ export type WorkerRequest =
   | { op: 'seal'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; into?: SharedArrayBuffer }
-  | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number }
-  | { op: 'imageZeros'; length: number }
-  | { op: 'imageDigest' }
-  | { op: 'imageReset' };
+  | { op: 'imageReset'; ranges: ByteRange[] }
+  | { op: 'imageUpdate'; slot: SharedArrayBuffer; start: number; length: number; offset: number }
+  | { op: 'imageZeros'; length: number; offset: number }
+  | { op: 'imageDigest' };
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface ImageDigest {
+  /** sha256 of the whole image; undefined when not every byte from 0 on was fed in order. */
+  image?: string;
+  /** sha256 of each range given to `imageReset`, in the same order. */
+  ranges: string[];
+}
 
 export type WorkerReply =
-  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; plain?: Uint8Array; digest?: string }
+  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; plain?: Uint8Array; digest?: ImageDigest }
   | { ok: false; message: string; damage?: boolean };
 
 let encryptionKey: Buffer;
@@ -30,7 +42,49 @@ let blobIdKey: Buffer;
 let writeCodec: Codec;
 let writeCodecId = CODEC_NONE;
 const decoders = new Map<number, Codec>();
-let imageHash: Hash = createHash('sha256');
+
+/**
+ * The ordered sha256 of an image, and of chosen ranges of it (partitions), fed in image
+ * order. Pieces may skip ahead (a partial restore feeds only its range); the whole-image hash
+ * is then void.
+ */
+class ImageHasher {
+  #image: Hash = createHash('sha256');
+  #contiguous = true;
+  #position = 0;
+  #ranges: Array<ByteRange & { hash: Hash; fed: number }> = [];
+
+  reset(ranges: ByteRange[]): void {
+    this.#image = createHash('sha256');
+    this.#contiguous = true;
+    this.#position = 0;
+    this.#ranges = ranges.map((r) => ({ ...r, hash: createHash('sha256'), fed: 0 }));
+  }
+
+  update(bytes: Uint8Array, offset: number): void {
+    if (offset !== this.#position) this.#contiguous = false;
+    if (this.#contiguous) this.#image.update(bytes);
+    const end = offset + bytes.length;
+    for (const range of this.#ranges) {
+      const from = Math.max(offset, range.offset + range.fed);
+      const to = Math.min(end, range.offset + range.length);
+      if (to <= from) continue;
+      if (from !== range.offset + range.fed) throw new Error(`range at ${range.offset} was fed out of order`);
+      range.hash.update(bytes.subarray(from - offset, to - offset));
+      range.fed += to - from;
+    }
+    this.#position = end;
+  }
+
+  digest(): ImageDigest {
+    const ranges = this.#ranges.map((r) => (r.fed === r.length ? r.hash.digest('hex') : ''));
+    const image = this.#contiguous ? this.#image.digest('hex') : undefined;
+    this.reset([]);
+    return { image, ranges };
+  }
+}
+
+const imageHasher = new ImageHasher();
 const zeroBlock = Buffer.alloc(1024 * 1024);
 
 async function init(request: Extract<WorkerRequest, { op: 'init' }>): Promise<void> {
@@ -119,22 +173,19 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       const copy = new Uint8Array(plain);
       return { reply: { ok: true, plain: copy }, transfer: [copy.buffer] };
     }
+    case 'imageReset':
+      imageHasher.reset(request.ranges);
+      return { reply: { ok: true }, transfer: [] };
     case 'imageUpdate':
-      imageHash.update(new Uint8Array(request.slot, 0, request.length));
+      imageHasher.update(new Uint8Array(request.slot, request.start, request.length), request.offset);
       return { reply: { ok: true }, transfer: [] };
     case 'imageZeros':
-      for (let left = request.length; left > 0; left -= zeroBlock.length) {
-        imageHash.update(zeroBlock.subarray(0, Math.min(left, zeroBlock.length)));
+      for (let done = 0; done < request.length; done += zeroBlock.length) {
+        imageHasher.update(zeroBlock.subarray(0, Math.min(request.length - done, zeroBlock.length)), request.offset + done);
       }
       return { reply: { ok: true }, transfer: [] };
-    case 'imageReset':
-      imageHash = createHash('sha256');
-      return { reply: { ok: true }, transfer: [] };
-    case 'imageDigest': {
-      const digest = imageHash.digest('hex');
-      imageHash = createHash('sha256');
-      return { reply: { ok: true, digest }, transfer: [] };
-    }
+    case 'imageDigest':
+      return { reply: { ok: true, digest: imageHasher.digest() }, transfer: [] };
   }
 }
 

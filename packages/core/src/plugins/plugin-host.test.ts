@@ -108,7 +108,7 @@ describe('PluginHost', () => {
     expect(validator.validate({ ...job, target: { type: 'alpha', path: '/x' } })).toEqual([
       '/source/type: no enabled plugin provides this kind of setting (see `cairn plugins`)',
     ]);
-    expect(validator.validate({ ...job, target: { type: 'gamma' } })).toContain('/target/type: must be one of "alpha"');
+    expect(validator.validate({ ...job, target: { type: 'gamma' } })).toContain('/target/type: must be one of "alpha", not "gamma"');
     expect(validator.validate({ ...job, password: { env: 'P', file: 'x' } })).toContain('/password: must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}');
   });
 

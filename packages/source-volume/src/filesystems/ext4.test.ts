@@ -1,0 +1,363 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Extent } from '@cairn/core';
+import type { VolumeReader } from '../extents.js';
+import { crc32cUpdate, mapExt4UsedBlocks } from './ext4.js';
+import { InconsistentMetadataError } from './inconsistent.js';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+const run = (command: string, args: string[]): string =>
+  execFileSync(command, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 * MiB });
+
+let workDir: string;
+let sourceDir: string;
+/** Relative path → sha256 of every regular file in `sourceDir`. */
+const sourceFiles = new Map<string, string>();
+
+const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
+
+beforeAll(async () => {
+  workDir = await mkdtemp(path.join(tmpdir(), 'cairn-ext4-'));
+  sourceDir = path.join(workDir, 'source');
+  const add = async (relative: string, data: Uint8Array) => {
+    const file = path.join(sourceDir, relative);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, data);
+    sourceFiles.set(relative, sha256(data));
+  };
+  await add('big.bin', randomBytes(9 * MiB));
+  await add('medium/one.bin', randomBytes(700 * KiB));
+  await add('medium/two.bin', randomBytes(1234567));
+  await add('empty', new Uint8Array(0));
+  await add('text.txt', Buffer.from('cairn\n'.repeat(1000)));
+  for (let i = 0; i < 300; i++) await add(`many/dir${i % 7}/small-${i}.dat`, randomBytes(1 + ((i * 7919) % 20000)));
+  await symlink('text.txt', path.join(sourceDir, 'short-link'));
+  await symlink('x'.repeat(200), path.join(sourceDir, 'long-link'));
+});
+
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+});
+
+/** A stale, non-zero pattern that mkfs leaves in free blocks with -E nodiscard. */
+async function fillWithPattern(image: string, size: number): Promise<void> {
+  const chunk = Buffer.alloc(4 * MiB);
+  for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((0xdeadbeef ^ (i * 2654435761)) >>> 0, i);
+  const handle = await open(image, 'w');
+  try {
+    for (let at = 0; at < size; at += chunk.length) await handle.write(chunk, 0, Math.min(chunk.length, size - at), at);
+  } finally {
+    await handle.close();
+  }
+}
+
+let imageCounter = 0;
+async function makeFilesystem(size: number, mkfsArgs: string[], withFiles = true): Promise<string> {
+  const image = path.join(workDir, `fs-${imageCounter++}.img`);
+  await fillWithPattern(image, size);
+  run('mkfs.ext4', ['-q', '-F', ...mkfsArgs, ...(withFiles ? ['-d', sourceDir] : []), image]);
+  return image;
+}
+
+async function withReader<T>(image: string, use: (volume: VolumeReader) => Promise<T>): Promise<T> {
+  const handle = await open(image, 'r');
+  try {
+    const { size } = await handle.stat();
+    return await use({
+      size,
+      async read(into, offset, length) {
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await handle.read(into, done, length - done, offset + done);
+          if (bytesRead === 0) throw new Error(`short read at ${offset + done}`);
+          done += bytesRead;
+        }
+      },
+    });
+  } finally {
+    await handle.close();
+  }
+}
+
+function memoryReader(data: Uint8Array): VolumeReader {
+  return {
+    size: data.length,
+    async read(into, offset, length) {
+      into.set(data.subarray(offset, offset + length));
+    },
+  };
+}
+
+const mapImage = (image: string) => withReader(image, mapExt4UsedBlocks);
+
+function expectWellFormed(extents: Extent[], size: number): void {
+  let end = 0;
+  for (const extent of extents) {
+    expect(extent.length).toBeGreaterThan(0);
+    expect(extent.offset).toBeGreaterThan(end === 0 ? -1 : end); // sorted, not touching
+    end = extent.offset + extent.length;
+  }
+  expect(end).toBeLessThanOrEqual(size);
+}
+
+/** Copies only `extents` of `image` into a new sparse file of the same size: what a restore writes. */
+async function keepOnly(image: string, extents: Extent[]): Promise<string> {
+  const kept = `${image}.kept`;
+  const source = await open(image, 'r');
+  const target = await open(kept, 'w');
+  try {
+    const { size } = await source.stat();
+    await target.truncate(size);
+    const buffer = Buffer.alloc(4 * MiB);
+    for (const extent of extents) {
+      for (let at = extent.offset; at < extent.offset + extent.length; at += buffer.length) {
+        const length = Math.min(buffer.length, extent.offset + extent.length - at);
+        await source.read(buffer, 0, length, at);
+        await target.write(buffer, 0, length, at);
+      }
+    }
+  } finally {
+    await source.close();
+    await target.close();
+  }
+  return kept;
+}
+
+function superblockFields(image: string): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const line of run('dumpe2fs', ['-h', image]).split('\n')) {
+    const match = /^([^:]+):\s*(.*)$/.exec(line);
+    if (match) fields[match[1]!.trim()] = match[2]!.trim();
+  }
+  return fields;
+}
+
+/** Restores from the extents alone and checks the result with e2fsck and debugfs. */
+async function checkRoundTrip(image: string, size: number): Promise<{ extents: Extent[]; mapped: number; used: number }> {
+  const extents = await mapImage(image);
+  expectWellFormed(extents, size);
+  const kept = await keepOnly(image, extents);
+
+  // e2fsck exits 0 only when it found nothing to fix.
+  run('e2fsck', ['-fn', kept]);
+
+  const out = path.join(`${image}.out`);
+  await mkdir(out);
+  const names = [...sourceFiles.keys()];
+  const commands = names.map((name, i) => `dump /${name} ${path.join(out, String(i))}`).join('\n');
+  await writeFile(`${image}.cmds`, commands + '\n');
+  run('debugfs', ['-f', `${image}.cmds`, kept]);
+  for (const [i, name] of names.entries()) {
+    expect(sha256(await readFile(path.join(out, String(i)))), name).toBe(sourceFiles.get(name));
+  }
+  expect(run('debugfs', ['-R', 'stat /long-link', kept])).toContain('x'.repeat(200));
+
+  const fields = superblockFields(image);
+  const blockSize = Number(fields['Block size']);
+  const used = (Number(fields['Block count']) - Number(fields['Free blocks'])) * blockSize;
+  const mapped = extents.reduce((sum, extent) => sum + extent.length, 0);
+  // Every used block is mapped; the only extra is metadata the bitmaps leave out (at most a few blocks).
+  expect(mapped).toBeGreaterThanOrEqual(used);
+  expect(mapped - used).toBeLessThanOrEqual(16 * blockSize);
+  expect(mapped).toBeLessThan(size / 2);
+
+  // Stale data really was there: the restored image differs from the original in free space.
+  const original = await readFile(image);
+  const restored = await readFile(kept);
+  expect(original.equals(restored)).toBe(false);
+  return { extents, mapped, used };
+}
+
+describe('mapExt4UsedBlocks on real filesystems', () => {
+  const variants: Array<{ name: string; size: number; args: string[]; blockUninit?: boolean }> = [
+    { name: 'ext4 defaults (flex_bg, 64bit, metadata_csum)', size: 300 * MiB, args: ['-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext4 without flex_bg', size: 300 * MiB, args: ['-O', '^flex_bg', '-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext4 without sparse_super', size: 160 * MiB, args: ['-O', '^sparse_super,^resize_inode', '-g', '8192', '-E', 'nodiscard'] },
+    { name: 'ext4 with 1 KiB blocks and a partial last group', size: 77 * MiB + 5 * KiB, args: ['-b', '1024', '-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext4 with 32-bit descriptors and gdt_csum (crc16)', size: 200 * MiB, args: ['-O', '^64bit,^metadata_csum,uninit_bg', '-g', '8192', '-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext4 with 64bit, 1 KiB blocks and small groups', size: 64 * MiB, args: ['-O', '64bit', '-b', '1024', '-g', '2048', '-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext4 with lazy_itable_init', size: 256 * MiB, args: ['-E', 'lazy_itable_init=1,nodiscard', '-g', '8192'], blockUninit: true },
+    { name: 'ext4 with meta_bg', size: 256 * MiB, args: ['-O', 'meta_bg,^resize_inode', '-b', '1024', '-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext4 with sparse_super2', size: 256 * MiB, args: ['-O', 'sparse_super2', '-g', '8192', '-E', 'nodiscard'], blockUninit: true },
+    { name: 'ext3', size: 100 * MiB, args: ['-t', 'ext3', '-E', 'nodiscard'] },
+    { name: 'ext2', size: 100 * MiB, args: ['-t', 'ext2', '-E', 'nodiscard'] },
+  ];
+
+  for (const variant of variants) {
+    it(`${variant.name}: a restore from the extents alone is clean and holds every file`, async () => {
+      const image = await makeFilesystem(variant.size, variant.args);
+      if (variant.blockUninit) expect(run('dumpe2fs', [image])).toContain('BLOCK_UNINIT');
+      const { mapped } = await checkRoundTrip(image, variant.size);
+      expect(mapped).toBeGreaterThan(9 * MiB);
+    });
+  }
+
+  it('maps only the filesystem when the volume is larger than it', async () => {
+    const size = 96 * MiB;
+    const image = path.join(workDir, 'larger-volume.img');
+    await fillWithPattern(image, size);
+    run('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard', '-d', sourceDir, image, '64M']);
+    const extents = await mapImage(image);
+    const last = extents[extents.length - 1]!;
+    expect(last.offset + last.length).toBeLessThanOrEqual(64 * MiB);
+    await checkRoundTrip(image, size);
+  });
+});
+
+describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
+  const expectRefusal = async (image: string, message: RegExp) => {
+    const error = await mapImage(image).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(InconsistentMetadataError);
+    expect((error as Error).message).toMatch(/^ext4: /);
+    expect((error as Error).message).toMatch(message);
+  };
+
+  it('refuses a block bitmap location past the end of the filesystem (descriptor checksum kept valid)', async () => {
+    const image = await makeFilesystem(64 * MiB, ['-b', '1024'], false);
+    run('debugfs', ['-w', '-R', 'set_bg 3 block_bitmap 99999999', image]);
+    await expectRefusal(image, /group 3 block bitmap at block 99999999 is past the end of the filesystem/);
+  });
+
+  it('refuses an inode table that runs past the end, on ext2 without checksums', async () => {
+    const image = await makeFilesystem(64 * MiB, ['-t', 'ext2'], false);
+    const blocks = 64 * MiB / 4096;
+    run('debugfs', ['-w', '-R', `set_bg 0 inode_table ${blocks - 2}`, image]);
+    await expectRefusal(image, /group 0 inode table at block 16382 is past the end/);
+  });
+
+  it('refuses a group descriptor whose bytes were changed behind its checksum', async () => {
+    for (const args of [[], ['-O', '^metadata_csum,uninit_bg']]) {
+      const image = await makeFilesystem(64 * MiB, args, false);
+      const handle = await open(image, 'r+');
+      // 4 KiB blocks: the descriptor table is block 1; flip a byte of group 0's block bitmap address.
+      const byte = Buffer.alloc(1);
+      await handle.read(byte, 0, 1, 4096);
+      byte[0] ^= 0x40;
+      await handle.write(byte, 0, 1, 4096);
+      await handle.close();
+      await expectRefusal(image, /group 0 descriptor checksum mismatch/);
+    }
+  });
+
+  it('refuses a block bitmap whose checksum does not match', async () => {
+    const image = await makeFilesystem(64 * MiB, [], true);
+    const fields = superblockFields(image);
+    const bitmapBlock = Number(/Block bitmap at (\d+)/.exec(run('dumpe2fs', [image]))![1]);
+    expect(fields['Filesystem features']).toContain('metadata_csum');
+    const handle = await open(image, 'r+');
+    const byte = Buffer.alloc(1);
+    await handle.read(byte, 0, 1, bitmapBlock * 4096 + 1000);
+    byte[0] ^= 0x01;
+    await handle.write(byte, 0, 1, bitmapBlock * 4096 + 1000);
+    await handle.close();
+    await expectRefusal(image, /group 0 block bitmap checksum mismatch/);
+  });
+
+  it('refuses a journal that needs recovery', async () => {
+    const image = await makeFilesystem(64 * MiB, [], false);
+    run('debugfs', ['-w', '-R', 'feature needs_recovery', image]);
+    await expectRefusal(image, /needs recovery/);
+  });
+
+  it('refuses a filesystem that was not cleanly unmounted or has errors', async () => {
+    const image = await makeFilesystem(64 * MiB, ['-t', 'ext2'], false);
+    run('debugfs', ['-w', '-R', 'ssv state 0', image]);
+    await expectRefusal(image, /not cleanly unmounted/);
+    run('debugfs', ['-w', '-R', 'ssv state 3', image]);
+    await expectRefusal(image, /errors/);
+  });
+
+  it('refuses unknown INCOMPAT features, with and without a superblock checksum', async () => {
+    const ext2 = await makeFilesystem(64 * MiB, ['-t', 'ext2'], false);
+    const handle = await open(ext2, 'r+');
+    const field = Buffer.alloc(4);
+    await handle.read(field, 0, 4, 1024 + 0x60);
+    field.writeUInt32LE((field.readUInt32LE(0) | 0x80000000) >>> 0, 0);
+    await handle.write(field, 0, 4, 1024 + 0x60);
+    await handle.close();
+    await expectRefusal(ext2, /unsupported INCOMPAT features 0x80000000/);
+
+    // metadata_csum: set the bit and recompute the superblock checksum as the kernel would.
+    const ext4 = await makeFilesystem(64 * MiB, [], false);
+    const data = await readFile(ext4);
+    const sb = data.subarray(1024, 2048);
+    sb.writeUInt32LE((sb.readUInt32LE(0x60) | 0x100000) >>> 0, 0x60);
+    sb.writeUInt32LE(crc32cUpdate(0xffffffff, sb, 0, 0x3fc), 0x3fc);
+    await expect(mapExt4UsedBlocks(memoryReader(data))).rejects.toThrow(/unsupported INCOMPAT features 0x100000/);
+    // Without recomputing, the checksum catches the change first.
+    sb.writeUInt32LE(sb.readUInt32LE(0x60) ^ 0x100000, 0x60);
+    await expect(mapExt4UsedBlocks(memoryReader(data))).rejects.toThrow(/superblock checksum mismatch/);
+  });
+
+  it('refuses bigalloc, which it does not understand', async () => {
+    const image = await makeFilesystem(64 * MiB, ['-O', 'bigalloc', '-C', '16384'], false);
+    await expectRefusal(image, /bigalloc/);
+  });
+
+  it('refuses a truncated image and a volume that is not ext at all', async () => {
+    const image = await makeFilesystem(64 * MiB, [], false);
+    await truncate(image, 48 * MiB);
+    await expectRefusal(image, /the filesystem is 67108864 bytes .* but the volume holds only 50331648/);
+    await truncate(image, 1500);
+    await expectRefusal(image, /too small to hold a superblock/);
+    await expect(mapExt4UsedBlocks(memoryReader(new Uint8Array(1 * MiB)))).rejects.toThrow(InconsistentMetadataError);
+  });
+
+  it('either maps or refuses, never crashes, when metadata bytes are randomly damaged', async () => {
+    for (const args of [['-t', 'ext2', '-b', '1024'], ['-O', '^metadata_csum,^uninit_bg,^64bit', '-g', '4096']]) {
+      const image = await makeFilesystem(32 * MiB, args, true);
+      const pristine = await readFile(image);
+      const blockSize = args.includes('1024') ? 1024 : 4096;
+      // The superblock, the descriptor table and the first bitmaps and inode table blocks.
+      const region = 1024 + 8 * blockSize;
+      let mapped = 0;
+      let refused = 0;
+      for (let round = 0; round < 400; round++) {
+        const data = Buffer.from(pristine);
+        const flips = 1 + (round % 4);
+        for (let i = 0; i < flips; i++) {
+          const at = 1024 + Math.floor(Math.random() * region);
+          data[at] = Math.floor(Math.random() * 256);
+        }
+        try {
+          const extents = await mapExt4UsedBlocks(memoryReader(data));
+          expectWellFormed(extents, data.length);
+          mapped++;
+        } catch (err) {
+          if (!(err instanceof InconsistentMetadataError)) throw err;
+          refused++;
+        }
+      }
+      expect(mapped + refused).toBe(400);
+    }
+  });
+});
+
+describe('mapExt4UsedBlocks speed', () => {
+  it('maps a 4 GiB filesystem quickly', async () => {
+    const image = path.join(workDir, 'big.img');
+    await writeFile(image, '');
+    await truncate(image, 4 * GiB);
+    run('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard', '-d', sourceDir, image]);
+    const started = performance.now();
+    const extents = await mapImage(image);
+    const elapsed = performance.now() - started;
+    const fields = superblockFields(image);
+    const used = (Number(fields['Block count']) - Number(fields['Free blocks'])) * Number(fields['Block size']);
+    const mapped = extents.reduce((sum, extent) => sum + extent.length, 0);
+    console.log(`ext4 4 GiB: ${extents.length} extents, ${mapped} bytes mapped (${used} used) in ${elapsed.toFixed(1)} ms`);
+    expect(mapped).toBeGreaterThanOrEqual(used);
+    expect(mapped - used).toBeLessThanOrEqual(16 * 4096);
+    expect(elapsed).toBeLessThan(2000);
+  });
+});

@@ -1,0 +1,524 @@
+import type { Extent } from '@cairn/core';
+import type { UsedBlockMapper, VolumeReader } from '../extents.js';
+import { InconsistentMetadataError } from './inconsistent.js';
+
+/*
+ * Used-block map of ext2/ext3/ext4, read from the block bitmaps of the block groups.
+ *
+ * Layout references: the kernel's fs/ext4/ext4.h (struct ext4_super_block, ext4_group_desc),
+ * fs/ext4/super.c (ext4_group_desc_csum, descriptor_loc, ext4_check_descriptors) and
+ * e2fsprogs lib/ext2fs/closefs.c (ext2fs_super_and_bgd_loc2). Nothing is guessed: anything the
+ * mapper does not understand, or that does not add up, is an InconsistentMetadataError and the
+ * volume is imaged exactly.
+ */
+
+const SUPERBLOCK_OFFSET = 1024;
+const SUPERBLOCK_SIZE = 1024;
+const EXT4_MAGIC = 0xef53;
+
+const STATE_VALID = 0x0001;
+const STATE_ERROR = 0x0002;
+
+const COMPAT_SPARSE_SUPER2 = 0x0200;
+
+const INCOMPAT_FILETYPE = 0x0002;
+const INCOMPAT_RECOVER = 0x0004;
+const INCOMPAT_JOURNAL_DEV = 0x0008;
+const INCOMPAT_META_BG = 0x0010;
+const INCOMPAT_EXTENTS = 0x0040;
+const INCOMPAT_64BIT = 0x0080;
+const INCOMPAT_MMP = 0x0100;
+const INCOMPAT_FLEX_BG = 0x0200;
+const INCOMPAT_EA_INODE = 0x0400;
+const INCOMPAT_CSUM_SEED = 0x2000;
+const INCOMPAT_LARGEDIR = 0x4000;
+const INCOMPAT_INLINE_DATA = 0x8000;
+const INCOMPAT_ENCRYPT = 0x10000;
+const INCOMPAT_CASEFOLD = 0x20000;
+/** INCOMPAT features whose meaning for block allocation is understood (RECOVER and JOURNAL_DEV are refused separately). */
+const INCOMPAT_UNDERSTOOD =
+  INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_JOURNAL_DEV | INCOMPAT_META_BG | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_MMP |
+  INCOMPAT_FLEX_BG | INCOMPAT_EA_INODE | INCOMPAT_CSUM_SEED | INCOMPAT_LARGEDIR | INCOMPAT_INLINE_DATA | INCOMPAT_ENCRYPT | INCOMPAT_CASEFOLD;
+
+const RO_COMPAT_SPARSE_SUPER = 0x0001;
+const RO_COMPAT_GDT_CSUM = 0x0010;
+const RO_COMPAT_HAS_SNAPSHOT = 0x0080;
+const RO_COMPAT_BIGALLOC = 0x0200;
+const RO_COMPAT_METADATA_CSUM = 0x0400;
+/**
+ * RO_COMPAT features that leave the block bitmaps meaning "block in use": sparse_super,
+ * large_file, btree_dir, huge_file, gdt_csum, dir_nlink, extra_isize, quota, metadata_csum,
+ * readonly, project, shared_blocks, verity, orphan_present. Snapshots, bigalloc (bits are
+ * clusters) and replica are not understood.
+ */
+const RO_COMPAT_UNDERSTOOD = 0x0001 | 0x0002 | 0x0004 | 0x0008 | 0x0010 | 0x0020 | 0x0040 | 0x0100 | 0x0400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
+
+const BG_BLOCK_UNINIT = 0x0002;
+
+/** Offset of bg_checksum in a group descriptor, and the end of bg_block_bitmap_csum_hi. */
+const BG_CHECKSUM_OFFSET = 0x1e;
+const BG_BLOCK_BITMAP_CSUM_HI_END = 0x3a;
+
+/** Bitmap reads are batched: neighbours closer than this are read in one call, up to MAX_BATCH bytes. */
+const MAX_GAP_BYTES = 64 * 1024;
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+
+function fail(message: string): never {
+  throw new InconsistentMetadataError(`ext4: ${message}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checksums, as the kernel computes them: raw table updates without the final inversion.
+
+function makeTable(polynomial: number): Uint32Array {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ polynomial : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+}
+
+const CRC32C_TABLE = makeTable(0x82f63b78);
+const CRC16_TABLE = makeTable(0xa001);
+
+/** The kernel's crc32c_le(crc, data): no pre- or post-inversion. */
+export function crc32cUpdate(crc: number, data: Uint8Array, start = 0, end = data.length): number {
+  let c = crc >>> 0;
+  for (let i = start; i < end; i++) c = CRC32C_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8);
+  return c >>> 0;
+}
+
+/** The kernel's crc16(crc, data) (CRC-16/ARC polynomial, reflected), no inversion. */
+export function crc16Update(crc: number, data: Uint8Array, start = 0, end = data.length): number {
+  let c = crc & 0xffff;
+  for (let i = start; i < end; i++) c = (CRC16_TABLE[(c ^ data[i]!) & 0xff]! ^ (c >>> 8)) & 0xffff;
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Superblock
+
+interface Superblock {
+  blockSize: number;
+  blocksCount: number;
+  firstDataBlock: number;
+  blocksPerGroup: number;
+  inodesPerGroup: number;
+  inodeSize: number;
+  groupCount: number;
+  descSize: number;
+  descPerBlock: number;
+  /** Blocks the group descriptor table takes (without reserved GDT blocks). */
+  gdtBlocks: number;
+  reservedGdtBlocks: number;
+  firstMetaBg: number;
+  /** Block that holds the primary superblock. */
+  superblockBlock: number;
+  uuid: Uint8Array;
+  csumSeed: number;
+  sparseSuper: boolean;
+  sparseSuper2: boolean;
+  backupGroups: [number, number];
+  flexBg: boolean;
+  metaBg: boolean;
+  is64: boolean;
+  metadataCsum: boolean;
+  gdtCsum: boolean;
+}
+
+function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
+  const view = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
+  const u16 = (at: number) => view.getUint16(at, true);
+  const u32 = (at: number) => view.getUint32(at, true);
+
+  if (u16(0x38) !== EXT4_MAGIC) fail(`bad superblock magic 0x${u16(0x38).toString(16)} (expected 0xef53)`);
+  const revLevel = u32(0x4c);
+  const compat = revLevel >= 1 ? u32(0x5c) : 0;
+  const incompat = revLevel >= 1 ? u32(0x60) : 0;
+  const roCompat = revLevel >= 1 ? u32(0x64) : 0;
+
+  if (incompat & INCOMPAT_JOURNAL_DEV) fail('this is an external journal device, not a filesystem with block groups');
+  if (incompat & INCOMPAT_RECOVER) fail('the journal needs recovery (needs_recovery is set): the on-disk bitmaps may be stale');
+  const unknownIncompat = incompat & ~INCOMPAT_UNDERSTOOD;
+  if (unknownIncompat) fail(`unsupported INCOMPAT features 0x${unknownIncompat.toString(16)}`);
+  if (roCompat & RO_COMPAT_BIGALLOC) fail('bigalloc is not supported (bitmap bits are clusters)');
+  if (roCompat & RO_COMPAT_HAS_SNAPSHOT) fail('snapshots (has_snapshot) are not supported');
+  const unknownRoCompat = roCompat & ~RO_COMPAT_UNDERSTOOD;
+  if (unknownRoCompat) fail(`unsupported RO_COMPAT features 0x${unknownRoCompat.toString(16)}`);
+
+  const metadataCsum = (roCompat & RO_COMPAT_METADATA_CSUM) !== 0;
+  if (metadataCsum) {
+    if (sb[0x175] !== 1) fail(`unknown metadata checksum type ${sb[0x175]}`);
+    const expected = u32(0x3fc);
+    const actual = crc32cUpdate(0xffffffff, sb, 0, 0x3fc);
+    if (actual !== expected) fail(`superblock checksum mismatch (stored 0x${expected.toString(16)}, computed 0x${actual.toString(16)})`);
+  }
+
+  const state = u16(0x3a);
+  if (state & STATE_ERROR) fail('the filesystem is marked as having errors (s_state); run e2fsck');
+  if (!(state & STATE_VALID)) fail('the filesystem was not cleanly unmounted or is mounted (s_state lacks VALID_FS): the bitmaps may be stale');
+
+  const logBlockSize = u32(0x18);
+  if (logBlockSize > 6) fail(`invalid block size (s_log_block_size ${logBlockSize})`);
+  const blockSize = 1024 << logBlockSize;
+  const is64 = (incompat & INCOMPAT_64BIT) !== 0;
+  const blocksCount = u32(0x04) + (is64 ? u32(0x150) * 2 ** 32 : 0);
+  const firstDataBlock = u32(0x14);
+  const blocksPerGroup = u32(0x20);
+  const clustersPerGroup = u32(0x24);
+  const inodesPerGroup = u32(0x28);
+  const inodesCount = u32(0x00);
+  const inodeSize = revLevel >= 1 ? u16(0x58) : 128;
+
+  if (!Number.isSafeInteger(blocksCount * blockSize)) fail(`blocks count ${blocksCount} is too large`);
+  const expectedFirst = blockSize === 1024 ? 1 : 0;
+  if (firstDataBlock !== expectedFirst) fail(`first data block is ${firstDataBlock}, expected ${expectedFirst} for ${blockSize}-byte blocks`);
+  if (blocksCount <= firstDataBlock) fail(`blocks count ${blocksCount} is not past the first data block`);
+  if (blocksPerGroup === 0 || blocksPerGroup % 8 !== 0 || blocksPerGroup > 8 * blockSize) fail(`invalid blocks per group ${blocksPerGroup}`);
+  if (clustersPerGroup !== blocksPerGroup) fail(`clusters per group ${clustersPerGroup} differs from blocks per group ${blocksPerGroup} without bigalloc`);
+  if (inodesPerGroup === 0 || inodesPerGroup > 8 * blockSize) fail(`invalid inodes per group ${inodesPerGroup}`);
+  if (inodeSize < 128 || inodeSize > blockSize || (inodeSize & (inodeSize - 1)) !== 0) fail(`invalid inode size ${inodeSize}`);
+  if (blocksCount * blockSize > volumeSize) {
+    fail(`the filesystem is ${blocksCount * blockSize} bytes (${blocksCount} blocks of ${blockSize}) but the volume holds only ${volumeSize}`);
+  }
+
+  const groupCount = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
+  if (groupCount * inodesPerGroup !== inodesCount) {
+    fail(`inodes count ${inodesCount} is not ${groupCount} groups × ${inodesPerGroup} inodes per group`);
+  }
+
+  let descSize = 32;
+  if (is64) {
+    descSize = u16(0xfe);
+    if (descSize < 64 || descSize > 1024 || (descSize & (descSize - 1)) !== 0) fail(`invalid group descriptor size ${descSize} with 64bit`);
+  }
+  const descPerBlock = blockSize / descSize;
+  const gdtBlocks = Math.ceil(groupCount / descPerBlock);
+  const metaBg = (incompat & INCOMPAT_META_BG) !== 0;
+  const firstMetaBg = metaBg ? u32(0x104) : 0;
+  if (metaBg && firstMetaBg > gdtBlocks) fail(`first meta block group ${firstMetaBg} is past the ${gdtBlocks} descriptor blocks`);
+  const reservedGdtBlocks = revLevel >= 1 ? u16(0xce) : 0;
+  if (reservedGdtBlocks > blockSize / 4) fail(`invalid reserved GDT blocks count ${reservedGdtBlocks}`);
+
+  const uuid = sb.slice(0x68, 0x78);
+  const csumSeed = incompat & INCOMPAT_CSUM_SEED ? u32(0x270) : crc32cUpdate(0xffffffff, uuid);
+  const sparseSuper2 = (compat & COMPAT_SPARSE_SUPER2) !== 0;
+  const backupGroups: [number, number] = [u32(0x24c), u32(0x250)];
+
+  return {
+    blockSize,
+    blocksCount,
+    firstDataBlock,
+    blocksPerGroup,
+    inodesPerGroup,
+    inodeSize,
+    groupCount,
+    descSize,
+    descPerBlock,
+    gdtBlocks,
+    reservedGdtBlocks,
+    firstMetaBg,
+    superblockBlock: Math.floor(SUPERBLOCK_OFFSET / blockSize),
+    uuid,
+    csumSeed,
+    sparseSuper: (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0,
+    sparseSuper2,
+    backupGroups,
+    flexBg: (incompat & INCOMPAT_FLEX_BG) !== 0,
+    metaBg,
+    is64,
+    metadataCsum,
+    gdtCsum: !metadataCsum && (roCompat & RO_COMPAT_GDT_CSUM) !== 0,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group geometry
+
+function isPowerOf(n: number, base: number): boolean {
+  let p = base;
+  while (p < n) p *= base;
+  return p === n;
+}
+
+/** ext4_bg_has_super: does this group hold a superblock (and, outside meta_bg, a GDT) copy? */
+function groupHasSuper(sb: Superblock, group: number): boolean {
+  if (group === 0) return true;
+  if (sb.sparseSuper2) return group === sb.backupGroups[0] || group === sb.backupGroups[1];
+  if (group <= 1 || !sb.sparseSuper) return true;
+  if (group % 2 === 0) return false;
+  return isPowerOf(group, 3) || isPowerOf(group, 5) || isPowerOf(group, 7);
+}
+
+function groupFirstBlock(sb: Superblock, group: number): number {
+  return sb.firstDataBlock + group * sb.blocksPerGroup;
+}
+
+function groupBlockCount(sb: Superblock, group: number): number {
+  return Math.min(sb.blocksPerGroup, sb.blocksCount - groupFirstBlock(sb, group));
+}
+
+/** descriptor_loc: the block holding descriptor block `nr` of the primary table. */
+function descriptorBlock(sb: Superblock, nr: number): number {
+  if (!sb.metaBg || nr < sb.firstMetaBg) return sb.superblockBlock + 1 + nr;
+  const group = nr * sb.descPerBlock;
+  return groupFirstBlock(sb, group) + (groupHasSuper(sb, group) ? 1 : 0);
+}
+
+/**
+ * Blocks a group's own base metadata takes (ext2fs_super_and_bgd_loc2, as a superset): its
+ * superblock copy, the old-style GDT copy with the reserved GDT blocks, and the meta_bg
+ * descriptor copy. Pushed as [start, end) block ranges.
+ */
+function pushBaseMetadata(sb: Superblock, group: number, ranges: number[]): void {
+  // With 1 KiB blocks group 0 starts at block 1, the superblock; block 0 is added separately.
+  const first = groupFirstBlock(sb, group);
+  const hasSuper = groupHasSuper(sb, group);
+  const metaGroup = Math.floor(group / sb.descPerBlock);
+  let length = 0;
+  if (hasSuper) length = 1;
+  if (!sb.metaBg || metaGroup < sb.firstMetaBg) {
+    if (hasSuper) length += (sb.metaBg ? sb.firstMetaBg : sb.gdtBlocks) + sb.reservedGdtBlocks;
+    if (length > 0) ranges.push(first, first + length);
+  } else {
+    if (hasSuper) ranges.push(first, first + 1);
+    const inMeta = group % sb.descPerBlock;
+    if (inMeta === 0 || inMeta === 1 || inMeta === sb.descPerBlock - 1) {
+      const at = first + (hasSuper ? 1 : 0);
+      ranges.push(at, at + 1);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+async function readExact(volume: VolumeReader, offset: number, length: number): Promise<Uint8Array> {
+  if (offset < 0 || offset + length > volume.size) fail(`read of ${length} bytes at ${offset} is past the end of the volume (${volume.size} bytes)`);
+  const buffer = new Uint8Array(length);
+  await volume.read(buffer, offset, length);
+  return buffer;
+}
+
+interface GroupDesc {
+  blockBitmap: number;
+  inodeBitmap: number;
+  inodeTable: number;
+  flags: number;
+  blockBitmapCsum: number;
+}
+
+async function readDescriptorTable(volume: VolumeReader, sb: Superblock): Promise<Uint8Array> {
+  const { blockSize, gdtBlocks } = sb;
+  const table = new Uint8Array(gdtBlocks * blockSize);
+  // Descriptor blocks are read in runs of consecutive blocks: one run outside meta_bg.
+  let nr = 0;
+  while (nr < gdtBlocks) {
+    const start = descriptorBlock(sb, nr);
+    let count = 1;
+    while (nr + count < gdtBlocks && descriptorBlock(sb, nr + count) === start + count) count++;
+    if (start + count > sb.blocksCount) fail(`group descriptor block ${nr} at block ${start} is past the end of the filesystem`);
+    const bytes = await readExact(volume, start * blockSize, count * blockSize);
+    table.set(bytes, nr * blockSize);
+    nr += count;
+  }
+  return table;
+}
+
+function groupDescChecksum(sb: Superblock, desc: Uint8Array, group: number): number {
+  const groupLe = new Uint8Array(4);
+  new DataView(groupLe.buffer).setUint32(0, group, true);
+  const zero = new Uint8Array(2);
+  if (sb.metadataCsum) {
+    let crc = crc32cUpdate(sb.csumSeed, groupLe);
+    crc = crc32cUpdate(crc, desc, 0, BG_CHECKSUM_OFFSET);
+    crc = crc32cUpdate(crc, zero);
+    if (BG_CHECKSUM_OFFSET + 2 < sb.descSize) crc = crc32cUpdate(crc, desc, BG_CHECKSUM_OFFSET + 2, sb.descSize);
+    return crc & 0xffff;
+  }
+  let crc = crc16Update(0xffff, sb.uuid);
+  crc = crc16Update(crc, groupLe);
+  crc = crc16Update(crc, desc, 0, BG_CHECKSUM_OFFSET);
+  if (sb.is64 && BG_CHECKSUM_OFFSET + 2 < sb.descSize) crc = crc16Update(crc, desc, BG_CHECKSUM_OFFSET + 2, sb.descSize);
+  return crc;
+}
+
+function parseDescriptors(sb: Superblock, table: Uint8Array): GroupDesc[] {
+  const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  const inodeTableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+  const descs: GroupDesc[] = [];
+  for (let group = 0; group < sb.groupCount; group++) {
+    const at = group * sb.descSize;
+    const lo = (off: number) => view.getUint32(at + off, true);
+    const hi = (off: number) => (sb.is64 ? view.getUint32(at + off, true) * 2 ** 32 : 0);
+    const desc: GroupDesc = {
+      blockBitmap: lo(0x00) + hi(0x20),
+      inodeBitmap: lo(0x04) + hi(0x24),
+      inodeTable: lo(0x08) + hi(0x28),
+      flags: view.getUint16(at + 0x12, true),
+      blockBitmapCsum: view.getUint16(at + 0x18, true) + (sb.descSize >= BG_BLOCK_BITMAP_CSUM_HI_END ? view.getUint16(at + 0x38, true) * 0x10000 : 0),
+    };
+
+    if (sb.metadataCsum || sb.gdtCsum) {
+      const stored = view.getUint16(at + BG_CHECKSUM_OFFSET, true);
+      const computed = groupDescChecksum(sb, table.subarray(at, at + sb.descSize), group);
+      if (stored !== computed) {
+        fail(`group ${group} descriptor checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
+      }
+    }
+
+    // ext4_check_descriptors: without flex_bg the metadata lies inside its own group.
+    const low = sb.flexBg ? sb.firstDataBlock : groupFirstBlock(sb, group);
+    const high = sb.flexBg ? sb.blocksCount : groupFirstBlock(sb, group) + groupBlockCount(sb, group);
+    const where = sb.flexBg ? 'the filesystem' : `group ${group}`;
+    const check = (name: string, block: number, count: number) => {
+      if (block + count > sb.blocksCount) fail(`group ${group} ${name} at block ${block} is past the end of the filesystem (${sb.blocksCount} blocks)`);
+      if (block < low || block + count > high) fail(`group ${group} ${name} at block ${block} (${count} blocks) lies outside ${where}`);
+      if (block <= sb.superblockBlock + sb.gdtBlocks && block + count > sb.superblockBlock && !sb.metaBg) {
+        fail(`group ${group} ${name} at block ${block} overlaps the primary superblock or group descriptors`);
+      }
+    };
+    check('block bitmap', desc.blockBitmap, 1);
+    check('inode bitmap', desc.inodeBitmap, 1);
+    check('inode table', desc.inodeTable, inodeTableBlocks);
+    descs.push(desc);
+  }
+  return descs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bitmaps
+
+/**
+ * Pushes the runs of set bits among the first `bits` bits of `bitmap` as [start, end) block
+ * ranges offset by `base`, merging with the last range when it ends exactly at the run.
+ */
+function pushBitmapRuns(bitmap: Uint8Array, bits: number, base: number, ranges: number[]): void {
+  let runStart = -1;
+  const fullBytes = bits >>> 3;
+  const close = (end: number) => {
+    if (ranges.length > 0 && ranges[ranges.length - 1] === base + runStart) ranges[ranges.length - 1] = base + end;
+    else ranges.push(base + runStart, base + end);
+    runStart = -1;
+  };
+  for (let i = 0; i < fullBytes; i++) {
+    const byte = bitmap[i]!;
+    if (byte === 0) {
+      if (runStart >= 0) close(i << 3);
+    } else if (byte === 0xff) {
+      if (runStart < 0) runStart = i << 3;
+    } else {
+      for (let b = 0; b < 8; b++) {
+        const bit = (i << 3) + b;
+        if (byte & (1 << b)) {
+          if (runStart < 0) runStart = bit;
+        } else if (runStart >= 0) close(bit);
+      }
+    }
+  }
+  for (let bit = fullBytes << 3; bit < bits; bit++) {
+    if (bitmap[bit >>> 3]! & (1 << (bit & 7))) {
+      if (runStart < 0) runStart = bit;
+    } else if (runStart >= 0) close(bit);
+  }
+  if (runStart >= 0) close(bits);
+}
+
+interface BitmapRead {
+  group: number;
+  block: number;
+}
+
+/** Reads the given bitmap blocks in batches of nearby blocks; calls `use` in group order within each batch. */
+async function readBitmaps(volume: VolumeReader, sb: Superblock, wanted: BitmapRead[], use: (group: number, bitmap: Uint8Array) => void): Promise<void> {
+  const { blockSize } = sb;
+  const sorted = [...wanted].sort((a, b) => a.block - b.block);
+  const maxGapBlocks = Math.max(0, Math.floor(MAX_GAP_BYTES / blockSize));
+  const maxBatchBlocks = Math.max(1, Math.floor(MAX_BATCH_BYTES / blockSize));
+  let i = 0;
+  while (i < sorted.length) {
+    const first = sorted[i]!.block;
+    let j = i + 1;
+    while (j < sorted.length && sorted[j]!.block - sorted[j - 1]!.block <= maxGapBlocks + 1 && sorted[j]!.block - first < maxBatchBlocks) j++;
+    const last = sorted[j - 1]!.block;
+    const bytes = await readExact(volume, first * blockSize, (last - first + 1) * blockSize);
+    for (let k = i; k < j; k++) {
+      const offset = (sorted[k]!.block - first) * blockSize;
+      use(sorted[k]!.group, bytes.subarray(offset, offset + blockSize));
+    }
+    i = j;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Sorts [start, end) pairs and merges overlapping or touching ones. */
+function mergeRanges(flat: number[]): Array<[number, number]> {
+  const pairs: Array<[number, number]> = [];
+  for (let i = 0; i < flat.length; i += 2) if (flat[i + 1]! > flat[i]!) pairs.push([flat[i]!, flat[i + 1]!]);
+  pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const merged: Array<[number, number]> = [];
+  for (const pair of pairs) {
+    const last = merged[merged.length - 1];
+    if (last && pair[0] <= last[1]) last[1] = Math.max(last[1], pair[1]);
+    else merged.push([pair[0], pair[1]]);
+  }
+  return merged;
+}
+
+/**
+ * The blocks of an ext2/ext3/ext4 filesystem in use: allocated blocks per the block bitmaps,
+ * plus all static metadata (boot block, superblocks, descriptor tables, bitmaps, inode tables).
+ */
+export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
+  if (volume.size < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE) fail(`the volume (${volume.size} bytes) is too small to hold a superblock`);
+  const sb = parseSuperblock(await readExact(volume, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE), volume.size);
+  const descs = parseDescriptors(sb, await readDescriptorTable(volume, sb));
+  const inodeTableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+
+  // Metadata that is in use whatever the bitmaps say (a superset of what they should say).
+  const fixed: number[] = [0, Math.max(1, sb.superblockBlock + 1)]; // boot block(s) and the primary superblock
+  for (let nr = 0; nr < sb.gdtBlocks; nr++) {
+    const block = descriptorBlock(sb, nr);
+    fixed.push(block, block + 1);
+  }
+  for (let group = 0; group < sb.groupCount; group++) {
+    const desc = descs[group]!;
+    pushBaseMetadata(sb, group, fixed);
+    fixed.push(desc.blockBitmap, desc.blockBitmap + 1, desc.inodeBitmap, desc.inodeBitmap + 1, desc.inodeTable, desc.inodeTable + inodeTableBlocks);
+  }
+
+  // Allocated blocks per the bitmaps. BLOCK_UNINIT is honoured only with group descriptor
+  // checksums, as the kernel does; such a group uses only its metadata, already in `fixed`.
+  const honourUninit = sb.metadataCsum || sb.gdtCsum;
+  const wanted: BitmapRead[] = [];
+  for (let group = 0; group < sb.groupCount; group++) {
+    if (honourUninit && descs[group]!.flags & BG_BLOCK_UNINIT) continue;
+    wanted.push({ group, block: descs[group]!.blockBitmap });
+  }
+  const runsByGroup: number[][] = new Array(sb.groupCount);
+  const bitmapCsumBytes = sb.blocksPerGroup / 8;
+  await readBitmaps(volume, sb, wanted, (group, bitmap) => {
+    if (sb.metadataCsum) {
+      const stored = descs[group]!.blockBitmapCsum;
+      let computed = crc32cUpdate(sb.csumSeed, bitmap, 0, bitmapCsumBytes);
+      if (sb.descSize < BG_BLOCK_BITMAP_CSUM_HI_END) computed &= 0xffff;
+      if (stored !== computed) fail(`group ${group} block bitmap checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
+    }
+    const runs: number[] = [];
+    // Bits past the end of the filesystem (the last group's padding) are not blocks.
+    pushBitmapRuns(bitmap, groupBlockCount(sb, group), groupFirstBlock(sb, group), runs);
+    runsByGroup[group] = runs;
+  });
+
+  const all = fixed;
+  for (const runs of runsByGroup) if (runs) for (const value of runs) all.push(value);
+  const extents: Extent[] = [];
+  for (const [start, end] of mergeRanges(all)) {
+    const clippedEnd = Math.min(end, sb.blocksCount);
+    if (clippedEnd > start) extents.push({ offset: start * sb.blockSize, length: (clippedEnd - start) * sb.blockSize });
+  }
+  return extents;
+};
