@@ -87,13 +87,9 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       }
       const slot = await slots.acquire();
       const bytes = new Uint8Array(slot, 0, length);
-      const fullyUsed = ranges.length === 1 && ranges[0]!.offset === start && ranges[0]!.length === length;
-      if (!fullyUsed) bytes.fill(0);
       try {
-        for (const range of ranges) {
-          await source.read(bytes.subarray(range.offset - start), range.offset, range.length);
-          stats.bytesRead += range.length;
-        }
+        await readUsedParts(source, bytes, start, ranges);
+        stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
       } catch (err) {
         slots.release(slot);
         throw err;
@@ -154,6 +150,28 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     await packer.abandon();
     throw failure ?? err;
   }
+}
+
+/** Above this many used ranges in one chunk, one read of the whole chunk beats many small ones. */
+const SCATTERED_RANGES = 8;
+
+/** Fills `bytes` (the chunk at `start`) with the used ranges and zeros elsewhere. */
+async function readUsedParts(source: OpenedSource, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {
+  const whole = ranges.length === 1 && ranges[0]!.offset === start && ranges[0]!.length === bytes.length;
+  if (whole) return source.read(bytes, start, bytes.length);
+  if (ranges.length <= SCATTERED_RANGES) {
+    bytes.fill(0);
+    for (const range of ranges) await source.read(bytes.subarray(range.offset - start), range.offset, range.length);
+    return;
+  }
+  await source.read(bytes, start, bytes.length);
+  // Unused bytes must not reach the repository: stale data in free space is not part of the image.
+  let at = start;
+  for (const range of ranges) {
+    bytes.fill(0, at - start, range.offset - start);
+    at = range.offset + range.length;
+  }
+  bytes.fill(0, at - start);
 }
 
 /** Walks sorted extents alongside increasing chunk offsets. */

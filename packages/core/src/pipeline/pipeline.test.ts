@@ -114,6 +114,17 @@ describe('backup and restore pipeline', () => {
     expect((await readFile(join(dir, 'used.img'))).equals(expected)).toBe(true);
   });
 
+  it('keeps only used bytes of a chunk with scattered used ranges, never the stale ones', async () => {
+    const image = randomBytes(CHUNK * 2);
+    const extents = Array.from({ length: 20 }, (_, k) => ({ offset: k * 4096 + 100, length: 1000 }));
+    extents.push({ offset: CHUNK + 10, length: 3 }); // few ranges: read one by one
+    const result = await backup(image, extents);
+    await restore(result.snapshot, join(dir, 'scattered.img'));
+    const expected = Buffer.alloc(image.length);
+    for (const e of extents) image.copy(expected, e.offset, e.offset, e.offset + e.length);
+    expect((await readFile(join(dir, 'scattered.img'))).equals(expected)).toBe(true);
+  });
+
   it('keeps earlier snapshots intact when uploads fail mid-backup', async () => {
     const image = sampleImage();
     const first = await backup(image);
