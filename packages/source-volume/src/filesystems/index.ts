@@ -1,4 +1,11 @@
 import type { UsedBlockMappers } from '../extents.js';
+import { mapFatUsedBlocks } from './fat.js';
+import { mapNtfsUsedBlocks } from './ntfs.js';
 
 /** Used-block mappers by the filesystem name the probe reports; any other filesystem is imaged exactly. */
-export const USED_BLOCK_MAPPERS: UsedBlockMappers = new Map([]);
+export const USED_BLOCK_MAPPERS: UsedBlockMappers = new Map([
+  ['fat12', mapFatUsedBlocks],
+  ['fat16', mapFatUsedBlocks],
+  ['fat32', mapFatUsedBlocks],
+  ['ntfs', mapNtfsUsedBlocks],
+]);
