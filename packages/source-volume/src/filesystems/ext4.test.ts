@@ -157,7 +157,7 @@ async function checkRoundTrip(image: string, size: number): Promise<{ extents: E
   for (const [i, name] of names.entries()) {
     expect(sha256(await readFile(path.join(out, String(i)))), name).toBe(sourceFiles.get(name));
   }
-  expect(run('debugfs', ['-R', 'stat /long-link', kept])).toContain('x'.repeat(200));
+  expect(run('debugfs', ['-R', 'cat /long-link', kept])).toBe('x'.repeat(200));
 
   const fields = superblockFields(image);
   const blockSize = Number(fields['Block size']);
@@ -224,19 +224,37 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
 
   it('refuses a block bitmap location past the end of the filesystem (descriptor checksum kept valid)', async () => {
     const image = await makeFilesystem(64 * MiB, ['-b', '1024'], false);
-    run('debugfs', ['-w', '-R', 'set_bg 3 block_bitmap 99999999', image]);
+    await writeFile(`${image}.cmds`, 'set_bg 3 block_bitmap 99999999\nset_bg 3 checksum calc\n');
+    run('debugfs', ['-w', '-f', `${image}.cmds`, image]);
+    expect(run('dumpe2fs', [image])).not.toContain('EXPECTED'); // dumpe2fs agrees the checksum is valid
     await expectRefusal(image, /group 3 block bitmap at block 99999999 is past the end of the filesystem/);
   });
 
   it('refuses an inode table that runs past the end, on ext2 without checksums', async () => {
-    const image = await makeFilesystem(64 * MiB, ['-t', 'ext2'], false);
+    const image = await makeFilesystem(64 * MiB, ['-t', 'ext2', '-b', '4096'], false);
     const blocks = 64 * MiB / 4096;
     run('debugfs', ['-w', '-R', `set_bg 0 inode_table ${blocks - 2}`, image]);
     await expectRefusal(image, /group 0 inode table at block 16382 is past the end/);
   });
 
+  it('refuses a block bitmap that does not mark its own metadata (a zeroed bitmap on ext2)', async () => {
+    const image = await makeFilesystem(64 * MiB, ['-t', 'ext2', '-b', '4096'], true);
+    const bitmapBlock = Number(/Block bitmap at (\d+)/.exec(run('dumpe2fs', [image]))![1]);
+    const handle = await open(image, 'r+');
+    await handle.write(Buffer.alloc(4096), 0, 4096, bitmapBlock * 4096);
+    await handle.close();
+    await expectRefusal(image, new RegExp(`group 0 block bitmap does not mark block ${bitmapBlock} \\(block bitmap of group 0\\) as in use`));
+  });
+
+  it('refuses group metadata that overlaps other metadata (flex_bg, no checksums)', async () => {
+    const image = await makeFilesystem(64 * MiB, ['-b', '4096', '-g', '4096', '-O', '^metadata_csum,^uninit_bg'], false);
+    const blockBitmap = Number(/Block bitmap at (\d+)/.exec(run('dumpe2fs', [image]))![1]);
+    run('debugfs', ['-w', '-R', `set_bg 2 inode_bitmap ${blockBitmap}`, image]);
+    await expectRefusal(image, new RegExp(`inode bitmap of group 2 at block ${blockBitmap} overlaps the block bitmap of group 0`));
+  });
+
   it('refuses a group descriptor whose bytes were changed behind its checksum', async () => {
-    for (const args of [[], ['-O', '^metadata_csum,uninit_bg']]) {
+    for (const args of [['-b', '4096'], ['-b', '4096', '-O', '^metadata_csum,uninit_bg']]) {
       const image = await makeFilesystem(64 * MiB, args, false);
       const handle = await open(image, 'r+');
       // 4 KiB blocks: the descriptor table is block 1; flip a byte of group 0's block bitmap address.
@@ -250,7 +268,7 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
   });
 
   it('refuses a block bitmap whose checksum does not match', async () => {
-    const image = await makeFilesystem(64 * MiB, [], true);
+    const image = await makeFilesystem(64 * MiB, ['-b', '4096'], true);
     const fields = superblockFields(image);
     const bitmapBlock = Number(/Block bitmap at (\d+)/.exec(run('dumpe2fs', [image]))![1]);
     expect(fields['Filesystem features']).toContain('metadata_csum');
@@ -315,14 +333,14 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
 
   it('either maps or refuses, never crashes, when metadata bytes are randomly damaged', async () => {
     for (const args of [['-t', 'ext2', '-b', '1024'], ['-O', '^metadata_csum,^uninit_bg,^64bit', '-g', '4096']]) {
-      const image = await makeFilesystem(32 * MiB, args, true);
+      const image = await makeFilesystem(8 * MiB, args, false);
       const pristine = await readFile(image);
       const blockSize = args.includes('1024') ? 1024 : 4096;
       // The superblock, the descriptor table and the first bitmaps and inode table blocks.
       const region = 1024 + 8 * blockSize;
       let mapped = 0;
       let refused = 0;
-      for (let round = 0; round < 400; round++) {
+      for (let round = 0; round < 200; round++) {
         const data = Buffer.from(pristine);
         const flips = 1 + (round % 4);
         for (let i = 0; i < flips; i++) {
@@ -338,7 +356,7 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
           refused++;
         }
       }
-      expect(mapped + refused).toBe(400);
+      expect(mapped + refused).toBe(200);
     }
   });
 });

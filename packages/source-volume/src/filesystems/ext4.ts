@@ -141,11 +141,11 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
 
   if (incompat & INCOMPAT_JOURNAL_DEV) fail('this is an external journal device, not a filesystem with block groups');
   if (incompat & INCOMPAT_RECOVER) fail('the journal needs recovery (needs_recovery is set): the on-disk bitmaps may be stale');
-  const unknownIncompat = incompat & ~INCOMPAT_UNDERSTOOD;
+  const unknownIncompat = (incompat & ~INCOMPAT_UNDERSTOOD) >>> 0;
   if (unknownIncompat) fail(`unsupported INCOMPAT features 0x${unknownIncompat.toString(16)}`);
   if (roCompat & RO_COMPAT_BIGALLOC) fail('bigalloc is not supported (bitmap bits are clusters)');
   if (roCompat & RO_COMPAT_HAS_SNAPSHOT) fail('snapshots (has_snapshot) are not supported');
-  const unknownRoCompat = roCompat & ~RO_COMPAT_UNDERSTOOD;
+  const unknownRoCompat = (roCompat & ~RO_COMPAT_UNDERSTOOD) >>> 0;
   if (unknownRoCompat) fail(`unsupported RO_COMPAT features 0x${unknownRoCompat.toString(16)}`);
 
   const metadataCsum = (roCompat & RO_COMPAT_METADATA_CSUM) !== 0;
@@ -327,10 +327,12 @@ async function readDescriptorTable(volume: VolumeReader, sb: Superblock): Promis
   return table;
 }
 
+const groupLe = new Uint8Array(4);
+const groupLeView = new DataView(groupLe.buffer);
+const zero = new Uint8Array(2);
+
 function groupDescChecksum(sb: Superblock, desc: Uint8Array, group: number): number {
-  const groupLe = new Uint8Array(4);
-  new DataView(groupLe.buffer).setUint32(0, group, true);
-  const zero = new Uint8Array(2);
+  groupLeView.setUint32(0, group, true);
   if (sb.metadataCsum) {
     let crc = crc32cUpdate(sb.csumSeed, groupLe);
     crc = crc32cUpdate(crc, desc, 0, BG_CHECKSUM_OFFSET);
@@ -388,6 +390,43 @@ function parseDescriptors(sb: Superblock, table: Uint8Array): GroupDesc[] {
   return descs;
 }
 
+interface MetadataPiece {
+  start: number;
+  count: number;
+  what: string;
+}
+
+/**
+ * Every group's bitmaps and inode table, split by the group whose range holds them (flex_bg
+ * puts them anywhere). Refuses metadata that overlaps other metadata.
+ */
+function locateGroupMetadata(sb: Superblock, descs: GroupDesc[], inodeTableBlocks: number): MetadataPiece[][] {
+  const pieces: MetadataPiece[] = [];
+  for (const [group, desc] of descs.entries()) {
+    pieces.push({ start: desc.blockBitmap, count: 1, what: `block bitmap of group ${group}` });
+    pieces.push({ start: desc.inodeBitmap, count: 1, what: `inode bitmap of group ${group}` });
+    pieces.push({ start: desc.inodeTable, count: inodeTableBlocks, what: `inode table of group ${group}` });
+  }
+  pieces.sort((a, b) => a.start - b.start);
+  for (let i = 1; i < pieces.length; i++) {
+    const previous = pieces[i - 1]!;
+    if (pieces[i]!.start < previous.start + previous.count) fail(`the ${pieces[i]!.what} at block ${pieces[i]!.start} overlaps the ${previous.what}`);
+  }
+  const byGroup: MetadataPiece[][] = new Array(sb.groupCount);
+  for (const piece of pieces) {
+    let start = piece.start;
+    const end = piece.start + piece.count;
+    while (start < end) {
+      const group = Math.floor((start - sb.firstDataBlock) / sb.blocksPerGroup);
+      const groupEnd = groupFirstBlock(sb, group) + groupBlockCount(sb, group);
+      const stop = Math.min(end, groupEnd);
+      (byGroup[group] ??= []).push({ start, count: stop - start, what: piece.what });
+      start = stop;
+    }
+  }
+  return byGroup;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bitmaps
 
@@ -431,7 +470,7 @@ interface BitmapRead {
   block: number;
 }
 
-/** Reads the given bitmap blocks in batches of nearby blocks; calls `use` in group order within each batch. */
+/** Reads the given bitmap blocks in batches of nearby blocks (flex_bg packs them together) and hands each to `use`. */
 async function readBitmaps(volume: VolumeReader, sb: Superblock, wanted: BitmapRead[], use: (group: number, bitmap: Uint8Array) => void): Promise<void> {
   const { blockSize } = sb;
   const sorted = [...wanted].sort((a, b) => a.block - b.block);
@@ -477,6 +516,7 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
   const sb = parseSuperblock(await readExact(volume, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE), volume.size);
   const descs = parseDescriptors(sb, await readDescriptorTable(volume, sb));
   const inodeTableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
+  const metadataByGroup = locateGroupMetadata(sb, descs, inodeTableBlocks);
 
   // Metadata that is in use whatever the bitmaps say (a superset of what they should say).
   const fixed: number[] = [0, Math.max(1, sb.superblockBlock + 1)]; // boot block(s) and the primary superblock
@@ -506,6 +546,16 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
       let computed = crc32cUpdate(sb.csumSeed, bitmap, 0, bitmapCsumBytes);
       if (sb.descSize < BG_BLOCK_BITMAP_CSUM_HI_END) computed &= 0xffff;
       if (stored !== computed) fail(`group ${group} block bitmap checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
+    }
+    // As the kernel's ext4_validate_block_bitmap: a bitmap that does not mark the bitmaps and
+    // inode tables stored in its own group is stale or corrupt.
+    for (const item of metadataByGroup[group] ?? []) {
+      const offset = item.start - groupFirstBlock(sb, group);
+      for (let bit = offset; bit < offset + item.count; bit++) {
+        if (!(bitmap[bit >>> 3]! & (1 << (bit & 7)))) {
+          fail(`group ${group} block bitmap does not mark block ${item.start + bit - offset} (${item.what}) as in use: the bitmap is stale or corrupt`);
+        }
+      }
     }
     const runs: number[] = [];
     // Bits past the end of the filesystem (the last group's padding) are not blocks.
