@@ -1,0 +1,538 @@
+#!/usr/bin/env node
+// cairn benchmark: cairn side by side with zstd (and restic, borg, partclone when
+// installed) on the shared benchmark volumes. Measurement only: no assertions on
+// timings. Exits non-zero only when a cairn step fails or a restore is not identical.
+//
+//   pnpm bench                      full corpus (2 x 4 GiB ext4, built on first use)
+//   pnpm bench --quick              small generated corpus (512 MiB), for fast iteration
+//   pnpm bench --runs 3             repeat the cairn steps, report medians
+//   pnpm bench --help               all options
+//
+// Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
+// MB/s = image size / wall time. Results: bench/results/<date>.json.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CAIRN = path.join(ROOT, 'packages/core/bin/cairn.js');
+const MB = 1024 * 1024;
+
+// ---------------------------------------------------------------------------- options
+const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
+
+  --quick            a small generated corpus (512 MiB ext4 with random + system files)
+                     instead of the shared 2 x 4 GiB one
+  --runs N           repeat the cairn steps N times and report medians (default 1)
+  --mode M[,M...]    cairn volume mode(s) to measure: exact, used (default exact)
+  --level L          zstd level for cairn (default 3, as the zstd peer)
+  --corpus DIR       where the corpus is built/cached (default /tmp/cairn-corpus,
+                     /tmp/cairn-corpus-quick with --quick)
+  --work DIR         scratch space for repositories and restores (default <repo>/.bench)
+  --no-peers         measure cairn only
+  --no-setup         skip scripts/setup.sh (dependencies, build)
+  --keep             keep the repositories in the work folder afterwards
+  --out FILE         results JSON (default bench/results/<date>[-quick].json)
+
+The shared scripts are found at <repo>/../shared/bench/, else $CAIRN_SHARED/bench/.`;
+
+function parseArgs(argv) {
+  const o = { quick: false, runs: 1, modes: ['exact'], level: 3, peers: true, setup: true, keep: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i];
+      if (v === undefined) die(`${a} needs a value\n\n${USAGE}`, 2);
+      return v;
+    };
+    const name = a.split('=')[0];
+    switch (name) {
+      case '--': break;
+      case '--quick': o.quick = true; break;
+      case '--runs': o.runs = Number(val()); break;
+      case '--mode': case '--modes': o.modes = val().split(',').map((s) => s.trim()).filter(Boolean); break;
+      case '--level': o.level = Number(val()); break;
+      case '--corpus': o.corpus = path.resolve(val()); break;
+      case '--work': o.work = path.resolve(val()); break;
+      case '--out': o.out = path.resolve(val()); break;
+      case '--no-peers': o.peers = false; break;
+      case '--no-setup': o.setup = false; break;
+      case '--keep': o.keep = true; break;
+      case '-h': case '--help': console.log(USAGE); process.exit(0);
+      default: die(`unknown option ${a}\n\n${USAGE}`, 2);
+    }
+  }
+  if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer', 2);
+  if (!Number.isInteger(o.level)) die('--level must be an integer', 2);
+  o.corpus ??= o.quick ? '/tmp/cairn-corpus-quick' : '/tmp/cairn-corpus';
+  o.work ??= path.join(ROOT, '.bench');
+  return o;
+}
+
+// ---------------------------------------------------------------------------- helpers
+function die(msg, code = 1) {
+  console.error(`bench: ${msg}`);
+  process.exit(code);
+}
+const log = (msg) => console.log(`bench: ${msg}`);
+
+/** Runs a shell command; output to the terminal unless captured. Returns {status, stdout, stderr}. */
+function sh(cmd, { capture = false, env, cwd } = {}) {
+  const r = spawnSync('bash', ['-c', cmd], {
+    stdio: capture ? ['ignore', 'pipe', 'pipe'] : 'inherit',
+    encoding: 'utf8',
+    maxBuffer: 256 * MB,
+    env: env ? { ...process.env, ...env } : process.env,
+    cwd,
+  });
+  if (r.error) throw r.error;
+  return { status: r.status ?? 1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+const q = (s) => `'${String(s).replaceAll("'", "'\\''")}'`;
+const has = (cmd) => sh(`command -v ${q(cmd)}`, { capture: true }).status === 0;
+const dpkgInstalled = (p) =>
+  sh(`dpkg-query -W -f='\${Status}' ${q(p)} 2>/dev/null`, { capture: true }).stdout === 'install ok installed';
+const duBytes = (p) => (fs.existsSync(p) ? Number(sh(`du -sb ${q(p)}`, { capture: true }).stdout.split(/\s/)[0]) : 0);
+const allocBytes = (p) => Number(sh(`du -sB1 ${q(p)}`, { capture: true }).stdout.split(/\s/)[0]);
+
+let aptUpdated = false;
+/** Installs Debian packages one by one; returns the ones that could not be installed. */
+function aptEnsure(pkgs) {
+  const missing = pkgs.filter((p) => !dpkgInstalled(p));
+  if (!missing.length) return [];
+  if (!has('apt-get')) return missing;
+  const env = { DEBIAN_FRONTEND: 'noninteractive' };
+  if (!aptUpdated) {
+    log(`apt-get update (missing: ${missing.join(' ')})`);
+    sh('apt-get update -q >/dev/null', { env });
+    aptUpdated = true;
+  }
+  const failed = [];
+  for (const p of missing) {
+    const r = sh(`apt-get install -y -q --no-install-recommends ${q(p)}`, { capture: true, env });
+    if (r.status === 0) log(`installed ${p}`);
+    else {
+      failed.push(p);
+      log(`could not install ${p}: ${(r.stderr.trim().split('\n').pop() || 'apt-get failed')}`);
+    }
+  }
+  return failed;
+}
+
+/**
+ * Runs argv under /usr/bin/time; returns {ok, wall, rssKiB, stdout, stderr}.
+ * The page cache is left as it is; dirty data from the previous step is synced first.
+ */
+function timed(argv, { env, cwd } = {}) {
+  sh('sync');
+  const tfile = path.join(os.tmpdir(), `cairn-bench-time.${process.pid}`);
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', tfile, ...argv], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    maxBuffer: 256 * MB,
+    env: env ? { ...process.env, ...env } : process.env,
+    cwd,
+  });
+  if (r.error || !fs.existsSync(tfile)) die(`could not run ${argv[0]} under /usr/bin/time: ${r.error?.message ?? r.stderr}`);
+  const lines = fs.readFileSync(tfile, 'utf8').trim().split('\n');
+  fs.rmSync(tfile, { force: true });
+  const [wall, rss] = lines.at(-1).split(' ').map(Number);
+  return { ok: r.status === 0, status: r.status, wall, rssKiB: rss, stdout: r.stdout, stderr: r.stderr };
+}
+
+function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+function findShared(file) {
+  const candidates = [path.resolve(ROOT, '..', 'shared', 'bench', file)];
+  if (process.env.CAIRN_SHARED) candidates.push(path.resolve(process.env.CAIRN_SHARED, 'bench', file), path.resolve(process.env.CAIRN_SHARED, file));
+  return candidates.find((c) => fs.existsSync(c)) ?? null;
+}
+
+function stamp() {
+  const d = new Date();
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+// ---------------------------------------------------------------------------- corpus
+function buildSharedCorpus(dir) {
+  const script = findShared('corpus.sh');
+  if (!script) die(`../shared/bench/corpus.sh not found next to the repository; set CAIRN_SHARED to the shared folder`);
+  if (fs.existsSync(path.join(dir, 'sysvol2.img'))) {
+    log(`corpus: reusing ${dir}`);
+    return script;
+  }
+  if (process.getuid?.() !== 0) die('building the corpus needs root (corpus.sh uses loop devices and mount)');
+  log(`corpus: building with ${script} in ${dir} (2 x 4 GiB sparse; this takes a few minutes)`);
+  const r = sh(`bash ${q(script)} ${q(dir)}`);
+  if (r.status !== 0) die(`corpus.sh failed (exit ${r.status}); remove ${dir} and try again`);
+  return script;
+}
+
+/**
+ * The --quick corpus, without loop devices: a 512 MiB ext4 (4 KiB blocks) whose free space
+ * holds stale random data, made with mkfs.ext4 -d from system files and random data; then
+ * sysvol2.img, the same volume after "a day of use" edited in place with debugfs: a new
+ * file, files patched in place at their own blocks, files deleted.
+ */
+function buildQuickCorpus(dir) {
+  const done = path.join(dir, '.complete');
+  if (fs.existsSync(done)) {
+    log(`corpus: reusing ${dir}`);
+    return;
+  }
+  log(`corpus: generating the quick corpus in ${dir}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const img = path.join(dir, 'sysvol.img');
+  const img2 = path.join(dir, 'sysvol2.img');
+  const stage = path.join(dir, 'stage');
+  const run = (what, cmd) => {
+    const r = sh(cmd, { capture: true });
+    if (r.status !== 0) die(`quick corpus: ${what} failed:\n${r.stderr || r.stdout}`);
+    return r.stdout;
+  };
+  // ~200 MiB of files: documentation (text), some binaries, random data (photos).
+  run('staging files', `set -e
+    mkdir -p ${q(stage)}/usr/share ${q(stage)}/usr/bin ${q(stage)}/home/user ${q(stage)}/var/empty
+    cp -a /usr/share/doc ${q(stage)}/usr/share/ 2>/dev/null || true
+    cp -a /usr/libexec ${q(stage)}/usr/ 2>/dev/null || true
+    total=0
+    for f in $(find /usr/bin -maxdepth 1 -type f -size +1k | sort); do
+      cp -a "$f" ${q(stage)}/usr/bin/ && total=$((total + $(stat -c %s "$f")))
+      [ $total -lt $((60 * 1024 * 1024)) ] || break
+    done
+    head -c 24M /dev/urandom > ${q(stage)}/home/user/photos.bin`);
+  // Stale random data everywhere first; mkfs must not discard it (for a file, a discard punches holes).
+  run('stale data', `head -c 512M /dev/urandom > ${q(img)}`);
+  run('mkfs.ext4 -d', `mkfs.ext4 -q -F -b 4096 -E nodiscard -L sysvol -d ${q(stage)} ${q(img)}`);
+  run('copy', `cp --sparse=always ${q(img)} ${q(img2)}`);
+  // A day of use.
+  run('new file', `head -c 8M /dev/urandom > ${q(dir)}/new-download.bin`);
+  const bins = run('list', `cd ${q(stage)} && find usr/bin -type f -size +1k | sort | head -100`).split('\n').filter(Boolean);
+  const docs = run('list', `cd ${q(stage)} && find usr/share/doc -type f | sort`).split('\n').filter((f) => /^[\w./+-]+$/.test(f));
+  const doomed = docs.filter((_, i) => i % 30 === 0); // ~3% of the documentation files
+  const cmds = [
+    'cd /home/user',
+    `write ${dir}/new-download.bin new-download.bin`,
+    ...doomed.map((f) => `rm /${f}`),
+  ];
+  fs.writeFileSync(path.join(dir, 'debugfs.cmds'), cmds.join('\n') + '\n');
+  run('debugfs edits', `debugfs -w -f ${q(dir)}/debugfs.cmds ${q(img2)}`);
+  // Patch binaries in place, at their own first block (as `dd conv=notrunc` on a mounted fs).
+  const patch = bins
+    .map((f) => `b=$(debugfs -R ${q(`bmap /${f} 0`)} ${q(img2)} 2>/dev/null); [ -n "$b" ] && [ "$b" != 0 ] && printf patched | dd of=${q(img2)} bs=1 seek=$((b * 4096 + 100)) conv=notrunc status=none`)
+    .join('\n');
+  run('patching binaries', patch);
+  run('e2fsck sysvol.img', `e2fsck -fn ${q(img)}`);
+  run('e2fsck sysvol2.img', `e2fsck -fn ${q(img2)}`);
+  fs.rmSync(stage, { recursive: true, force: true });
+  fs.rmSync(path.join(dir, 'new-download.bin'), { force: true });
+  fs.writeFileSync(done, `quick corpus: new 8 MiB file, ${bins.length} binaries patched, ${doomed.length} files deleted\n`);
+  log(`corpus: ${fs.readFileSync(done, 'utf8').trim()}`);
+}
+
+// ---------------------------------------------------------------------------- measurements
+const rows = []; // {tool, step, wall, mbps, rssMB, addedMB, storedMB, note, runs?}
+let failures = 0;
+
+function row(r) {
+  rows.push({ tool: r.tool, step: r.step, wall: null, mbps: null, rssMB: null, addedMB: null, storedMB: null, note: '', ...r });
+}
+
+function cairnRuns(o, images, mode) {
+  const tool = o.modes.length > 1 || mode !== 'exact' ? `cairn ${mode}` : 'cairn';
+  const base = path.join(o.work, `cairn-${mode}`);
+  const env = { CAIRN_PASSWORD: 'bench' };
+  const steps = ['init', 'full', 'incr', 'restore', 'unchanged'];
+  const per = Object.fromEntries(steps.map((s) => [s, []]));
+  const identical = [];
+  for (let run = 1; run <= o.runs; run++) {
+    log(`${tool}: run ${run}/${o.runs}`);
+    fs.rmSync(base, { recursive: true, force: true });
+    fs.mkdirSync(base, { recursive: true });
+    const repo = path.join(base, 'repo');
+    const job = (name, image) => {
+      const file = path.join(base, name);
+      fs.writeFileSync(file, JSON.stringify({
+        name: 'bench',
+        source: { type: 'volume', path: image, mode },
+        compression: { type: 'zstd', level: o.level },
+        target: { type: 'local', path: repo },
+        password: { env: 'CAIRN_PASSWORD' },
+      }, null, 2));
+      return file;
+    };
+    const job1 = job('sysvol.json', images.sysvol.path);
+    const job2 = job('sysvol2.json', images.sysvol2.path);
+    const restored = path.join(base, 'restored.img');
+    sh(`cat ${q(images.sysvol.path)} ${q(images.sysvol2.path)} > /dev/null`); // warm the page cache, as peers.sh does
+
+    const plan = [
+      ['init', ['init', job1], null],
+      ['full', ['backup', job1, '--json'], images.sysvol.size],
+      ['incr', ['backup', job2, '--json'], images.sysvol2.size],
+      ['restore', ['restore', job2, 'latest', '--to', restored, '--json'], images.sysvol2.size],
+      ['unchanged', ['backup', job2, '--json'], images.sysvol2.size],
+    ];
+    for (const [step, args, bytes] of plan) {
+      const t = timed(['node', CAIRN, ...args], { env, cwd: base });
+      if (!t.ok) {
+        failures++;
+        log(`${tool} ${step} FAILED (exit ${t.status}): ${(t.stderr || t.stdout).trim().split('\n').slice(-5).join('\n')}`);
+        per[step].push({ failed: true, error: (t.stderr || t.stdout).trim().slice(-500) });
+        break;
+      }
+      let json = null;
+      if (args.includes('--json')) {
+        try { json = JSON.parse(t.stdout); } catch { /* a human message; fine */ }
+      }
+      const m = {
+        wall: t.wall,
+        rssMB: t.rssKiB / 1024,
+        mbps: bytes ? bytes / MB / Math.max(t.wall, 0.01) : null,
+        addedMB: typeof json?.bytesAdded === 'number' ? json.bytesAdded / MB : null,
+        storedMB: step === 'restore' ? null : duBytes(repo) / MB,
+        durationMs: json?.durationMs ?? null,
+      };
+      if (step === 'restore') {
+        // exact: the restored image must equal the source byte for byte. Other modes restore
+        // unused space as zeros, so the check is a clean filesystem instead.
+        const c = mode === 'exact'
+          ? sh(`cmp ${q(restored)} ${q(images.sysvol2.path)}`, { capture: true })
+          : sh(`e2fsck -fn ${q(restored)}`, { capture: true });
+        m.identical = c.status === 0;
+        m.verifiedBy = mode === 'exact' ? 'cmp' : 'e2fsck -fn';
+        identical.push(m.identical);
+        if (!m.identical) { failures++; log(`${tool}: restored image FAILED ${m.verifiedBy}: ${(c.stdout + c.stderr).trim().split('\n').slice(-5).join('\n')}`); }
+        m.restoredAllocatedMB = allocBytes(restored) / MB;
+        fs.rmSync(restored, { force: true });
+      }
+      per[step].push(m);
+      log(`${tool} ${step}: ${t.wall.toFixed(2)} s, rss ${Math.round(m.rssMB)} MB` +
+        (m.addedMB != null ? `, added ${m.addedMB.toFixed(1)} MB` : '') +
+        (m.storedMB != null ? `, repository ${m.storedMB.toFixed(1)} MB` : '') +
+        (m.identical != null ? `, ${m.verifiedBy} ${m.identical ? 'OK' : 'FAILED'}` : ''));
+    }
+    if (!o.keep) fs.rmSync(base, { recursive: true, force: true });
+  }
+  const label = {
+    init: 'init',
+    full: 'full (sysvol)',
+    incr: 'incr (sysvol2)',
+    restore: 'restore latest',
+    unchanged: 'unchanged re-backup',
+  };
+  for (const s of steps) {
+    const ok = per[s].filter((m) => !m.failed);
+    if (!per[s].length) continue;
+    const note = [];
+    if (per[s].some((m) => m.failed)) note.push(`FAILED in ${per[s].filter((m) => m.failed).length}/${per[s].length} runs`);
+    if (s === 'restore') {
+      const ok = identical.length && identical.every(Boolean);
+      note.push(mode === 'exact' ? (ok ? 'cmp identical' : 'cmp DIFFERS') : (ok ? 'e2fsck clean (free space zeroed)' : 'e2fsck FAILED'));
+    }
+    if (o.runs > 1 && ok.length) note.push(`median of ${ok.length}`);
+    row({
+      tool, step: label[s],
+      wall: median(ok.map((m) => m.wall)),
+      mbps: median(ok.map((m) => m.mbps)),
+      rssMB: median(ok.map((m) => m.rssMB)),
+      addedMB: median(ok.map((m) => m.addedMB)),
+      storedMB: median(ok.map((m) => m.storedMB)),
+      note: note.join(', '),
+      runs: per[s],
+    });
+  }
+}
+
+function zstdPeer(o, images) {
+  const dir = path.join(o.work, 'zstd');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const full = path.join(dir, 'full.zst');
+  const incr = path.join(dir, 'incr.zst');
+  const restored = path.join(dir, 'restored.img');
+  sh(`cat ${q(images.sysvol.path)} ${q(images.sysvol2.path)} > /dev/null`);
+  const z = (step, cmd, bytes, stored, extra = {}) => {
+    const t = timed(['bash', '-c', cmd]);
+    if (!t.ok) {
+      row({ tool: 'zstd -T2 -3', step, note: `FAILED: ${t.stderr.trim().split('\n').pop()}` });
+      return false;
+    }
+    row({ tool: 'zstd -T2 -3', step, wall: t.wall, mbps: bytes / MB / Math.max(t.wall, 0.01), rssMB: t.rssKiB / 1024, ...stored(), ...extra });
+    log(`zstd ${step}: ${t.wall.toFixed(2)} s`);
+    return true;
+  };
+  log('zstd: compressing both images, then decompressing the second');
+  z('full (sysvol)', `zstd -q -T2 -3 -c ${q(images.sysvol.path)} > ${q(full)}`, images.sysvol.size,
+    () => ({ addedMB: duBytes(full) / MB, storedMB: duBytes(full) / MB }));
+  z('incr (sysvol2)', `zstd -q -T2 -3 -c ${q(images.sysvol2.path)} > ${q(incr)}`, images.sysvol2.size,
+    () => ({ addedMB: duBytes(incr) / MB, storedMB: (duBytes(full) + duBytes(incr)) / MB, note: 'no dedup: a whole new file' }));
+  if (fs.existsSync(incr)) {
+    z('restore latest', `zstd -q -d -c ${q(incr)} > ${q(restored)}`, images.sysvol2.size, () => ({}));
+    const c = sh(`cmp ${q(restored)} ${q(images.sysvol2.path)}`, { capture: true });
+    rows.at(-1).note = c.status === 0 ? 'decompress; cmp identical' : 'decompress; cmp DIFFERS';
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Runs ../shared/bench/peers.sh and turns its lines into rows (its own zstd lines are skipped: measured above). */
+function sharedPeers(o, available) {
+  const script = findShared('peers.sh');
+  if (!script) { log('peers.sh not found; skipping restic/borg/partclone'); return; }
+  const work = path.join(o.work, 'peers');
+  log(`peers: running ${script} for ${available.join(', ')} (this takes a while on the full corpus)`);
+  const r = spawnSync('bash', [script, o.corpus, work], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * MB });
+  const out = r.stdout ?? '';
+  process.stdout.write(out.split('\n').filter(Boolean).map((l) => `  peers.sh| ${l}\n`).join(''));
+  const names = { partclone: 'partclone|zstd', restic: 'restic', borg: 'borg' };
+  const identical = {};
+  for (const line of out.split('\n')) {
+    const id = line.match(/^(\S+) restore (identical|DIFFERS)/);
+    if (id) identical[id[1]] = id[2];
+  }
+  const lastStored = {};
+  const sizeOf = (step) => (step === 'full' ? o.images.sysvol.size : o.images.sysvol2.size);
+  const stepLabel = { full: 'full (sysvol)', incr: 'incr (sysvol2)', restore: 'restore latest' };
+  for (const line of out.split('\n')) {
+    let m = line.match(/^(\S+)\s+(\S+)\s+wall\s+([\d.]+) s\s+rss\s+(\d+) MB\s+stored\s+(\d*) MB/);
+    const peer = m?.[1] ?? line.match(/^(\S+)\s/)?.[1];
+    if (!peer || !(peer in names) || !available.includes(peer)) continue;
+    const tool = names[peer];
+    if (m) {
+      const [, , step, wall, rss, stored] = m;
+      const w = Number(wall);
+      const storedMB = stored === '' ? null : Number(stored);
+      const rowData = {
+        tool, step: stepLabel[step] ?? step, wall: w, mbps: sizeOf(step) / MB / Math.max(w, 0.01), rssMB: Number(rss),
+      };
+      if (step !== 'restore') {
+        rowData.storedMB = storedMB;
+        rowData.addedMB = storedMB == null ? null : storedMB - (lastStored[peer] ?? 0);
+        lastStored[peer] = storedMB ?? lastStored[peer];
+      } else {
+        const latest = peer === 'partclone' ? 'full (sysvol)' : 'incr (sysvol2)';
+        rowData.note = `of ${latest}` + (identical[peer] ? `; cmp ${identical[peer]}` : '');
+        if (peer === 'partclone') rowData.mbps = o.images.sysvol.size / MB / Math.max(w, 0.01);
+      }
+      if (peer === 'partclone' && step === 'full') rowData.note = 'partclone.ext4 -c | zstd -T2 -3 (used blocks)';
+      row(rowData);
+    } else if ((m = line.match(/^(\S+)\s+(\S+)\s+FAILED:\s*(.*)$/))) {
+      row({ tool, step: stepLabel[m[2]] ?? m[2], note: `FAILED: ${m[3].slice(0, 120)}` });
+    }
+  }
+  if (r.status !== 0) log(`peers.sh exited with ${r.status}`);
+  if (!o.keep) fs.rmSync(work, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------- output
+function fmt(v, digits) {
+  if (v == null) return '';
+  return digits === 0 ? String(Math.round(v)) : v.toFixed(digits);
+}
+
+function table() {
+  const head = ['tool', 'step', 'wall s', 'MB/s', 'RSS MB', 'added MB', 'stored MB', 'note'];
+  const body = rows.map((r) => [r.tool, r.step, fmt(r.wall, 2), fmt(r.mbps, 0), fmt(r.rssMB, 0),
+    fmt(r.addedMB, r.addedMB != null && r.addedMB < 10 ? 3 : 1), fmt(r.storedMB, 1), r.note]);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const right = new Set([2, 3, 4, 5, 6]);
+  const line = (cells) => cells.map((c, i) => (i === cells.length - 1 ? c : right.has(i) ? c.padStart(w[i]) : c.padEnd(w[i]))).join('  ').trimEnd();
+  return [line(head), w.map((n, i) => (i === w.length - 1 ? '-'.repeat(Math.max(4, n)) : '-'.repeat(n))).join('  '), ...body.map(line)].join('\n');
+}
+
+function versions() {
+  const v = (cmd) => sh(`${cmd} 2>&1 | head -1`, { capture: true }).stdout.trim() || null;
+  return {
+    node: process.version,
+    cairnCommit: sh(`git -C ${q(ROOT)} rev-parse HEAD 2>/dev/null`, { capture: true }).stdout.trim() || null,
+    zstd: has('zstd') ? v('zstd --version') : null,
+    restic: has('restic') ? v('restic version') : null,
+    borg: has('borg') ? v('borg --version') : null,
+    partclone: has('partclone.ext4') ? v('partclone.ext4 -v') : null,
+  };
+}
+
+// ---------------------------------------------------------------------------- main
+function main() {
+  const o = parseArgs(process.argv.slice(2));
+  if (o.setup) {
+    log('scripts/setup.sh (dependencies and build)');
+    if (sh(`bash ${q(path.join(ROOT, 'scripts/setup.sh'))}`).status !== 0) die('scripts/setup.sh failed');
+  }
+  if (!fs.existsSync(path.join(ROOT, 'packages/core/dist/cli/main.js'))) die('cairn is not built; run bash scripts/setup.sh');
+
+  const needed = aptEnsure(['time', 'e2fsprogs', 'zstd']);
+  if (needed.length) die(`required packages missing: ${needed.join(' ')}`);
+  let peers = [];
+  if (o.peers) {
+    const unavailable = aptEnsure(['restic', 'borgbackup', 'partclone']);
+    const status = { restic: has('restic'), borg: has('borg'), partclone: has('partclone.ext4') };
+    peers = Object.keys(status).filter((k) => status[k]);
+    if (unavailable.length) log(`continuing without: ${unavailable.join(' ')}`);
+  }
+
+  fs.mkdirSync(o.work, { recursive: true });
+  if (o.quick) buildQuickCorpus(o.corpus);
+  else buildSharedCorpus(o.corpus);
+  const image = (name) => {
+    const p = path.join(o.corpus, name);
+    if (!fs.existsSync(p)) die(`${p} is missing; remove ${o.corpus} and run again`);
+    return { path: p, size: fs.statSync(p).size, allocated: allocBytes(p) };
+  };
+  o.images = { sysvol: image('sysvol.img'), sysvol2: image('sysvol2.img') };
+  for (const [k, v] of Object.entries(o.images)) {
+    log(`${k}.img: ${(v.size / MB).toFixed(0)} MB, ${(v.allocated / MB).toFixed(0)} MB allocated`);
+  }
+
+  const started = Date.now();
+  const loadAtStart = os.loadavg();
+  if (loadAtStart[0] > 0.5 * os.cpus().length) {
+    log(`note: load average is ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} cores; other work on this machine will skew the timings`);
+  }
+  for (const mode of o.modes) cairnRuns(o, o.images, mode);
+  if (o.peers) {
+    zstdPeer(o, o.images);
+    if (peers.length) sharedPeers(o, peers);
+    else log('restic, borg and partclone are not installed; skipping peers.sh');
+  }
+
+  const title = `cairn bench — ${o.quick ? 'quick corpus' : 'shared corpus'} ${o.corpus} ` +
+    `(sysvol.img ${(o.images.sysvol.size / MB).toFixed(0)} MB), ${os.cpus().length} cores, ` +
+    `${o.runs} cairn run(s), zstd level ${o.level}`;
+  console.log(`\n${title}\n\n${table()}\n`);
+  console.log('MB = 2^20 bytes. MB/s = image size / wall. added = bytes this step added to the repository ' +
+    '(cairn: bytesAdded from --json; peers: growth of the repository). stored = repository size on disk ' +
+    'after the step (du). RSS = peak resident set size of the process (/usr/bin/time %M). Restores write a file.');
+
+  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({
+    date: new Date().toISOString(),
+    title,
+    options: { quick: o.quick, runs: o.runs, modes: o.modes, level: o.level, peers: o.peers },
+    machine: {
+      cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
+      kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
+    },
+    corpus: { dir: o.corpus, images: o.images },
+    units: { MB: 1048576, wall: 's', mbps: 'MB/s of image size', rssMB: 'peak RSS' },
+    durationS: Math.round((Date.now() - started) / 1000),
+    rows,
+  }, null, 2) + '\n');
+  console.log(`\nsaved ${path.relative(process.cwd(), out) || out}`);
+  if (failures) {
+    console.error(`bench: ${failures} cairn failure(s); see the notes above`);
+    process.exitCode = 1;
+  }
+}
+
+main();
