@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -66,10 +66,11 @@ async function makeFilesystem(size: number, mkfsArgs: string[], withFiles = true
   return image;
 }
 
-async function withReader<T>(image: string, use: (volume: VolumeReader) => Promise<T>): Promise<T> {
+/** A VolumeReader over a file or a block device (whose size stat reports as 0: pass it). */
+async function withReader<T>(image: string, use: (volume: VolumeReader) => Promise<T>, deviceSize?: number): Promise<T> {
   const handle = await open(image, 'r');
   try {
-    const { size } = await handle.stat();
+    const size = deviceSize ?? (await handle.stat()).size;
     return await use({
       size,
       async read(into, offset, length) {
@@ -147,17 +148,7 @@ async function checkRoundTrip(image: string, size: number): Promise<{ extents: E
 
   // e2fsck exits 0 only when it found nothing to fix.
   run('e2fsck', ['-fn', kept]);
-
-  const out = path.join(`${image}.out`);
-  await mkdir(out);
-  const names = [...sourceFiles.keys()];
-  const commands = names.map((name, i) => `dump /${name} ${path.join(out, String(i))}`).join('\n');
-  await writeFile(`${image}.cmds`, commands + '\n');
-  run('debugfs', ['-f', `${image}.cmds`, kept]);
-  for (const [i, name] of names.entries()) {
-    expect(sha256(await readFile(path.join(out, String(i)))), name).toBe(sourceFiles.get(name));
-  }
-  expect(run('debugfs', ['-R', 'cat /long-link', kept])).toBe('x'.repeat(200));
+  await expectFilesIntact(image, kept);
 
   const fields = superblockFields(image);
   const blockSize = Number(fields['Block size']);
@@ -173,6 +164,20 @@ async function checkRoundTrip(image: string, size: number): Promise<{ extents: E
   const restored = await readFile(kept);
   expect(original.equals(restored)).toBe(false);
   return { extents, mapped, used };
+}
+
+/** Every source file, read back with debugfs from `kept`, equals the original. */
+async function expectFilesIntact(image: string, kept: string): Promise<void> {
+  const out = path.join(`${image}.out`);
+  await mkdir(out);
+  const names = [...sourceFiles.keys()];
+  const commands = names.map((name, i) => `dump /${name} ${path.join(out, String(i))}`).join('\n');
+  await writeFile(`${image}.cmds`, commands + '\n');
+  run('debugfs', ['-f', `${image}.cmds`, kept]);
+  for (const [i, name] of names.entries()) {
+    expect(sha256(await readFile(path.join(out, String(i)))), name).toBe(sourceFiles.get(name));
+  }
+  expect(run('debugfs', ['-R', 'cat /long-link', kept])).toBe('x'.repeat(200));
 }
 
 describe('mapExt4UsedBlocks on real filesystems', () => {
@@ -211,16 +216,19 @@ describe('mapExt4UsedBlocks on real filesystems', () => {
   });
 });
 
+async function expectRejection(mapping: Promise<unknown>, message: RegExp): Promise<void> {
+  const error = await mapping.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(error).toBeInstanceOf(InconsistentMetadataError);
+  expect((error as Error).message).toMatch(/^ext4: /);
+  expect((error as Error).message).toMatch(message);
+}
+
+const expectRefusal = (image: string, message: RegExp) => expectRejection(mapImage(image), message);
+
 describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
-  const expectRefusal = async (image: string, message: RegExp) => {
-    const error = await mapImage(image).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    expect(error).toBeInstanceOf(InconsistentMetadataError);
-    expect((error as Error).message).toMatch(/^ext4: /);
-    expect((error as Error).message).toMatch(message);
-  };
 
   it('refuses a block bitmap location past the end of the filesystem (descriptor checksum kept valid)', async () => {
     const image = await makeFilesystem(64 * MiB, ['-b', '1024'], false);
@@ -281,11 +289,6 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
     await expectRefusal(image, /group 0 block bitmap checksum mismatch/);
   });
 
-  it('refuses a journal that needs recovery', async () => {
-    const image = await makeFilesystem(64 * MiB, [], false);
-    run('debugfs', ['-w', '-R', 'feature needs_recovery', image]);
-    await expectRefusal(image, /needs recovery/);
-  });
 
   it('refuses a filesystem that was not cleanly unmounted or has errors', async () => {
     const image = await makeFilesystem(64 * MiB, ['-t', 'ext2'], false);
@@ -358,6 +361,298 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
       }
       expect(mapped + refused).toBe(200);
     }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// needs_recovery: mounted and frozen filesystems, and the journal superblock.
+
+const PENDING_JOURNAL = /^ext4: the journal holds transactions not yet written back \(mounted and not frozen\?\); freeze it with fsfreeze or unmount it$/;
+
+function features(image: string): string[] {
+  return superblockFields(image)['Filesystem features']!.split(/\s+/);
+}
+
+/**
+ * Runs `e2fsck -fn` and accepts only a clean check: exit status 0 (which alone is not enough:
+ * with -n, wrong summary counts still exit 0) and no output line besides the version banner,
+ * the five pass headers, the summary line and the lines in `allowed`.
+ */
+function expectCleanFsck(image: string, allowed: string[] = []): void {
+  const result = spawnSync('e2fsck', ['-fn', image], { encoding: 'utf8' });
+  expect(result.status, `${result.stdout}${result.stderr}`).toBe(0);
+  const lines = `${result.stdout}${result.stderr}`.split('\n').filter((line) => line.trim() !== '');
+  const unexpected = lines.filter(
+    (line) =>
+      !/^e2fsck \d+\.\d+(\.\d+)? \(/.test(line) &&
+      !/^Pass [1-5]: Checking (inodes, blocks, and sizes|directory structure|directory connectivity|reference counts|group summary information)$/.test(line) &&
+      !(line.startsWith(`${image}: `) && /^\d+\/\d+ files \(\d+\.\d% non-contiguous\), \d+\/\d+ blocks$/.test(line.slice(image.length + 2))) &&
+      !allowed.includes(line),
+  );
+  expect(unexpected).toEqual([]);
+}
+
+/** Physical block of logical block 0 of the journal inode, as debugfs sees it. */
+function journalSuperblockBlock(image: string): number {
+  return Number(run('debugfs', ['-R', 'bmap <8> 0', image]).trim());
+}
+
+const blockSizeOf = (image: string) => Number(superblockFields(image)['Block size']);
+
+async function patchJournalSuperblock(image: string, change: (jsb: Buffer) => void, fixChecksum: boolean): Promise<void> {
+  const at = journalSuperblockBlock(image) * blockSizeOf(image);
+  const handle = await open(image, 'r+');
+  try {
+    const jsb = Buffer.alloc(1024);
+    await handle.read(jsb, 0, 1024, at);
+    expect(jsb.readUInt32BE(0)).toBe(0xc03b3998);
+    change(jsb);
+    if (fixChecksum) {
+      // jbd2_superblock_csum: crc32c(~0) over the 1024 bytes with s_checksum zeroed.
+      jsb.writeUInt32BE(0, 0xfc);
+      jsb.writeUInt32BE(crc32cUpdate(0xffffffff, jsb), 0xfc);
+    }
+    await handle.write(jsb, 0, 1024, at);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * A filesystem on a loop device, mounted, for `body`. Teardown always runs, in order and each
+ * step even if an earlier one failed: thaw (if still frozen), umount, losetup -d of the device
+ * losetup printed.
+ */
+async function withMountedLoop(
+  image: string,
+  body: (loop: { device: string; mountPoint: string; deviceSize: number; freeze(): void; thaw(): void }) => Promise<void>,
+): Promise<void> {
+  const device = run('losetup', ['-f', '--show', image]).trim();
+  const mountPoint = await mkdtemp(path.join(workDir, 'mnt-'));
+  let mounted = false;
+  let frozen = false;
+  try {
+    run('mount', [device, mountPoint]);
+    mounted = true;
+    const deviceSize = Number(run('blockdev', ['--getsize64', device]).trim());
+    await body({
+      device,
+      mountPoint,
+      deviceSize,
+      freeze() {
+        run('fsfreeze', ['-f', mountPoint]);
+        frozen = true;
+      },
+      thaw() {
+        run('fsfreeze', ['-u', mountPoint]);
+        frozen = false;
+      },
+    });
+  } finally {
+    const step = (what: string, action: () => void) => {
+      try {
+        action();
+      } catch (err) {
+        console.error(`teardown: ${what} failed`, err);
+      }
+    };
+    if (frozen) step(`fsfreeze -u ${mountPoint}`, () => run('fsfreeze', ['-u', mountPoint]));
+    if (mounted) step(`umount ${mountPoint}`, () => run('umount', [mountPoint]));
+    step(`losetup -d ${device}`, () => run('losetup', ['-d', device]));
+  }
+}
+
+/** Copies a block device to a file (what `dd` of the device gives). */
+function copyDevice(device: string, file: string): void {
+  run('dd', [`if=${device}`, `of=${file}`, 'bs=1M', 'status=none']);
+}
+
+const mapDevice = (device: string, size: number) => withReader(device, mapExt4UsedBlocks, size);
+
+describe('mapExt4UsedBlocks with needs_recovery (mounted, frozen)', () => {
+  const variants = [
+    { name: 'ext4 (extent-mapped journal, journal checksums)', size: 256 * MiB, args: ['-E', 'nodiscard'], checksummedJournal: true },
+    { name: 'ext3 (journal mapped by block pointers)', size: 128 * MiB, args: ['-t', 'ext3', '-E', 'nodiscard'], checksummedJournal: false },
+  ];
+
+  for (const variant of variants) {
+    it(`${variant.name}: a frozen filesystem maps, and a restore from the extents alone is clean and holds every file`, async () => {
+      const image = await makeFilesystem(variant.size, variant.args, false);
+      const frozenCopy = `${image}.frozen`;
+      let deviceExtents: Extent[] = [];
+      await withMountedLoop(image, async ({ device, mountPoint, deviceSize, freeze }) => {
+        run('cp', ['-a', `${sourceDir}/.`, mountPoint]);
+        // Allocated, then freed again: the bitmaps must say so once the journal is checkpointed.
+        await writeFile(path.join(mountPoint, 'deleted.bin'), randomBytes(3 * MiB));
+        run('sync', []);
+        await rm(path.join(mountPoint, 'deleted.bin'));
+        run('sync', []);
+        freeze();
+        // Mapped while frozen, from the device itself, then copied while still frozen.
+        deviceExtents = await mapDevice(device, deviceSize);
+        copyDevice(device, frozenCopy);
+      });
+
+      expectWellFormed(deviceExtents, variant.size);
+      expect(await mapImage(frozenCopy)).toEqual(deviceExtents);
+      expect(superblockFields(frozenCopy)['Journal start']).toBe('0');
+      // Linux's ext4_freeze clears needs_recovery after flushing the journal (and thaw sets it
+      // again); copies of a frozen filesystem with the flag set (other kernels, snapshots) are
+      // made by setting it: the journal is the one the kernel left.
+      const flagged = `${image}.flagged`;
+      await writeFile(flagged, await readFile(frozenCopy));
+      if (!features(flagged).includes('needs_recovery')) run('debugfs', ['-w', '-R', 'feature needs_recovery', flagged]);
+      expect(features(flagged)).toContain('needs_recovery');
+      const extents = await mapImage(flagged);
+      expect(extents).toEqual(deviceExtents);
+
+      const kept = await keepOnly(flagged, extents);
+      // e2fsck -n skips recovery with exactly this warning and must find nothing else ...
+      expectCleanFsck(kept, ['Warning: skipping journal recovery because doing a read-only filesystem check.']);
+      // ... and with the flag cleared (the journal is empty), nothing at all.
+      run('debugfs', ['-w', '-R', 'feature -needs_recovery', kept]);
+      expect(features(kept)).not.toContain('needs_recovery');
+      expectCleanFsck(kept);
+      await expectFilesIntact(flagged, kept);
+      expect(run('debugfs', ['-R', 'stat /deleted.bin', kept])).toBe('');
+
+      const fields = superblockFields(flagged);
+      const blockSize = Number(fields['Block size']);
+      const used = (Number(fields['Block count']) - Number(fields['Free blocks'])) * blockSize;
+      const mapped = extents.reduce((sum, extent) => sum + extent.length, 0);
+      expect(mapped).toBeGreaterThanOrEqual(used);
+      expect(mapped - used).toBeLessThanOrEqual(16 * blockSize);
+      expect(mapped).toBeLessThan(variant.size / 2);
+      expect((await readFile(flagged)).equals(await readFile(kept))).toBe(false); // stale data was left out
+
+      if (variant.checksummedJournal) {
+        // The kernel turned on journal checksums at mount. A forged s_start is caught by the
+        // checksum; with the checksum recomputed, it is refused as pending transactions.
+        expect(superblockFields(flagged)['Journal features']).toContain('journal_checksum_v3');
+        const setStart = (jsb: Buffer) => jsb.writeUInt32BE(jsb.readUInt32BE(20), 28); // s_start = s_first
+        await patchJournalSuperblock(flagged, setStart, false);
+        await expectRefusal(flagged, /checksum mismatch in the journal superblock at block \d+/);
+        await patchJournalSuperblock(flagged, setStart, true);
+        expect(Number(superblockFields(flagged)['Journal start'])).toBeGreaterThan(0);
+        await expectRefusal(flagged, PENDING_JOURNAL);
+      }
+    });
+  }
+
+  it('refuses a mounted filesystem that is not frozen, whose journal holds committed transactions', async () => {
+    const image = await makeFilesystem(128 * MiB, ['-E', 'nodiscard'], false);
+    const liveCopy = `${image}.live`;
+    await withMountedLoop(image, async ({ device, mountPoint, deviceSize }) => {
+      await writeFile(path.join(mountPoint, 'fresh.bin'), randomBytes(2 * MiB));
+      await mkdir(path.join(mountPoint, 'dir'));
+      // sync commits the transactions to the journal but does not checkpoint them: s_start != 0.
+      run('sync', []);
+      await expectRejection(mapDevice(device, deviceSize), PENDING_JOURNAL);
+      copyDevice(device, liveCopy);
+    });
+    expect(features(liveCopy)).toContain('needs_recovery');
+    expect(Number(superblockFields(liveCopy)['Journal start'])).toBeGreaterThan(0);
+    await expectRefusal(liveCopy, PENDING_JOURNAL);
+  });
+});
+
+describe('mapExt4UsedBlocks with needs_recovery (journal metadata)', () => {
+  /** A fresh filesystem (whose journal mkfs leaves empty) with needs_recovery set. */
+  const flaggedFilesystem = async (args: string[], withFiles = false) => {
+    const image = await makeFilesystem(64 * MiB, args, withFiles);
+    const plain = await mapImage(image);
+    run('debugfs', ['-w', '-R', 'feature needs_recovery', image]);
+    expect(features(image)).toContain('needs_recovery');
+    return { image, plain };
+  };
+
+  it('maps an empty journal exactly as without the flag (ext4, ext3, and a journal with an extent index block)', async () => {
+    for (const args of [[], ['-t', 'ext3'], ['-b', '1024', '-g', '1024', '-O', '^flex_bg', '-J', 'size=4']]) {
+      const { image, plain } = await flaggedFilesystem(args, true);
+      expect(await mapImage(image)).toEqual(plain);
+    }
+    // The last one really goes through an index node.
+    const image = await makeFilesystem(64 * MiB, ['-b', '1024', '-g', '1024', '-O', '^flex_bg', '-J', 'size=4'], false);
+    expect(run('debugfs', ['-R', 'ex <8>', image])).toMatch(/^\s*0\/\s*1\s/m);
+  });
+
+  it('refuses a forged non-zero s_start (journals without checksums as mkfs makes them; an out-of-range one as corrupt)', async () => {
+    const { image } = await flaggedFilesystem([]);
+    expect(superblockFields(image)['Journal features']).toBe('(none)');
+    await patchJournalSuperblock(image, (jsb) => jsb.writeUInt32BE(jsb.readUInt32BE(20), 28), false); // s_start = s_first
+    expect(Number(superblockFields(image)['Journal start'])).toBeGreaterThan(0);
+    await expectRefusal(image, PENDING_JOURNAL);
+
+    const ext3 = (await flaggedFilesystem(['-t', 'ext3'])).image;
+    await patchJournalSuperblock(ext3, (jsb) => jsb.writeUInt32BE(5, 28), false);
+    await expectRefusal(ext3, PENDING_JOURNAL);
+    await patchJournalSuperblock(ext3, (jsb) => jsb.writeUInt32BE(0xfffffff0, 28), false);
+    await expectRefusal(ext3, /log start 4294967280 outside/);
+  });
+
+  it('refuses an external journal, a missing journal inode and a filesystem with errors', async () => {
+    let { image } = await flaggedFilesystem([]);
+    run('debugfs', ['-w', '-R', 'ssv journal_dev 0x801', image]);
+    await expectRefusal(image, /external journal device \(s_journal_dev 0x801\)/);
+    ({ image } = await flaggedFilesystem([]));
+    run('debugfs', ['-w', '-R', 'ssv journal_uuid 01234567-89ab-cdef-0123-456789abcdef', image]);
+    await expectRefusal(image, /external journal device/);
+    ({ image } = await flaggedFilesystem([]));
+    run('debugfs', ['-w', '-R', 'ssv journal_inum 0', image]);
+    await expectRefusal(image, /s_journal_inum is 0/);
+    ({ image } = await flaggedFilesystem([]));
+    run('debugfs', ['-w', '-R', 'ssv state 3', image]);
+    await expectRefusal(image, /errors/);
+  });
+
+  it('refuses a journal inode or journal superblock that does not add up', async () => {
+    // Extent pointing past the end (debugfs keeps the inode checksum valid).
+    let { image } = await flaggedFilesystem([]);
+    run('debugfs', ['-w', '-R', 'sif <8> block[5] 99999999', image]);
+    await expectRefusal(image, /first journal extent at block 99999999 lies outside/);
+    // The inode changed behind its checksum.
+    ({ image } = await flaggedFilesystem([]));
+    const inodeTable = Number(/Inode table at (\d+)/.exec(run('dumpe2fs', [image]))![1]);
+    const inodeSize = Number(superblockFields(image)['Inode size']);
+    let handle = await open(image, 'r+');
+    await handle.write(Buffer.from([0x77]), 0, 1, inodeTable * blockSizeOf(image) + 7 * inodeSize + 0x28 + 20);
+    await handle.close();
+    await expectRefusal(image, /journal inode 8 checksum mismatch/);
+    // Not a journal superblock at all.
+    ({ image } = await flaggedFilesystem([]));
+    handle = await open(image, 'r+');
+    await handle.write(Buffer.alloc(1024), 0, 1024, journalSuperblockBlock(image) * blockSizeOf(image));
+    await handle.close();
+    await expectRefusal(image, /bad magic 0x0 in the journal superblock at block \d+ \(expected 0xc03b3998\)/);
+    // Wrong block type and a journal longer than its inode, with valid checksums.
+    ({ image } = await flaggedFilesystem([]));
+    await patchJournalSuperblock(image, (jsb) => jsb.writeUInt32BE(5, 4), true);
+    await expectRefusal(image, /block type 5 \(expected 3 or 4\)/);
+    ({ image } = await flaggedFilesystem([]));
+    await patchJournalSuperblock(image, (jsb) => jsb.writeUInt32BE(jsb.readUInt32BE(16) + 1, 16), true);
+    await expectRefusal(image, /claims \d+ blocks but the journal inode holds \d+/);
+    // A journal that recorded an error.
+    ({ image } = await flaggedFilesystem([]));
+    await patchJournalSuperblock(image, (jsb) => jsb.writeInt32BE(-5, 32), true);
+    await expectRefusal(image, /s_errno -5/);
+    // Block pointer past the end (ext3, no extents).
+    ({ image } = await flaggedFilesystem(['-t', 'ext3']));
+    run('debugfs', ['-w', '-R', 'sif <8> block[0] 99999999', image]);
+    await expectRefusal(image, /journal superblock \(i_block\[0\]\) at block 99999999 lies outside/);
+    // The journal superblock's block freed in the bitmap (ext3, no checksums).
+    ({ image } = await flaggedFilesystem(['-t', 'ext3']));
+    const first = journalSuperblockBlock(image);
+    run('debugfs', ['-w', '-R', `freeb ${first}`, image]);
+    await expectRefusal(image, new RegExp(`does not mark block ${first} \\(journal superblock\\) as in use`));
+  });
+
+  it('refuses a journal extent index block changed behind its checksum', async () => {
+    const { image } = await flaggedFilesystem(['-b', '1024', '-g', '1024', '-O', '^flex_bg', '-J', 'size=4']);
+    const index = Number(/^\s*0\/\s*1\s+1\/\s*1\s+0\s*-\s*\d+\s+(\d+)/m.exec(run('debugfs', ['-R', 'ex <8>', image]))![1]);
+    const handle = await open(image, 'r+');
+    await handle.write(Buffer.from([0xee]), 0, 1, index * 1024 + 12 + 12 * 3 + 4);
+    await handle.close();
+    await expectRefusal(image, new RegExp(`extent block checksum mismatch in the journal extent tree block ${index}`));
   });
 });
 

@@ -10,6 +10,10 @@ import { InconsistentMetadataError } from './inconsistent.js';
  * e2fsprogs lib/ext2fs/closefs.c (ext2fs_super_and_bgd_loc2). Nothing is guessed: anything the
  * mapper does not understand, or that does not add up, is an InconsistentMetadataError and the
  * volume is imaged exactly.
+ *
+ * A mounted (or frozen) journalled filesystem has needs_recovery set; it is mapped only when the
+ * journal superblock shows an empty journal (s_start == 0: everything checkpointed, so the
+ * bitmaps are current), as after fsfreeze. Journals on an external device are refused.
  */
 
 const SUPERBLOCK_OFFSET = 1024;
@@ -19,6 +23,7 @@ const EXT4_MAGIC = 0xef53;
 const STATE_VALID = 0x0001;
 const STATE_ERROR = 0x0002;
 
+const COMPAT_HAS_JOURNAL = 0x0004;
 const COMPAT_SPARSE_SUPER2 = 0x0200;
 
 const INCOMPAT_FILETYPE = 0x0002;
@@ -35,7 +40,7 @@ const INCOMPAT_LARGEDIR = 0x4000;
 const INCOMPAT_INLINE_DATA = 0x8000;
 const INCOMPAT_ENCRYPT = 0x10000;
 const INCOMPAT_CASEFOLD = 0x20000;
-/** INCOMPAT features whose meaning for block allocation is understood (RECOVER and JOURNAL_DEV are refused separately). */
+/** INCOMPAT features whose meaning for block allocation is understood (RECOVER is checked against the journal, JOURNAL_DEV refused separately). */
 const INCOMPAT_UNDERSTOOD =
   INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_JOURNAL_DEV | INCOMPAT_META_BG | INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_MMP |
   INCOMPAT_FLEX_BG | INCOMPAT_EA_INODE | INCOMPAT_CSUM_SEED | INCOMPAT_LARGEDIR | INCOMPAT_INLINE_DATA | INCOMPAT_ENCRYPT | INCOMPAT_CASEFOLD;
@@ -107,6 +112,10 @@ interface Superblock {
   blocksPerGroup: number;
   inodesPerGroup: number;
   inodeSize: number;
+  /** INCOMPAT_RECOVER: the journal must be looked at before the bitmaps are trusted. */
+  needsRecovery: boolean;
+  /** s_journal_inum when needsRecovery (internal journals only), else 0. */
+  journalInode: number;
   groupCount: number;
   descSize: number;
   descPerBlock: number;
@@ -140,7 +149,9 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
   const roCompat = revLevel >= 1 ? u32(0x64) : 0;
 
   if (incompat & INCOMPAT_JOURNAL_DEV) fail('this is an external journal device, not a filesystem with block groups');
-  if (incompat & INCOMPAT_RECOVER) fail('the journal needs recovery (needs_recovery is set): the on-disk bitmaps may be stale');
+  // needs_recovery is set on every mounted journalled filesystem; whether the journal really
+  // holds anything to replay is decided from the journal itself (checkJournalIsEmpty).
+  const needsRecovery = (incompat & INCOMPAT_RECOVER) !== 0;
   const unknownIncompat = (incompat & ~INCOMPAT_UNDERSTOOD) >>> 0;
   if (unknownIncompat) fail(`unsupported INCOMPAT features 0x${unknownIncompat.toString(16)}`);
   if (roCompat & RO_COMPAT_BIGALLOC) fail('bigalloc is not supported (bitmap bits are clusters)');
@@ -202,6 +213,22 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
   const reservedGdtBlocks = revLevel >= 1 ? u16(0xce) : 0;
   if (reservedGdtBlocks > blockSize / 4) fail(`invalid reserved GDT blocks count ${reservedGdtBlocks}`);
 
+  let journalInode = 0;
+  if (needsRecovery) {
+    if (!(compat & COMPAT_HAS_JOURNAL)) fail('needs_recovery is set but the filesystem has no journal (has_journal is not set)');
+    const journalUuid = sb.subarray(0xd0, 0xe0);
+    const journalDev = u32(0xe4);
+    if (journalDev !== 0 || journalUuid.some((byte) => byte !== 0)) {
+      fail(
+        `the journal needs recovery and is on an external journal device (s_journal_dev 0x${journalDev.toString(16)}), ` +
+          'which cannot be checked from this volume: the on-disk bitmaps may be stale',
+      );
+    }
+    journalInode = u32(0xe0);
+    if (journalInode === 0) fail('needs_recovery is set but the superblock names no journal inode (s_journal_inum is 0)');
+    if (journalInode > inodesCount) fail(`journal inode ${journalInode} is past the ${inodesCount} inodes of the filesystem`);
+  }
+
   const uuid = sb.slice(0x68, 0x78);
   const csumSeed = incompat & INCOMPAT_CSUM_SEED ? u32(0x270) : crc32cUpdate(0xffffffff, uuid);
   const sparseSuper2 = (compat & COMPAT_SPARSE_SUPER2) !== 0;
@@ -214,6 +241,8 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
     blocksPerGroup,
     inodesPerGroup,
     inodeSize,
+    needsRecovery,
+    journalInode,
     groupCount,
     descSize,
     descPerBlock,
@@ -492,6 +521,206 @@ async function readBitmaps(volume: VolumeReader, sb: Superblock, wanted: BitmapR
 }
 
 // ---------------------------------------------------------------------------------------------
+// Journal
+//
+// needs_recovery is set for as long as a journalled filesystem is mounted. What decides whether
+// the on-disk bitmaps are current is the journal superblock: s_start == 0 means every committed
+// transaction has been written back to its home location (checkpointed), so there is nothing to
+// replay. That is the test the kernel (jbd2_journal_recover) and e2fsck make. References:
+// include/linux/jbd2.h (journal_superblock_t), fs/ext4/ext4_extents.h, fs/ext4/inode.c
+// (ext4_inode_csum), fs/ext4/extents.c (ext4_extent_block_csum).
+
+const BG_INODE_UNINIT = 0x0001;
+
+const INODE_EXTENTS_FL = 0x00080000;
+const INODE_INLINE_DATA_FL = 0x10000000;
+const S_IFMT = 0xf000;
+const S_IFREG = 0x8000;
+const GOOD_OLD_INODE_SIZE = 128;
+const INODE_CHECKSUM_LO = 0x7c;
+const INODE_CHECKSUM_HI = 0x82;
+
+const EXTENT_MAGIC = 0xf30a;
+const EXTENT_MAX_DEPTH = 5;
+const EXTENT_INIT_MAX_LEN = 32768;
+
+const JBD2_MAGIC = 0xc03b3998;
+const JBD2_SUPERBLOCK_V1 = 3;
+const JBD2_SUPERBLOCK_V2 = 4;
+const JBD2_SUPERBLOCK_SIZE = 1024;
+const JBD2_CHECKSUM_OFFSET = 0xfc;
+const JBD2_CRC32C_CHKSUM = 4;
+const JBD2_INCOMPAT_CSUM_V2 = 0x08;
+const JBD2_INCOMPAT_CSUM_V3 = 0x10;
+/** revoke, 64bit, async_commit, csum_v2, csum_v3, fast_commit: the kernel refuses a journal with any other. */
+const JBD2_INCOMPAT_KNOWN = 0x01 | 0x02 | 0x04 | JBD2_INCOMPAT_CSUM_V2 | JBD2_INCOMPAT_CSUM_V3 | 0x20;
+
+/** A block the journal check read, which the block bitmap must mark as in use. */
+interface JournalBlock {
+  block: number;
+  what: string;
+}
+
+const le32 = new Uint8Array(4);
+const le32View = new DataView(le32.buffer);
+function crc32cLe32(crc: number, value: number): number {
+  le32View.setUint32(0, value, true);
+  return crc32cUpdate(crc, le32);
+}
+
+/** A block of the filesystem that may hold inode data: past the primary superblock and inside the filesystem. */
+function checkDataBlock(sb: Superblock, block: number, what: string): void {
+  if (!Number.isSafeInteger(block) || block <= sb.superblockBlock || block < sb.firstDataBlock || block >= sb.blocksCount) {
+    fail(`the ${what} at block ${block} lies outside the filesystem's data blocks (${sb.superblockBlock + 1}..${sb.blocksCount - 1})`);
+  }
+}
+
+/**
+ * Finds the physical block holding logical block 0 of an extent-mapped inode, following index
+ * nodes (each read, checked and checksummed) down to the leaf.
+ */
+async function firstBlockFromExtents(volume: VolumeReader, sb: Superblock, iBlock: Uint8Array, inodeCsumSeed: number, read: JournalBlock[]): Promise<number> {
+  let node = iBlock;
+  let where = 'journal inode';
+  let expectedDepth = -1;
+  for (let level = 0; ; level++) {
+    const view = new DataView(node.buffer, node.byteOffset, node.byteLength);
+    const magic = view.getUint16(0, true);
+    const entries = view.getUint16(2, true);
+    const max = view.getUint16(4, true);
+    const depth = view.getUint16(6, true);
+    if (magic !== EXTENT_MAGIC) fail(`bad extent header magic 0x${magic.toString(16)} in the ${where} (expected 0xf30a)`);
+    if (max === 0 || 12 + 12 * max > node.byteLength) fail(`extent header in the ${where} claims ${max} entries, more than fit`);
+    if (entries === 0 || entries > max) fail(`extent header in the ${where} has ${entries} entries (of at most ${max})`);
+    if (depth > EXTENT_MAX_DEPTH) fail(`extent tree depth ${depth} in the ${where} exceeds ${EXTENT_MAX_DEPTH}`);
+    if (expectedDepth >= 0 && depth !== expectedDepth) fail(`extent node in the ${where} has depth ${depth}, expected ${expectedDepth}`);
+    if (level > 0 && sb.metadataCsum) {
+      const tail = 12 + 12 * max;
+      if (tail + 4 > node.byteLength) fail(`extent block in the ${where} has no room for its checksum`);
+      const stored = view.getUint32(tail, true);
+      const computed = crc32cUpdate(inodeCsumSeed, node, 0, tail);
+      if (stored !== computed) fail(`extent block checksum mismatch in the ${where} (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
+    }
+    // Entries are sorted by logical block; logical block 0 is in the first one or nowhere.
+    const first = 12;
+    const logical = view.getUint32(first, true);
+    if (logical !== 0) fail(`the journal has no block 0 (its first extent starts at logical block ${logical})`);
+    for (let i = 1; i < entries; i++) {
+      if (view.getUint32(first + 12 * i, true) <= view.getUint32(first + 12 * (i - 1), true)) fail(`extent entries in the ${where} are not sorted`);
+    }
+    if (depth === 0) {
+      const length = view.getUint16(first + 4, true);
+      const start = view.getUint16(first + 6, true) * 2 ** 32 + view.getUint32(first + 8, true);
+      if (length === 0) fail(`the first extent of the journal in the ${where} is empty`);
+      if (length > EXTENT_INIT_MAX_LEN) fail(`the first extent of the journal is unwritten (uninitialised), which a journal never is`);
+      checkDataBlock(sb, start, 'first journal extent');
+      checkDataBlock(sb, start + length - 1, 'end of the first journal extent');
+      return start;
+    }
+    const leaf = view.getUint16(first + 8, true) * 2 ** 32 + view.getUint32(first + 4, true);
+    checkDataBlock(sb, leaf, `journal extent tree block (depth ${depth - 1})`);
+    if (read.some((item) => item.block === leaf)) fail(`the journal extent tree refers to block ${leaf} twice (a loop)`);
+    read.push({ block: leaf, what: `journal extent tree block (depth ${depth - 1})` });
+    node = await readExact(volume, leaf * sb.blockSize, sb.blockSize);
+    where = `journal extent tree block ${leaf}`;
+    expectedDepth = depth - 1;
+  }
+}
+
+/**
+ * With needs_recovery set: reads the journal inode and the journal superblock, and refuses
+ * unless the journal is empty (s_start == 0). Returns the blocks it read, which the block
+ * bitmap must mark as in use.
+ */
+async function checkJournalIsEmpty(volume: VolumeReader, sb: Superblock, descs: GroupDesc[]): Promise<JournalBlock[]> {
+  const ino = sb.journalInode;
+  const group = Math.floor((ino - 1) / sb.inodesPerGroup);
+  const index = (ino - 1) % sb.inodesPerGroup;
+  const desc = descs[group];
+  if (!desc) fail(`journal inode ${ino} is in group ${group}, past the ${sb.groupCount} groups`);
+  if ((sb.metadataCsum || sb.gdtCsum) && desc.flags & BG_INODE_UNINIT) fail(`journal inode ${ino} is in group ${group}, whose inode table is uninitialised`);
+  // The inode table location was checked by parseDescriptors; the index is below inodes_per_group.
+  const inode = await readExact(volume, desc.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
+  const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
+  const what = `journal inode ${ino}`;
+
+  let inodeCsumSeed = 0;
+  if (sb.metadataCsum) {
+    inodeCsumSeed = crc32cLe32(crc32cLe32(sb.csumSeed, ino), view.getUint32(0x64, true));
+    const extraIsize = sb.inodeSize > GOOD_OLD_INODE_SIZE ? view.getUint16(0x80, true) : 0;
+    if (GOOD_OLD_INODE_SIZE + extraIsize > sb.inodeSize || extraIsize % 4 !== 0) fail(`${what} has an invalid extra inode size ${extraIsize}`);
+    const hasHi = sb.inodeSize > GOOD_OLD_INODE_SIZE && INODE_CHECKSUM_HI + 2 <= GOOD_OLD_INODE_SIZE + extraIsize;
+    let crc = crc32cUpdate(inodeCsumSeed, inode, 0, INODE_CHECKSUM_LO);
+    crc = crc32cUpdate(crc, zero);
+    crc = crc32cUpdate(crc, inode, INODE_CHECKSUM_LO + 2, GOOD_OLD_INODE_SIZE);
+    if (sb.inodeSize > GOOD_OLD_INODE_SIZE) {
+      crc = crc32cUpdate(crc, inode, GOOD_OLD_INODE_SIZE, INODE_CHECKSUM_HI);
+      if (hasHi) crc = crc32cUpdate(crc, zero);
+      crc = crc32cUpdate(crc, inode, hasHi ? INODE_CHECKSUM_HI + 2 : INODE_CHECKSUM_HI, sb.inodeSize);
+    }
+    let stored = view.getUint16(INODE_CHECKSUM_LO, true);
+    if (hasHi) stored += view.getUint16(INODE_CHECKSUM_HI, true) * 0x10000;
+    else crc &= 0xffff;
+    if (stored !== crc >>> 0) fail(`${what} checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${(crc >>> 0).toString(16)})`);
+  }
+
+  const mode = view.getUint16(0x00, true);
+  if ((mode & S_IFMT) !== S_IFREG) fail(`${what} is not a regular file (mode 0${mode.toString(8)})`);
+  if (view.getUint16(0x1a, true) === 0) fail(`${what} is not in use (links count 0)`);
+  const size = view.getUint32(0x04, true) + view.getUint32(0x6c, true) * 2 ** 32;
+  const journalBlocks = Math.floor(size / sb.blockSize);
+  if (journalBlocks < 2) fail(`${what} is ${size} bytes, too small for a journal`);
+  const flags = view.getUint32(0x20, true);
+  if (flags & INODE_INLINE_DATA_FL) fail(`${what} has inline data, which a journal never has`);
+  const iBlock = inode.subarray(0x28, 0x28 + 60);
+  const read: JournalBlock[] = [];
+  let first: number;
+  if (flags & INODE_EXTENTS_FL) {
+    first = await firstBlockFromExtents(volume, sb, iBlock, inodeCsumSeed, read);
+  } else {
+    first = view.getUint32(0x28, true);
+    if (first === 0) fail(`${what} has no block 0 (i_block[0] is 0)`);
+    checkDataBlock(sb, first, 'journal superblock (i_block[0])');
+  }
+  read.push({ block: first, what: 'journal superblock' });
+
+  const jsb = await readExact(volume, first * sb.blockSize, JBD2_SUPERBLOCK_SIZE);
+  const jview = new DataView(jsb.buffer, jsb.byteOffset, jsb.byteLength);
+  const at = `the journal superblock at block ${first}`;
+  const magic = jview.getUint32(0, false);
+  if (magic !== JBD2_MAGIC) fail(`bad magic 0x${magic.toString(16)} in ${at} (expected 0xc03b3998)`);
+  const blockType = jview.getUint32(4, false);
+  if (blockType !== JBD2_SUPERBLOCK_V1 && blockType !== JBD2_SUPERBLOCK_V2) fail(`${at} has block type ${blockType} (expected 3 or 4)`);
+  if (blockType === JBD2_SUPERBLOCK_V2) {
+    const incompat = jview.getUint32(40, false);
+    const unknown = (incompat & ~JBD2_INCOMPAT_KNOWN) >>> 0;
+    if (unknown) fail(`${at} has unsupported incompatible features 0x${unknown.toString(16)}`);
+    if (incompat & (JBD2_INCOMPAT_CSUM_V2 | JBD2_INCOMPAT_CSUM_V3)) {
+      if (jsb[0x50] !== JBD2_CRC32C_CHKSUM) fail(`${at} has unknown checksum type ${jsb[0x50]}`);
+      const stored = jview.getUint32(JBD2_CHECKSUM_OFFSET, false);
+      let computed = crc32cUpdate(0xffffffff, jsb, 0, JBD2_CHECKSUM_OFFSET);
+      computed = crc32cUpdate(computed, new Uint8Array(4));
+      computed = crc32cUpdate(computed, jsb, JBD2_CHECKSUM_OFFSET + 4, JBD2_SUPERBLOCK_SIZE);
+      if (stored !== computed) fail(`checksum mismatch in ${at} (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`);
+    }
+  }
+  const blockSize = jview.getUint32(12, false);
+  const maxLen = jview.getUint32(16, false);
+  const firstLog = jview.getUint32(20, false);
+  const start = jview.getUint32(28, false);
+  const errno = jview.getInt32(32, false);
+  if (blockSize !== sb.blockSize) fail(`${at} has block size ${blockSize}, the filesystem ${sb.blockSize}`);
+  if (maxLen < 2 || maxLen > journalBlocks) fail(`${at} claims ${maxLen} blocks but the journal inode holds ${journalBlocks}`);
+  if (firstLog < 1 || firstLog >= maxLen) fail(`${at} has its first log block ${firstLog} outside 1..${maxLen - 1}`);
+  if (errno !== 0) fail(`the journal records an error (s_errno ${errno}): the filesystem needs e2fsck`);
+  if (start !== 0) {
+    if (start < firstLog || start >= maxLen) fail(`${at} has its log start ${start} outside ${firstLog}..${maxLen - 1}`);
+    fail('the journal holds transactions not yet written back (mounted and not frozen?); freeze it with fsfreeze or unmount it');
+  }
+  return read;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /** Sorts [start, end) pairs and merges overlapping or touching ones. */
 function mergeRanges(flat: number[]): Array<[number, number]> {
@@ -507,6 +736,11 @@ function mergeRanges(flat: number[]): Array<[number, number]> {
   return merged;
 }
 
+/** BLOCK_UNINIT is honoured only with group descriptor checksums, as the kernel does. */
+function honourUninitGroup(sb: Superblock, desc: GroupDesc): boolean {
+  return (sb.metadataCsum || sb.gdtCsum) && (desc.flags & BG_BLOCK_UNINIT) !== 0;
+}
+
 /**
  * The blocks of an ext2/ext3/ext4 filesystem in use: allocated blocks per the block bitmaps,
  * plus all static metadata (boot block, superblocks, descriptor tables, bitmaps, inode tables).
@@ -517,6 +751,15 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
   const descs = parseDescriptors(sb, await readDescriptorTable(volume, sb));
   const inodeTableBlocks = Math.ceil((sb.inodesPerGroup * sb.inodeSize) / sb.blockSize);
   const metadataByGroup = locateGroupMetadata(sb, descs, inodeTableBlocks);
+  const journalBlocks = sb.needsRecovery ? await checkJournalIsEmpty(volume, sb, descs) : [];
+  const journalByGroup = new Map<number, JournalBlock[]>();
+  for (const item of journalBlocks) {
+    const group = Math.floor((item.block - sb.firstDataBlock) / sb.blocksPerGroup);
+    if (honourUninitGroup(sb, descs[group]!)) fail(`the ${item.what} at block ${item.block} lies in group ${group}, whose block bitmap is uninitialised`);
+    const list = journalByGroup.get(group) ?? [];
+    list.push(item);
+    journalByGroup.set(group, list);
+  }
 
   // Metadata that is in use whatever the bitmaps say (a superset of what they should say).
   const fixed: number[] = [0, Math.max(1, sb.superblockBlock + 1)]; // boot block(s) and the primary superblock
@@ -530,12 +773,10 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
     fixed.push(desc.blockBitmap, desc.blockBitmap + 1, desc.inodeBitmap, desc.inodeBitmap + 1, desc.inodeTable, desc.inodeTable + inodeTableBlocks);
   }
 
-  // Allocated blocks per the bitmaps. BLOCK_UNINIT is honoured only with group descriptor
-  // checksums, as the kernel does; such a group uses only its metadata, already in `fixed`.
-  const honourUninit = sb.metadataCsum || sb.gdtCsum;
+  // Allocated blocks per the bitmaps. A BLOCK_UNINIT group uses only its metadata, already in `fixed`.
   const wanted: BitmapRead[] = [];
   for (let group = 0; group < sb.groupCount; group++) {
-    if (honourUninit && descs[group]!.flags & BG_BLOCK_UNINIT) continue;
+    if (honourUninitGroup(sb, descs[group]!)) continue;
     wanted.push({ group, block: descs[group]!.blockBitmap });
   }
   const runsByGroup: number[][] = new Array(sb.groupCount);
@@ -556,6 +797,11 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
           fail(`group ${group} block bitmap does not mark block ${item.start + bit - offset} (${item.what}) as in use: the bitmap is stale or corrupt`);
         }
       }
+    }
+    // The journal blocks that were read to decide that the bitmaps are current are in use.
+    for (const item of journalByGroup.get(group) ?? []) {
+      const bit = item.block - groupFirstBlock(sb, group);
+      if (!(bitmap[bit >>> 3]! & (1 << (bit & 7)))) fail(`group ${group} block bitmap does not mark block ${item.block} (${item.what}) as in use`);
     }
     const runs: number[] = [];
     // Bits past the end of the filesystem (the last group's padding) are not blocks.
