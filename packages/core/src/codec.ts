@@ -8,7 +8,11 @@
  */
 export interface Codec {
   compress(data: Uint8Array): Uint8Array;
-  /** `rawLength` is the exact length the data had before compression. */
+  /**
+   * `rawLength` is the exact length the data had before compression. Decoding must not
+   * depend on the settings passed to `create`: they are not stored with the blobs, and a
+   * restore creates decoders without them.
+   */
   decompress(data: Uint8Array, rawLength: number): Uint8Array;
 }
 

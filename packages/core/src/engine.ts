@@ -305,7 +305,7 @@ export class Engine {
     });
   }
 
-  async show(job: LoadedJob, ref: string): Promise<{ id: string; manifest: SnapshotManifest }> {
+  async show(job: LoadedJob, ref: string): Promise<SnapshotSummary> {
     return this.withRepository(job, (repository) => repository.resolveSnapshot(ref));
   }
 

@@ -165,7 +165,7 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
     }
     case 'snapshots': {
       const snapshots = await engine.snapshots(job);
-      const rows = snapshots.map(({ id, manifest: m }) => ({
+      const rows = snapshots.map(({ id, manifest: m, objectSize }) => ({
         id,
         time: m.time,
         hostname: m.hostname,
@@ -174,7 +174,7 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
         size: m.size,
         sha256: m.sha256,
         layout: m.layout,
-        bytesAdded: m.stats.bytesAdded,
+        bytesAdded: m.stats.bytesAdded + objectSize,
       }));
       out(rows, () =>
         rows.length === 0
@@ -195,9 +195,10 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
       return ExitCode.ok;
     }
     case 'show': {
-      const { id, manifest } = await engine.show(job, String(argv.snapshot));
+      const { id, manifest, objectSize } = await engine.show(job, String(argv.snapshot));
       const { chunkMaps: _maps, ...rest } = manifest;
-      out({ id, ...rest }, () => describeSnapshot(id, manifest));
+      const bytesAdded = manifest.stats.bytesAdded + objectSize;
+      out({ id, ...rest, bytesAdded }, () => describeSnapshot(id, manifest, bytesAdded));
       return ExitCode.ok;
     }
     case 'check': {
@@ -245,7 +246,7 @@ export function parseSize(text: string): number {
   return Math.round(Number(match[1]) * factor);
 }
 
-function describeSnapshot(id: string, m: SnapshotManifest): string {
+function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): string {
   const layout = m.layout;
   const lines = [
     `snapshot   ${id}`,
@@ -255,7 +256,7 @@ function describeSnapshot(id: string, m: SnapshotManifest): string {
     `table      ${layout.partitionTable.type}${layout.partitionTable.diskId ? ` (disk id ${layout.partitionTable.diskId})` : ''}`,
     `mode       ${layout.mode}${layout.filesystem ? `, filesystem ${layout.filesystem}` : ''}`,
     `sha256     ${m.sha256}`,
-    `stored     ${formatBytes(m.stats.bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
+    `stored     ${formatBytes(bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
   ];
   if (layout.note) lines.push(`note       ${layout.note}`);
   if (layout.partitions.length > 0) {

@@ -141,7 +141,6 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     };
     const saved = await repository.saveSnapshot(manifest);
     const bytesAdded = packer.bytesWritten + saved.size;
-    manifest.stats.bytesAdded = bytesAdded;
     await input.hooks.snapshotSaved.promise({ id: saved.id, time: manifest.time, bytesRead: stats.bytesRead, bytesAdded });
     return { snapshot: saved.id, manifest, bytesRead: stats.bytesRead, bytesAdded };
   } catch (err) {

@@ -87,6 +87,8 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
   await pool.imageReset(window ? [{ offset: window.offset, length: window.length }] : []);
   progress.start('restore', to - from);
   const hashing = feedImageHasher();
+  // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
+  hashing.catch(() => undefined);
   try {
     const fetches = new Set<Promise<void>>();
     for (const item of plan(records, index, firstChunk, lastChunk)) {
@@ -162,9 +164,10 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
       const slot = slotOf[i];
       if (slot) {
         slotOf[i] = undefined;
-        void pool.imageUpdate(slot, start, end - start, start - i * chunkSize).finally(() => slots.release(slot));
+        // A failed update also fails imageDigest(); these rejections (e.g. the pool disposed after a failure) need no handling here.
+        pool.imageUpdate(slot, start, end - start, start - i * chunkSize).finally(() => slots.release(slot)).catch(() => undefined);
       } else {
-        void pool.imageZeros(start, end - start);
+        pool.imageZeros(start, end - start).catch(() => undefined);
       }
       bytesWritten += records[i]!.kind === ChunkKind.unused ? 0 : end - start;
       progress.advance(end - start);

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { CodecRegistration, CodecSettings } from '../codec.js';
 import type { MasterKey } from '../crypto/crypto.js';
-import { DamageError } from '../errors.js';
+import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ByteRange, ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
 
@@ -29,7 +29,7 @@ class PooledWorker {
     this.#worker.on('message', (reply: WorkerReply) => {
       const waiter = this.#pending.shift()!;
       if (reply.ok) waiter.resolve(reply);
-      else waiter.reject(reply.damage ? new DamageError(reply.message) : new Error(reply.message));
+      else waiter.reject(reply.kind === 'damage' ? new DamageError(reply.message) : reply.kind === 'missing-codec' ? new PluginError(undefined, reply.message) : new Error(reply.message));
     });
     const fail = (err: Error) => {
       this.#failure = err;

@@ -35,7 +35,7 @@ export interface ImageDigest {
 
 export type WorkerReply =
   | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; plain?: Uint8Array; digest?: ImageDigest }
-  | { ok: false; message: string; damage?: boolean };
+  | { ok: false; message: string; kind?: 'damage' | 'missing-codec' };
 
 let encryptionKey: Buffer;
 let blobIdKey: Buffer;
@@ -124,6 +124,8 @@ function sealPlain(plain: Buffer): Buffer {
 }
 
 class BlobDamage extends Error {}
+/** The blob is intact but was written with a codec no enabled plugin provides. */
+class MissingCodec extends Error {}
 
 function openBlob(sealed: Uint8Array, rawLength: number, id: string): Uint8Array {
   let framed: Buffer;
@@ -133,7 +135,7 @@ function openBlob(sealed: Uint8Array, rawLength: number, id: string): Uint8Array
     throw new BlobDamage(`blob ${id.slice(0, 12)} fails authentication (${(err as Error).message})`);
   }
   const codec = decoders.get(framed[0]!);
-  if (!codec) throw new BlobDamage(`blob ${id.slice(0, 12)} uses codec id ${framed[0]}, which no enabled plugin provides`);
+  if (!codec) throw new MissingCodec(`blob ${id.slice(0, 12)} was compressed with codec id ${framed[0]}, which no enabled plugin provides; enable that codec's plugin in plugins.json`);
   let plain: Uint8Array;
   try {
     plain = codec.decompress(framed.subarray(1), rawLength);
@@ -193,6 +195,10 @@ parentPort!.on('message', (request: WorkerRequest) => {
   handle(request).then(
     ({ reply, transfer }) => parentPort!.postMessage(reply, transfer),
     (err: unknown) =>
-      parentPort!.postMessage({ ok: false, message: err instanceof Error ? err.message : String(err), damage: err instanceof BlobDamage }),
+      parentPort!.postMessage({
+        ok: false,
+        message: err instanceof Error ? err.message : String(err),
+        kind: err instanceof BlobDamage ? 'damage' : err instanceof MissingCodec ? 'missing-codec' : undefined,
+      }),
   );
 });

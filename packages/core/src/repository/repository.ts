@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Target } from '../target.js';
+import type { ObjectInfo, Target } from '../target.js';
 import {
   DamageError,
   RepositoryExistsError,
@@ -65,6 +65,8 @@ export interface BlobLocation {
 export interface SnapshotSummary {
   id: string;
   manifest: SnapshotManifest;
+  /** Bytes of the snapshot object itself. */
+  objectSize: number;
 }
 
 /**
@@ -211,10 +213,12 @@ export class Repository {
   }
 
   async listSnapshots(): Promise<SnapshotSummary[]> {
-    const ids = await this.listIds('snapshots/');
+    const objects: ObjectInfo[] = [];
+    for await (const object of this.target.list('snapshots/')) if (isObjectId(idFromKey(object.key))) objects.push(object);
     const snapshots: SnapshotSummary[] = [];
-    await forEachConcurrently(ids, 8, async (id) => {
-      snapshots.push({ id, manifest: await this.loadSnapshot(id) });
+    await forEachConcurrently(objects, 8, async (object) => {
+      const id = idFromKey(object.key);
+      snapshots.push({ id, manifest: await this.loadSnapshot(id), objectSize: object.size });
     });
     return snapshots.sort((a, b) => a.manifest.time.localeCompare(b.manifest.time) || a.id.localeCompare(b.id));
   }

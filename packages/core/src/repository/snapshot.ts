@@ -23,6 +23,7 @@ export interface SnapshotManifest {
   compression: string;
   stats: {
     bytesRead: number;
+    /** Bytes of packs and indexes this run added; the snapshot object itself comes on top. */
     bytesAdded: number;
     dataChunks: number;
     zeroChunks: number;

@@ -1,4 +1,4 @@
 // Test helpers for cairn and its plugins, imported as `@cairn/core/testing` (needs vitest).
-export { describeTargetConformance, type TargetUnderTest } from './target-conformance.js';
+export { describeTargetConformance, type ConformanceOptions, type TargetUnderTest } from './target-conformance.js';
 export { MemoryTarget, ObjectNotFoundError } from './memory-target.js';
 export { FaultyTarget, InjectedFaultError, type TargetOperation } from './faulty-target.js';

@@ -1,0 +1,290 @@
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TargetError, type SecretRef } from '@cairn/core';
+import { describeTargetConformance } from '@cairn/core/testing';
+// The sshd harness is shared with the CLI tests in test/sftp.
+import { KEY_PASSPHRASE, sshdAvailable, startSshd, type SshServer } from '../../../test/sftp/sshd.js';
+import { startTcpProxy } from '../../../test/sftp/tcp-proxy.js';
+import { createSftpTarget, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
+
+let server: SshServer | undefined;
+let starting: Promise<SshServer> | undefined;
+/** Started once, on first use, for all suites of this file. */
+function sshd(): Promise<SshServer> {
+  starting ??= startSshd().then((s) => (server = s));
+  return starting;
+}
+afterAll(async () => {
+  await server?.stop();
+});
+
+const context = (secrets: Record<string, string> = {}) => ({
+  baseDir: '/',
+  readSecret: async (ref: SecretRef) => {
+    if ('env' in ref && secrets[ref.env] !== undefined) return secrets[ref.env]!;
+    throw new Error(`no secret ${JSON.stringify(ref)}`);
+  },
+});
+
+async function makeTarget(overrides: Partial<SftpTargetSettings> = {}, secrets?: Record<string, string>): Promise<{ target: SftpTarget; folder: string }> {
+  const s = await sshd();
+  const folder = join(s.root, `repo-${randomBytes(6).toString('hex')}`);
+  const settings: SftpTargetSettings = {
+    type: 'sftp',
+    host: s.host,
+    port: s.port,
+    username: s.username,
+    path: folder,
+    privateKeyPath: s.clientKeyPath,
+    knownHostsPath: s.knownHostsPath,
+    agent: false,
+    ...overrides,
+  };
+  return { target: await createSftpTarget(settings, context(secrets)), folder };
+}
+
+const describeWithSshd = sshdAvailable ? describe : describe.skip;
+
+if (sshdAvailable) {
+  describeTargetConformance('SftpTarget (OpenSSH sshd)', async () => {
+    const { target, folder } = await makeTarget();
+    return { target, cleanup: () => rm(folder, { recursive: true, force: true }) };
+  });
+}
+
+describeWithSshd('SftpTarget', () => {
+  beforeAll(async () => {
+    await sshd();
+  });
+
+  it('writes files 0600 in folders 0700 it creates, and leaves no temp file', async () => {
+    const { target, folder } = await makeTarget();
+    try {
+      await target.put('data/ab/abcd', Buffer.from('pack'));
+      expect((await stat(join(folder, 'data/ab/abcd'))).mode & 0o777).toBe(0o600);
+      for (const sub of ['', 'data', 'data/ab']) expect((await stat(join(folder, sub))).mode & 0o777, sub).toBe(0o700);
+      expect(await readdir(join(folder, 'data/ab'))).toEqual(['abcd']);
+      expect(target.location).toBe(`sftp://${server!.username}@127.0.0.1:${server!.port}${folder}`);
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('does not list temp files left by an interrupted upload', async () => {
+    const { target, folder } = await makeTarget();
+    try {
+      await target.put('data/ab/abcd', Buffer.from('complete'));
+      await writeFile(join(folder, 'data/ab/.tmp-0123456789abcdef'), 'half a pack');
+      const keys = [];
+      for await (const info of target.list('')) keys.push(info.key);
+      expect(keys).toEqual(['data/ab/abcd']);
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('rejects keys that would leave the repository folder', async () => {
+    const { target } = await makeTarget();
+    try {
+      for (const key of ['../escape', 'data/../../x', '/etc/passwd', 'data//x', '', 'data/.tmp-1', 'Data/x']) {
+        await expect(target.put(key, Buffer.from('x')), key).rejects.toBeInstanceOf(TargetError);
+      }
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('reports a failing write as a TargetError naming host and path', async () => {
+    const { target, folder } = await makeTarget();
+    try {
+      await mkdir(folder, { recursive: true });
+      await writeFile(join(folder, 'data'), 'a file where a folder should be');
+      const error = await target.put('data/ab/abcd', Buffer.from('x')).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(TargetError);
+      expect((error as Error).message).toContain(`127.0.0.1:${folder}/data`);
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('accepts a server whose key is pinned by fingerprint', async () => {
+    const { target } = await makeTarget({ hostKeyFingerprint: server!.hostFingerprint, knownHostsPath: server!.emptyKnownHostsPath });
+    try {
+      await target.put('config', Buffer.from('x'));
+      expect((await target.get('config')).toString()).toBe('x');
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('refuses a pinned fingerprint that does not match, showing the one seen', async () => {
+    const { target } = await makeTarget({ hostKeyFingerprint: `SHA256:${'A'.repeat(43)}` });
+    const error = await target.stat('config').catch((err: unknown) => err);
+    await target.dispose();
+    expect(error).toBeInstanceOf(TargetError);
+    expect((error as Error).message).toContain(server!.hostFingerprint);
+    expect((error as Error).message).toMatch(/does not match the pinned fingerprint/);
+  });
+
+  it('refuses an unknown host key, and accepts it only with acceptNewHostKey, recording it', async () => {
+    const knownHosts = join(server!.dir, `known_hosts-${randomBytes(4).toString('hex')}`);
+    await writeFile(knownHosts, '');
+    const refused = await makeTarget({ knownHostsPath: knownHosts });
+    const error = await refused.target.stat('config').catch((err: unknown) => err);
+    await refused.target.dispose();
+    expect((error as Error).message).toMatch(/host key of SFTP server 127\.0\.0\.1 port \d+ is unknown/);
+    expect((error as Error).message).toContain(server!.hostFingerprint);
+
+    const accepting = await makeTarget({ knownHostsPath: knownHosts, acceptNewHostKey: true });
+    await accepting.target.put('config', Buffer.from('x'));
+    await accepting.target.dispose();
+    expect(await readFile(knownHosts, 'utf8')).toBe(server!.knownHostsLine());
+  });
+
+  it('asks for the host key type known_hosts holds (an RSA key, where the server prefers ed25519)', async () => {
+    const { target } = await makeTarget({ knownHostsPath: server!.rsaKnownHostsPath });
+    try {
+      await target.put('config', Buffer.from('x'));
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('refuses a changed host key even with acceptNewHostKey', async () => {
+    const { target } = await makeTarget({ knownHostsPath: server!.wrongKnownHostsPath, acceptNewHostKey: true });
+    const error = await target.stat('config').catch((err: unknown) => err);
+    await target.dispose();
+    expect(error).toBeInstanceOf(TargetError);
+    expect((error as Error).message).toMatch(/HAS CHANGED/);
+    expect((error as Error).message).toContain(server!.hostFingerprint);
+  });
+
+  it('refuses a wrong private key with a clear message, without retrying', async () => {
+    const { target } = await makeTarget({ privateKeyPath: server!.wrongKeyPath });
+    const started = Date.now();
+    const error = await target.stat('config').catch((err: unknown) => err);
+    await target.dispose();
+    expect(error).toBeInstanceOf(TargetError);
+    expect((error as Error).message).toMatch(/refused to log in user '.+' with the key .*wrong_ed25519/);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('logs in with a passphrase-protected key, the passphrase read as a secret', async () => {
+    const { target } = await makeTarget({ privateKeyPath: server!.passphraseKeyPath, passphrase: { env: 'KEY_PASS' } }, { KEY_PASS: KEY_PASSPHRASE });
+    try {
+      await target.put('config', Buffer.from('x'));
+    } finally {
+      await target.dispose();
+    }
+    const wrong = await makeTarget({ privateKeyPath: server!.passphraseKeyPath, passphrase: { env: 'KEY_PASS' } }, { KEY_PASS: 'not it' });
+    const error = await wrong.target.stat('config').catch((err: unknown) => err);
+    await wrong.target.dispose();
+    expect(error).toBeInstanceOf(TargetError);
+    expect((error as Error).message).toMatch(/Cannot use the private key .*passphrase_ed25519/);
+  });
+
+  it('logs in with the keys of an ssh-agent', async () => {
+    const socket = join(server!.dir, `agent-${randomBytes(4).toString('hex')}.sock`);
+    const agent = spawn('ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 50 && !(await stat(socket).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 20));
+      await promisify(execFile)('ssh-add', [server!.clientKeyPath], { env: { ...process.env, SSH_AUTH_SOCK: socket } });
+      const { target } = await makeTarget({ privateKeyPath: undefined, agent: socket });
+      try {
+        await target.put('config', Buffer.from('via agent'));
+        expect((await target.get('config')).toString()).toBe('via agent');
+      } finally {
+        await target.dispose();
+      }
+    } finally {
+      if (agent.pid !== undefined) process.kill(agent.pid, 'SIGTERM');
+    }
+  });
+
+  it('fails fast and clearly when nothing listens on the port', async () => {
+    const { target } = await makeTarget({ port: 1 });
+    const error = await target.stat('config').catch((err: unknown) => err);
+    await target.dispose();
+    expect(error).toBeInstanceOf(TargetError);
+    expect((error as Error).message).toMatch(/Cannot connect to SFTP server 127\.0\.0\.1 port 1 \(repository .*\): connection refused/);
+  });
+
+  it('reconnects and retries when the connection is cut in the middle of a transfer', async () => {
+    const proxy = await startTcpProxy(server!.port);
+    const knownHosts = join(server!.dir, `known_hosts-proxy-${proxy.port}`);
+    await writeFile(knownHosts, server!.knownHostsLine(proxy.port));
+    const { target } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1 });
+    try {
+      await target.put('config', Buffer.from('before'));
+      const big = randomBytes(8 * 1024 * 1024);
+      proxy.cutAfter(2 * 1024 * 1024);
+      await target.put('data/ff/big', big);
+      expect(proxy.cuts).toBe(1);
+      expect(Buffer.compare(await target.get('data/ff/big'), big)).toBe(0);
+      proxy.cutAll();
+      expect((await target.get('config')).toString()).toBe('before');
+    } finally {
+      await target.dispose();
+      await proxy.close();
+    }
+  });
+
+  it('drops a connection on which the server stopped answering, and retries on a new one', async () => {
+    const proxy = await startTcpProxy(server!.port);
+    const knownHosts = join(server!.dir, `known_hosts-proxy-${proxy.port}`);
+    await writeFile(knownHosts, server!.knownHostsLine(proxy.port));
+    const { target } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1, operationTimeoutSeconds: 1, keepaliveSeconds: 0 });
+    try {
+      await target.put('config', Buffer.from('before'));
+      proxy.stallAll();
+      const started = Date.now();
+      expect((await target.get('config')).toString()).toBe('before');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    } finally {
+      await target.dispose();
+      await proxy.close();
+    }
+  });
+
+  it('gives up with a clear error when the server stays unreachable', async () => {
+    const proxy = await startTcpProxy(server!.port);
+    const knownHosts = join(server!.dir, `known_hosts-proxy-${proxy.port}`);
+    await writeFile(knownHosts, server!.knownHostsLine(proxy.port));
+    const { target } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, retryForSeconds: 1 });
+    try {
+      await target.put('config', Buffer.from('x'));
+      await proxy.close();
+      const error = await target.get('config').catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(TargetError);
+      expect((error as Error).message).toMatch(/^Cannot read 127\.0\.0\.1:.*\/config: lost the connection and could not get it back within 1 s/);
+    } finally {
+      await target.dispose();
+    }
+  });
+});
+
+describe('plugin entry point', () => {
+  it('does not load the SSH library when activated', async () => {
+    const entry = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    const script = `
+      import { createRequire } from 'node:module';
+      const { activate } = await import(${JSON.stringify(entry)});
+      const registered = [];
+      await activate({ subscriptions: { push() {} }, targets: { register: (type) => registered.push(type) } });
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((p) => /[\\\\/]ssh2/.test(p)).length;
+      const before = loaded();
+      await import(${JSON.stringify(entry.replace(/index\.js$/, 'sftp-target.js'))});
+      await import('ssh2-sftp-client');
+      console.log(JSON.stringify({ registered, before, loadedLater: loaded() > 0 }));
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+    });
+    expect(JSON.parse(stdout)).toEqual({ registered: ['sftp'], before: 0, loadedLater: true });
+  });
+});
