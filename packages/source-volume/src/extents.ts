@@ -1,5 +1,6 @@
 import type { Extent, ImagingMode, PartitionLayout, VolumeLayout } from '@cairn/core';
 import { InconsistentMetadataError } from './filesystems/inconsistent.js';
+import { mergeExtents } from './extent-list.js';
 import { PROBE_LENGTH, probeVolume, type ProbeResult } from './probe.js';
 import { PartitionTableError, checkNoOverlap, readGpt, readMbr, type PartitionEntry, type PartitionTable } from './partitions.js';
 
@@ -132,7 +133,7 @@ export async function planVolume(volume: VolumeReader, probe: ProbeResult, reque
     mode: requested,
     partitionTable: { type: table.type, ...table.details },
     partitions: partitions.sort((a, b) => a.index - b.index),
-    extents: merge([...extents, ...outside]),
+    extents: mergeExtents([...extents, ...outside]),
   };
 }
 
@@ -164,17 +165,3 @@ function gapsBetween(entries: readonly PartitionEntry[], size: number): Extent[]
   return gaps;
 }
 
-/** Sorts extents and joins those that touch. */
-function merge(extents: Extent[]): Extent[] {
-  const sorted = extents.filter((e) => e.length > 0).sort((a, b) => a.offset - b.offset);
-  const merged: Extent[] = [];
-  for (const extent of sorted) {
-    const last = merged.at(-1);
-    if (last && extent.offset <= last.offset + last.length) {
-      last.length = Math.max(last.length, extent.offset + extent.length - last.offset);
-    } else {
-      merged.push({ ...extent });
-    }
-  }
-  return merged;
-}

@@ -1,4 +1,5 @@
 import type { Extent } from '@cairn/core';
+import { appendExtent } from '../extent-list.js';
 import type { UsedBlockMapper, VolumeReader } from '../extents.js';
 import { InconsistentMetadataError } from './inconsistent.js';
 
@@ -193,15 +194,6 @@ async function markFatCopy(volume: VolumeReader, fs: FatGeometry, copy: number, 
   }
 }
 
-/** Appends a byte range, joining it to the last one when they touch. Ranges come in order. */
-function append(extents: Extent[], offset: number, length: number): void {
-  const last = extents.at(-1);
-  if (last && offset <= last.offset + last.length) {
-    last.length = Math.max(last.length, offset + length - last.offset);
-  } else if (length > 0) {
-    extents.push({ offset, length });
-  }
-}
 
 export const mapFatUsedBlocks: UsedBlockMapper = async (volume) => {
   const boot = await readAt(volume, 0, Math.min(volume.size, 512), 'boot sector');
@@ -214,7 +206,7 @@ export const mapFatUsedBlocks: UsedBlockMapper = async (volume) => {
   }
 
   const extents: Extent[] = [];
-  append(extents, 0, fs.firstDataSector * fs.bytesPerSector);
+  appendExtent(extents, 0, fs.firstDataSector * fs.bytesPerSector);
   const clusterBytes = fs.sectorsPerCluster * fs.bytesPerSector;
   const dataStart = fs.firstDataSector * fs.bytesPerSector;
   const clusterOffset = (cluster: number): number => dataStart + (cluster - 2) * clusterBytes;
@@ -226,7 +218,7 @@ export const mapFatUsedBlocks: UsedBlockMapper = async (volume) => {
     if ((cluster & 7) === 0 && cluster + 8 <= end && (byte === 0 || byte === 0xff)) {
       if (byte === 0xff && runStart < 0) runStart = cluster;
       if (byte === 0 && runStart >= 0) {
-        append(extents, clusterOffset(runStart), (cluster - runStart) * clusterBytes);
+        appendExtent(extents, clusterOffset(runStart), (cluster - runStart) * clusterBytes);
         runStart = -1;
       }
       cluster += 8;
@@ -235,11 +227,11 @@ export const mapFatUsedBlocks: UsedBlockMapper = async (volume) => {
     const set = (byte & (1 << (cluster & 7))) !== 0;
     if (set && runStart < 0) runStart = cluster;
     if (!set && runStart >= 0) {
-      append(extents, clusterOffset(runStart), (cluster - runStart) * clusterBytes);
+      appendExtent(extents, clusterOffset(runStart), (cluster - runStart) * clusterBytes);
       runStart = -1;
     }
     cluster++;
   }
-  if (runStart >= 0) append(extents, clusterOffset(runStart), (end - runStart) * clusterBytes);
+  if (runStart >= 0) appendExtent(extents, clusterOffset(runStart), (end - runStart) * clusterBytes);
   return extents;
 };

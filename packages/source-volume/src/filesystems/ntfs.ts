@@ -1,4 +1,5 @@
 import type { Extent } from '@cairn/core';
+import { appendExtent, mergeExtents } from '../extent-list.js';
 import type { UsedBlockMapper, VolumeReader } from '../extents.js';
 import { InconsistentMetadataError } from './inconsistent.js';
 
@@ -235,21 +236,7 @@ async function readStream(volume: VolumeReader, fs: NtfsGeometry, attr: DataAttr
   return out;
 }
 
-function append(extents: Extent[], offset: number, length: number): void {
-  const last = extents.at(-1);
-  if (last && offset <= last.offset + last.length) {
-    last.length = Math.max(last.length, offset + length - last.offset);
-  } else if (length > 0) {
-    extents.push({ offset, length });
-  }
-}
 
-/** Sorts extents and joins those that touch. */
-function merge(extents: Extent[]): Extent[] {
-  const merged: Extent[] = [];
-  for (const extent of [...extents].sort((a, b) => a.offset - b.offset)) append(merged, extent.offset, extent.length);
-  return merged;
-}
 
 /** Whether the byte range lies inside one of the sorted, joined extents. */
 function covered(extents: readonly Extent[], offset: number, length: number): boolean {
@@ -295,7 +282,7 @@ export const mapNtfsUsedBlocks: UsedBlockMapper = async (volume) => {
   const { clusterSize, clusterCount } = fs;
   let runStart = -1;
   const close = (cluster: number): void => {
-    append(extents, runStart * clusterSize, (cluster - runStart) * clusterSize);
+    appendExtent(extents, runStart * clusterSize, (cluster - runStart) * clusterSize);
     runStart = -1;
   };
   for (let start = 0; start < bitmapBytes; start += BITMAP_CHUNK) {
@@ -330,5 +317,5 @@ export const mapNtfsUsedBlocks: UsedBlockMapper = async (volume) => {
   extents.push({ offset: 0, length: Math.max(fs.bytesPerSector, clusterSize) });
   const backupBoot = fs.totalSectors * fs.bytesPerSector;
   if (backupBoot + fs.bytesPerSector <= volume.size) extents.push({ offset: backupBoot, length: fs.bytesPerSector });
-  return merge(extents);
+  return mergeExtents(extents);
 };
