@@ -6,6 +6,7 @@
 //   pnpm bench                      full corpus (2 x 4 GiB ext4, built on first use)
 //   pnpm bench --quick              small generated corpus (512 MiB), for fast iteration
 //   pnpm bench --runs 3             repeat the cairn steps, report medians
+//   pnpm bench --no-remote          skip the Ceph RGW (S3) and SFTP (sshd, restic sftp:) part
 //   pnpm bench --help               all options
 //
 // Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
@@ -26,12 +27,15 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
   --quick            a small generated corpus (512 MiB ext4 with random + system files)
                      instead of the shared 2 x 4 GiB one
   --runs N           repeat the cairn steps N times and report medians (default 1)
-  --mode M[,M...]    cairn volume mode(s) to measure: exact, used (default exact)
+  --mode M[,M...]    cairn volume mode(s) to measure: used, exact (default used,exact;
+                     the first one is the one compared with the goals and the remote targets)
   --level L          zstd level for cairn (default 3, as the zstd peer)
   --corpus DIR       where the corpus is built/cached (default /tmp/cairn-corpus,
                      /tmp/cairn-corpus-quick with --quick)
   --work DIR         scratch space for repositories and restores (default <repo>/.bench)
-  --no-peers         measure cairn only
+  --no-peers         measure cairn only (no zstd, partclone, restic, borg)
+  --no-remote        skip the remote targets: cairn to a local Ceph RGW (S3) and to a local
+                     OpenSSH sshd (SFTP), and restic's SFTP backend, all on sysvol(2).img
   --no-setup         skip scripts/setup.sh (dependencies, build)
   --keep             keep the repositories in the work folder afterwards
   --out FILE         results JSON (default bench/results/<date>[-quick].json)
@@ -39,7 +43,7 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
 The shared scripts are found at <repo>/../shared/bench/, else $CAIRN_SHARED/bench/.`;
 
 function parseArgs(argv) {
-  const o = { quick: false, runs: 1, modes: ['exact'], level: 3, peers: true, setup: true, keep: false };
+  const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, setup: true, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -58,6 +62,7 @@ function parseArgs(argv) {
       case '--work': o.work = path.resolve(val()); break;
       case '--out': o.out = path.resolve(val()); break;
       case '--no-peers': o.peers = false; break;
+      case '--no-remote': o.remote = false; break;
       case '--no-setup': o.setup = false; break;
       case '--keep': o.keep = true; break;
       case '-h': case '--help': console.log(USAGE); process.exit(0);
@@ -66,6 +71,8 @@ function parseArgs(argv) {
   }
   if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer', 2);
   if (!Number.isInteger(o.level)) die('--level must be an integer', 2);
+  const badMode = o.modes.find((m) => m !== 'used' && m !== 'exact');
+  if (badMode || !o.modes.length) die(`--mode: unknown mode ${badMode ?? '(none)'}; use used, exact or both`, 2);
   o.corpus ??= o.quick ? '/tmp/cairn-corpus-quick' : '/tmp/cairn-corpus';
   o.work ??= path.join(ROOT, '.bench');
   return o;
@@ -140,6 +147,14 @@ function timed(argv, { env, cwd } = {}) {
   fs.rmSync(tfile, { force: true });
   const [wall, rss] = lines.at(-1).split(' ').map(Number);
   return { ok: r.status === 0, status: r.status, wall, rssKiB: rss, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** bench/verify-restore.sh: {ok, method, line, stderr}. */
+function verifyRestore(mode, restored, original) {
+  const r = sh(`bash ${q(path.join(ROOT, 'bench/verify-restore.sh'))} ${q(mode)} ${q(restored)} ${q(original)}`, { capture: true });
+  const line = r.stdout.trim().split('\n').at(-1) ?? '';
+  const method = line.replace(/^(OK|FAILED) /, '').replace(/ \(.*\)$/, '').replace(/:.*/, '') || 'verify-restore.sh';
+  return { ok: r.status === 0, method, line, stderr: r.stderr };
 }
 
 function median(xs) {
@@ -248,7 +263,7 @@ function row(r) {
 }
 
 function cairnRuns(o, images, mode) {
-  const tool = o.modes.length > 1 || mode !== 'exact' ? `cairn ${mode}` : 'cairn';
+  const tool = `cairn ${mode}`;
   const base = path.join(o.work, `cairn-${mode}`);
   const env = { CAIRN_PASSWORD: 'bench' };
   const steps = ['init', 'full', 'incr', 'restore', 'unchanged'];
@@ -303,15 +318,14 @@ function cairnRuns(o, images, mode) {
         durationMs: json?.durationMs ?? null,
       };
       if (step === 'restore') {
-        // exact: the restored image must equal the source byte for byte. Other modes restore
-        // unused space as zeros, so the check is a clean filesystem instead.
-        const c = mode === 'exact'
-          ? sh(`cmp ${q(restored)} ${q(images.sysvol2.path)}`, { capture: true })
-          : sh(`e2fsck -fn ${q(restored)}`, { capture: true });
-        m.identical = c.status === 0;
-        m.verifiedBy = mode === 'exact' ? 'cmp' : 'e2fsck -fn';
+        // exact: the restored image must equal the source byte for byte. used restores unused
+        // space as zeros, so: e2fsck -fn, then every file compared (bench/verify-restore.sh).
+        const v = verifyRestore(mode, restored, images.sysvol2.path);
+        m.identical = v.ok;
+        m.verifiedBy = v.method;
+        m.verifyDetail = v.line;
         identical.push(m.identical);
-        if (!m.identical) { failures++; log(`${tool}: restored image FAILED ${m.verifiedBy}: ${(c.stdout + c.stderr).trim().split('\n').slice(-5).join('\n')}`); }
+        if (!m.identical) { failures++; log(`${tool}: restored image FAILED ${m.verifiedBy}: ${v.line}\n${v.stderr.trim().split('\n').slice(-5).join('\n')}`); }
         m.restoredAllocatedMB = allocBytes(restored) / MB;
         fs.rmSync(restored, { force: true });
       }
@@ -337,7 +351,9 @@ function cairnRuns(o, images, mode) {
     if (per[s].some((m) => m.failed)) note.push(`FAILED in ${per[s].filter((m) => m.failed).length}/${per[s].length} runs`);
     if (s === 'restore') {
       const ok = identical.length && identical.every(Boolean);
-      note.push(mode === 'exact' ? (ok ? 'cmp identical' : 'cmp DIFFERS') : (ok ? 'e2fsck clean (free space zeroed)' : 'e2fsck FAILED'));
+      const files = per[s].find((m) => m.verifyDetail)?.verifyDetail?.match(/\((\d+) files identical\)/)?.[1];
+      note.push(mode === 'exact' ? (ok ? 'cmp identical' : 'cmp DIFFERS')
+        : ok ? `e2fsck clean, ${files ?? 'all'} files identical (free space zeroed)` : 'e2fsck or file comparison FAILED');
     }
     if (o.runs > 1 && ok.length) note.push(`median of ${ok.length}`);
     row({
@@ -433,6 +449,155 @@ function sharedPeers(o, available) {
   if (!o.keep) fs.rmSync(work, { recursive: true, force: true });
 }
 
+/**
+ * peers.sh times partclone's full image and restore only; the incremental (sysvol2) is measured
+ * here the same way (partclone has no incremental: a whole new used-block image), stored =
+ * full + this file. The row goes right after partclone's full row.
+ */
+function partcloneIncr(o) {
+  const full = rows.find((r) => r.tool === 'partclone|zstd' && r.step === 'full (sysvol)' && r.wall != null);
+  if (!full) return;
+  const dir = path.join(o.work, 'partclone-incr');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const out = path.join(dir, 'incr.pc.zst');
+  sh(`cat ${q(o.images.sysvol2.path)} > /dev/null`);
+  const t = timed(['bash', '-c', `partclone.ext4 -q -c -s ${q(o.images.sysvol2.path)} -o - | zstd -q -T2 -3 > ${q(out)}`]);
+  const r = { tool: 'partclone|zstd', step: 'incr (sysvol2)' };
+  if (!t.ok) r.note = `FAILED: ${t.stderr.trim().split('\n').pop()}`;
+  else {
+    const added = duBytes(out) / MB;
+    Object.assign(r, { wall: t.wall, mbps: o.images.sysvol2.size / MB / Math.max(t.wall, 0.01), rssMB: t.rssKiB / 1024,
+      addedMB: added, storedMB: (full.storedMB ?? 0) + added, note: 'no incremental: a whole new image (measured by bench.mjs)' });
+    log(`partclone incr: ${t.wall.toFixed(2)} s, ${added.toFixed(1)} MB`);
+  }
+  rows.splice(rows.indexOf(full) + 1, 0, { wall: null, mbps: null, rssMB: null, addedMB: null, storedMB: null, note: '', ...r });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------- remote targets
+/**
+ * cairn (first --mode) to a local Ceph RGW and to a local OpenSSH sshd, and restic's SFTP
+ * backend on the same sshd: bench/remote.bench-run.test.ts run by vitest with
+ * bench/vitest.config.ts (it imports the test harness's test/s3/servers.ts, test/sftp/sshd.ts).
+ * Its results file becomes rows of the same table; a summary compares each with the local target.
+ */
+function remoteRuns(o, mode) {
+  const dir = path.join(o.work, 'remote');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const cfgFile = path.join(dir, 'config.json');
+  const outFile = path.join(dir, 'results.json');
+  const restic = o.peers && has('restic');
+  fs.writeFileSync(cfgFile, JSON.stringify({
+    images: { sysvol: o.images.sysvol.path, sysvol2: o.images.sysvol2.path }, mode, level: o.level,
+    work: path.join(dir, 'work'), out: outFile, s3: true, sftp: true, restic,
+  }, null, 2));
+  const vitest = path.join(ROOT, 'node_modules/.bin/vitest');
+  const cmd = `${q(vitest)} run --config ${q(path.join(ROOT, 'bench/vitest.config.ts'))}`;
+  log(`remote: CAIRN_BENCH_REMOTE=${cfgFile} ${cmd}`);
+  const r = spawnSync('bash', ['-c', cmd], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 64 * MB,
+    env: { ...process.env, CAIRN_BENCH_REMOTE: cfgFile, FORCE_COLOR: '0', NO_COLOR: '1' },
+  });
+  process.stdout.write((r.stdout ?? '').split('\n').filter((l) => l.startsWith('bench remote:') || /✓|×|FAIL|Error/.test(l)).map((l) => `  ${l}\n`).join(''));
+  let res = null;
+  try { res = JSON.parse(fs.readFileSync(outFile, 'utf8')); } catch { /* below */ }
+  if (!res) {
+    failures++;
+    log(`remote: no results (vitest exit ${r.status}):\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-15).join('\n')}`);
+    row({ tool: `cairn ${mode}`, step: 'remote targets', note: `FAILED: vitest exit ${r.status}, no results` });
+    if (!o.keep) fs.rmSync(dir, { recursive: true, force: true });
+    return { error: `vitest exit ${r.status}` };
+  }
+  if (r.status !== 0) log(`remote: vitest exited with ${r.status}`);
+  const label = { init: 'init', full: 'full (sysvol)', incr: 'incr (sysvol2)', restore: 'restore latest' };
+  const bytes = { full: o.images.sysvol.size, incr: o.images.sysvol2.size, restore: o.images.sysvol2.size };
+  for (const t of res.targets) {
+    const tool = `${t.tool} → ${t.target}`;
+    if (t.error && !Object.keys(t.steps).length) {
+      if (t.tool.startsWith('cairn') && !/not installed/.test(t.error)) failures++;
+      row({ tool, step: 'all', note: `${/not installed/.test(t.error) ? 'skipped' : 'FAILED'}: ${t.error.split('\n')[0].slice(0, 140)}` });
+      continue;
+    }
+    for (const [step, m] of Object.entries(t.steps)) {
+      const note = [];
+      if (m.failed) { note.push(`FAILED: ${(m.error ?? '').split('\n').filter(Boolean).pop()?.slice(0, 140) ?? ''}`); if (t.tool.startsWith('cairn')) failures++; }
+      if (step === 'restore' && !m.failed) {
+        note.push(m.verified ? `${m.verifiedBy} OK` : `${m.verifiedBy} FAILED`);
+        if (!m.verified && t.tool.startsWith('cairn')) failures++;
+      }
+      row({ tool, step: label[step] ?? step, wall: m.wall ?? null, rssMB: m.rssMB ?? null, storedMB: m.storedMB ?? null, addedMB: m.addedMB ?? null,
+        mbps: bytes[step] && m.wall != null && !m.failed ? bytes[step] / MB / Math.max(m.wall, 0.01) : null, note: note.join(', ') });
+    }
+    if (t.error) row({ tool, step: 'error', note: `FAILED: ${t.error.split('\n')[0].slice(0, 140)}` });
+  }
+  if (!o.keep) fs.rmSync(dir, { recursive: true, force: true });
+  return res;
+}
+
+// ---------------------------------------------------------------------------- goals
+const find = (tool, step) => rows.find((r) => r.tool === tool && r.step === step && r.wall != null) ?? null;
+const STEPS = [['full', 'full (sysvol)'], ['incr', 'incr (sysvol2)'], ['restore', 'restore latest']];
+
+/** Issue 3's goals, from the rows: cairn used stored ÷ partclone stored ≤ 1; cairn ÷ restic wall ≤ 1/3. */
+function goals(mode) {
+  const tool = `cairn ${mode}`;
+  const ratio = (a, b) => (a != null && b != null && b > 0 ? a / b : null);
+  const g = { mode, stored: {}, time: {} };
+  for (const [k, step] of STEPS.slice(0, 2)) {
+    const c = find(tool, step); const p = find('partclone|zstd', step);
+    g.stored[k] = { cairnMB: c?.storedMB ?? null, partcloneMB: p?.storedMB ?? null, ratio: ratio(c?.storedMB, p?.storedMB), goal: 1 };
+  }
+  for (const [k, step] of STEPS) {
+    const c = find(tool, step); const r = find('restic', step);
+    g.time[k] = { cairnS: c?.wall ?? null, resticS: r?.wall ?? null, ratio: ratio(c?.wall, r?.wall), goal: 1 / 3 };
+  }
+  return g;
+}
+
+function goalsText(g) {
+  const v = (x, d = 2) => (x == null ? 'n/a' : x.toFixed(d));
+  const verdict = (x, goal) => (x == null ? '' : x <= goal + 1e-9 ? '  met' : '  NOT met');
+  const lines = [`Goals (issue 3), cairn ${g.mode}:`];
+  lines.push(`  stored after full:  cairn ${v(g.stored.full.cairnMB, 1)} MB / partclone|zstd ${v(g.stored.full.partcloneMB, 1)} MB = ${v(g.stored.full.ratio, 3)}   (goal <= 1)${verdict(g.stored.full.ratio, 1)}`);
+  lines.push(`  stored after incr:  cairn ${v(g.stored.incr.cairnMB, 1)} MB / partclone|zstd full+incr ${v(g.stored.incr.partcloneMB, 1)} MB = ${v(g.stored.incr.ratio, 3)}   (goal <= 1)${verdict(g.stored.incr.ratio, 1)}`);
+  for (const [k] of STEPS) {
+    const t = g.time[k];
+    lines.push(`  ${`${k} time:`.padEnd(19)} cairn ${v(t.cairnS)} s / restic ${v(t.resticS)} s = ${v(t.ratio, 3)}   (goal <= 0.33)${verdict(t.ratio, 1 / 3)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Remote vs local throughput (MB/s of image size) per step, for the notes of issues 4 and 5. */
+function remoteSummary(mode) {
+  const local = `cairn ${mode}`;
+  const out = [];
+  const targets = [...new Set(rows.filter((r) => r.tool.includes(' → ')).map((r) => r.tool))];
+  for (const tool of targets) {
+    const base = tool.startsWith('restic') ? 'restic' : local;
+    const e = { tool, versus: `${base} (local)`, steps: {} };
+    for (const [k, step] of STEPS) {
+      const r = find(tool, step); const l = find(base, step);
+      e.steps[k] = { wall: r?.wall ?? null, mbps: r?.mbps ?? null, localWall: l?.wall ?? null, localMbps: l?.mbps ?? null,
+        ratio: r?.mbps && l?.mbps ? r.mbps / l.mbps : null };
+    }
+    out.push(e);
+  }
+  return out;
+}
+
+function remoteText(summary) {
+  if (!summary.length) return '';
+  const f = (x, d = 0) => (x == null ? 'n/a' : x.toFixed(d));
+  const lines = ['Remote targets vs local (MB/s of image size; ratio = remote / local throughput):'];
+  for (const e of summary) {
+    const parts = STEPS.map(([k]) => { const s = e.steps[k]; return `${k} ${f(s.mbps)} vs ${f(s.localMbps)} (${f(s.ratio, 2)})`; });
+    lines.push(`  ${e.tool.padEnd(34)} vs ${e.versus.padEnd(20)} ${parts.join('   ')}`);
+  }
+  return lines.join('\n');
+}
+
 // ---------------------------------------------------------------------------- output
 function fmt(v, digits) {
   if (v == null) return '';
@@ -458,6 +623,8 @@ function versions() {
     restic: has('restic') ? v('restic version') : null,
     borg: has('borg') ? v('borg --version') : null,
     partclone: has('partclone.ext4') ? v('partclone.ext4 -v') : null,
+    radosgw: has('radosgw') ? v('radosgw --version') : null,
+    openssh: has('ssh') ? v('ssh -V') : null,
   };
 }
 
@@ -503,7 +670,12 @@ function main() {
     zstdPeer(o, o.images);
     if (peers.length) sharedPeers(o, peers);
     else log('restic, borg and partclone are not installed; skipping peers.sh');
+    if (peers.includes('partclone')) partcloneIncr(o);
   }
+  let remote = null;
+  if (o.remote) remote = remoteRuns(o, o.modes[0]);
+  const goal = goals(o.modes[0]);
+  const remoteCmp = remoteSummary(o.modes[0]);
 
   const title = `cairn bench — ${o.quick ? 'quick corpus' : 'shared corpus'} ${o.corpus} ` +
     `(sysvol.img ${(o.images.sysvol.size / MB).toFixed(0)} MB), ${os.cpus().length} cores, ` +
@@ -511,14 +683,17 @@ function main() {
   console.log(`\n${title}\n\n${table()}\n`);
   console.log('MB = 2^20 bytes. MB/s = image size / wall. added = bytes this step added to the repository ' +
     '(cairn: bytesAdded from --json; peers: growth of the repository). stored = repository size on disk ' +
-    'after the step (du). RSS = peak resident set size of the process (/usr/bin/time %M). Restores write a file.');
+    'after the step (du; S3: sum of object sizes). RSS = peak resident set size of the process (/usr/bin/time %M). ' +
+    'Restores write a file. "tool → target" rows: the same volume backed up to a local Ceph RGW (S3) or a local OpenSSH sshd (SFTP).');
+  console.log(`\n${goalsText(goal)}`);
+  if (remoteCmp.length) console.log(`\n${remoteText(remoteCmp)}`);
 
   const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(),
     title,
-    options: { quick: o.quick, runs: o.runs, modes: o.modes, level: o.level, peers: o.peers },
+    options: { quick: o.quick, runs: o.runs, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
@@ -526,6 +701,8 @@ function main() {
     corpus: { dir: o.corpus, images: o.images },
     units: { MB: 1048576, wall: 's', mbps: 'MB/s of image size', rssMB: 'peak RSS' },
     durationS: Math.round((Date.now() - started) / 1000),
+    goals: goal,
+    remote: remote ? { comparison: remoteCmp, ...remote } : null,
     rows,
   }, null, 2) + '\n');
   console.log(`\nsaved ${path.relative(process.cwd(), out) || out}`);

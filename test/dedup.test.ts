@@ -54,7 +54,8 @@ describe('deduplication', () => {
   test('a volume with a few files changed adds roughly the changed chunks', async () => {
     const dir = await useTempDir();
     const { image, files } = await makeVolume(dir, 'disk', 64 * MiB, { seed: 22, randomBytes: 16 * MiB, textBytes: 4 * MiB, zeroBytes: 1 * MiB });
-    const job = await writeJob(dir, { source: image });
+    // 1 MiB chunks on this small volume, so that a few changed files touch few of its chunks.
+    const job = await writeJob(dir, { source: image, chunkSize: MiB });
     const repository = join(dir, 'repo');
     await init(job);
     const first = await backup(job);

@@ -40,7 +40,7 @@ interface RoundTripCase {
 
 const cases: RoundTripCase[] = [
   {
-    name: '64 MiB ext4, zstd level 3, default 1 MiB chunks',
+    name: '64 MiB ext4, zstd level 3, the default chunk size',
     size: 64 * MiB,
     spec: { seed: 1, randomBytes: 6 * MiB, textBytes: 4 * MiB, zeroBytes: 2 * MiB },
     compression: { type: 'zstd', level: 3 },
@@ -132,7 +132,7 @@ describe('round trip of a real ext4 image', () => {
 
   test('the restored image of a mostly empty volume is sparse', async () => {
     const dir = await useTempDir();
-    const size = 128 * MiB;
+    const size = 512 * MiB;
     const { image } = await makeVolume(dir, 'sparse', size, { seed: 4, randomBytes: 2 * MiB, textBytes: 512 * 1024 });
     const job = await writeJob(dir, { source: image });
     await init(job);

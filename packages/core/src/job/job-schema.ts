@@ -36,7 +36,7 @@ function coreJobSchema(): Record<string, any> {
       target: { description: 'Where the repository lives.' },
       compression: { description: 'How new chunks are compressed. Default: zstd level 3 when the zstd plugin is enabled, else none.' },
       password: { ...secretRef, description: 'The repository password: from an environment variable, a file, or a command.' },
-      chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (1 MiB).' },
+      chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (4 MiB). Smaller chunks deduplicate small changes better; larger ones compress better.' },
       hooks: {
         type: 'object',
         additionalProperties: false,

