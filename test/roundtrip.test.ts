@@ -84,7 +84,7 @@ describe('round trip of a real ext4 image', () => {
 
     const restored = join(dir, 'restored.img');
     const output = await restore(job, 'latest', restored);
-    expect(output.stdout).toMatch(/sha256 verified/);
+    expect(output.stdout).toMatch(/sha256 of the image verified/);
     expect(await sameBytes(image, restored)).toBe(true);
     const fsck = await e2fsck(restored);
     expect(fsck.exitCode, fsck.output).toBe(0);

@@ -32,16 +32,20 @@ class ZstdCodec implements Codec {
 
   decompress(data: Uint8Array, rawLength: number): Uint8Array {
     const raw = Buffer.allocUnsafe(rawLength);
+    this.decompressInto(data, raw);
+    return raw;
+  }
+
+  decompressInto(data: Uint8Array, into: Uint8Array): void {
     let written: number;
     try {
-      written = this.#decompressor.decompress(raw, data);
+      written = this.#decompressor.decompress(into, data);
     } catch (err) {
-      throw new Error(`zstd: cannot decompress ${data.length} bytes into ${rawLength}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`zstd: cannot decompress ${data.length} bytes into ${into.length}: ${(err as Error).message}`, { cause: err });
     }
-    if (written !== rawLength) {
-      throw new Error(`zstd: decompressed ${written} bytes, expected ${rawLength}`);
+    if (written !== into.length) {
+      throw new Error(`zstd: decompressed ${written} bytes, expected ${into.length}`);
     }
-    return raw;
   }
 }
 

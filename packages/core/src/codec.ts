@@ -14,6 +14,12 @@ export interface Codec {
    * restore creates decoders without them.
    */
   decompress(data: Uint8Array, rawLength: number): Uint8Array;
+  /**
+   * Optional: decompresses straight into `into`, which has exactly the plaintext's length;
+   * throws when the data does not fill it exactly. Saves a copy (and an allocation) per
+   * chunk on restore, where `into` is the shared buffer the chunk is written from.
+   */
+  decompressInto?(data: Uint8Array, into: Uint8Array): void;
 }
 
 export interface CodecModule {

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { Container } from 'inversify';
 import { CodecRegistry, Clock, Logger, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, createBackupRunHooks, createEngineHooks, createRestoreRunHooks, type JobInfo } from './hooks.js';
-import { DamageError, JobFileError, PluginError, UsageError } from './errors.js';
+import { JobFileError, PluginError, UsageError } from './errors.js';
 import type { CodecRegistration, CodecSettings } from './codec.js';
 import type { SecretRef, Target, TargetSettings } from './target.js';
 import type { SourceSettings } from './source.js';
@@ -48,7 +48,8 @@ export interface RestoreResult {
   snapshot: string;
   destination: string;
   bytesWritten: number;
-  sha256: string;
+  /** The verified sha256 of the whole restored image (a partition is verified blob by blob instead). */
+  sha256?: string;
   partition?: number;
 }
 
@@ -58,9 +59,7 @@ function partitionWindow(id: string, manifest: SnapshotManifest, index: number):
     const numbers = manifest.layout.partitions.map((p) => p.index);
     throw new UsageError(`Snapshot ${id.slice(0, 12)} has no partition ${index}${numbers.length ? ` (it has ${numbers.join(', ')})` : ' (it is not a partitioned disk)'}`);
   }
-  const sha256 = manifest.partitionSha256?.[String(index)];
-  if (!sha256) throw new DamageError(`Snapshot ${id.slice(0, 12)} records no checksum for partition ${index}`);
-  return { offset: partition.offset, length: partition.size, sha256, label: `partition ${index}` };
+  return { offset: partition.offset, length: partition.size };
 }
 
 export interface LoadedJob {
@@ -297,7 +296,7 @@ export class Engine {
           window,
           zeroUnused: options.zeroUnused,
         });
-        return { snapshot: id, destination: destination.path, bytesWritten, sha256: window ? window.sha256 : manifest.sha256, ...(window && { partition: options.partition }) };
+        return { snapshot: id, destination: destination.path, bytesWritten, ...(window ? { partition: options.partition } : { sha256: manifest.sha256 }) };
       } finally {
         await pool.dispose();
         await lock.dispose();

@@ -191,7 +191,8 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
         ...(argv.size !== undefined && { size: parseSize(String(argv.size)) }),
       });
       const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
-      out(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); sha256 verified\n`);
+      const verified = result.sha256 ? 'sha256 of the image verified' : 'every chunk verified';
+      out(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}\n`);
       return ExitCode.ok;
     }
     case 'show': {

@@ -11,6 +11,10 @@ const none: CodecModule = {
         if (data.length !== rawLength) throw new Error(`stored blob has ${data.length} bytes, expected ${rawLength}`);
         return data;
       },
+      decompressInto(data, into) {
+        if (data.length !== into.length) throw new Error(`stored blob has ${data.length} bytes, expected ${into.length}`);
+        into.set(data);
+      },
     };
   },
 };

@@ -25,15 +25,16 @@ export function newMasterKey(): MasterKey {
   return { encryption: randomBytes(KEY_LENGTH), blobId: randomBytes(KEY_LENGTH) };
 }
 
-/** Layout: nonce (12) ‖ ciphertext ‖ GCM tag (16). */
-export function seal(key: Buffer, plaintext: Uint8Array): Buffer {
+/** Layout: nonce (12) ‖ ciphertext ‖ GCM tag (16). The plaintext may come in parts (sealed as their concatenation). */
+export function seal(key: Buffer, ...plaintext: Uint8Array[]): Buffer {
   const nonce = randomBytes(NONCE_LENGTH);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  const length = plaintext.reduce((n, part) => n + part.length, 0);
   // allocUnsafeSlow: never a slice of the shared pool, so workers can transfer its ArrayBuffer.
-  const out = Buffer.allocUnsafeSlow(NONCE_LENGTH + plaintext.length + TAG_LENGTH);
+  const out = Buffer.allocUnsafeSlow(NONCE_LENGTH + length + TAG_LENGTH);
   nonce.copy(out, 0);
   let written = NONCE_LENGTH;
-  written += cipher.update(plaintext).copy(out, written);
+  for (const part of plaintext) written += cipher.update(part).copy(out, written);
   written += cipher.final().copy(out, written);
   cipher.getAuthTag().copy(out, written);
   return out;

@@ -68,8 +68,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     }
   }
 
-  const partitions = source.layout.partitions;
-  await pool.imageReset(partitions.map((p) => ({ offset: p.offset, length: p.size })));
+  await pool.imageReset();
   progress.start('backup', size);
   const extents = new ExtentCursor(source.extents);
   try {
@@ -135,7 +134,6 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       chunkCount,
       chunkMaps,
       sha256: digest.image!,
-      ...(partitions.length > 0 && { partitionSha256: Object.fromEntries(partitions.map((p, k) => [String(p.index), digest.ranges[k]!])) }),
       compression: input.compression,
       stats: { ...stats, bytesAdded: packer.bytesWritten, durationMs: Date.now() - started.getTime() },
     };

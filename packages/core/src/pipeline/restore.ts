@@ -14,13 +14,10 @@ const MAX_READ = 8 * 1024 * 1024;
 const MAX_CHUNKS_PER_READ = 8;
 const FETCH_CONCURRENCY = 4;
 
+/** A byte range of the image to restore alone (a partition); the destination receives it at offset 0. */
 export interface RestoreWindow {
-  /** Byte range of the image to restore (a partition); the destination receives it at offset 0. */
   offset: number;
   length: number;
-  /** sha256 the restored range must have. */
-  sha256: string;
-  label: string;
 }
 
 export interface RestoreInput {
@@ -47,10 +44,10 @@ interface Group {
 
 /**
  * Writes a snapshot's image (or one window of it) to the destination. Blobs are fetched
- * with ranged reads (neighbours coalesced), opened in the worker pool (which verifies each
- * against its id), written at their offsets, and fed in image order to the image hasher;
- * the destination is committed only when the sha256 of everything written matches the
- * snapshot's.
+ * with ranged reads (neighbours coalesced), opened in the worker pool and written at their
+ * offsets. A whole image is fed in order to the image hasher and committed only when its
+ * sha256 matches the snapshot's; a window, which has no recorded hash, is verified blob by
+ * blob against the blobs' keyed ids instead.
  */
 export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
   const { repository, index, pool, manifest, destination, progress, window } = input;
@@ -84,7 +81,8 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     wakeHasher = undefined;
   };
 
-  await pool.imageReset(window ? [{ offset: window.offset, length: window.length }] : []);
+  const verifyIds = window !== undefined;
+  await pool.imageReset();
   progress.start('restore', to - from);
   const hashing = feedImageHasher();
   // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
@@ -114,7 +112,7 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
         written[chunk.index] = fetched
           .then(async (bytes) => {
             const at = chunk.location.offset - item.offset;
-            await pool.open(bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, groupSlots[k]);
+            await pool.open(bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, { into: groupSlots[k], verifyId: verifyIds });
             const inSlot = start - chunk.index * chunkSize;
             await destination.write(new Uint8Array(groupSlots[k]!, inSlot, end - start), start - from);
           })
@@ -133,10 +131,8 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     scheduled();
     const digest = await hashing;
     if (failure !== undefined) throw failure;
-    const expected = window ? window.sha256 : manifest.sha256;
-    const actual = window ? digest.ranges[0] : digest.image;
-    if (actual !== expected) {
-      throw new DamageError(`The restored ${window ? window.label : 'image'}'s sha256 ${actual?.slice(0, 16)}… differs from the snapshot's ${expected.slice(0, 16)}…; the destination was not committed`);
+    if (!window && digest.image !== manifest.sha256) {
+      throw new DamageError(`The restored image's sha256 ${digest.image?.slice(0, 16)}… differs from the snapshot's ${manifest.sha256.slice(0, 16)}…; the destination was not committed`);
     }
     await destination.commit();
     progress.done();
@@ -151,7 +147,7 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     throw failure;
   }
 
-  /** Walks the chunks in image order, waiting for each, so the image hash sees them in order. */
+  /** Walks the chunks in image order, waiting for each: feeds the image hash (whole images), frees slots, reports progress. */
   async function feedImageHasher() {
     for (let i = firstChunk; i < lastChunk; i++) {
       while (written[i] === undefined) {
@@ -162,10 +158,12 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
       await written[i];
       const { start, end } = partOf(i);
       const slot = slotOf[i];
-      if (slot) {
-        slotOf[i] = undefined;
+      slotOf[i] = undefined;
+      if (window) {
+        if (slot) slots.release(slot);
+      } else if (slot) {
         // A failed update also fails imageDigest(); these rejections (e.g. the pool disposed after a failure) need no handling here.
-        pool.imageUpdate(slot, start, end - start, start - i * chunkSize).finally(() => slots.release(slot)).catch(() => undefined);
+        pool.imageUpdate(slot, start, end - start).finally(() => slots.release(slot)).catch(() => undefined);
       } else {
         pool.imageZeros(start, end - start).catch(() => undefined);
       }

@@ -4,7 +4,7 @@ import type { CodecRegistration, CodecSettings } from '../codec.js';
 import type { MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
-import type { ByteRange, ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
+import type { ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipeline/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
@@ -114,22 +114,26 @@ export class WorkerPool implements IDisposable {
     return { id: Buffer.from(reply.id!), sealed: toBuffer(reply.sealed!) };
   }
 
-  /** Decrypts, decompresses and verifies a blob; into `into` when given, else returned. Rejects with DamageError. */
-  async open(sealed: Buffer, rawLength: number, id: string, into?: SharedArrayBuffer): Promise<Buffer | undefined> {
+  /**
+   * Decrypts and decompresses a blob, into `into` when given, else returned; with `verifyId`
+   * (the default) also checks it against its id. Rejects with DamageError.
+   */
+  async open(sealed: Buffer, rawLength: number, id: string, options: { into?: SharedArrayBuffer; verifyId?: boolean } = {}): Promise<Buffer | undefined> {
     // Copy into a transferable buffer of its own: `sealed` is usually a slice of a larger read.
     const own = new Uint8Array(sealed);
-    const reply = await this.#leastBusy().request({ op: 'open', sealed: own, rawLength, id, into }, [own.buffer]);
+    const request: WorkerRequest = { op: 'open', sealed: own, rawLength, id, verifyId: options.verifyId ?? true, into: options.into };
+    const reply = await this.#leastBusy().request(request, [own.buffer]);
     return reply.plain ? toBuffer(reply.plain) : undefined;
   }
 
-  /** Starts a new image hash (and one per range), discarding whatever an earlier, failed run fed in. */
-  imageReset(ranges: ByteRange[] = []): Promise<unknown> {
-    return this.#imageHasher.request({ op: 'imageReset', ranges });
+  /** Starts a new image hash, discarding whatever an earlier, failed run fed in. */
+  imageReset(): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageReset' });
   }
 
-  /** Feeds `length` bytes of the slot from `start`, which sit at `offset` in the image. Calls must come in image order. */
-  imageUpdate(slot: SharedArrayBuffer, offset: number, length: number, start = 0): Promise<unknown> {
-    return this.#imageHasher.request({ op: 'imageUpdate', slot, start, length, offset });
+  /** Feeds the first `length` bytes of the slot, which sit at `offset` in the image. Calls must come in image order. */
+  imageUpdate(slot: SharedArrayBuffer, offset: number, length: number): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageUpdate', slot, length, offset });
   }
 
   imageZeros(offset: number, length: number): Promise<unknown> {

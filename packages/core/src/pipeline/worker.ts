@@ -15,22 +15,15 @@ export type WorkerRequest =
   | { op: 'hash'; slot: SharedArrayBuffer; length: number }
   | { op: 'seal'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
-  | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; into?: SharedArrayBuffer }
-  | { op: 'imageReset'; ranges: ByteRange[] }
-  | { op: 'imageUpdate'; slot: SharedArrayBuffer; start: number; length: number; offset: number }
+  | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into?: SharedArrayBuffer }
+  | { op: 'imageReset' }
+  | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
   | { op: 'imageDigest' };
-
-export interface ByteRange {
-  offset: number;
-  length: number;
-}
 
 export interface ImageDigest {
   /** sha256 of the whole image; undefined when not every byte from 0 on was fed in order. */
   image?: string;
-  /** sha256 of each range given to `imageReset`, in the same order. */
-  ranges: string[];
 }
 
 export type WorkerReply =
@@ -43,44 +36,28 @@ let writeCodec: Codec;
 let writeCodecId = CODEC_NONE;
 const decoders = new Map<number, Codec>();
 
-/**
- * The ordered sha256 of an image, and of chosen ranges of it (partitions), fed in image
- * order. Pieces may skip ahead (a partial restore feeds only its range); the whole-image hash
- * is then void.
- */
+/** The ordered sha256 of an image, fed in image order; void if a piece is skipped. */
 class ImageHasher {
-  #image: Hash = createHash('sha256');
+  #hash: Hash = createHash('sha256');
   #contiguous = true;
   #position = 0;
-  #ranges: Array<ByteRange & { hash: Hash; fed: number }> = [];
 
-  reset(ranges: ByteRange[]): void {
-    this.#image = createHash('sha256');
+  reset(): void {
+    this.#hash = createHash('sha256');
     this.#contiguous = true;
     this.#position = 0;
-    this.#ranges = ranges.map((r) => ({ ...r, hash: createHash('sha256'), fed: 0 }));
   }
 
   update(bytes: Uint8Array, offset: number): void {
     if (offset !== this.#position) this.#contiguous = false;
-    if (this.#contiguous) this.#image.update(bytes);
-    const end = offset + bytes.length;
-    for (const range of this.#ranges) {
-      const from = Math.max(offset, range.offset + range.fed);
-      const to = Math.min(end, range.offset + range.length);
-      if (to <= from) continue;
-      if (from !== range.offset + range.fed) throw new Error(`range at ${range.offset} was fed out of order`);
-      range.hash.update(bytes.subarray(from - offset, to - offset));
-      range.fed += to - from;
-    }
-    this.#position = end;
+    if (this.#contiguous) this.#hash.update(bytes);
+    this.#position = offset + bytes.length;
   }
 
   digest(): ImageDigest {
-    const ranges = this.#ranges.map((r) => (r.fed === r.length ? r.hash.digest('hex') : ''));
-    const image = this.#contiguous ? this.#image.digest('hex') : undefined;
-    this.reset([]);
-    return { image, ranges };
+    const image = this.#contiguous ? this.#hash.digest('hex') : undefined;
+    this.reset();
+    return { image };
   }
 }
 
@@ -117,17 +94,19 @@ function sealPlain(plain: Buffer): Buffer {
     codecId = CODEC_NONE;
     payload = plain;
   }
-  const framed = Buffer.allocUnsafe(1 + payload.length);
-  framed[0] = codecId;
-  framed.set(payload, 1);
-  return seal(encryptionKey, framed);
+  return seal(encryptionKey, Uint8Array.of(codecId), payload);
 }
 
 class BlobDamage extends Error {}
 /** The blob is intact but was written with a codec no enabled plugin provides. */
 class MissingCodec extends Error {}
 
-function openBlob(sealed: Uint8Array, rawLength: number, id: string): Uint8Array {
+/**
+ * Decrypts (GCM authenticates every byte) and decompresses a blob. `verifyId` also checks
+ * the plaintext's keyed hash against the id the blob is known by: needed where nothing else
+ * checks the result (check, partial restores), redundant where the whole image's sha256 does.
+ */
+function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: boolean, into?: Uint8Array): Uint8Array {
   let framed: Buffer;
   try {
     framed = open(encryptionKey, sealed);
@@ -136,14 +115,21 @@ function openBlob(sealed: Uint8Array, rawLength: number, id: string): Uint8Array
   }
   const codec = decoders.get(framed[0]!);
   if (!codec) throw new MissingCodec(`blob ${id.slice(0, 12)} was compressed with codec id ${framed[0]}, which no enabled plugin provides; enable that codec's plugin in plugins.json`);
+  const payload = framed.subarray(1);
   let plain: Uint8Array;
   try {
-    plain = codec.decompress(framed.subarray(1), rawLength);
+    if (into && codec.decompressInto) {
+      codec.decompressInto(payload, into);
+      plain = into;
+    } else {
+      plain = codec.decompress(payload, rawLength);
+      if (into && plain.length === rawLength) into.set(plain);
+    }
   } catch (err) {
     throw new BlobDamage(`blob ${id.slice(0, 12)} does not decompress: ${(err as Error).message}`);
   }
   if (plain.length !== rawLength) throw new BlobDamage(`blob ${id.slice(0, 12)} has ${plain.length} bytes, expected ${rawLength}`);
-  if (blobIdOf(blobIdKey, plain).toString('hex') !== id) throw new BlobDamage(`blob ${id.slice(0, 12)} does not match its id`);
+  if (verifyId && blobIdOf(blobIdKey, plain).toString('hex') !== id) throw new BlobDamage(`blob ${id.slice(0, 12)} does not match its id`);
   return plain;
 }
 
@@ -167,19 +153,19 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       return { reply: { ok: true, sealed, id: blobIdOf(blobIdKey, plain) }, transfer: [sealed.buffer as ArrayBuffer] };
     }
     case 'open': {
-      const plain = openBlob(request.sealed, request.rawLength, request.id);
       if (request.into) {
-        new Uint8Array(request.into).set(plain, 0);
+        openBlob(request.sealed, request.rawLength, request.id, request.verifyId, new Uint8Array(request.into, 0, request.rawLength));
         return { reply: { ok: true }, transfer: [] };
       }
+      const plain = openBlob(request.sealed, request.rawLength, request.id, request.verifyId);
       const copy = new Uint8Array(plain);
       return { reply: { ok: true, plain: copy }, transfer: [copy.buffer] };
     }
     case 'imageReset':
-      imageHasher.reset(request.ranges);
+      imageHasher.reset();
       return { reply: { ok: true }, transfer: [] };
     case 'imageUpdate':
-      imageHasher.update(new Uint8Array(request.slot, request.start, request.length), request.offset);
+      imageHasher.update(new Uint8Array(request.slot, 0, request.length), request.offset);
       return { reply: { ok: true }, transfer: [] };
     case 'imageZeros':
       for (let done = 0; done < request.length; done += zeroBlock.length) {

@@ -17,8 +17,6 @@ export interface SnapshotManifest {
   chunkMaps: string[];
   /** sha256 of the whole logical image (unused chunks read as zeros). */
   sha256: string;
-  /** sha256 of each partition's bytes (as restored), by partition number; for restoring one partition. */
-  partitionSha256?: Record<string, string>;
   /** Name of the codec new blobs were written with. */
   compression: string;
   stats: {
