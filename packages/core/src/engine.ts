@@ -179,8 +179,8 @@ export class Engine {
   async withRepository<T>(job: LoadedJob, fn: (repository: Repository) => Promise<T>): Promise<T> {
     const target = await this.openTarget(job);
     try {
-      await Repository.readConfig(target); // A missing or newer repository is reported before asking for the password.
-      const repository = await Repository.open(target, await this.password(job));
+      // A missing or newer repository is reported before the password is read.
+      const repository = await Repository.open(target, () => this.password(job));
       return await fn(repository);
     } finally {
       await target.dispose();

@@ -134,9 +134,13 @@ export class Repository {
     return config;
   }
 
-  /** Opens the repository with any of its passwords. */
-  static async open(target: Target, password: string): Promise<Repository> {
+  /**
+   * Opens the repository with any of its passwords. The password may be given as a function,
+   * called only once the config showed a repository this reader understands.
+   */
+  static async open(target: Target, passwordOrProvider: string | (() => Promise<string>)): Promise<Repository> {
     const config = await Repository.readConfig(target);
+    const password = typeof passwordOrProvider === 'string' ? passwordOrProvider : await passwordOrProvider();
     const keyKeys: string[] = [];
     for await (const object of target.list('keys/')) keyKeys.push(object.key);
     if (keyKeys.length === 0) throw new DamageError(`The repository at ${target.location} has no keys`);
