@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sshdAvailable, startSshd, type SshServer } from './sshd.js';
+import { startSshd, type SshServer } from './sshd.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 const run = promisify(execFile);
@@ -110,7 +110,7 @@ async function writeJob(name: string, options: JobOptions): Promise<string> {
   return path;
 }
 
-describe.skipIf(!sshdAvailable)('cairn CLI over SFTP (OpenSSH sshd)', () => {
+describe('cairn CLI over SFTP (OpenSSH sshd)', () => {
   beforeAll(async () => {
     server = await startSshd();
     work = await mkdtemp(join(tmpdir(), 'cairn-sftp-e2e-'));

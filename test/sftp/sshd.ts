@@ -83,6 +83,7 @@ async function waitForPort(port: number, child: ChildProcess, stderr: () => stri
 }
 
 export async function startSshd(): Promise<SshServer> {
+  if (!sshdAvailable) throw new Error(`${SSHD} is missing: install openssh-server (scripts/setup.sh does)`);
   const dir = await mkdtemp(join(tmpdir(), 'cairn-sshd-'));
   const root = join(dir, 'srv');
   await mkdir(root, { recursive: true });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TargetError, type SecretRef } from '@cairn/core';
 import { describeTargetConformance } from '@cairn/core/testing';
 // The sshd harness is shared with the CLI tests in test/sftp.
-import { KEY_PASSPHRASE, sshdAvailable, startSshd, type SshServer } from '../../../test/sftp/sshd.js';
+import { KEY_PASSPHRASE, startSshd, type SshServer } from '../../../test/sftp/sshd.js';
 import { startTcpProxy } from '../../../test/sftp/tcp-proxy.js';
 import { createSftpTarget, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
 
@@ -48,16 +48,12 @@ async function makeTarget(overrides: Partial<SftpTargetSettings> = {}, secrets?:
   return { target: await createSftpTarget(settings, context(secrets)), folder };
 }
 
-const describeWithSshd = sshdAvailable ? describe : describe.skip;
+describeTargetConformance('SftpTarget (OpenSSH sshd)', async () => {
+  const { target, folder } = await makeTarget();
+  return { target, cleanup: () => rm(folder, { recursive: true, force: true }) };
+});
 
-if (sshdAvailable) {
-  describeTargetConformance('SftpTarget (OpenSSH sshd)', async () => {
-    const { target, folder } = await makeTarget();
-    return { target, cleanup: () => rm(folder, { recursive: true, force: true }) };
-  });
-}
-
-describeWithSshd('SftpTarget', () => {
+describe('SftpTarget', () => {
   beforeAll(async () => {
     await sshd();
   });
