@@ -39,7 +39,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
   const size = source.layout.size;
   const chunkCount = Math.ceil(size / chunkSize);
   const records: ChunkRecord[] = new Array(chunkCount);
-  const slots = new SlotPool(2 * defaultPoolSize() + 4, chunkSize);
+  const slots = new SlotPool(2 * defaultPoolSize() + 6, chunkSize);
   const stored = new Set<string>();
   const packer = new Packer(repository, () => undefined);
   const stats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
@@ -68,6 +68,18 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     }
   }
 
+  // Reads run ahead concurrently (as many as there are free slots), but the image hasher must
+  // see the chunks in order: `feed` settles once every chunk so far has been posted to it.
+  let feed: Promise<void> = Promise.resolve();
+  const feedImage = (after: Promise<unknown>, post: () => Promise<unknown>): Promise<unknown> => {
+    let acknowledged: Promise<unknown> = Promise.resolve();
+    feed = feed.then(() => after).then(() => {
+      acknowledged = post();
+    });
+    feed.catch(() => undefined);
+    return feed.then(() => acknowledged);
+  };
+
   await pool.imageReset();
   progress.start('backup', size);
   const extents = new ExtentCursor(source.extents);
@@ -79,27 +91,30 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       if (ranges.length === 0) {
         records[i] = { kind: ChunkKind.unused };
         stats.unusedChunks++;
-        // Ordered with the updates, so no need to wait: the digest request comes last.
-        pool.imageZeros(start, length).catch(() => undefined);
+        feedImage(Promise.resolve(), () => pool.imageZeros(start, length)).catch(() => undefined);
         progress.advance(length);
         continue;
       }
       const slot = await slots.acquire();
-      const bytes = new Uint8Array(slot, 0, length);
-      try {
-        await readUsedParts(source, bytes, start, ranges);
-        stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
-      } catch (err) {
-        slots.release(slot);
-        throw err;
-      }
-      const imageHashed = pool.imageUpdate(slot, start, length);
-      const task = storeChunk(i, slot, length, imageHashed).then(
-        () => progress.advance(length),
-        (err: unknown) => {
-          failure ??= err;
-        },
-      );
+      const read = readUsedParts(source, new Uint8Array(slot, 0, length), start, ranges);
+      const imageHashed = feedImage(read, () => pool.imageUpdate(slot, start, length));
+      const task = read
+        .then(
+          () => {
+            stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
+            return storeChunk(i, slot, length, imageHashed);
+          },
+          (err: unknown) => {
+            slots.release(slot);
+            throw err;
+          },
+        )
+        .then(
+          () => progress.advance(length),
+          (err: unknown) => {
+            failure ??= err;
+          },
+        );
       const tracked = task.finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);
     }
@@ -118,6 +133,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       chunkMaps.push(hex);
     }
     await packer.flush();
+    await feed;
     const digest = await pool.imageDigest();
     progress.done();
 
