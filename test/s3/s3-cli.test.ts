@@ -192,18 +192,20 @@ for (const { name, available, start } of servers) {
     });
 
     it('fails clearly when the server goes away mid-backup, and recovers once it is back', async () => {
-      const image = await makeImage(dir, 'outage', 96 * MiB, 64 * MiB);
+      // Large enough that, once the first new pack is visible, a dozen more are still to go.
+      const image = await makeImage(dir, 'outage', 256 * MiB, 64 * MiB);
       const job = await writeS3Job(dir, server, image, { maxAttempts: 3 }, 'outage.json');
       const prefix = JSON.parse(await readFile(job, 'utf8')).target.prefix as string;
       await cairnOk(['init', job], env());
-      await scribble(image, 90 * MiB, MiB);
+      await scribble(image, 250 * MiB, MiB);
       const v1 = join(dir, 'outage-v1.img');
       // An earlier snapshot of the same image, before the large change below.
       const first = JSON.parse((await cairnOk(['backup', job, '--json'], env())).stdout);
       await writeFile(v1, await readFile(image));
-      await scribble(image, 8 * MiB, 48 * MiB);
+      await scribble(image, 8 * MiB, 224 * MiB);
 
       const probe = await openS3Target({ endpoint: server.endpoint, bucket: BUCKET, prefix }, server.credentials);
+      let killed = false;
       try {
         const packsBefore = await countObjects(probe, 'data/');
         const backup = cairn(['backup', job], env());
@@ -213,11 +215,13 @@ for (const { name, available, start } of servers) {
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         await server.kill();
+        killed = true;
         const failed = await backup;
         expect(failed.exitCode, failed.stderr).toBe(1);
         expect(failed.stderr).toMatch(new RegExp(`in bucket '${BUCKET}' at ${server.endpoint.replaceAll('.', '\\.')}: gave up after 3 attempts`));
-        await server.restart();
       } finally {
+        // The later tests need the server, whatever happened here.
+        if (killed) await server.restart();
         await probe.dispose();
       }
       const list = JSON.parse((await cairnOk(['snapshots', job, '--json'], env())).stdout);
