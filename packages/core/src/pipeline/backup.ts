@@ -41,7 +41,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
   const records: ChunkRecord[] = new Array(chunkCount);
   const slots = new SlotPool(2 * defaultPoolSize() + 6, chunkSize);
   const stored = new Set<string>();
-  const packer = new Packer(repository, () => undefined);
+  const packer = new Packer(repository);
   const stats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;

@@ -24,10 +24,7 @@ export class Packer {
   bytesWritten = 0;
   packsWritten = 0;
 
-  constructor(
-    private readonly repository: Repository,
-    private readonly onUploaded: (packs: IndexedPack[]) => void,
-  ) {}
+  constructor(private readonly repository: Repository) {}
 
   async add(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<void> {
     this.#throwIfFailed();
@@ -85,7 +82,6 @@ export class Packer {
     try {
       const { size } = await this.repository.putSealed('index', encodeIndex(packs));
       this.bytesWritten += size;
-      this.onUploaded(packs);
     } catch (err) {
       this.#failure ??= err;
     }
