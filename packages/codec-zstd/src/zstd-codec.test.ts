@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CodecRegistry, DisposableStore, type CodecRegistration, type PluginContext } from '@cairn/core';
+import { createTestPluginContext } from '@cairn/core/testing';
 import { activate } from './index.js';
 import zstd from './zstd-codec.js';
 
@@ -89,22 +89,14 @@ describe('zstd codec', () => {
 
 describe('activate', () => {
   it('registers the codec module by URL, importable on its own', async () => {
-    const registered: CodecRegistration[] = [];
-    const subscriptions = new DisposableStore();
-    const codecs: Partial<CodecRegistry> = {
-      register(codec) {
-        registered.push(codec);
-        return { dispose: () => void registered.splice(registered.indexOf(codec), 1) };
-      },
-    };
-    await activate({ subscriptions, codecs } as unknown as PluginContext);
-    expect(registered).toHaveLength(1);
-    const [registration] = registered;
+    const context = createTestPluginContext();
+    await activate(context);
+    const registration = context.codecs.byName('zstd');
     expect(registration).toMatchObject({ name: 'zstd', headerId: 1 });
     expect(registration!.moduleUrl).toMatch(/^file:.*\/zstd-codec\.(js|ts)$/);
     const { default: loaded } = (await import(registration!.moduleUrl)) as { default: typeof zstd };
     expect(loaded).toMatchObject({ name: 'zstd', headerId: 1 });
-    await subscriptions.dispose();
-    expect(registered).toHaveLength(0);
+    await context.subscriptions.dispose();
+    expect(context.codecs.byName('zstd')).toBeUndefined();
   });
 });

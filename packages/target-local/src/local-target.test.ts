@@ -2,8 +2,8 @@ import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DisposableStore, TargetError, type PluginContext, type TargetFactory } from '@cairn/core';
-import { describeTargetConformance } from '@cairn/core/testing';
+import { TargetError } from '@cairn/core';
+import { createTestPluginContext, describeTargetConformance } from '@cairn/core/testing';
 import { activate } from './index.js';
 import { LocalTarget, localTargetFactory } from './local-target.js';
 
@@ -116,21 +116,11 @@ describe('LocalTarget', () => {
 
 describe('activate', () => {
   it('registers the local target factory and unregisters it on dispose', async () => {
-    const registered = new Map<string, TargetFactory>();
-    const subscriptions = new DisposableStore();
-    const ctx = {
-      subscriptions,
-      targets: {
-        register(type: string, factory: TargetFactory) {
-          registered.set(type, factory);
-          return { dispose: () => void registered.delete(type) };
-        },
-      },
-    } as unknown as PluginContext;
-    await activate(ctx);
-    expect(registered.get('local')).toBe(localTargetFactory);
-    await subscriptions.dispose();
-    expect(registered.size).toBe(0);
+    const context = createTestPluginContext();
+    await activate(context);
+    expect(context.targets.get('local')).toBe(localTargetFactory);
+    await context.subscriptions.dispose();
+    expect(context.targets.types()).toEqual([]);
   });
 });
 

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DisposableStore, TargetError, type PluginContext, type TargetFactory } from '@cairn/core';
+import { TargetError } from '@cairn/core';
+import { createTestPluginContext } from '@cairn/core/testing';
 import { activate } from './index.js';
 import { applyDefaults, S3Target, s3TargetFactory } from './s3-target.js';
 import { openS3Target } from './testing.js';
@@ -295,20 +296,10 @@ describe('settings', () => {
 
 describe('activate', () => {
   it('registers the s3 target factory and unregisters it on dispose', async () => {
-    const registered = new Map<string, TargetFactory>();
-    const subscriptions = new DisposableStore();
-    const ctx = {
-      subscriptions,
-      targets: {
-        register(type: string, factory: TargetFactory) {
-          registered.set(type, factory);
-          return { dispose: () => void registered.delete(type) };
-        },
-      },
-    } as unknown as PluginContext;
-    await activate(ctx);
-    expect(registered.get('s3')).toBe(s3TargetFactory);
-    await subscriptions.dispose();
-    expect(registered.size).toBe(0);
+    const context = createTestPluginContext();
+    await activate(context);
+    expect(context.targets.get('s3')).toBe(s3TargetFactory);
+    await context.subscriptions.dispose();
+    expect(context.targets.types()).toEqual([]);
   });
 });

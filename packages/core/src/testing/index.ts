@@ -2,3 +2,4 @@
 export { describeTargetConformance, type ConformanceOptions, type TargetUnderTest } from './target-conformance.js';
 export { MemoryTarget, ObjectNotFoundError } from './memory-target.js';
 export { FaultyTarget, InjectedFaultError, type TargetOperation } from './faulty-target.js';
+export { createTestPluginContext } from './plugin-context.js';

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Extent } from '@cairn/core';
 import type { VolumeReader } from '../extents.js';
 import { crc32cUpdate, mapExt4UsedBlocks } from './ext4.js';
+import { bytesReader } from './test-support.js';
 import { InconsistentMetadataError } from './inconsistent.js';
 
 const KiB = 1024;
@@ -87,14 +88,6 @@ async function withReader<T>(image: string, use: (volume: VolumeReader) => Promi
   }
 }
 
-function memoryReader(data: Uint8Array): VolumeReader {
-  return {
-    size: data.length,
-    async read(into, offset, length) {
-      into.set(data.subarray(offset, offset + length));
-    },
-  };
-}
 
 const mapImage = (image: string) => withReader(image, mapExt4UsedBlocks);
 
@@ -314,10 +307,10 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
     const sb = data.subarray(1024, 2048);
     sb.writeUInt32LE((sb.readUInt32LE(0x60) | 0x100000) >>> 0, 0x60);
     sb.writeUInt32LE(crc32cUpdate(0xffffffff, sb, 0, 0x3fc), 0x3fc);
-    await expect(mapExt4UsedBlocks(memoryReader(data))).rejects.toThrow(/unsupported INCOMPAT features 0x100000/);
+    await expect(mapExt4UsedBlocks(bytesReader(data))).rejects.toThrow(/unsupported INCOMPAT features 0x100000/);
     // Without recomputing, the checksum catches the change first.
     sb.writeUInt32LE(sb.readUInt32LE(0x60) ^ 0x100000, 0x60);
-    await expect(mapExt4UsedBlocks(memoryReader(data))).rejects.toThrow(/superblock checksum mismatch/);
+    await expect(mapExt4UsedBlocks(bytesReader(data))).rejects.toThrow(/superblock checksum mismatch/);
   });
 
   it('refuses bigalloc, which it does not understand', async () => {
@@ -331,7 +324,7 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
     await expectRefusal(image, /the filesystem is 67108864 bytes .* but the volume holds only 50331648/);
     await truncate(image, 1500);
     await expectRefusal(image, /too small to hold a superblock/);
-    await expect(mapExt4UsedBlocks(memoryReader(new Uint8Array(1 * MiB)))).rejects.toThrow(InconsistentMetadataError);
+    await expect(mapExt4UsedBlocks(bytesReader(new Uint8Array(1 * MiB)))).rejects.toThrow(InconsistentMetadataError);
   });
 
   it('either maps or refuses, never crashes, when metadata bytes are randomly damaged', async () => {
@@ -351,7 +344,7 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
           data[at] = Math.floor(Math.random() * 256);
         }
         try {
-          const extents = await mapExt4UsedBlocks(memoryReader(data));
+          const extents = await mapExt4UsedBlocks(bytesReader(data));
           expectWellFormed(extents, data.length);
           mapped++;
         } catch (err) {

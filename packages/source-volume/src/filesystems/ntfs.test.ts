@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Extent } from '@cairn/core';
-import type { VolumeReader } from '../extents.js';
 import { InconsistentMetadataError } from './inconsistent.js';
+import { bytesReader, writeStaleImage } from './test-support.js';
 import { mapNtfsUsedBlocks, parseNtfsBootSector } from './ntfs.js';
 
 const KiB = 1024;
@@ -23,26 +23,13 @@ afterEach(async () => {
   await rm(workDir, { recursive: true, force: true });
 });
 
-/** An image file full of stale, non-zero bytes; a quick format (-Q) leaves them in free space. */
+/** An image file in the work folder, full of stale, non-zero bytes. */
 async function staleImage(name: string, size: number): Promise<string> {
   const image = path.join(workDir, name);
-  const pattern = randomBytes(MiB);
-  pattern.forEach((byte, i) => (pattern[i] = byte | 1));
-  const handle = await open(image, 'w');
-  for (let at = 0; at < size; at += MiB) await handle.write(pattern, 0, Math.min(MiB, size - at), at);
-  await handle.close();
+  await writeStaleImage(image, size);
   return image;
 }
 
-function bytesReader(bytes: Uint8Array): VolumeReader {
-  return {
-    size: bytes.length,
-    async read(into, offset, length) {
-      if (offset + length > bytes.length) throw new RangeError(`read past the end (${offset} + ${length})`);
-      into.set(bytes.subarray(offset, offset + length));
-    },
-  };
-}
 
 const FILES: ReadonlyArray<[string, number]> = [
   ['readme.txt', 40],
