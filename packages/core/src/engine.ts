@@ -1,7 +1,6 @@
-import 'reflect-metadata';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { Container } from 'inversify';
+import { Container } from './vendor.js';
 import { CodecRegistry, Clock, Logger, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, createBackupRunHooks, createEngineHooks, createRestoreRunHooks, type JobInfo } from './hooks.js';
 import { JobFileError, PluginError, UsageError } from './errors.js';
@@ -13,7 +12,7 @@ import { DefaultCodecRegistry, DefaultSourceRegistry, DefaultTargetRegistry } fr
 import { createJobValidator, type JobValidator } from './job/job-schema.js';
 import { readSecret } from './job/secrets.js';
 import { tapJobCommands } from './job/job-commands.js';
-import { Repository, type SnapshotSummary } from './repository/repository.js';
+import { Repository, blobIdSchemeOf, type BlobIndex, type SnapshotSummary } from './repository/repository.js';
 import { acquireLock } from './repository/lock.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { runBackup, type BackupResult } from './pipeline/backup.js';
@@ -208,9 +207,26 @@ export class Engine {
     return { codecs: registry.all(), write, writeId: registration.headerId };
   }
 
-  async #pool(repository: Repository, job: LoadedJob, forReading: boolean): Promise<WorkerPool> {
-    const setup = await this.#codecSetup(job, forReading);
-    return WorkerPool.start({ masterKey: repository.masterKey, codecs: setup.codecs, writeCodec: setup.write, writeCodecId: setup.writeId });
+  /**
+   * Runs `fn` with a worker pool whose threads start now, so that they load their code while
+   * plugins, the repository (scrypt) and the source open; `#initPool` gives them their keys.
+   */
+  async #withPool<T>(fn: (pool: WorkerPool) => Promise<T>): Promise<T> {
+    const pool = WorkerPool.spawn();
+    try {
+      return await fn(pool);
+    } finally {
+      await pool.dispose();
+    }
+  }
+
+  /** Gives the pool its keys and codecs while the index loads; resolves to the index. */
+  async #initPoolAndLoadIndex(pool: WorkerPool, repository: Repository, job: LoadedJob, forReading: boolean): Promise<BlobIndex> {
+    const initialised = this.#codecSetup(job, forReading).then((setup) =>
+      pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: setup.codecs, writeCodec: setup.write, writeCodecId: setup.writeId }),
+    );
+    const [, index] = await Promise.all([initialised, repository.loadIndex()]);
+    return index;
   }
 
   async backup(job: LoadedJob): Promise<BackupResult> {
@@ -232,7 +248,7 @@ export class Engine {
   async #backup(job: LoadedJob): Promise<BackupResult> {
     const sources = this.container.get<SourceRegistry>(SourceRegistry);
     const sourceFactory = await this.#contribution('onSource', job.config.source.type, () => sources.get(job.config.source.type));
-    return this.withRepository(job, async (repository) => {
+    return this.#withPool((pool) => this.withRepository(job, async (repository) => {
       const source = await sourceFactory.open(job.config.source, { baseDir: job.baseDir });
       try {
         for (const warning of source.warnings) this.logger.warn(warning);
@@ -240,9 +256,8 @@ export class Engine {
         this.hooks.backup.call(run);
         await run.hooks.sourceOpened.promise(source);
         const lock = await acquireLock(repository, 'backup', false);
-        const pool = await this.#pool(repository, job, false);
         try {
-          const index = await repository.loadIndex();
+          const index = await this.#initPoolAndLoadIndex(pool, repository, job, false);
           return await runBackup({
             repository,
             index,
@@ -256,13 +271,12 @@ export class Engine {
             progress: this.#progress(),
           });
         } finally {
-          await pool.dispose();
           await lock.dispose();
         }
       } finally {
         await source.dispose();
       }
-    });
+    }));
   }
 
   snapshots(job: LoadedJob): Promise<SnapshotSummary[]> {
@@ -270,7 +284,7 @@ export class Engine {
   }
 
   async restore(job: LoadedJob, ref: string, to: string, options: RestoreOptions = {}): Promise<RestoreResult> {
-    return this.withRepository(job, async (repository) => {
+    return this.#withPool((pool) => this.withRepository(job, async (repository) => {
       const { id, manifest } = await repository.resolveSnapshot(ref);
       const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
       const size = window ? window.length : Math.max(manifest.size, options.size ?? 0);
@@ -278,9 +292,8 @@ export class Engine {
       // The source plugin taps the restore hooks (e.g. to move a GPT backup header to the end of a larger disk).
       await this.host.activate(`onSource:${manifest.source.type}`).catch((err: unknown) => this.logger.warn((err as Error).message));
       const lock = await acquireLock(repository, 'restore', false);
-      const pool = await this.#pool(repository, job, true);
       try {
-        const index = await repository.loadIndex();
+        const index = await this.#initPoolAndLoadIndex(pool, repository, job, true);
         const destination = await openDestination(resolve(to), size, options.force ?? false);
         const run = { job: job.info, hooks: createRestoreRunHooks() };
         this.hooks.restore.call(run);
@@ -298,10 +311,9 @@ export class Engine {
         });
         return { snapshot: id, destination: destination.path, bytesWritten, ...(window ? { partition: options.partition } : { sha256: manifest.sha256 }) };
       } finally {
-        await pool.dispose();
         await lock.dispose();
       }
-    });
+    }));
   }
 
   async show(job: LoadedJob, ref: string): Promise<SnapshotSummary> {
@@ -309,17 +321,15 @@ export class Engine {
   }
 
   async check(job: LoadedJob, readData: boolean): Promise<CheckReport> {
-    return this.withRepository(job, async (repository) => {
+    return this.#withPool((pool) => this.withRepository(job, async (repository) => {
       const lock = await acquireLock(repository, 'check', false);
-      const pool = await this.#pool(repository, job, true);
       try {
-        const index = await repository.loadIndex();
+        const index = await this.#initPoolAndLoadIndex(pool, repository, job, true);
         return await runCheck(repository, index, pool, readData, this.#progress());
       } finally {
-        await pool.dispose();
         await lock.dispose();
       }
-    });
+    }));
   }
 
   async dispose(): Promise<void> {

@@ -1,4 +1,4 @@
-import type { Container } from 'inversify';
+import type { Container } from './vendor.js';
 import type { DisposableStore } from './lifecycle.js';
 import type { CodecRegistry, Logger, SourceRegistry, TargetRegistry } from './services.js';
 import type { EngineHooks } from './hooks.js';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import yargs, { type Argv } from 'yargs';
+import { yargs, type Argv } from '../vendor.js';
 import { CairnError, ExitCode, UsageError } from '../errors.js';
 import { Engine, type LoadedJob } from '../engine.js';
 import type { Logger } from '../services.js';

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AuthenticationError, SEAL_OVERHEAD, blobIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
 
@@ -31,10 +32,30 @@ describe('crypto', () => {
     expect(() => open(key.encryption, sealed.subarray(0, 10))).toThrow(AuthenticationError);
   });
 
-  it('derives blob ids with a key, so ids differ between repositories', () => {
+  it.each(['hmac-sha256', 'blake3-keyed'] as const)('derives %s blob ids with a key, so ids differ between repositories', (scheme) => {
     const data = Buffer.from('same content');
-    expect(blobIdOf(key.blobId, data).equals(blobIdOf(key.blobId, data))).toBe(true);
-    expect(blobIdOf(key.blobId, data).equals(blobIdOf(newMasterKey().blobId, data))).toBe(false);
+    expect(blobIdOf(scheme, key.blobId, data).equals(blobIdOf(scheme, key.blobId, data))).toBe(true);
+    expect(blobIdOf(scheme, key.blobId, data).equals(blobIdOf(scheme, newMasterKey().blobId, data))).toBe(false);
+    expect(blobIdOf(scheme, key.blobId, data)).toHaveLength(32);
+  });
+
+  it('computes the published BLAKE3 keyed-hash and HMAC-SHA256 test vectors', () => {
+    // BLAKE3's test_vectors.json: key "whats the Elvish word for friend", input byte i = i mod 251.
+    const blake3Key = Buffer.from('whats the Elvish word for friend');
+    const input = (length: number) => Buffer.from(Array.from({ length }, (_, i) => i % 251));
+    expect(blobIdOf('blake3-keyed', blake3Key, input(0)).toString('hex')).toBe('92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26');
+    expect(blobIdOf('blake3-keyed', blake3Key, input(1024)).toString('hex')).toBe('75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4');
+    // RFC 4231, test case 2.
+    expect(blobIdOf('hmac-sha256', Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?')).toString('hex')).toBe(
+      '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
+    );
+  });
+
+  it('hashes a view into shared memory like a copy of the same bytes', () => {
+    const shared = new Uint8Array(new SharedArrayBuffer(4096));
+    shared.set(randomBytes(4096));
+    const view = shared.subarray(100, 3000);
+    expect(blobIdOf('blake3-keyed', key.blobId, view).equals(blobIdOf('blake3-keyed', key.blobId, Buffer.from(view)))).toBe(true);
   });
 
   it('derives the same key from the same password and salt only', async () => {

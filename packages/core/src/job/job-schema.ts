@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from '../vendor.js';
 import type { PluginHost, LoadedContribution } from '../plugins/plugin-host.js';
 import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,8 +7,9 @@ import { FaultyTarget, MemoryTarget } from '../testing/index.js';
 import { DamageError } from '../errors.js';
 import type { OpenedSource } from '../source.js';
 import { createBackupRunHooks, createRestoreRunHooks } from '../hooks.js';
-import { Repository } from '../repository/repository.js';
+import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { NONE_CODEC } from '../engine.js';
+import { Keys } from '../repository/format.js';
 import { WorkerPool } from './worker-pool.js';
 import { runBackup } from './backup.js';
 import { runRestore } from './restore.js';
@@ -52,7 +53,7 @@ describe('backup and restore pipeline', () => {
   beforeEach(async () => {
     target = new FaultyTarget(new MemoryTarget());
     repository = await Repository.init(target, 'pw');
-    pool = await WorkerPool.start({ masterKey: repository.masterKey, codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
+    pool = await WorkerPool.start({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
     dir = await mkdtemp(join(tmpdir(), 'cairn-pipeline-'));
   });
   afterEach(async () => {
@@ -158,5 +159,48 @@ describe('backup and restore pipeline', () => {
     const report = await runCheck(repository, await repository.loadIndex(), pool, true, silentProgress);
     expect(report.problems).toHaveLength(1);
     expect(report.problems[0]).toMatchObject({ object: key, snapshots: [result.snapshot] });
+  });
+
+  it('reads and extends a format-1 repository, whose blob ids are HMAC-SHA256', async () => {
+    const v1Target = new MemoryTarget();
+    const created = await Repository.init(v1Target, 'pw');
+    const { blobId: _scheme, ...v1Config } = { ...created.config, version: 1 };
+    await v1Target.put(Keys.config, Buffer.from(JSON.stringify(v1Config)));
+    const v1 = await Repository.open(v1Target, 'pw');
+    expect(blobIdSchemeOf(v1.config)).toBe('hmac-sha256');
+    const v1Pool = await WorkerPool.start({ masterKey: v1.masterKey, blobIdScheme: blobIdSchemeOf(v1.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
+    try {
+      const image = sampleImage();
+      const result = await runBackup({
+        repository: v1,
+        index: await v1.loadIndex(),
+        pool: v1Pool,
+        source: memorySource(image),
+        sourceType: 'volume',
+        job: { name: 't', file: '/t.json', job: {} },
+        hooks: createBackupRunHooks(),
+        chunkSize: CHUNK,
+        compression: 'none',
+        progress: silentProgress,
+      });
+      const index = await v1.loadIndex();
+      expect(index.has(createHmac('sha256', v1.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
+      const report = await runCheck(v1, index, v1Pool, true, silentProgress);
+      expect(report.problems).toEqual([]);
+      const to = join(dir, 'v1.img');
+      await runRestore({
+        repository: v1,
+        index,
+        pool: v1Pool,
+        snapshot: result.snapshot,
+        manifest: result.manifest,
+        destination: await openDestination(to, image.length, false),
+        hooks: createRestoreRunHooks(),
+        progress: silentProgress,
+      });
+      expect((await readFile(to)).equals(image)).toBe(true);
+    } finally {
+      await v1Pool.dispose();
+    }
   });
 });

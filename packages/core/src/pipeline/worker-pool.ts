@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { CodecRegistration, CodecSettings } from '../codec.js';
-import type { MasterKey } from '../crypto/crypto.js';
+import type { BlobIdScheme, MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
@@ -11,6 +11,7 @@ const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipelin
 
 export interface CryptoSetup {
   masterKey: MasterKey;
+  blobIdScheme: BlobIdScheme;
   codecs: CodecRegistration[];
   writeCodec: CodecSettings;
   writeCodecId: number;
@@ -72,23 +73,38 @@ export class WorkerPool implements IDisposable {
     this.#imageHasher = new PooledWorker();
   }
 
+  /**
+   * Starts the threads without keys: they load their code while the caller opens the
+   * repository and the source. `init` must come before any other request.
+   */
+  static spawn(size = defaultPoolSize()): WorkerPool {
+    return new WorkerPool(size);
+  }
+
   static async start(setup: CryptoSetup, size = defaultPoolSize()): Promise<WorkerPool> {
-    const pool = new WorkerPool(size);
-    const init: WorkerRequest = {
-      op: 'init',
-      encryptionKey: setup.masterKey.encryption,
-      blobIdKey: setup.masterKey.blobId,
-      codecs: setup.codecs,
-      writeCodec: setup.writeCodec,
-      writeCodecId: setup.writeCodecId,
-    };
+    const pool = WorkerPool.spawn(size);
     try {
-      await Promise.all([...pool.#workers, pool.#imageHasher].map((w) => w.request(init)));
+      await pool.init(setup);
     } catch (err) {
       await pool.dispose();
       throw err;
     }
     return pool;
+  }
+
+  /** Hands every worker its keys and codecs. On failure the pool is unusable; dispose it. */
+  async init(setup: CryptoSetup): Promise<void> {
+    const init = (role: 'pool' | 'image-hasher'): WorkerRequest => ({
+      op: 'init',
+      role,
+      encryptionKey: setup.masterKey.encryption,
+      blobIdKey: setup.masterKey.blobId,
+      blobIdScheme: setup.blobIdScheme,
+      codecs: setup.codecs,
+      writeCodec: setup.writeCodec,
+      writeCodecId: setup.writeCodecId,
+    });
+    await Promise.all([...this.#workers.map((w) => w.request(init('pool'))), this.#imageHasher.request(init('image-hasher'))]);
   }
 
   #leastBusy(): PooledWorker {

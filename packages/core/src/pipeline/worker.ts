@@ -1,7 +1,8 @@
 import { parentPort } from 'node:worker_threads';
+import { getPriority, setPriority } from 'node:os';
 import { createHash, type Hash } from 'node:crypto';
 import type { Codec, CodecModule, CodecRegistration, CodecSettings } from '../codec.js';
-import { blobIdOf, open, seal } from '../crypto/crypto.js';
+import { blobIdOf, open, seal, type BlobIdScheme } from '../crypto/crypto.js';
 import { CODEC_NONE } from '../repository/format.js';
 
 /*
@@ -11,7 +12,7 @@ import { CODEC_NONE } from '../repository/format.js';
  */
 
 export type WorkerRequest =
-  | { op: 'init'; encryptionKey: Uint8Array; blobIdKey: Uint8Array; codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }
+  | { op: 'init'; role: 'pool' | 'image-hasher'; encryptionKey: Uint8Array; blobIdKey: Uint8Array; blobIdScheme: BlobIdScheme; codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }
   | { op: 'hash'; slot: SharedArrayBuffer; length: number }
   | { op: 'seal'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
@@ -32,6 +33,8 @@ export type WorkerReply =
 
 let encryptionKey: Buffer;
 let blobIdKey: Buffer;
+let blobIdScheme: BlobIdScheme;
+const blobId = (plaintext: Uint8Array) => blobIdOf(blobIdScheme, blobIdKey, plaintext);
 let writeCodec: Codec;
 let writeCodecId = CODEC_NONE;
 const decoders = new Map<number, Codec>();
@@ -62,11 +65,14 @@ class ImageHasher {
 }
 
 const imageHasher = new ImageHasher();
+/** How much less CPU share pool threads take than the image hasher and the main thread under contention (nice 5: about a third). */
+const POOL_NICENESS = 5;
 const zeroBlock = Buffer.alloc(1024 * 1024);
 
 async function init(request: Extract<WorkerRequest, { op: 'init' }>): Promise<void> {
   encryptionKey = Buffer.from(request.encryptionKey);
   blobIdKey = Buffer.from(request.blobIdKey);
+  blobIdScheme = request.blobIdScheme;
   for (const registration of request.codecs) {
     const module = ((await import(registration.moduleUrl)) as { default: CodecModule }).default;
     // Decoders never need settings: everything a decoder needs is in the stream.
@@ -75,6 +81,22 @@ async function init(request: Extract<WorkerRequest, { op: 'init' }>): Promise<vo
   }
   writeCodecId = request.writeCodecId;
   if (!writeCodec) throw new Error(`codec ${request.writeCodec.type} is not loaded`);
+  if (request.role === 'pool') lowerThreadPriority();
+}
+
+/**
+ * The image hash is one serial chain through every byte of the image: whatever slows the
+ * image hasher's thread lengthens the run, while work on pool threads can wait a little.
+ * On a busy machine the scheduler would share the cores evenly between them, so pool threads
+ * yield: on Linux, nice is per thread and `setPriority(0)` changes only the calling one.
+ * Only lowering is attempted (raising needs privileges), and failure changes nothing else.
+ */
+function lowerThreadPriority(): void {
+  try {
+    setPriority(0, Math.min(19, getPriority(0) + POOL_NICENESS));
+  } catch {
+    // Not permitted here (e.g. a seccomp profile); the pool only runs as fast as before.
+  }
 }
 
 function isAllZero(bytes: Buffer): boolean {
@@ -129,7 +151,7 @@ function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: b
     throw new BlobDamage(`blob ${id.slice(0, 12)} does not decompress: ${(err as Error).message}`);
   }
   if (plain.length !== rawLength) throw new BlobDamage(`blob ${id.slice(0, 12)} has ${plain.length} bytes, expected ${rawLength}`);
-  if (verifyId && blobIdOf(blobIdKey, plain).toString('hex') !== id) throw new BlobDamage(`blob ${id.slice(0, 12)} does not match its id`);
+  if (verifyId && blobId(plain).toString('hex') !== id) throw new BlobDamage(`blob ${id.slice(0, 12)} does not match its id`);
   return plain;
 }
 
@@ -141,7 +163,7 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
     case 'hash': {
       const bytes = Buffer.from(request.slot, 0, request.length);
       if (isAllZero(bytes)) return { reply: { ok: true, zero: true }, transfer: [] };
-      return { reply: { ok: true, zero: false, id: blobIdOf(blobIdKey, bytes) }, transfer: [] };
+      return { reply: { ok: true, zero: false, id: blobId(bytes) }, transfer: [] };
     }
     case 'seal': {
       const sealed = sealPlain(Buffer.from(request.slot, 0, request.length));
@@ -150,7 +172,7 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
     case 'sealBytes': {
       const plain = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
       const sealed = sealPlain(plain);
-      return { reply: { ok: true, sealed, id: blobIdOf(blobIdKey, plain) }, transfer: [sealed.buffer as ArrayBuffer] };
+      return { reply: { ok: true, sealed, id: blobId(plain) }, transfer: [sealed.buffer as ArrayBuffer] };
     }
     case 'open': {
       if (request.into) {

@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject } from '../vendor.js';
 
 /** The `cairn` section of a plugin's package.json. */
 export interface PluginManifest {

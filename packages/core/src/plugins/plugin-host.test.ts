@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Container } from 'inversify';
+import { Container } from '../vendor.js';
 import { CodecRegistry, Logger, SourceRegistry, TargetRegistry } from '../services.js';
 import { EngineHooks, createEngineHooks } from '../hooks.js';
 import { DefaultCodecRegistry, DefaultSourceRegistry, DefaultTargetRegistry } from './registries.js';

@@ -1,9 +1,11 @@
 /*
- * Binary layouts of the repository format v1. docs/FORMAT.md is the prose version of this
- * file; change both together. All integers are little-endian.
+ * Binary layouts of the repository format (v2; v1 differs only in its blob id scheme).
+ * docs/FORMAT.md is the prose version of this file; change both together. All integers are
+ * little-endian.
  */
 
-export const FORMAT_VERSION = 1;
+/** The version this cairn writes; it reads every version from 1 to this one. */
+export const FORMAT_VERSION = 2;
 export const ID_LENGTH = 32;
 
 /** What a blob holds. Stored in pack headers and indexes. */

@@ -3,7 +3,7 @@ import { MemoryTarget } from '../testing/index.js';
 import { RepositoryExistsError, RepositoryNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
 import { Repository } from './repository.js';
 import { acquireLock } from './lock.js';
-import { Keys } from './format.js';
+import { FORMAT_VERSION, Keys } from './format.js';
 
 describe('Repository', () => {
   it('opens with the password it was created with, and refuses others with WrongPasswordError', async () => {
@@ -34,9 +34,9 @@ describe('Repository', () => {
   it('refuses a newer format version before asking for the password', async () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
-    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, version: 2 })));
+    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, version: FORMAT_VERSION + 1 })));
     await expect(Repository.readConfig(target)).rejects.toThrow(UnsupportedFormatError);
-    await expect(Repository.open(target, 'x')).rejects.toThrow(/format version 2.*Upgrade cairn/);
+    await expect(Repository.open(target, 'x')).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*Upgrade cairn`));
   });
 
   it('stores sealed objects under the hash of their bytes and detects a changed byte', async () => {

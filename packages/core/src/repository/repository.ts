@@ -17,6 +17,7 @@ import {
   open,
   seal,
   sha256,
+  type BlobIdScheme,
   type MasterKey,
   type ScryptParams,
 } from '../crypto/crypto.js';
@@ -32,6 +33,13 @@ export interface RepositoryConfig {
   chunkSize: number;
   /** Packs are closed once they reach this many bytes. */
   packSize: number;
+  /** How blob ids are computed: "blake3-keyed" from version 2 on; version 1 configs have no such field and use HMAC-SHA256. */
+  blobId?: BlobIdScheme;
+}
+
+/** The blob id scheme a repository of this config uses. */
+export function blobIdSchemeOf(config: RepositoryConfig): BlobIdScheme {
+  return config.version === 1 ? 'hmac-sha256' : config.blobId!;
 }
 
 /**
@@ -98,6 +106,7 @@ export class Repository {
       created: new Date().toISOString(),
       chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
       packSize: DEFAULT_PACK_SIZE,
+      blobId: 'blake3-keyed',
     };
     const masterKey = newMasterKey();
     const keyId = await writeKeyFile(target, config.id, masterKey, password);
@@ -131,6 +140,9 @@ export class Repository {
       );
     }
     if (config.version < 1) throw new DamageError(`The repository at ${target.location} has an invalid format version ${config.version}`);
+    if (config.version >= 2 && config.blobId !== 'blake3-keyed') {
+      throw new DamageError(`The repository config at ${target.location} names an unknown blob id scheme ${JSON.stringify(config.blobId)}`);
+    }
     return config;
   }
 

@@ -1,4 +1,4 @@
-import { Container } from 'inversify';
+import { Container } from '../vendor.js';
 import { DisposableStore } from '../lifecycle.js';
 import { createEngineHooks } from '../hooks.js';
 import type { PluginContext } from '../plugin.js';
