@@ -47,12 +47,14 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
   }
   // A fresh file of the right size is all holes: zero and unused chunks need no write.
   await handle.truncate(imageSize);
+  const writeback = new EarlyWriteback(handle);
   return {
     path,
     kind: 'file',
     needsZeros: false,
-    write: (data, offset) => writeFully(handle, data, offset),
+    write: (data, offset) => writeback.written(writeFully(handle, data, offset), data.length),
     async commit() {
+      await writeback.settle();
       await handle.sync();
       await handle.close();
       await rename(temp, path);
@@ -60,6 +62,7 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
       await dir.sync().finally(() => dir.close());
     },
     async abort() {
+      await writeback.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
       await unlink(temp).catch(() => undefined);
     },
@@ -83,19 +86,61 @@ async function openDevice(path: string, stats: Stats, imageSize: number, force: 
   } catch (err) {
     throw new RestoreTargetError(`Cannot open ${path} for writing: ${(err as Error).message}`, { cause: err });
   }
+  const writeback = new EarlyWriteback(handle);
   return {
     path,
     kind: 'block-device',
     needsZeros: true,
-    write: (data, offset) => writeFully(handle, data, offset),
+    write: (data, offset) => writeback.written(writeFully(handle, data, offset), data.length),
     async commit() {
+      await writeback.settle();
       await handle.sync();
       await handle.close();
     },
     async abort() {
+      await writeback.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
     },
   };
+}
+
+/** Bytes written between two background flushes. */
+const WRITEBACK_STEP = 256 * 1024 * 1024;
+
+/**
+ * Starts flushing written data while the restore goes on. The kernel would otherwise hold
+ * everything in the page cache until the final fsync (its background writeback starts only
+ * at 10% of memory dirty), and that fsync would then wait for gigabytes with nothing else
+ * to do. One fdatasync at a time, in the background; its error surfaces at commit.
+ */
+class EarlyWriteback {
+  #sinceFlush = 0;
+  #flushing: Promise<void> | undefined;
+  #failure: unknown;
+
+  constructor(private readonly handle: FileHandle) {}
+
+  async written(write: Promise<void>, length: number): Promise<void> {
+    await write;
+    this.#sinceFlush += length;
+    if (this.#sinceFlush < WRITEBACK_STEP || this.#flushing) return;
+    this.#sinceFlush = 0;
+    this.#flushing = this.handle.datasync().then(
+      () => {
+        this.#flushing = undefined;
+      },
+      (err: unknown) => {
+        this.#failure ??= err;
+        this.#flushing = undefined;
+      },
+    );
+  }
+
+  /** Waits for a flush in flight; throws the first one's error. */
+  async settle(): Promise<void> {
+    await this.#flushing;
+    if (this.#failure !== undefined) throw this.#failure;
+  }
 }
 
 async function writeFully(handle: FileHandle, data: Uint8Array, offset: number): Promise<void> {

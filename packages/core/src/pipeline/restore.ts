@@ -6,6 +6,7 @@ import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import type { ImageDigest } from './worker.js';
 import type { Progress } from './progress.js';
 
 /** Largest single ranged read: neighbouring blobs of one pack are fetched together up to this. */
@@ -68,33 +69,31 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
   const slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), chunkSize);
   const zeros = destination.needsZeros ? Buffer.alloc(chunkSize) : undefined;
   const writeZeros = (kind: ChunkKind) => zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && input.zeroUnused === true));
-  // Per chunk: resolves when its bytes are written (and, for data, sit in `slotOf[i]`).
-  const written: Array<Promise<void>> = new Array(records.length);
+  // Per chunk: resolves when it is ready to be written: its bytes decoded into `slotOf[i]`, or nothing to fetch.
+  const decoded: Array<Promise<void>> = new Array(records.length);
   const slotOf: Array<SharedArrayBuffer | undefined> = new Array(records.length);
   let bytesWritten = 0;
   let failure: unknown;
   let planned = false;
-  // Wakes the image hasher when the planner has scheduled another chunk.
-  let wakeHasher: (() => void) | undefined;
+  // Wakes the writer when the planner has scheduled another chunk.
+  let wakeWriter: (() => void) | undefined;
   const scheduled = () => {
-    wakeHasher?.();
-    wakeHasher = undefined;
+    wakeWriter?.();
+    wakeWriter = undefined;
   };
 
   const verifyIds = window !== undefined;
   await pool.imageReset();
   progress.start('restore', to - from);
-  const hashing = feedImageHasher();
+  const writing = writeInOrder();
   // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
-  hashing.catch(() => undefined);
+  writing.catch(() => undefined);
   try {
     const fetches = new Set<Promise<void>>();
     for (const item of plan(records, index, firstChunk, lastChunk)) {
       if (failure !== undefined) break;
       if ('kind' in item) {
-        const { start, end } = partOf(item.index);
-        written[item.index] = writeZeros(item.kind) ? destination.write(zeros!.subarray(0, end - start), start - from) : Promise.resolve();
-        written[item.index]!.catch(() => undefined);
+        decoded[item.index] = Promise.resolve();
         scheduled();
         continue;
       }
@@ -108,31 +107,28 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
       const fetched = repository.target.get(Keys.pack(item.pack), { offset: item.offset, length: item.length });
       fetched.catch(() => undefined);
       item.chunks.forEach((chunk, k) => {
-        const { start, end } = partOf(chunk.index);
-        written[chunk.index] = fetched
+        decoded[chunk.index] = fetched
           .then(async (bytes) => {
             const at = chunk.location.offset - item.offset;
             await pool.open(bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, { into: groupSlots[k], verifyId: verifyIds });
-            const inSlot = start - chunk.index * chunkSize;
-            await destination.write(new Uint8Array(groupSlots[k]!, inSlot, end - start), start - from);
           })
           .catch((err: unknown) => {
             failure ??= err instanceof DamageError ? new DamageError(`Pack ${item.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err }) : err;
             throw failure;
           });
-        written[chunk.index]!.catch(() => undefined);
+        decoded[chunk.index]!.catch(() => undefined);
       });
       scheduled();
-      const all = Promise.allSettled(item.chunks.map((c) => written[c.index])).then(() => undefined);
+      const all = Promise.allSettled(item.chunks.map((c) => decoded[c.index])).then(() => undefined);
       const tracked = all.finally(() => fetches.delete(tracked));
       fetches.add(tracked);
     }
     planned = true;
     scheduled();
-    const digest = await hashing;
+    const digest = await writing;
     if (failure !== undefined) throw failure;
-    if (!window && digest.image !== manifest.sha256) {
-      throw new DamageError(`The restored image's sha256 ${digest.image?.slice(0, 16)}… differs from the snapshot's ${manifest.sha256.slice(0, 16)}…; the destination was not committed`);
+    if (!window && digest?.image !== manifest.sha256) {
+      throw new DamageError(`The restored image's sha256 ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${manifest.sha256.slice(0, 16)}…; the destination was not committed`);
     }
     await destination.commit();
     progress.done();
@@ -142,35 +138,53 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     progress.done();
     failure ??= err;
     scheduled();
-    await hashing.catch(() => undefined);
+    await writing.catch(() => undefined);
     await destination.abort();
     throw failure;
   }
 
-  /** Walks the chunks in image order, waiting for each: feeds the image hash (whole images), frees slots, reports progress. */
-  async function feedImageHasher() {
+  /**
+   * Walks the chunks in image order, waiting for each to be decoded: writes it, feeds the
+   * image hash (whole images), frees its slot, reports progress. One write at a time, in
+   * order: concurrent writes to one file contend for its inode lock in the kernel (on ext4
+   * they cost several times the CPU of the same writes in sequence), and sequential writes
+   * let the filesystem allocate contiguous extents.
+   */
+  async function writeInOrder(): Promise<ImageDigest | undefined> {
     for (let i = firstChunk; i < lastChunk; i++) {
-      while (written[i] === undefined) {
+      while (decoded[i] === undefined) {
         if (failure !== undefined) throw failure;
         if (planned) throw new Error(`internal error: chunk ${i} was never scheduled`);
-        await new Promise<void>((resolve) => (wakeHasher = resolve));
+        await new Promise<void>((resolve) => (wakeWriter = resolve));
       }
-      await written[i];
+      await decoded[i];
+      if (failure !== undefined) throw failure;
       const { start, end } = partOf(i);
       const slot = slotOf[i];
       slotOf[i] = undefined;
-      if (window) {
-        if (slot) slots.release(slot);
-      } else if (slot) {
-        // A failed update also fails imageDigest(); these rejections (e.g. the pool disposed after a failure) need no handling here.
-        pool.imageUpdate(slot, start, end - start).finally(() => slots.release(slot)).catch(() => undefined);
+      const kind = records[i]!.kind;
+      if (slot) {
+        const inSlot = start - i * chunkSize;
+        // The hash reads the slot while it is written; the slot is free once both are done.
+        const hashed = window ? Promise.resolve() : pool.imageUpdate(slot, start, end - start);
+        // A failed update also fails imageDigest(); this rejection (e.g. the pool disposed after a failure) needs no handling here.
+        hashed.catch(() => undefined);
+        try {
+          await destination.write(new Uint8Array(slot, inSlot, end - start), start - from);
+        } catch (err) {
+          failure ??= err;
+          throw failure;
+        } finally {
+          hashed.finally(() => slots.release(slot)).catch(() => undefined);
+        }
       } else {
-        pool.imageZeros(start, end - start).catch(() => undefined);
+        if (!window) pool.imageZeros(start, end - start).catch(() => undefined);
+        if (writeZeros(kind)) await destination.write(zeros!.subarray(0, end - start), start - from);
       }
-      bytesWritten += records[i]!.kind === ChunkKind.unused ? 0 : end - start;
+      bytesWritten += kind === ChunkKind.unused ? 0 : end - start;
       progress.advance(end - start);
     }
-    return pool.imageDigest();
+    return window ? undefined : pool.imageDigest();
   }
 }
 
