@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { RestoreTargetError } from '../errors.js';
 import { blockDeviceInfo, mountsOf } from '../system/block-device.js';
+import { suitsDirectIo } from './aligned-memory.js';
 
 /**
  * Where a restore writes. An image file is written under a temporary name next to the
@@ -47,14 +48,14 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
   }
   // A fresh file of the right size is all holes: zero and unused chunks need no write.
   await handle.truncate(imageSize);
-  const writeback = new EarlyWriteback(handle);
+  const writer = new Writer(handle, await openDirect(temp, constants.O_WRONLY));
   return {
     path,
     kind: 'file',
     needsZeros: false,
-    write: (data, offset) => writeback.written(writeFully(handle, data, offset), data.length),
+    write: (data, offset) => writer.write(data, offset),
     async commit() {
-      await writeback.settle();
+      await writer.settle();
       await handle.sync();
       await handle.close();
       await rename(temp, path);
@@ -62,7 +63,7 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
       await dir.sync().finally(() => dir.close());
     },
     async abort() {
-      await writeback.settle().catch(() => undefined);
+      await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
       await unlink(temp).catch(() => undefined);
     },
@@ -86,22 +87,74 @@ async function openDevice(path: string, stats: Stats, imageSize: number, force: 
   } catch (err) {
     throw new RestoreTargetError(`Cannot open ${path} for writing: ${(err as Error).message}`, { cause: err });
   }
-  const writeback = new EarlyWriteback(handle);
+  // The exclusive open above keeps others out; this second, direct one may share the device with it.
+  const writer = new Writer(handle, await openDirect(path, constants.O_RDWR));
   return {
     path,
     kind: 'block-device',
     needsZeros: true,
-    write: (data, offset) => writeback.written(writeFully(handle, data, offset), data.length),
+    write: (data, offset) => writer.write(data, offset),
     async commit() {
-      await writeback.settle();
+      await writer.settle();
       await handle.sync();
       await handle.close();
     },
     async abort() {
-      await writeback.settle().catch(() => undefined);
+      await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
     },
   };
+}
+
+/** A second handle on the destination with O_DIRECT, or undefined where the filesystem has no direct I/O (tmpfs). */
+async function openDirect(path: string, access: number): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, access | constants.O_DIRECT);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes aligned data from aligned memory (restored chunks in their slots) with direct I/O,
+ * anything else through the page cache. Direct writes skip copying into the page cache and
+ * the memory it needs: writing a restored 4 GiB image that way took a tenth of the kernel
+ * time here, and the final fsync has nothing left to wait for. If the filesystem refuses a
+ * direct write after all, that write and every later one go through the page cache.
+ */
+export class Writer {
+  readonly #writeback: EarlyWriteback;
+
+  constructor(
+    private readonly buffered: FileHandle,
+    private direct: FileHandle | undefined,
+  ) {
+    this.#writeback = new EarlyWriteback(buffered);
+  }
+
+  async write(data: Uint8Array, offset: number): Promise<void> {
+    if (this.direct && suitsDirectIo(data, offset)) {
+      try {
+        return await writeFully(this.direct, data, offset);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        await this.#closeDirect();
+      }
+    }
+    await this.#writeback.written(writeFully(this.buffered, data, offset), data.length);
+  }
+
+  /** Waits for background flushes and closes the direct handle; the caller then syncs the buffered one. */
+  async settle(): Promise<void> {
+    await this.#closeDirect();
+    await this.#writeback.settle();
+  }
+
+  async #closeDirect(): Promise<void> {
+    const direct = this.direct;
+    this.direct = undefined;
+    await direct?.close().catch(() => undefined);
+  }
 }
 
 /** Bytes written between two background flushes. */

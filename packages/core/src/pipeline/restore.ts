@@ -7,6 +7,7 @@ import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import type { ImageDigest } from './worker.js';
+import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
 
 /** Largest single ranged read: neighbouring blobs of one pack are fetched together up to this. */
@@ -67,7 +68,7 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
   const firstChunk = Math.floor(from / chunkSize);
   const lastChunk = Math.ceil(to / chunkSize); // exclusive
   const slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), chunkSize);
-  const zeros = destination.needsZeros ? Buffer.alloc(chunkSize) : undefined;
+  const zeros = destination.needsZeros ? new Uint8Array(allocateAligned(chunkSize), 0, chunkSize) : undefined;
   const writeZeros = (kind: ChunkKind) => zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && input.zeroUnused === true));
   // Per chunk: resolves when it is ready to be written: its bytes decoded into `slotOf[i]`, or nothing to fetch.
   const decoded: Array<Promise<void>> = new Array(records.length);

@@ -5,6 +5,7 @@ import type { BlobIdScheme, MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
+import { allocateAligned } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipeline/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
@@ -182,7 +183,7 @@ export class SlotPool {
   readonly #waiters: Array<(slot: SharedArrayBuffer) => void> = [];
 
   constructor(count: number, size: number) {
-    this.#free = Array.from({ length: count }, () => new SharedArrayBuffer(size));
+    this.#free = Array.from({ length: count }, () => allocateAligned(size));
   }
 
   acquire(): Promise<SharedArrayBuffer> {

@@ -1,0 +1,34 @@
+/*
+ * Memory that O_DIRECT I/O accepts. Direct I/O needs the buffer's address, the length and
+ * the file offset aligned to the device's logical block size; JavaScript cannot choose where
+ * a SharedArrayBuffer lives, but the buffer of a WebAssembly memory starts on a page
+ * boundary. Chunk slots are allocated here, so a restored chunk goes from its slot straight
+ * to the disk.
+ */
+
+// Node has WebAssembly; TypeScript declares it only with the DOM library, which core does not use.
+declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => { buffer: SharedArrayBuffer } };
+
+const WASM_PAGE = 64 * 1024;
+/** The largest logical block size of Linux block devices; a multiple of every smaller one. */
+export const DIRECT_IO_ALIGNMENT = 4096;
+
+const pageAligned = new WeakSet<ArrayBufferLike>();
+
+/** A zero-filled shared buffer of at least `size` bytes (whole 64 KiB pages) starting on a page boundary. */
+export function allocateAligned(size: number): SharedArrayBuffer {
+  const pages = Math.max(1, Math.ceil(size / WASM_PAGE));
+  const buffer = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
+  pageAligned.add(buffer);
+  return buffer;
+}
+
+/** Whether writing `data` at `offset` meets direct I/O's alignment rules. */
+export function suitsDirectIo(data: Uint8Array, offset: number): boolean {
+  return (
+    pageAligned.has(data.buffer) &&
+    data.byteOffset % DIRECT_IO_ALIGNMENT === 0 &&
+    data.byteLength % DIRECT_IO_ALIGNMENT === 0 &&
+    offset % DIRECT_IO_ALIGNMENT === 0
+  );
+}
