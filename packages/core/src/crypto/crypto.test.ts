@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthenticationError, SEAL_OVERHEAD, blobIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
+import { AuthenticationError, SEAL_OVERHEAD, blobIdOf, packIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
 
 describe('crypto', () => {
   const key = newMasterKey();
@@ -39,12 +39,14 @@ describe('crypto', () => {
     expect(blobIdOf(scheme, key.blobId, data)).toHaveLength(32);
   });
 
-  it('computes the published BLAKE3 keyed-hash and HMAC-SHA256 test vectors', () => {
+  it('computes the published BLAKE3, HMAC-SHA256 and SHA-256 test vectors', () => {
     // BLAKE3's test_vectors.json: key "whats the Elvish word for friend", input byte i = i mod 251.
     const blake3Key = Buffer.from('whats the Elvish word for friend');
     const input = (length: number) => Buffer.from(Array.from({ length }, (_, i) => i % 251));
     expect(blobIdOf('blake3-keyed', blake3Key, input(0)).toString('hex')).toBe('92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26');
     expect(blobIdOf('blake3-keyed', blake3Key, input(1024)).toString('hex')).toBe('75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4');
+    expect(packIdOf('blake3', Buffer.alloc(0)).toString('hex')).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
+    expect(packIdOf('sha256', Buffer.from('abc')).toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
     // RFC 4231, test case 2.
     expect(blobIdOf('hmac-sha256', Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?')).toString('hex')).toBe(
       '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { open as openSealed } from '../crypto/crypto.js';
+import { open as openSealed, packIdOf } from '../crypto/crypto.js';
 import { ChunkKind, Keys, decodePackHeader, idFromKey, isObjectId } from '../repository/format.js';
-import { forEachConcurrently, type BlobIndex, type Repository } from '../repository/repository.js';
+import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type Repository } from '../repository/repository.js';
 import { loadChunkRecords } from './chunk-maps.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
@@ -102,7 +101,7 @@ export async function runCheck(repository: Repository, index: BlobIndex, pool: W
 /** Returns what is wrong with a pack, or undefined when every byte checks out. */
 async function verifyPack(repository: Repository, index: BlobIndex, pool: WorkerPool, pack: string): Promise<string | undefined> {
   const bytes = await repository.target.get(Keys.pack(pack));
-  if (createHash('sha256').update(bytes).digest('hex') !== pack) return 'content does not match its name (bytes were changed)';
+  if (packIdOf(packIdSchemeOf(repository.config), bytes).toString('hex') !== pack) return 'content does not match its name (bytes were changed)';
   if (bytes.length < 4) return 'pack is too short';
   const headerLength = bytes.readUInt32LE(bytes.length - 4);
   if (headerLength + 4 > bytes.length) return 'pack header length is out of range';

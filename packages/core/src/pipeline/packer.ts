@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { seal } from '../crypto/crypto.js';
+import { packIdOf, seal } from '../crypto/crypto.js';
 import { Keys, encodeIndex, encodePackHeader, type BlobType, type IndexedPack, type PackedBlob } from '../repository/format.js';
-import type { Repository } from '../repository/repository.js';
+import { packIdSchemeOf, type Repository } from '../repository/repository.js';
 
 /** Packs written before an index file is flushed, so an interrupted run keeps most of its work. */
 const PACKS_PER_INDEX = 16;
@@ -59,7 +58,7 @@ export class Packer {
 
     while (this.#uploads.size >= UPLOAD_CONCURRENCY) await Promise.race(this.#uploads);
     this.#throwIfFailed();
-    const id = createHash('sha256').update(pack).digest();
+    const id = packIdOf(packIdSchemeOf(this.repository.config), pack);
     const upload = this.repository.target.put(Keys.pack(id.toString('hex')), pack).then(
       async () => {
         this.bytesWritten += pack.length;

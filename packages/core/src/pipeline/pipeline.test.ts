@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,10 +161,10 @@ describe('backup and restore pipeline', () => {
     expect(report.problems[0]).toMatchObject({ object: key, snapshots: [result.snapshot] });
   });
 
-  it('reads and extends a format-1 repository, whose blob ids are HMAC-SHA256', async () => {
+  it('reads and extends a format-1 repository, whose blob ids are HMAC-SHA256 and pack names SHA-256', async () => {
     const v1Target = new MemoryTarget();
     const created = await Repository.init(v1Target, 'pw');
-    const { blobId: _scheme, ...v1Config } = { ...created.config, version: 1 };
+    const { blobId: _blobId, packId: _packId, ...v1Config } = { ...created.config, version: 1 };
     await v1Target.put(Keys.config, Buffer.from(JSON.stringify(v1Config)));
     const v1 = await Repository.open(v1Target, 'pw');
     expect(blobIdSchemeOf(v1.config)).toBe('hmac-sha256');
@@ -185,6 +185,8 @@ describe('backup and restore pipeline', () => {
       });
       const index = await v1.loadIndex();
       expect(index.has(createHmac('sha256', v1.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
+      const [pack] = await v1.listIds('data/');
+      expect(createHash('sha256').update(await v1Target.get(`data/${pack!.slice(0, 2)}/${pack}`)).digest('hex')).toBe(pack);
       const report = await runCheck(v1, index, v1Pool, true, silentProgress);
       expect(report.problems).toEqual([]);
       const to = join(dir, 'v1.img');

@@ -19,6 +19,7 @@ import {
   sha256,
   type BlobIdScheme,
   type MasterKey,
+  type PackIdScheme,
   type ScryptParams,
 } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type BlobType, type IndexedPack } from './format.js';
@@ -35,11 +36,18 @@ export interface RepositoryConfig {
   packSize: number;
   /** How blob ids are computed: "blake3-keyed" from version 2 on; version 1 configs have no such field and use HMAC-SHA256. */
   blobId?: BlobIdScheme;
+  /** How packs are named: "blake3" from version 2 on; version 1 configs have no such field and use SHA-256. */
+  packId?: PackIdScheme;
 }
 
 /** The blob id scheme a repository of this config uses. */
 export function blobIdSchemeOf(config: RepositoryConfig): BlobIdScheme {
   return config.version === 1 ? 'hmac-sha256' : config.blobId!;
+}
+
+/** The pack naming scheme a repository of this config uses. */
+export function packIdSchemeOf(config: RepositoryConfig): PackIdScheme {
+  return config.version === 1 ? 'sha256' : config.packId!;
 }
 
 /**
@@ -107,6 +115,7 @@ export class Repository {
       chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
       packSize: DEFAULT_PACK_SIZE,
       blobId: 'blake3-keyed',
+      packId: 'blake3',
     };
     const masterKey = newMasterKey();
     const keyId = await writeKeyFile(target, config.id, masterKey, password);
@@ -140,8 +149,8 @@ export class Repository {
       );
     }
     if (config.version < 1) throw new DamageError(`The repository at ${target.location} has an invalid format version ${config.version}`);
-    if (config.version >= 2 && config.blobId !== 'blake3-keyed') {
-      throw new DamageError(`The repository config at ${target.location} names an unknown blob id scheme ${JSON.stringify(config.blobId)}`);
+    if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
+      throw new DamageError(`The repository config at ${target.location} names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`);
     }
     return config;
   }
