@@ -209,7 +209,7 @@ export class Engine {
 
   /**
    * Runs `fn` with a worker pool whose threads start now, so that they load their code while
-   * plugins, the repository (scrypt) and the source open; `#initPool` gives them their keys.
+   * plugins, the repository (scrypt) and the source open; `#initPoolAndLoadIndex` gives them their keys.
    */
   async #withPool<T>(fn: (pool: WorkerPool) => Promise<T>): Promise<T> {
     const pool = WorkerPool.spawn();
