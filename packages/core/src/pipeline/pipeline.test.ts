@@ -44,6 +44,9 @@ function sampleImage(): Buffer {
   return image;
 }
 
+const startPool = (repository: Repository) =>
+  WorkerPool.start({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
+
 describe('backup and restore pipeline', () => {
   let target: FaultyTarget;
   let repository: Repository;
@@ -53,7 +56,7 @@ describe('backup and restore pipeline', () => {
   beforeEach(async () => {
     target = new FaultyTarget(new MemoryTarget());
     repository = await Repository.init(target, 'pw');
-    pool = await WorkerPool.start({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
+    pool = await startPool(repository);
     dir = await mkdtemp(join(tmpdir(), 'cairn-pipeline-'));
   });
   afterEach(async () => {
@@ -162,47 +165,21 @@ describe('backup and restore pipeline', () => {
   });
 
   it('reads and extends a format-1 repository, whose blob ids are HMAC-SHA256 and pack names SHA-256', async () => {
-    const v1Target = new MemoryTarget();
-    const created = await Repository.init(v1Target, 'pw');
-    const { blobId: _blobId, packId: _packId, ...v1Config } = { ...created.config, version: 1 };
-    await v1Target.put(Keys.config, Buffer.from(JSON.stringify(v1Config)));
-    const v1 = await Repository.open(v1Target, 'pw');
-    expect(blobIdSchemeOf(v1.config)).toBe('hmac-sha256');
-    const v1Pool = await WorkerPool.start({ masterKey: v1.masterKey, blobIdScheme: blobIdSchemeOf(v1.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
-    try {
-      const image = sampleImage();
-      const result = await runBackup({
-        repository: v1,
-        index: await v1.loadIndex(),
-        pool: v1Pool,
-        source: memorySource(image),
-        sourceType: 'volume',
-        job: { name: 't', file: '/t.json', job: {} },
-        hooks: createBackupRunHooks(),
-        chunkSize: CHUNK,
-        compression: 'none',
-        progress: silentProgress,
-      });
-      const index = await v1.loadIndex();
-      expect(index.has(createHmac('sha256', v1.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
-      const [pack] = await v1.listIds('data/');
-      expect(createHash('sha256').update(await v1Target.get(`data/${pack!.slice(0, 2)}/${pack}`)).digest('hex')).toBe(pack);
-      const report = await runCheck(v1, index, v1Pool, true, silentProgress);
-      expect(report.problems).toEqual([]);
-      const to = join(dir, 'v1.img');
-      await runRestore({
-        repository: v1,
-        index,
-        pool: v1Pool,
-        snapshot: result.snapshot,
-        manifest: result.manifest,
-        destination: await openDestination(to, image.length, false),
-        hooks: createRestoreRunHooks(),
-        progress: silentProgress,
-      });
-      expect((await readFile(to)).equals(image)).toBe(true);
-    } finally {
-      await v1Pool.dispose();
-    }
+    const { blobId: _blobId, packId: _packId, ...v1Config } = { ...repository.config, version: 1 };
+    await target.put(Keys.config, Buffer.from(JSON.stringify(v1Config)));
+    await pool.dispose();
+    repository = await Repository.open(target, 'pw');
+    pool = await startPool(repository);
+    expect(blobIdSchemeOf(repository.config)).toBe('hmac-sha256');
+    const image = sampleImage();
+    const result = await backup(image);
+    const index = await repository.loadIndex();
+    expect(index.has(createHmac('sha256', repository.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
+    const [pack] = await repository.listIds('data/');
+    expect(createHash('sha256').update(await target.get(`data/${pack!.slice(0, 2)}/${pack}`)).digest('hex')).toBe(pack);
+    const report = await runCheck(repository, index, pool, true, silentProgress);
+    expect(report.problems).toEqual([]);
+    await restore(result.snapshot, join(dir, 'v1.img'));
+    expect((await readFile(join(dir, 'v1.img'))).equals(image)).toBe(true);
   });
 });
