@@ -7,4 +7,5 @@ export * from './source.js';
 export * from './codec.js';
 export * from './hooks.js';
 export * from './plugin.js';
+export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
 export { main } from './cli/main.js';

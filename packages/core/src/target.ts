@@ -25,6 +25,9 @@ export interface ObjectInfo {
  * - `list(prefix)` yields every complete object whose key starts with `prefix`, in no
  *   particular order, never an incomplete one.
  * - Methods may run concurrently.
+ * - `put` must not keep `data` once its promise settles: the caller fills the same memory
+ *   with the next object. Packs come in page-aligned memory, which a target writing to a
+ *   file can hand to direct I/O (see `directIoSpan`).
  */
 export interface Target extends IDisposable {
   /** A human-readable location for messages, e.g. `/srv/repo` or `s3://bucket/prefix`. */

@@ -1,8 +1,10 @@
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TargetError } from '@cairn/core';
+import { TargetError, allocateAligned } from '@cairn/core';
 import { createTestPluginContext, describeTargetConformance } from '@cairn/core/testing';
 import { activate } from './index.js';
 import { LocalTarget, localTargetFactory } from './local-target.js';
@@ -110,6 +112,55 @@ describe('LocalTarget', () => {
     ];
     for (const call of calls) {
       expect(target.isNotFound(await call().catch((err: unknown) => err)), String(call)).toBe(true);
+    }
+  });
+});
+
+describe('LocalTarget with packs in page-aligned memory', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await makeTempDir();
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A pack of `length` bytes at the start of aligned memory whose bytes after the pack are not zero. */
+  function alignedPack(length: number): Uint8Array {
+    const memory = new Uint8Array(allocateAligned(length + 8192));
+    randomFillSync(memory);
+    return memory.subarray(0, length);
+  }
+
+  async function expectStored(target: LocalTarget, folder: string, cases: Array<[string, Uint8Array]>): Promise<void> {
+    for (const [key, data] of cases) await target.put(key, data);
+    for (const [key, data] of cases) {
+      const path = join(folder, key);
+      expect((await readFile(path)).equals(Buffer.from(data)), key).toBe(true);
+      expect((await stat(path)).mode & 0o777, key).toBe(0o600);
+    }
+    expect(await readdir(join(folder, 'data/ab'))).toEqual(cases.map(([key]) => key.split('/').pop()).sort());
+  }
+
+  const cases = (): Array<[string, Uint8Array]> => [
+    ['data/ab/ab01', alignedPack(5000)],
+    ['data/ab/ab02', alignedPack(3 * 4096)],
+    ['data/ab/ab03', alignedPack(1)],
+    ['data/ab/ab04', alignedPack(16 * 1024 * 1024 + 77)],
+  ];
+
+  it('stores exactly the pack, not the memory after it', async () => {
+    const root = join(dir, 'repo');
+    await expectStored(new LocalTarget(root), root, cases());
+  });
+
+  // ramfs refuses O_DIRECT (EINVAL, after creating the file); mounting it needs root.
+  it.skipIf(process.getuid?.() !== 0)('writes through the page cache on a filesystem without direct I/O', async () => {
+    execFileSync('mount', ['-t', 'ramfs', 'ramfs', dir]);
+    try {
+      await expectStored(new LocalTarget(dir), dir, cases());
+    } finally {
+      execFileSync('umount', [dir]);
     }
   });
 });

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { TargetError } from '@cairn/core';
+import { TargetError, directIoSpan } from '@cairn/core';
 import type { ByteRange, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
 
 export interface LocalTargetSettings extends TargetSettings {
@@ -43,6 +44,8 @@ export class LocalTarget implements Target {
   readonly location: string;
   /** Folder creations under way, so that concurrent puts into a new folder wait for it to be durable. */
   readonly #foldersInProgress = new Map<string, Promise<void>>();
+  /** Cleared for good once the filesystem refuses direct I/O. */
+  #directWrites = true;
 
   constructor(root: string) {
     this.location = resolve(root);
@@ -54,15 +57,7 @@ export class LocalTarget implements Target {
     const tempPath = join(folder, TEMP_PREFIX + randomBytes(8).toString('hex'));
     try {
       await this.#ensureFolder(folder);
-      const handle = await open(tempPath, 'wx', FILE_MODE);
-      try {
-        // The umask may have taken bits off the mode given to open; set it exactly.
-        await handle.chmod(FILE_MODE);
-        await handle.writeFile(data);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await this.#writeNewFile(tempPath, data);
       await rename(tempPath, path);
       await syncFolder(folder);
     } catch (err) {
@@ -116,6 +111,56 @@ export class LocalTarget implements Target {
 
   dispose(): void {
     // Every call opens and closes its own handles; nothing stays open between calls.
+  }
+
+  /**
+   * Creates the file `path` holding `data`, durably. Packs arrive in page-aligned memory
+   * and go to the disk with direct I/O: through the page cache, each one cost kernel time to
+   * copy and to find fresh pages for (a quarter to half a second of CPU per GB here), for
+   * data that nothing reads back soon.
+   */
+  async #writeNewFile(path: string, data: Uint8Array): Promise<void> {
+    const span = this.#directWrites ? directIoSpan(data) : undefined;
+    if (span && (await this.#writeNewFileDirect(path, span, data.length))) return;
+    const handle = await open(path, 'wx', FILE_MODE);
+    try {
+      // The umask may have taken bits off the mode given to open; set it exactly.
+      await handle.chmod(FILE_MODE);
+      await writeAll(handle, data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Writes `span` (whole blocks) with O_DIRECT and cuts the file to `length`. Returns false,
+   * with no file left at `path`, when the filesystem refuses direct I/O (EINVAL: ramfs, some
+   * FUSE filesystems); from then on this target writes through the page cache.
+   */
+  async #writeNewFileDirect(path: string, span: Uint8Array, length: number): Promise<boolean> {
+    let handle: FileHandle | undefined;
+    let refused = false;
+    try {
+      handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, FILE_MODE);
+      await handle.chmod(FILE_MODE);
+      await writeAll(handle, span);
+      await handle.truncate(length);
+      await handle.sync();
+    } catch (err) {
+      if (errorCode(err) !== 'EINVAL') throw err;
+      refused = true;
+    } finally {
+      await handle?.close();
+    }
+    if (refused) {
+      this.#directWrites = false;
+      // Some filesystems create the file before refusing O_DIRECT.
+      await unlink(path).catch((err: unknown) => {
+        if (errorCode(err) !== 'ENOENT') throw err;
+      });
+    }
+    return !refused;
   }
 
   /** Yields the objects under the folder of key prefix `folderKey` (empty or ending in `/`) whose keys start with `prefix`. */
@@ -222,6 +267,13 @@ async function readRange(path: string, { offset, length }: ByteRange): Promise<B
     return buffer;
   } finally {
     await handle.close();
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
+  for (let written = 0; written < data.length; ) {
+    const { bytesWritten } = await handle.write(data, written, data.length - written, written);
+    written += bytesWritten;
   }
 }
 

@@ -32,3 +32,16 @@ export function suitsDirectIo(data: Uint8Array, offset: number): boolean {
     offset % DIRECT_IO_ALIGNMENT === 0
   );
 }
+
+/**
+ * What to write with direct I/O to store `data` at a block-aligned file offset: `data`
+ * extended to a whole number of blocks, when it starts on a block boundary of page-aligned
+ * memory that has room for the extension. The caller then truncates the file to
+ * `data.length`. Undefined when direct I/O cannot take `data` as it is.
+ */
+export function directIoSpan(data: Uint8Array): Uint8Array | undefined {
+  if (!pageAligned.has(data.buffer) || data.byteOffset % DIRECT_IO_ALIGNMENT !== 0) return undefined;
+  const length = Math.ceil(data.byteLength / DIRECT_IO_ALIGNMENT) * DIRECT_IO_ALIGNMENT;
+  if (length === 0 || data.byteOffset + length > data.buffer.byteLength) return undefined;
+  return new Uint8Array(data.buffer, data.byteOffset, length);
+}

@@ -1,21 +1,39 @@
-import { packIdOf, seal } from '../crypto/crypto.js';
-import { Keys, encodeIndex, encodePackHeader, type BlobType, type IndexedPack, type PackedBlob } from '../repository/format.js';
+import { SEAL_OVERHEAD, packIdOf, seal } from '../crypto/crypto.js';
+import { Keys, encodeIndex, encodePackHeader, packHeaderLength, type BlobType, type IndexedPack, type PackedBlob } from '../repository/format.js';
 import { packIdSchemeOf, type Repository } from '../repository/repository.js';
+import { allocateAligned } from './aligned-memory.js';
 
 /** Packs written before an index file is flushed, so an interrupted run keeps most of its work. */
 const PACKS_PER_INDEX = 16;
 /** Pack uploads in flight at once. */
 const UPLOAD_CONCURRENCY = 3;
+/** Blobs a pack buffer has header room for beyond what fills it; more small blobs close a pack early. */
+const HEADER_ROOM_BLOBS = 256;
+
+/** Bytes that follow a pack's blobs: the sealed header and its length (u32). */
+function packTailLength(blobCount: number): number {
+  return packHeaderLength(blobCount) + SEAL_OVERHEAD + 4;
+}
 
 /**
  * Groups sealed blobs into packs, uploads them, and writes index files for uploaded packs.
  * `add` waits while too many uploads are in flight (backpressure). Index files only ever
  * name packs whose upload completed, so a crash cannot leave an index pointing at nothing.
+ *
+ * A pack is assembled in a page-aligned buffer that is used again once its upload settled:
+ * a fresh 16 MiB buffer per pack cost page faults on every byte (a third of a second of the
+ * main thread's time for a 4 GiB volume), and page-aligned memory lets a local target write
+ * the pack with direct I/O instead of through the page cache.
  */
 export class Packer {
   #blobs: PackedBlob[] = [];
-  #parts: Buffer[] = [];
+  /** The pack being filled; undefined until the first blob after a close. */
+  #buffer: Uint8Array | undefined;
   #size = 0;
+  readonly #spareBuffers: Uint8Array[] = [];
+  /** Buffers of the standard length, which are used again (an oversized one is not). */
+  readonly #reusable = new WeakSet<ArrayBufferLike>();
+  readonly #bufferLength: number;
   readonly #uploads = new Set<Promise<void>>();
   #uploaded: IndexedPack[] = [];
   #failure: unknown;
@@ -23,12 +41,19 @@ export class Packer {
   bytesWritten = 0;
   packsWritten = 0;
 
-  constructor(private readonly repository: Repository) {}
+  constructor(private readonly repository: Repository) {
+    const { packSize, chunkSize } = repository.config;
+    // A pack closes once it holds packSize bytes, so it can go over by one blob: a whole
+    // sealed chunk (codec byte + seal overhead) must fit after packSize - 1 bytes.
+    this.#bufferLength = packSize + chunkSize + 1 + SEAL_OVERHEAD + packTailLength(HEADER_ROOM_BLOBS);
+  }
 
-  async add(type: BlobType, id: Buffer, sealed: Buffer, rawLength: number): Promise<void> {
+  async add(type: BlobType, id: Buffer, sealed: Uint8Array, rawLength: number): Promise<void> {
     this.#throwIfFailed();
+    if (this.#buffer && this.#size + sealed.length + packTailLength(this.#blobs.length + 1) > this.#buffer.length) await this.#closePack();
+    const buffer = (this.#buffer ??= this.#takeBuffer(sealed.length));
+    buffer.set(sealed, this.#size);
     this.#blobs.push({ type, id, offset: this.#size, length: sealed.length, rawLength });
-    this.#parts.push(sealed);
     this.#size += sealed.length;
     if (this.#size >= this.repository.config.packSize) await this.#closePack();
   }
@@ -46,30 +71,56 @@ export class Packer {
     await Promise.allSettled(this.#uploads);
   }
 
+  /** A buffer for a new pack whose first blob has `firstBlobLength` bytes. */
+  #takeBuffer(firstBlobLength: number): Uint8Array {
+    const needed = firstBlobLength + packTailLength(1);
+    // Only a blob larger than any chunk (none is written today) gets a buffer of its own.
+    if (needed > this.#bufferLength) return new Uint8Array(allocateAligned(needed));
+    const spare = this.#spareBuffers.pop();
+    if (spare) return spare;
+    const buffer = new Uint8Array(allocateAligned(this.#bufferLength));
+    this.#reusable.add(buffer.buffer);
+    return buffer;
+  }
+
+  #recycle(buffer: Uint8Array): void {
+    if (this.#reusable.has(buffer.buffer)) this.#spareBuffers.push(buffer);
+  }
+
   async #closePack(): Promise<void> {
+    const buffer = this.#buffer!;
     const blobs = this.#blobs;
     const header = seal(this.repository.masterKey.encryption, encodePackHeader(blobs));
-    const trailer = Buffer.alloc(4);
-    trailer.writeUInt32LE(header.length);
-    const pack = Buffer.concat([...this.#parts, header, trailer]);
+    buffer.set(header, this.#size);
+    const length = this.#size + header.length + 4;
+    new DataView(buffer.buffer, buffer.byteOffset).setUint32(length - 4, header.length, true);
+    const pack = buffer.subarray(0, length);
+    this.#buffer = undefined;
     this.#blobs = [];
-    this.#parts = [];
     this.#size = 0;
 
-    while (this.#uploads.size >= UPLOAD_CONCURRENCY) await Promise.race(this.#uploads);
-    this.#throwIfFailed();
+    try {
+      while (this.#uploads.size >= UPLOAD_CONCURRENCY) await Promise.race(this.#uploads);
+      this.#throwIfFailed();
+    } catch (err) {
+      this.#recycle(buffer);
+      throw err;
+    }
     const id = packIdOf(packIdSchemeOf(this.repository.config), pack);
-    const upload = this.repository.target.put(Keys.pack(id.toString('hex')), pack).then(
-      async () => {
-        this.bytesWritten += pack.length;
-        this.packsWritten++;
-        this.#uploaded.push({ id, blobs });
-        if (this.#uploaded.length >= PACKS_PER_INDEX) await this.#writeIndex();
-      },
-      (err: unknown) => {
-        this.#failure ??= err;
-      },
-    );
+    const upload = this.repository.target
+      .put(Keys.pack(id.toString('hex')), pack)
+      .then(
+        async () => {
+          this.bytesWritten += pack.length;
+          this.packsWritten++;
+          this.#uploaded.push({ id, blobs });
+          if (this.#uploaded.length >= PACKS_PER_INDEX) await this.#writeIndex();
+        },
+        (err: unknown) => {
+          this.#failure ??= err;
+        },
+      )
+      .finally(() => this.#recycle(buffer));
     const tracked = upload.finally(() => this.#uploads.delete(tracked));
     this.#uploads.add(tracked);
   }

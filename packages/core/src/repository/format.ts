@@ -39,8 +39,13 @@ export interface PackedBlob {
 const PACK_MAGIC = Buffer.from('CPK1');
 const PACK_ENTRY = 1 + ID_LENGTH + 4 + 4;
 
+/** Length of the plaintext pack header that lists `blobCount` blobs. */
+export function packHeaderLength(blobCount: number): number {
+  return 8 + blobCount * PACK_ENTRY;
+}
+
 export function encodePackHeader(blobs: readonly PackedBlob[]): Buffer {
-  const out = Buffer.alloc(8 + blobs.length * PACK_ENTRY);
+  const out = Buffer.alloc(packHeaderLength(blobs.length));
   PACK_MAGIC.copy(out, 0);
   out.writeUInt32LE(blobs.length, 4);
   let at = 8;
@@ -57,7 +62,7 @@ export function encodePackHeader(blobs: readonly PackedBlob[]): Buffer {
 export function decodePackHeader(plain: Buffer): PackedBlob[] {
   if (plain.length < 8 || !plain.subarray(0, 4).equals(PACK_MAGIC)) throw new Error('not a pack header');
   const count = plain.readUInt32LE(4);
-  if (plain.length !== 8 + count * PACK_ENTRY) throw new Error('pack header has the wrong length');
+  if (plain.length !== packHeaderLength(count)) throw new Error('pack header has the wrong length');
   const blobs: PackedBlob[] = [];
   let offset = 0;
   for (let i = 0, at = 8; i < count; i++, at += PACK_ENTRY) {

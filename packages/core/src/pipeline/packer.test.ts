@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { MemoryTarget } from '../testing/index.js';
+import { Repository } from '../repository/repository.js';
+import { BlobType, Keys, decodePackHeader } from '../repository/format.js';
+import { open as openSealed, packIdOf } from '../crypto/crypto.js';
+import { Packer } from './packer.js';
+
+const MiB = 1024 * 1024;
+
+/** Stores `blobs` through a Packer and checks every pack and blob against what was added. */
+async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs: number; index: Awaited<ReturnType<Repository['loadIndex']>> }> {
+  const target = new MemoryTarget();
+  const repository = await Repository.init(target, 'pw', { chunkSize });
+  const packer = new Packer(repository);
+  const ids = blobs.map(() => randomBytes(32));
+  for (const [i, blob] of blobs.entries()) await packer.add(BlobType.chunk, ids[i]!, blob, blob.length + 100);
+  await packer.flush();
+
+  const index = await repository.loadIndex();
+  expect(index.blobCount).toBe(blobs.length);
+  const packBytes = new Map<string, Buffer>();
+  for (const packId of index.packIds) {
+    const pack = await target.get(Keys.pack(packId));
+    packBytes.set(packId, pack);
+    expect(packIdOf('blake3', pack).toString('hex'), 'pack named by its hash').toBe(packId);
+    const headerLength = pack.readUInt32LE(pack.length - 4);
+    const header = decodePackHeader(openSealed(repository.masterKey.encryption, pack.subarray(pack.length - 4 - headerLength, pack.length - 4)));
+    expect(header.at(-1)!.offset + header.at(-1)!.length, 'the header follows the last blob').toBe(pack.length - 4 - headerLength);
+  }
+  for (const [i, blob] of blobs.entries()) {
+    const location = index.get(ids[i]!.toString('hex'))!;
+    const pack = packBytes.get(location.pack)!;
+    expect(pack.subarray(location.offset, location.offset + location.length).equals(blob), `blob ${i}`).toBe(true);
+    expect(location.rawLength).toBe(blob.length + 100);
+  }
+  return { packs: index.packIds.length, index };
+}
+
+describe('Packer', () => {
+  it('fills packs to the pack size and reuses their memory without mixing up their bytes', async () => {
+    // 80 MiB of blobs: more packs than uploads in flight, so pack buffers are used again.
+    const blobs = Array.from({ length: 80 }, (_, i) => randomBytes(MiB - 1000 * (i % 7)));
+    const { packs } = await packAndVerify(blobs);
+    expect(packs).toBeGreaterThanOrEqual(5);
+    expect(packs).toBeLessThanOrEqual(6);
+  });
+
+  it('keeps a full-size sealed chunk that arrives when a pack is nearly full', async () => {
+    const blobs = [randomBytes(16 * MiB - 1), randomBytes(MiB + 29), randomBytes(MiB + 29), randomBytes(10)];
+    await packAndVerify(blobs);
+  });
+
+  it('closes a pack early rather than overflow its header room with many small blobs', async () => {
+    // A pack buffer has room for one chunk (64 KiB here) past the pack size; 4,200 blobs of
+    // 4,000 bytes fill a 16 MiB pack, and their header entries (41 bytes each) take 172 KB.
+    const blobs = Array.from({ length: 5000 }, () => randomBytes(4000));
+    const { index } = await packAndVerify(blobs, 64 * 1024);
+    const packEnds = index.packIds.map((id) => index.packDataEnd(id)!);
+    expect(Math.max(...packEnds)).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('gives a blob larger than any chunk a pack of its own', async () => {
+    const blobs = [randomBytes(1000), randomBytes(20 * MiB), randomBytes(1000)];
+    await packAndVerify(blobs);
+  });
+});
