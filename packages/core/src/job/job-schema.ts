@@ -91,7 +91,9 @@ export interface JobValidator {
 
 export function createJobValidator(host: PluginHost): JobValidator {
   const schema = buildJobSchema(host);
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true }); // verbose: errors carry the offending value
+  // verbose: errors carry the offending value. optimize: off, because the validator checks one
+  // small file per run and compiling it is on every command's startup path (50 → 30 ms here).
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, code: { optimize: false } });
   const validate: ValidateFunction = ajv.compile(schema);
   const owner = new Map<string, string>();
   for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
