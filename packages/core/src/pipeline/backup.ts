@@ -85,9 +85,9 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
   // reads in sequence from the page cache here, and the kernel reads ahead of a sequential
   // reader on its own.
   let previousRead: Promise<unknown> = Promise.resolve();
+  const extents = new ExtentCursor(source.extents, size);
   await pool.imageReset();
   progress.start('backup', size);
-  const extents = new ExtentCursor(source.extents);
   try {
     for (let i = 0; i < chunkCount && failure === undefined; i++) {
       const start = i * chunkSize;
@@ -176,15 +176,13 @@ const SCATTERED_RANGES = 8;
 
 /** Fills `bytes` (the chunk at `start`) with the used ranges and zeros elsewhere. */
 async function readUsedParts(source: OpenedSource, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {
-  const whole = ranges.length === 1 && ranges[0]!.offset === start && ranges[0]!.length === bytes.length;
-  if (whole) return source.read(bytes, start, bytes.length);
-  if (ranges.length <= SCATTERED_RANGES) {
-    bytes.fill(0);
+  if (ranges.length > SCATTERED_RANGES) {
+    await source.read(bytes, start, bytes.length);
+  } else {
     for (const range of ranges) await source.read(bytes.subarray(range.offset - start), range.offset, range.length);
-    return;
   }
-  await source.read(bytes, start, bytes.length);
-  // Unused bytes must not reach the repository: stale data in free space is not part of the image.
+  // Unused bytes must not reach the repository: stale data in free space is not part of the
+  // image. Only the gaps are cleared; a slot still holds the previous chunk's bytes.
   let at = start;
   for (const range of ranges) {
     bytes.fill(0, at - start, range.offset - start);
@@ -196,7 +194,20 @@ async function readUsedParts(source: OpenedSource, bytes: Uint8Array, start: num
 /** Walks sorted extents alongside increasing chunk offsets. */
 class ExtentCursor {
   #at = 0;
-  constructor(private readonly extents: readonly Extent[]) {}
+  constructor(
+    private readonly extents: readonly Extent[],
+    size: number,
+  ) {
+    // Chunks are filled and their gaps cleared on the strength of this order: a source that
+    // breaks it would store wrong images, so it is refused before anything is read.
+    let end = 0;
+    for (const { offset, length } of extents) {
+      if (!(offset >= end && length > 0 && offset + length <= size)) {
+        throw new Error(`The source reported extents that are not sorted, non-overlapping ranges within its ${size} bytes (at offset ${offset}, length ${length}); this is a bug in its plugin`);
+      }
+      end = offset + length;
+    }
+  }
 
   /** The parts of [start, start+length) covered by extents, clipped to that range. */
   within(start: number, length: number): Extent[] {

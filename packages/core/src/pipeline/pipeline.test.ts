@@ -121,12 +121,36 @@ describe('backup and restore pipeline', () => {
   it('keeps only used bytes of a chunk with scattered used ranges, never the stale ones', async () => {
     const image = randomBytes(CHUNK * 2);
     const extents = Array.from({ length: 20 }, (_, k) => ({ offset: k * 4096 + 100, length: 1000 }));
-    extents.push({ offset: CHUNK + 10, length: 3 }); // few ranges: read one by one
+    extents.splice(16, 0, { offset: CHUNK + 10, length: 3 }); // few ranges in chunk 1: read one by one
     const result = await backup(image, extents);
     await restore(result.snapshot, join(dir, 'scattered.img'));
     const expected = Buffer.alloc(image.length);
     for (const e of extents) image.copy(expected, e.offset, e.offset, e.offset + e.length);
     expect((await readFile(join(dir, 'scattered.img'))).equals(expected)).toBe(true);
+  });
+
+  it('refuses extents that are out of order or overlap, as a source that breaks its contract', async () => {
+    const image = randomBytes(CHUNK * 2);
+    const cases = [
+      [{ offset: CHUNK, length: 10 }, { offset: 0, length: 10 }],
+      [{ offset: 0, length: 100 }, { offset: 50, length: 100 }],
+      [{ offset: CHUNK * 2 - 5, length: 10 }],
+    ];
+    for (const extents of cases) await expect(backup(image, extents), JSON.stringify(extents)).rejects.toThrow(/extents/);
+  });
+
+  it('clears the unused bytes of a partly used chunk in a slot that held another chunk before', async () => {
+    // More chunks than slots, alternating whole and partly used: every slot is used again,
+    // and the previous chunk's bytes must not show through the gaps.
+    const image = randomBytes(CHUNK * 40);
+    const extents = Array.from({ length: 40 }, (_, k) =>
+      k % 2 === 0 ? [{ offset: k * CHUNK, length: CHUNK }] : [{ offset: k * CHUNK + 512, length: 100 }, { offset: k * CHUNK + 9000, length: 5000 }],
+    ).flat();
+    const result = await backup(image, extents);
+    await restore(result.snapshot, join(dir, 'partly-used.img'));
+    const expected = Buffer.alloc(image.length);
+    for (const e of extents) image.copy(expected, e.offset, e.offset, e.offset + e.length);
+    expect((await readFile(join(dir, 'partly-used.img'))).equals(expected)).toBe(true);
   });
 
   it('keeps earlier snapshots intact when uploads fail mid-backup', async () => {
