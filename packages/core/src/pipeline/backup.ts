@@ -5,7 +5,7 @@ import type { Repository, BlobIndex } from '../repository/repository.js';
 import { BlobType, CHUNKS_PER_MAP, ChunkKind, encodeChunkMap, type ChunkRecord } from '../repository/format.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import { Packer } from './packer.js';
-import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import { SEALED_CHUNK_OVERHEAD, SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
 
 export interface BackupInput {
@@ -39,7 +39,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
   const size = source.layout.size;
   const chunkCount = Math.ceil(size / chunkSize);
   const records: ChunkRecord[] = new Array(chunkCount);
-  const slots = new SlotPool(2 * defaultPoolSize() + 6, chunkSize);
+  const slots = new SlotPool(2 * defaultPoolSize() + 6, chunkSize + SEALED_CHUNK_OVERHEAD);
   const stored = new Set<string>();
   const packer = new Packer(repository);
   const stats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
@@ -60,8 +60,10 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       if (index.has(id) || stored.has(id)) return;
       stored.add(id);
       stats.newChunks++;
-      const sealed = await pool.seal(slot, length);
-      await packer.add(BlobType.chunk, hashed.id, sealed, length);
+      // Sealing writes the blob over the chunk: the image hasher must be done reading it.
+      await imageHashed;
+      const sealedLength = await pool.sealInSlot(slot, length);
+      await packer.add(BlobType.chunk, hashed.id, new Uint8Array(slot, 0, sealedLength), length);
     } finally {
       await imageHashed.catch(() => undefined);
       slots.release(slot);

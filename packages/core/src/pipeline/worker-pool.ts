@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { CodecRegistration, CodecSettings } from '../codec.js';
-import type { BlobIdScheme, MasterKey } from '../crypto/crypto.js';
+import { SEAL_OVERHEAD, type BlobIdScheme, type MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
@@ -120,10 +120,14 @@ export class WorkerPool implements IDisposable {
     return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id!) };
   }
 
-  /** Compressed and encrypted blob of a chunk. */
-  async seal(slot: SharedArrayBuffer, length: number): Promise<Buffer> {
-    const reply = await this.#leastBusy().request({ op: 'seal', slot, length });
-    return toBuffer(reply.sealed!);
+  /**
+   * Compresses and encrypts the chunk in the first `length` bytes of the slot, and writes the
+   * blob over it; resolves to the blob's length. The slot must have SEALED_CHUNK_OVERHEAD
+   * bytes of room past the chunk, and nothing else may read the chunk meanwhile.
+   */
+  async sealInSlot(slot: SharedArrayBuffer, length: number): Promise<number> {
+    const reply = await this.#leastBusy().request({ op: 'sealInSlot', slot, length });
+    return reply.sealedLength!;
   }
 
   async sealBytes(data: Uint8Array): Promise<{ id: Buffer; sealed: Buffer }> {
@@ -169,6 +173,9 @@ export class WorkerPool implements IDisposable {
 function toBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
+
+/** How much longer a sealed chunk can be than the chunk: a codec byte, and the seal's nonce and tag (when compression does not help). */
+export const SEALED_CHUNK_OVERHEAD = 1 + SEAL_OVERHEAD;
 
 export function defaultPoolSize(): number {
   return Math.max(1, Math.min(8, availableParallelism()));

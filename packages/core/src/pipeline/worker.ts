@@ -8,13 +8,14 @@ import { CODEC_NONE } from '../repository/format.js';
 /*
  * The CPU-heavy per-chunk work, off the main thread: zero detection, keyed hashing,
  * compression, encryption, and the reverse. Chunks arrive in SharedArrayBuffer slots (no
- * copy); sealed output is transferred back. Also keeps one ordered sha256 of a whole image.
+ * copy); a chunk's blob is written back into its slot, other output is transferred back.
+ * Also keeps one ordered sha256 of a whole image.
  */
 
 export type WorkerRequest =
   | { op: 'init'; role: 'pool' | 'image-hasher'; encryptionKey: Uint8Array; blobIdKey: Uint8Array; blobIdScheme: BlobIdScheme; codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }
   | { op: 'hash'; slot: SharedArrayBuffer; length: number }
-  | { op: 'seal'; slot: SharedArrayBuffer; length: number }
+  | { op: 'sealInSlot'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into?: SharedArrayBuffer }
   | { op: 'imageReset' }
@@ -28,7 +29,7 @@ export interface ImageDigest {
 }
 
 export type WorkerReply =
-  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; plain?: Uint8Array; digest?: ImageDigest }
+  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; sealedLength?: number; plain?: Uint8Array; digest?: ImageDigest }
   | { ok: false; message: string; kind?: 'damage' | 'missing-codec' };
 
 let encryptionKey: Buffer;
@@ -165,9 +166,12 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       if (isAllZero(bytes)) return { reply: { ok: true, zero: true }, transfer: [] };
       return { reply: { ok: true, zero: false, id: blobId(bytes) }, transfer: [] };
     }
-    case 'seal': {
+    case 'sealInSlot': {
+      // The blob replaces the chunk in its slot, which has room for the seal's overhead:
+      // nothing is transferred, so the main thread gets no new memory to collect per chunk.
       const sealed = sealPlain(Buffer.from(request.slot, 0, request.length));
-      return { reply: { ok: true, sealed }, transfer: [sealed.buffer as ArrayBuffer] };
+      new Uint8Array(request.slot).set(sealed);
+      return { reply: { ok: true, sealedLength: sealed.length }, transfer: [] };
     }
     case 'sealBytes': {
       const plain = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
