@@ -273,6 +273,7 @@ async function readRange(path: string, { offset, length }: ByteRange): Promise<B
 async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
   for (let written = 0; written < data.length; ) {
     const { bytesWritten } = await handle.write(data, written, data.length - written, written);
+    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     written += bytesWritten;
   }
 }
