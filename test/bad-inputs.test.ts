@@ -99,6 +99,15 @@ describe('bad inputs give their exit code and a clear message', () => {
       expectCleanFailure(await runCli(['frobnicate'], {}), 2, /Unknown argument: frobnicate/, /--help/);
       expectCleanFailure(await runCli(['restore', job, 'latest'], { env: PASSWORD_ENV }), 2, /Missing required argument: to/);
     });
+
+    test('a snapshot prefix that looks like a number is taken as typed', async () => {
+      // Hex ids can read as numbers (0012e4 = 120000); a prefix is matched as the text it is.
+      for (const prefix of ['0012e4', '4982076e05', '0123456789']) {
+        const restored = await runCli(['restore', job, prefix, '--to', join(dir, 'never.img')], { env: PASSWORD_ENV });
+        expectCleanFailure(restored, 2, new RegExp(`No snapshot ${prefix} in `));
+        expectCleanFailure(await runCli(['show', job, prefix], { env: PASSWORD_ENV }), 2, new RegExp(`No snapshot ${prefix} in `));
+      }
+    });
   });
 
   test('a missing source (exit 1) names the path', async () => {

@@ -34,6 +34,9 @@ function parser(args: string[]): Argv<GlobalOptions> {
     .option('json', { type: 'boolean', default: false, describe: 'Machine-readable output on stdout' })
     .option('plugins', { type: 'string', describe: 'The plugins.json to use (default: $CAIRN_PLUGINS, else the installation\'s)' })
     .option('verbose', { type: 'boolean', default: false, describe: 'Log debug messages' })
+    // Job paths and snapshot ids are text: a prefix such as 4982076e05 must not become the
+    // number 498207600000. Options declared as numbers are still parsed as numbers.
+    .parserConfiguration({ 'parse-numbers': false, 'parse-positional-numbers': false })
     .command('init <job>', 'Create the repository the job\'s target points at')
     .command('backup <job>', 'Run the job once: image the source into the repository')
     .command('snapshots <job>', 'List the snapshots in the job\'s repository')
