@@ -204,7 +204,7 @@ class ExtentCursor {
     // breaks it would store wrong images, so it is refused before anything is read.
     let end = 0;
     for (const { offset, length } of extents) {
-      if (!(offset >= end && length > 0 && offset + length <= size)) {
+      if (!(offset >= end && length >= 0 && offset + length <= size)) {
         throw new Error(`The source reported extents that are not sorted, non-overlapping ranges within its ${size} bytes (at offset ${offset}, length ${length}); this is a bug in its plugin`);
       }
       end = offset + length;
