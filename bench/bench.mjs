@@ -27,6 +27,8 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
   --quick            a small generated corpus (512 MiB ext4 with random + system files)
                      instead of the shared 2 x 4 GiB one
   --runs N           repeat the cairn steps N times and report medians (default 1)
+  --peer-runs N      run restic, borg and partclone (peers.sh) N times and report medians
+                     (default: as --runs), so that goal ratios compare median with median
   --mode M[,M...]    cairn volume mode(s) to measure: used, exact (default used,exact;
                      the first one is the one compared with the goals and the remote targets)
   --level L          zstd level for cairn (default 3, as the zstd peer)
@@ -56,6 +58,7 @@ function parseArgs(argv) {
       case '--': break;
       case '--quick': o.quick = true; break;
       case '--runs': o.runs = Number(val()); break;
+      case '--peer-runs': o.peerRuns = Number(val()); break;
       case '--mode': case '--modes': o.modes = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--level': o.level = Number(val()); break;
       case '--corpus': o.corpus = path.resolve(val()); break;
@@ -70,6 +73,8 @@ function parseArgs(argv) {
     }
   }
   if (!Number.isInteger(o.runs) || o.runs < 1) die('--runs must be a positive integer', 2);
+  o.peerRuns ??= o.runs;
+  if (!Number.isInteger(o.peerRuns) || o.peerRuns < 1) die('--peer-runs must be a positive integer', 2);
   if (!Number.isInteger(o.level)) die('--level must be an integer', 2);
   const badMode = o.modes.find((m) => m !== 'used' && m !== 'exact');
   if (badMode || !o.modes.length) die(`--mode: unknown mode ${badMode ?? '(none)'}; use used, exact or both`, 2);
@@ -400,52 +405,73 @@ function zstdPeer(o, images) {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** Runs ../shared/bench/peers.sh and turns its lines into rows (its own zstd lines are skipped: measured above). */
+/**
+ * Runs ../shared/bench/peers.sh `o.peerRuns` times and turns its lines into rows, with the
+ * median wall time, RSS and size of each step (its own zstd lines are skipped: measured above).
+ * A single run of restic varied by 10 % on this shared machine, so goal ratios compare
+ * medians with medians.
+ */
 function sharedPeers(o, available) {
   const script = findShared('peers.sh');
   if (!script) { log('peers.sh not found; skipping restic/borg/partclone'); return; }
   const work = path.join(o.work, 'peers');
-  log(`peers: running ${script} for ${available.join(', ')} (this takes a while on the full corpus)`);
-  const r = spawnSync('bash', [script, o.corpus, work], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * MB });
-  const out = r.stdout ?? '';
-  process.stdout.write(out.split('\n').filter(Boolean).map((l) => `  peers.sh| ${l}\n`).join(''));
   const names = { partclone: 'partclone|zstd', restic: 'restic', borg: 'borg' };
-  const identical = {};
-  for (const line of out.split('\n')) {
-    const id = line.match(/^(\S+) restore (identical|DIFFERS)/);
-    if (id) identical[id[1]] = id[2];
-  }
-  const lastStored = {};
-  const sizeOf = (step) => (step === 'full' ? o.images.sysvol.size : o.images.sysvol2.size);
   const stepLabel = { full: 'full (sysvol)', incr: 'incr (sysvol2)', restore: 'restore latest' };
-  for (const line of out.split('\n')) {
-    let m = line.match(/^(\S+)\s+(\S+)\s+wall\s+([\d.]+) s\s+rss\s+(\d+) MB\s+stored\s+(\d*) MB/);
-    const peer = m?.[1] ?? line.match(/^(\S+)\s/)?.[1];
-    if (!peer || !(peer in names) || !available.includes(peer)) continue;
-    const tool = names[peer];
-    if (m) {
-      const [, , step, wall, rss, stored] = m;
-      const w = Number(wall);
-      const storedMB = stored === '' ? null : Number(stored);
-      const rowData = {
-        tool, step: stepLabel[step] ?? step, wall: w, mbps: sizeOf(step) / MB / Math.max(w, 0.01), rssMB: Number(rss),
-      };
-      if (step !== 'restore') {
-        rowData.storedMB = storedMB;
-        rowData.addedMB = storedMB == null ? null : storedMB - (lastStored[peer] ?? 0);
-        lastStored[peer] = storedMB ?? lastStored[peer];
-      } else {
-        const latest = peer === 'partclone' ? 'full (sysvol)' : 'incr (sysvol2)';
-        rowData.note = `of ${latest}` + (identical[peer] ? `; cmp ${identical[peer]}` : '');
-        if (peer === 'partclone') rowData.mbps = o.images.sysvol.size / MB / Math.max(w, 0.01);
+  /** peer → step → measurements of each run; peer → restore verdicts of each run. */
+  const measured = {};
+  const verdicts = {};
+  const failures = {};
+  for (let run = 1; run <= o.peerRuns; run++) {
+    log(`peers: running ${script} for ${available.join(', ')}${o.peerRuns > 1 ? `, run ${run}/${o.peerRuns}` : ''} (this takes a while on the full corpus)`);
+    const r = spawnSync('bash', [script, o.corpus, work], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 * MB });
+    const out = r.stdout ?? '';
+    process.stdout.write(out.split('\n').filter(Boolean).map((l) => `  peers.sh| ${l}\n`).join(''));
+    for (const line of out.split('\n')) {
+      const verdict = line.match(/^(\S+) restore (identical|DIFFERS)/);
+      if (verdict) (verdicts[verdict[1]] ??= []).push(verdict[2]);
+      let m = line.match(/^(\S+)\s+(\S+)\s+wall\s+([\d.]+) s\s+rss\s+(\d+) MB\s+stored\s+(\d*) MB/);
+      if (m && m[1] in names && available.includes(m[1])) {
+        const [, peer, step, wall, rss, stored] = m;
+        ((measured[peer] ??= {})[step] ??= []).push({ wall: Number(wall), rssMB: Number(rss), storedMB: stored === '' ? null : Number(stored) });
+      } else if ((m = line.match(/^(\S+)\s+(\S+)\s+FAILED:\s*(.*)$/)) && m[1] in names) {
+        (failures[m[1]] ??= {})[m[2]] = m[3];
       }
-      if (peer === 'partclone' && step === 'full') rowData.note = 'partclone.ext4 -c | zstd -T2 -3 (used blocks)';
+    }
+    if (r.status !== 0) log(`peers.sh exited with ${r.status}`);
+  }
+
+  const sizeOf = (step) => (step === 'full' ? o.images.sysvol.size : o.images.sysvol2.size);
+  for (const peer of Object.keys(names).filter((p) => available.includes(p))) {
+    const tool = names[peer];
+    let previousStored = 0;
+    for (const step of ['full', 'incr', 'restore']) {
+      const runs = measured[peer]?.[step] ?? [];
+      const failed = failures[peer]?.[step];
+      if (runs.length === 0) {
+        if (failed !== undefined) row({ tool, step: stepLabel[step], note: `FAILED: ${failed.slice(0, 120)}` });
+        continue;
+      }
+      const wall = median(runs.map((x) => x.wall));
+      const note = [];
+      const rowData = { tool, step: stepLabel[step], wall, mbps: sizeOf(step) / MB / Math.max(wall, 0.01), rssMB: median(runs.map((x) => x.rssMB)) };
+      if (step !== 'restore') {
+        const storedMB = median(runs.map((x) => x.storedMB));
+        rowData.storedMB = storedMB;
+        rowData.addedMB = storedMB == null ? null : storedMB - previousStored;
+        previousStored = storedMB ?? previousStored;
+        if (peer === 'partclone') note.push('partclone.ext4 -c | zstd -T2 -3 (used blocks)');
+      } else {
+        note.push(`of ${peer === 'partclone' ? 'full (sysvol)' : 'incr (sysvol2)'}`);
+        const v = verdicts[peer] ?? [];
+        if (v.length) note.push(`cmp ${v.includes('DIFFERS') ? 'DIFFERS' : 'identical'}`);
+        if (peer === 'partclone') rowData.mbps = o.images.sysvol.size / MB / Math.max(wall, 0.01);
+      }
+      if (runs.length > 1) note.push(`median of ${runs.length}`);
+      if (failed !== undefined) note.push(`${o.peerRuns - runs.length} run(s) FAILED: ${failed.slice(0, 80)}`);
+      rowData.note = note.join('; ');
       row(rowData);
-    } else if ((m = line.match(/^(\S+)\s+(\S+)\s+FAILED:\s*(.*)$/))) {
-      row({ tool, step: stepLabel[m[2]] ?? m[2], note: `FAILED: ${m[3].slice(0, 120)}` });
     }
   }
-  if (r.status !== 0) log(`peers.sh exited with ${r.status}`);
   if (!o.keep) fs.rmSync(work, { recursive: true, force: true });
 }
 
@@ -693,7 +719,7 @@ function main() {
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(),
     title,
-    options: { quick: o.quick, runs: o.runs, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote },
+    options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
