@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/index.js';
-import { Repository } from '../repository/repository.js';
+import { Repository, type BlobIndex } from '../repository/repository.js';
 import { BlobType, Keys, decodePackHeader } from '../repository/format.js';
 import { open as openSealed, packIdOf } from '../crypto/crypto.js';
 import { Packer } from './packer.js';
@@ -9,7 +9,7 @@ import { Packer } from './packer.js';
 const MiB = 1024 * 1024;
 
 /** Stores `blobs` through a Packer and checks every pack and blob against what was added. */
-async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs: number; index: Awaited<ReturnType<Repository['loadIndex']>> }> {
+async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs: number; index: BlobIndex }> {
   const target = new MemoryTarget();
   const repository = await Repository.init(target, 'pw', { chunkSize });
   const packer = new Packer(repository);
