@@ -2,6 +2,7 @@ import { SEAL_OVERHEAD, packIdOf, seal } from '../crypto/crypto.js';
 import { Keys, encodeIndex, encodePackHeader, packHeaderLength, type BlobType, type IndexedPack, type PackedBlob } from '../repository/format.js';
 import { packIdSchemeOf, type Repository } from '../repository/repository.js';
 import { allocateAligned } from './aligned-memory.js';
+import { SEALED_CHUNK_OVERHEAD } from './worker-pool.js';
 
 /** Packs written before an index file is flushed, so an interrupted run keeps most of its work. */
 const PACKS_PER_INDEX = 16;
@@ -44,8 +45,8 @@ export class Packer {
   constructor(private readonly repository: Repository) {
     const { packSize, chunkSize } = repository.config;
     // A pack closes once it holds packSize bytes, so it can go over by one blob: a whole
-    // sealed chunk (codec byte + seal overhead) must fit after packSize - 1 bytes.
-    this.#bufferLength = packSize + chunkSize + 1 + SEAL_OVERHEAD + packTailLength(HEADER_ROOM_BLOBS);
+    // sealed chunk must fit after packSize - 1 bytes.
+    this.#bufferLength = packSize + chunkSize + SEALED_CHUNK_OVERHEAD + packTailLength(HEADER_ROOM_BLOBS);
   }
 
   async add(type: BlobType, id: Buffer, sealed: Uint8Array, rawLength: number): Promise<void> {

@@ -1,5 +1,5 @@
 /*
- * Binary layouts of the repository format (v2; v1 differs only in its blob id scheme).
+ * Binary layouts of the repository format (v2; v1 differs only in how blobs and packs are named).
  * docs/FORMAT.md is the prose version of this file; change both together. All integers are
  * little-endian.
  */
