@@ -258,7 +258,7 @@ export class Engine {
         const lock = await acquireLock(repository, 'backup', false);
         try {
           const index = await this.#initPoolAndLoadIndex(pool, repository, job, false);
-          return await runBackup({
+          const result = await runBackup({
             repository,
             index,
             pool,
@@ -270,6 +270,8 @@ export class Engine {
             compression: job.config.compression?.type ?? 'none',
             progress: this.#progress(),
           });
+          for (const warning of result.warnings) this.logger.warn(warning);
+          return result;
         } finally {
           await lock.dispose();
         }

@@ -59,7 +59,10 @@ export interface OpenedSource extends IDisposable {
   readonly extents: readonly Extent[];
   /** Things the user should know (device mounted read-write, metadata fallback); printed as warnings. */
   readonly warnings: readonly string[];
-  /** Reads `length` bytes at `offset` into `into` (at index 0). Reading past the end is an error. */
+  /**
+   * Reads `length` bytes at `offset` into `into` (at index 0). Reading past the end is an error.
+   * The core may read a range more than once, and may have two reads in progress at a time.
+   */
   read(into: Uint8Array, offset: number, length: number): Promise<void>;
 }
 

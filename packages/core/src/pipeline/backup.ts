@@ -19,13 +19,39 @@ export interface BackupInput {
   chunkSize: number;
   compression: string;
   progress: Progress;
+  /** When chunks may be stored ahead of the image digest; the default suits any volume. */
+  detach?: DetachPolicy;
 }
+
+/**
+ * The image digest is one serial chain through every byte, unused space included. A new chunk
+ * is normally sealed only once the digest has taken it in, because its blob overwrites it in
+ * its slot. Behind a long run of unused space that means every slot waits for the hasher and
+ * compression stops: a third of a second per 700 MB here. So while enough zeros are queued
+ * ahead of it, a new chunk is *detached*: sealed at once, its slot freed, and read a second
+ * time when the digest gets to it. The second read is checked against the first (same blob
+ * id), so the digest always describes the chunks the snapshot holds. Chunks the repository
+ * already has are never detached: they cost little to keep, and a second read would cost more.
+ */
+export interface DetachPolicy {
+  /** Detach a new chunk when at least this many bytes of unused space are queued ahead of it for the image hasher. */
+  zerosAhead: number;
+  /** Bytes of detached chunks waiting for their second read, at most: bounds the extra reads. */
+  maxPending: number;
+}
+
+const MiB = 1024 * 1024;
+export const DEFAULT_DETACH: DetachPolicy = { zerosAhead: 64 * MiB, maxPending: 256 * MiB };
+/** Buffers for second reads: enough to keep the hasher fed while checks of earlier ones finish. */
+const REREAD_SLOTS = 4;
 
 export interface BackupResult {
   snapshot: string;
   manifest: SnapshotManifest;
   bytesRead: number;
   bytesAdded: number;
+  /** Things the user should know about this run. */
+  warnings: string[];
 }
 
 /**
@@ -35,52 +61,137 @@ export interface BackupResult {
  */
 export async function runBackup(input: BackupInput): Promise<BackupResult> {
   const { repository, index, pool, source, chunkSize, progress } = input;
+  const detach = input.detach ?? DEFAULT_DETACH;
   const started = new Date();
   const size = source.layout.size;
   const chunkCount = Math.ceil(size / chunkSize);
   const records: ChunkRecord[] = new Array(chunkCount);
   const slots = new SlotPool(2 * defaultPoolSize() + 6, chunkSize + SEALED_CHUNK_OVERHEAD);
+  const rereadSlots = new SlotPool(REREAD_SLOTS, chunkSize + SEALED_CHUNK_OVERHEAD);
   const stored = new Set<string>();
   const packer = new Packer(repository);
   const stats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
+  let changedWhileRead = 0;
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
+  const track = (task: Promise<void>) => {
+    const tracked = task.then(undefined, (err: unknown) => {
+      failure ??= err;
+    }).finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
 
-  async function storeChunk(i: number, slot: SharedArrayBuffer, length: number, imageHashed: Promise<unknown>): Promise<void> {
-    try {
-      const hashed = await pool.hash(slot, length);
-      if (hashed.zero) {
-        records[i] = { kind: ChunkKind.zero };
-        stats.zeroChunks++;
-        return;
-      }
-      const id = hashed.id.toString('hex');
-      records[i] = { kind: ChunkKind.data, id: hashed.id };
-      stats.dataChunks++;
-      if (index.has(id) || stored.has(id)) return;
-      stored.add(id);
-      stats.newChunks++;
-      // Sealing writes the blob over the chunk: the image hasher must be done reading it.
-      await imageHashed;
-      const sealedLength = await pool.sealInSlot(slot, length);
-      await packer.add(BlobType.chunk, hashed.id, new Uint8Array(slot, 0, sealedLength), length);
-    } finally {
-      await imageHashed.catch(() => undefined);
-      slots.release(slot);
+  /** Records what chunk `i` holds; returns its blob id when it has data that is not stored yet. */
+  function record(i: number, hashed: Awaited<ReturnType<WorkerPool['hash']>>): Buffer | undefined {
+    if (hashed.zero) {
+      records[i] = { kind: ChunkKind.zero };
+      stats.zeroChunks++;
+      return undefined;
     }
+    records[i] = { kind: ChunkKind.data, id: hashed.id };
+    stats.dataChunks++;
+    const id = hashed.id.toString('hex');
+    if (index.has(id) || stored.has(id)) return undefined;
+    stored.add(id);
+    stats.newChunks++;
+    return hashed.id;
+  }
+
+  /** Compresses and encrypts the chunk in the slot, over it, and packs the blob. */
+  async function seal(id: Buffer, slot: SharedArrayBuffer, length: number): Promise<void> {
+    const sealedLength = await pool.sealInSlot(slot, length);
+    await packer.add(BlobType.chunk, id, new Uint8Array(slot, 0, sealedLength), length);
   }
 
   // Chunks are processed concurrently (as many as there are free slots), but the image hasher must
-  // see the chunks in order: `feed` settles once every chunk so far has been posted to it.
+  // see the chunks in order. Each piece of the image joins `feed`: `prepare` runs when every
+  // earlier piece has been posted to the hasher, then `post` hands this one over. `posted`
+  // settles then, `hashed` once the hasher has taken it in.
   let feed: Promise<void> = Promise.resolve();
-  const feedImage = (after: Promise<unknown>, post: () => Promise<unknown>): Promise<unknown> => {
+  const feedImage = (prepare: () => unknown, post: () => Promise<unknown>) => {
     let acknowledged: Promise<unknown> = Promise.resolve();
-    feed = feed.then(() => after).then(() => {
+    const posted = feed.then(prepare).then(() => {
       acknowledged = post();
     });
-    feed.catch(() => undefined);
-    return feed.then(() => acknowledged);
+    posted.catch(() => undefined);
+    feed = posted;
+    return { posted, hashed: posted.then(() => acknowledged) };
   };
+  // Bytes of unused space queued for the hasher so far, and hashed so far: a chunk queued when
+  // the first was Z has max(0, Z - zerosHashed) bytes of zeros ahead of it.
+  let zerosQueued = 0;
+  let zerosHashed = 0;
+  let detachedPending = 0;
+  const zerosAhead = (chunk: ChunkInFlight) => chunk.zerosBefore - zerosHashed;
+
+  /** One used chunk on its way through the pipeline. */
+  interface ChunkInFlight {
+    index: number;
+    start: number;
+    length: number;
+    ranges: readonly Extent[];
+    slot: SharedArrayBuffer;
+    zerosBefore: number;
+    /** The chunk is about to go to the image hasher from its slot: too late to detach it. */
+    feeding: boolean;
+    /** Settles once storing has decided whether to detach the chunk. */
+    decided: Promise<void>;
+    decide(): void;
+    /** Stored from its slot without waiting for the hasher, which reads it again (see DetachPolicy). */
+    detached: boolean;
+    reread?: SharedArrayBuffer;
+    image: { posted: Promise<void>; hashed: Promise<unknown> };
+  }
+
+  /** Stores a chunk if the repository lacks it, then gives its slot back. */
+  async function storeChunk(chunk: ChunkInFlight): Promise<void> {
+    try {
+      const id = record(chunk.index, await pool.hash(chunk.slot, chunk.length));
+      if (!id) return;
+      if (!chunk.feeding && zerosAhead(chunk) >= detach.zerosAhead && detachedPending + chunk.length <= detach.maxPending) {
+        chunk.detached = true;
+        detachedPending += chunk.length;
+        chunk.decide();
+        track(confirmReread(chunk));
+      } else {
+        chunk.decide();
+        // Sealing writes the blob over the chunk: the image hasher must be done reading it.
+        await chunk.image.hashed;
+      }
+      await seal(id, chunk.slot, chunk.length);
+    } finally {
+      chunk.decide();
+      if (!chunk.detached) await chunk.image.hashed.catch(() => undefined);
+      slots.release(chunk.slot);
+    }
+  }
+
+  /**
+   * Checks a detached chunk's second read, which the image hasher took in, against the first,
+   * which was stored. A chunk that changed in between (a busy, mounted volume) is recorded and
+   * stored as read the second time, because that is what the digest covers.
+   */
+  async function confirmReread(chunk: ChunkInFlight): Promise<void> {
+    try {
+      await chunk.image.posted;
+      const again = await pool.hash(chunk.reread!, chunk.length);
+      const before = records[chunk.index]!;
+      const same = again.zero ? before.kind === ChunkKind.zero : before.kind === ChunkKind.data && before.id!.equals(again.id);
+      if (!same) {
+        changedWhileRead++;
+        if (before.kind === ChunkKind.zero) stats.zeroChunks--;
+        else stats.dataChunks--;
+        const id = record(chunk.index, again);
+        await chunk.image.hashed;
+        if (id) await seal(id, chunk.reread!, chunk.length);
+      }
+      await chunk.image.hashed;
+    } finally {
+      await chunk.image.hashed.catch(() => undefined);
+      if (chunk.reread) rereadSlots.release(chunk.reread);
+      detachedPending -= chunk.length;
+    }
+  }
 
   // One read at a time, in order, each started as soon as a slot is free. Concurrent reads of
   // one file contend in the kernel: four at once took ten times the kernel CPU of the same
@@ -98,35 +209,47 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       if (ranges.length === 0) {
         records[i] = { kind: ChunkKind.unused };
         stats.unusedChunks++;
-        feedImage(Promise.resolve(), () => pool.imageZeros(start, length)).catch(() => undefined);
+        zerosQueued += length;
+        feedImage(
+          () => undefined,
+          () => pool.imageZeros(start, length).finally(() => (zerosHashed += length)),
+        ).hashed.catch(() => undefined);
         progress.advance(length);
         continue;
       }
       const slot = await slots.acquire();
       const read = previousRead.then(() => readUsedParts(source, new Uint8Array(slot, 0, length), start, ranges));
       previousRead = read.catch(() => undefined);
-      const imageHashed = feedImage(read, () => pool.imageUpdate(slot, start, length));
-      const task = read
-        .then(
-          () => {
-            stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
-            return storeChunk(i, slot, length, imageHashed);
-          },
-          (err: unknown) => {
-            slots.release(slot);
-            throw err;
-          },
-        )
-        .then(
-          () => progress.advance(length),
-          (err: unknown) => {
-            failure ??= err;
-          },
-        );
-      const tracked = task.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
+      let decide!: () => void;
+      const decided = new Promise<void>((resolve) => (decide = resolve));
+      const chunk: ChunkInFlight = { index: i, start, length, ranges, slot, zerosBefore: zerosQueued, feeding: false, detached: false, decided, decide, image: undefined! };
+      chunk.image = feedImage(
+        async () => {
+          await read;
+          // With zeros enough ahead, the hasher can spare the wait for the blob id, which says
+          // whether the chunk is new and worth detaching.
+          if (!chunk.detached && zerosAhead(chunk) >= detach.zerosAhead) await chunk.decided;
+          chunk.feeding = !chunk.detached;
+          if (!chunk.detached) return;
+          chunk.reread = await rereadSlots.acquire();
+          await readUsedParts(source, new Uint8Array(chunk.reread, 0, length), start, ranges);
+        },
+        () => pool.imageUpdate(chunk.reread ?? slot, start, length),
+      );
+      const stored = read.then(
+        () => {
+          stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
+          return storeChunk(chunk);
+        },
+        (err: unknown) => {
+          slots.release(slot);
+          throw err;
+        },
+      );
+      track(stored.then(() => progress.advance(length)));
     }
-    await Promise.all(inFlight);
+    // Confirming a second read is tracked when the chunk is detached, which can be after this point.
+    while (inFlight.size > 0) await Promise.all(inFlight);
     if (failure !== undefined) throw failure;
 
     const chunkMaps: string[] = [];
@@ -164,10 +287,14 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
     const saved = await repository.saveSnapshot(manifest);
     const bytesAdded = packer.bytesWritten + saved.size;
     await input.hooks.snapshotSaved.promise({ id: saved.id, time: manifest.time, bytesRead: stats.bytesRead, bytesAdded });
-    return { snapshot: saved.id, manifest, bytesRead: stats.bytesRead, bytesAdded };
+    const warnings =
+      changedWhileRead === 0
+        ? []
+        : [`${changedWhileRead} chunk(s) of ${source.path} changed while the backup was reading them; the snapshot holds what was read last. For a consistent image, freeze the filesystem during the backup (a "before" hook running fsfreeze -f) or back up a snapshot of the volume.`];
+    return { snapshot: saved.id, manifest, bytesRead: stats.bytesRead, bytesAdded, warnings };
   } catch (err) {
     progress.done();
-    await Promise.allSettled(inFlight);
+    while (inFlight.size > 0) await Promise.allSettled(inFlight);
     await packer.abandon();
     throw failure ?? err;
   }

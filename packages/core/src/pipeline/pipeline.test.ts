@@ -11,7 +11,7 @@ import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { NONE_CODEC } from '../engine.js';
 import { Keys } from '../repository/format.js';
 import { WorkerPool } from './worker-pool.js';
-import { runBackup } from './backup.js';
+import { runBackup, type DetachPolicy } from './backup.js';
 import { runRestore } from './restore.js';
 import { runCheck } from './check.js';
 import { openDestination } from './destination.js';
@@ -64,12 +64,13 @@ describe('backup and restore pipeline', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const backup = async (image: Buffer, extents?: Array<{ offset: number; length: number }>) =>
+  const backup = async (image: Buffer, extents?: Array<{ offset: number; length: number }>, options: { source?: OpenedSource; detach?: DetachPolicy } = {}) =>
     runBackup({
       repository,
       index: await repository.loadIndex(),
       pool,
-      source: memorySource(image, extents),
+      source: options.source ?? memorySource(image, extents),
+      detach: options.detach,
       sourceType: 'volume',
       job: { name: 't', file: '/t.json', job: {} },
       hooks: createBackupRunHooks(),
@@ -151,6 +152,103 @@ describe('backup and restore pipeline', () => {
     const expected = Buffer.alloc(image.length);
     for (const e of extents) image.copy(expected, e.offset, e.offset, e.offset + e.length);
     expect((await readFile(join(dir, 'partly-used.img'))).equals(expected)).toBe(true);
+  });
+
+  describe('new chunks stored ahead of the image digest', () => {
+    // Detach every new chunk: the default waits for long runs of unused space, which small images lack.
+    const eager: DetachPolicy = { zerosAhead: 0, maxPending: Infinity };
+    const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+    /** memorySource that counts reads per chunk and lets a test change the image before one. */
+    function watchedSource(image: Buffer, extents: Array<{ offset: number; length: number }>, beforeRead?: (chunk: number, count: number) => void) {
+      const reads = new Map<number, number>();
+      const inner = memorySource(image, extents);
+      const source: OpenedSource = {
+        ...inner,
+        async read(into, offset, length) {
+          const chunk = Math.floor(offset / CHUNK);
+          const count = (reads.get(chunk) ?? 0) + 1;
+          reads.set(chunk, count);
+          beforeRead?.(chunk, count);
+          await inner.read(into, offset, length);
+        },
+      };
+      return { source, reads };
+    }
+
+    /** Chunks 0-5 used (chunk 4 repeats chunk 1, chunk 5 is zeros), 6-9 unused, 10-13 used. */
+    function imageWithUnusedRun() {
+      const image = randomBytes(CHUNK * 14);
+      image.copy(image, CHUNK * 4, CHUNK, CHUNK * 2);
+      image.fill(0, CHUNK * 5, CHUNK * 6);
+      const extents = [{ offset: 0, length: CHUNK * 6 }, { offset: CHUNK * 10, length: CHUNK * 4 }];
+      const expected = Buffer.from(image);
+      expected.fill(0, CHUNK * 6, CHUNK * 10);
+      return { image, extents, expected };
+    }
+
+    it('reads new chunks a second time for the digest, and restores what was stored', async () => {
+      const { image, extents, expected } = imageWithUnusedRun();
+      const { source, reads } = watchedSource(image, extents);
+      const result = await backup(image, extents, { source, detach: eager });
+      // New chunks are detached and read twice; the zero chunk is not, and of chunks 1 and 4
+      // (equal) only the one stored, whichever was hashed first.
+      expect(reads.get(1)! + reads.get(4)!).toBe(3);
+      expect(Object.fromEntries([...reads].filter(([chunk]) => chunk !== 1 && chunk !== 4))).toEqual({ 0: 2, 2: 2, 3: 2, 5: 1, 10: 2, 11: 2, 12: 2, 13: 2 });
+      expect(result.manifest.sha256).toBe(sha256(expected));
+      expect(result.manifest.stats).toMatchObject({ dataChunks: 9, zeroChunks: 1, unusedChunks: 4, newChunks: 8 });
+      expect(result.warnings).toEqual([]);
+      await restore(result.snapshot, join(dir, 'detached.img'));
+      expect((await readFile(join(dir, 'detached.img'))).equals(expected)).toBe(true);
+
+      // Nothing is new the second time, so nothing is read twice.
+      const again = watchedSource(image, extents);
+      await backup(image, extents, { source: again.source, detach: eager });
+      expect([...again.reads.values()].every((count) => count === 1)).toBe(true);
+    });
+
+    const changes: Array<[string, (image: Buffer) => void, { dataChunks: number; zeroChunks: number }]> = [
+      ['to other data', (image) => randomBytes(CHUNK).copy(image, CHUNK * 11), { dataChunks: 9, zeroChunks: 1 }],
+      ['to zeros', (image) => image.fill(0, CHUNK * 11, CHUNK * 12), { dataChunks: 8, zeroChunks: 2 }],
+      ['to a copy of a stored chunk', (image) => image.copy(image, CHUNK * 11, 0, CHUNK), { dataChunks: 9, zeroChunks: 1 }],
+    ];
+    for (const [name, change, counts] of changes) {
+      it(`stores a chunk that changed ${name} between its two reads as read the second time`, async () => {
+        const { image, extents } = imageWithUnusedRun();
+        const { source } = watchedSource(image, extents, (chunk, count) => {
+          if (chunk === 11 && count === 2) change(image);
+        });
+        const result = await backup(image, extents, { source, detach: eager });
+        expect(result.warnings).toHaveLength(1);
+        expect(result.warnings[0]).toMatch(/1 chunk\(s\) of memory changed while the backup was reading them/);
+        expect(result.manifest.stats).toMatchObject({ ...counts, unusedChunks: 4 });
+        const expected = Buffer.from(image);
+        expected.fill(0, CHUNK * 6, CHUNK * 10);
+        expect(result.manifest.sha256).toBe(sha256(expected));
+        // Restore checks the digest: the chunks stored and the digest describe the same image.
+        await restore(result.snapshot, join(dir, 'changed.img'));
+        expect((await readFile(join(dir, 'changed.img'))).equals(expected)).toBe(true);
+      });
+    }
+
+    it('fails the backup without a snapshot when a second read fails', async () => {
+      const { image, extents } = imageWithUnusedRun();
+      const before = await repository.listSnapshots();
+      const { source } = watchedSource(image, extents, (chunk, count) => {
+        if (chunk === 12 && count === 2) throw new Error('EIO on second read');
+      });
+      await expect(backup(image, extents, { source, detach: eager })).rejects.toThrow(/EIO on second read/);
+      expect(await repository.listSnapshots()).toEqual(before);
+      const ok = await backup(image, extents, { detach: eager });
+      await restore(ok.snapshot, join(dir, 'after-failure.img'));
+    });
+
+    it('bounds the bytes waiting for a second read', async () => {
+      const { image, extents } = imageWithUnusedRun();
+      const { source, reads } = watchedSource(image, extents);
+      await backup(image, extents, { source, detach: { zerosAhead: 0, maxPending: 0 } });
+      expect([...reads.values()].every((count) => count === 1)).toBe(true);
+    });
   });
 
   it('keeps earlier snapshots intact when uploads fail mid-backup', async () => {
