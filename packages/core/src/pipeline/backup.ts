@@ -127,9 +127,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
   /** One used chunk on its way through the pipeline. */
   interface ChunkInFlight {
     index: number;
-    start: number;
     length: number;
-    ranges: readonly Extent[];
     slot: SharedArrayBuffer;
     zerosBefore: number;
     /** The chunk is about to go to the image hasher from its slot: too late to detach it. */
@@ -182,8 +180,10 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
         if (before.kind === ChunkKind.zero) stats.zeroChunks--;
         else stats.dataChunks--;
         const id = record(chunk.index, again);
-        await chunk.image.hashed;
-        if (id) await seal(id, chunk.reread!, chunk.length);
+        if (id) {
+          await chunk.image.hashed; // sealing writes over the bytes the hasher reads
+          await seal(id, chunk.reread!, chunk.length);
+        }
       }
       await chunk.image.hashed;
     } finally {
@@ -222,7 +222,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       previousRead = read.catch(() => undefined);
       let decide!: () => void;
       const decided = new Promise<void>((resolve) => (decide = resolve));
-      const chunk: ChunkInFlight = { index: i, start, length, ranges, slot, zerosBefore: zerosQueued, feeding: false, detached: false, decided, decide, image: undefined! };
+      const chunk: ChunkInFlight = { index: i, length, slot, zerosBefore: zerosQueued, feeding: false, detached: false, decided, decide, image: undefined! };
       chunk.image = feedImage(
         async () => {
           await read;
