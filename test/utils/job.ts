@@ -41,14 +41,20 @@ export interface BackupSummary {
   bytesRead: number;
   bytesAdded: number;
   chunks: { data: number; new: number; zero: number; unused: number };
-  sha256: string;
+  imageDigest: ImageDigestJson;
+}
+
+/** The digest of a snapshot's whole image, as `--json` prints it. */
+export interface ImageDigestJson {
+  algorithm: 'sha256' | 'blake3';
+  hex: string;
 }
 
 export interface SnapshotRow {
   id: string;
   time: string;
   size: number;
-  sha256: string;
+  imageDigest: ImageDigestJson;
   source: { type: string; path: string };
   [key: string]: unknown;
 }

@@ -17,7 +17,7 @@ import { acquireLock } from './repository/lock.js';
 import { WorkerPool } from './pipeline/worker-pool.js';
 import { runBackup, type BackupResult } from './pipeline/backup.js';
 import { runRestore, type RestoreWindow } from './pipeline/restore.js';
-import type { SnapshotManifest } from './repository/snapshot.js';
+import type { ImageDigest, SnapshotManifest } from './repository/snapshot.js';
 import { runCheck, type CheckReport } from './pipeline/check.js';
 import { openDestination } from './pipeline/destination.js';
 import { silentProgress, type Progress } from './pipeline/progress.js';
@@ -47,8 +47,8 @@ export interface RestoreResult {
   snapshot: string;
   destination: string;
   bytesWritten: number;
-  /** The verified sha256 of the whole restored image (a partition is verified blob by blob instead). */
-  sha256?: string;
+  /** The verified digest of the whole restored image (a partition is verified blob by blob instead). */
+  imageDigest?: ImageDigest;
   partition?: number;
 }
 
@@ -311,7 +311,7 @@ export class Engine {
           window,
           zeroUnused: options.zeroUnused,
         });
-        return { snapshot: id, destination: destination.path, bytesWritten, ...(window ? { partition: options.partition } : { sha256: manifest.sha256 }) };
+        return { snapshot: id, destination: destination.path, bytesWritten, ...(window ? { partition: options.partition } : { imageDigest: manifest.imageDigest }) };
       } finally {
         await lock.dispose();
       }

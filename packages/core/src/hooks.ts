@@ -35,7 +35,7 @@ export interface BackupRunHooks {
 export interface RestoreRunHooks {
   /** The destination is checked and about to be written; nothing has been written yet. */
   beforeWrite: AsyncSeriesHook<[{ destination: string; snapshot: string }]>;
-  /** Every byte is written and committed, and the sha256 matched the snapshot's. */
+  /** Every byte is written and committed, and the image digest matched the snapshot's. */
   done: AsyncSeriesHook<[RestoreDone]>;
 }
 

@@ -158,7 +158,7 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
           bytesAdded: result.bytesAdded,
           chunks: { data: stats.dataChunks, new: stats.newChunks, zero: stats.zeroChunks, unused: stats.unusedChunks },
           durationMs: stats.durationMs,
-          sha256: result.manifest.sha256,
+          imageDigest: result.manifest.imageDigest,
         },
         () =>
           `Snapshot ${result.snapshot.slice(0, 12)} saved: read ${formatBytes(result.bytesRead)} of ${formatBytes(result.manifest.size)}, ` +
@@ -175,7 +175,7 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
         job: m.job,
         source: m.source,
         size: m.size,
-        sha256: m.sha256,
+        imageDigest: m.imageDigest,
         layout: m.layout,
         bytesAdded: m.stats.bytesAdded + objectSize,
       }));
@@ -194,7 +194,7 @@ async function runCommand(command: string, argv: Record<string, any>, engine: En
         ...(argv.size !== undefined && { size: parseSize(String(argv.size)) }),
       });
       const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
-      const verified = result.sha256 ? 'sha256 of the image verified' : 'every chunk verified';
+      const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
       out(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}\n`);
       return ExitCode.ok;
     }
@@ -259,7 +259,7 @@ function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): 
     `size       ${formatBytes(m.size)} (${m.size} bytes), sector ${layout.sectorSize} bytes, chunks of ${formatBytes(m.chunkSize)}`,
     `table      ${layout.partitionTable.type}${layout.partitionTable.diskId ? ` (disk id ${layout.partitionTable.diskId})` : ''}`,
     `mode       ${layout.mode}${layout.filesystem ? `, filesystem ${layout.filesystem}` : ''}`,
-    `sha256     ${m.sha256}`,
+    `digest     ${m.imageDigest.algorithm} ${m.imageDigest.hex}`,
     `stored     ${formatBytes(bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
   ];
   if (layout.note) lines.push(`note       ${layout.note}`);

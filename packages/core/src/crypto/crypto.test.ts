@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthenticationError, SEAL_OVERHEAD, blobIdOf, packIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
+import { AuthenticationError, SEAL_OVERHEAD, blobIdOf, createImageHash, packIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
 
 describe('crypto', () => {
   const key = newMasterKey();
@@ -51,6 +51,21 @@ describe('crypto', () => {
     expect(blobIdOf('hmac-sha256', Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?')).toString('hex')).toBe(
       '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
     );
+  });
+
+  it('digests an image fed in pieces like the whole at once (b3sum and sha256sum vectors)', () => {
+    const digest = (algorithm: 'sha256' | 'blake3', pieces: Uint8Array[]) => {
+      const hash = createImageHash(algorithm);
+      for (const piece of pieces) hash.update(piece);
+      return hash.digestHex();
+    };
+    expect(digest('blake3', [Buffer.from('a'), Buffer.from('bc')])).toBe('6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85');
+    expect(digest('sha256', [Buffer.from('ab'), Buffer.from('c')])).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+    // Pieces larger than BLAKE3's 1 KiB chunks, split off their boundaries, over a shared buffer.
+    const shared = new Uint8Array(new SharedArrayBuffer(3 * 1024 * 1024 + 17));
+    shared.set(randomBytes(shared.length));
+    const whole = digest('blake3', [Buffer.from(shared)]);
+    expect(digest('blake3', [shared.subarray(0, 1025), shared.subarray(1025, 2 * 1024 * 1024 + 3), shared.subarray(2 * 1024 * 1024 + 3)])).toBe(whole);
   });
 
   it('hashes a view into shared memory like a copy of the same bytes', () => {

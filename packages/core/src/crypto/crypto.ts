@@ -91,6 +91,30 @@ export function packIdOf(scheme: PackIdScheme, bytes: Uint8Array): Buffer {
   return scheme === 'blake3' ? blake3(bytes) : sha256(bytes);
 }
 
+/**
+ * The digest of the whole logical image that every snapshot records and every full restore
+ * checks: SHA-256 in format versions 1 and 2, BLAKE3 (256 bits, unkeyed: what `b3sum`
+ * prints) from version 3 on. It is one serial chain through every byte of the image, unused
+ * space included, so its speed bounds every backup and restore: on one core here SHA-256
+ * runs at 1.8 GB/s with SHA-NI, BLAKE3 at about 6 GB/s (its tree lets one thread hash many
+ * 1 KiB pieces at once with SIMD).
+ */
+export type ImageDigestAlgorithm = 'sha256' | 'blake3';
+
+export interface StreamingHash {
+  update(bytes: Uint8Array): void;
+  digestHex(): string;
+}
+
+export function createImageHash(algorithm: ImageDigestAlgorithm): StreamingHash {
+  if (algorithm === 'blake3') {
+    const hasher = new Blake3Hasher();
+    return { update: (bytes) => void hasher.update(bytes), digestHex: () => hasher.digest('hex') };
+  }
+  const hash = createHash('sha256');
+  return { update: (bytes) => void hash.update(bytes), digestHex: () => hash.digest('hex') };
+}
+
 export function sha256(data: Uint8Array): Buffer {
   return createHash('sha256').update(data).digest();
 }

@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import type { Extent, OpenedSource } from '../source.js';
 import type { BackupRunHooks, JobInfo } from '../hooks.js';
-import type { Repository, BlobIndex } from '../repository/repository.js';
+import { imageDigestOf, type Repository, type BlobIndex } from '../repository/repository.js';
 import { BlobType, CHUNKS_PER_MAP, ChunkKind, encodeChunkMap, type ChunkRecord } from '../repository/format.js';
-import type { SnapshotManifest } from '../repository/snapshot.js';
+import { manifestVersionFor, type SnapshotManifest } from '../repository/snapshot.js';
 import { Packer } from './packer.js';
 import { SEALED_CHUNK_OVERHEAD, SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
@@ -199,7 +199,8 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
   // reader on its own.
   let previousRead: Promise<unknown> = Promise.resolve();
   const extents = new ExtentCursor(source.extents, size);
-  await pool.imageReset();
+  const digestAlgorithm = imageDigestOf(repository.config);
+  await pool.imageReset(digestAlgorithm);
   progress.start('backup', size);
   try {
     for (let i = 0; i < chunkCount && failure === undefined; i++) {
@@ -270,7 +271,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
 
     await input.hooks.beforeSnapshot.promise();
     const manifest: SnapshotManifest = {
-      version: 1,
+      version: manifestVersionFor(digestAlgorithm),
       time: started.toISOString(),
       hostname: hostname(),
       job: input.job.name,
@@ -280,7 +281,7 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
       chunkSize,
       chunkCount,
       chunkMaps,
-      sha256: digest.image!,
+      imageDigest: { algorithm: digestAlgorithm, hex: digest.image! },
       compression: input.compression,
       stats: { ...stats, bytesAdded: packer.bytesWritten, durationMs: Date.now() - started.getTime() },
     };

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { blake3 } from '@napi-rs/blake-hash';
 import { FaultyTarget, MemoryTarget } from '../testing/index.js';
 import { DamageError } from '../errors.js';
 import type { OpenedSource } from '../source.js';
@@ -10,6 +11,7 @@ import { createBackupRunHooks, createRestoreRunHooks } from '../hooks.js';
 import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { NONE_CODEC } from '../engine.js';
 import { Keys } from '../repository/format.js';
+import { encodeManifest } from '../repository/snapshot.js';
 import { WorkerPool } from './worker-pool.js';
 import { runBackup, type DetachPolicy } from './backup.js';
 import { runRestore } from './restore.js';
@@ -94,6 +96,8 @@ describe('backup and restore pipeline', () => {
   it('restores byte for byte, stores zero chunks as holes and duplicates once', async () => {
     const image = sampleImage();
     const result = await backup(image);
+    expect(result.manifest.imageDigest).toEqual({ algorithm: 'blake3', hex: blake3(image).toString('hex') });
+    expect(result.manifest.version).toBe(2);
     expect(result.manifest.stats.zeroChunks).toBe(20 + 1 - 3 - 4 - 2 - 1 - 1);
     expect(result.manifest.stats.dataChunks).toBe(3 + 4 + 2 + 1 + 1);
     expect(result.manifest.stats.newChunks).toBe(result.manifest.stats.dataChunks - 1 - 3); // chunk 16 = chunk 0; 'text' chunks are equal
@@ -157,7 +161,7 @@ describe('backup and restore pipeline', () => {
   describe('new chunks stored ahead of the image digest', () => {
     // Detach every new chunk: the default waits for long runs of unused space, which small images lack.
     const eager: DetachPolicy = { zerosAhead: 0, maxPending: Infinity };
-    const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+    const digestOf = (bytes: Buffer) => ({ algorithm: 'blake3', hex: blake3(bytes).toString('hex') });
 
     /** memorySource that counts reads per chunk and lets a test change the image before one. */
     function watchedSource(image: Buffer, extents: Array<{ offset: number; length: number }>, beforeRead?: (chunk: number, count: number) => void) {
@@ -195,7 +199,7 @@ describe('backup and restore pipeline', () => {
       // (equal) only the one stored, whichever was hashed first.
       expect(reads.get(1)! + reads.get(4)!).toBe(3);
       expect(Object.fromEntries([...reads].filter(([chunk]) => chunk !== 1 && chunk !== 4))).toEqual({ 0: 2, 2: 2, 3: 2, 5: 1, 10: 2, 11: 2, 12: 2, 13: 2 });
-      expect(result.manifest.sha256).toBe(sha256(expected));
+      expect(result.manifest.imageDigest).toEqual(digestOf(expected));
       expect(result.manifest.stats).toMatchObject({ dataChunks: 9, zeroChunks: 1, unusedChunks: 4, newChunks: 8 });
       expect(result.warnings).toEqual([]);
       await restore(result.snapshot, join(dir, 'detached.img'));
@@ -224,7 +228,7 @@ describe('backup and restore pipeline', () => {
         expect(result.manifest.stats).toMatchObject({ ...counts, unusedChunks: 4 });
         const expected = Buffer.from(image);
         expected.fill(0, CHUNK * 6, CHUNK * 10);
-        expect(result.manifest.sha256).toBe(sha256(expected));
+        expect(result.manifest.imageDigest).toEqual(digestOf(expected));
         // Restore checks the digest: the chunks stored and the digest describe the same image.
         await restore(result.snapshot, join(dir, 'changed.img'));
         expect((await readFile(join(dir, 'changed.img'))).equals(expected)).toBe(true);
@@ -264,6 +268,17 @@ describe('backup and restore pipeline', () => {
     expect(report.problems).toEqual([]);
   });
 
+  it('commits no restored image whose digest differs from the snapshot\'s', async () => {
+    const image = sampleImage();
+    const { manifest } = await backup(image);
+    // Every blob is intact and matches its id; only the recorded digest disagrees with them.
+    const hex = manifest.imageDigest.hex.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    const forged = await repository.saveSnapshot({ ...manifest, imageDigest: { ...manifest.imageDigest, hex } });
+    const to = join(dir, 'forged.img');
+    await expect(restore(forged.id, to)).rejects.toThrow(/The restored image's blake3 .* differs from the snapshot's .*not committed/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('fails loudly on damaged data and leaves no destination file behind', async () => {
     const result = await backup(sampleImage());
     target.corruptNextGets(1000);
@@ -287,7 +302,7 @@ describe('backup and restore pipeline', () => {
   });
 
   it('reads and extends a format-1 repository, whose blob ids are HMAC-SHA256 and pack names SHA-256', async () => {
-    const { blobId: _blobId, packId: _packId, ...v1Config } = { ...repository.config, version: 1 };
+    const { blobId: _blobId, packId: _packId, imageDigest: _imageDigest, ...v1Config } = { ...repository.config, version: 1 };
     await target.put(Keys.config, Buffer.from(JSON.stringify(v1Config)));
     await pool.dispose();
     repository = await Repository.open(target, 'pw');
@@ -295,6 +310,7 @@ describe('backup and restore pipeline', () => {
     expect(blobIdSchemeOf(repository.config)).toBe('hmac-sha256');
     const image = sampleImage();
     const result = await backup(image);
+    expect(result.manifest.imageDigest).toEqual({ algorithm: 'sha256', hex: createHash('sha256').update(image).digest('hex') });
     const index = await repository.loadIndex();
     expect(index.has(createHmac('sha256', repository.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
     const [pack] = await repository.listIds('data/');
@@ -303,5 +319,24 @@ describe('backup and restore pipeline', () => {
     expect(report.problems).toEqual([]);
     await restore(result.snapshot, join(dir, 'v1.img'));
     expect((await readFile(join(dir, 'v1.img'))).equals(image)).toBe(true);
+  });
+
+  it('extends a format-2 repository with snapshots older readers understand: a SHA-256 of the image, manifest version 1', async () => {
+    const { imageDigest: _imageDigest, ...v2Config } = { ...repository.config, version: 2 };
+    await target.put(Keys.config, Buffer.from(JSON.stringify(v2Config)));
+    repository = await Repository.open(target, 'pw');
+    const image = sampleImage();
+    const result = await backup(image);
+    expect(result.manifest.imageDigest).toEqual({ algorithm: 'sha256', hex: createHash('sha256').update(image).digest('hex') });
+    const stored = JSON.parse((await repository.getSealed(Keys.snapshot(result.snapshot))).toString('utf8'));
+    expect(stored).toMatchObject({ version: 1, sha256: result.manifest.imageDigest.hex });
+    expect(stored).not.toHaveProperty('imageDigest');
+    expect(await repository.loadSnapshot(result.snapshot)).toEqual(result.manifest);
+    await restore(result.snapshot, join(dir, 'v2.img'));
+    expect((await readFile(join(dir, 'v2.img'))).equals(image)).toBe(true);
+    // The restore checks the SHA-256 too.
+    const forged = await repository.saveSnapshot({ ...result.manifest, imageDigest: { algorithm: 'sha256', hex: '0'.repeat(64) } });
+    await expect(restore(forged.id, join(dir, 'forged.img'))).rejects.toThrow(/The restored image's sha256 .* differs/);
+    expect(() => encodeManifest({ ...result.manifest, imageDigest: { algorithm: 'blake3', hex: '0'.repeat(64) } })).toThrow(/version 1 manifest cannot record a blake3 digest/);
   });
 });

@@ -6,7 +6,7 @@ import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
-import type { ImageDigest } from './worker.js';
+import type { ImageHashResult } from './worker.js';
 import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
 
@@ -48,7 +48,7 @@ interface Group {
  * Writes a snapshot's image (or one window of it) to the destination. Blobs are fetched
  * with ranged reads (neighbours coalesced), opened in the worker pool and written at their
  * offsets. A whole image is fed in order to the image hasher and committed only when its
- * sha256 matches the snapshot's; a window, which has no recorded hash, is verified blob by
+ * digest matches the snapshot's; a window, which has no recorded digest, is verified blob by
  * blob against the blobs' keyed ids instead.
  */
 export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
@@ -84,7 +84,7 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
   };
 
   const verifyIds = window !== undefined;
-  await pool.imageReset();
+  await pool.imageReset(manifest.imageDigest.algorithm);
   progress.start('restore', to - from);
   const writing = writeInOrder();
   // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
@@ -128,8 +128,9 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     scheduled();
     const digest = await writing;
     if (failure !== undefined) throw failure;
-    if (!window && digest?.image !== manifest.sha256) {
-      throw new DamageError(`The restored image's sha256 ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${manifest.sha256.slice(0, 16)}…; the destination was not committed`);
+    const expected = manifest.imageDigest;
+    if (!window && digest?.image !== expected.hex) {
+      throw new DamageError(`The restored image's ${expected.algorithm} ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${expected.hex.slice(0, 16)}…; the destination was not committed`);
     }
     await destination.commit();
     progress.done();
@@ -151,7 +152,7 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
    * they cost several times the CPU of the same writes in sequence), and sequential writes
    * let the filesystem allocate contiguous extents.
    */
-  async function writeInOrder(): Promise<ImageDigest | undefined> {
+  async function writeInOrder(): Promise<ImageHashResult | undefined> {
     for (let i = firstChunk; i < lastChunk; i++) {
       while (decoded[i] === undefined) {
         if (failure !== undefined) throw failure;

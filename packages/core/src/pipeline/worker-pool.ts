@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { CodecRegistration, CodecSettings } from '../codec.js';
-import { SEAL_OVERHEAD, type BlobIdScheme, type MasterKey } from '../crypto/crypto.js';
+import { SEAL_OVERHEAD, type BlobIdScheme, type ImageDigestAlgorithm, type MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
-import type { ImageDigest, WorkerReply, WorkerRequest } from './worker.js';
+import type { ImageHashResult, WorkerReply, WorkerRequest } from './worker.js';
 import { allocateAligned } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
@@ -62,8 +62,8 @@ class PooledWorker {
 
 /**
  * Worker threads for hashing, compression and encryption, plus one dedicated worker that
- * keeps the ordered sha256 of the whole image (sha256 cannot be parallelised; keeping it off
- * the main thread keeps I/O flowing).
+ * keeps the ordered digest of the whole image (one serial chain; keeping it off the main
+ * thread keeps I/O flowing).
  */
 export class WorkerPool implements IDisposable {
   readonly #workers: PooledWorker[];
@@ -147,9 +147,9 @@ export class WorkerPool implements IDisposable {
     return reply.plain ? toBuffer(reply.plain) : undefined;
   }
 
-  /** Starts a new image hash, discarding whatever an earlier, failed run fed in. */
-  imageReset(): Promise<unknown> {
-    return this.#imageHasher.request({ op: 'imageReset' });
+  /** Starts a new image digest, discarding whatever an earlier, failed run fed in. */
+  imageReset(algorithm: ImageDigestAlgorithm): Promise<unknown> {
+    return this.#imageHasher.request({ op: 'imageReset', algorithm });
   }
 
   /** Feeds the first `length` bytes of the slot, which sit at `offset` in the image. Calls must come in image order. */
@@ -161,7 +161,7 @@ export class WorkerPool implements IDisposable {
     return this.#imageHasher.request({ op: 'imageZeros', length, offset });
   }
 
-  async imageDigest(): Promise<ImageDigest> {
+  async imageDigest(): Promise<ImageHashResult> {
     return (await this.#imageHasher.request({ op: 'imageDigest' })).digest!;
   }
 

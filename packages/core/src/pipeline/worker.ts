@@ -1,15 +1,14 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
-import { createHash, type Hash } from 'node:crypto';
 import type { Codec, CodecModule, CodecRegistration, CodecSettings } from '../codec.js';
-import { blobIdOf, open, seal, type BlobIdScheme } from '../crypto/crypto.js';
+import { blobIdOf, createImageHash, open, seal, type BlobIdScheme, type ImageDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { CODEC_NONE } from '../repository/format.js';
 
 /*
  * The CPU-heavy per-chunk work, off the main thread: zero detection, keyed hashing,
  * compression, encryption, and the reverse. Chunks arrive in SharedArrayBuffer slots (no
  * copy); a chunk's blob is written back into its slot, other output is transferred back.
- * Also keeps one ordered sha256 of a whole image.
+ * Also keeps one ordered digest of a whole image (SHA-256 or BLAKE3).
  */
 
 export type WorkerRequest =
@@ -18,18 +17,18 @@ export type WorkerRequest =
   | { op: 'sealInSlot'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into?: SharedArrayBuffer }
-  | { op: 'imageReset' }
+  | { op: 'imageReset'; algorithm: ImageDigestAlgorithm }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
   | { op: 'imageDigest' };
 
-export interface ImageDigest {
-  /** sha256 of the whole image; undefined when not every byte from 0 on was fed in order. */
+export interface ImageHashResult {
+  /** Hex digest of the whole image; undefined when not every byte from 0 on was fed in order. */
   image?: string;
 }
 
 export type WorkerReply =
-  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; sealedLength?: number; plain?: Uint8Array; digest?: ImageDigest }
+  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; sealedLength?: number; plain?: Uint8Array; digest?: ImageHashResult }
   | { ok: false; message: string; kind?: 'damage' | 'missing-codec' };
 
 let encryptionKey: Buffer;
@@ -40,14 +39,16 @@ let writeCodec: Codec;
 let writeCodecId = CODEC_NONE;
 const decoders = new Map<number, Codec>();
 
-/** The ordered sha256 of an image, fed in image order; void if a piece is skipped. */
+/** The ordered digest of an image, fed in image order; void if a piece is skipped. */
 class ImageHasher {
-  #hash: Hash = createHash('sha256');
+  #algorithm: ImageDigestAlgorithm = 'sha256';
+  #hash: StreamingHash = createImageHash(this.#algorithm);
   #contiguous = true;
   #position = 0;
 
-  reset(): void {
-    this.#hash = createHash('sha256');
+  reset(algorithm = this.#algorithm): void {
+    this.#algorithm = algorithm;
+    this.#hash = createImageHash(algorithm);
     this.#contiguous = true;
     this.#position = 0;
   }
@@ -58,8 +59,8 @@ class ImageHasher {
     this.#position = offset + bytes.length;
   }
 
-  digest(): ImageDigest {
-    const image = this.#contiguous ? this.#hash.digest('hex') : undefined;
+  digest(): ImageHashResult {
+    const image = this.#contiguous ? this.#hash.digestHex() : undefined;
     this.reset();
     return { image };
   }
@@ -188,7 +189,7 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       return { reply: { ok: true, plain: copy }, transfer: [copy.buffer] };
     }
     case 'imageReset':
-      imageHasher.reset();
+      imageHasher.reset(request.algorithm);
       return { reply: { ok: true }, transfer: [] };
     case 'imageUpdate':
       imageHasher.update(new Uint8Array(request.slot, 0, request.length), request.offset);

@@ -1,11 +1,13 @@
 /*
- * Binary layouts of the repository format (v2; v1 differs only in how blobs and packs are named).
+ * Binary layouts of the repository format (v3). v1 differs in how blobs and packs are named;
+ * v1 and v2 record a SHA-256 of each snapshot's image, v3 a BLAKE3. Binary layouts are the
+ * same in all three.
  * docs/FORMAT.md is the prose version of this file; change both together. All integers are
  * little-endian.
  */
 
 /** The version this cairn writes; it reads every version from 1 to this one. */
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 export const ID_LENGTH = 32;
 
 /** What a blob holds. Stored in pack headers and indexes. */

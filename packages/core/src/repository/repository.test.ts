@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/index.js';
-import { RepositoryExistsError, RepositoryNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
-import { Repository } from './repository.js';
+import { DamageError, RepositoryExistsError, RepositoryNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
+import { Repository, imageDigestOf } from './repository.js';
 import { acquireLock } from './lock.js';
 import { FORMAT_VERSION, Keys } from './format.js';
 
@@ -37,6 +37,39 @@ describe('Repository', () => {
     await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, version: FORMAT_VERSION + 1 })));
     await expect(Repository.readConfig(target)).rejects.toThrow(UnsupportedFormatError);
     await expect(Repository.open(target, 'x')).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*Upgrade cairn`));
+  });
+
+  it('records BLAKE3 image digests in new repositories, SHA-256 in those of versions 1 and 2', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    expect(repository.config).toMatchObject({ version: 3, imageDigest: 'blake3' });
+    expect(imageDigestOf(repository.config)).toBe('blake3');
+    const { imageDigest: _imageDigest, ...older } = repository.config;
+    expect(imageDigestOf({ ...older, version: 2 })).toBe('sha256');
+    expect(imageDigestOf({ ...older, version: 1 })).toBe('sha256');
+    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, imageDigest: 'md5' })));
+    await expect(Repository.readConfig(target)).rejects.toThrow(/unknown image digest "md5"/);
+    await target.put(Keys.config, Buffer.from(JSON.stringify(older)));
+    await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
+  });
+
+  it('reads manifests of versions 1 and 2, and refuses newer or broken ones clearly', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    const hex = 'ab'.repeat(32);
+    const save = async (manifest: object) => (await repository.putSealed('snapshots', Buffer.from(JSON.stringify(manifest)))).id;
+    const v1 = await save({ version: 1, time: '2026-01-01T00:00:00Z', sha256: hex });
+    expect(await repository.loadSnapshot(v1)).toEqual({ version: 1, time: '2026-01-01T00:00:00Z', imageDigest: { algorithm: 'sha256', hex } });
+    const v2 = await save({ version: 2, imageDigest: { algorithm: 'blake3', hex } });
+    expect((await repository.loadSnapshot(v2)).imageDigest).toEqual({ algorithm: 'blake3', hex });
+    const newer = await save({ version: 3, digest: 'whatever' });
+    await expect(repository.loadSnapshot(newer)).rejects.toThrow(UnsupportedFormatError);
+    await expect(repository.loadSnapshot(newer)).rejects.toThrow(/manifest version 3; this cairn reads up to version 2\. Upgrade cairn/);
+    for (const broken of [{ version: 1 }, { version: 1, sha256: 'xyz' }, { version: 2, imageDigest: { algorithm: 'md5', hex } }, { version: 2, sha256: hex }, { time: 'no version' }, [1, 2]]) {
+      await expect(repository.loadSnapshot(await save(broken)), JSON.stringify(broken)).rejects.toThrow(DamageError);
+    }
+    const notJson = (await repository.putSealed('snapshots', Buffer.from('{'))).id;
+    await expect(repository.loadSnapshot(notJson)).rejects.toThrow(/is not valid JSON/);
   });
 
   it('stores sealed objects under the hash of their bytes and detects a changed byte', async () => {

@@ -18,12 +18,13 @@ import {
   seal,
   sha256,
   type BlobIdScheme,
+  type ImageDigestAlgorithm,
   type MasterKey,
   type PackIdScheme,
   type ScryptParams,
 } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type BlobType, type IndexedPack } from './format.js';
-import type { SnapshotManifest } from './snapshot.js';
+import { decodeManifest, encodeManifest, type SnapshotManifest } from './snapshot.js';
 
 export interface RepositoryConfig {
   format: 'cairn';
@@ -38,6 +39,8 @@ export interface RepositoryConfig {
   blobId?: BlobIdScheme;
   /** How packs are named: "blake3" from version 2 on; version 1 configs have no such field and use SHA-256. */
   packId?: PackIdScheme;
+  /** What digest snapshots record of their whole image: "blake3" from version 3 on; earlier configs have no such field and use SHA-256. */
+  imageDigest?: ImageDigestAlgorithm;
 }
 
 /** The blob id scheme a repository of this config uses. */
@@ -48,6 +51,11 @@ export function blobIdSchemeOf(config: RepositoryConfig): BlobIdScheme {
 /** The pack naming scheme a repository of this config uses. */
 export function packIdSchemeOf(config: RepositoryConfig): PackIdScheme {
   return config.version === 1 ? 'sha256' : config.packId!;
+}
+
+/** The image digest new snapshots in a repository of this config record. */
+export function imageDigestOf(config: RepositoryConfig): ImageDigestAlgorithm {
+  return config.version < 3 ? 'sha256' : config.imageDigest!;
 }
 
 /**
@@ -116,6 +124,7 @@ export class Repository {
       packSize: DEFAULT_PACK_SIZE,
       blobId: 'blake3-keyed',
       packId: 'blake3',
+      imageDigest: 'blake3',
     };
     const masterKey = newMasterKey();
     const keyId = await writeKeyFile(target, config.id, masterKey, password);
@@ -151,6 +160,9 @@ export class Repository {
     if (config.version < 1) throw new DamageError(`The repository at ${target.location} has an invalid format version ${config.version}`);
     if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
       throw new DamageError(`The repository config at ${target.location} names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`);
+    }
+    if (config.version >= 3 && config.imageDigest !== 'blake3') {
+      throw new DamageError(`The repository config at ${target.location} names an unknown image digest ${JSON.stringify(config.imageDigest)}`);
     }
     return config;
   }
@@ -254,12 +266,7 @@ export class Repository {
   }
 
   async loadSnapshot(id: string): Promise<SnapshotManifest> {
-    const plain = await this.getSealed(Keys.snapshot(id));
-    try {
-      return JSON.parse(plain.toString('utf8'));
-    } catch (err) {
-      throw new DamageError(`Snapshot ${id} is not valid JSON`, { cause: err });
-    }
+    return decodeManifest(id, await this.getSealed(Keys.snapshot(id)));
   }
 
   /** `latest`, a full id, or an unambiguous prefix of at least 4 characters. */
@@ -278,7 +285,7 @@ export class Repository {
   }
 
   async saveSnapshot(manifest: SnapshotManifest): Promise<{ id: string; size: number }> {
-    return this.putSealed('snapshots', Buffer.from(JSON.stringify(manifest)));
+    return this.putSealed('snapshots', encodeManifest(manifest));
   }
 }
 

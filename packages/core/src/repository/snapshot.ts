@@ -1,8 +1,20 @@
 import type { VolumeLayout } from '../source.js';
+import type { ImageDigestAlgorithm } from '../crypto/crypto.js';
+import { DamageError, UnsupportedFormatError } from '../errors.js';
 
-/** The manifest of one backup run, stored encrypted as snapshots/<id> (docs/FORMAT.md). */
+/** A digest of a whole logical image, as hex; `b3sum` or `sha256sum` of the restored image prints the same. */
+export interface ImageDigest {
+  algorithm: ImageDigestAlgorithm;
+  hex: string;
+}
+
+/**
+ * The manifest of one backup run, stored encrypted as snapshots/<id> (docs/FORMAT.md).
+ * Version 1 stores the image digest as a `sha256` field, version 2 as `imageDigest`; in
+ * memory both read as `imageDigest`.
+ */
 export interface SnapshotManifest {
-  version: 1;
+  version: 1 | 2;
   /** ISO 8601 time the backup started. */
   time: string;
   hostname: string;
@@ -15,8 +27,8 @@ export interface SnapshotManifest {
   chunkCount: number;
   /** Ids of the chunk-map blobs, in order; together they hold `chunkCount` records. */
   chunkMaps: string[];
-  /** sha256 of the whole logical image (unused chunks read as zeros). */
-  sha256: string;
+  /** Digest of the whole logical image (unused chunks read as zeros). */
+  imageDigest: ImageDigest;
   /** Name of the codec new blobs were written with. */
   compression: string;
   stats: {
@@ -29,4 +41,51 @@ export interface SnapshotManifest {
     newChunks: number;
     durationMs: number;
   };
+}
+
+/** The newest manifest version this cairn reads. */
+export const MANIFEST_VERSION = 2;
+
+/** The manifest version that records a digest of this algorithm: older readers know SHA-256 as version 1. */
+export function manifestVersionFor(algorithm: ImageDigestAlgorithm): SnapshotManifest['version'] {
+  return algorithm === 'sha256' ? 1 : 2;
+}
+
+export function encodeManifest(manifest: SnapshotManifest): Buffer {
+  if (manifest.version === 1) {
+    if (manifest.imageDigest.algorithm !== 'sha256') throw new Error(`A version 1 manifest cannot record a ${manifest.imageDigest.algorithm} digest`);
+    const { imageDigest, ...rest } = manifest;
+    return Buffer.from(JSON.stringify({ ...rest, sha256: imageDigest.hex }));
+  }
+  return Buffer.from(JSON.stringify(manifest));
+}
+
+const HEX_DIGEST = /^[0-9a-f]{64}$/;
+
+/** Parses a stored manifest; `id` names it in errors. */
+export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
+  let stored: Record<string, unknown>;
+  try {
+    stored = JSON.parse(plain.toString('utf8'));
+  } catch (err) {
+    throw new DamageError(`Snapshot ${id} is not valid JSON`, { cause: err });
+  }
+  if (typeof stored !== 'object' || stored === null) throw new DamageError(`Snapshot ${id} is not a manifest`);
+  const { version } = stored;
+  if (typeof version === 'number' && version > MANIFEST_VERSION) {
+    throw new UnsupportedFormatError(`Snapshot ${id.slice(0, 12)} has manifest version ${version}; this cairn reads up to version ${MANIFEST_VERSION}. Upgrade cairn to use it.`);
+  }
+  if (version === 1) {
+    const { sha256, ...rest } = stored;
+    if (typeof sha256 !== 'string' || !HEX_DIGEST.test(sha256)) throw new DamageError(`Snapshot ${id} has no valid sha256 of its image`);
+    return { ...rest, imageDigest: { algorithm: 'sha256', hex: sha256 } } as unknown as SnapshotManifest;
+  }
+  if (version === 2) {
+    const digest = stored.imageDigest as Partial<ImageDigest> | undefined;
+    if (digest?.algorithm !== 'blake3' || typeof digest.hex !== 'string' || !HEX_DIGEST.test(digest.hex)) {
+      throw new DamageError(`Snapshot ${id} has no valid digest of its image`);
+    }
+    return stored as unknown as SnapshotManifest;
+  }
+  throw new DamageError(`Snapshot ${id} has an invalid manifest version ${JSON.stringify(version)}`);
 }
