@@ -338,5 +338,6 @@ describe('backup and restore pipeline', () => {
     const forged = await repository.saveSnapshot({ ...result.manifest, imageDigest: { algorithm: 'sha256', hex: '0'.repeat(64) } });
     await expect(restore(forged.id, join(dir, 'forged.img'))).rejects.toThrow(/The restored image's sha256 .* differs/);
     expect(() => encodeManifest({ ...result.manifest, imageDigest: { algorithm: 'blake3', hex: '0'.repeat(64) } })).toThrow(/version 1 manifest cannot record a blake3 digest/);
+    expect(() => encodeManifest({ ...result.manifest, version: 2 })).toThrow(/version 2 manifest cannot record a sha256 digest/);
   });
 });

@@ -52,8 +52,9 @@ export function manifestVersionFor(algorithm: ImageDigestAlgorithm): SnapshotMan
 }
 
 export function encodeManifest(manifest: SnapshotManifest): Buffer {
+  const { algorithm } = manifest.imageDigest;
+  if (manifestVersionFor(algorithm) !== manifest.version) throw new Error(`A version ${manifest.version} manifest cannot record a ${algorithm} digest`);
   if (manifest.version === 1) {
-    if (manifest.imageDigest.algorithm !== 'sha256') throw new Error(`A version 1 manifest cannot record a ${manifest.imageDigest.algorithm} digest`);
     const { imageDigest, ...rest } = manifest;
     return Buffer.from(JSON.stringify({ ...rest, sha256: imageDigest.hex }));
   }
