@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createTestPluginContext } from '@cairn/core/testing';
@@ -89,7 +90,7 @@ describe('zstd codec', () => {
 
 describe('activate', () => {
   it('registers the codec module by URL, importable on its own', async () => {
-    const context = createTestPluginContext();
+    const context = await createTestPluginContext(fileURLToPath(new URL('..', import.meta.url)));
     await activate(context);
     const registration = context.codecs.byName('zstd');
     expect(registration).toMatchObject({ name: 'zstd', headerId: 1 });

@@ -107,6 +107,35 @@ export class HookCommandError extends CairnError {
   override readonly code = 'CAIRN_HOOK_COMMAND';
 }
 
+/**
+ * A tap of a hook threw. In a `before` hook this aborts the operation; the message names the
+ * tap and the hook, and the exit code is the one of the tap's own error when it raised a
+ * CairnError on purpose.
+ */
+export class HookTapError extends CairnError {
+  override readonly code = 'CAIRN_HOOK_TAP';
+  override readonly exitCode: ExitCode;
+  constructor(
+    readonly hook: string,
+    readonly tap: string,
+    cause: unknown,
+  ) {
+    super(`${tap} (${hook}): ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.exitCode = cause instanceof CairnError ? cause.exitCode : ExitCode.failed;
+  }
+}
+
+/** A `beforeSnapshot` tap stopped the snapshot from being written. */
+export class SnapshotAbortedError extends CairnError {
+  override readonly code = 'CAIRN_SNAPSHOT_ABORTED';
+  constructor(
+    readonly tap: string,
+    readonly reason: string,
+  ) {
+    super(`The snapshot was not saved: ${tap} stopped it: ${reason}`);
+  }
+}
+
 export function isCairnError(err: unknown): err is CairnError {
   return err instanceof CairnError;
 }

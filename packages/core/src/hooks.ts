@@ -1,19 +1,35 @@
-import { AsyncSeriesHook, SyncHook } from './vendor.js';
+import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from './vendor.js';
 import type { OpenedSource, VolumeLayout } from './source.js';
+import type { SnapshotManifest } from './repository/snapshot.js';
 
 /*
  * The extension points of a run, all declared here. Two levels, as in webpack:
  * `EngineHooks` live as long as the process; a `BackupRun` or `RestoreRun` carries the hooks
  * of one run, so taps made inside `engine.hooks.backup`/`engine.hooks.restore` end with the run.
  * Per-chunk work is deliberately not on a hook.
+ *
+ * The core calls every hook through `HookRunner`, which handles a tap's error the same way
+ * everywhere: in a `before` hook (beforeRun, backup, restore, sourceOpened, beforeSnapshot,
+ * beforeWrite) it aborts the operation, named after the tap; in an `after` hook (snapshotSaved,
+ * done, failed, afterRun) it is logged with the tap's name, the other taps still run, and the
+ * command exits 1 after reporting its result.
  */
 
 export interface JobInfo {
   name: string;
   /** Absolute path of the job file. */
   file: string;
-  /** The validated job object. */
+  /** The validated job object, schema defaults applied. */
   job: Record<string, unknown>;
+}
+
+/** What a run does with its job. */
+export type JobOperation = 'backup' | 'restore';
+
+/** One run of a job: what `beforeRun`, `failed` and `afterRun` receive. */
+export interface JobRun {
+  readonly job: JobInfo;
+  readonly operation: JobOperation;
 }
 
 export interface SnapshotSaved {
@@ -21,20 +37,37 @@ export interface SnapshotSaved {
   time: string;
   bytesRead: number;
   bytesAdded: number;
+  manifest: SnapshotManifest;
+}
+
+/** What a `beforeSnapshot` tap returns to stop the snapshot from being written. */
+export interface SnapshotVeto {
+  abort: string;
 }
 
 export interface BackupRunHooks {
   /** The source is open and its layout known; nothing has been read yet. */
   sourceOpened: AsyncSeriesHook<[OpenedSource]>;
-  /** Every pack and index the snapshot needs is durable; the manifest is about to be written. */
-  beforeSnapshot: AsyncSeriesHook<[]>;
+  /**
+   * Every pack and index the snapshot needs is durable and the manifest is complete; it is
+   * about to be written. A tap may inspect it, or return `{ abort: reason }` to stop the
+   * snapshot (the run fails with that reason; the stored data is reused by the next run).
+   */
+  beforeSnapshot: AsyncSeriesBailHook<[SnapshotManifest], SnapshotVeto | undefined>;
   /** The snapshot manifest is written. */
   snapshotSaved: AsyncSeriesHook<[SnapshotSaved]>;
 }
 
+export interface BeforeWrite {
+  destination: string;
+  kind: 'file' | 'block-device';
+  snapshot: string;
+  manifest: SnapshotManifest;
+}
+
 export interface RestoreRunHooks {
   /** The destination is checked and about to be written; nothing has been written yet. */
-  beforeWrite: AsyncSeriesHook<[{ destination: string; snapshot: string }]>;
+  beforeWrite: AsyncSeriesHook<[BeforeWrite]>;
   /** Every byte is written and committed, and the image digest matched the snapshot's. */
   done: AsyncSeriesHook<[RestoreDone]>;
 }
@@ -49,55 +82,65 @@ export interface RestoreDone {
   partial: boolean;
 }
 
-export interface BackupRun {
-  readonly job: JobInfo;
+export interface BackupRun extends JobRun {
+  readonly operation: 'backup';
   readonly hooks: Readonly<BackupRunHooks>;
 }
 
-export interface RestoreRun {
-  readonly job: JobInfo;
+export interface RestoreRun extends JobRun {
+  readonly operation: 'restore';
   readonly hooks: Readonly<RestoreRunHooks>;
 }
 
 export type RunOutcome = { ok: true } | { ok: false; error: unknown };
 
 export interface EngineHooks {
-  /** Before a backup touches the source or the repository (the job's `hooks.before` commands run here). */
-  beforeRun: AsyncSeriesHook<[JobInfo]>;
+  /** Before a backup or restore touches the source, the repository or the destination (the job's `hooks.before` commands run here for backups). */
+  beforeRun: AsyncSeriesHook<[JobRun]>;
   /** A backup run was created; tap its hooks here. */
   backup: SyncHook<[BackupRun]>;
   /** A restore run was created; tap its hooks here. */
   restore: SyncHook<[RestoreRun]>;
-  /** A backup failed (after `beforeRun` succeeded or failed). */
-  failed: AsyncSeriesHook<[JobInfo, unknown]>;
-  /** Always after a backup, success or failure (the job's `hooks.after` commands run here). */
-  afterRun: AsyncSeriesHook<[JobInfo, RunOutcome]>;
+  /** A backup or restore failed, also when `beforeRun` failed; receives the error. */
+  failed: AsyncSeriesHook<[JobRun, unknown]>;
+  /** Always after a backup or restore, success or failure (the job's `hooks.after` commands run here for backups). */
+  afterRun: AsyncSeriesHook<[JobRun, RunOutcome]>;
 }
+
+/** Service id of the process-wide hooks. */
+export const EngineHooks = Symbol.for('cairn.EngineHooks');
 
 export function createEngineHooks(): Readonly<EngineHooks> {
   return Object.freeze({
-    beforeRun: new AsyncSeriesHook<[JobInfo]>(['job']),
-    backup: new SyncHook<[BackupRun]>(['run']),
-    restore: new SyncHook<[RestoreRun]>(['run']),
-    failed: new AsyncSeriesHook<[JobInfo, unknown]>(['job', 'error']),
-    afterRun: new AsyncSeriesHook<[JobInfo, RunOutcome]>(['job', 'outcome']),
+    beforeRun: new AsyncSeriesHook<[JobRun]>(['run'], 'beforeRun'),
+    backup: new SyncHook<[BackupRun]>(['run'], 'backup'),
+    restore: new SyncHook<[RestoreRun]>(['run'], 'restore'),
+    failed: new AsyncSeriesHook<[JobRun, unknown]>(['run', 'error'], 'failed'),
+    afterRun: new AsyncSeriesHook<[JobRun, RunOutcome]>(['run', 'outcome'], 'afterRun'),
   });
 }
 
 export function createBackupRunHooks(): Readonly<BackupRunHooks> {
   return Object.freeze({
-    sourceOpened: new AsyncSeriesHook<[OpenedSource]>(['source']),
-    beforeSnapshot: new AsyncSeriesHook<[]>([]),
-    snapshotSaved: new AsyncSeriesHook<[SnapshotSaved]>(['snapshot']),
+    sourceOpened: new AsyncSeriesHook<[OpenedSource]>(['source'], 'sourceOpened'),
+    beforeSnapshot: new AsyncSeriesBailHook<[SnapshotManifest], SnapshotVeto | undefined>(['manifest'], 'beforeSnapshot'),
+    snapshotSaved: new AsyncSeriesHook<[SnapshotSaved]>(['snapshot'], 'snapshotSaved'),
   });
 }
 
 export function createRestoreRunHooks(): Readonly<RestoreRunHooks> {
   return Object.freeze({
-    beforeWrite: new AsyncSeriesHook<[{ destination: string; snapshot: string }]>(['info']),
-    done: new AsyncSeriesHook<[RestoreDone]>(['info']),
+    beforeWrite: new AsyncSeriesHook<[BeforeWrite]>(['write'], 'beforeWrite'),
+    done: new AsyncSeriesHook<[RestoreDone]>(['info'], 'done'),
   });
 }
 
-/** Service id of the process-wide hooks. */
-export const EngineHooks = Symbol('EngineHooks');
+/**
+ * Something in the core that taps the engine hooks when the core starts (the job file's
+ * commands; later retention and notifications). Bind it with
+ * `bind(HookContribution).toService(MyTaps)` in a container module.
+ */
+export const HookContribution = Symbol.for('cairn.HookContribution');
+export interface HookContribution {
+  tapHooks(hooks: Readonly<EngineHooks>): void;
+}

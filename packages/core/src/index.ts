@@ -7,5 +7,28 @@ export * from './source.js';
 export * from './codec.js';
 export * from './hooks.js';
 export * from './plugin.js';
+
+// One copy of inversify and tapable for every package: plugins use these, never their own.
+export { Container, ContainerModule, inject, injectable, multiInject, optional, type ContainerModuleLoadOptions, type ServiceIdentifier } from './vendor.js';
+export { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from './vendor.js';
+
+export { createCore, createCoreContainer, type Core, type CoreOptions } from './create-core.js';
+export { coreModule, SystemClock } from './core-module.js';
+export { HookRunner, describeTapFailure, type TapFailure } from './hook-runner.js';
+export { JobLoader, type JobConfig, type LoadedJob } from './job/job-loader.js';
+export { JobSchema } from './job/job-schema.js';
+export type { RunReport } from './operations/job-runs.js';
+export { InitOperation } from './operations/init.js';
+export { BackupOperation } from './operations/backup.js';
+export { RestoreOperation, type RestoreOptions, type RestoreResult } from './operations/restore.js';
+export { CheckOperation } from './operations/check.js';
+export { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
+export { KeyOperation, type KeyInfo } from './operations/keys.js';
+export type { BackupResult } from './pipeline/backup.js';
+export type { CheckProblem, CheckReport } from './pipeline/check.js';
+export type { Progress } from './pipeline/progress.js';
+export type { ImageDigest, SnapshotManifest } from './repository/snapshot.js';
+export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
-export { main } from './cli/main.js';
+export { main, type CliIo } from './cli/main.js';
+export { CORE_VERSION } from './version.js';

@@ -2,6 +2,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import {
+  injectable,
   SourceError,
   type Extent,
   type ImagingMode,
@@ -67,6 +68,7 @@ function readSettings(settings: SourceSettings): { sourcePath: string; mode: Ima
   return { sourcePath, mode, partitions };
 }
 
+@injectable()
 export class VolumeSourceFactory implements SourceFactory {
   async open(settings: SourceSettings, context: SourceOpenContext): Promise<OpenedSource> {
     const { sourcePath, mode, partitions } = readSettings(settings);

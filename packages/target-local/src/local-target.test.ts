@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -167,7 +168,7 @@ describe('LocalTarget with packs in page-aligned memory', () => {
 
 describe('activate', () => {
   it('registers the local target factory and unregisters it on dispose', async () => {
-    const context = createTestPluginContext();
+    const context = await createTestPluginContext(fileURLToPath(new URL('..', import.meta.url)));
     await activate(context);
     expect(context.targets.get('local')).toBe(localTargetFactory);
     await context.subscriptions.dispose();

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -296,7 +297,7 @@ describe('settings', () => {
 
 describe('activate', () => {
   it('registers the s3 target factory and unregisters it on dispose', async () => {
-    const context = createTestPluginContext();
+    const context = await createTestPluginContext(fileURLToPath(new URL('..', import.meta.url)));
     await activate(context);
     expect(context.targets.get('s3')).toBe(s3TargetFactory);
     await context.subscriptions.dispose();

@@ -1,4 +1,5 @@
 import type { Progress } from '../pipeline/progress.js';
+import { formatBytes, formatDuration } from './format.js';
 
 const REDRAW_MS = 200;
 
@@ -47,20 +48,4 @@ export class ProgressBar implements Progress {
     this.stream.write(`\r${line}\x1b[K`);
     this.#visible = true;
   }
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
-
-function formatDuration(seconds: number): string {
-  const s = Math.round(seconds);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }

@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
+import { dirname } from 'node:path';
+import { inject, injectable } from '../vendor.js';
 import { HookCommandError } from '../errors.js';
-import type { EngineHooks, JobInfo } from '../hooks.js';
-import type { Logger } from '../services.js';
+import type { EngineHooks, HookContribution, JobRun } from '../hooks.js';
+import { Environment, Logger } from '../services.js';
 
 const PLUGIN_NAME = 'JobCommands';
 
@@ -11,41 +13,54 @@ interface JobHooksSection {
 }
 
 /**
- * The job file's `hooks.before` / `hooks.after` commands, as taps on the engine hooks:
- * `before` runs in `beforeRun` (a failure aborts the backup), `after` in `afterRun`, which
- * fires whatever the outcome, so `fsfreeze -u` runs even when the backup failed.
+ * The job file's `hooks.before` / `hooks.after` commands, as taps on the engine hooks, for
+ * backups: `before` runs in `beforeRun` (a failure aborts the backup), `after` in `afterRun`,
+ * which fires whatever the outcome, so `fsfreeze -u` runs even when the backup failed. Every
+ * `after` command runs even when an earlier one failed. Commands run in the job file's folder.
  */
-export function tapJobCommands(hooks: Readonly<EngineHooks>, logger: Logger, cwd: (job: JobInfo) => string): void {
-  hooks.beforeRun.tapPromise(PLUGIN_NAME, async (job) => {
-    for (const argv of sectionOf(job).before ?? []) await runCommand(argv, cwd(job), 'before', logger);
-  });
-  hooks.afterRun.tapPromise(PLUGIN_NAME, async (job) => {
-    let firstError: unknown;
-    for (const argv of sectionOf(job).after ?? []) {
-      try {
-        await runCommand(argv, cwd(job), 'after', logger);
-      } catch (err) {
-        firstError ??= err;
-      }
-    }
-    if (firstError) throw firstError;
-  });
-}
+@injectable()
+export class JobCommands implements HookContribution {
+  constructor(
+    @inject(Logger) private readonly logger: Logger,
+    @inject(Environment) private readonly environment: Environment,
+  ) {}
 
-function sectionOf(job: JobInfo): JobHooksSection {
-  return (job.job.hooks as JobHooksSection | undefined) ?? {};
-}
-
-function runCommand(argv: string[], cwd: string, phase: string, logger: Logger): Promise<void> {
-  const [command, ...args] = argv;
-  logger.info(`running ${phase} command: ${argv.join(' ')}`);
-  return new Promise((resolve, reject) => {
-    // Output goes to our stderr so that `--json` on stdout stays parseable.
-    const child = spawn(command!, args, { cwd, stdio: ['ignore', 2, 2] });
-    child.on('error', (err) => reject(new HookCommandError(`The ${phase} command ${command} could not be started: ${err.message}`, { cause: err })));
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new HookCommandError(`The ${phase} command \`${argv.join(' ')}\` failed (${signal ? `signal ${signal}` : `exit code ${code}`})`));
+  tapHooks(hooks: Readonly<EngineHooks>): void {
+    hooks.beforeRun.tapPromise(PLUGIN_NAME, async (run) => {
+      for (const argv of commandsOf(run, 'before')) await this.#run(argv, run, 'before');
     });
-  });
+    hooks.afterRun.tapPromise(PLUGIN_NAME, async (run) => {
+      let firstError: unknown;
+      for (const argv of commandsOf(run, 'after')) {
+        try {
+          await this.#run(argv, run, 'after');
+        } catch (err) {
+          firstError ??= err;
+        }
+      }
+      if (firstError) throw firstError;
+    });
+  }
+
+  #run(argv: string[], run: JobRun, phase: 'before' | 'after'): Promise<void> {
+    const [command, ...args] = argv;
+    this.logger.info(`running ${phase} command: ${argv.join(' ')}`);
+    return new Promise((resolve, reject) => {
+      // Output goes to stderr so that `--json` on stdout stays parseable.
+      const child = spawn(command!, args, { cwd: dirname(run.job.file), stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.pipe(this.environment.stderr, { end: false });
+      child.stderr.pipe(this.environment.stderr, { end: false });
+      child.on('error', (err) => reject(new HookCommandError(`The ${phase} command ${command} could not be started: ${err.message}`, { cause: err })));
+      child.on('close', (code, signal) => {
+        if (code === 0) resolve();
+        else reject(new HookCommandError(`The ${phase} command \`${argv.join(' ')}\` failed (${signal ? `signal ${signal}` : `exit code ${code}`})`));
+      });
+    });
+  }
+}
+
+/** The job's commands for one phase; they belong to backups only. */
+function commandsOf(run: JobRun, phase: keyof JobHooksSection): string[][] {
+  if (run.operation !== 'backup') return [];
+  return ((run.job.job.hooks as JobHooksSection | undefined) ?? {})[phase] ?? [];
 }

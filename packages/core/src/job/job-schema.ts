@@ -1,5 +1,5 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from '../vendor.js';
-import type { PluginHost, LoadedContribution } from '../plugins/plugin-host.js';
+import { Ajv, inject, injectable, type ErrorObject, type ValidateFunction } from '../vendor.js';
+import { PluginHost, type LoadedContribution } from '../plugins/plugin-host.js';
 import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
 
 const secretRef = {
@@ -73,20 +73,48 @@ function stripMeta(schema: object): Record<string, unknown> {
 }
 
 const NONE_CODEC_SCHEMA = { type: 'object', additionalProperties: false, properties: {} };
+/** What a job without `compression` gets, when a plugin provides it. */
+const DEFAULT_COMPRESSION = { type: 'zstd', level: 3 };
 
 /** The job schema with every enabled plugin's contribution spliced in (what `cairn schema` prints). */
 export function buildJobSchema(host: PluginHost): Record<string, any> {
   const schema = coreJobSchema();
   schema.properties.source = { ...schema.properties.source, ...branch('sources', host.contributions('sources'), []) };
   schema.properties.target = { ...schema.properties.target, ...branch('targets', host.contributions('targets'), []) };
-  schema.properties.compression = { ...schema.properties.compression, ...branch('codecs', host.contributions('codecs'), [{ type: 'none', schema: NONE_CODEC_SCHEMA }]) };
+  const codecs = host.contributions('codecs');
+  schema.properties.compression = { ...schema.properties.compression, ...branch('codecs', codecs, [{ type: 'none', schema: NONE_CODEC_SCHEMA }]) };
+  // The validator applies defaults (ajv's useDefaults), so a job gets them from here and nowhere else.
+  if (codecs.some((c) => c.type === DEFAULT_COMPRESSION.type)) schema.properties.compression.default = DEFAULT_COMPRESSION;
   return schema;
 }
 
 export interface JobValidator {
   schema: Record<string, any>;
-  /** Problems as `/path: message (plugin id)`; empty when the job is valid. Applies schema defaults. */
+  /** Problems as `/path: message (plugin id)`; empty when the job is valid. Fills in the schema's defaults, in `job` itself. */
   validate(job: unknown): string[];
+}
+
+/** The job schema of the enabled plugins, compiled once, on first use (many commands never need it). */
+@injectable()
+export class JobSchema {
+  #validator: JobValidator | undefined;
+
+  constructor(@inject(PluginHost) private readonly plugins: PluginHost) {}
+
+  get #compiled(): JobValidator {
+    return (this.#validator ??= createJobValidator(this.plugins));
+  }
+
+  /** What `cairn schema` prints. */
+  get schema(): Record<string, any> {
+    return this.#compiled.schema;
+  }
+
+  /** A copy of `job` with the schema's defaults filled in, and the problems found (empty when valid). */
+  validate(job: unknown): { job: unknown; problems: string[] } {
+    const copy = structuredClone(job);
+    return { job: copy, problems: this.#compiled.validate(copy) };
+  }
 }
 
 export function createJobValidator(host: PluginHost): JobValidator {

@@ -1,8 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
+import { inject, injectable } from '../vendor.js';
 import { PasswordSourceError } from '../errors.js';
+import { Environment } from '../services.js';
 import type { SecretRef } from '../target.js';
+
+/** Reads the secrets a job names, from the environment the core was given. */
+@injectable()
+export class SecretReader {
+  constructor(@inject(Environment) private readonly environment: Environment) {}
+
+  /** `what` names the secret in errors; relative files and commands run in `baseDir` (default: the working folder). */
+  read(ref: SecretRef, what: string, baseDir = this.environment.cwd): Promise<string> {
+    return readSecret(ref, what, baseDir, this.environment.env);
+  }
+}
 
 /** Reads a secret from an environment variable, a file, or a command's standard output. */
 export async function readSecret(ref: SecretRef, what: string, baseDir: string, env: NodeJS.ProcessEnv): Promise<string> {
@@ -19,7 +32,11 @@ export async function readSecret(ref: SecretRef, what: string, baseDir: string, 
       throw new PasswordSourceError(`Cannot read the ${what} from ${path}: ${(err as Error).message}`, { cause: err });
     }
   }
-  const [command, ...args] = ref.command;
+  return readCommandSecret(ref.command, what, baseDir);
+}
+
+async function readCommandSecret(argv: string[], what: string, baseDir: string): Promise<string> {
+  const [command, ...args] = argv;
   const output = await new Promise<string>((resolvePromise, reject) => {
     const child = spawn(command!, args, { cwd: baseDir, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];

@@ -1,12 +1,18 @@
 import { hostname } from 'node:os';
 import type { Extent, OpenedSource } from '../source.js';
-import type { BackupRunHooks, JobInfo } from '../hooks.js';
-import { imageDigestOf, type Repository, type BlobIndex } from '../repository/repository.js';
-import { BlobType, CHUNKS_PER_MAP, ChunkKind, encodeChunkMap, type ChunkRecord } from '../repository/format.js';
+import { imageDigestOf, type BlobIndex, type Repository } from '../repository/repository.js';
+import { BlobType, CHUNKS_PER_MAP, encodeChunkMap } from '../repository/format.js';
 import { manifestVersionFor, type SnapshotManifest } from '../repository/snapshot.js';
+import type { ImageDigestAlgorithm } from '../crypto/crypto.js';
 import { Packer } from './packer.js';
 import { SEALED_CHUNK_OVERHEAD, SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import { ImageFeed, type FeedTicket } from './image-feed.js';
+import { DEFAULT_DETACH, DetachScheduler, type DetachPolicy } from './detach.js';
+import { ChunkLedger } from './chunk-ledger.js';
+import { TaskGroup } from './task-group.js';
 import type { Progress } from './progress.js';
+
+export { DEFAULT_DETACH, type DetachPolicy } from './detach.js';
 
 export interface BackupInput {
   repository: Repository;
@@ -14,36 +20,20 @@ export interface BackupInput {
   pool: WorkerPool;
   source: OpenedSource;
   sourceType: string;
-  job: JobInfo;
-  hooks: Readonly<BackupRunHooks>;
+  jobName: string;
   chunkSize: number;
   compression: string;
   progress: Progress;
+  /** When the backup started: the snapshot's time (from the core's clock). */
+  started: Date;
+  /**
+   * Called with the finished manifest once every pack and index it needs is durable, before
+   * it is written; throwing stops the snapshot (nothing refers to the stored data yet).
+   */
+  beforeSnapshot?: (manifest: SnapshotManifest) => Promise<void>;
   /** When chunks may be stored ahead of the image digest; the default suits any volume. */
   detach?: DetachPolicy;
 }
-
-/**
- * The image digest is one serial chain through every byte, unused space included. A new chunk
- * is normally sealed only once the digest has taken it in, because its blob overwrites it in
- * its slot. Behind a long run of unused space that means every slot waits for the hasher and
- * compression stops: a third of a second per 700 MB here. So while enough zeros are queued
- * ahead of it, a new chunk is *detached*: sealed at once, its slot freed, and read a second
- * time when the digest gets to it. The second read is checked against the first (same blob
- * id), so the digest always describes the chunks the snapshot holds. Chunks the repository
- * already has are never detached: they cost little to keep, and a second read would cost more.
- */
-export interface DetachPolicy {
-  /** Detach a new chunk when at least this many bytes of unused space are queued ahead of it for the image hasher. */
-  zerosAhead: number;
-  /** Bytes of detached chunks waiting for their second read, at most: bounds the extra reads. */
-  maxPending: number;
-}
-
-const MiB = 1024 * 1024;
-export const DEFAULT_DETACH: DetachPolicy = { zerosAhead: 64 * MiB, maxPending: 256 * MiB };
-/** Buffers for second reads: enough to keep the hasher fed while checks of earlier ones finish. */
-const REREAD_SLOTS = 4;
 
 export interface BackupResult {
   snapshot: string;
@@ -54,113 +44,193 @@ export interface BackupResult {
   warnings: string[];
 }
 
+/** Buffers for second reads: enough to keep the hasher fed while checks of earlier ones finish. */
+const REREAD_SLOTS = 4;
+/** Above this many used ranges in one chunk, one read of the whole chunk beats many small ones. */
+const SCATTERED_RANGES = 8;
+
 /**
  * Reads the source chunk by chunk in order and stores every chunk the repository does not
  * have yet. Reading is sequential; hashing, compression and encryption run in the worker
  * pool, and the number of chunks in flight is bounded by the slot pool.
  */
-export async function runBackup(input: BackupInput): Promise<BackupResult> {
-  const { repository, index, pool, source, chunkSize, progress } = input;
-  const detach = input.detach ?? DEFAULT_DETACH;
-  const started = new Date();
-  const size = source.layout.size;
-  const chunkCount = Math.ceil(size / chunkSize);
-  const records: ChunkRecord[] = new Array(chunkCount);
-  const slots = new SlotPool(2 * defaultPoolSize() + 6, chunkSize + SEALED_CHUNK_OVERHEAD);
-  const rereadSlots = new SlotPool(REREAD_SLOTS, chunkSize + SEALED_CHUNK_OVERHEAD);
-  const stored = new Set<string>();
-  const packer = new Packer(repository);
-  const stats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
-  let changedWhileRead = 0;
-  const inFlight = new Set<Promise<void>>();
-  let failure: unknown;
-  const track = (task: Promise<void>) => {
-    const tracked = task.then(undefined, (err: unknown) => {
-      failure ??= err;
-    }).finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
-  };
+export function runBackup(input: BackupInput): Promise<BackupResult> {
+  return new BackupSession(input).run();
+}
 
-  /** Records what chunk `i` holds; returns its blob id when it has data that is not stored yet. */
-  function record(i: number, hashed: Awaited<ReturnType<WorkerPool['hash']>>): Buffer | undefined {
-    if (hashed.zero) {
-      records[i] = { kind: ChunkKind.zero };
-      stats.zeroChunks++;
-      return undefined;
+/** One used chunk on its way through the pipeline. */
+class ChunkInFlight {
+  /** The chunk is about to go to the image hasher from its slot: too late to detach it. */
+  feeding = false;
+  /** Stored from its slot without waiting for the hasher, which reads it again (see DetachPolicy). */
+  detached = false;
+  reread: SharedArrayBuffer | undefined;
+  image!: FeedTicket;
+  /** Settles once storing has decided whether to detach the chunk. */
+  readonly decided: Promise<void>;
+  decide!: () => void;
+
+  constructor(
+    readonly index: number,
+    readonly start: number,
+    readonly length: number,
+    readonly ranges: readonly Extent[],
+    readonly slot: SharedArrayBuffer,
+    /** The hasher's queue of unused space when this chunk joined it (see DetachScheduler). */
+    readonly position: number,
+  ) {
+    this.decided = new Promise<void>((resolve) => (this.decide = resolve));
+  }
+
+  /** The buffer the image hasher reads this chunk from. */
+  get hashedFrom(): SharedArrayBuffer {
+    return this.reread ?? this.slot;
+  }
+}
+
+/** One run of `runBackup`: the state the chunk reader, the image feed and the chunk store share. */
+class BackupSession {
+  readonly #input: BackupInput;
+  readonly #pool: WorkerPool;
+  readonly #size: number;
+  readonly #chunkCount: number;
+  readonly #slots: SlotPool;
+  readonly #rereadSlots: SlotPool;
+  readonly #ledger: ChunkLedger;
+  readonly #packer: Packer;
+  readonly #feed = new ImageFeed();
+  readonly #detach: DetachScheduler;
+  readonly #tasks = new TaskGroup();
+  readonly #digestAlgorithm: ImageDigestAlgorithm;
+  /** The read before the next one: reads run one at a time, in order. */
+  #previousRead: Promise<unknown> = Promise.resolve();
+  /** Monotonic start, for the duration: the snapshot's time may come from a replaced clock. */
+  readonly #startedAt = performance.now();
+  #changedWhileRead = 0;
+
+  constructor(input: BackupInput) {
+    this.#input = input;
+    this.#pool = input.pool;
+    this.#size = input.source.layout.size;
+    this.#chunkCount = Math.ceil(this.#size / input.chunkSize);
+    this.#slots = new SlotPool(2 * defaultPoolSize() + 6, input.chunkSize + SEALED_CHUNK_OVERHEAD);
+    this.#rereadSlots = new SlotPool(REREAD_SLOTS, input.chunkSize + SEALED_CHUNK_OVERHEAD);
+    this.#ledger = new ChunkLedger(this.#chunkCount, input.index);
+    this.#packer = new Packer(input.repository);
+    this.#detach = new DetachScheduler(input.detach ?? DEFAULT_DETACH);
+    this.#digestAlgorithm = imageDigestOf(input.repository.config);
+  }
+
+  async run(): Promise<BackupResult> {
+    const { progress } = this.#input;
+    const extents = new ExtentCursor(this.#input.source.extents, this.#size);
+    await this.#pool.imageReset(this.#digestAlgorithm);
+    progress.start('backup', this.#size);
+    try {
+      await this.#readAll(extents);
+      // Confirming a second read is tracked when the chunk is detached, which can be after the last read.
+      await this.#tasks.settle();
+      const chunkMaps = await this.#storeChunkMaps();
+      await this.#packer.flush();
+      await this.#feed.posted();
+      const digest = await this.#pool.imageDigest();
+      progress.done();
+      return await this.#saveSnapshot(chunkMaps, digest.image!);
+    } catch (err) {
+      progress.done();
+      await this.#tasks.settleAll();
+      await this.#packer.abandon();
+      throw this.#tasks.failed ? this.#tasks.failure : err;
     }
-    records[i] = { kind: ChunkKind.data, id: hashed.id };
-    stats.dataChunks++;
-    const id = hashed.id.toString('hex');
-    if (index.has(id) || stored.has(id)) return undefined;
-    stored.add(id);
-    stats.newChunks++;
-    return hashed.id;
   }
 
-  /** Compresses and encrypts the chunk in the slot, over it, and packs the blob. */
-  async function seal(id: Buffer, slot: SharedArrayBuffer, length: number): Promise<void> {
-    const sealedLength = await pool.sealInSlot(slot, length);
-    await packer.add(BlobType.chunk, id, new Uint8Array(slot, 0, sealedLength), length);
+  /** Reads every chunk in order (unused ones only go to the image hash), each as soon as a slot is free. */
+  async #readAll(extents: ExtentCursor): Promise<void> {
+    const { chunkSize } = this.#input;
+    for (let i = 0; i < this.#chunkCount && !this.#tasks.failed; i++) {
+      const start = i * chunkSize;
+      const length = Math.min(chunkSize, this.#size - start);
+      const ranges = extents.within(start, length);
+      if (ranges.length === 0) this.#queueUnused(i, start, length);
+      else await this.#queueUsed(i, start, length, ranges);
+    }
+    this.#tasks.throwIfFailed();
   }
 
-  // Chunks are processed concurrently (as many as there are free slots), but the image hasher must
-  // see the chunks in order. Each piece of the image joins `feed`: `prepare` runs when every
-  // earlier piece has been posted to the hasher, then `post` hands this one over. `posted`
-  // settles then, `hashed` once the hasher has taken it in.
-  let feed: Promise<void> = Promise.resolve();
-  const feedImage = (prepare: () => unknown, post: () => Promise<unknown>) => {
-    let acknowledged: Promise<unknown> = Promise.resolve();
-    const posted = feed.then(prepare).then(() => {
-      acknowledged = post();
-    });
-    posted.catch(() => undefined);
-    feed = posted;
-    return { posted, hashed: posted.then(() => acknowledged) };
-  };
-  // Bytes of unused space queued for the hasher so far, and hashed so far: a chunk queued when
-  // the first was Z has max(0, Z - zerosHashed) bytes of zeros ahead of it.
-  let zerosQueued = 0;
-  let zerosHashed = 0;
-  let detachedPending = 0;
-  const zerosAhead = (chunk: ChunkInFlight) => chunk.zerosBefore - zerosHashed;
+  #queueUnused(i: number, start: number, length: number): void {
+    this.#ledger.recordUnused(i);
+    this.#detach.queueZeros(length);
+    const ticket = this.#feed.enqueue(
+      () => undefined,
+      () => this.#pool.imageZeros(start, length).finally(() => this.#detach.zerosHashed(length)),
+    );
+    ticket.hashed.catch(() => undefined);
+    this.#input.progress.advance(length);
+  }
 
-  /** One used chunk on its way through the pipeline. */
-  interface ChunkInFlight {
-    index: number;
-    length: number;
-    slot: SharedArrayBuffer;
-    zerosBefore: number;
-    /** The chunk is about to go to the image hasher from its slot: too late to detach it. */
-    feeding: boolean;
-    /** Settles once storing has decided whether to detach the chunk. */
-    decided: Promise<void>;
-    decide(): void;
-    /** Stored from its slot without waiting for the hasher, which reads it again (see DetachPolicy). */
-    detached: boolean;
-    reread?: SharedArrayBuffer;
-    image: { posted: Promise<void>; hashed: Promise<unknown> };
+  /**
+   * Starts reading a used chunk into a free slot, queues it for the image hash and, once read,
+   * for storing. One read at a time, in order: concurrent reads of one file contend in the
+   * kernel (four at once took ten times the kernel CPU of the same reads in sequence from the
+   * page cache here), and the kernel reads ahead of a sequential reader on its own.
+   */
+  async #queueUsed(i: number, start: number, length: number, ranges: readonly Extent[]): Promise<void> {
+    const slot = await this.#slots.acquire();
+    const chunk = new ChunkInFlight(i, start, length, ranges, slot, this.#detach.position);
+    const read = this.#previousRead.then(() => this.#readInto(chunk.slot, chunk));
+    this.#previousRead = read.catch(() => undefined);
+    chunk.image = this.#feed.enqueue(
+      () => this.#prepareForHasher(chunk, read),
+      () => this.#pool.imageUpdate(chunk.hashedFrom, start, length),
+    );
+    const stored = read.then(
+      () => {
+        this.#ledger.stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
+        return this.#storeChunk(chunk);
+      },
+      (err: unknown) => {
+        this.#slots.release(slot);
+        throw err;
+      },
+    );
+    this.#tasks.track(stored.then(() => this.#input.progress.advance(length)));
+  }
+
+  /** Runs when the hasher is about to get the chunk: a detached chunk is read a second time for it. */
+  async #prepareForHasher(chunk: ChunkInFlight, read: Promise<void>): Promise<void> {
+    await read;
+    // With zeros enough ahead, the hasher can spare the wait for the blob id, which says
+    // whether the chunk is new and worth detaching.
+    if (!chunk.detached && this.#detach.worthDetaching(chunk.position)) await chunk.decided;
+    chunk.feeding = !chunk.detached;
+    if (!chunk.detached) return;
+    chunk.reread = await this.#rereadSlots.acquire();
+    await this.#readInto(chunk.reread, chunk);
+  }
+
+  #readInto(buffer: SharedArrayBuffer, chunk: ChunkInFlight): Promise<void> {
+    return readUsedParts(this.#input.source, new Uint8Array(buffer, 0, chunk.length), chunk.start, chunk.ranges);
   }
 
   /** Stores a chunk if the repository lacks it, then gives its slot back. */
-  async function storeChunk(chunk: ChunkInFlight): Promise<void> {
+  async #storeChunk(chunk: ChunkInFlight): Promise<void> {
     try {
-      const id = record(chunk.index, await pool.hash(chunk.slot, chunk.length));
+      const id = this.#ledger.record(chunk.index, await this.#pool.hash(chunk.slot, chunk.length));
       if (!id) return;
-      if (!chunk.feeding && zerosAhead(chunk) >= detach.zerosAhead && detachedPending + chunk.length <= detach.maxPending) {
+      if (!chunk.feeding && this.#detach.tryDetach(chunk.position, chunk.length)) {
         chunk.detached = true;
-        detachedPending += chunk.length;
         chunk.decide();
-        track(confirmReread(chunk));
+        this.#tasks.track(this.#confirmReread(chunk));
       } else {
         chunk.decide();
         // Sealing writes the blob over the chunk: the image hasher must be done reading it.
         await chunk.image.hashed;
       }
-      await seal(id, chunk.slot, chunk.length);
+      await this.#seal(id, chunk.slot, chunk.length);
     } finally {
       chunk.decide();
       if (!chunk.detached) await chunk.image.hashed.catch(() => undefined);
-      slots.release(chunk.slot);
+      this.#slots.release(chunk.slot);
     }
   }
 
@@ -169,140 +239,75 @@ export async function runBackup(input: BackupInput): Promise<BackupResult> {
    * which was stored. A chunk that changed in between (a busy, mounted volume) is recorded and
    * stored as read the second time, because that is what the digest covers.
    */
-  async function confirmReread(chunk: ChunkInFlight): Promise<void> {
+  async #confirmReread(chunk: ChunkInFlight): Promise<void> {
     try {
       await chunk.image.posted;
-      const again = await pool.hash(chunk.reread!, chunk.length);
-      const before = records[chunk.index]!;
-      const same = again.zero ? before.kind === ChunkKind.zero : before.kind === ChunkKind.data && before.id!.equals(again.id);
-      if (!same) {
-        changedWhileRead++;
-        if (before.kind === ChunkKind.zero) stats.zeroChunks--;
-        else stats.dataChunks--;
-        const id = record(chunk.index, again);
+      const again = await this.#pool.hash(chunk.reread!, chunk.length);
+      if (!this.#ledger.holds(chunk.index, again)) {
+        this.#changedWhileRead++;
+        const id = this.#ledger.rerecord(chunk.index, again);
         if (id) {
           await chunk.image.hashed; // sealing writes over the bytes the hasher reads
-          await seal(id, chunk.reread!, chunk.length);
+          await this.#seal(id, chunk.reread!, chunk.length);
         }
       }
       await chunk.image.hashed;
     } finally {
       await chunk.image.hashed.catch(() => undefined);
-      if (chunk.reread) rereadSlots.release(chunk.reread);
-      detachedPending -= chunk.length;
+      if (chunk.reread) this.#rereadSlots.release(chunk.reread);
+      this.#detach.reread(chunk.length);
     }
   }
 
-  // One read at a time, in order, each started as soon as a slot is free. Concurrent reads of
-  // one file contend in the kernel: four at once took ten times the kernel CPU of the same
-  // reads in sequence from the page cache here, and the kernel reads ahead of a sequential
-  // reader on its own.
-  let previousRead: Promise<unknown> = Promise.resolve();
-  const extents = new ExtentCursor(source.extents, size);
-  const digestAlgorithm = imageDigestOf(repository.config);
-  await pool.imageReset(digestAlgorithm);
-  progress.start('backup', size);
-  try {
-    for (let i = 0; i < chunkCount && failure === undefined; i++) {
-      const start = i * chunkSize;
-      const length = Math.min(chunkSize, size - start);
-      const ranges = extents.within(start, length);
-      if (ranges.length === 0) {
-        records[i] = { kind: ChunkKind.unused };
-        stats.unusedChunks++;
-        zerosQueued += length;
-        feedImage(
-          () => undefined,
-          () => pool.imageZeros(start, length).finally(() => (zerosHashed += length)),
-        ).hashed.catch(() => undefined);
-        progress.advance(length);
-        continue;
-      }
-      const slot = await slots.acquire();
-      const read = previousRead.then(() => readUsedParts(source, new Uint8Array(slot, 0, length), start, ranges));
-      previousRead = read.catch(() => undefined);
-      let decide!: () => void;
-      const decided = new Promise<void>((resolve) => (decide = resolve));
-      const chunk: ChunkInFlight = { index: i, length, slot, zerosBefore: zerosQueued, feeding: false, detached: false, decided, decide, image: undefined! };
-      chunk.image = feedImage(
-        async () => {
-          await read;
-          // With zeros enough ahead, the hasher can spare the wait for the blob id, which says
-          // whether the chunk is new and worth detaching.
-          if (!chunk.detached && zerosAhead(chunk) >= detach.zerosAhead) await chunk.decided;
-          chunk.feeding = !chunk.detached;
-          if (!chunk.detached) return;
-          chunk.reread = await rereadSlots.acquire();
-          await readUsedParts(source, new Uint8Array(chunk.reread, 0, length), start, ranges);
-        },
-        () => pool.imageUpdate(chunk.reread ?? slot, start, length),
-      );
-      const stored = read.then(
-        () => {
-          stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
-          return storeChunk(chunk);
-        },
-        (err: unknown) => {
-          slots.release(slot);
-          throw err;
-        },
-      );
-      track(stored.then(() => progress.advance(length)));
-    }
-    // Confirming a second read is tracked when the chunk is detached, which can be after this point.
-    while (inFlight.size > 0) await Promise.all(inFlight);
-    if (failure !== undefined) throw failure;
+  /** Compresses and encrypts the chunk in the slot, over it, and packs the blob. */
+  async #seal(id: Buffer, slot: SharedArrayBuffer, length: number): Promise<void> {
+    const sealedLength = await this.#pool.sealInSlot(slot, length);
+    await this.#packer.add(BlobType.chunk, id, new Uint8Array(slot, 0, sealedLength), length);
+  }
 
+  /** Stores the chunk records as chunk-map blobs (deduplicated like chunks); returns their ids in order. */
+  async #storeChunkMaps(): Promise<string[]> {
     const chunkMaps: string[] = [];
-    for (let first = 0; first < chunkCount; first += CHUNKS_PER_MAP) {
-      const plain = encodeChunkMap(records.slice(first, first + CHUNKS_PER_MAP));
-      const { id, sealed } = await pool.sealBytes(plain);
+    for (let first = 0; first < this.#chunkCount; first += CHUNKS_PER_MAP) {
+      const plain = encodeChunkMap(this.#ledger.records.slice(first, first + CHUNKS_PER_MAP));
+      const { id, sealed } = await this.#pool.sealBytes(plain);
       const hex = id.toString('hex');
-      if (!index.has(hex) && !stored.has(hex)) {
-        stored.add(hex);
-        await packer.add(BlobType.chunkMap, id, sealed, plain.length);
-      }
+      if (this.#ledger.claim(hex)) await this.#packer.add(BlobType.chunkMap, id, sealed, plain.length);
       chunkMaps.push(hex);
     }
-    await packer.flush();
-    await feed;
-    const digest = await pool.imageDigest();
-    progress.done();
+    return chunkMaps;
+  }
 
-    await input.hooks.beforeSnapshot.promise();
+  async #saveSnapshot(chunkMaps: string[], digest: string): Promise<BackupResult> {
+    const { source, started, repository } = this.#input;
+    const stats = this.#ledger.stats;
     const manifest: SnapshotManifest = {
-      version: manifestVersionFor(digestAlgorithm),
+      version: manifestVersionFor(this.#digestAlgorithm),
       time: started.toISOString(),
       hostname: hostname(),
-      job: input.job.name,
-      source: { type: input.sourceType, path: source.path },
+      job: this.#input.jobName,
+      source: { type: this.#input.sourceType, path: source.path },
       layout: source.layout,
-      size,
-      chunkSize,
-      chunkCount,
+      size: this.#size,
+      chunkSize: this.#input.chunkSize,
+      chunkCount: this.#chunkCount,
       chunkMaps,
-      imageDigest: { algorithm: digestAlgorithm, hex: digest.image! },
-      compression: input.compression,
-      stats: { ...stats, bytesAdded: packer.bytesWritten, durationMs: Date.now() - started.getTime() },
+      imageDigest: { algorithm: this.#digestAlgorithm, hex: digest },
+      compression: this.#input.compression,
+      stats: { ...stats, bytesAdded: this.#packer.bytesWritten, durationMs: Math.round(performance.now() - this.#startedAt) },
     };
+    await this.#input.beforeSnapshot?.(manifest);
     const saved = await repository.saveSnapshot(manifest);
-    const bytesAdded = packer.bytesWritten + saved.size;
-    await input.hooks.snapshotSaved.promise({ id: saved.id, time: manifest.time, bytesRead: stats.bytesRead, bytesAdded });
-    const warnings =
-      changedWhileRead === 0
-        ? []
-        : [`${changedWhileRead} chunk(s) of ${source.path} changed while the backup was reading them; the snapshot holds what was read last. For a consistent image, freeze the filesystem during the backup (a "before" hook running fsfreeze -f) or back up a snapshot of the volume.`];
-    return { snapshot: saved.id, manifest, bytesRead: stats.bytesRead, bytesAdded, warnings };
-  } catch (err) {
-    progress.done();
-    while (inFlight.size > 0) await Promise.allSettled(inFlight);
-    await packer.abandon();
-    throw failure ?? err;
+    return { snapshot: saved.id, manifest, bytesRead: stats.bytesRead, bytesAdded: this.#packer.bytesWritten + saved.size, warnings: this.#warnings() };
+  }
+
+  #warnings(): string[] {
+    if (this.#changedWhileRead === 0) return [];
+    return [
+      `${this.#changedWhileRead} chunk(s) of ${this.#input.source.path} changed while the backup was reading them; the snapshot holds what was read last. For a consistent image, freeze the filesystem during the backup (a "before" hook running fsfreeze -f) or back up a snapshot of the volume.`,
+    ];
   }
 }
-
-/** Above this many used ranges in one chunk, one read of the whole chunk beats many small ones. */
-const SCATTERED_RANGES = 8;
 
 /** Fills `bytes` (the chunk at `start`) with the used ranges and zeros elsewhere. */
 async function readUsedParts(source: OpenedSource, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {

@@ -1,5 +1,5 @@
 import { open as openSealed, packIdOf } from '../crypto/crypto.js';
-import { ChunkKind, Keys, decodePackHeader, idFromKey, isObjectId } from '../repository/format.js';
+import { ChunkKind, Keys, decodePackHeader } from '../repository/format.js';
 import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type Repository } from '../repository/repository.js';
 import { loadChunkRecords } from './chunk-maps.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -33,9 +33,34 @@ export interface CheckReport {
  */
 export async function runCheck(repository: Repository, index: BlobIndex, pool: WorkerPool, readData: boolean, progress: Progress): Promise<CheckReport> {
   const problems: CheckProblem[] = [];
+  const { snapshotIds, packsOfSnapshot } = await checkSnapshots(repository, index, pool, problems);
+  const affected = (pack: string) => [...packsOfSnapshot].filter(([, packs]) => packs.has(pack)).map(([id]) => id).sort();
+
+  const stored = new Map((await repository.listPacks()).map((pack) => [pack.id, pack.size]));
+  const indexed = new Set(index.packIds);
+  for (const pack of indexed) {
+    const size = stored.get(pack);
+    if (size === undefined) problems.push({ object: Keys.pack(pack), message: 'pack is missing', snapshots: affected(pack) });
+    else if (size < index.packDataEnd(pack)! + 4) problems.push({ object: Keys.pack(pack), message: `pack is truncated (${size} bytes)`, snapshots: affected(pack) });
+  }
+  const readable = [...stored].filter(([id]) => indexed.has(id));
+  const bytesRead = readData ? await readEveryPack(repository, index, pool, readable, progress, (pack, message) => problems.push({ object: Keys.pack(pack), message, snapshots: affected(pack) })) : 0;
+
+  return {
+    snapshots: snapshotIds.length,
+    packs: indexed.size,
+    blobs: index.blobCount,
+    readData,
+    bytesRead,
+    problems: problems.sort((a, b) => a.object.localeCompare(b.object)),
+    unreferencedPacks: [...stored.keys()].filter((id) => !indexed.has(id)).sort(),
+  };
+}
+
+/** Decodes every snapshot and its chunk maps; returns the packs each one needs. */
+async function checkSnapshots(repository: Repository, index: BlobIndex, pool: WorkerPool, problems: CheckProblem[]) {
   const packsOfSnapshot = new Map<string, Set<string>>();
   const snapshotIds = await repository.listIds('snapshots/');
-
   await forEachConcurrently(snapshotIds, 4, async (id) => {
     const packs = new Set<string>();
     packsOfSnapshot.set(id, packs);
@@ -45,9 +70,8 @@ export async function runCheck(repository: Repository, index: BlobIndex, pool: W
         const location = index.get(mapId);
         if (location) packs.add(location.pack);
       }
-      const records = await loadChunkRecords(repository, index, pool, manifest);
       let missing = 0;
-      for (const record of records) {
+      for (const record of await loadChunkRecords(repository, index, pool, manifest)) {
         if (record.kind !== ChunkKind.data) continue;
         const location = index.get(record.id!.toString('hex'));
         if (location) packs.add(location.pack);
@@ -58,49 +82,33 @@ export async function runCheck(repository: Repository, index: BlobIndex, pool: W
       problems.push({ object: Keys.snapshot(id), message: (err as Error).message, snapshots: [id] });
     }
   });
+  return { snapshotIds, packsOfSnapshot };
+}
 
-  const affected = (pack: string) => [...packsOfSnapshot].filter(([, packs]) => packs.has(pack)).map(([id]) => id).sort();
-
-  const stored = new Map<string, number>();
-  for await (const object of repository.target.list('data/')) {
-    const id = idFromKey(object.key);
-    if (isObjectId(id) && object.key === Keys.pack(id)) stored.set(id, object.size);
-  }
-  const indexed = new Set(index.packIds);
-  for (const pack of indexed) {
-    const size = stored.get(pack);
-    if (size === undefined) problems.push({ object: Keys.pack(pack), message: 'pack is missing', snapshots: affected(pack) });
-    else if (size < index.packDataEnd(pack)! + 4) problems.push({ object: Keys.pack(pack), message: `pack is truncated (${size} bytes)`, snapshots: affected(pack) });
-  }
-  const unreferencedPacks = [...stored.keys()].filter((id) => !indexed.has(id)).sort();
-
+/** Reads and verifies every pack in `packs` ([id, size]); returns the bytes read. */
+async function readEveryPack(
+  repository: Repository,
+  index: BlobIndex,
+  pool: WorkerPool,
+  packs: Array<[string, number]>,
+  progress: Progress,
+  report: (pack: string, problem: string) => void,
+): Promise<number> {
   let bytesRead = 0;
-  if (readData) {
-    const packs = [...stored.keys()].filter((id) => indexed.has(id));
-    progress.start('check', packs.reduce((n, id) => n + stored.get(id)!, 0));
-    await forEachConcurrently(packs, 2, async (pack) => {
-      const problem = await verifyPack(repository, index, pool, pack);
-      bytesRead += stored.get(pack)!;
-      progress.advance(stored.get(pack)!);
-      if (problem) problems.push({ object: Keys.pack(pack), message: problem, snapshots: affected(pack) });
-    });
-    progress.done();
-  }
-
-  return {
-    snapshots: snapshotIds.length,
-    packs: indexed.size,
-    blobs: index.blobCount,
-    readData,
-    bytesRead,
-    problems: problems.sort((a, b) => a.object.localeCompare(b.object)),
-    unreferencedPacks,
-  };
+  progress.start('check', packs.reduce((n, [, size]) => n + size, 0));
+  await forEachConcurrently(packs, 2, async ([pack, size]) => {
+    const problem = await verifyPack(repository, index, pool, pack);
+    bytesRead += size;
+    progress.advance(size);
+    if (problem) report(pack, problem);
+  });
+  progress.done();
+  return bytesRead;
 }
 
 /** Returns what is wrong with a pack, or undefined when every byte checks out. */
 async function verifyPack(repository: Repository, index: BlobIndex, pool: WorkerPool, pack: string): Promise<string | undefined> {
-  const bytes = await repository.target.get(Keys.pack(pack));
+  const bytes = await repository.readPack(pack);
   if (packIdOf(packIdSchemeOf(repository.config), bytes).toString('hex') !== pack) return 'content does not match its name (bytes were changed)';
   if (bytes.length < 4) return 'pack is too short';
   const headerLength = bytes.readUInt32LE(bytes.length - 4);

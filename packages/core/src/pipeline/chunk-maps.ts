@@ -1,5 +1,5 @@
 import { DamageError } from '../errors.js';
-import { ChunkKind, Keys, decodeChunkMap, type ChunkRecord } from '../repository/format.js';
+import { ChunkKind, decodeChunkMap, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex, Repository } from '../repository/repository.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -8,9 +8,9 @@ import type { WorkerPool } from './worker-pool.js';
 export async function readBlob(repository: Repository, index: BlobIndex, pool: WorkerPool, id: string): Promise<Buffer> {
   const location = index.get(id);
   if (!location) throw new DamageError(`Blob ${id.slice(0, 12)} is not in any index`);
-  const sealed = await repository.target.get(Keys.pack(location.pack), { offset: location.offset, length: location.length });
+  const sealed = await repository.readPack(location.pack, { offset: location.offset, length: location.length });
   try {
-    return (await pool.open(sealed, location.rawLength, id))!;
+    return await pool.open(sealed, location.rawLength, id);
   } catch (err) {
     if (err instanceof DamageError) throw new DamageError(`Pack ${location.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err });
     throw err;

@@ -1,5 +1,5 @@
 import { SEAL_OVERHEAD, packIdOf, seal } from '../crypto/crypto.js';
-import { Keys, encodeIndex, encodePackHeader, packHeaderLength, type BlobType, type IndexedPack, type PackedBlob } from '../repository/format.js';
+import { encodeIndex, encodePackHeader, packHeaderLength, type BlobType, type IndexedPack, type PackedBlob } from '../repository/format.js';
 import { packIdSchemeOf, type Repository } from '../repository/repository.js';
 import { allocateAligned } from './aligned-memory.js';
 import { SEALED_CHUNK_OVERHEAD } from './worker-pool.js';
@@ -40,7 +40,6 @@ export class Packer {
   #failure: unknown;
   /** Bytes of packs and indexes this packer stored. */
   bytesWritten = 0;
-  packsWritten = 0;
 
   constructor(private readonly repository: Repository) {
     const { packSize, chunkSize } = repository.config;
@@ -108,12 +107,11 @@ export class Packer {
       throw err;
     }
     const id = packIdOf(packIdSchemeOf(this.repository.config), pack);
-    const upload = this.repository.target
-      .put(Keys.pack(id.toString('hex')), pack)
+    const upload = this.repository
+      .savePack(id.toString('hex'), pack)
       .then(
         async () => {
           this.bytesWritten += pack.length;
-          this.packsWritten++;
           this.#uploaded.push({ id, blobs });
           if (this.#uploaded.length >= PACKS_PER_INDEX) await this.#writeIndex();
         },

@@ -7,9 +7,8 @@ import { blake3 } from '@napi-rs/blake-hash';
 import { FaultyTarget, MemoryTarget } from '../testing/index.js';
 import { DamageError } from '../errors.js';
 import type { OpenedSource } from '../source.js';
-import { createBackupRunHooks, createRestoreRunHooks } from '../hooks.js';
 import { Repository, blobIdSchemeOf } from '../repository/repository.js';
-import { NONE_CODEC } from '../engine.js';
+import { NONE_CODEC } from '../codecs/builtin.js';
 import { Keys } from '../repository/format.js';
 import { encodeManifest } from '../repository/snapshot.js';
 import { WorkerPool } from './worker-pool.js';
@@ -46,8 +45,11 @@ function sampleImage(): Buffer {
   return image;
 }
 
-const startPool = (repository: Repository) =>
-  WorkerPool.start({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 2);
+async function startPool(repository: Repository): Promise<WorkerPool> {
+  const pool = WorkerPool.spawn(2);
+  await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+  return pool;
+}
 
 describe('backup and restore pipeline', () => {
   let target: FaultyTarget;
@@ -74,8 +76,8 @@ describe('backup and restore pipeline', () => {
       source: options.source ?? memorySource(image, extents),
       detach: options.detach,
       sourceType: 'volume',
-      job: { name: 't', file: '/t.json', job: {} },
-      hooks: createBackupRunHooks(),
+      jobName: 't',
+      started: new Date(),
       chunkSize: CHUNK,
       compression: 'none',
       progress: silentProgress,
@@ -89,7 +91,6 @@ describe('backup and restore pipeline', () => {
       snapshot,
       manifest: await repository.loadSnapshot(snapshot),
       destination: await openDestination(to, (await repository.loadSnapshot(snapshot)).size, false),
-      hooks: createRestoreRunHooks(),
       progress: silentProgress,
     });
 
@@ -290,7 +291,7 @@ describe('backup and restore pipeline', () => {
   it('check --read-data names the damaged pack and the snapshots that need it', async () => {
     const result = await backup(sampleImage());
     const [pack] = await repository.listIds('data/');
-    const key = `data/${pack!.slice(0, 2)}/${pack}`;
+    const key = Keys.pack(pack!);
     const bytes = await target.inner.get(key);
     bytes[100]! ^= 1;
     await target.inner.put(key, bytes);
@@ -328,7 +329,7 @@ describe('backup and restore pipeline', () => {
     const image = sampleImage();
     const result = await backup(image);
     expect(result.manifest.imageDigest).toEqual({ algorithm: 'sha256', hex: createHash('sha256').update(image).digest('hex') });
-    const stored = JSON.parse((await repository.getSealed(Keys.snapshot(result.snapshot))).toString('utf8'));
+    const stored = JSON.parse((await repository.getSealed('snapshots', result.snapshot)).toString('utf8'));
     expect(stored).toMatchObject({ version: 1, sha256: result.manifest.imageDigest.hex });
     expect(stored).not.toHaveProperty('imageDigest');
     expect(await repository.loadSnapshot(result.snapshot)).toEqual(result.manifest);

@@ -1,12 +1,11 @@
-import type { RestoreRunHooks } from '../hooks.js';
 import { DamageError } from '../errors.js';
-import { ChunkKind, Keys, type ChunkRecord } from '../repository/format.js';
+import { ChunkKind, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
-import type { ImageHashResult } from './worker.js';
+import type { ImageHashResult } from './worker-protocol.js';
 import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
 
@@ -29,15 +28,17 @@ export interface RestoreInput {
   snapshot: string;
   manifest: SnapshotManifest;
   destination: Destination;
-  hooks: Readonly<RestoreRunHooks>;
   progress: Progress;
+  /** Called once the snapshot is known to be complete, before the first write; throwing stops the restore. */
+  beforeWrite?: () => Promise<void>;
   /** Restore only this part of the image. */
   window?: RestoreWindow;
   /** On a block device, write zeros over unused chunks too (by default they are left as they are). */
   zeroUnused?: boolean;
 }
 
-interface Group {
+/** Neighbouring blobs of one pack, fetched with one ranged read. */
+interface FetchGroup {
   pack: string;
   offset: number;
   length: number;
@@ -52,97 +53,140 @@ interface Group {
  * blob against the blobs' keyed ids instead.
  */
 export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
-  const { repository, index, pool, manifest, destination, progress, window } = input;
-  const records = await loadChunkRecords(repository, index, pool, manifest);
-  const missing = missingBlobs(records, index);
+  const records = await loadChunkRecords(input.repository, input.index, input.pool, input.manifest);
+  const missing = missingBlobs(records, input.index);
   if (missing.length > 0) {
     throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; run \`cairn check\``);
   }
-  await input.hooks.beforeWrite.promise({ destination: destination.path, snapshot: input.snapshot });
+  await input.beforeWrite?.();
+  return new RestoreSession(input, records).run();
+}
 
-  const chunkSize = manifest.chunkSize;
-  const from = window?.offset ?? 0;
-  const to = window ? window.offset + window.length : manifest.size;
-  /** The part of chunk i inside the restored range, in image coordinates. */
-  const partOf = (i: number) => ({ start: Math.max(i * chunkSize, from), end: Math.min((i + 1) * chunkSize, manifest.size, to) });
-  const firstChunk = Math.floor(from / chunkSize);
-  const lastChunk = Math.ceil(to / chunkSize); // exclusive
-  const slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), chunkSize);
-  const zeros = destination.needsZeros ? new Uint8Array(allocateAligned(chunkSize), 0, chunkSize) : undefined;
-  const writeZeros = (kind: ChunkKind) => zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && input.zeroUnused === true));
-  // Per chunk: resolves when it is ready to be written: its bytes decoded into `slotOf[i]`, or nothing to fetch.
-  const decoded: Array<Promise<void>> = new Array(records.length);
-  const slotOf: Array<SharedArrayBuffer | undefined> = new Array(records.length);
-  let bytesWritten = 0;
-  let failure: unknown;
-  let planned = false;
-  // Wakes the writer when the planner has scheduled another chunk.
-  let wakeWriter: (() => void) | undefined;
-  const scheduled = () => {
-    wakeWriter?.();
-    wakeWriter = undefined;
-  };
+/**
+ * One restore: a planner walks the chunks in image order and fetches and decodes their blobs
+ * (bounded by the slots), while a writer follows it, writing each chunk once it is decoded.
+ */
+class RestoreSession {
+  readonly #input: RestoreInput;
+  readonly #records: readonly ChunkRecord[];
+  readonly #chunkSize: number;
+  readonly #from: number;
+  readonly #to: number;
+  readonly #firstChunk: number;
+  /** Exclusive. */
+  readonly #lastChunk: number;
+  readonly #slots: SlotPool;
+  readonly #zeros: Uint8Array | undefined;
+  /** Per chunk: resolves when it is ready to be written: decoded into `#slotOf[i]`, or nothing to fetch. */
+  readonly #decoded: Array<Promise<void>>;
+  readonly #slotOf: Array<SharedArrayBuffer | undefined>;
+  #bytesWritten = 0;
+  #failure: unknown;
+  #planned = false;
+  /** Wakes the writer when the planner has scheduled another chunk. */
+  #wakeWriter: (() => void) | undefined;
 
-  const verifyIds = window !== undefined;
-  await pool.imageReset(manifest.imageDigest.algorithm);
-  progress.start('restore', to - from);
-  const writing = writeInOrder();
-  // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
-  writing.catch(() => undefined);
-  try {
+  constructor(input: RestoreInput, records: readonly ChunkRecord[]) {
+    this.#input = input;
+    this.#records = records;
+    const { manifest, window, destination } = input;
+    this.#chunkSize = manifest.chunkSize;
+    this.#from = window?.offset ?? 0;
+    this.#to = window ? window.offset + window.length : manifest.size;
+    this.#firstChunk = Math.floor(this.#from / this.#chunkSize);
+    this.#lastChunk = Math.ceil(this.#to / this.#chunkSize);
+    this.#slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), this.#chunkSize);
+    this.#zeros = destination.needsZeros ? new Uint8Array(allocateAligned(this.#chunkSize), 0, this.#chunkSize) : undefined;
+    this.#decoded = new Array(records.length);
+    this.#slotOf = new Array(records.length);
+  }
+
+  get #wholeImage(): boolean {
+    return this.#input.window === undefined;
+  }
+
+  async run(): Promise<{ bytesWritten: number }> {
+    const { pool, manifest, destination, progress } = this.#input;
+    await pool.imageReset(manifest.imageDigest.algorithm);
+    progress.start('restore', this.#to - this.#from);
+    const writing = this.#writeInOrder();
+    // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
+    writing.catch(() => undefined);
+    try {
+      await this.#fetchAll();
+      const digest = await writing;
+      if (this.#failure !== undefined) throw this.#failure;
+      this.#checkDigest(digest);
+      await destination.commit();
+      progress.done();
+      return { bytesWritten: this.#bytesWritten };
+    } catch (err) {
+      progress.done();
+      this.#failure ??= err;
+      this.#scheduled();
+      await writing.catch(() => undefined);
+      await destination.abort();
+      throw this.#failure;
+    }
+  }
+
+  #checkDigest(digest: ImageHashResult | undefined): void {
+    const expected = this.#input.manifest.imageDigest;
+    if (this.#wholeImage && digest?.image !== expected.hex) {
+      throw new DamageError(`The restored image's ${expected.algorithm} ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${expected.hex.slice(0, 16)}…; the destination was not committed`);
+    }
+  }
+
+  #scheduled(): void {
+    this.#wakeWriter?.();
+    this.#wakeWriter = undefined;
+  }
+
+  /** Schedules every chunk in image order: holes at once, data as ranged reads, as many as slots and fetch concurrency allow. */
+  async #fetchAll(): Promise<void> {
     const fetches = new Set<Promise<void>>();
-    for (const item of plan(records, index, firstChunk, lastChunk)) {
-      if (failure !== undefined) break;
+    for (const item of plan(this.#records, this.#input.index, this.#firstChunk, this.#lastChunk)) {
+      if (this.#failure !== undefined) break;
       if ('kind' in item) {
-        decoded[item.index] = Promise.resolve();
-        scheduled();
+        this.#decoded[item.index] = Promise.resolve();
+        this.#scheduled();
         continue;
       }
       const groupSlots: SharedArrayBuffer[] = [];
       for (const chunk of item.chunks) {
-        const slot = await slots.acquire();
-        slotOf[chunk.index] = slot;
+        const slot = await this.#slots.acquire();
+        this.#slotOf[chunk.index] = slot;
         groupSlots.push(slot);
       }
       while (fetches.size >= FETCH_CONCURRENCY) await Promise.race(fetches);
-      const fetched = repository.target.get(Keys.pack(item.pack), { offset: item.offset, length: item.length });
-      fetched.catch(() => undefined);
-      item.chunks.forEach((chunk, k) => {
-        decoded[chunk.index] = fetched
-          .then(async (bytes) => {
-            const at = chunk.location.offset - item.offset;
-            await pool.open(bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, { into: groupSlots[k], verifyId: verifyIds });
-          })
-          .catch((err: unknown) => {
-            failure ??= err instanceof DamageError ? new DamageError(`Pack ${item.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err }) : err;
-            throw failure;
-          });
-        decoded[chunk.index]!.catch(() => undefined);
-      });
-      scheduled();
-      const all = Promise.allSettled(item.chunks.map((c) => decoded[c.index])).then(() => undefined);
-      const tracked = all.finally(() => fetches.delete(tracked));
+      const fetched = this.#fetchGroup(item, groupSlots);
+      const tracked = fetched.finally(() => fetches.delete(tracked));
       fetches.add(tracked);
     }
-    planned = true;
-    scheduled();
-    const digest = await writing;
-    if (failure !== undefined) throw failure;
-    const expected = manifest.imageDigest;
-    if (!window && digest?.image !== expected.hex) {
-      throw new DamageError(`The restored image's ${expected.algorithm} ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${expected.hex.slice(0, 16)}…; the destination was not committed`);
-    }
-    await destination.commit();
-    progress.done();
-    await input.hooks.done.promise({ destination: destination.path, snapshot: input.snapshot, bytesWritten, manifest, partial: window !== undefined });
-    return { bytesWritten };
-  } catch (err) {
-    progress.done();
-    failure ??= err;
-    scheduled();
-    await writing.catch(() => undefined);
-    await destination.abort();
-    throw failure;
+    this.#planned = true;
+    this.#scheduled();
+  }
+
+  /** Fetches a group with one ranged read and decodes each blob into its slot; settles when all are done. */
+  #fetchGroup(group: FetchGroup, slots: SharedArrayBuffer[]): Promise<void> {
+    const { repository, pool } = this.#input;
+    const fetched = repository.readPack(group.pack, { offset: group.offset, length: group.length });
+    fetched.catch(() => undefined);
+    group.chunks.forEach((chunk, k) => {
+      const decoded = fetched
+        .then(async (bytes) => {
+          const at = chunk.location.offset - group.offset;
+          await pool.openInto(slots[k]!, bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, !this.#wholeImage);
+        })
+        .catch((err: unknown) => {
+          this.#failure ??= err instanceof DamageError ? new DamageError(`Pack ${group.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err }) : err;
+          throw this.#failure;
+        });
+      decoded.catch(() => undefined);
+      this.#decoded[chunk.index] = decoded;
+    });
+    this.#scheduled();
+    return Promise.allSettled(group.chunks.map((c) => this.#decoded[c.index])).then(() => undefined);
   }
 
   /**
@@ -152,47 +196,60 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
    * they cost several times the CPU of the same writes in sequence), and sequential writes
    * let the filesystem allocate contiguous extents.
    */
-  async function writeInOrder(): Promise<ImageHashResult | undefined> {
-    for (let i = firstChunk; i < lastChunk; i++) {
-      while (decoded[i] === undefined) {
-        if (failure !== undefined) throw failure;
-        if (planned) throw new Error(`internal error: chunk ${i} was never scheduled`);
-        await new Promise<void>((resolve) => (wakeWriter = resolve));
-      }
-      await decoded[i];
-      if (failure !== undefined) throw failure;
-      const { start, end } = partOf(i);
-      const slot = slotOf[i];
-      slotOf[i] = undefined;
-      const kind = records[i]!.kind;
-      if (slot) {
-        const inSlot = start - i * chunkSize;
-        // The hash reads the slot while it is written; the slot is free once both are done.
-        const hashed = window ? Promise.resolve() : pool.imageUpdate(slot, start, end - start);
-        // A failed update also fails imageDigest(); this rejection (e.g. the pool disposed after a failure) needs no handling here.
-        hashed.catch(() => undefined);
-        try {
-          await destination.write(new Uint8Array(slot, inSlot, end - start), start - from);
-        } catch (err) {
-          failure ??= err;
-          throw failure;
-        } finally {
-          hashed.finally(() => slots.release(slot)).catch(() => undefined);
-        }
-      } else {
-        if (!window) pool.imageZeros(start, end - start).catch(() => undefined);
-        if (writeZeros(kind)) await destination.write(zeros!.subarray(0, end - start), start - from);
-      }
-      bytesWritten += kind === ChunkKind.unused ? 0 : end - start;
-      progress.advance(end - start);
+  async #writeInOrder(): Promise<ImageHashResult | undefined> {
+    for (let i = this.#firstChunk; i < this.#lastChunk; i++) {
+      await this.#whenDecoded(i);
+      const start = Math.max(i * this.#chunkSize, this.#from);
+      const end = Math.min((i + 1) * this.#chunkSize, this.#input.manifest.size, this.#to);
+      const slot = this.#slotOf[i];
+      this.#slotOf[i] = undefined;
+      const kind = this.#records[i]!.kind;
+      if (slot) await this.#writeChunk(slot, i, start, end);
+      else await this.#writeHole(kind, start, end);
+      this.#bytesWritten += kind === ChunkKind.unused ? 0 : end - start;
+      this.#input.progress.advance(end - start);
     }
-    return window ? undefined : pool.imageDigest();
+    return this.#wholeImage ? this.#input.pool.imageDigest() : undefined;
+  }
+
+  async #whenDecoded(i: number): Promise<void> {
+    while (this.#decoded[i] === undefined) {
+      if (this.#failure !== undefined) throw this.#failure;
+      if (this.#planned) throw new Error(`internal error: chunk ${i} was never scheduled`);
+      await new Promise<void>((resolve) => (this.#wakeWriter = resolve));
+    }
+    await this.#decoded[i];
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Writes the part [start, end) of chunk `i` from its slot, and feeds it to the image hash. */
+  async #writeChunk(slot: SharedArrayBuffer, i: number, start: number, end: number): Promise<void> {
+    const { pool, destination } = this.#input;
+    // The hash reads the slot while it is written; the slot is free once both are done.
+    const hashed = this.#wholeImage ? pool.imageUpdate(slot, start, end - start) : Promise.resolve();
+    // A failed update also fails imageDigest(); this rejection (e.g. the pool disposed after a failure) needs no handling here.
+    hashed.catch(() => undefined);
+    try {
+      await destination.write(new Uint8Array(slot, start - i * this.#chunkSize, end - start), start - this.#from);
+    } catch (err) {
+      this.#failure ??= err;
+      throw this.#failure;
+    } finally {
+      hashed.finally(() => this.#slots.release(slot)).catch(() => undefined);
+    }
+  }
+
+  /** A zero or unused chunk: hashed as zeros, and written only where the destination keeps old bytes. */
+  async #writeHole(kind: ChunkKind, start: number, end: number): Promise<void> {
+    if (this.#wholeImage) this.#input.pool.imageZeros(start, end - start).catch(() => undefined);
+    const writeZeros = this.#zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#input.zeroUnused === true));
+    if (writeZeros) await this.#input.destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
   }
 }
 
 /** Chunks [first, last) in image order: holes as they are, data coalesced into ranged reads of one pack. */
-function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<Group | { index: number; kind: ChunkKind }> {
-  let group: Group | undefined;
+function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<FetchGroup | { index: number; kind: ChunkKind }> {
+  let group: FetchGroup | undefined;
   for (let i = first; i < last; i++) {
     const record = records[i]!;
     if (record.kind !== ChunkKind.data) {
@@ -203,13 +260,7 @@ function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number,
     }
     const id = record.id!.toString('hex');
     const location = index.get(id)!;
-    const joins =
-      group !== undefined &&
-      group.pack === location.pack &&
-      group.offset + group.length === location.offset &&
-      group.chunks.length < MAX_CHUNKS_PER_READ &&
-      group.length + location.length <= MAX_READ;
-    if (group && joins) {
+    if (group && joins(group, location)) {
       group.length += location.length;
       group.chunks.push({ index: i, id, location });
     } else {
@@ -218,4 +269,14 @@ function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number,
     }
   }
   if (group) yield group;
+}
+
+/** Whether a blob can join a group's ranged read: it follows the group in the same pack, and the read stays bounded. */
+function joins(group: FetchGroup, location: BlobLocation): boolean {
+  return (
+    group.pack === location.pack &&
+    group.offset + group.length === location.offset &&
+    group.chunks.length < MAX_CHUNKS_PER_READ &&
+    group.length + location.length <= MAX_READ
+  );
 }

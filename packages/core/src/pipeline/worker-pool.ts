@@ -4,7 +4,7 @@ import type { CodecRegistration, CodecSettings } from '../codec.js';
 import { SEAL_OVERHEAD, type BlobIdScheme, type ImageDigestAlgorithm, type MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
-import type { ImageHashResult, WorkerReply, WorkerRequest } from './worker.js';
+import type { ImageHashResult, ReplyFor, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { allocateAligned } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
@@ -18,12 +18,10 @@ export interface CryptoSetup {
   writeCodecId: number;
 }
 
-type Success = Extract<WorkerReply, { ok: true }>;
-
 /** One worker thread with a FIFO of outstanding requests (replies come back in order). */
 class PooledWorker {
   readonly #worker: Worker;
-  readonly #pending: Array<{ resolve(reply: Success): void; reject(err: Error): void }> = [];
+  readonly #pending: Array<{ resolve(reply: WorkerReply): void; reject(err: Error): void }> = [];
   #failure: Error | undefined;
 
   constructor() {
@@ -31,7 +29,7 @@ class PooledWorker {
     this.#worker.on('message', (reply: WorkerReply) => {
       const waiter = this.#pending.shift()!;
       if (reply.ok) waiter.resolve(reply);
-      else waiter.reject(reply.kind === 'damage' ? new DamageError(reply.message) : reply.kind === 'missing-codec' ? new PluginError(undefined, reply.message) : new Error(reply.message));
+      else waiter.reject(errorOf(reply));
     });
     const fail = (err: Error) => {
       this.#failure = err;
@@ -47,10 +45,10 @@ class PooledWorker {
     return this.#pending.length;
   }
 
-  request(message: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<Success> {
+  request<R extends WorkerRequest>(message: R, transfer: ArrayBuffer[] = []): Promise<ReplyFor<R['op']>> {
     if (this.#failure) return Promise.reject(this.#failure);
     return new Promise((resolve, reject) => {
-      this.#pending.push({ resolve, reject });
+      this.#pending.push({ resolve: resolve as (reply: WorkerReply) => void, reject });
       this.#worker.postMessage(message, transfer);
     });
   }
@@ -82,21 +80,10 @@ export class WorkerPool implements IDisposable {
     return new WorkerPool(size);
   }
 
-  static async start(setup: CryptoSetup, size = defaultPoolSize()): Promise<WorkerPool> {
-    const pool = WorkerPool.spawn(size);
-    try {
-      await pool.init(setup);
-    } catch (err) {
-      await pool.dispose();
-      throw err;
-    }
-    return pool;
-  }
-
   /** Hands every worker its keys and codecs. On failure the pool is unusable; dispose it. */
   async init(setup: CryptoSetup): Promise<void> {
-    const init = (role: 'pool' | 'image-hasher'): WorkerRequest => ({
-      op: 'init',
+    const init = (role: 'pool' | 'image-hasher') => ({
+      op: 'init' as const,
       role,
       encryptionKey: setup.masterKey.encryption,
       blobIdKey: setup.masterKey.blobId,
@@ -115,9 +102,9 @@ export class WorkerPool implements IDisposable {
   }
 
   /** Keyed id of a chunk, or `zero` when every byte is 0. */
-  async hash(slot: SharedArrayBuffer, length: number): Promise<{ zero: true } | { zero: false; id: Buffer }> {
+  async hash(slot: SharedArrayBuffer, length: number): Promise<ChunkHash> {
     const reply = await this.#leastBusy().request({ op: 'hash', slot, length });
-    return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id!) };
+    return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id) };
   }
 
   /**
@@ -127,24 +114,29 @@ export class WorkerPool implements IDisposable {
    */
   async sealInSlot(slot: SharedArrayBuffer, length: number): Promise<number> {
     const reply = await this.#leastBusy().request({ op: 'sealInSlot', slot, length });
-    return reply.sealedLength!;
+    return reply.sealedLength;
   }
 
   async sealBytes(data: Uint8Array): Promise<{ id: Buffer; sealed: Buffer }> {
     const reply = await this.#leastBusy().request({ op: 'sealBytes', data });
-    return { id: Buffer.from(reply.id!), sealed: toBuffer(reply.sealed!) };
+    return { id: Buffer.from(reply.id), sealed: toBuffer(reply.sealed) };
+  }
+
+  /** Decrypts and decompresses a blob and checks it against its id. Rejects with DamageError. */
+  async open(sealed: Buffer, rawLength: number, id: string): Promise<Buffer> {
+    // Copy into a transferable buffer of its own: `sealed` is usually a slice of a larger read.
+    const own = new Uint8Array(sealed);
+    const reply = await this.#leastBusy().request({ op: 'open', sealed: own, rawLength, id, verifyId: true }, [own.buffer]);
+    return toBuffer(reply.plain);
   }
 
   /**
-   * Decrypts and decompresses a blob, into `into` when given, else returned; with `verifyId`
-   * (the default) also checks it against its id. Rejects with DamageError.
+   * Decrypts and decompresses a blob into the start of `into`. With `verifyId` it is also
+   * checked against its id; without, only authenticated (when the image digest checks it).
    */
-  async open(sealed: Buffer, rawLength: number, id: string, options: { into?: SharedArrayBuffer; verifyId?: boolean } = {}): Promise<Buffer | undefined> {
-    // Copy into a transferable buffer of its own: `sealed` is usually a slice of a larger read.
+  async openInto(into: SharedArrayBuffer, sealed: Buffer, rawLength: number, id: string, verifyId: boolean): Promise<void> {
     const own = new Uint8Array(sealed);
-    const request: WorkerRequest = { op: 'open', sealed: own, rawLength, id, verifyId: options.verifyId ?? true, into: options.into };
-    const reply = await this.#leastBusy().request(request, [own.buffer]);
-    return reply.plain ? toBuffer(reply.plain) : undefined;
+    await this.#leastBusy().request({ op: 'openInto', sealed: own, rawLength, id, verifyId, into }, [own.buffer]);
   }
 
   /** Starts a new image digest, discarding whatever an earlier, failed run fed in. */
@@ -162,12 +154,21 @@ export class WorkerPool implements IDisposable {
   }
 
   async imageDigest(): Promise<ImageHashResult> {
-    return (await this.#imageHasher.request({ op: 'imageDigest' })).digest!;
+    return (await this.#imageHasher.request({ op: 'imageDigest' })).digest;
   }
 
   async dispose(): Promise<void> {
     await Promise.all([...this.#workers, this.#imageHasher].map((w) => w.terminate()));
   }
+}
+
+/** A chunk's keyed id, or `zero` when every byte is 0. */
+export type ChunkHash = { zero: true } | { zero: false; id: Buffer };
+
+function errorOf(failure: WorkerFailure): Error {
+  if (failure.kind === 'damage') return new DamageError(failure.message);
+  if (failure.kind === 'missing-codec') return new PluginError(undefined, failure.message);
+  return new Error(failure.message);
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {

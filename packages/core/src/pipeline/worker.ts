@@ -3,6 +3,7 @@ import { getPriority, setPriority } from 'node:os';
 import type { Codec, CodecModule, CodecRegistration, CodecSettings } from '../codec.js';
 import { blobIdOf, createImageHash, open, seal, type BlobIdScheme, type ImageDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { CODEC_NONE } from '../repository/format.js';
+import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 /*
  * The CPU-heavy per-chunk work, off the main thread: zero detection, keyed hashing,
@@ -10,26 +11,6 @@ import { CODEC_NONE } from '../repository/format.js';
  * copy); a chunk's blob is written back into its slot, other output is transferred back.
  * Also keeps one ordered digest of a whole image (SHA-256 or BLAKE3).
  */
-
-export type WorkerRequest =
-  | { op: 'init'; role: 'pool' | 'image-hasher'; encryptionKey: Uint8Array; blobIdKey: Uint8Array; blobIdScheme: BlobIdScheme; codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }
-  | { op: 'hash'; slot: SharedArrayBuffer; length: number }
-  | { op: 'sealInSlot'; slot: SharedArrayBuffer; length: number }
-  | { op: 'sealBytes'; data: Uint8Array }
-  | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into?: SharedArrayBuffer }
-  | { op: 'imageReset'; algorithm: ImageDigestAlgorithm }
-  | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
-  | { op: 'imageZeros'; length: number; offset: number }
-  | { op: 'imageDigest' };
-
-export interface ImageHashResult {
-  /** Hex digest of the whole image; undefined when not every byte from 0 on was fed in order. */
-  image?: string;
-}
-
-export type WorkerReply =
-  | { ok: true; zero?: boolean; id?: Uint8Array; sealed?: Uint8Array; sealedLength?: number; plain?: Uint8Array; digest?: ImageHashResult }
-  | { ok: false; message: string; kind?: 'damage' | 'missing-codec' };
 
 let encryptionKey: Buffer;
 let blobIdKey: Buffer;
@@ -157,61 +138,68 @@ function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: b
   return plain;
 }
 
+/** Answers one request; what a reply carries is transferred, except chunk bytes, which stay in their slot. */
 async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
+  const done = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => ({ reply, transfer });
   switch (request.op) {
     case 'init':
       await init(request);
-      return { reply: { ok: true }, transfer: [] };
+      return done({ ok: true, op: 'init' });
     case 'hash': {
       const bytes = Buffer.from(request.slot, 0, request.length);
-      if (isAllZero(bytes)) return { reply: { ok: true, zero: true }, transfer: [] };
-      return { reply: { ok: true, zero: false, id: blobId(bytes) }, transfer: [] };
+      return done(isAllZero(bytes) ? { ok: true, op: 'hash', zero: true } : { ok: true, op: 'hash', zero: false, id: blobId(bytes) });
     }
     case 'sealInSlot': {
       // The blob replaces the chunk in its slot, which has room for the seal's overhead:
       // nothing is transferred, so the main thread gets no new memory to collect per chunk.
       const sealed = sealPlain(Buffer.from(request.slot, 0, request.length));
       new Uint8Array(request.slot).set(sealed);
-      return { reply: { ok: true, sealedLength: sealed.length }, transfer: [] };
+      return done({ ok: true, op: 'sealInSlot', sealedLength: sealed.length });
     }
     case 'sealBytes': {
       const plain = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
       const sealed = sealPlain(plain);
-      return { reply: { ok: true, sealed, id: blobId(plain) }, transfer: [sealed.buffer as ArrayBuffer] };
+      return done({ ok: true, op: 'sealBytes', sealed, id: blobId(plain) }, [sealed.buffer as ArrayBuffer]);
     }
+    case 'openInto':
+      openBlob(request.sealed, request.rawLength, request.id, request.verifyId, new Uint8Array(request.into, 0, request.rawLength));
+      return done({ ok: true, op: 'openInto' });
     case 'open': {
-      if (request.into) {
-        openBlob(request.sealed, request.rawLength, request.id, request.verifyId, new Uint8Array(request.into, 0, request.rawLength));
-        return { reply: { ok: true }, transfer: [] };
-      }
-      const plain = openBlob(request.sealed, request.rawLength, request.id, request.verifyId);
-      const copy = new Uint8Array(plain);
-      return { reply: { ok: true, plain: copy }, transfer: [copy.buffer] };
+      const plain = new Uint8Array(openBlob(request.sealed, request.rawLength, request.id, request.verifyId));
+      return done({ ok: true, op: 'open', plain }, [plain.buffer]);
     }
+    default:
+      return done(handleImage(request));
+  }
+}
+
+/** The image hasher's requests. */
+function handleImage(request: Extract<WorkerRequest, { op: 'imageReset' | 'imageUpdate' | 'imageZeros' | 'imageDigest' }>): WorkerReply {
+  switch (request.op) {
     case 'imageReset':
       imageHasher.reset(request.algorithm);
-      return { reply: { ok: true }, transfer: [] };
+      return { ok: true, op: 'imageReset' };
     case 'imageUpdate':
       imageHasher.update(new Uint8Array(request.slot, 0, request.length), request.offset);
-      return { reply: { ok: true }, transfer: [] };
+      return { ok: true, op: 'imageUpdate' };
     case 'imageZeros':
       for (let done = 0; done < request.length; done += zeroBlock.length) {
         imageHasher.update(zeroBlock.subarray(0, Math.min(request.length - done, zeroBlock.length)), request.offset + done);
       }
-      return { reply: { ok: true }, transfer: [] };
+      return { ok: true, op: 'imageZeros' };
     case 'imageDigest':
-      return { reply: { ok: true, digest: imageHasher.digest() }, transfer: [] };
+      return { ok: true, op: 'imageDigest', digest: imageHasher.digest() };
   }
+}
+
+function failureOf(err: unknown): WorkerFailure {
+  const kind = err instanceof BlobDamage ? 'damage' : err instanceof MissingCodec ? 'missing-codec' : 'error';
+  return { ok: false, kind, message: err instanceof Error ? err.message : String(err) };
 }
 
 parentPort!.on('message', (request: WorkerRequest) => {
   handle(request).then(
     ({ reply, transfer }) => parentPort!.postMessage(reply, transfer),
-    (err: unknown) =>
-      parentPort!.postMessage({
-        ok: false,
-        message: err instanceof Error ? err.message : String(err),
-        kind: err instanceof BlobDamage ? 'damage' : err instanceof MissingCodec ? 'missing-codec' : undefined,
-      }),
+    (err: unknown) => parentPort!.postMessage(failureOf(err)),
   );
 });

@@ -2,25 +2,13 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Container } from '../vendor.js';
-import { CodecRegistry, Logger, SourceRegistry, TargetRegistry } from '../services.js';
-import { EngineHooks, createEngineHooks } from '../hooks.js';
-import { DefaultCodecRegistry, DefaultSourceRegistry, DefaultTargetRegistry } from './registries.js';
+import { CodecRegistry, type Logger, TargetRegistry } from '../services.js';
 import { PluginHost, pluginId } from './plugin-host.js';
 import { createJobValidator } from '../job/job-schema.js';
+import { createCoreContainer } from '../create-core.js';
 import { PluginError } from '../errors.js';
 
 const quietLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-function coreContainer(): Container {
-  const container = new Container();
-  container.bind(Logger).toConstantValue(quietLogger);
-  container.bind(EngineHooks).toConstantValue(createEngineHooks());
-  container.bind(TargetRegistry).toConstantValue(new DefaultTargetRegistry());
-  container.bind(SourceRegistry).toConstantValue(new DefaultSourceRegistry());
-  container.bind(CodecRegistry).toConstantValue(new DefaultCodecRegistry());
-  return container;
-}
 
 describe('PluginHost', () => {
   let dir: string;
@@ -47,9 +35,14 @@ describe('PluginHost', () => {
     return folder;
   }
 
+  let container: ReturnType<typeof createCoreContainer>;
+
   async function host(entries: string[]): Promise<PluginHost> {
     await writeFile(join(dir, 'plugins.json'), JSON.stringify({ plugins: entries }));
-    return PluginHost.discover(join(dir, 'plugins.json'), coreContainer(), '0.1.0');
+    container = createCoreContainer({ pluginsFile: join(dir, 'plugins.json'), logger: quietLogger, env: {}, cwd: dir, coreVersion: '0.1.0' });
+    const plugins = container.get(PluginHost);
+    await plugins.discover();
+    return plugins;
   }
 
   const imported = () => ((globalThis as Record<string, unknown>).__cairnImported as string[] | undefined) ?? [];
@@ -110,6 +103,31 @@ describe('PluginHost', () => {
     ]);
     expect(validator.validate({ ...job, target: { type: 'gamma' } })).toContain('/target/type: must be one of "alpha", not "gamma"');
     expect(validator.validate({ ...job, password: { env: 'P', file: 'x' } })).toContain('/password: must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}');
+  });
+
+  it('holds a plugin to its manifest: an undeclared type or another codec header id fails its activation', async () => {
+    await plugin('sneaky', { activate: `ctx.subscriptions.push(ctx.targets.register('sneaky', { create() {} })); ctx.targets.register('other', { create() {} });` });
+    await plugin('smuggler', { activate: `ctx.sources.register('disk', { open() {} });` });
+    const codecManifest = { contributes: { codecs: [{ type: 'lz', headerId: 42, schema: './schema.json' }] } };
+    await plugin('misnumbered', { cairn: codecManifest, activate: `ctx.codecs.register({ name: 'lz', headerId: 43, moduleUrl: 'file:///x.js' });` });
+    await plugin('honest', { cairn: codecManifest, activate: `ctx.subscriptions.push(ctx.codecs.register({ name: 'lz', headerId: 42, moduleUrl: 'file:///x.js' }));` });
+    const h = await host(['./sneaky', './smuggler', './misnumbered']);
+    const failure = (event: string) => h.activate(event).then(() => undefined, (e: unknown) => e as PluginError);
+    const sneaky = await failure('onTarget:sneaky');
+    expect(sneaky).toBeInstanceOf(PluginError);
+    expect(sneaky!.message).toBe(
+      `Activating plugin 'acme.sneaky' failed: Plugin 'acme.sneaky' registers target type "other", which its manifest does not declare (add it to "cairn.contributes.targets" in its package.json)`,
+    );
+    // What it registered before the refusal is undone with the failed activation.
+    expect(container.get<TargetRegistry>(TargetRegistry).types()).toEqual([]);
+    expect((await failure('onTarget:smuggler'))!.message).toMatch(/registers source type "disk", which its manifest does not declare/);
+    expect((await failure('onCodec:lz'))!.message).toMatch(/registers codec "lz" with header id 43, but its manifest declares header id 42/);
+    expect(container.get<CodecRegistry>(CodecRegistry).byName('lz')).toBeUndefined();
+
+    const good = await host(['./honest']);
+    await good.activate('onCodec:lz');
+    expect(container.get<CodecRegistry>(CodecRegistry).byName('lz')).toMatchObject({ headerId: 42 });
+    await good.dispose();
   });
 
   it('derives plugin ids like VS Code', () => {

@@ -2,13 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { semver } from '../vendor.js';
-import { Container } from '../vendor.js';
+import { inject, injectable, semver } from '../vendor.js';
 import { PluginError } from '../errors.js';
 import { DisposableStore } from '../lifecycle.js';
-import { CodecRegistry, Logger, SourceRegistry, TargetRegistry } from '../services.js';
-import { EngineHooks } from '../hooks.js';
-import type { PluginContext, PluginModule } from '../plugin.js';
+import type { PluginModule } from '../plugin.js';
+import { PluginContextFactory } from './plugin-context.js';
 import { CONTRIBUTION_POINTS, derivedActivationEvents, manifestProblems, type ContributionPoint, type PluginManifest } from './manifest.js';
 
 export interface LoadedContribution {
@@ -40,35 +38,47 @@ interface PluginsFile {
   plugins: string[];
 }
 
+/** Where the plugin host finds the enabled plugins, and the version they must be compatible with. */
+export const PluginHostSettings = Symbol.for('cairn.PluginHostSettings');
+export interface PluginHostSettings {
+  /** Absolute path of the plugins.json to read. */
+  pluginsFile: string;
+  coreVersion: string;
+}
+
 /**
  * Reads plugin manifests without running plugin code, and activates a plugin the first
  * time something it contributes is needed (VS Code's activation events). A broken plugin is
  * recorded with its problems; the others keep working.
  */
+@injectable()
 export class PluginHost {
   readonly #plugins: PluginDescription[] = [];
   readonly #subscriptions = new Map<string, { store: DisposableStore; module: PluginModule }>();
+  readonly pluginsFile: string;
+  readonly #coreVersion: string;
 
-  private constructor(
-    readonly pluginsFile: string,
-    private readonly container: Container,
-    private readonly coreVersion: string,
-  ) {}
+  constructor(
+    @inject(PluginHostSettings) settings: PluginHostSettings,
+    @inject(PluginContextFactory) private readonly contexts: PluginContextFactory,
+  ) {
+    this.pluginsFile = settings.pluginsFile;
+    this.#coreVersion = settings.coreVersion;
+  }
 
-  static async discover(pluginsFile: string, container: Container, coreVersion: string): Promise<PluginHost> {
-    const host = new PluginHost(pluginsFile, container, coreVersion);
+  /** Reads plugins.json and every listed plugin's manifest; runs no plugin code. */
+  async discover(): Promise<void> {
     let list: PluginsFile;
     try {
-      list = JSON.parse(await readFile(pluginsFile, 'utf8'));
+      list = JSON.parse(await readFile(this.pluginsFile, 'utf8'));
     } catch (err) {
-      throw new PluginError(undefined, `Cannot read the plugin list ${pluginsFile}: ${(err as Error).message}`, { cause: err });
+      throw new PluginError(undefined, `Cannot read the plugin list ${this.pluginsFile}: ${(err as Error).message}`, { cause: err });
     }
     if (!list || !Array.isArray(list.plugins) || !list.plugins.every((p) => typeof p === 'string')) {
-      throw new PluginError(undefined, `${pluginsFile} must be {"plugins": ["<package name or folder>", ...]}`);
+      throw new PluginError(undefined, `${this.pluginsFile} must be {"plugins": ["<package name or folder>", ...]}`);
     }
-    for (const entry of list.plugins) host.#plugins.push(await host.#describe(entry));
-    host.#checkConflicts();
-    return host;
+    for (const entry of list.plugins) this.#plugins.push(await describePlugin(entry, dirname(this.pluginsFile), this.#coreVersion, this.pluginsFile));
+    this.#checkConflicts();
   }
 
   get plugins(): readonly PluginDescription[] {
@@ -109,18 +119,7 @@ export class PluginHost {
     try {
       const module = (await import(pathToFileURL(plugin.main!).href)) as PluginModule;
       if (typeof module.activate !== 'function') throw new Error(`${plugin.main} does not export an activate function`);
-      const context: PluginContext = {
-        id: plugin.id,
-        extensionPath: plugin.folder!,
-        container: new Container({ parent: this.container }),
-        hooks: this.container.get(EngineHooks),
-        logger: prefixedLogger(this.container.get(Logger), plugin.id),
-        targets: this.container.get(TargetRegistry),
-        sources: this.container.get(SourceRegistry),
-        codecs: this.container.get(CodecRegistry),
-        subscriptions: store,
-      };
-      await module.activate(context);
+      await module.activate(this.contexts.create(plugin, store));
       this.#subscriptions.set(plugin.id, { store, module });
       plugin.state = 'active';
     } catch (err) {
@@ -130,61 +129,6 @@ export class PluginHost {
       plugin.problems.push(message);
       throw new PluginError(plugin.id, message, { cause: err });
     }
-  }
-
-  async #describe(entry: string): Promise<PluginDescription> {
-    const description: PluginDescription = { id: entry.toLowerCase(), entry, activationEvents: [], contributions: [], state: 'inactive', problems: [] };
-    const fail = (problem: string) => {
-      description.state = 'failed';
-      description.problems.push(problem);
-      return description;
-    };
-    const base = dirname(this.pluginsFile);
-    let packageJsonPath: string;
-    if (entry.startsWith('.') || isAbsolute(entry)) {
-      packageJsonPath = join(resolve(base, entry), 'package.json');
-    } else {
-      try {
-        packageJsonPath = createRequire(join(base, 'package.json')).resolve(`${entry}/package.json`);
-      } catch {
-        return fail(`Plugin '${entry}' listed in ${this.pluginsFile} is not installed (no package of that name can be found from ${base})`);
-      }
-    }
-    let pkg: Record<string, any>;
-    try {
-      pkg = JSON.parse(await readFile(packageJsonPath, 'utf8'));
-    } catch (err) {
-      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      return fail(missing ? `Plugin '${entry}' listed in ${this.pluginsFile} was not found: ${packageJsonPath} does not exist` : `Plugin '${entry}': ${packageJsonPath} is not valid JSON`);
-    }
-    description.folder = dirname(packageJsonPath);
-    description.name = pkg.name;
-    description.version = pkg.version;
-    if (typeof pkg.name === 'string') description.id = pluginId(pkg.name, pkg.cairn?.publisher);
-    const label = `Plugin '${description.id}'`;
-    if (!pkg.cairn) return fail(`${label} has no "cairn" section in its package.json, so it contributes nothing`);
-    const problems = manifestProblems(pkg.cairn);
-    if (problems.length > 0) return fail(`${label} has a broken manifest: ${problems.join('; ')}`);
-    const range = pkg.engines?.cairn;
-    if (typeof range !== 'string' || !semver.validRange(range)) return fail(`${label} does not declare a valid "engines.cairn" version range`);
-    if (!semver.satisfies(this.coreVersion, range)) return fail(`${label} requires cairn ${range}, but this is cairn ${this.coreVersion}`);
-    if (typeof pkg.main !== 'string') return fail(`${label} has no "main" entry`);
-    description.main = resolve(description.folder, pkg.main);
-
-    const manifest = pkg.cairn as PluginManifest;
-    description.activationEvents = [...new Set([...(manifest.activationEvents ?? []), ...derivedActivationEvents(manifest)])];
-    for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
-      for (const c of manifest.contributes[point] ?? []) {
-        const schemaPath = resolve(description.folder, c.schema);
-        try {
-          const schema = JSON.parse(await readFile(schemaPath, 'utf8'));
-          description.contributions.push({ point, type: c.type, title: c.title, headerId: (c as { headerId?: number }).headerId, schema, pluginId: description.id });
-        } catch (err) {
-          return fail(`${label}: cannot read the schema ${schemaPath} of its ${point} contribution "${c.type}": ${(err as Error).message}`);
-        }
-      }
-    }
-    return description;
   }
 
   /** Two plugins contributing the same type (or codec id) are both unusable for it; say so up front. */
@@ -207,18 +151,73 @@ export class PluginHost {
   }
 }
 
+/**
+ * Reads the manifest of the plugin `entry` (a folder relative to `base`, or an installed
+ * package name) without running its code; problems are recorded, not thrown.
+ */
+export async function describePlugin(entry: string, base: string, coreVersion: string, listedIn = 'plugins.json'): Promise<PluginDescription> {
+  const description: PluginDescription = { id: entry.toLowerCase(), entry, activationEvents: [], contributions: [], state: 'inactive', problems: [] };
+  const fail = (problem: string) => {
+    description.state = 'failed';
+    description.problems.push(problem);
+    return description;
+  };
+  let packageJsonPath: string;
+  if (entry.startsWith('.') || isAbsolute(entry)) {
+    packageJsonPath = join(resolve(base, entry), 'package.json');
+  } else {
+    try {
+      packageJsonPath = createRequire(join(base, 'package.json')).resolve(`${entry}/package.json`);
+    } catch {
+      return fail(`Plugin '${entry}' listed in ${listedIn} is not installed (no package of that name can be found from ${base})`);
+    }
+  }
+  let pkg: Record<string, any>;
+  try {
+    pkg = JSON.parse(await readFile(packageJsonPath, 'utf8'));
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    return fail(missing ? `Plugin '${entry}' listed in ${listedIn} was not found: ${packageJsonPath} does not exist` : `Plugin '${entry}': ${packageJsonPath} is not valid JSON`);
+  }
+  description.folder = dirname(packageJsonPath);
+  description.name = pkg.name;
+  description.version = pkg.version;
+  if (typeof pkg.name === 'string') description.id = pluginId(pkg.name, pkg.cairn?.publisher);
+  const label = `Plugin '${description.id}'`;
+  if (!pkg.cairn) return fail(`${label} has no "cairn" section in its package.json, so it contributes nothing`);
+  const problems = manifestProblems(pkg.cairn);
+  if (problems.length > 0) return fail(`${label} has a broken manifest: ${problems.join('; ')}`);
+  const range = pkg.engines?.cairn;
+  if (typeof range !== 'string' || !semver.validRange(range)) return fail(`${label} does not declare a valid "engines.cairn" version range`);
+  if (!semver.satisfies(coreVersion, range)) return fail(`${label} requires cairn ${range}, but this is cairn ${coreVersion}`);
+  if (typeof pkg.main !== 'string') return fail(`${label} has no "main" entry`);
+  description.main = resolve(description.folder, pkg.main);
+
+  const manifest = pkg.cairn as PluginManifest;
+  description.activationEvents = [...new Set([...(manifest.activationEvents ?? []), ...derivedActivationEvents(manifest)])];
+  const problem = await readContributions(description, manifest);
+  return problem ? fail(problem) : description;
+}
+
+/** Reads the schema of each contribution; returns a problem, or undefined when all are readable. */
+async function readContributions(description: PluginDescription, manifest: PluginManifest): Promise<string | undefined> {
+  for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
+    for (const c of manifest.contributes[point] ?? []) {
+      const schemaPath = resolve(description.folder!, c.schema);
+      try {
+        const schema = JSON.parse(await readFile(schemaPath, 'utf8'));
+        description.contributions.push({ point, type: c.type, title: c.title, headerId: (c as { headerId?: number }).headerId, schema, pluginId: description.id });
+      } catch (err) {
+        return `Plugin '${description.id}': cannot read the schema ${schemaPath} of its ${point} contribution "${c.type}": ${(err as Error).message}`;
+      }
+    }
+  }
+  return undefined;
+}
+
 /** `@acme/target-x` → `acme.target-x`; `name` with a publisher → `publisher.name`. Lower case. */
 export function pluginId(packageName: string, publisher?: string): string {
   const scoped = /^@([^/]+)\/(.+)$/.exec(packageName);
   const id = scoped ? `${scoped[1]}.${scoped[2]}` : publisher ? `${publisher}.${packageName}` : packageName;
   return id.toLowerCase();
-}
-
-function prefixedLogger(logger: Logger, id: string): Logger {
-  return {
-    debug: (m) => logger.debug(`[${id}] ${m}`),
-    info: (m) => logger.info(`[${id}] ${m}`),
-    warn: (m) => logger.warn(`[${id}] ${m}`),
-    error: (m) => logger.error(`[${id}] ${m}`),
-  };
 }

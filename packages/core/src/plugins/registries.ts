@@ -1,3 +1,4 @@
+import { injectable } from '../vendor.js';
 import type { CodecRegistration } from '../codec.js';
 import { toDisposable, type IDisposable } from '../lifecycle.js';
 import type { CodecRegistry, SourceRegistry, TargetRegistry } from '../services.js';
@@ -25,18 +26,21 @@ class KeyedRegistry<T> {
   }
 }
 
+@injectable()
 export class DefaultTargetRegistry extends KeyedRegistry<TargetFactory> implements TargetRegistry {
   constructor() {
     super('target type');
   }
 }
 
+@injectable()
 export class DefaultSourceRegistry extends KeyedRegistry<SourceFactory> implements SourceRegistry {
   constructor() {
     super('source type');
   }
 }
 
+@injectable()
 export class DefaultCodecRegistry implements CodecRegistry {
   readonly #byName = new Map<string, CodecRegistration>();
   readonly #byId = new Map<number, CodecRegistration>();

@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/index.js';
-import { DamageError, RepositoryExistsError, RepositoryNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
+import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
 import { Repository, imageDigestOf } from './repository.js';
-import { acquireLock } from './lock.js';
+import { RepositoryLocks } from './lock.js';
+
+/** Locks whose clock reads `now()`. */
+const locksAt = (now: () => Date = () => new Date()) => new RepositoryLocks({ now });
+const acquireLock = (repository: Repository, operation: string, exclusive: boolean, now?: () => Date) => locksAt(now).acquire(repository, operation, exclusive);
 import { FORMAT_VERSION, Keys } from './format.js';
 
 describe('Repository', () => {
@@ -76,11 +80,11 @@ describe('Repository', () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
     const { id } = await repository.putSealed('snapshots', Buffer.from('{"a":1}'));
-    expect((await repository.getSealed(Keys.snapshot(id))).toString()).toBe('{"a":1}');
+    expect((await repository.getSealed('snapshots', id)).toString()).toBe('{"a":1}');
     const bytes = await target.get(Keys.snapshot(id));
     bytes[20]! ^= 0xff;
     await target.put(Keys.snapshot(id), bytes);
-    await expect(repository.getSealed(Keys.snapshot(id))).rejects.toThrow(/damaged/);
+    await expect(repository.getSealed('snapshots', id)).rejects.toThrow(/damaged/);
   });
 
   it('lets shared locks coexist and makes an exclusive lock wait for none', async () => {
@@ -104,5 +108,45 @@ describe('Repository', () => {
     await acquireLock(repository, 'prune', true, oneHourAgo); // never disposed: as if the process died
     const lock = await acquireLock(repository, 'backup', false);
     await lock.dispose();
+  });
+
+  it('judges a lock stale by the clock it was given: 30 minutes without a refresh', async () => {
+    const repository = await Repository.init(new MemoryTarget(), 'x');
+    const start = Date.parse('2026-12-01T02:00:00Z');
+    const at = (minutes: number) => () => new Date(start + minutes * 60_000);
+    const held = await acquireLock(repository, 'prune', true, at(0)); // this process is alive: only time can make it stale
+    await expect(acquireLock(repository, 'backup', false, at(29))).rejects.toBeInstanceOf(RepositoryLockedError);
+    const later = await acquireLock(repository, 'backup', false, at(31));
+    await later.dispose();
+    await held.dispose();
+    expect(await repository.listIds('locks/')).toEqual([]);
+  });
+
+  it('resolves snapshot ids: latest, a full id, a unique prefix of 4+ digits; refuses short, unknown and ambiguous ones', async () => {
+    const repository = await Repository.init(new MemoryTarget(), 'x');
+    const manifest = (minute: number) => Buffer.from(JSON.stringify({ version: 2, time: `2026-12-01T02:${String(minute % 60).padStart(2, '0')}:00.000Z`, imageDigest: { algorithm: 'blake3', hex: 'ab'.repeat(32) } }));
+    // Ids are hashes of sealed bytes, so two sharing 4 hex digits take a few hundred snapshots (a birthday bound of 2^16).
+    const byPrefix = new Map<string, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; !pair && i < 5000; i++) {
+      const { id } = await repository.putSealed('snapshots', manifest(i));
+      const other = byPrefix.get(id.slice(0, 4));
+      if (other) pair = [other, id];
+      byPrefix.set(id.slice(0, 4), id);
+    }
+    expect(pair).toBeDefined();
+    const [a, b] = pair!;
+    const shared = a.slice(0, [...a].findIndex((c, i) => c !== b[i]));
+    await expect(repository.resolveSnapshot(shared)).rejects.toThrow(new RegExp(`^Snapshot id ${shared} is ambiguous: .*${a.slice(0, 12)}`));
+    await expect(repository.resolveSnapshot(shared)).rejects.toThrow(b.slice(0, 12));
+    await expect(repository.resolveSnapshot(shared)).rejects.toBeInstanceOf(SnapshotNotFoundError);
+    expect((await repository.resolveSnapshot(a.slice(0, shared.length + 1))).id).toBe(a);
+    expect((await repository.resolveSnapshot(b)).id).toBe(b);
+    await expect(repository.resolveSnapshot(a.slice(0, 3))).rejects.toThrow(/is not a snapshot id \(use latest, or 4 to 64 hex digits\)/);
+    await expect(repository.resolveSnapshot(a.slice(0, 6).toUpperCase())).rejects.toThrow(/is not a snapshot id/);
+    const unknown = [...'0123456789abcdef'].map((c) => c.repeat(8)).find((p) => ![...byPrefix.values()].some((id) => id.startsWith(p)))!;
+    await expect(repository.resolveSnapshot(unknown)).rejects.toThrow(`No snapshot ${unknown} in memory:`);
+    const latest = await repository.resolveSnapshot('latest');
+    expect(latest.manifest.time).toBe((await repository.listSnapshots()).at(-1)!.manifest.time);
   });
 });

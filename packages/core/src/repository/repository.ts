@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { ObjectInfo, Target } from '../target.js';
+import type { ByteRange, ObjectInfo, Target } from '../target.js';
 import {
   DamageError,
   RepositoryExistsError,
@@ -98,20 +98,41 @@ export interface SnapshotSummary {
   objectSize: number;
 }
 
+/** Kinds of small sealed objects, each named by the hash of its sealed bytes. */
+export type SealedKind = 'index' | 'snapshots' | 'locks';
+
+const SEALED_KEY: Record<SealedKind, (id: string) => string> = { index: Keys.index, snapshots: Keys.snapshot, locks: Keys.lock };
+
+/** A pack as the target lists it. */
+export interface StoredPack {
+  id: string;
+  size: number;
+}
+
 /**
- * A repository on a target: its config, keys, index, snapshots and locks. Packs are
- * written by the Packer; everything else goes through here. Every object is written once
- * under a name derived from its content and never modified.
+ * A repository on a target: its config, keys, packs, index, snapshots and locks. Everything
+ * stored goes through here, so no other module knows the target or how objects are named.
+ * Every object is written once under a name derived from its content and never modified.
+ * The caller that opened the target disposes it.
  */
 export class Repository {
+  readonly #target: Target;
+
   private constructor(
-    readonly target: Target,
+    target: Target,
     readonly config: RepositoryConfig,
     readonly masterKey: MasterKey,
     readonly keyId: string,
-  ) {}
+  ) {
+    this.#target = target;
+  }
 
-  static async init(target: Target, password: string, options: { chunkSize?: number } = {}): Promise<Repository> {
+  /** Where the repository lives, for messages (e.g. `/srv/repo` or `s3://bucket/prefix`). */
+  get location(): string {
+    return this.#target.location;
+  }
+
+  static async init(target: Target, password: string, options: { chunkSize?: number; now?: Date } = {}): Promise<Repository> {
     if (await exists(target, Keys.config)) {
       throw new RepositoryExistsError(`A repository already exists at ${target.location}`);
     }
@@ -119,7 +140,7 @@ export class Repository {
       format: 'cairn',
       version: FORMAT_VERSION,
       id: randomBytes(32).toString('hex'),
-      created: new Date().toISOString(),
+      created: (options.now ?? new Date()).toISOString(),
       chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
       packSize: DEFAULT_PACK_SIZE,
       blobId: 'blake3-keyed',
@@ -127,7 +148,7 @@ export class Repository {
       imageDigest: 'blake3',
     };
     const masterKey = newMasterKey();
-    const keyId = await writeKeyFile(target, config.id, masterKey, password);
+    const keyId = await writeKeyFile(target, config.id, masterKey, password, options.now);
     // The config is written last: until it exists, there is no repository.
     await target.put(Keys.config, Buffer.from(JSON.stringify(config, null, 2) + '\n'));
     return new Repository(target, config, masterKey, keyId);
@@ -149,21 +170,7 @@ export class Repository {
     } catch (err) {
       throw new DamageError(`The repository config at ${target.location} is not valid JSON`, { cause: err });
     }
-    if (config.format !== 'cairn' || typeof config.version !== 'number') {
-      throw new DamageError(`${target.location} does not hold a cairn repository config`);
-    }
-    if (config.version > FORMAT_VERSION) {
-      throw new UnsupportedFormatError(
-        `The repository at ${target.location} has format version ${config.version}; this cairn reads up to version ${FORMAT_VERSION}. Upgrade cairn to use it.`,
-      );
-    }
-    if (config.version < 1) throw new DamageError(`The repository at ${target.location} has an invalid format version ${config.version}`);
-    if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
-      throw new DamageError(`The repository config at ${target.location} names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`);
-    }
-    if (config.version >= 3 && config.imageDigest !== 'blake3') {
-      throw new DamageError(`The repository config at ${target.location} names an unknown image digest ${JSON.stringify(config.imageDigest)}`);
-    }
+    checkConfig(config, target.location);
     return config;
   }
 
@@ -179,52 +186,42 @@ export class Repository {
     if (keyKeys.length === 0) throw new DamageError(`The repository at ${target.location} has no keys`);
     for (const key of keyKeys.sort()) {
       const file: KeyFile = JSON.parse((await target.get(key)).toString('utf8'));
-      const derived = await deriveKey(password, Buffer.from(file.kdf.salt, 'base64'), file.kdf);
-      let plain: MasterKeyPlain;
-      try {
-        plain = JSON.parse(open(derived, Buffer.from(file.masterKey, 'base64')).toString('utf8'));
-      } catch (err) {
-        if (err instanceof AuthenticationError) continue;
-        throw err;
-      }
-      if (plain.repository !== config.id) throw new DamageError(`Key ${idFromKey(key)} belongs to another repository`);
-      const masterKey = { encryption: Buffer.from(plain.encryption, 'base64'), blobId: Buffer.from(plain.blobId, 'base64') };
-      return new Repository(target, config, masterKey, idFromKey(key));
+      const masterKey = await unlockKeyFile(file, password);
+      if (!masterKey) continue;
+      if (masterKey.repository !== config.id) throw new DamageError(`Key ${idFromKey(key)} belongs to another repository`);
+      return new Repository(target, config, masterKey.key, idFromKey(key));
     }
     throw new WrongPasswordError(`Wrong password: none of the repository's ${keyKeys.length} key(s) opens with it`);
   }
 
   /** Adds another password that opens this repository. Returns the new key's id. */
-  addPassword(password: string): Promise<string> {
-    return writeKeyFile(this.target, this.config.id, this.masterKey, password);
+  addPassword(password: string, now?: Date): Promise<string> {
+    return writeKeyFile(this.#target, this.config.id, this.masterKey, password, now);
   }
 
   async listKeys(): Promise<Array<{ id: string; created: string; hostname: string; username: string; current: boolean }>> {
     const keys = [];
-    for await (const object of this.target.list('keys/')) {
-      const file: KeyFile = JSON.parse((await this.target.get(object.key)).toString('utf8'));
+    for await (const object of this.#target.list('keys/')) {
+      const file: KeyFile = JSON.parse((await this.#target.get(object.key)).toString('utf8'));
       const id = idFromKey(object.key);
       keys.push({ id, created: file.created, hostname: file.hostname, username: file.username, current: id === this.keyId });
     }
     return keys.sort((a, b) => a.created.localeCompare(b.created));
   }
 
-  async removeKey(id: string): Promise<void> {
-    if (id === this.keyId) throw new DamageError('Refusing to remove the key that opened the repository');
-    await this.target.remove(Keys.key(id));
-  }
-
   /** Encrypts and stores a small object under the hash of its sealed bytes; returns the id. */
-  async putSealed(kind: 'index' | 'snapshots' | 'locks', plaintext: Uint8Array): Promise<{ id: string; size: number }> {
+  async putSealed(kind: SealedKind, plaintext: Uint8Array): Promise<{ id: string; size: number }> {
     const sealed = seal(this.masterKey.encryption, plaintext);
     const id = sha256(sealed).toString('hex');
-    await this.target.put(`${kind}/${id}`, sealed);
+    await this.#target.put(SEALED_KEY[kind](id), sealed);
     return { id, size: sealed.length };
   }
 
-  async getSealed(key: string): Promise<Buffer> {
-    const sealed = await this.target.get(key);
-    if (sha256(sealed).toString('hex') !== idFromKey(key)) {
+  /** Reads and decrypts a small object; DamageError when its bytes do not match its name or fail authentication. */
+  async getSealed(kind: SealedKind, id: string): Promise<Buffer> {
+    const key = SEALED_KEY[kind](id);
+    const sealed = await this.#target.get(key);
+    if (sha256(sealed).toString('hex') !== id) {
       throw new DamageError(`${key} is damaged: its content does not match its name`);
     }
     try {
@@ -234,13 +231,42 @@ export class Repository {
     }
   }
 
+  /** Removes a sealed object; one that is already gone is fine. */
+  async removeSealed(kind: SealedKind, id: string): Promise<void> {
+    try {
+      await this.#target.remove(SEALED_KEY[kind](id));
+    } catch (err) {
+      if (!this.#target.isNotFound(err)) throw err;
+    }
+  }
+
   async listIds(prefix: 'index/' | 'snapshots/' | 'locks/' | 'data/'): Promise<string[]> {
     const ids: string[] = [];
-    for await (const object of this.target.list(prefix)) {
+    for await (const object of this.#target.list(prefix)) {
       const id = idFromKey(object.key);
       if (isObjectId(id)) ids.push(id);
     }
     return ids;
+  }
+
+  /** Stores a pack under its id. The caller must not change `bytes` before this settles. */
+  savePack(id: string, bytes: Uint8Array): Promise<void> {
+    return this.#target.put(Keys.pack(id), bytes);
+  }
+
+  /** A pack's bytes, or `range` of them. */
+  readPack(id: string, range?: ByteRange): Promise<Buffer> {
+    return this.#target.get(Keys.pack(id), range);
+  }
+
+  /** Every pack stored where a pack belongs (`data/<first two hex digits>/<id>`), with its size. */
+  async listPacks(): Promise<StoredPack[]> {
+    const packs: StoredPack[] = [];
+    for await (const object of this.#target.list('data/')) {
+      const id = idFromKey(object.key);
+      if (isObjectId(id) && object.key === Keys.pack(id)) packs.push({ id, size: object.size });
+    }
+    return packs;
   }
 
   /** Reads every index file. */
@@ -248,15 +274,14 @@ export class Repository {
     const index = new BlobIndex();
     const ids = await this.listIds('index/');
     await forEachConcurrently(ids, 8, async (id) => {
-      const packs = decodeIndexOrThrow(await this.getSealed(Keys.index(id)), id);
-      index.addPacks(packs, id);
+      index.addPacks(decodeIndexOrThrow(await this.getSealed('index', id), id));
     });
     return index;
   }
 
   async listSnapshots(): Promise<SnapshotSummary[]> {
     const objects: ObjectInfo[] = [];
-    for await (const object of this.target.list('snapshots/')) if (isObjectId(idFromKey(object.key))) objects.push(object);
+    for await (const object of this.#target.list('snapshots/')) if (isObjectId(idFromKey(object.key))) objects.push(object);
     const snapshots: SnapshotSummary[] = [];
     await forEachConcurrently(objects, 8, async (object) => {
       const id = idFromKey(object.key);
@@ -266,7 +291,7 @@ export class Repository {
   }
 
   async loadSnapshot(id: string): Promise<SnapshotManifest> {
-    return decodeManifest(id, await this.getSealed(Keys.snapshot(id)));
+    return decodeManifest(id, await this.getSealed('snapshots', id));
   }
 
   /** `latest`, a full id, or an unambiguous prefix of at least 4 characters. */
@@ -274,12 +299,12 @@ export class Repository {
     const snapshots = await this.listSnapshots();
     if (ref === 'latest') {
       const latest = snapshots.at(-1);
-      if (!latest) throw new SnapshotNotFoundError(`The repository at ${this.target.location} has no snapshots yet`);
+      if (!latest) throw new SnapshotNotFoundError(`The repository at ${this.location} has no snapshots yet`);
       return latest;
     }
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(`"${ref}" is not a snapshot id (use latest, or 4 to 64 hex digits)`);
     const matches = snapshots.filter((s) => s.id.startsWith(ref));
-    if (matches.length === 0) throw new SnapshotNotFoundError(`No snapshot ${ref} in ${this.target.location}`);
+    if (matches.length === 0) throw new SnapshotNotFoundError(`No snapshot ${ref} in ${this.location}`);
     if (matches.length > 1) throw new SnapshotNotFoundError(`Snapshot id ${ref} is ambiguous: ${matches.map((m) => m.id.slice(0, 12)).join(', ')}`);
     return matches[0]!;
   }
@@ -289,10 +314,39 @@ export class Repository {
   }
 }
 
+function checkConfig(config: RepositoryConfig, location: string): void {
+  if (config.format !== 'cairn' || typeof config.version !== 'number') {
+    throw new DamageError(`${location} does not hold a cairn repository config`);
+  }
+  if (config.version > FORMAT_VERSION) {
+    throw new UnsupportedFormatError(`The repository at ${location} has format version ${config.version}; this cairn reads up to version ${FORMAT_VERSION}. Upgrade cairn to use it.`);
+  }
+  if (config.version < 1) throw new DamageError(`The repository at ${location} has an invalid format version ${config.version}`);
+  if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
+    throw new DamageError(`The repository config at ${location} names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`);
+  }
+  if (config.version >= 3 && config.imageDigest !== 'blake3') {
+    throw new DamageError(`The repository config at ${location} names an unknown image digest ${JSON.stringify(config.imageDigest)}`);
+  }
+}
+
+/** The master key a key file holds, or undefined when `password` does not open it. */
+async function unlockKeyFile(file: KeyFile, password: string): Promise<{ repository: string; key: MasterKey } | undefined> {
+  const derived = await deriveKey(password, Buffer.from(file.kdf.salt, 'base64'), file.kdf);
+  let plain: MasterKeyPlain;
+  try {
+    plain = JSON.parse(open(derived, Buffer.from(file.masterKey, 'base64')).toString('utf8'));
+  } catch (err) {
+    if (err instanceof AuthenticationError) return undefined;
+    throw err;
+  }
+  return { repository: plain.repository, key: { encryption: Buffer.from(plain.encryption, 'base64'), blobId: Buffer.from(plain.blobId, 'base64') } };
+}
+
 /** Which pack holds which blob. */
 export class BlobIndex {
   readonly #blobs = new Map<string, BlobLocation>();
-  readonly #packs = new Map<string, { blobs: number; end: number; indexes: Set<string> }>();
+  readonly #packs = new Map<string, { blobs: number; end: number }>();
 
   get blobCount(): number {
     return this.#blobs.size;
@@ -302,12 +356,11 @@ export class BlobIndex {
     return [...this.#packs.keys()];
   }
 
-  addPacks(packs: readonly IndexedPack[], indexId?: string): void {
+  addPacks(packs: readonly IndexedPack[]): void {
     for (const pack of packs) {
       const packId = pack.id.toString('hex');
       let info = this.#packs.get(packId);
-      if (!info) this.#packs.set(packId, (info = { blobs: pack.blobs.length, end: 0, indexes: new Set() }));
-      if (indexId) info.indexes.add(indexId);
+      if (!info) this.#packs.set(packId, (info = { blobs: pack.blobs.length, end: 0 }));
       for (const blob of pack.blobs) {
         info.end = Math.max(info.end, blob.offset + blob.length);
         const id = blob.id.toString('hex');
@@ -330,13 +383,9 @@ export class BlobIndex {
   packDataEnd(packId: string): number | undefined {
     return this.#packs.get(packId)?.end;
   }
-
-  indexesOf(packId: string): string[] {
-    return [...(this.#packs.get(packId)?.indexes ?? [])];
-  }
 }
 
-async function writeKeyFile(target: Target, repositoryId: string, masterKey: MasterKey, password: string): Promise<string> {
+async function writeKeyFile(target: Target, repositoryId: string, masterKey: MasterKey, password: string, now = new Date()): Promise<string> {
   const salt = randomBytes(32);
   const derived = await deriveKey(password, salt, DEFAULT_SCRYPT);
   const plain: MasterKeyPlain = {
@@ -346,7 +395,7 @@ async function writeKeyFile(target: Target, repositoryId: string, masterKey: Mas
   };
   const file: KeyFile = {
     version: 1,
-    created: new Date().toISOString(),
+    created: now.toISOString(),
     hostname: hostname(),
     username: safeUsername(),
     kdf: { type: 'scrypt', ...DEFAULT_SCRYPT, salt: salt.toString('base64') },

@@ -1,0 +1,25 @@
+import type { CliCommand } from '../command.js';
+import { initCommand } from './init.js';
+import { backupCommand } from './backup.js';
+import { snapshotsCommand } from './snapshots.js';
+import { restoreCommand } from './restore.js';
+import { showCommand } from './show.js';
+import { checkCommand } from './check.js';
+import { keyCommand } from './key.js';
+import { validateCommand } from './validate.js';
+import { schemaCommand } from './schema.js';
+import { pluginsCommand } from './plugins.js';
+
+/** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
+export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
+  initCommand,
+  backupCommand,
+  snapshotsCommand,
+  restoreCommand,
+  showCommand,
+  checkCommand,
+  keyCommand,
+  validateCommand,
+  schemaCommand,
+  pluginsCommand,
+];

@@ -1,0 +1,36 @@
+import { UsageError } from '../../errors.js';
+import { JobLoader } from '../../job/job-loader.js';
+import { RestoreOperation } from '../../operations/restore.js';
+import { defineCommand, withJob, withSnapshot } from '../command.js';
+import { exitCodeOf } from '../output.js';
+import { formatBytes, parseSize } from '../format.js';
+
+export const restoreCommand = defineCommand({
+  command: 'restore <job> <snapshot>',
+  describe: 'Restore a snapshot (an id, a prefix of one, or latest) to a file or block device',
+  builder: (yargs) =>
+    withSnapshot(withJob(yargs))
+      .option('to', { type: 'string', demandOption: true, describe: 'Image file or block device to write' })
+      .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing file or device' })
+      .option('partition', { type: 'number', describe: 'Restore only this partition (its number, as in /dev/sda2) of a disk snapshot' })
+      .option('zero-unused', { type: 'boolean', default: false, describe: 'On a block device, write zeros over unused blocks instead of leaving them as they are' })
+      .option('size', { type: 'string', describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): a larger virtual disk; a GPT is moved to the new end' }),
+  async run(args, { core, output }) {
+    const job = await core.get(JobLoader).load(args.job);
+    const { result, tapFailures } = await core.get(RestoreOperation).run(job, args.snapshot, args.to, {
+      force: args.force,
+      zeroUnused: args.zeroUnused,
+      ...(args.partition !== undefined && { partition: checkedPartition(args.partition) }),
+      ...(args.size !== undefined && { size: parseSize(args.size) }),
+    });
+    const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
+    const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
+    output.result(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}\n`);
+    return exitCodeOf(tapFailures);
+  },
+});
+
+function checkedPartition(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new UsageError(`--partition must be a partition number (1, 2, …), not ${value}`);
+  return value;
+}

@@ -1,0 +1,47 @@
+import { ExitCode } from '../../errors.js';
+import { JobLoader } from '../../job/job-loader.js';
+import { ShowOperation } from '../../operations/snapshots.js';
+import type { SnapshotManifest } from '../../repository/snapshot.js';
+import { defineCommand, withJob, withSnapshot } from '../command.js';
+import { formatBytes } from '../format.js';
+
+export const showCommand = defineCommand({
+  command: 'show <job> <snapshot>',
+  describe: 'Show a snapshot: its layout, partitions, filesystems, used and total bytes',
+  builder: (yargs) => withSnapshot(withJob(yargs)),
+  async run(args, { core, output }) {
+    const job = await core.get(JobLoader).load(args.job);
+    const { id, manifest, objectSize } = await core.get(ShowOperation).run(job, args.snapshot);
+    const { chunkMaps: _maps, ...rest } = manifest;
+    const bytesAdded = manifest.stats.bytesAdded + objectSize;
+    output.result({ id, ...rest, bytesAdded }, () => describeSnapshot(id, manifest, bytesAdded));
+    return ExitCode.ok;
+  },
+});
+
+function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): string {
+  const layout = m.layout;
+  const lines = [
+    `snapshot   ${id}`,
+    `time       ${m.time}  (host ${m.hostname}, job ${m.job})`,
+    `source     ${m.source.type} ${m.source.path} (${layout.kind})`,
+    `size       ${formatBytes(m.size)} (${m.size} bytes), sector ${layout.sectorSize} bytes, chunks of ${formatBytes(m.chunkSize)}`,
+    `table      ${layout.partitionTable.type}${layout.partitionTable.diskId ? ` (disk id ${layout.partitionTable.diskId})` : ''}`,
+    `mode       ${layout.mode}${layout.filesystem ? `, filesystem ${layout.filesystem}` : ''}`,
+    `digest     ${m.imageDigest.algorithm} ${m.imageDigest.hex}`,
+    `stored     ${formatBytes(bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
+  ];
+  if (layout.note) lines.push(`note       ${layout.note}`);
+  if (layout.partitions.length > 0) lines.push('', ...describePartitions(m));
+  return lines.join('\n') + '\n';
+}
+
+function describePartitions(m: SnapshotManifest): string[] {
+  const lines = ['  #  START          SIZE        FILESYSTEM  MODE   USED        NAME/TYPE'];
+  for (const p of m.layout.partitions) {
+    const used = p.usedBytes !== undefined ? formatBytes(p.usedBytes) : '-';
+    lines.push(`${String(p.index).padStart(3)}  ${String(p.offset).padEnd(13)}  ${formatBytes(p.size).padEnd(10)}  ${(p.filesystem ?? '-').padEnd(10)}  ${p.mode.padEnd(5)}  ${used.padEnd(10)}  ${p.name || p.type || ''}`);
+    if (p.note) lines.push(`     note: ${p.note}`);
+  }
+  return lines;
+}

@@ -1,0 +1,32 @@
+import { ExitCode } from '../../errors.js';
+import { JobLoader } from '../../job/job-loader.js';
+import { SnapshotsOperation } from '../../operations/snapshots.js';
+import { defineCommand, withJob } from '../command.js';
+import { formatBytes } from '../format.js';
+
+export const snapshotsCommand = defineCommand({
+  command: 'snapshots <job>',
+  describe: "List the snapshots in the job's repository",
+  builder: (yargs) => withJob(yargs),
+  async run(args, { core, output }) {
+    const job = await core.get(JobLoader).load(args.job);
+    const snapshots = await core.get(SnapshotsOperation).list(job);
+    const rows = snapshots.map(({ id, manifest: m, objectSize }) => ({
+      id,
+      time: m.time,
+      hostname: m.hostname,
+      job: m.job,
+      source: m.source,
+      size: m.size,
+      imageDigest: m.imageDigest,
+      layout: m.layout,
+      bytesAdded: m.stats.bytesAdded + objectSize,
+    }));
+    output.result(rows, () => {
+      if (rows.length === 0) return 'No snapshots yet\n';
+      const lines = rows.map((r) => `${r.id.slice(0, 12)}  ${r.time}  ${r.hostname.padEnd(14).slice(0, 14)}  ${formatBytes(r.size).padEnd(10)}  ${r.source.path}`);
+      return ['ID            TIME                      HOST            SIZE        SOURCE', ...lines].join('\n') + '\n';
+    });
+    return ExitCode.ok;
+  },
+});

@@ -1,0 +1,70 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { inject, injectable } from '../vendor.js';
+import { JobFileError } from '../errors.js';
+import { Environment } from '../services.js';
+import type { JobInfo } from '../hooks.js';
+import type { CodecSettings } from '../codec.js';
+import type { SecretRef, TargetSettings } from '../target.js';
+import type { SourceSettings } from '../source.js';
+import { PluginHost } from '../plugins/plugin-host.js';
+import { JobSchema } from './job-schema.js';
+
+/** A job file's settings, as the merged schema validated them (defaults filled in). */
+export interface JobConfig {
+  name: string;
+  source: SourceSettings;
+  target: TargetSettings;
+  compression?: CodecSettings;
+  password: SecretRef;
+  chunkSize?: number;
+  hooks?: { before?: string[][]; after?: string[][] };
+}
+
+export interface LoadedJob {
+  info: JobInfo;
+  config: JobConfig;
+  /** The job file's folder: relative paths in the job are relative to it. */
+  baseDir: string;
+}
+
+/** Reads and validates job files; no other I/O of a command happens before this succeeds. */
+@injectable()
+export class JobLoader {
+  constructor(
+    @inject(JobSchema) private readonly schema: JobSchema,
+    @inject(PluginHost) private readonly plugins: PluginHost,
+    @inject(Environment) private readonly environment: Environment,
+  ) {}
+
+  /** `file` is relative to the working folder. */
+  async load(file: string): Promise<LoadedJob> {
+    const path = resolve(this.environment.cwd, file);
+    const { job, problems } = this.schema.validate(await readJobFile(path));
+    if (problems.length > 0) {
+      throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
+    }
+    const config = job as JobConfig;
+    return { info: { name: config.name, file: path, job: job as Record<string, unknown> }, config, baseDir: dirname(path) };
+  }
+
+  /** A job may be invalid only because the plugin that would accept it is broken: say so. */
+  #brokenPluginsHint(): string {
+    const broken = this.plugins.failedPlugins();
+    return broken.length > 0 ? `\nThese plugins could not be loaded:\n${broken.map((p) => `  ${p.problems.join('; ')}`).join('\n')}` : '';
+  }
+}
+
+async function readJobFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new JobFileError(`Cannot read the job file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new JobFileError(`The job file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}

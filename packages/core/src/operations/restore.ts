@@ -1,0 +1,117 @@
+import { resolve } from 'node:path';
+import { inject, injectable } from '../vendor.js';
+import { UsageError } from '../errors.js';
+import { Environment, Logger, ProgressFactory } from '../services.js';
+import { EngineHooks, createRestoreRunHooks, type RestoreRun } from '../hooks.js';
+import { HookRunner } from '../hook-runner.js';
+import { PluginHost } from '../plugins/plugin-host.js';
+import { Repositories } from '../repository/repositories.js';
+import type { Repository } from '../repository/repository.js';
+import { RepositoryLocks } from '../repository/lock.js';
+import type { ImageDigest, SnapshotManifest } from '../repository/snapshot.js';
+import { runRestore, type RestoreWindow } from '../pipeline/restore.js';
+import { openDestination } from '../pipeline/destination.js';
+import type { WorkerPool } from '../pipeline/worker-pool.js';
+import type { LoadedJob } from '../job/job-loader.js';
+import { JobRuns, type RunReport } from './job-runs.js';
+import { PipelineWorkers } from './pipeline-workers.js';
+
+export interface RestoreOptions {
+  force?: boolean;
+  /** Restore only this partition of a disk snapshot. */
+  partition?: number;
+  /** Write zeros over unused blocks on a block device. */
+  zeroUnused?: boolean;
+  /** Size of the restored image file, when larger than the image (a bigger virtual disk). */
+  size?: number;
+}
+
+export interface RestoreResult {
+  snapshot: string;
+  destination: string;
+  bytesWritten: number;
+  /** The verified digest of the whole restored image (a partition is verified blob by blob instead). */
+  imageDigest?: ImageDigest;
+  partition?: number;
+}
+
+/** What to restore: a snapshot, and the whole image or one window of it. */
+interface RestorePlan {
+  id: string;
+  manifest: SnapshotManifest;
+  window: RestoreWindow | undefined;
+  /** Bytes the destination must hold. */
+  size: number;
+}
+
+/** `cairn restore`: writes a snapshot's image, or one partition of it, to a file or block device. */
+@injectable()
+export class RestoreOperation {
+  constructor(
+    @inject(EngineHooks) private readonly hooks: Readonly<EngineHooks>,
+    @inject(HookRunner) private readonly runner: HookRunner,
+    @inject(JobRuns) private readonly runs: JobRuns,
+    @inject(PluginHost) private readonly plugins: PluginHost,
+    @inject(Repositories) private readonly repositories: Repositories,
+    @inject(PipelineWorkers) private readonly workers: PipelineWorkers,
+    @inject(RepositoryLocks) private readonly locks: RepositoryLocks,
+    @inject(ProgressFactory) private readonly progress: ProgressFactory,
+    @inject(Environment) private readonly environment: Environment,
+    @inject(Logger) private readonly logger: Logger,
+  ) {}
+
+  /** `to` is relative to the working folder; `ref` is `latest`, an id or an id prefix. */
+  run(job: LoadedJob, ref: string, to: string, options: RestoreOptions = {}): Promise<RunReport<RestoreResult>> {
+    if (options.size !== undefined && options.partition !== undefined) throw new UsageError('--size applies to whole images, not to --partition');
+    const run: RestoreRun = { job: job.info, operation: 'restore', hooks: createRestoreRunHooks() };
+    return this.runs.run(run, async (tapFailures) => {
+      const { result, done } = await this.workers.withPool((pool) =>
+        this.repositories.withRepository(job, async (repository) => this.#restore(job, run, pool, repository, ref, resolve(this.environment.cwd, to), options)),
+      );
+      tapFailures.push(...(await this.runner.after(run.hooks.done, done)));
+      return result;
+    });
+  }
+
+  async #restore(job: LoadedJob, run: RestoreRun, pool: WorkerPool, repository: Repository, ref: string, to: string, options: RestoreOptions) {
+    const plan = await this.#plan(repository, ref, options);
+    // The source plugin taps the restore hooks (e.g. to move a GPT backup header to the end of a larger disk).
+    await this.plugins.activate(`onSource:${plan.manifest.source.type}`).catch((err: unknown) => this.logger.warn((err as Error).message));
+    // Announced once the plugins that may tap it are active.
+    await this.runner.before(this.hooks.restore, run);
+    return this.locks.withLock(repository, 'restore', false, async () => {
+      const index = await this.workers.prepare(pool, repository, job, 'read');
+      const destination = await openDestination(to, plan.size, options.force ?? false);
+      const { bytesWritten } = await runRestore({
+        repository,
+        index,
+        pool,
+        snapshot: plan.id,
+        manifest: plan.manifest,
+        destination,
+        progress: this.progress.create(),
+        window: plan.window,
+        zeroUnused: options.zeroUnused,
+        beforeWrite: () => this.runner.before(run.hooks.beforeWrite, { destination: destination.path, kind: destination.kind, snapshot: plan.id, manifest: plan.manifest }),
+      });
+      const partial = plan.window !== undefined;
+      const result: RestoreResult = { snapshot: plan.id, destination: destination.path, bytesWritten, ...(partial ? { partition: options.partition } : { imageDigest: plan.manifest.imageDigest }) };
+      return { result, done: { destination: destination.path, snapshot: plan.id, bytesWritten, manifest: plan.manifest, partial } };
+    });
+  }
+
+  async #plan(repository: Repository, ref: string, options: RestoreOptions): Promise<RestorePlan> {
+    const { id, manifest } = await repository.resolveSnapshot(ref);
+    const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
+    return { id, manifest, window, size: window ? window.length : Math.max(manifest.size, options.size ?? 0) };
+  }
+}
+
+function partitionWindow(id: string, manifest: SnapshotManifest, index: number): RestoreWindow {
+  const partition = manifest.layout.partitions.find((p) => p.index === index);
+  if (!partition) {
+    const numbers = manifest.layout.partitions.map((p) => p.index);
+    throw new UsageError(`Snapshot ${id.slice(0, 12)} has no partition ${index}${numbers.length ? ` (it has ${numbers.join(', ')})` : ' (it is not a partitioned disk)'}`);
+  }
+  return { offset: partition.offset, length: partition.size };
+}
