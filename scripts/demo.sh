@@ -56,8 +56,10 @@ printf '   disk.img: %s apparent size, %s allocated on disk\n' \
   "$(du -h --apparent-size disk.img | cut -f1)" "$(du -h disk.img | cut -f1)"
 
 say "Writing the job file demo/job.json"
+# $schema: the schema `pnpm build` generated (relative to this file), for completion in editors.
 cat > job.json <<'EOF'
 {
+  "$schema": "../node_modules/@cairn/core/job.schema.json",
   "name": "demo",
   "source": { "type": "volume", "path": "disk.img", "mode": "used" },
   "compression": { "type": "zstd", "level": 3 },
