@@ -32,3 +32,30 @@ export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
 export { main, type CliIo } from './cli/main.js';
 export { CORE_VERSION } from './version.js';
+// Block devices: geometry, loop devices, mounts, and what is built on a device (used by sources and restore).
+export {
+  type DeviceNumber,
+  splitDeviceNumber,
+  formatDeviceNumber,
+  parseDeviceNumber,
+  sameDeviceNumber,
+  type BlockDeviceGeometry,
+  readBlockDeviceGeometry,
+  deviceNodePath,
+  deviceLabel,
+  type LoopBacking,
+  type LoopDevice,
+  listLoopDevices,
+  findLoopDevicesBackedBy,
+  loopRangesOverlap,
+  type MountInfoEntry,
+  parseMountInfo,
+  type BlockDeviceLink,
+  type RelatedBlockDevice,
+  findRelatedBlockDevices,
+  findBlockDevicesOverFile,
+  describeBlockDevice,
+  type DeviceMount,
+  findMounts,
+  findMountsOfFile,
+} from './system/block-device.js';

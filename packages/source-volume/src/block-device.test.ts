@@ -5,8 +5,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { OpenedSource } from '@cairn/core';
-import { splitDeviceNumber } from './block-device.js';
-import { findLoopDevicesBackedBy, findMounts, parseMountInfo } from './mounts.js';
 import { VolumeSourceFactory } from './volume-source.js';
 
 const MiB = 1024 * 1024;
@@ -160,38 +158,5 @@ describe('mounted volumes', () => {
 
     expect((await openVolume(device)).warnings).toEqual([]);
     expect((await openVolume(image)).warnings).toEqual([]);
-  });
-
-  it('findMounts and findLoopDevicesBackedBy describe the mount', async () => {
-    const image = await makeImage('ext4.img', 16 * MiB);
-    run('mkfs.ext4', ['-q', '-F', image]);
-    const device = attachLoop(image);
-    const mountPoint = await mountAt(device, 'mnt');
-
-    const loops = await findLoopDevicesBackedBy(await stat(image, { bigint: true }));
-    const deviceNumber = splitDeviceNumber((await stat(device, { bigint: true })).rdev);
-    expect(loops).toEqual([{ device: deviceNumber, devicePath: device }]);
-    // stat(1) prints the major and minor in hex.
-    const [major, minor] = run('stat', ['-c', '%t %T', device]).split(' ').map((hex) => Number.parseInt(hex, 16));
-    expect(deviceNumber).toEqual({ major, minor });
-    expect(await findMounts(deviceNumber)).toEqual([{ device: deviceNumber, devicePath: device, mountPoint, fsType: 'ext4', readWrite: true }]);
-
-    run('umount', [mountPoint]);
-    mountPoints.pop();
-    expect(await findMounts(deviceNumber)).toEqual([]);
-  });
-});
-
-describe('parseMountInfo', () => {
-  it('reads the fields around the optional ones and decodes escapes', () => {
-    const line = '36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue';
-    expect(parseMountInfo(`${line}\n`)).toEqual([{
-      device: { major: 98, minor: 0 },
-      mountPoint: '/mnt/with space',
-      mountOptions: ['rw', 'noatime'],
-      fsType: 'ext3',
-      source: '/dev/root',
-      superOptions: ['rw', 'errors=continue'],
-    }]);
   });
 });

@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { readBlockDeviceGeometry, splitDeviceNumber } from './block-device.js';
+import { readBlockDeviceGeometry, splitDeviceNumber } from '@cairn/core';
 import { parseGptHeader } from './partitions.js';
 
 /**

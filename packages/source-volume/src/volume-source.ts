@@ -11,11 +11,15 @@ import {
   type SourceOpenContext,
   type SourceSettings,
   type VolumeLayout,
+  type DeviceMount,
+  type RelatedBlockDevice,
+  findMounts,
+  findMountsOfFile,
+  readBlockDeviceGeometry,
+  splitDeviceNumber,
 } from '@cairn/core';
-import { readBlockDeviceGeometry, splitDeviceNumber } from './block-device.js';
 import { planVolume, type PartitionModes, type VolumeReader } from './extents.js';
 import { USED_BLOCK_MAPPERS } from './filesystems/index.js';
-import { findLoopDevicesBackedBy, findMounts, type DeviceMount } from './mounts.js';
 import { PROBE_LENGTH, probeVolume } from './probe.js';
 
 /** The job file's `source` object, as `schema/volume.schema.json` describes it. */
@@ -193,6 +197,13 @@ function readWriteMountWarning(mount: DeviceMount, prefix = ''): string {
   return `${prefix}${mount.devicePath} is mounted read-write at ${mount.mountPoint}: ${INCONSISTENT_IMAGE_ADVICE}`;
 }
 
+/** The loop device over the image file that `mount` is reached through. */
+function attachedLoop(mount: DeviceMount): string {
+  let device: RelatedBlockDevice = mount;
+  while (device.via && device.via.kind !== 'file-loop') device = device.via.parent;
+  return device.devicePath;
+}
+
 /**
  * A volume that is being written while it is read makes an inconsistent image. Checks the
  * device itself (and its partitions and mapped devices) or, for an image file, the loop
@@ -204,13 +215,10 @@ async function mountWarnings(sourcePath: string, info: BigIntStats): Promise<str
       const mounts = await findMounts(splitDeviceNumber(info.rdev));
       return mounts.filter((mount) => mount.readWrite).map((mount) => readWriteMountWarning(mount));
     }
-    const warnings: string[] = [];
-    for (const loop of await findLoopDevicesBackedBy(info)) {
-      for (const mount of await findMounts(loop.device)) {
-        if (mount.readWrite) warnings.push(readWriteMountWarning(mount, `${sourcePath} is attached to ${loop.devicePath}; `));
-      }
-    }
-    return warnings;
+    // A mount reached through a loop device over the file names that loop device first.
+    return (await findMountsOfFile(info))
+      .filter((mount) => mount.readWrite)
+      .map((mount) => readWriteMountWarning(mount, `${sourcePath} is attached to ${attachedLoop(mount)}; `));
   } catch (err) {
     return [`Could not check whether ${sourcePath} is mounted: ${(err as Error).message}`];
   }

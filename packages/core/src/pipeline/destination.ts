@@ -3,7 +3,7 @@ import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import { RestoreTargetError } from '../errors.js';
-import { blockDeviceInfo, mountsOf } from '../system/block-device.js';
+import { type DeviceNumber, describeBlockDevice, findMounts, readBlockDeviceGeometry, splitDeviceNumber } from '../system/block-device.js';
 import { suitsDirectIo } from './aligned-memory.js';
 
 /**
@@ -71,13 +71,12 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
 }
 
 async function openDevice(path: string, stats: Stats, imageSize: number, force: boolean): Promise<Destination> {
-  const device = await blockDeviceInfo(path, stats);
-  const mounts = await mountsOf(device.major, device.minor);
-  if (mounts.length > 0) {
-    throw new RestoreTargetError(`${path} is mounted at ${mounts.map((m) => m.mountPoint).join(', ')}; unmount it before restoring onto it`);
-  }
-  if (device.size < imageSize) {
-    throw new RestoreTargetError(`${path} holds ${device.size} bytes, smaller than the image's ${imageSize} bytes`);
+  const device = splitDeviceNumber(stats.rdev);
+  await refuseDeviceInUse(path, device);
+  const geometry = await readBlockDeviceGeometry(device);
+  if (!geometry) throw new RestoreTargetError(`Cannot read the size of ${path} from /sys/dev/block`);
+  if (geometry.size < imageSize) {
+    throw new RestoreTargetError(`${path} holds ${geometry.size} bytes, smaller than the image's ${imageSize} bytes`);
   }
   if (!force) throw new RestoreTargetError(`Restoring onto ${path} overwrites the device; add --force to do it`);
   let handle: FileHandle;
@@ -104,6 +103,22 @@ async function openDevice(path: string, stats: Stats, imageSize: number, force: 
       await handle.close().catch(() => undefined);
     },
   };
+}
+
+/**
+ * Refuses a device that is mounted, or that has a partition, a device-mapper or loop device
+ * on it (or a loop device over the same bytes of the same file) that is mounted. The
+ * exclusive open below does not cover these: the kernel lets O_EXCL open a loop device while
+ * another loop device mapped over part of it is mounted, and writing under a mounted
+ * filesystem corrupts it.
+ */
+async function refuseDeviceInUse(path: string, device: DeviceNumber): Promise<void> {
+  const mounts = await findMounts(device).catch((err: unknown) => {
+    throw new RestoreTargetError(`Cannot check whether ${path} is in use: ${(err as Error).message}`, { cause: err });
+  });
+  if (mounts.length === 0) return;
+  const what = mounts.map((mount) => `${describeBlockDevice(mount)} is mounted at ${mount.mountPoint}`).join('; ');
+  throw new RestoreTargetError(`${path} is in use: ${what}; unmount ${mounts.length === 1 ? 'it' : 'them'} before restoring onto ${path}`);
 }
 
 /** A second handle on the destination with O_DIRECT, or undefined where the filesystem has no direct I/O (tmpfs). */
