@@ -60,7 +60,7 @@ export async function runCheck(repository: Repository, index: BlobIndex, pool: W
 /** Decodes every snapshot and its chunk maps; returns the packs each one needs. */
 async function checkSnapshots(repository: Repository, index: BlobIndex, pool: WorkerPool, problems: CheckProblem[]) {
   const packsOfSnapshot = new Map<string, Set<string>>();
-  const snapshotIds = await repository.listIds('snapshots/');
+  const snapshotIds = await repository.listIds('snapshots');
   await forEachConcurrently(snapshotIds, 4, async (id) => {
     const packs = new Set<string>();
     packsOfSnapshot.set(id, packs);

@@ -290,7 +290,7 @@ describe('backup and restore pipeline', () => {
 
   it('check --read-data names the damaged pack and the snapshots that need it', async () => {
     const result = await backup(sampleImage());
-    const [pack] = await repository.listIds('data/');
+    const [pack] = (await repository.listPacks()).map((p) => p.id);
     const key = Keys.pack(pack!);
     const bytes = await target.inner.get(key);
     bytes[100]! ^= 1;
@@ -314,7 +314,7 @@ describe('backup and restore pipeline', () => {
     expect(result.manifest.imageDigest).toEqual({ algorithm: 'sha256', hex: createHash('sha256').update(image).digest('hex') });
     const index = await repository.loadIndex();
     expect(index.has(createHmac('sha256', repository.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
-    const [pack] = await repository.listIds('data/');
+    const [pack] = (await repository.listPacks()).map((p) => p.id);
     expect(createHash('sha256').update(await target.get(`data/${pack!.slice(0, 2)}/${pack}`)).digest('hex')).toBe(pack);
     const report = await runCheck(repository, index, pool, true, silentProgress);
     expect(report.problems).toEqual([]);

@@ -53,7 +53,7 @@ export class RepositoryLocks {
   }
 
   async #findBlocker(repository: Repository, own: HeldLock): Promise<LockInfo | undefined> {
-    for (const id of await repository.listIds('locks/')) {
+    for (const id of await repository.listIds('locks')) {
       if (id === own.id) continue;
       let info: LockInfo;
       try {

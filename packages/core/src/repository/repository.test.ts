@@ -98,7 +98,7 @@ describe('Repository', () => {
     const exclusive = await acquireLock(repository, 'prune', true);
     await expect(acquireLock(repository, 'backup', false)).rejects.toThrow(/locked exclusively by prune/);
     await exclusive.dispose();
-    expect(await repository.listIds('locks/')).toEqual([]);
+    expect(await repository.listIds('locks')).toEqual([]);
   });
 
   it('ignores a lock left by a process that no longer runs', async () => {
@@ -119,7 +119,7 @@ describe('Repository', () => {
     const later = await acquireLock(repository, 'backup', false, at(31));
     await later.dispose();
     await held.dispose();
-    expect(await repository.listIds('locks/')).toEqual([]);
+    expect(await repository.listIds('locks')).toEqual([]);
   });
 
   it('resolves snapshot ids: latest, a full id, a unique prefix of 4+ digits; refuses short, unknown and ambiguous ones', async () => {

@@ -240,9 +240,10 @@ export class Repository {
     }
   }
 
-  async listIds(prefix: 'index/' | 'snapshots/' | 'locks/' | 'data/'): Promise<string[]> {
+  /** Ids of every sealed object of a kind (objects whose names are not ids are not listed). */
+  async listIds(kind: SealedKind): Promise<string[]> {
     const ids: string[] = [];
-    for await (const object of this.#target.list(prefix)) {
+    for await (const object of this.#target.list(`${kind}/`)) {
       const id = idFromKey(object.key);
       if (isObjectId(id)) ids.push(id);
     }
@@ -272,7 +273,7 @@ export class Repository {
   /** Reads every index file. */
   async loadIndex(): Promise<BlobIndex> {
     const index = new BlobIndex();
-    const ids = await this.listIds('index/');
+    const ids = await this.listIds('index');
     await forEachConcurrently(ids, 8, async (id) => {
       index.addPacks(decodeIndexOrThrow(await this.getSealed('index', id), id));
     });

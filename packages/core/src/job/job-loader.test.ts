@@ -1,0 +1,54 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createCore, type Core } from '../create-core.js';
+import { JobFileError } from '../errors.js';
+import { JobLoader } from './job-loader.js';
+
+const WORKSPACE = fileURLToPath(new URL('../../../../', import.meta.url));
+const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('JobLoader', () => {
+  let dir: string;
+  const cores: Core[] = [];
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cairn-job-'));
+  });
+  afterEach(async () => {
+    for (const core of cores.splice(0)) await core.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function load(job: object, plugins: string[] = []): Promise<ReturnType<JobLoader['load']>> {
+    await writeFile(join(dir, 'plugins.json'), JSON.stringify({ plugins: plugins.map((p) => join(WORKSPACE, 'packages', p)) }));
+    await writeFile(join(dir, 'job.json'), JSON.stringify(job));
+    const core = await createCore({ pluginsFile: join(dir, 'plugins.json'), logger: quiet, env: {}, cwd: dir });
+    cores.push(core);
+    return core.get(JobLoader).load('job.json');
+  }
+
+  const job = { name: 'j', source: { type: 'volume', path: 'disk.img' }, target: { type: 'local', path: 'repo' }, password: { env: 'PW' } };
+
+  it('fills in the defaults the schema declares: zstd level 3 when a plugin provides zstd', async () => {
+    const loaded = await load(job, ['source-volume', 'target-local', 'codec-zstd']);
+    expect(loaded.config.compression).toEqual({ type: 'zstd', level: 3 });
+    expect(loaded.info).toEqual({ name: 'j', file: join(dir, 'job.json'), job: { ...job, compression: { type: 'zstd', level: 3 } } });
+    expect(loaded.baseDir).toBe(dir);
+    // What the job says wins over the default.
+    expect((await load({ ...job, compression: { type: 'none' } }, ['source-volume', 'target-local', 'codec-zstd'])).config.compression).toEqual({ type: 'none' });
+  });
+
+  it('gives no compression default without a plugin that provides it', async () => {
+    const loaded = await load(job, ['source-volume', 'target-local']);
+    expect(loaded.config.compression).toBeUndefined();
+  });
+
+  it('refuses an invalid job with every problem, before any other I/O', async () => {
+    const error = await load({ ...job, chunkSize: 1000, target: { type: 'local' } }, ['source-volume', 'target-local']).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(JobFileError);
+    expect((error as Error).message).toContain('/chunkSize: must be one of 65536');
+    expect((error as Error).message).toContain("/target: must have required property 'path' (plugin cairn.target-local)");
+  });
+});
