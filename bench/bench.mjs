@@ -505,7 +505,7 @@ function partcloneIncr(o) {
 /**
  * cairn (first --mode) to a local Ceph RGW and to a local OpenSSH sshd, and restic's SFTP
  * backend on the same sshd: bench/remote.bench-run.test.ts run by vitest with
- * bench/vitest.config.ts (it imports the test harness's test/s3/servers.ts, test/sftp/sshd.ts).
+ * bench/vitest.config.ts (it imports the test harnesses test/s3/servers.ts and @cairn/target-sftp/testing).
  * Its results file becomes rows of the same table; a summary compares each with the local target.
  */
 function remoteRuns(o, mode) {

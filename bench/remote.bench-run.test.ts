@@ -2,7 +2,7 @@
 //   npx vitest run --config bench/vitest.config.ts
 // with CAIRN_BENCH_REMOTE=<config.json> and reads the results file the config names. It starts
 // the test harness's servers (a one-node Ceph RGW from test/s3/servers.ts, an OpenSSH sshd from
-// test/sftp/sshd.ts) and times, on the bench's own volume images, the same steps as the local
+// @cairn/target-sftp/testing) and times, on the bench's own volume images, the same steps as the local
 // cairn runs: init, full backup (sysvol), incremental (sysvol2), restore of latest, each a
 // whole CLI process under /usr/bin/time; plus restic's SFTP backend against the same sshd.
 // Every step's failure is recorded in the results, not thrown, so one target cannot hide another.
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { createBucket, openS3Target } from '../packages/target-s3/dist/testing.js';
 import { cephAvailable, startCeph, WORKSPACE, type S3Server } from '../test/s3/servers.js';
-import { sshdAvailable, startSshd, type SshServer } from '../test/sftp/sshd.js';
+import { sshdAvailable, startSshd, type SshServer } from '../packages/target-sftp/dist/testing/index.js';
 
 interface Config {
   images: { sysvol: string; sysvol2: string };

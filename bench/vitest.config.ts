@@ -1,5 +1,5 @@
 // Only for `pnpm bench`: runs bench/remote.bench-run.test.ts, which reuses the test harness's
-// Ceph RGW and sshd (test/s3/servers.ts, test/sftp/sshd.ts). The root vitest.config.ts does
+// Ceph RGW and sshd (test/s3/servers.ts, @cairn/target-sftp/testing). The root vitest.config.ts does
 // not include bench/, so `pnpm test` never runs it.
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';

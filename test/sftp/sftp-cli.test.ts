@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSshd, type SshServer } from './sshd.js';
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { startSshd, startTcpProxy, type SshServer, type TcpProxy } from '@cairn/target-sftp/testing';
 
 const run = promisify(execFile);
 const WORKSPACE = fileURLToPath(new URL('../../', import.meta.url));

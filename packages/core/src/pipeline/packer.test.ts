@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/index.js';
 import { Repository, type BlobIndex } from '../repository/repository.js';
-import { BlobType, Keys, decodePackHeader } from '../repository/format.js';
+import { BlobType, Keys, decodePackHeader, type PackedBlob } from '../repository/format.js';
 import { open as openSealed, packIdOf } from '../crypto/crypto.js';
 import { Packer } from './packer.js';
 
 const MiB = 1024 * 1024;
 
 /** Stores `blobs` through a Packer and checks every pack and blob against what was added. */
-async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs: number; index: BlobIndex }> {
+async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs: number; index: BlobIndex; ids: Buffer[]; headers: Map<string, PackedBlob[]> }> {
   const target = new MemoryTarget();
   const repository = await Repository.init(target, 'pw', { chunkSize });
   const packer = new Packer(repository);
@@ -20,6 +20,7 @@ async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs:
   const index = await repository.loadIndex();
   expect(index.blobCount).toBe(blobs.length);
   const packBytes = new Map<string, Buffer>();
+  const headers = new Map<string, PackedBlob[]>();
   for (const packId of index.packIds) {
     const pack = await target.get(Keys.pack(packId));
     packBytes.set(packId, pack);
@@ -27,6 +28,7 @@ async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs:
     const headerLength = pack.readUInt32LE(pack.length - 4);
     const header = decodePackHeader(openSealed(repository.masterKey.encryption, pack.subarray(pack.length - 4 - headerLength, pack.length - 4)));
     expect(header.at(-1)!.offset + header.at(-1)!.length, 'the header follows the last blob').toBe(pack.length - 4 - headerLength);
+    headers.set(packId, header);
   }
   for (const [i, blob] of blobs.entries()) {
     const location = index.get(ids[i]!.toString('hex'))!;
@@ -34,7 +36,14 @@ async function packAndVerify(blobs: Buffer[], chunkSize = MiB): Promise<{ packs:
     expect(pack.subarray(location.offset, location.offset + location.length).equals(blob), `blob ${i}`).toBe(true);
     expect(location.rawLength).toBe(blob.length + 100);
   }
-  return { packs: index.packIds.length, index };
+  return { packs: index.packIds.length, index, ids, headers };
+}
+
+/** The ids of the blobs in each pack, as its header lists them, packs in the order of their first blob. */
+function blobsPerPack(ids: Buffer[], index: BlobIndex, headers: Map<string, PackedBlob[]>): number[][] {
+  const packOrder = [...new Set(ids.map((id) => index.get(id.toString('hex'))!.pack))];
+  const position = new Map(ids.map((id, i) => [id.toString('hex'), i]));
+  return packOrder.map((pack) => headers.get(pack)!.map((blob) => position.get(blob.id.toString('hex'))!));
 }
 
 describe('Packer', () => {
@@ -47,8 +56,11 @@ describe('Packer', () => {
   });
 
   it('keeps a full-size sealed chunk that arrives when a pack is nearly full', async () => {
+    // 16 MiB - 1 bytes leave the pack one byte short of the pack size; a whole sealed 1 MiB
+    // chunk (codec byte, nonce and tag: 29 bytes more) still goes into it and closes it.
     const blobs = [randomBytes(16 * MiB - 1), randomBytes(MiB + 29), randomBytes(MiB + 29), randomBytes(10)];
-    await packAndVerify(blobs);
+    const { ids, index, headers } = await packAndVerify(blobs);
+    expect(blobsPerPack(ids, index, headers)).toEqual([[0, 1], [2, 3]]);
   });
 
   it('closes a pack early rather than overflow its header room with many small blobs', async () => {
@@ -62,6 +74,11 @@ describe('Packer', () => {
 
   it('gives a blob larger than any chunk a pack of its own', async () => {
     const blobs = [randomBytes(1000), randomBytes(20 * MiB), randomBytes(1000)];
-    await packAndVerify(blobs);
+    const { ids, index, headers } = await packAndVerify(blobs);
+    // The open pack is closed before the large blob, which fills a pack by itself.
+    expect(blobsPerPack(ids, index, headers)).toEqual([[0], [1], [2]]);
+    const own = index.get(ids[1]!.toString('hex'))!;
+    expect(own.offset).toBe(0);
+    expect(index.packDataEnd(own.pack)).toBe(20 * MiB);
   });
 });

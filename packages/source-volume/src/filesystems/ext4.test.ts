@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Extent } from '@cairn/core';
 import type { VolumeReader } from '../extents.js';
 import { crc32cUpdate, mapExt4UsedBlocks } from './ext4.js';
-import { bytesReader } from './test-support.js';
+import { bytesReader, expectWellFormed } from './test-support.js';
 import { InconsistentMetadataError } from './inconsistent.js';
 
 const KiB = 1024;
@@ -91,16 +91,6 @@ async function withReader<T>(image: string, use: (volume: VolumeReader) => Promi
 
 const mapImage = (image: string) => withReader(image, mapExt4UsedBlocks);
 
-function expectWellFormed(extents: Extent[], size: number): void {
-  let end = 0;
-  for (const extent of extents) {
-    expect(extent.length).toBeGreaterThan(0);
-    expect(extent.offset).toBeGreaterThan(end === 0 ? -1 : end); // sorted, not touching
-    end = extent.offset + extent.length;
-  }
-  expect(end).toBeLessThanOrEqual(size);
-}
-
 /** Copies only `extents` of `image` into a new sparse file of the same size: what a restore writes. */
 async function keepOnly(image: string, extents: Extent[]): Promise<string> {
   const kept = `${image}.kept`;
@@ -139,8 +129,7 @@ async function checkRoundTrip(image: string, size: number): Promise<{ extents: E
   expectWellFormed(extents, size);
   const kept = await keepOnly(image, extents);
 
-  // e2fsck exits 0 only when it found nothing to fix.
-  run('e2fsck', ['-fn', kept]);
+  expectCleanFsck(kept);
   await expectFilesIntact(image, kept);
 
   const fields = superblockFields(image);
@@ -327,34 +316,7 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
     await expect(mapExt4UsedBlocks(bytesReader(new Uint8Array(1 * MiB)))).rejects.toThrow(InconsistentMetadataError);
   });
 
-  it('either maps or refuses, never crashes, when metadata bytes are randomly damaged', async () => {
-    for (const args of [['-t', 'ext2', '-b', '1024'], ['-O', '^metadata_csum,^uninit_bg,^64bit', '-g', '4096']]) {
-      const image = await makeFilesystem(8 * MiB, args, false);
-      const pristine = await readFile(image);
-      const blockSize = args.includes('1024') ? 1024 : 4096;
-      // The superblock, the descriptor table and the first bitmaps and inode table blocks.
-      const region = 1024 + 8 * blockSize;
-      let mapped = 0;
-      let refused = 0;
-      for (let round = 0; round < 200; round++) {
-        const data = Buffer.from(pristine);
-        const flips = 1 + (round % 4);
-        for (let i = 0; i < flips; i++) {
-          const at = 1024 + Math.floor(Math.random() * region);
-          data[at] = Math.floor(Math.random() * 256);
-        }
-        try {
-          const extents = await mapExt4UsedBlocks(bytesReader(data));
-          expectWellFormed(extents, data.length);
-          mapped++;
-        } catch (err) {
-          if (!(err instanceof InconsistentMetadataError)) throw err;
-          refused++;
-        }
-      }
-      expect(mapped + refused).toBe(200);
-    }
-  });
+  // Randomly damaged metadata: ext4-fuzz.test.ts.
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -649,21 +611,37 @@ describe('mapExt4UsedBlocks with needs_recovery (journal metadata)', () => {
   });
 });
 
-describe('mapExt4UsedBlocks speed', () => {
-  it('maps a 4 GiB filesystem quickly', async () => {
+describe('mapExt4UsedBlocks reads only metadata', () => {
+  // How long mapping takes is measured where timings belong: `pnpm bench` times whole backups
+  // in mode used, mapping included. Here what is counted is what it reads.
+  it('maps a 4 GiB filesystem from the superblock, the descriptors and one bitmap block per group, a flex group per read', async () => {
     const image = path.join(workDir, 'big.img');
     await writeFile(image, '');
     await truncate(image, 4 * GiB);
     run('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard', '-d', sourceDir, image]);
-    const started = performance.now();
-    const extents = await mapImage(image);
-    const elapsed = performance.now() - started;
+    const reads: Array<{ offset: number; length: number }> = [];
+    const extents = await withReader(image, (volume) =>
+      mapExt4UsedBlocks({
+        size: volume.size,
+        read(into, offset, length) {
+          reads.push({ offset, length });
+          return volume.read(into, offset, length);
+        },
+      }),
+    );
     const fields = superblockFields(image);
-    const used = (Number(fields['Block count']) - Number(fields['Free blocks'])) * Number(fields['Block size']);
+    const blockSize = Number(fields['Block size']);
+    const groups = Math.ceil(Number(fields['Block count']) / Number(fields['Blocks per group']));
+    const descriptorBlocks = Math.ceil((groups * Number(fields['Group descriptor size'])) / blockSize);
+    const flexGroups = Math.ceil(groups / Number(fields['Flex block group size']));
+    expect(groups).toBe(32);
+    expect(reads.length).toBe(1 + 1 + flexGroups); // superblock, descriptor table, bitmaps of each flex group
+    expect(reads.reduce((sum, read) => sum + read.length, 0)).toBe(1024 + descriptorBlocks * blockSize + groups * blockSize);
+    expect(reads[0]).toEqual({ offset: 1024, length: 1024 });
+
+    const used = (Number(fields['Block count']) - Number(fields['Free blocks'])) * blockSize;
     const mapped = extents.reduce((sum, extent) => sum + extent.length, 0);
-    console.log(`ext4 4 GiB: ${extents.length} extents, ${mapped} bytes mapped (${used} used) in ${elapsed.toFixed(1)} ms`);
     expect(mapped).toBeGreaterThanOrEqual(used);
-    expect(mapped - used).toBeLessThanOrEqual(16 * 4096);
-    expect(elapsed).toBeLessThan(2000);
+    expect(mapped - used).toBeLessThanOrEqual(16 * blockSize);
   });
 });

@@ -1,6 +1,8 @@
 // Helpers shared by the used-block map tests (excluded from the build, like the tests).
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { expect } from 'vitest';
+import type { Extent } from '@cairn/core';
 import type { VolumeReader } from '../extents.js';
 
 const MiB = 1024 * 1024;
@@ -26,4 +28,15 @@ export function bytesReader(bytes: Uint8Array): VolumeReader {
       into.set(bytes.subarray(offset, offset + length));
     },
   };
+}
+
+/** Extents are sorted, not empty, neither overlapping nor touching, and inside the volume. */
+export function expectWellFormed(extents: readonly Extent[], size: number, message?: string): void {
+  let end = 0;
+  for (const extent of extents) {
+    expect(extent.length, message).toBeGreaterThan(0);
+    expect(extent.offset, message).toBeGreaterThan(end === 0 ? -1 : end); // sorted, not touching
+    end = extent.offset + extent.length;
+  }
+  expect(end, message).toBeLessThanOrEqual(size);
 }

@@ -1,7 +1,6 @@
 // A throwaway OpenSSH server for tests: its own host key, client key, authorized_keys and
 // sshd_config in a temporary folder, listening on 127.0.0.1 and a free port. Stopped by its pid.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection, createServer } from 'node:net';
@@ -34,7 +33,12 @@ export interface SshServer {
   rsaKnownHostsPath: string;
   /** known_hosts without the server. */
   emptyKnownHostsPath: string;
+  /** The ed25519 host key's fingerprint as OpenSSH prints it (`ssh-keygen -lf`), e.g. `SHA256:…`. */
   hostFingerprint: string;
+  /** Everything sshd logged so far (at the `logLevel` it was started with). */
+  log(): string;
+  /** Resolves with the log from `from` on once it matches `pattern`; rejects if sshd exits first or after `waitMs`. */
+  waitForLog(pattern: RegExp, from?: number, waitMs?: number): Promise<string>;
   /** The line known_hosts needs for this server on `port` (defaults to the server's port). */
   knownHostsLine(port?: number): string;
   stop(): Promise<void>;
@@ -60,9 +64,16 @@ async function keygen(path: string, passphrase = '', type = 'ed25519'): Promise<
   return (await readFile(`${path}.pub`, 'utf8')).trim();
 }
 
-function fingerprintOfPublicLine(line: string): string {
-  const blob = Buffer.from(line.split(/\s+/)[1] ?? '', 'base64');
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+/**
+ * The fingerprint OpenSSH shows for a public key file. Computed by ssh-keygen, not by the
+ * plugin's own code, so that tests pinning it compare the plugin against OpenSSH.
+ */
+export async function sshKeygenFingerprint(publicKeyPath: string): Promise<string> {
+  const { stdout } = await run('ssh-keygen', ['-l', '-E', 'sha256', '-f', publicKeyPath]);
+  // "256 SHA256:<base64> cairn-test (ED25519)"
+  const fingerprint = stdout.split(/\s+/)[1] ?? '';
+  if (!/^SHA256:[A-Za-z0-9+/]{43}$/.test(fingerprint)) throw new Error(`ssh-keygen -lf ${publicKeyPath} printed no SHA256 fingerprint: ${stdout}`);
+  return fingerprint;
 }
 
 async function waitForPort(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
@@ -82,7 +93,12 @@ async function waitForPort(port: number, child: ChildProcess, stderr: () => stri
   throw new Error(`sshd did not listen on port ${port}: ${stderr()}`);
 }
 
-export async function startSshd(): Promise<SshServer> {
+export interface SshdOptions {
+  /** sshd's LogLevel; DEBUG1 logs, among much else, the host key algorithm each connection negotiated. */
+  logLevel?: 'ERROR' | 'INFO' | 'VERBOSE' | 'DEBUG1';
+}
+
+export async function startSshd(options: SshdOptions = {}): Promise<SshServer> {
   if (!sshdAvailable) throw new Error(`${SSHD} is missing: install openssh-server (scripts/setup.sh does)`);
   const dir = await mkdtemp(join(tmpdir(), 'cairn-sshd-'));
   const root = join(dir, 'srv');
@@ -103,6 +119,7 @@ export async function startSshd(): Promise<SshServer> {
     keygen(join(dir, 'host_rsa'), '', 'rsa'),
   ]);
   const rsaHostPub = (await readFile(join(dir, 'host_rsa.pub'), 'utf8')).trim();
+  const hostFingerprint = await sshKeygenFingerprint(`${hostKeyPath}.pub`);
   await writeFile(join(dir, 'authorized_keys'), `${clientPub}\n${passphrasePub}\n`, { mode: 0o600 });
   const port = await freePort();
   const pidFile = join(dir, 'sshd.pid');
@@ -122,13 +139,20 @@ export async function startSshd(): Promise<SshServer> {
     'Subsystem sftp internal-sftp',
     'MaxStartups 100:30:200',
     'MaxSessions 100',
-    'LogLevel ERROR',
+    `LogLevel ${options.logLevel ?? 'ERROR'}`,
   ].join('\n');
   const configPath = join(dir, 'sshd_config');
   await writeFile(configPath, `${config}\n`);
   const child = spawn(SSHD, ['-D', '-e', '-f', configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const logListeners = new Set<() => void>();
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    for (const listener of logListeners) listener();
+  });
+  child.once('exit', () => {
+    for (const listener of logListeners) listener();
+  });
   await waitForPort(port, child, () => stderr);
 
   const hostKeyBase = hostPub.split(/\s+/).slice(0, 2).join(' ');
@@ -156,8 +180,28 @@ export async function startSshd(): Promise<SshServer> {
     wrongKnownHostsPath,
     emptyKnownHostsPath,
     rsaKnownHostsPath,
-    hostFingerprint: fingerprintOfPublicLine(hostPub),
+    hostFingerprint,
     knownHostsLine,
+    log: () => stderr,
+    waitForLog(pattern, from = 0, waitMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        let timer: NodeJS.Timeout | undefined;
+        const done = (settle: () => void) => {
+          clearTimeout(timer);
+          logListeners.delete(check);
+          settle();
+        };
+        const check = () => {
+          const text = stderr.slice(from);
+          if (pattern.test(text)) done(() => resolve(text));
+          else if (child.exitCode !== null) done(() => reject(new Error(`sshd exited before logging ${pattern}: ${text}`)));
+        };
+        // A bound on waiting, not a measurement: the log line normally arrives long before.
+        timer = setTimeout(() => done(() => reject(new Error(`sshd did not log ${pattern} within ${waitMs} ms: ${stderr.slice(from)}`))), waitMs);
+        logListeners.add(check);
+        check();
+      });
+    },
     async stop() {
       if (child.exitCode === null && child.pid !== undefined) {
         const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -7,6 +7,10 @@ export interface TcpProxy {
   readonly bytesUp: number;
   /** How many times connections were cut. */
   readonly cuts: number;
+  /** Client connections accepted so far: each is one attempt of the client to connect. */
+  readonly accepted: number;
+  /** Client connections open now (neither side has closed them). */
+  readonly open: number;
   /** Cuts every open connection once `bytesUp` passes `bytes` (counted from now). */
   cutAfter(bytes: number): void;
   /** Cuts every open connection now. */
@@ -23,6 +27,8 @@ export async function startTcpProxy(targetPort: number, host = '127.0.0.1', dela
   let bytesUp = 0;
   let cutAt: number | undefined;
   let cuts = 0;
+  let accepted = 0;
+  const clients = new Set<Socket>();
   const cutAll = () => {
     cuts++;
     for (const socket of sockets) socket.destroy();
@@ -31,6 +37,8 @@ export async function startTcpProxy(targetPort: number, host = '127.0.0.1', dela
   const stalled = new WeakSet<Socket>();
   const server = createServer((client) => {
     const upstream = createConnection({ host, port: targetPort });
+    accepted++;
+    clients.add(client);
     sockets.add(client);
     sockets.add(upstream);
     client.on('data', (chunk: Buffer) => {
@@ -50,6 +58,7 @@ export async function startTcpProxy(targetPort: number, host = '127.0.0.1', dela
       upstream.destroy();
       sockets.delete(client);
       sockets.delete(upstream);
+      clients.delete(client);
     };
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
@@ -64,6 +73,12 @@ export async function startTcpProxy(targetPort: number, host = '127.0.0.1', dela
     },
     get cuts() {
       return cuts;
+    },
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return clients.size;
     },
     cutAfter(bytes) {
       cutAt = bytesUp + bytes;
