@@ -179,9 +179,10 @@ export async function openConnection(config: ConnectionConfig): Promise<SftpConn
       keepaliveInterval: config.keepaliveMs,
       keepaliveCountMax: 3,
       hostVerifier,
+      // ssh2 keeps a `prepend` list in the order given, ahead of its defaults.
       algorithms: {
-        cipher: { remove: CIPHERS, prepend: [...CIPHERS].reverse() },
-        ...(serverHostKey.length > 0 && { serverHostKey: { remove: serverHostKey, prepend: [...serverHostKey].reverse() } }),
+        cipher: { remove: CIPHERS, prepend: CIPHERS },
+        ...(serverHostKey.length > 0 && { serverHostKey: { remove: serverHostKey, prepend: serverHostKey } }),
       },
       // This target retries on its own terms.
       retries: 0,
