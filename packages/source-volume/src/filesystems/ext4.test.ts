@@ -302,6 +302,20 @@ describe('mapExt4UsedBlocks on damaged or hostile metadata', () => {
     await expect(mapExt4UsedBlocks(bytesReader(data))).rejects.toThrow(/superblock checksum mismatch/);
   });
 
+  it('refuses what e2fsprogs refuses to open: a newer revision level, a cluster size other than the block size without bigalloc', async () => {
+    for (const [offset, value, reason] of [
+      [0x4c, 2, /unknown revision level 2 \(s_rev_level\)/],
+      [0x1c, 3, /cluster size \(s_log_cluster_size 3\) differs from the block size/],
+    ] as const) {
+      const data = await readFile(await makeFilesystem(64 * MiB, ['-t', 'ext2'], false));
+      data.writeUInt32LE(value, 1024 + offset);
+      await expect(mapExt4UsedBlocks(bytesReader(data))).rejects.toThrow(reason);
+      const image = path.join(workDir, 'patched.img');
+      await writeFile(image, data);
+      expect(spawnSync('debugfs', ['-R', 'stats', image], { encoding: 'utf8' }).stderr).toMatch(/while trying to open|while opening filesystem/);
+    }
+  });
+
   it('refuses bigalloc, which it does not understand', async () => {
     const image = await makeFilesystem(64 * MiB, ['-O', 'bigalloc', '-C', '16384'], false);
     await expectRefusal(image, /bigalloc/);

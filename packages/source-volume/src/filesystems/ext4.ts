@@ -144,6 +144,8 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
 
   if (u16(0x38) !== EXT4_MAGIC) fail(`bad superblock magic 0x${u16(0x38).toString(16)} (expected 0xef53)`);
   const revLevel = u32(0x4c);
+  // Revisions 0 (original) and 1 (dynamic) are all there are; e2fsprogs refuses anything newer.
+  if (revLevel > 1) fail(`unknown revision level ${revLevel} (s_rev_level)`);
   const compat = revLevel >= 1 ? u32(0x5c) : 0;
   const incompat = revLevel >= 1 ? u32(0x60) : 0;
   const roCompat = revLevel >= 1 ? u32(0x64) : 0;
@@ -174,6 +176,9 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
   const logBlockSize = u32(0x18);
   if (logBlockSize > 6) fail(`invalid block size (s_log_block_size ${logBlockSize})`);
   const blockSize = 1024 << logBlockSize;
+  // Without bigalloc a cluster is a block; e2fsck and the kernel call anything else corrupt.
+  const logClusterSize = u32(0x1c);
+  if (logClusterSize !== logBlockSize) fail(`cluster size (s_log_cluster_size ${logClusterSize}) differs from the block size (s_log_block_size ${logBlockSize}) without bigalloc`);
   const is64 = (incompat & INCOMPAT_64BIT) !== 0;
   const blocksCount = u32(0x04) + (is64 ? u32(0x150) * 2 ** 32 : 0);
   const firstDataBlock = u32(0x14);
