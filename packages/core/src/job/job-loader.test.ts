@@ -31,10 +31,11 @@ describe('JobLoader', () => {
 
   const job = { name: 'j', source: { type: 'volume', path: 'disk.img' }, target: { type: 'local', path: 'repo' }, password: { env: 'PW' } };
 
-  it('fills in the defaults the schema declares: zstd level 3 when a plugin provides zstd', async () => {
+  it('fills in the defaults the schemas declare: zstd level 3 when a plugin provides zstd, and the plugins\' own', async () => {
     const loaded = await load(job, ['source-volume', 'target-local', 'codec-zstd']);
     expect(loaded.config.compression).toEqual({ type: 'zstd', level: 3 });
-    expect(loaded.info).toEqual({ name: 'j', file: join(dir, 'job.json'), job: { ...job, compression: { type: 'zstd', level: 3 } } });
+    // `mode: used` is the volume plugin's default, from its own schema.
+    expect(loaded.info).toEqual({ name: 'j', file: join(dir, 'job.json'), job: { ...job, source: { ...job.source, mode: 'used' }, compression: { type: 'zstd', level: 3 } } });
     expect(loaded.baseDir).toBe(dir);
     // What the job says wins over the default.
     expect((await load({ ...job, compression: { type: 'none' } }, ['source-volume', 'target-local', 'codec-zstd'])).config.compression).toEqual({ type: 'none' });

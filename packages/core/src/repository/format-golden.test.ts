@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Blake3Hasher, blake3 } from '@napi-rs/blake-hash';
 import { MemoryTarget } from '../testing/index.js';
-import { NONE_CODEC } from '../engine.js';
-import { createRestoreRunHooks } from '../hooks.js';
+import { NONE_CODEC } from '../codecs/builtin.js';
 import { SEAL_OVERHEAD, open, seal } from '../crypto/crypto.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { runCheck } from '../pipeline/check.js';
@@ -377,7 +376,8 @@ describe('a repository written by hand from docs/FORMAT.md', () => {
     written = await writeRepositoryByHand();
     // The password typed in another Unicode normal form: FORMAT.md has it NFC-normalised.
     repository = await Repository.open(written.target, PASSWORD_NFC.normalize('NFD'));
-    pool = await WorkerPool.start({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 }, 1);
+    pool = WorkerPool.spawn(1);
+    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
     dir = await mkdtemp(join(tmpdir(), 'cairn-golden-'));
   });
   afterAll(async () => {
@@ -416,7 +416,6 @@ describe('a repository written by hand from docs/FORMAT.md', () => {
       snapshot: written.snapshotId,
       manifest,
       destination: await openDestination(to, manifest.size, false),
-      hooks: createRestoreRunHooks(),
       progress: silentProgress,
     });
     expect((await readFile(to)).equals(written.image)).toBe(true);

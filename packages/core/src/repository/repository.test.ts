@@ -121,9 +121,9 @@ describe('Repository', () => {
     expect(() => process.kill(holder.pid!, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
     // The same lock, now left behind by a dead process: a backup goes ahead.
     const backup = await acquireLock(repository, 'backup', false);
-    expect(await repository.listIds('locks/')).toHaveLength(2);
+    expect(await repository.listIds('locks')).toHaveLength(2);
     await backup.dispose();
-    expect(await repository.listIds('locks/')).toHaveLength(1);
+    expect(await repository.listIds('locks')).toHaveLength(1);
   });
 
   it('ignores a lock not refreshed for 30 minutes, even from a live process', async () => {
@@ -173,7 +173,7 @@ describe('Repository', () => {
     expect((await repository.resolveSnapshot(a.slice(0, shared.length + 1))).id).toBe(a);
     expect((await repository.resolveSnapshot(b)).id).toBe(b);
     await expect(repository.resolveSnapshot(a.slice(0, 3))).rejects.toThrow(/is not a snapshot id \(use latest, or 4 to 64 hex digits\)/);
-    await expect(repository.resolveSnapshot(a.slice(0, 6).toUpperCase())).rejects.toThrow(/is not a snapshot id/);
+    await expect(repository.resolveSnapshot('ABCDEF')).rejects.toThrow(/is not a snapshot id/);
     const unknown = [...'0123456789abcdef'].map((c) => c.repeat(8)).find((p) => ![...byPrefix.values()].some((id) => id.startsWith(p)))!;
     await expect(repository.resolveSnapshot(unknown)).rejects.toThrow(`No snapshot ${unknown} in memory:`);
     const latest = await repository.resolveSnapshot('latest');
