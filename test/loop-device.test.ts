@@ -1,17 +1,17 @@
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import {
   MiB,
   PASSWORD_ENV,
   attachLoop,
   backup,
-  e2fsck,
+  describeWithLoopDevices,
+  expectCleanFsck,
   expectCleanFailure,
   expectSuccess,
   flushDevice,
   init,
-  loopDevicesAvailable,
   makeVolume,
   mountDevice,
   randomBytesFor,
@@ -26,9 +26,6 @@ import {
   writeJob,
   type BackupSummary,
 } from './utils/index.js';
-
-// Loop devices need root. Without them these tests fail loudly, unless skipping is asked for.
-const skip = !(await loopDevicesAvailable()) && process.env.CAIRN_E2E_SKIP_LOOP === '1';
 
 /** A file of `size` bytes filled with a recognizable non-zero pattern. */
 async function patternFile(path: string, size: number, seed: string): Promise<Buffer> {
@@ -53,7 +50,7 @@ async function readHead(path: string, length: number): Promise<Buffer> {
   }
 }
 
-describe.skipIf(skip)('loop block devices', () => {
+describeWithLoopDevices('loop block devices', () => {
   const scope = useSuiteScope();
   const imageSize = 64 * MiB;
   let dir: string;
@@ -103,8 +100,7 @@ describe.skipIf(skip)('loop block devices', () => {
     expectSuccess(forced);
     await flushDevice(device);
     expect(await sameBytes(image, device, imageSize)).toBe(true);
-    const fsck = await e2fsck(device);
-    expect(fsck.exitCode, fsck.output).toBe(0);
+    await expectCleanFsck(device);
   });
 
   test('restore onto a loop device of exactly the image size', async () => {
@@ -115,7 +111,7 @@ describe.skipIf(skip)('loop block devices', () => {
     await restore(job, 'latest', device, { force: true });
     await flushDevice(device);
     expect(await sameBytes(image, device)).toBe(true);
-    expect((await e2fsck(device)).exitCode).toBe(0);
+    await expectCleanFsck(device);
   });
 
   test('restore onto a device smaller than the image is refused and writes nothing', async () => {
