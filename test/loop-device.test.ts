@@ -6,6 +6,7 @@ import {
   PASSWORD_ENV,
   attachLoop,
   backup,
+  copySparse,
   describeWithLoopDevices,
   expectCleanFsck,
   expectCleanFailure,
@@ -18,6 +19,7 @@ import {
   restore,
   runCli,
   sameBytes,
+  sha256Of,
   sizeOf,
   snapshots,
   tempDir,
@@ -114,18 +116,39 @@ describeWithLoopDevices('loop block devices', () => {
     await expectCleanFsck(device);
   });
 
-  test('restore onto a device smaller than the image is refused and writes nothing', async () => {
-    const scope = useScope();
-    const backing = join(dir, 'target-small.bin');
-    const pattern = await patternFile(backing, 32 * MiB, 'small-target');
-    const device = await attachLoop(scope, backing);
+  interface Refusal {
+    /** Size of the destination device. */
+    size: number;
+    force: boolean;
+    /** Mount the device (read-only, so nothing but cairn could write to it) before the restore. */
+    mounted: boolean;
+    message: (device: string, mountPoint: string) => RegExp[];
+  }
+  const refusals: Array<[string, Refusal]> = [
+    ['smaller than the image', { size: 32 * MiB, force: true, mounted: false, message: (device) => [/smaller than the image/, new RegExp(device), new RegExp(String(imageSize))] }],
+    ['given without --force', { size: 80 * MiB, force: false, mounted: false, message: (device) => [/--force/, new RegExp(device)] }],
+    ['mounted (read-only)', { size: imageSize, force: true, mounted: true, message: (device, mountPoint) => [/is mounted at/, new RegExp(device), new RegExp(mountPoint), /unmount/] }],
+  ];
 
-    const result = await runCli(['restore', job, 'latest', '--to', device, '--force'], { env: PASSWORD_ENV });
-    expectCleanFailure(result, 1, /smaller than the image/, new RegExp(device), new RegExp(String(imageSize)));
-    expect((await readHead(device, 1 * MiB)).equals(pattern)).toBe(true);
+  test.each(refusals)('a device %s is refused (exit 1) and left untouched, every byte', async (name, refusal) => {
+    const scope = useScope();
+    const slug = name.replace(/\W+/g, '-');
+    const backing = join(dir, `refused-${slug}.bin`);
+    if (refusal.mounted) await copySparse(image, backing);
+    else await patternFile(backing, refusal.size, `refused-${name}`);
+    const device = await attachLoop(scope, backing);
+    const mountPoint = join(dir, `refused-mnt-${slug}`);
+    if (refusal.mounted) await mountDevice(scope, device, mountPoint, ['ro']);
+    const before = { device: await sha256Of(device), backing: await sha256Of(backing) };
+
+    const result = await runCli(['restore', job, 'latest', '--to', device, ...(refusal.force ? ['--force'] : [])], { env: PASSWORD_ENV });
+    expectCleanFailure(result, 1, ...refusal.message(device, mountPoint));
+    expect(result.stdout).toBe('');
+    await flushDevice(device);
+    expect({ device: await sha256Of(device), backing: await sha256Of(backing) }).toEqual(before);
   });
 
-  test('restore onto a mounted device is refused', async () => {
+  test('restore onto a device mounted read-write is refused', async () => {
     const scope = useScope();
     const copy = join(dir, 'mounted.img');
     await writeFile(copy, await readHead(image, imageSize));

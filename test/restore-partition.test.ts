@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, test } from 'vitest';
@@ -24,6 +23,7 @@ import {
   run,
   runCli,
   sameBytes,
+  sha256Of,
   sizeOf,
   tempDir,
   useScope,
@@ -42,24 +42,6 @@ import {
  */
 
 const DISK = 64 * MiB;
-
-/** sha256 of `length` bytes at `offset` of a file or device. */
-async function regionHash(path: string, offset: number, length: number): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await open(path, 'r');
-  try {
-    const buffer = Buffer.alloc(4 * MiB);
-    for (let at = offset; at < offset + length; ) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, offset + length - at), at);
-      if (bytesRead === 0) throw new Error(`${path} ends at ${at}, before ${offset + length}`);
-      hash.update(buffer.subarray(0, bytesRead));
-      at += bytesRead;
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
 
 /** A target disk image full of a non-zero pattern, so that every byte a restore writes (or not) shows. */
 async function patternedDisk(path: string, size: number): Promise<void> {
@@ -110,7 +92,7 @@ describeWithLoopDevices('restore --partition onto a partition device', () => {
 
   test('the partition comes back byte-identical, e2fsck-clean with every file, and nothing outside it is touched', async () => {
     const { backing, device, region } = await partitionDevice('target');
-    const outside = async () => [await regionHash(backing, 0, region.offset), await regionHash(backing, region.offset + region.size, DISK - region.offset - region.size)];
+    const outside = async () => [await sha256Of(backing, 0, region.offset), await sha256Of(backing, region.offset + region.size, DISK - region.offset - region.size)];
     const outsideBefore = await outside();
 
     const refused = await runCli(['restore', job, 'latest', '--partition', '2', '--to', device], { env: PASSWORD_ENV });

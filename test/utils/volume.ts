@@ -186,6 +186,25 @@ export async function sameBytes(a: string, b: string, bytes?: number): Promise<b
   throw new Error(`cmp ${a} ${b} failed: ${result.stderr.trim()}`);
 }
 
+/** sha256 of a file or block device, or of `length` bytes of it from `offset` on, read in pieces. */
+export async function sha256Of(path: string, offset = 0, length?: number): Promise<string> {
+  const hash = createHash('sha256');
+  const handle = await open(path, constants.O_RDONLY);
+  try {
+    const end = length === undefined ? await sizeOf(path) : offset + length;
+    const buffer = Buffer.alloc(4 * MiB);
+    for (let at = offset; at < end; ) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - at), at);
+      if (bytesRead === 0) throw new Error(`${path} ends at ${at}, before ${end}`);
+      hash.update(buffer.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
+}
+
 /** Bytes actually allocated on disk for a file (`stat` blocks × 512). */
 export async function allocatedBytes(path: string): Promise<number> {
   return (await stat(path)).blocks * 512;
