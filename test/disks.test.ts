@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
   MiB,
+  SECTOR,
   attachLoop,
   backup,
   cairnOk,
@@ -39,8 +40,6 @@ import {
  * space first, imaged in `used` mode: the restored filesystems must check clean and hold every
  * file, the partition table must come back as it was, and free space must not be stored.
  */
-
-const SECTOR = 512;
 
 /** An ext4 image whose free space holds stale random data. */
 function makeStaleExt4(dir: string, size: number, seed: number): Promise<Ext4Partition> {
