@@ -1,23 +1,25 @@
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import {
   MiB,
   PASSWORD_ENV,
   attachLoop,
   backup,
-  e2fsck,
+  copySparse,
+  describeWithLoopDevices,
+  expectCleanFsck,
   expectCleanFailure,
   expectSuccess,
   flushDevice,
   init,
-  loopDevicesAvailable,
   makeVolume,
   mountDevice,
   randomBytesFor,
   restore,
   runCli,
   sameBytes,
+  sha256Of,
   sizeOf,
   snapshots,
   tempDir,
@@ -26,9 +28,6 @@ import {
   writeJob,
   type BackupSummary,
 } from './utils/index.js';
-
-// Loop devices need root. Without them these tests fail loudly, unless skipping is asked for.
-const skip = !(await loopDevicesAvailable()) && process.env.CAIRN_E2E_SKIP_LOOP === '1';
 
 /** A file of `size` bytes filled with a recognizable non-zero pattern. */
 async function patternFile(path: string, size: number, seed: string): Promise<Buffer> {
@@ -53,7 +52,7 @@ async function readHead(path: string, length: number): Promise<Buffer> {
   }
 }
 
-describe.skipIf(skip)('loop block devices', () => {
+describeWithLoopDevices('loop block devices', () => {
   const scope = useSuiteScope();
   const imageSize = 64 * MiB;
   let dir: string;
@@ -103,8 +102,7 @@ describe.skipIf(skip)('loop block devices', () => {
     expectSuccess(forced);
     await flushDevice(device);
     expect(await sameBytes(image, device, imageSize)).toBe(true);
-    const fsck = await e2fsck(device);
-    expect(fsck.exitCode, fsck.output).toBe(0);
+    await expectCleanFsck(device);
   });
 
   test('restore onto a loop device of exactly the image size', async () => {
@@ -115,21 +113,42 @@ describe.skipIf(skip)('loop block devices', () => {
     await restore(job, 'latest', device, { force: true });
     await flushDevice(device);
     expect(await sameBytes(image, device)).toBe(true);
-    expect((await e2fsck(device)).exitCode).toBe(0);
+    await expectCleanFsck(device);
   });
 
-  test('restore onto a device smaller than the image is refused and writes nothing', async () => {
+  interface Refusal {
+    /** Size of the destination device. */
+    size: number;
+    force: boolean;
+    /** Mount the device (read-only, so nothing but cairn could write to it) before the restore. */
+    mounted: boolean;
+    message: (device: string, mountPoint: string) => RegExp[];
+  }
+  const refusals: Array<[string, Refusal]> = [
+    ['smaller than the image', { size: 32 * MiB, force: true, mounted: false, message: (device) => [/smaller than the image/, new RegExp(device), new RegExp(String(imageSize))] }],
+    ['given without --force', { size: 80 * MiB, force: false, mounted: false, message: (device) => [/--force/, new RegExp(device)] }],
+    ['mounted (read-only)', { size: imageSize, force: true, mounted: true, message: (device, mountPoint) => [/is mounted at/, new RegExp(device), new RegExp(mountPoint), /unmount/] }],
+  ];
+
+  test.each(refusals)('a device %s is refused (exit 1) and left untouched, every byte', async (name, refusal) => {
     const scope = useScope();
-    const backing = join(dir, 'target-small.bin');
-    const pattern = await patternFile(backing, 32 * MiB, 'small-target');
+    const slug = name.replace(/\W+/g, '-');
+    const backing = join(dir, `refused-${slug}.bin`);
+    if (refusal.mounted) await copySparse(image, backing);
+    else await patternFile(backing, refusal.size, `refused-${name}`);
     const device = await attachLoop(scope, backing);
+    const mountPoint = join(dir, `refused-mnt-${slug}`);
+    if (refusal.mounted) await mountDevice(scope, device, mountPoint, ['ro']);
+    const before = { device: await sha256Of(device), backing: await sha256Of(backing) };
 
-    const result = await runCli(['restore', job, 'latest', '--to', device, '--force'], { env: PASSWORD_ENV });
-    expectCleanFailure(result, 1, /smaller than the image/, new RegExp(device), new RegExp(String(imageSize)));
-    expect((await readHead(device, 1 * MiB)).equals(pattern)).toBe(true);
+    const result = await runCli(['restore', job, 'latest', '--to', device, ...(refusal.force ? ['--force'] : [])], { env: PASSWORD_ENV });
+    expectCleanFailure(result, 1, ...refusal.message(device, mountPoint));
+    expect(result.stdout).toBe('');
+    await flushDevice(device);
+    expect({ device: await sha256Of(device), backing: await sha256Of(backing) }).toEqual(before);
   });
 
-  test('restore onto a mounted device is refused', async () => {
+  test('restore onto a device mounted read-write is refused', async () => {
     const scope = useScope();
     const copy = join(dir, 'mounted.img');
     await writeFile(copy, await readHead(image, imageSize));

@@ -9,7 +9,7 @@ import {
   REPO_ROOT,
   backup,
   chunkHashes,
-  e2fsck,
+  expectCleanFsck,
   expectCleanFailure,
   expectSuccess,
   init,
@@ -73,7 +73,7 @@ describe('a third-party codec plugin from a folder outside the workspace package
     const restored = join(dir, 'restored.img');
     await restore(job, 'latest', restored, { env: { CAIRN_PLUGINS: plugins } });
     expect(await sameBytes(image, restored)).toBe(true);
-    expect((await e2fsck(restored)).exitCode).toBe(0);
+    await expectCleanFsck(restored);
     expectSuccess(await runCli(['check', job, '--read-data', '--plugins', plugins], withPlugins));
   });
 

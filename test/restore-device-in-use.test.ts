@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { realpath, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, expect, test } from 'vitest';
 import {
   MiB,
   PASSWORD_ENV,
@@ -13,7 +13,7 @@ import {
   expectSuccess,
   flushDevice,
   init,
-  loopDevicesAvailable,
+  describeWithLoopDevices,
   makeVolume,
   mountDevice,
   run,
@@ -35,9 +35,6 @@ import {
  * are made the three ways this kernel allows: partition devices added with partx, a loop
  * device over the disk's loop device, and a loop device over the same image file at an offset.
  */
-
-// Loop devices need root. Without them these tests fail loudly, unless skipping is asked for.
-const skip = !(await loopDevicesAvailable()) && process.env.CAIRN_E2E_SKIP_LOOP === '1';
 
 const DISK_SIZE = 48 * MiB;
 const PARTITION_OFFSET = 1 * MiB;
@@ -63,7 +60,7 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-describe.skipIf(skip)('restore onto a disk while something built on it is mounted', () => {
+describeWithLoopDevices('restore onto a disk while something built on it is mounted', () => {
   const suite = useSuiteScope();
   let dir: string;
   let sourceDisk: string;

@@ -1,69 +1,36 @@
 // The S3 target against real S3 servers on 127.0.0.1 (Ceph RGW from Debian's packages, and s3rver):
 // the target conformance suite, the CLI's full cycle, multipart uploads, refusals, and a server that
 // goes away in the middle of a backup.
-import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeTargetConformance } from '@cairn/core/testing';
-// The plugin's test helpers, through its exports map's `./testing` (the e2e package does not depend on it).
-import { createBucket, openS3Target, type S3Target } from '../../packages/target-s3/dist/testing.js';
-import { cephAvailable, startCeph, startS3rver, WORKSPACE, type S3Server } from './servers.js';
+import { createBucket, openS3Target, type S3Target } from '@cairn/target-s3/testing';
+import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, tempDir, useSuiteScope, writePluginsFile, type CliResult } from '../utils/index.js';
+import { cephAvailable, startCeph, startS3rver, type S3Server } from './servers.js';
 
-const CLI = join(WORKSPACE, 'packages/core/bin/cairn.js');
-const PASSWORD = 'correct horse battery staple';
 const MiB = 1024 * 1024;
 const BUCKET = 'cairn-e2e';
 
-interface CliResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
+const scope = useSuiteScope();
 let work: string;
 let pluginsFile: string;
 
 beforeAll(async () => {
-  work = await mkdtemp(join(tmpdir(), 'cairn-s3-e2e-'));
-  pluginsFile = join(work, 'plugins.json');
-  const plugins = ['source-volume', 'codec-zstd', 'target-local', 'target-s3'].map((p) => join(WORKSPACE, 'packages', p));
-  await writeFile(pluginsFile, JSON.stringify({ plugins }));
+  work = await tempDir(scope, 'cairn-s3-e2e-');
+  pluginsFile = await writePluginsFile(work, [join(REPO_ROOT, 'packages/target-s3')]);
 });
 
-afterAll(async () => {
-  await rm(work, { recursive: true, force: true });
-});
-
+/** The real CLI with the S3 plugin enabled and the repository password set. */
 function cairn(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...nodeArgs, CLI, '--plugins', pluginsFile, ...args], {
-      env: { ...process.env, CAIRN_PASSWORD: PASSWORD, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ exitCode: code ?? -1, stdout, stderr }));
-  });
+  return runCli(args, { env: { ...PASSWORD_ENV, ...env }, plugins: pluginsFile, nodeArgs });
 }
 
 async function cairnOk(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const result = await cairn(args, env);
-  expect(result.exitCode, `cairn ${args.join(' ')}\n${result.stderr}`).toBe(0);
+  expectSuccess(result);
   return result;
-}
-
-function run(command: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')}: exit ${code}: ${stderr}`))));
-  });
 }
 
 /** An ext4 image of `size` bytes holding `dataBytes` of random files. */
@@ -110,13 +77,6 @@ async function writeS3Job(dir: string, server: S3Server, image: string, target: 
   return path;
 }
 
-async function sameFile(a: string, b: string): Promise<boolean> {
-  return run('cmp', ['-s', a, b]).then(
-    () => true,
-    () => false,
-  );
-}
-
 const servers: Array<{ name: string; available: boolean; start: () => Promise<S3Server> }> = [
   // setup.sh installs Ceph; a machine without it fails here loudly unless told to skip on purpose.
   { name: 'Ceph RGW', available: process.env.CAIRN_SKIP_CEPH !== '1' || cephAvailable(), start: startCeph },
@@ -161,9 +121,9 @@ for (const { name, available, start } of servers) {
       const list = JSON.parse((await cairnOk(['snapshots', job, '--json'], env())).stdout);
       expect(list.map((s: { id: string }) => s.id)).toEqual([first.snapshot, second.snapshot]);
       await cairnOk(['restore', job, 'latest', '--to', join(dir, 'cycle-latest.img')], env());
-      expect(await sameFile(image, join(dir, 'cycle-latest.img'))).toBe(true);
+      expect(await sameBytes(image, join(dir, 'cycle-latest.img'))).toBe(true);
       await cairnOk(['restore', job, first.snapshot, '--to', join(dir, 'cycle-first.img')], env());
-      expect(await sameFile(v1, join(dir, 'cycle-first.img'))).toBe(true);
+      expect(await sameBytes(v1, join(dir, 'cycle-first.img'))).toBe(true);
       await cairnOk(['check', job, '--read-data'], env());
     });
 
@@ -228,9 +188,9 @@ for (const { name, available, start } of servers) {
       expect(list.map((s: { id: string }) => s.id)).toEqual([first.snapshot]);
       await cairnOk(['backup', job], env());
       await cairnOk(['restore', job, first.snapshot, '--to', join(dir, 'outage-first.img')], env());
-      expect(await sameFile(v1, join(dir, 'outage-first.img'))).toBe(true);
+      expect(await sameBytes(v1, join(dir, 'outage-first.img'))).toBe(true);
       await cairnOk(['restore', job, 'latest', '--to', join(dir, 'outage-latest.img')], env());
-      expect(await sameFile(image, join(dir, 'outage-latest.img'))).toBe(true);
+      expect(await sameBytes(image, join(dir, 'outage-latest.img'))).toBe(true);
     });
 
     it.skipIf(name === 's3rver')('uploads a large object in parts and aborts an upload that failed', async () => {

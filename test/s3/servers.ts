@@ -1,19 +1,18 @@
 // S3 servers for the tests, each on a free 127.0.0.1 port with its data in a temporary folder:
 // Ceph RGW (a one-monitor, one-OSD cluster from Debian's packages) and s3rver (npm).
 // Every process is started here and stopped by its process id, also when startup fails.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
+import { run } from '../utils/exec.js';
 
-const execFileAsync = promisify(execFile);
-export const WORKSPACE = fileURLToPath(new URL('../../', import.meta.url));
-const S3RVER_BIN = join(WORKSPACE, 'packages/target-s3/node_modules/s3rver/bin/s3rver.js');
+// s3rver is a dev dependency of the e2e package itself.
+const S3RVER_BIN = createRequire(import.meta.url).resolve('s3rver/bin/s3rver.js');
 
 export interface S3Credentials {
   accessKeyId: string;
@@ -138,7 +137,7 @@ export async function startCeph(): Promise<S3Server> {
   let mon: ChildProcess | undefined;
   let osd: ChildProcess | undefined;
   let rgw: ChildProcess | undefined;
-  const ceph = async (...args: string[]) => (await execFileAsync('ceph', [...c, '--connect-timeout', '20', ...args], { timeout: 30_000 })).stdout.trim();
+  const ceph = async (...args: string[]) => (await run('ceph', [...c, '--connect-timeout', '20', ...args], { timeoutMs: 30_000 })).trim();
   const startRgw = async () => {
     rgw = daemon('radosgw', ['-f', '-n', 'client.rgw.a', ...c]);
     await waitForHttp(endpoint, 30_000, rgw);
@@ -196,12 +195,12 @@ rgw_data = ${dir}/rgw
 rgw_enable_usage_log = false
 `,
     );
-    await execFileAsync('monmaptool', ['--create', '--addv', 'a', `[v2:127.0.0.1:${monPort}]`, '--fsid', fsid, join(dir, 'monmap')]);
-    await execFileAsync('ceph-mon', ['--mkfs', '-i', 'a', '--monmap', join(dir, 'monmap'), ...c]);
+    await run('monmaptool', ['--create', '--addv', 'a', `[v2:127.0.0.1:${monPort}]`, '--fsid', fsid, join(dir, 'monmap')]);
+    await run('ceph-mon', ['--mkfs', '-i', 'a', '--monmap', join(dir, 'monmap'), ...c]);
     mon = daemon('ceph-mon', ['-f', '-i', 'a', ...c]);
     const osdUuid = randomUUID();
     const osdId = await ceph('osd', 'new', osdUuid);
-    await execFileAsync('ceph-osd', ['-i', osdId, '--mkfs', '--osd-uuid', osdUuid, ...c]);
+    await run('ceph-osd', ['-i', osdId, '--mkfs', '--osd-uuid', osdUuid, ...c]);
     osd = daemon('ceph-osd', ['-f', '-i', osdId, ...c]);
     // Pools first (in parallel: each `ceph` call costs about a second), so RGW's first request finds them.
     await Promise.all(RGW_POOLS.map((pool) => ceph('osd', 'pool', 'create', pool, '8', '8').then(() => ceph('osd', 'pool', 'application', 'enable', pool, 'rgw'))));
@@ -209,7 +208,7 @@ rgw_enable_usage_log = false
       if (Date.now() > deadline) throw new Error('the OSD did not come up within 30 s');
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
-    await execFileAsync('radosgw-admin', [...c, 'user', 'create', '--uid', 'cairn', '--display-name', 'cairn tests', '--access-key', credentials.accessKeyId, '--secret', credentials.secretAccessKey], { timeout: 60_000 });
+    await run('radosgw-admin', [...c, 'user', 'create', '--uid', 'cairn', '--display-name', 'cairn tests', '--access-key', credentials.accessKeyId, '--secret', credentials.secretAccessKey], { timeoutMs: 60_000 });
     await startRgw();
   } catch (err) {
     await stopAll();

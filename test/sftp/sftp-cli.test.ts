@@ -1,61 +1,23 @@
 // The real CLI against a real OpenSSH sshd: full cycle, host key and key refusals, and a cut connection.
-import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSshd, startTcpProxy, type SshServer, type TcpProxy } from '@cairn/target-sftp/testing';
+import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, writePluginsFile, type CliResult } from '../utils/index.js';
 
-const run = promisify(execFile);
-const WORKSPACE = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(WORKSPACE, 'packages/core/bin/cairn.js');
-const PASSWORD = 'correct horse battery staple';
 const COMMAND_TIMEOUT_MS = 45_000;
 
-interface CliResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
-
+/** The real CLI with the SFTP plugin enabled, the repository password set and no SSH agent. */
 function cairn(...args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, '--plugins', pluginsFile, ...args], {
-      env: { ...process.env, CAIRN_PASSWORD: PASSWORD, SSH_AUTH_SOCK: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const t0 = Date.now();
-    // A hung command fails its test with what it printed, instead of hanging the suite.
-    const watchdog = setTimeout(() => {
-      stderr += `\n[test] cairn ${args.join(' ')} still running after ${COMMAND_TIMEOUT_MS} ms; killed`;
-      child.kill('SIGKILL');
-    }, COMMAND_TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(watchdog);
-      if (process.env['CAIRN_TEST_TIMING']) console.log(`cairn ${args[0]} ${args[2] ?? ''}: ${Date.now() - t0} ms exit ${code} ${stderr.slice(0, 300)}`);
-      resolve({ exitCode: code ?? -1, stdout, stderr });
-    });
-  });
+  return runCli(args, { env: { ...PASSWORD_ENV, SSH_AUTH_SOCK: '' }, plugins: pluginsFile, timeoutMs: COMMAND_TIMEOUT_MS });
 }
 
 async function cairnOk(...args: string[]): Promise<CliResult> {
   const result = await cairn(...args);
-  expect(result.exitCode, `cairn ${args.join(' ')}\n${result.stderr}`).toBe(0);
+  expectSuccess(result);
   return result;
-}
-
-async function sameBytes(a: string, b: string): Promise<boolean> {
-  return run('cmp', [a, b]).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** A 32 MiB ext4 image holding `files` (name → bytes). */
@@ -113,9 +75,7 @@ describe('cairn CLI over SFTP (OpenSSH sshd)', () => {
   beforeAll(async () => {
     server = await startSshd();
     work = await mkdtemp(join(tmpdir(), 'cairn-sftp-e2e-'));
-    pluginsFile = join(work, 'plugins.json');
-    const plugins = ['source-volume', 'codec-zstd', 'target-local', 'target-sftp'].map((p) => join(WORKSPACE, 'packages', p));
-    await writeFile(pluginsFile, JSON.stringify({ plugins }));
+    pluginsFile = await writePluginsFile(work, [join(REPO_ROOT, 'packages/target-sftp')]);
   });
   afterAll(async () => {
     await server?.stop();

@@ -17,8 +17,18 @@ export interface CliOptions {
   /** Added to the environment (which is the test's, minus any CAIRN_* variables). */
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** Kill the process after this long; default 100 s. */
+  /** Kill the process after this long; default 100 s. What it printed is kept, with a note. */
   timeoutMs?: number;
+  /** Options for node itself, before the script: e.g. `['--import', hookFile]`. */
+  nodeArgs?: readonly string[];
+  /** A plugins.json to use instead of the installation's (passed as `--plugins FILE`). */
+  plugins?: string;
+  /**
+   * Run on a pseudo-terminal (util-linux `script`), as a user at a terminal does. The result's
+   * `stdout` is then what the terminal showed: stdout and stderr together, with `\r\n` line
+   * ends. With `stdoutFile`, the command's stdout goes to that file, so the terminal shows stderr only.
+   */
+  terminal?: boolean | { stdoutFile: string };
 }
 
 export interface CliResult {
@@ -44,26 +54,48 @@ export interface RunningCli {
   result: Promise<CliResult>;
 }
 
-/** Starts `node packages/core/bin/cairn.js ...args` as a child process. */
+/** Quotes a word for `sh`: everything inside single quotes is literal. */
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The program and arguments that run `cairn ...args` as the options ask. */
+function commandLine(args: readonly string[], options: CliOptions): { program: string; argv: string[] } {
+  const cairn = [process.execPath, ...(options.nodeArgs ?? []), CAIRN_BIN, ...(options.plugins ? ['--plugins', options.plugins] : []), ...args];
+  if (!options.terminal) return { program: cairn[0]!, argv: cairn.slice(1) };
+  const redirect = typeof options.terminal === 'object' ? ` > ${shellQuote(options.terminal.stdoutFile)}` : '';
+  // -q: none of script's own messages; -f: flush at once; -e: pass the command's exit code on.
+  return { program: 'script', argv: ['-qfec', cairn.map(shellQuote).join(' ') + redirect, '/dev/null'] };
+}
+
+/** Starts the real `cairn` executable (`node packages/core/bin/cairn.js ...args`) as a child process. */
 export function startCli(args: readonly string[], options: CliOptions = {}): RunningCli {
-  const child = spawn(process.execPath, [CAIRN_BIN, ...args], {
+  const { program, argv } = commandLine(args, options);
+  const child = spawn(program, argv, {
     cwd: options.cwd ?? REPO_ROOT,
     env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const timeoutMs = options.timeoutMs ?? 100_000;
   const result = new Promise<CliResult>((resolvePromise, reject) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout!.on('data', (d: Buffer) => out.push(d));
     child.stderr!.on('data', (d: Buffer) => err.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 100_000);
+    let timedOut = false;
+    // A hung command fails its test with what it printed, instead of hanging the suite.
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);
     });
     child.on('close', (exitCode, signal) => {
       clearTimeout(timer);
-      resolvePromise({ exitCode, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      const note = timedOut ? `\n[test] cairn ${args.join(' ')} still running after ${timeoutMs} ms; killed\n` : '';
+      resolvePromise({ exitCode, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') + note });
     });
   });
   return { child, result };

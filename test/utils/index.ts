@@ -5,3 +5,4 @@ export * from './cli.js';
 export * from './volume.js';
 export * from './loop.js';
 export * from './job.js';
+export * from './disk.js';

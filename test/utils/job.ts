@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WORKSPACE_PLUGINS, runCli, expectSuccess, parseJson, type CliOptions, type CliResult } from './cli.js';
 
@@ -41,6 +41,7 @@ export interface BackupSummary {
   bytesRead: number;
   bytesAdded: number;
   chunks: { data: number; new: number; zero: number; unused: number };
+  durationMs: number;
   imageDigest: ImageDigestJson;
 }
 
@@ -97,6 +98,15 @@ export async function listPacks(repository: string): Promise<string[]> {
     }
   }
   return packs;
+}
+
+/** Total size of every file in a folder tree (a repository: what it takes on its target). */
+export async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
 }
 
 /** Flips the lowest bit of the byte at `offset` (negative: from the end) of a file. */

@@ -1,7 +1,8 @@
 import { createCipheriv, createHash } from 'node:crypto';
-import { mkdir, open, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { expect } from 'vitest';
 import { run, runCommand } from './exec.js';
 
 const MiB = 1024 * 1024;
@@ -124,10 +125,57 @@ export async function makeVolume(dir: string, name: string, sizeBytes: number, s
   return { image, files, tree };
 }
 
-/** `e2fsck -fn`: forced, read-only check. Exit 0 means clean. */
-export async function e2fsck(path: string): Promise<{ exitCode: number | null; output: string }> {
+/** What `e2fsck -fn` prints for a clean filesystem, apart from its summary line. */
+const CLEAN_FSCK_LINES = [
+  /^e2fsck \d+\.\d+(\.\d+)? \(.+\)$/,
+  /^Pass 1: Checking inodes, blocks, and sizes$/,
+  /^Pass 2: Checking directory structure$/,
+  /^Pass 3: Checking directory connectivity$/,
+  /^Pass 4: Checking reference counts$/,
+  /^Pass 5: Checking group summary information$/,
+];
+
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+}
+
+/**
+ * Lines of `e2fsck -fn path` (forced, read-only) that a clean filesystem does not print:
+ * anything besides the banner, the five pass headers and the summary. The exit code alone
+ * is not enough: with `-n`, wrong free-block or inode counts are reported and still exit 0.
+ */
+export async function fsckFindings(path: string): Promise<{ exitCode: number | null; unexpected: string[]; output: string }> {
   const result = await runCommand('e2fsck', ['-fn', path]);
-  return { exitCode: result.exitCode, output: result.stdout + result.stderr };
+  const output = result.stdout + result.stderr;
+  const summary = new RegExp(`^${escapeRegExp(path)}: \\d+/\\d+ files \\(\\d+\\.\\d% non-contiguous\\), \\d+/\\d+ blocks$`);
+  const unexpected = output
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .filter((line) => !CLEAN_FSCK_LINES.some((clean) => clean.test(line)) && !summary.test(line));
+  return { exitCode: result.exitCode, unexpected, output };
+}
+
+/** Asserts that `e2fsck -fn` finds the ext2/3/4 filesystem in `path` (image or device) clean, strictly. */
+export async function expectCleanFsck(path: string): Promise<void> {
+  const { exitCode, unexpected, output } = await fsckFindings(path);
+  expect(exitCode, `e2fsck -fn ${path}:\n${output}`).toBe(0);
+  expect(unexpected, `e2fsck -fn ${path}:\n${output}`).toEqual([]);
+  // The summary is there: e2fsck really checked this filesystem.
+  expect(output.split('\n').some((line) => line.startsWith(`${path}: `)), `e2fsck -fn ${path}:\n${output}`).toBe(true);
+}
+
+/** Reads a file out of an ext2/3/4 image or device without mounting it (`debugfs dump`). */
+export async function readFromExt4(image: string, pathInside: string, scratchFile: string): Promise<Buffer> {
+  await run('debugfs', ['-R', `dump /${pathInside} ${scratchFile}`, image]);
+  return readFile(scratchFile);
+}
+
+/** Asserts that the ext4 filesystem in `image` holds every file of a tree, byte for byte. */
+export async function expectFilesIntact(image: string, tree: string, files: readonly TreeFile[], scratchFile: string): Promise<void> {
+  for (const file of [...files, { path: 'etc/hostname' }]) {
+    const inside = await readFromExt4(image, file.path, scratchFile);
+    expect(inside.equals(await readFile(join(tree, file.path))), `${file.path} in ${image}`).toBe(true);
+  }
 }
 
 /** True when the files (or their first `bytes` bytes) are identical, per `cmp`. */
@@ -136,6 +184,25 @@ export async function sameBytes(a: string, b: string, bytes?: number): Promise<b
   if (result.exitCode === 0) return true;
   if (result.exitCode === 1) return false;
   throw new Error(`cmp ${a} ${b} failed: ${result.stderr.trim()}`);
+}
+
+/** sha256 of a file or block device, or of `length` bytes of it from `offset` on, read in pieces. */
+export async function sha256Of(path: string, offset = 0, length?: number): Promise<string> {
+  const hash = createHash('sha256');
+  const handle = await open(path, constants.O_RDONLY);
+  try {
+    const end = length === undefined ? await sizeOf(path) : offset + length;
+    const buffer = Buffer.alloc(4 * MiB);
+    for (let at = offset; at < end; ) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - at), at);
+      if (bytesRead === 0) throw new Error(`${path} ends at ${at}, before ${end}`);
+      hash.update(buffer.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+  return hash.digest('hex');
 }
 
 /** Bytes actually allocated on disk for a file (`stat` blocks × 512). */

@@ -25,6 +25,8 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   try {
     invocation = await parse(args, io);
   } catch (err) {
+    // The arguments did not parse, but a script that asked for JSON still gets JSON.
+    if (args.includes('--json')) return new Output(io, true).error(err);
     io.stderr.write(`cairn: ${(err as Error).message}\nRun cairn --help for usage.\n`);
     return ExitCode.usage;
   }
