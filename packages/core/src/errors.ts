@@ -135,7 +135,3 @@ export class SnapshotAbortedError extends CairnError {
     super(`The snapshot was not saved: ${tap} stopped it: ${reason}`);
   }
 }
-
-export function isCairnError(err: unknown): err is CairnError {
-  return err instanceof CairnError;
-}
