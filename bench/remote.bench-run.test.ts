@@ -11,9 +11,10 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'vitest';
 import { createBucket, openS3Target } from '../packages/target-s3/dist/testing.js';
-import { cephAvailable, startCeph, WORKSPACE, type S3Server } from '../test/s3/servers.js';
+import { cephAvailable, startCeph, type S3Server } from '../test/s3/servers.js';
 import { sshdAvailable, startSshd, type SshServer } from '../packages/target-sftp/dist/testing/index.js';
 
 interface Config {
@@ -46,6 +47,7 @@ interface TargetResult {
 
 const CONFIG_FILE = process.env['CAIRN_BENCH_REMOTE'];
 const config: Config | null = CONFIG_FILE ? JSON.parse(readFileSync(CONFIG_FILE, 'utf8')) : null;
+const WORKSPACE = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(WORKSPACE, 'packages/core/bin/cairn.js');
 const VERIFY = join(WORKSPACE, 'bench/verify-restore.sh');
 const MB = 1024 * 1024;
