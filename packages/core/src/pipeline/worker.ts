@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
-import type { Codec, CodecModule, CodecRegistration, CodecSettings } from '../codec.js';
+import type { Codec, CodecModule } from '../codec.js';
 import { blobIdOf, createImageHash, open, seal, type BlobIdScheme, type ImageDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { CODEC_NONE } from '../repository/format.js';
 import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
