@@ -167,6 +167,19 @@ describe('operations and their hooks', () => {
     expect(await readdir(dir)).toEqual(['plugins.json']);
   });
 
+  it('a beforeWrite tap that refuses stops the restore before anything is written, and leaves no file', async () => {
+    await core.get(BackupOperation).run(job);
+    hooks.restore.tap('Guard', (run) => {
+      run.hooks.beforeWrite.tap('Guard', (write) => {
+        if (write.kind === 'file') throw new Error('restores go to devices only here');
+      });
+    });
+    const error = await core.get(RestoreOperation).run(job, 'latest', join(dir, 'refused.img')).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('Guard (beforeWrite): restores go to devices only here');
+    // Not even the temporary file the image would have been written to.
+    expect(await readdir(dir)).toEqual(['plugins.json']);
+  });
+
   it('runs every tap of an after hook when one throws, logs it by name, and reports it with the result', async () => {
     const events = record();
     hooks.backup.tap('Notifier', (run) => {

@@ -53,12 +53,19 @@ interface FetchGroup {
  * blob against the blobs' keyed ids instead.
  */
 export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
-  const records = await loadChunkRecords(input.repository, input.index, input.pool, input.manifest);
-  const missing = missingBlobs(records, input.index);
-  if (missing.length > 0) {
-    throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; run \`cairn check\``);
+  let records: ChunkRecord[];
+  try {
+    records = await loadChunkRecords(input.repository, input.index, input.pool, input.manifest);
+    const missing = missingBlobs(records, input.index);
+    if (missing.length > 0) {
+      throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; run \`cairn check\``);
+    }
+    await input.beforeWrite?.();
+  } catch (err) {
+    // Nothing was written, but an image file's temporary name exists already.
+    await input.destination.abort();
+    throw err;
   }
-  await input.beforeWrite?.();
   return new RestoreSession(input, records).run();
 }
 
