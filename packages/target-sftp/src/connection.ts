@@ -104,59 +104,7 @@ function describeServer(config: ConnectionConfig): string {
  */
 export async function openConnection(config: ConnectionConfig): Promise<SftpConnection> {
   const { default: Client } = await import('ssh2-sftp-client');
-  const where = `${describeServer(config)} (repository ${config.path})`;
-
-  let knownHostsText = '';
-  let preferredTypes: string[] = [];
-  if ('knownHostsPath' in config.hostKey) {
-    const { knownHostsPath } = config.hostKey;
-    // A missing known_hosts file knows no host; the server's key is then unknown.
-    knownHostsText = await readFile(knownHostsPath, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return '';
-      throw new ConnectionRefusedError(`Cannot read the known_hosts file ${knownHostsPath}: ${err.message}`, { cause: err });
-    });
-    preferredTypes = knownKeyTypes(knownHostsText, config.host, config.port);
-  }
-
-  let refusal: string | undefined;
-  let acceptLine: string | undefined;
-  const hostVerifier = (key: Buffer): boolean => {
-    const seen = `${keyTypeOf(key)} key ${fingerprintOf(key)}`;
-    if ('fingerprint' in config.hostKey) {
-      if (fingerprintOf(key) === config.hostKey.fingerprint) return true;
-      refusal =
-        `The host key of ${describeServer(config)} does not match the pinned fingerprint: the server showed ${seen}, ` +
-        `the job expects ${config.hostKey.fingerprint}. The connection was refused; someone may be intercepting it. ` +
-        `If the server's key was changed on purpose, update "hostKeyFingerprint" in the job file.`;
-      return false;
-    }
-    const { knownHostsPath, acceptNew } = config.hostKey;
-    const verdict = checkKnownHosts(knownHostsText, config.host, config.port, key);
-    switch (verdict.status) {
-      case 'known':
-        return true;
-      case 'unknown':
-        if (acceptNew) {
-          acceptLine = knownHostsLine(config.host, config.port, key);
-          return true;
-        }
-        refusal =
-          `The host key of ${describeServer(config)} is unknown: the server showed ${seen}, and ${knownHostsPath} has no entry for ` +
-          `${knownHostsName(config.host, config.port)}. Check the fingerprint with the server's administrator (ssh-keygen -lf on the server's host key), ` +
-          `then add it to known_hosts, pin it with "hostKeyFingerprint": "${fingerprintOf(key)}", or set "acceptNewHostKey": true.`;
-        return false;
-      case 'changed':
-        refusal =
-          `The host key of ${describeServer(config)} HAS CHANGED: the server showed ${seen}, which does not match ` +
-          `${knownHostsPath} (line ${verdict.lines.join(', ')}). Someone may be intercepting the connection, so it was refused. ` +
-          `If the key was changed on purpose, remove the old entry (ssh-keygen -R '${knownHostsName(config.host, config.port)}') and add the new one.`;
-        return false;
-      case 'revoked':
-        refusal = `The host key of ${describeServer(config)} (${seen}) is marked @revoked in ${knownHostsPath} line ${verdict.line}; the connection was refused.`;
-        return false;
-    }
-  };
-
+  const hostKeys = new HostKeyJudge(config, await readKnownHosts(config));
   let connection: SftpConnection | undefined;
   const client = new Client(`cairn-${config.host}`, {
     // The library reports events after connecting through these; a dead connection is reconnected by the target.
@@ -164,29 +112,8 @@ export async function openConnection(config: ConnectionConfig): Promise<SftpConn
     end: () => connection?.markDead(),
     close: () => connection?.markDead(),
   });
-
-  const serverHostKey = preferredTypes.flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? []);
   try {
-    const connecting = client.connect({
-      host: config.host,
-      port: config.port,
-      username: config.username,
-      ...(config.privateKey !== undefined && { privateKey: config.privateKey }),
-      ...(config.passphrase !== undefined && { passphrase: config.passphrase }),
-      ...(config.password !== undefined && { password: config.password }),
-      ...(config.agent !== undefined && { agent: config.agent }),
-      readyTimeout: config.connectTimeoutMs,
-      keepaliveInterval: config.keepaliveMs,
-      keepaliveCountMax: 3,
-      hostVerifier,
-      // ssh2 keeps a `prepend` list in the order given, ahead of its defaults.
-      algorithms: {
-        cipher: { remove: CIPHERS, prepend: CIPHERS },
-        ...(serverHostKey.length > 0 && { serverHostKey: { remove: serverHostKey, prepend: serverHostKey } }),
-      },
-      // This target retries on its own terms.
-      retries: 0,
-    });
+    const connecting = client.connect(connectOptions(config, hostKeys));
     // readyTimeout covers the handshake only; this also bounds opening the SFTP channel after it.
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -199,26 +126,134 @@ export async function openConnection(config: ConnectionConfig): Promise<SftpConn
     client.client.on('close', () => connection?.markDead());
   } catch (err) {
     client.client.destroy();
-    if (refusal !== undefined) throw new ConnectionRefusedError(refusal, { cause: err });
-    const message = err instanceof Error ? err.message : String(err);
-    if (/authentication methods failed/i.test(message)) {
-      throw new ConnectionRefusedError(
-        `${describeServer(config)} refused to log in user '${config.username}' with ${authMethods(config)}: check the user name and that the server accepts the key or password (for repository ${config.path}).`,
-        { cause: err },
-      );
-    }
-    if (/privateKey|passphrase|Encrypted private/i.test(message)) {
-      throw new ConnectionRefusedError(`Cannot use the private key ${config.privateKeyPath ?? ''} for ${where}: ${stripPrefix(message)}`, { cause: err });
-    }
-    throw new ConnectionLostError(`Cannot connect to ${where}: ${networkReason(err)}`, { cause: err });
+    throw connectionError(config, err, hostKeys.refusal);
+  }
+  await hostKeys.recordAccepted();
+  return connection;
+}
+
+/** The known_hosts text the job's host key check uses ('' for a pinned fingerprint or a missing file). */
+async function readKnownHosts(config: ConnectionConfig): Promise<string> {
+  if (!('knownHostsPath' in config.hostKey)) return '';
+  const { knownHostsPath } = config.hostKey;
+  // A missing known_hosts file knows no host; the server's key is then unknown.
+  return readFile(knownHostsPath, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '';
+    throw new ConnectionRefusedError(`Cannot read the known_hosts file ${knownHostsPath}: ${err.message}`, { cause: err });
+  });
+}
+
+/** The ssh2 options of one connection: credentials, timeouts, the host key check and the preferred algorithms. */
+function connectOptions(config: ConnectionConfig, hostKeys: HostKeyJudge) {
+  const serverHostKey = hostKeys.preferredAlgorithms();
+  return {
+    host: config.host,
+    port: config.port,
+    username: config.username,
+    ...(config.privateKey !== undefined && { privateKey: config.privateKey }),
+    ...(config.passphrase !== undefined && { passphrase: config.passphrase }),
+    ...(config.password !== undefined && { password: config.password }),
+    ...(config.agent !== undefined && { agent: config.agent }),
+    readyTimeout: config.connectTimeoutMs,
+    keepaliveInterval: config.keepaliveMs,
+    keepaliveCountMax: 3,
+    hostVerifier: (key: Buffer) => hostKeys.verify(key),
+    // ssh2 keeps a `prepend` list in the order given, ahead of its defaults.
+    algorithms: {
+      cipher: { remove: CIPHERS, prepend: CIPHERS },
+      ...(serverHostKey.length > 0 && { serverHostKey: { remove: serverHostKey, prepend: serverHostKey } }),
+    },
+    // This target retries on its own terms.
+    retries: 0,
+  };
+}
+
+/** What a failed connection attempt means for the user: refused (host key, login, key file) or lost (network). */
+function connectionError(config: ConnectionConfig, err: unknown, refusal: string | undefined): Error {
+  if (refusal !== undefined) return new ConnectionRefusedError(refusal, { cause: err });
+  const message = err instanceof Error ? err.message : String(err);
+  if (/authentication methods failed/i.test(message)) {
+    return new ConnectionRefusedError(
+      `${describeServer(config)} refused to log in user '${config.username}' with ${authMethods(config)}: check the user name and that the server accepts the key or password (for repository ${config.path}).`,
+      { cause: err },
+    );
+  }
+  const where = `${describeServer(config)} (repository ${config.path})`;
+  if (/privateKey|passphrase|Encrypted private/i.test(message)) {
+    return new ConnectionRefusedError(`Cannot use the private key ${config.privateKeyPath ?? ''} for ${where}: ${stripPrefix(message)}`, { cause: err });
+  }
+  return new ConnectionLostError(`Cannot connect to ${where}: ${networkReason(err)}`, { cause: err });
+}
+
+/**
+ * Judges the server's host key against the pinned fingerprint or known_hosts, during the
+ * handshake; remembers why it refused one, and the known_hosts line of a new key it accepted
+ * (written only once the connection is up).
+ */
+class HostKeyJudge {
+  refusal: string | undefined;
+  #acceptLine: string | undefined;
+
+  constructor(
+    private readonly config: ConnectionConfig,
+    private readonly knownHostsText: string,
+  ) {}
+
+  /** Host key algorithms to ask for first: those of the types known_hosts holds for this host. */
+  preferredAlgorithms(): string[] {
+    if (!('knownHostsPath' in this.config.hostKey)) return [];
+    return knownKeyTypes(this.knownHostsText, this.config.host, this.config.port).flatMap((type) => HOST_KEY_ALGORITHMS[type] ?? []);
   }
 
-  if (acceptLine !== undefined && 'knownHostsPath' in config.hostKey) {
-    const path = config.hostKey.knownHostsPath;
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    await appendFile(path, acceptLine, { mode: 0o600 });
+  verify(key: Buffer): boolean {
+    const { config } = this;
+    const seen = `${keyTypeOf(key)} key ${fingerprintOf(key)}`;
+    if ('fingerprint' in config.hostKey) {
+      if (fingerprintOf(key) === config.hostKey.fingerprint) return true;
+      this.refusal =
+        `The host key of ${describeServer(config)} does not match the pinned fingerprint: the server showed ${seen}, ` +
+        `the job expects ${config.hostKey.fingerprint}. The connection was refused; someone may be intercepting it. ` +
+        `If the server's key was changed on purpose, update "hostKeyFingerprint" in the job file.`;
+      return false;
+    }
+    return this.#verifyKnownHost(key, seen, config.hostKey);
   }
-  return connection;
+
+  #verifyKnownHost(key: Buffer, seen: string, { knownHostsPath, acceptNew }: { knownHostsPath: string; acceptNew?: boolean }): boolean {
+    const { config } = this;
+    const verdict = checkKnownHosts(this.knownHostsText, config.host, config.port, key);
+    switch (verdict.status) {
+      case 'known':
+        return true;
+      case 'unknown':
+        if (acceptNew) {
+          this.#acceptLine = knownHostsLine(config.host, config.port, key);
+          return true;
+        }
+        this.refusal =
+          `The host key of ${describeServer(config)} is unknown: the server showed ${seen}, and ${knownHostsPath} has no entry for ` +
+          `${knownHostsName(config.host, config.port)}. Check the fingerprint with the server's administrator (ssh-keygen -lf on the server's host key), ` +
+          `then add it to known_hosts, pin it with "hostKeyFingerprint": "${fingerprintOf(key)}", or set "acceptNewHostKey": true.`;
+        return false;
+      case 'changed':
+        this.refusal =
+          `The host key of ${describeServer(config)} HAS CHANGED: the server showed ${seen}, which does not match ` +
+          `${knownHostsPath} (line ${verdict.lines.join(', ')}). Someone may be intercepting the connection, so it was refused. ` +
+          `If the key was changed on purpose, remove the old entry (ssh-keygen -R '${knownHostsName(config.host, config.port)}') and add the new one.`;
+        return false;
+      case 'revoked':
+        this.refusal = `The host key of ${describeServer(config)} (${seen}) is marked @revoked in ${knownHostsPath} line ${verdict.line}; the connection was refused.`;
+        return false;
+    }
+  }
+
+  /** Appends the key accepted under `acceptNewHostKey` to known_hosts. */
+  async recordAccepted(): Promise<void> {
+    if (this.#acceptLine === undefined || !('knownHostsPath' in this.config.hostKey)) return;
+    const path = this.config.hostKey.knownHostsPath;
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await appendFile(path, this.#acceptLine, { mode: 0o600 });
+  }
 }
 
 function authMethods(config: ConnectionConfig): string {

@@ -137,12 +137,55 @@ interface Superblock {
   gdtCsum: boolean;
 }
 
+/** Little-endian reads of the superblock's fields by offset. */
+interface SuperblockFields {
+  sb: Uint8Array;
+  u16(at: number): number;
+  u32(at: number): number;
+}
+
+/** Reads and checks the superblock: magic, features, checksum, state, geometry, descriptors, journal, in that order. */
 function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
   const view = new DataView(sb.buffer, sb.byteOffset, sb.byteLength);
-  const u16 = (at: number) => view.getUint16(at, true);
-  const u32 = (at: number) => view.getUint32(at, true);
+  const fields: SuperblockFields = { sb, u16: (at) => view.getUint16(at, true), u32: (at) => view.getUint32(at, true) };
+  if (fields.u16(0x38) !== EXT4_MAGIC) fail(`bad superblock magic 0x${fields.u16(0x38).toString(16)} (expected 0xef53)`);
+  const features = checkFeatures(fields);
+  if (features.metadataCsum) checkSuperblockChecksum(fields);
+  checkState(fields.u16(0x3a));
+  const geometry = parseGeometry(fields, features, volumeSize);
+  const layout = parseDescriptorLayout(fields, features, geometry);
+  const journalInode = features.needsRecovery ? parseJournalInode(fields, features.compat, geometry.inodesCount) : 0;
+  const uuid = sb.slice(0x68, 0x78);
+  return {
+    ...geometry,
+    ...layout,
+    needsRecovery: features.needsRecovery,
+    journalInode,
+    superblockBlock: Math.floor(SUPERBLOCK_OFFSET / geometry.blockSize),
+    uuid,
+    csumSeed: features.incompat & INCOMPAT_CSUM_SEED ? fields.u32(0x270) : crc32cUpdate(0xffffffff, uuid),
+    sparseSuper: (features.roCompat & RO_COMPAT_SPARSE_SUPER) !== 0,
+    sparseSuper2: (features.compat & COMPAT_SPARSE_SUPER2) !== 0,
+    backupGroups: [fields.u32(0x24c), fields.u32(0x250)],
+    flexBg: (features.incompat & INCOMPAT_FLEX_BG) !== 0,
+    is64: features.is64,
+    metadataCsum: features.metadataCsum,
+    gdtCsum: !features.metadataCsum && (features.roCompat & RO_COMPAT_GDT_CSUM) !== 0,
+  };
+}
 
-  if (u16(0x38) !== EXT4_MAGIC) fail(`bad superblock magic 0x${u16(0x38).toString(16)} (expected 0xef53)`);
+interface Features {
+  revLevel: number;
+  compat: number;
+  incompat: number;
+  roCompat: number;
+  needsRecovery: boolean;
+  is64: boolean;
+  metadataCsum: boolean;
+}
+
+/** The revision and feature flags; anything not understood is refused. */
+function checkFeatures({ u32 }: SuperblockFields): Features {
   const revLevel = u32(0x4c);
   // Revisions 0 (original) and 1 (dynamic) are all there are; e2fsprogs refuses anything newer.
   if (revLevel > 1) fail(`unknown revision level ${revLevel} (s_rev_level)`);
@@ -151,42 +194,52 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
   const roCompat = revLevel >= 1 ? u32(0x64) : 0;
 
   if (incompat & INCOMPAT_JOURNAL_DEV) fail('this is an external journal device, not a filesystem with block groups');
-  // needs_recovery is set on every mounted journalled filesystem; whether the journal really
-  // holds anything to replay is decided from the journal itself (checkJournalIsEmpty).
-  const needsRecovery = (incompat & INCOMPAT_RECOVER) !== 0;
   const unknownIncompat = (incompat & ~INCOMPAT_UNDERSTOOD) >>> 0;
   if (unknownIncompat) fail(`unsupported INCOMPAT features 0x${unknownIncompat.toString(16)}`);
   if (roCompat & RO_COMPAT_BIGALLOC) fail('bigalloc is not supported (bitmap bits are clusters)');
   if (roCompat & RO_COMPAT_HAS_SNAPSHOT) fail('snapshots (has_snapshot) are not supported');
   const unknownRoCompat = (roCompat & ~RO_COMPAT_UNDERSTOOD) >>> 0;
   if (unknownRoCompat) fail(`unsupported RO_COMPAT features 0x${unknownRoCompat.toString(16)}`);
+  return {
+    revLevel,
+    compat,
+    incompat,
+    roCompat,
+    // needs_recovery is set on every mounted journalled filesystem; whether the journal really
+    // holds anything to replay is decided from the journal itself (checkJournalIsEmpty).
+    needsRecovery: (incompat & INCOMPAT_RECOVER) !== 0,
+    is64: (incompat & INCOMPAT_64BIT) !== 0,
+    metadataCsum: (roCompat & RO_COMPAT_METADATA_CSUM) !== 0,
+  };
+}
 
-  const metadataCsum = (roCompat & RO_COMPAT_METADATA_CSUM) !== 0;
-  if (metadataCsum) {
-    if (sb[0x175] !== 1) fail(`unknown metadata checksum type ${sb[0x175]}`);
-    const expected = u32(0x3fc);
-    const actual = crc32cUpdate(0xffffffff, sb, 0, 0x3fc);
-    if (actual !== expected) fail(`superblock checksum mismatch (stored 0x${expected.toString(16)}, computed 0x${actual.toString(16)})`);
-  }
+function checkSuperblockChecksum({ sb, u32 }: SuperblockFields): void {
+  if (sb[0x175] !== 1) fail(`unknown metadata checksum type ${sb[0x175]}`);
+  const expected = u32(0x3fc);
+  const actual = crc32cUpdate(0xffffffff, sb, 0, 0x3fc);
+  if (actual !== expected) fail(`superblock checksum mismatch (stored 0x${expected.toString(16)}, computed 0x${actual.toString(16)})`);
+}
 
-  const state = u16(0x3a);
+function checkState(state: number): void {
   if (state & STATE_ERROR) fail('the filesystem is marked as having errors (s_state); run e2fsck');
   if (!(state & STATE_VALID)) fail('the filesystem was not cleanly unmounted or is mounted (s_state lacks VALID_FS): the bitmaps may be stale');
+}
 
+/** Block size, counts and groups, checked against each other and the volume. */
+function parseGeometry({ u16, u32 }: SuperblockFields, features: Features, volumeSize: number) {
   const logBlockSize = u32(0x18);
   if (logBlockSize > 6) fail(`invalid block size (s_log_block_size ${logBlockSize})`);
   const blockSize = 1024 << logBlockSize;
   // Without bigalloc a cluster is a block; e2fsck and the kernel call anything else corrupt.
   const logClusterSize = u32(0x1c);
   if (logClusterSize !== logBlockSize) fail(`cluster size (s_log_cluster_size ${logClusterSize}) differs from the block size (s_log_block_size ${logBlockSize}) without bigalloc`);
-  const is64 = (incompat & INCOMPAT_64BIT) !== 0;
-  const blocksCount = u32(0x04) + (is64 ? u32(0x150) * 2 ** 32 : 0);
+  const blocksCount = u32(0x04) + (features.is64 ? u32(0x150) * 2 ** 32 : 0);
   const firstDataBlock = u32(0x14);
   const blocksPerGroup = u32(0x20);
   const clustersPerGroup = u32(0x24);
   const inodesPerGroup = u32(0x28);
   const inodesCount = u32(0x00);
-  const inodeSize = revLevel >= 1 ? u16(0x58) : 128;
+  const inodeSize = features.revLevel >= 1 ? u16(0x58) : 128;
 
   if (!Number.isSafeInteger(blocksCount * blockSize)) fail(`blocks count ${blocksCount} is too large`);
   const expectedFirst = blockSize === 1024 ? 1 : 0;
@@ -199,73 +252,45 @@ function parseSuperblock(sb: Uint8Array, volumeSize: number): Superblock {
   if (blocksCount * blockSize > volumeSize) {
     fail(`the filesystem is ${blocksCount * blockSize} bytes (${blocksCount} blocks of ${blockSize}) but the volume holds only ${volumeSize}`);
   }
-
   const groupCount = Math.ceil((blocksCount - firstDataBlock) / blocksPerGroup);
   if (groupCount * inodesPerGroup !== inodesCount) {
     fail(`inodes count ${inodesCount} is not ${groupCount} groups × ${inodesPerGroup} inodes per group`);
   }
+  return { blockSize, blocksCount, firstDataBlock, blocksPerGroup, inodesPerGroup, inodesCount, inodeSize, groupCount };
+}
 
+/** Where the group descriptors are: their size, how many blocks they take, meta_bg and reserved GDT blocks. */
+function parseDescriptorLayout({ u16, u32 }: SuperblockFields, features: Features, geometry: { blockSize: number; groupCount: number }) {
   let descSize = 32;
-  if (is64) {
+  if (features.is64) {
     descSize = u16(0xfe);
     if (descSize < 64 || descSize > 1024 || (descSize & (descSize - 1)) !== 0) fail(`invalid group descriptor size ${descSize} with 64bit`);
   }
-  const descPerBlock = blockSize / descSize;
-  const gdtBlocks = Math.ceil(groupCount / descPerBlock);
-  const metaBg = (incompat & INCOMPAT_META_BG) !== 0;
+  const descPerBlock = geometry.blockSize / descSize;
+  const gdtBlocks = Math.ceil(geometry.groupCount / descPerBlock);
+  const metaBg = (features.incompat & INCOMPAT_META_BG) !== 0;
   const firstMetaBg = metaBg ? u32(0x104) : 0;
   if (metaBg && firstMetaBg > gdtBlocks) fail(`first meta block group ${firstMetaBg} is past the ${gdtBlocks} descriptor blocks`);
-  const reservedGdtBlocks = revLevel >= 1 ? u16(0xce) : 0;
-  if (reservedGdtBlocks > blockSize / 4) fail(`invalid reserved GDT blocks count ${reservedGdtBlocks}`);
+  const reservedGdtBlocks = features.revLevel >= 1 ? u16(0xce) : 0;
+  if (reservedGdtBlocks > geometry.blockSize / 4) fail(`invalid reserved GDT blocks count ${reservedGdtBlocks}`);
+  return { descSize, descPerBlock, gdtBlocks, metaBg, firstMetaBg, reservedGdtBlocks };
+}
 
-  let journalInode = 0;
-  if (needsRecovery) {
-    if (!(compat & COMPAT_HAS_JOURNAL)) fail('needs_recovery is set but the filesystem has no journal (has_journal is not set)');
-    const journalUuid = sb.subarray(0xd0, 0xe0);
-    const journalDev = u32(0xe4);
-    if (journalDev !== 0 || journalUuid.some((byte) => byte !== 0)) {
-      fail(
-        `the journal needs recovery and is on an external journal device (s_journal_dev 0x${journalDev.toString(16)}), ` +
-          'which cannot be checked from this volume: the on-disk bitmaps may be stale',
-      );
-    }
-    journalInode = u32(0xe0);
-    if (journalInode === 0) fail('needs_recovery is set but the superblock names no journal inode (s_journal_inum is 0)');
-    if (journalInode > inodesCount) fail(`journal inode ${journalInode} is past the ${inodesCount} inodes of the filesystem`);
+/** The internal journal's inode, when the journal may need recovery; an external journal cannot be checked. */
+function parseJournalInode({ sb, u32 }: SuperblockFields, compat: number, inodesCount: number): number {
+  if (!(compat & COMPAT_HAS_JOURNAL)) fail('needs_recovery is set but the filesystem has no journal (has_journal is not set)');
+  const journalUuid = sb.subarray(0xd0, 0xe0);
+  const journalDev = u32(0xe4);
+  if (journalDev !== 0 || journalUuid.some((byte) => byte !== 0)) {
+    fail(
+      `the journal needs recovery and is on an external journal device (s_journal_dev 0x${journalDev.toString(16)}), ` +
+        'which cannot be checked from this volume: the on-disk bitmaps may be stale',
+    );
   }
-
-  const uuid = sb.slice(0x68, 0x78);
-  const csumSeed = incompat & INCOMPAT_CSUM_SEED ? u32(0x270) : crc32cUpdate(0xffffffff, uuid);
-  const sparseSuper2 = (compat & COMPAT_SPARSE_SUPER2) !== 0;
-  const backupGroups: [number, number] = [u32(0x24c), u32(0x250)];
-
-  return {
-    blockSize,
-    blocksCount,
-    firstDataBlock,
-    blocksPerGroup,
-    inodesPerGroup,
-    inodeSize,
-    needsRecovery,
-    journalInode,
-    groupCount,
-    descSize,
-    descPerBlock,
-    gdtBlocks,
-    reservedGdtBlocks,
-    firstMetaBg,
-    superblockBlock: Math.floor(SUPERBLOCK_OFFSET / blockSize),
-    uuid,
-    csumSeed,
-    sparseSuper: (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0,
-    sparseSuper2,
-    backupGroups,
-    flexBg: (incompat & INCOMPAT_FLEX_BG) !== 0,
-    metaBg,
-    is64,
-    metadataCsum,
-    gdtCsum: !metadataCsum && (roCompat & RO_COMPAT_GDT_CSUM) !== 0,
-  };
+  const journalInode = u32(0xe0);
+  if (journalInode === 0) fail('needs_recovery is set but the superblock names no journal inode (s_journal_inum is 0)');
+  if (journalInode > inodesCount) fail(`journal inode ${journalInode} is past the ${inodesCount} inodes of the filesystem`);
+  return journalInode;
 }
 
 // ---------------------------------------------------------------------------------------------
