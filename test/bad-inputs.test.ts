@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import {
   FIXTURE_PLUGINS,
   MiB,
+  escapeRegExp,
   PASSWORD_ENV,
   backup,
   expectCleanFailure,
@@ -32,7 +33,7 @@ async function snapshotTree(dir: string): Promise<string[]> {
   return rows.sort();
 }
 
-const escape = (text: string) => new RegExp(text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+const escape = (text: string) => new RegExp(escapeRegExp(text));
 
 describe('bad inputs give their exit code and a clear message', () => {
   const scope = useSuiteScope();

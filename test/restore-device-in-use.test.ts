@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { realpath, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, test } from 'vitest';
@@ -10,15 +8,18 @@ import {
   attachLoop,
   backup,
   expectCleanFailure,
+  escapeRegExp,
   expectSuccess,
   flushDevice,
   init,
   describeWithLoopDevices,
+  makeGptDisk,
   makeVolume,
   mountDevice,
   run,
   runCli,
   sameBytes,
+  sha256Of,
   tempDir,
   unmount,
   useScope,
@@ -40,24 +41,10 @@ const DISK_SIZE = 48 * MiB;
 const PARTITION_OFFSET = 1 * MiB;
 const PARTITION_SIZE = 32 * MiB;
 
-/** A GPT disk image with one Linux partition holding the ext4 image `partition`. */
+/** A GPT disk image with one Linux partition, at PARTITION_OFFSET, holding the ext4 image `partition`. */
 async function makeDisk(path: string, partition: string): Promise<void> {
-  await writeFile(path, '');
-  await truncate(path, DISK_SIZE);
-  const first = PARTITION_OFFSET / 512;
-  const last = first + PARTITION_SIZE / 512 - 1;
-  await run('sgdisk', [`--new=1:${first}:${last}`, '--typecode=1:8300', path]);
-  await run('dd', [`if=${partition}`, `of=${path}`, 'bs=1M', `seek=${PARTITION_OFFSET}`, 'oflag=seek_bytes', 'conv=notrunc', 'status=none']);
-}
-
-async function sha256(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const [placed] = await makeGptDisk(path, DISK_SIZE, [{ image: partition, size: PARTITION_SIZE }]);
+  if (placed!.offset !== PARTITION_OFFSET) throw new Error(`the partition starts at ${placed!.offset}, not ${PARTITION_OFFSET}`);
 }
 
 describeWithLoopDevices('restore onto a disk while something built on it is mounted', () => {
@@ -102,7 +89,7 @@ describeWithLoopDevices('restore onto a disk while something built on it is moun
     const mountPoint = join(dir, `mnt-${device.replace(/\D/g, '')}`);
     await mountDevice(scope, partition, mountPoint);
     await run('sync', ['-f', mountPoint]);
-    const before = await sha256(device);
+    const before = await sha256Of(device);
 
     const refused = await runCli(['restore', job, 'latest', '--to', device, '--force'], { env: PASSWORD_ENV });
     expectCleanFailure(
@@ -110,7 +97,7 @@ describeWithLoopDevices('restore onto a disk while something built on it is moun
       1,
       new RegExp(`^cairn: ${escapeRegExp(`${device} is in use: ${described} is mounted at ${mountPoint}; unmount it before restoring onto ${device}`)}$`, 'm'),
     );
-    expect(await sha256(device), 'the disk is left untouched').toBe(before);
+    expect(await sha256Of(device), 'the disk is left untouched').toBe(before);
 
     await unmount(mountPoint);
     const restored = await runCli(['restore', job, 'latest', '--to', device, '--force'], { env: PASSWORD_ENV });
