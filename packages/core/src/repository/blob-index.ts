@@ -17,6 +17,12 @@ export interface DamagedObject {
 }
 
 /**
+ * A reader may use a pack that prune marked for deletion, for blobs no other pack holds; a
+ * writer must not count on such a pack (it stores the blob anew), see docs/FORMAT.md, Prune.
+ */
+export type IndexPurpose = 'read' | 'write';
+
+/**
  * Which pack holds which blob: the union of the repository's index files. Index files that
  * could not be read are listed in `unreadable`; the blobs they named are simply unknown, so
  * damage there costs only the data that is actually missing.
@@ -26,6 +32,14 @@ export class BlobIndex {
   readonly #packs = new Map<string, { blobs: number; end: number }>();
   /** Index files that could not be read. */
   readonly unreadable: DamagedObject[] = [];
+  /** Ids of the index files taken in (a writer takes in others' new ones as it goes). */
+  readonly files = new Set<string>();
+
+  constructor(
+    /** Packs that prune marked for deletion. */
+    readonly marked: ReadonlySet<string> = new Set(),
+    readonly purpose: IndexPurpose = 'read',
+  ) {}
 
   get blobCount(): number {
     return this.#blobs.size;
@@ -38,12 +52,15 @@ export class BlobIndex {
   addPacks(packs: readonly IndexedPack[]): void {
     for (const pack of packs) {
       const packId = pack.id.toString('hex');
+      const marked = this.marked.has(packId);
+      if (marked && this.purpose === 'write') continue;
       let info = this.#packs.get(packId);
       if (!info) this.#packs.set(packId, (info = { blobs: pack.blobs.length, end: 0 }));
       for (const blob of pack.blobs) {
         info.end = Math.max(info.end, blob.offset + blob.length);
         const id = blob.id.toString('hex');
-        if (!this.#blobs.has(id)) {
+        const known = this.#blobs.get(id);
+        if (!known || (!marked && this.marked.has(known.pack))) {
           this.#blobs.set(id, { pack: packId, type: blob.type, offset: blob.offset, length: blob.length, rawLength: blob.rawLength });
         }
       }

@@ -209,6 +209,7 @@ export const Keys = {
   index: (id: string) => `index/${id}`,
   snapshot: (id: string) => `snapshots/${id}`,
   lock: (id: string) => `locks/${id}`,
+  mark: (id: string) => `marks/${id}`,
 } as const;
 
 export function idFromKey(key: string): string {

@@ -1,15 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import type { ByteRange, Target } from '../target.js';
+import type { ByteRange, Leftovers, Target } from '../target.js';
 import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError } from '../errors.js';
 import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, type MasterKey } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type IndexedPack } from './format.js';
 import { decodeManifest, encodeManifest, type SnapshotManifest } from './snapshot.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, decodeConfig, encodeConfig, type RepositoryConfig } from './config.js';
 import { Keyring, type KeyInfo, type StoredConfig } from './keyring.js';
-import { BlobIndex, type DamagedObject } from './blob-index.js';
+import { BlobIndex, type DamagedObject, type IndexPurpose } from './blob-index.js';
+import { loadMarks } from './marks.js';
 
 export { blobIdSchemeOf, packIdSchemeOf, imageDigestOf, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, type RepositoryConfig } from './config.js';
-export { BlobIndex, type BlobLocation, type DamagedObject } from './blob-index.js';
+export { BlobIndex, type BlobLocation, type DamagedObject, type IndexPurpose } from './blob-index.js';
 
 export interface SnapshotSummary {
   id: string;
@@ -19,9 +20,9 @@ export interface SnapshotSummary {
 }
 
 /** Kinds of small sealed objects, each named by the hash of its sealed bytes. */
-export type SealedKind = 'index' | 'snapshots' | 'locks';
+export type SealedKind = 'index' | 'snapshots' | 'locks' | 'marks';
 
-const SEALED_KEY: Record<SealedKind, (id: string) => string> = { index: Keys.index, snapshots: Keys.snapshot, locks: Keys.lock };
+const SEALED_KEY: Record<SealedKind, (id: string) => string> = { index: Keys.index, snapshots: Keys.snapshot, locks: Keys.lock, marks: Keys.mark };
 
 /** A pack as the target lists it. */
 export interface StoredPack {
@@ -154,6 +155,20 @@ export class Repository {
     return this.#target.get(Keys.pack(id), range);
   }
 
+  /** Removes what killed writers left on the target before `before` (see Target.removeLeftovers). */
+  async removeLeftovers(before: Date): Promise<Leftovers> {
+    return (await this.#target.removeLeftovers?.(before)) ?? { count: 0, bytes: 0 };
+  }
+
+  /** Deletes a pack (prune only, once nothing can need it); one already gone is fine. */
+  async removePack(id: string): Promise<void> {
+    try {
+      await this.#target.remove(Keys.pack(id));
+    } catch (err) {
+      if (!this.#target.isNotFound(err)) throw err;
+    }
+  }
+
   /** Every pack stored where a pack belongs (`data/<first two hex digits>/<id>`), with its size. */
   async listPacks(): Promise<StoredPack[]> {
     const packs: StoredPack[] = [];
@@ -165,29 +180,44 @@ export class Repository {
   }
 
   /**
-   * Reads every index file. One that is damaged is listed in `unreadable` rather than thrown:
-   * it costs only the blobs it alone named. One removed while being read (prune replaced it,
-   * having written its replacement first) sends the reader back to the listing.
+   * Reads every index file, and the prune marks that say which packs a writer must not count
+   * on (docs/FORMAT.md, Prune). A damaged index file is listed in `unreadable` rather than
+   * thrown: it costs only the blobs it alone named.
    */
-  async loadIndex(): Promise<BlobIndex> {
-    const index = new BlobIndex();
-    const seen = new Set<string>();
+  async loadIndex(purpose: IndexPurpose = 'read'): Promise<BlobIndex> {
+    const marks = await loadMarks(this);
+    const index = new BlobIndex(new Set(marks.flatMap((m) => m.mark.packs)), purpose);
+    await this.loadNewIndexFiles(index);
+    return index;
+  }
+
+  /**
+   * Adds the index files `index` has not taken in yet. One removed while being read (prune
+   * replaced it, having written its replacement first) sends the reader back to the listing.
+   */
+  async loadNewIndexFiles(index: BlobIndex): Promise<void> {
     for (let pass = 0; pass < 5; pass++) {
-      const ids = (await this.listIds('index')).filter((id) => !seen.has(id));
+      const ids = (await this.listIds('index')).filter((id) => !index.files.has(id));
       let vanished = false;
       await forEachConcurrently(ids, 8, async (id) => {
-        seen.add(id);
         try {
-          index.addPacks(decodeIndexOrThrow(await this.getSealed('index', id), id));
+          index.addPacks(await this.readIndexFile(id));
+          index.files.add(id);
         } catch (err) {
           if (this.#target.isNotFound(err)) vanished = true;
-          else if (err instanceof DamageError) index.unreadable.push({ object: Keys.index(id), message: err.message });
-          else throw err;
+          else if (err instanceof DamageError) {
+            index.files.add(id);
+            index.unreadable.push({ object: Keys.index(id), message: err.message });
+          } else throw err;
         }
       });
       if (!vanished) break;
     }
-    return index;
+  }
+
+  /** One index file's packs; DamageError when it is damaged. */
+  async readIndexFile(id: string): Promise<IndexedPack[]> {
+    return decodeIndexOrThrow(await this.getSealed('index', id), id);
   }
 
   /**

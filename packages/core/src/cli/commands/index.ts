@@ -5,6 +5,8 @@ import { snapshotsCommand } from './snapshots.js';
 import { restoreCommand } from './restore.js';
 import { showCommand } from './show.js';
 import { checkCommand } from './check.js';
+import { pruneCommand } from './prune.js';
+import { unlockCommand } from './unlock.js';
 import { keyCommand } from './key.js';
 import { validateCommand } from './validate.js';
 import { schemaCommand } from './schema.js';
@@ -18,6 +20,8 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   restoreCommand,
   showCommand,
   checkCommand,
+  pruneCommand,
+  unlockCommand,
   keyCommand,
   validateCommand,
   schemaCommand,
