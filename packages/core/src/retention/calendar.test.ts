@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatInZone, instantOfWall, isValidTimeZone, isoWeek, localTimeZone, subtractCalendar, wallClock, zoneOffset } from './calendar.js';
+import { formatInZone, instantOfWall, isValidTimeZone, isoWeek, localTimeZone, parseIsoDateTime, subtractCalendar, wallClock, zoneOffset } from './calendar.js';
 
 const at = (iso: string) => Date.parse(iso);
 /** The wall clock as `YYYY-MM-DD HH:MM`. */
@@ -119,4 +119,35 @@ describe('calendar arithmetic', () => {
     expect(minus('2026-06-10T12:00:00Z', { years: 1, months: 6 }, 'UTC')).toBe('2024-12-10T12:00:00.000Z');
     expect(minus('2026-06-10T12:00:00Z', { days: 14, hours: 2 }, 'UTC')).toBe('2026-05-27T10:00:00.000Z');
   });
+});
+
+describe('ISO 8601 dates and times', () => {
+  const iso = (text: string, zone?: string) => parseIsoDateTime(text, zone).toISOString();
+
+  it.each([
+    ['2026-05-01T14:30:00Z', '2026-05-01T14:30:00.000Z'],
+    ['2026-05-01T14:30:00.25Z', '2026-05-01T14:30:00.250Z'],
+    ['2026-05-01T14:30:00,123456z', '2026-05-01T14:30:00.123Z'],
+    ['2026-05-01T14:30Z', '2026-05-01T14:30:00.000Z'],
+    ['2026-05-01 14:30:00+02:00', '2026-05-01T12:30:00.000Z'],
+    ['2026-05-01T14:30:00-0530', '2026-05-01T20:00:00.000Z'],
+    ['2026-05-01T01:00:00+05', '2026-04-30T20:00:00.000Z'],
+    ['2024-02-29T00:00:00Z', '2024-02-29T00:00:00.000Z'],
+  ])('%s is %s', (text, expected) => {
+    expect(iso(text)).toBe(expected);
+  });
+
+  it('reads a time without offset, or a date alone, as wall-clock time in the zone', () => {
+    expect(iso('2026-01-15T12:00', 'Europe/Berlin')).toBe('2026-01-15T11:00:00.000Z');
+    expect(iso('2026-07-15T12:00:00', 'Europe/Berlin')).toBe('2026-07-15T10:00:00.000Z');
+    expect(iso('2026-07-15', 'Europe/Berlin')).toBe('2026-07-14T22:00:00.000Z');
+    expect(iso('2026-07-15', 'UTC')).toBe('2026-07-15T00:00:00.000Z');
+  });
+
+  it.each(['', 'yesterday', '2026-5-1', '2026-05-01T', '2026-05-01T14', '2026-13-01', '2026-02-29', '2026-04-31', '2026-05-00', '2026-05-01T24:00', '2026-05-01T14:60', '2026-05-01T14:30:61Z', '2026-05-01T14:30+25:00', '2026-05-01Z', '1714567800', ' 2026-05-01'])(
+    'refuses %j',
+    (text) => {
+      expect(() => parseIsoDateTime(text, 'UTC')).toThrow(RangeError);
+    },
+  );
 });

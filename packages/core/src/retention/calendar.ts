@@ -137,3 +137,36 @@ export function subtractCalendar(instant: number, amount: { years: number; month
   }
   return result - amount.hours * 3_600_000;
 }
+
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+
+/**
+ * Parses an ISO 8601 date or date and time: `2026-05-01`, `2026-05-01T14:30`,
+ * `2026-05-01T14:30:00.250Z`, `2026-05-01T14:30+02:00`. Without an offset it is a wall-clock
+ * time in `timeZone` (default: local), a date alone its midnight. Throws a RangeError for
+ * anything else, impossible dates (30 February) included.
+ */
+export function parseIsoDateTime(text: string, timeZone?: string): Date {
+  const match = ISO_DATE_TIME.exec(text);
+  if (!match) throw new RangeError(`"${text}" is not an ISO 8601 date and time, such as 2026-05-01T14:30:00Z or 2026-05-01`);
+  const [, y, mo, d, h = '0', mi = '0', s = '0', fraction = '', offset] = match;
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, s].map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(2000, month, 0)).getUTCDate() - (month === 2 && !isLeapYear(year) ? 1 : 0);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) {
+    throw new RangeError(`"${text}" is not a valid date and time`);
+  }
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second, Number(fraction.padEnd(3, '0').slice(0, 3)));
+  const wallMs = date.getTime();
+  if (offset === undefined) return new Date(instantOfWall(wallMs, timeZone));
+  if (offset === 'Z' || offset === 'z') return new Date(wallMs);
+  const [, sign, oh, om = '0'] = /^([+-])(\d{2}):?(\d{2})?$/.exec(offset)!;
+  if (Number(oh) > 23 || Number(om) > 59) throw new RangeError(`"${text}" has an invalid offset ${offset}`);
+  const offsetMs = (Number(oh) * 60 + Number(om)) * 60_000 * (sign === '-' ? -1 : 1);
+  return new Date(wallMs - offsetMs);
+}
+
+function isLeapYear(year: number): boolean {
+  return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+}
