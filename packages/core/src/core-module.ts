@@ -20,6 +20,7 @@ import { RestoreOperation } from './operations/restore.js';
 import { CheckOperation } from './operations/check.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
 import { KeyOperation } from './operations/keys.js';
+import { ForgetOperation } from './operations/forget.js';
 
 @injectable()
 export class SystemClock implements Clock {
@@ -66,4 +67,5 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(SnapshotsOperation).toSelf();
   bind(ShowOperation).toSelf();
   bind(KeyOperation).toSelf();
+  bind(ForgetOperation).toSelf();
 });
