@@ -67,7 +67,7 @@ export class ForgetOperation {
   ) {}
 
   /** Throws UsageError, before any I/O, when there is nothing to apply: forget never removes everything by default. */
-  run(job: LoadedJob, options: ForgetOptions = {}): Promise<ForgetResult> {
+  async run(job: LoadedJob, options: ForgetOptions = {}): Promise<ForgetResult> {
     const named = options.snapshots ?? [];
     if (named.length > 0 && options.policy && !isEmptyPolicy(options.policy)) throw new UsageError('Name snapshots to forget, or give --keep-* rules, not both');
     const policy = named.length > 0 ? undefined : (options.policy ?? retentionPolicyOf(job));
