@@ -1,3 +1,5 @@
+import { PruneOperation } from './operations/prune.js';
+import { UnlockOperation } from './operations/unlock.js';
 import { ContainerModule, injectable } from './vendor.js';
 import { Clock, CodecRegistry, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, HookContribution, createEngineHooks } from './hooks.js';
@@ -68,4 +70,6 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(ShowOperation).toSelf();
   bind(KeyOperation).toSelf();
   bind(ForgetOperation).toSelf();
+  bind(PruneOperation).toSelf();
+  bind(UnlockOperation).toSelf();
 });

@@ -38,6 +38,17 @@ export interface Target extends IDisposable {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   remove(key: string): Promise<void>;
   isNotFound(err: unknown): boolean;
+  /**
+   * Removes what writers that were killed left behind (temporary files, unfinished multipart
+   * uploads) and that was started before `before`; `prune` calls it. Optional.
+   */
+  removeLeftovers?(before: Date): Promise<Leftovers>;
+}
+
+/** What `removeLeftovers` removed. */
+export interface Leftovers {
+  count: number;
+  bytes: number;
 }
 
 /** Creates a target from the job file's `target` object (already validated against the contributed schema). */

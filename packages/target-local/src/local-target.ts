@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { TargetError, directIoSpan } from '@cairn/core';
-import type { ByteRange, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
+import type { ByteRange, Leftovers, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
 
 export interface LocalTargetSettings extends TargetSettings {
   type: 'local';
@@ -103,6 +103,24 @@ export class LocalTarget implements Target {
     } catch (err) {
       throw wrapErrorUnlessNotFound(err, 'remove', path);
     }
+  }
+
+  /** Removes `.tmp-*` files (puts of killed writers) last modified before `before`. */
+  async removeLeftovers(before: Date): Promise<Leftovers> {
+    const removed: Leftovers = { count: 0, bytes: 0 };
+    const visit = async (folder: string): Promise<void> => {
+      const entries = await readdir(folder, { withFileTypes: true }).catch((err: unknown) => {
+        if (this.isNotFound(err)) return [];
+        throw wrapError(err, 'list', folder);
+      });
+      for (const entry of entries) {
+        const path = join(folder, entry.name);
+        if (entry.isDirectory()) await visit(path);
+        else if (entry.isFile() && entry.name.startsWith(TEMP_PREFIX)) await removeIfOlder(path, before, removed);
+      }
+    };
+    await visit(this.location);
+    return removed;
   }
 
   isNotFound(err: unknown): boolean {
@@ -276,6 +294,18 @@ async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
     if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     written += bytesWritten;
   }
+}
+
+async function removeIfOlder(path: string, before: Date, removed: Leftovers): Promise<void> {
+  const info = await statPath(path).catch(() => undefined);
+  if (!info || info.mtimeMs >= before.getTime()) return;
+  await unlink(path).then(
+    () => {
+      removed.count++;
+      removed.bytes += info.size;
+    },
+    () => undefined,
+  );
 }
 
 /** Flushes a folder's entries (a rename or a new child) to disk. */

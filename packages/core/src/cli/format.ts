@@ -19,9 +19,9 @@ export function formatDuration(seconds: number): string {
 }
 
 /** `1073741824`, `512M`, `20G`, `1.5T` (binary units). */
-export function parseSize(text: string): number {
+export function parseSize(text: string, flag = '--size'): number {
   const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(text.trim());
-  if (!match) throw new UsageError(`--size must be a number of bytes, optionally with K, M, G or T: not "${text}"`);
+  if (!match) throw new UsageError(`${flag} must be a number of bytes, optionally with K, M, G or T: not "${text}"`);
   const factor = 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase());
   return Math.round(Number(match[1]) * factor);
 }
@@ -51,4 +51,11 @@ export function parseTagFlags(value: unknown, flag: string): string[] {
     if (problem) throw new UsageError(`${flag}: ${problem}`);
   }
   return [...new Set(tags)];
+}
+
+/** `90s`, `30m`, `2h`, or a number of seconds. */
+export function parseWait(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([smh]?)$/.exec(text.trim());
+  if (!match) throw new UsageError(`${flag} must be a duration such as 90s, 30m or 2h: not "${text}"`);
+  return Math.round(Number(match[1]) * 1000 * { '': 1, s: 1, m: 60, h: 3600 }[match[2] as '' | 's' | 'm' | 'h']);
 }

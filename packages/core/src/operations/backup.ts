@@ -6,13 +6,17 @@ import { EngineHooks, createBackupRunHooks, type BackupRun } from '../hooks.js';
 import { HookRunner } from '../hook-runner.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
-import type { Repository } from '../repository/repository.js';
+import type { BlobIndex, Repository } from '../repository/repository.js';
+import { adoptOrphanPacks } from '../repository/pack-headers.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import { runBackup, type BackupResult } from '../pipeline/backup.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
 import { PipelineWorkers } from './pipeline-workers.js';
+
+/** How often a running backup takes in index files that other writers wrote meanwhile. */
+const FOLLOW_INDEX_EVERY_MS = 10_000;
 
 export interface BackupOptions {
   /** The snapshot's time instead of the clock's (`backup --time`: imports, tests). */
@@ -67,6 +71,9 @@ export class BackupOperation {
 
   async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource, options: BackupOptions): Promise<BackupResult> {
     const index = await this.workers.prepare(pool, repository, job, 'write');
+    await this.#adoptOrphans(repository, index);
+    // Backups running into the same repository share what they store as soon as it is indexed.
+    const following = setInterval(() => void repository.loadNewIndexFiles(index).catch(() => undefined), FOLLOW_INDEX_EVERY_MS);
     const result = await runBackup({
       repository,
       index,
@@ -80,9 +87,15 @@ export class BackupOperation {
       started: options.time ?? this.clock.now(),
       ...(options.tags?.length && { tags: [...options.tags] }),
       beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
-    });
+    }).finally(() => clearInterval(following));
     for (const warning of result.warnings) this.logger.warn(warning);
     return result;
+  }
+
+  async #adoptOrphans(repository: Repository, index: BlobIndex): Promise<void> {
+    for (const problem of index.unreadable) this.logger.warn(`${problem.message}; the blobs it named will be stored again (\`cairn repair index\` rebuilds it)`);
+    const adopted = await adoptOrphanPacks(repository, index);
+    if (adopted.packs > 0) this.logger.info(`Indexed ${adopted.packs} pack(s) (${(adopted.bytes / 1e6).toFixed(1)} MB) that an interrupted backup left; their data is not stored again`);
   }
 
   async #sourceFactory(type: string): Promise<SourceFactory> {

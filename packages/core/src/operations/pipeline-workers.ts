@@ -36,7 +36,7 @@ export class PipelineWorkers {
     const initialised = this.#codecSetup(job, purpose).then((setup) =>
       pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), ...setup }),
     );
-    const [, index] = await Promise.all([initialised, repository.loadIndex()]);
+    const [, index] = await Promise.all([initialised, repository.loadIndex(purpose)]);
     return index;
   }
 

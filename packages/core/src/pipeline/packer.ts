@@ -4,8 +4,13 @@ import { packIdSchemeOf, type Repository } from '../repository/repository.js';
 import { allocateAligned } from './aligned-memory.js';
 import { SEALED_CHUNK_OVERHEAD } from './worker-pool.js';
 
-/** Packs written before an index file is flushed, so an interrupted run keeps most of its work. */
+/**
+ * An index file is written after this many packs, or after the first pack this long after the
+ * last index file: other writers into the repository deduplicate against what they can see.
+ * (A killed run loses nothing either way: the next backup indexes the packs it left.)
+ */
 const PACKS_PER_INDEX = 16;
+const INDEX_EVERY_MS = 10_000;
 /** Pack uploads in flight at once. */
 const UPLOAD_CONCURRENCY = 3;
 /** Blobs a pack buffer has header room for beyond what fills it; more small blobs close a pack early. */
@@ -38,6 +43,7 @@ export class Packer {
   readonly #uploads = new Set<Promise<void>>();
   #uploaded: IndexedPack[] = [];
   #failure: unknown;
+  #lastIndexAt = performance.now();
   /** Bytes of packs and indexes this packer stored. */
   bytesWritten = 0;
 
@@ -113,7 +119,7 @@ export class Packer {
         async () => {
           this.bytesWritten += pack.length;
           this.#uploaded.push({ id, blobs });
-          if (this.#uploaded.length >= PACKS_PER_INDEX) await this.#writeIndex();
+          if (this.#uploaded.length >= PACKS_PER_INDEX || performance.now() - this.#lastIndexAt > INDEX_EVERY_MS) await this.#writeIndex();
         },
         (err: unknown) => {
           this.#failure ??= err;
@@ -128,6 +134,7 @@ export class Packer {
     if (this.#uploaded.length === 0) return;
     const packs = this.#uploaded;
     this.#uploaded = [];
+    this.#lastIndexAt = performance.now();
     try {
       const { size } = await this.repository.putSealed('index', encodeIndex(packs));
       this.bytesWritten += size;

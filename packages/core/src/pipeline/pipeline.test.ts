@@ -303,8 +303,8 @@ describe('backup and restore pipeline', () => {
   });
 
   it('reads and extends a format-1 repository, whose blob ids are HMAC-SHA256 and pack names SHA-256', async () => {
-    const { blobId: _blobId, packId: _packId, imageDigest: _imageDigest, ...v1Config } = { ...repository.config, version: 1 };
-    await target.put(Keys.config, Buffer.from(JSON.stringify(v1Config)));
+    target = new FaultyTarget(new MemoryTarget());
+    await Repository.init(target, 'pw', { formatVersion: 1 });
     await pool.dispose();
     repository = await Repository.open(target, 'pw');
     pool = await startPool(repository);
@@ -323,8 +323,8 @@ describe('backup and restore pipeline', () => {
   });
 
   it('extends a format-2 repository with snapshots older readers understand: a SHA-256 of the image, manifest version 1', async () => {
-    const { imageDigest: _imageDigest, ...v2Config } = { ...repository.config, version: 2 };
-    await target.put(Keys.config, Buffer.from(JSON.stringify(v2Config)));
+    target = new FaultyTarget(new MemoryTarget());
+    await Repository.init(target, 'pw', { formatVersion: 2 });
     repository = await Repository.open(target, 'pw');
     const image = sampleImage();
     const result = await backup(image);

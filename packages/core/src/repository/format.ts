@@ -7,7 +7,7 @@
  */
 
 /** The version this cairn writes; it reads every version from 1 to this one. */
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 export const ID_LENGTH = 32;
 
 /** What a blob holds. Stored in pack headers and indexes. */
@@ -209,6 +209,7 @@ export const Keys = {
   index: (id: string) => `index/${id}`,
   snapshot: (id: string) => `snapshots/${id}`,
   lock: (id: string) => `locks/${id}`,
+  mark: (id: string) => `marks/${id}`,
 } as const;
 
 export function idFromKey(key: string): string {

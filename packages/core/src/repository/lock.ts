@@ -1,50 +1,73 @@
 import { hostname } from 'node:os';
 import { inject, injectable } from '../vendor.js';
-import { RepositoryLockedError } from '../errors.js';
+import { DamageError, RepositoryLockedError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import { Clock } from '../services.js';
 import type { Repository } from './repository.js';
 
-interface LockInfo {
+/**
+ * - `shared`: backup, restore, check, forget. Any number coexist.
+ * - `maintenance`: prune. Coexists with shared locks (prune's two phases keep running
+ *   backups safe, see docs/FORMAT.md), excludes another maintenance or exclusive lock.
+ * - `exclusive`: repair. Excludes every other lock.
+ */
+export type LockMode = 'shared' | 'maintenance' | 'exclusive';
+
+export interface LockInfo {
+  /** Kept for readers of format versions before 4, which know only shared and exclusive. */
   exclusive: boolean;
+  mode?: LockMode;
   operation: string;
   hostname: string;
   pid: number;
+  /** When the lock was last written (refreshed). */
   time: string;
+  /** When the operation took the lock (absent in locks of older cairns: then `time`). */
+  started?: string;
+}
+
+export interface ListedLock {
+  id: string;
+  info: LockInfo;
+  /** Why the lock no longer counts, or undefined while it holds. */
+  stale: string | undefined;
 }
 
 /** A lock not refreshed for this long belongs to a process that died on another machine. */
-const STALE_AFTER_MS = 30 * 60 * 1000;
+export const STALE_AFTER_MS = 30 * 60 * 1000;
 const REFRESH_EVERY_MS = 5 * 60 * 1000;
 
 /**
- * Shared locks (backup, restore, check) coexist; an exclusive lock (prune, key removal)
- * excludes everything. A lock whose process is gone (same host, pid not running) or that
- * was not refreshed for 30 minutes by the clock is stale and ignored.
+ * Repository locks. A lock whose process is gone (same host, pid not running) or that was
+ * not refreshed for 30 minutes by the clock is stale and ignored; stale locks of dead
+ * processes on this host are removed by the next lock taken here.
  */
 @injectable()
 export class RepositoryLocks {
   constructor(@inject(Clock) private readonly clock: Clock) {}
 
   /** Takes a lock for `operation`; RepositoryLockedError when a live lock excludes it. Dispose to release. */
-  async acquire(repository: Repository, operation: string, exclusive: boolean): Promise<IDisposable> {
-    const lock = new HeldLock(repository, { exclusive, operation, hostname: hostname(), pid: process.pid, time: '' }, this.clock);
+  async acquire(repository: Repository, operation: string, mode: LockMode | boolean): Promise<HeldLock> {
+    const own = lockMode(mode);
+    const now = this.clock.now().toISOString();
+    const lock = new HeldLock(repository, { exclusive: own === 'exclusive', mode: own, operation, hostname: hostname(), pid: process.pid, time: now, started: now }, this.clock);
     await lock.write();
     // Checked after writing, so that two processes that race both see each other.
-    const blocker = await this.#findBlocker(repository, lock);
+    const blocker = await this.#findBlocker(repository, lock).catch(async (err: unknown) => {
+      await lock.dispose();
+      throw err;
+    });
     if (blocker) {
       await lock.dispose();
-      throw new RepositoryLockedError(
-        `The repository is locked ${blocker.exclusive ? 'exclusively ' : ''}by ${blocker.operation} (pid ${blocker.pid} on ${blocker.hostname}, since ${blocker.time}); try again when it has finished`,
-      );
+      throw new RepositoryLockedError(describeBlocker(blocker));
     }
     lock.keepFresh();
     return lock;
   }
 
   /** Runs `fn` while holding a lock. */
-  async withLock<T>(repository: Repository, operation: string, exclusive: boolean, fn: () => Promise<T>): Promise<T> {
-    const lock = await this.acquire(repository, operation, exclusive);
+  async withLock<T>(repository: Repository, operation: string, mode: LockMode | boolean, fn: () => Promise<T>): Promise<T> {
+    const lock = await this.acquire(repository, operation, mode);
     try {
       return await fn();
     } finally {
@@ -52,24 +75,45 @@ export class RepositoryLocks {
     }
   }
 
-  async #findBlocker(repository: Repository, own: HeldLock): Promise<LockInfo | undefined> {
+  /** Every lock object, each with why it is stale (or undefined while it holds). Unreadable ones are stale. */
+  async list(repository: Repository): Promise<ListedLock[]> {
+    const locks: ListedLock[] = [];
     for (const id of await repository.listIds('locks')) {
-      if (id === own.id) continue;
-      let info: LockInfo;
-      try {
-        info = JSON.parse((await repository.getSealed('locks', id)).toString('utf8'));
-      } catch {
-        continue; // Removed meanwhile, or unreadable: it cannot be honoured, so it blocks no one.
+      const info = await readLock(repository, id);
+      if (info === 'gone') continue;
+      if (info === 'unreadable') locks.push({ id, info: UNREADABLE, stale: 'it cannot be read (damaged)' });
+      else locks.push({ id, info, stale: staleness(info, this.clock.now()) });
+    }
+    return locks;
+  }
+
+  /** Removes stale locks, or every lock with `all`; returns the removed ones. */
+  async remove(repository: Repository, options: { all: boolean; except?: string }): Promise<ListedLock[]> {
+    const removed: ListedLock[] = [];
+    for (const lock of await this.list(repository)) {
+      if (lock.id === options.except || (!options.all && !lock.stale)) continue;
+      await repository.removeSealed('locks', lock.id);
+      removed.push(lock);
+    }
+    return removed;
+  }
+
+  async #findBlocker(repository: Repository, own: HeldLock): Promise<LockInfo | undefined> {
+    for (const lock of await this.list(repository)) {
+      if (lock.id === own.id) continue;
+      if (lock.stale) {
+        // Its process is gone for sure: clearing it saves the next reader the question.
+        if (lock.info.hostname === hostname() && lock.stale.startsWith('its process')) await repository.removeSealed('locks', lock.id);
+        continue;
       }
-      if (isStale(info, this.clock.now())) continue;
-      if (own.info.exclusive || info.exclusive) return info;
+      if (conflicts(own.mode, modeOf(lock.info))) return lock.info;
     }
     return undefined;
   }
 }
 
 /** This process's lock object: rewritten every few minutes so others see it is alive. */
-class HeldLock implements IDisposable {
+export class HeldLock implements IDisposable {
   id = '';
   #timer: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> | undefined;
@@ -79,6 +123,10 @@ class HeldLock implements IDisposable {
     readonly info: LockInfo,
     private readonly clock: Clock,
   ) {}
+
+  get mode(): LockMode {
+    return modeOf(this.info);
+  }
 
   async write(): Promise<void> {
     const previous = this.id;
@@ -104,13 +152,55 @@ class HeldLock implements IDisposable {
   }
 }
 
-function isStale(info: LockInfo, now: Date): boolean {
-  if (now.getTime() - Date.parse(info.time) > STALE_AFTER_MS) return true;
-  if (info.hostname !== hostname()) return false;
+const UNREADABLE: LockInfo = { exclusive: false, operation: 'unknown', hostname: 'unknown', pid: 0, time: new Date(0).toISOString() };
+
+async function readLock(repository: Repository, id: string): Promise<LockInfo | 'gone' | 'unreadable'> {
+  try {
+    return JSON.parse((await repository.getSealed('locks', id)).toString('utf8'));
+  } catch (err) {
+    if (repository.isNotFound(err)) return 'gone';
+    if (err instanceof DamageError) return 'unreadable';
+    throw err;
+  }
+}
+
+function lockMode(mode: LockMode | boolean): LockMode {
+  if (mode === true) return 'exclusive';
+  if (mode === false) return 'shared';
+  return mode;
+}
+
+export function modeOf(info: LockInfo): LockMode {
+  return info.mode ?? (info.exclusive ? 'exclusive' : 'shared');
+}
+
+function conflicts(a: LockMode, b: LockMode): boolean {
+  if (a === 'exclusive' || b === 'exclusive') return true;
+  return a === 'maintenance' && b === 'maintenance';
+}
+
+/** Why a lock no longer counts, or undefined while it holds. */
+export function staleness(info: LockInfo, now: Date): string | undefined {
+  const age = now.getTime() - Date.parse(info.time);
+  if (!(age <= STALE_AFTER_MS)) return `it was not refreshed for ${Math.round(age / 60_000)} minutes`;
+  if (info.hostname !== hostname()) return undefined;
   try {
     process.kill(info.pid, 0);
-    return false;
+    return undefined;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? `its process ${info.pid} no longer runs` : undefined;
   }
+}
+
+function describeBlocker(info: LockInfo): string {
+  const mode = modeOf(info);
+  const expires = new Date(Date.parse(info.time) + STALE_AFTER_MS).toISOString();
+  const local = info.hostname === hostname();
+  return (
+    `The repository is locked ${mode === 'shared' ? '' : `${mode === 'exclusive' ? 'exclusively' : 'for maintenance'} `}by ${info.operation} ` +
+    `(pid ${info.pid} on ${info.hostname}, since ${info.started ?? info.time}, last refreshed ${info.time}); try again when it has finished. ` +
+    (local
+      ? `Its process is running on this host.`
+      : `If that process is gone, the lock expires at ${expires} (30 minutes without a refresh); \`cairn unlock <job>\` removes it then, \`cairn unlock <job> --remove-all\` at once.`)
+  );
 }

@@ -48,7 +48,7 @@ describe('Repository', () => {
   it('records BLAKE3 image digests in new repositories, SHA-256 in those of versions 1 and 2', async () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
-    expect(repository.config).toMatchObject({ version: 3, imageDigest: 'blake3' });
+    expect(repository.config).toMatchObject({ version: FORMAT_VERSION, imageDigest: 'blake3' });
     expect(imageDigestOf(repository.config)).toBe('blake3');
     const { imageDigest: _imageDigest, ...older } = repository.config;
     expect(imageDigestOf({ ...older, version: 2 })).toBe('sha256');
@@ -76,6 +76,58 @@ describe('Repository', () => {
     }
     const notJson = (await repository.putSealed('snapshots', Buffer.from('{'))).id;
     await expect(repository.loadSnapshot(notJson)).rejects.toThrow(/is not valid JSON/);
+  });
+
+  describe('an authenticated config (format 4)', () => {
+    const edit = async (target: MemoryTarget, change: (text: string) => string) => target.put(Keys.config, Buffer.from(change((await target.get(Keys.config)).toString('utf8'))));
+
+    it('treats an edited but plausible config as damage, never as a setting', async () => {
+      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 4', '"version": 3'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
+        const target = new MemoryTarget();
+        await Repository.init(target, 'x');
+        await edit(target, change);
+        await expect(Repository.open(target, 'x')).rejects.toThrow(/config at memory: is damaged: it is not the config key [0-9a-f]{12} was made for/);
+      }
+    });
+
+    it('refuses implausible values before any password is asked for', async () => {
+      const target = new MemoryTarget();
+      await Repository.init(target, 'x');
+      await edit(target, (t) => t.replace('"chunkSize": 4194304', '"chunkSize": 4194305'));
+      await expect(Repository.readConfig(target)).rejects.toThrow(/damaged: chunk size 4194305 is not a power of two/);
+      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 4', '"version": 0'));
+      await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
+    });
+
+    it('says the config is lost when keys remain, and init refuses any location holding repository objects', async () => {
+      const target = new MemoryTarget();
+      await Repository.init(target, 'x');
+      await target.remove(Keys.config);
+      await expect(Repository.open(target, 'x')).rejects.toThrow(/has lost its config .*Do not run `cairn init`/);
+      await expect(Repository.open(target, 'x')).rejects.toBeInstanceOf(DamageError);
+      await expect(Repository.init(target, 'x')).rejects.toThrow(/holds keys\/[0-9a-f]{64}/);
+      const onlyData = new MemoryTarget();
+      await onlyData.put(Keys.pack('ab'.repeat(32)), Buffer.from('pack'));
+      await expect(Repository.init(onlyData, 'x')).rejects.toBeInstanceOf(RepositoryExistsError);
+    });
+
+    it('names a damaged key file instead of blaming the password, and opens with an intact one', async () => {
+      const target = new MemoryTarget();
+      const repository = await Repository.init(target, 'x');
+      const key = Keys.key(repository.keyId);
+      const bytes = await target.get(key);
+      bytes[bytes.indexOf('"N"') + 5]! ^= 0x01; // the scrypt cost
+      await target.put(key, bytes);
+      await expect(Repository.open(target, 'x')).rejects.toThrow(new RegExp(`key ${key} is damaged: its content does not match its name`));
+      await expect(Repository.open(target, 'x')).rejects.toBeInstanceOf(DamageError);
+      const restored = Buffer.from(bytes);
+      restored[restored.indexOf('"N"') + 5]! ^= 0x01;
+      await target.put(key, restored);
+      const second = await (await Repository.open(target, 'x')).addPassword('y');
+      await target.put(key, bytes);
+      expect((await Repository.open(target, 'y')).keyId).toBe(second);
+      await expect(Repository.open(target, 'z')).rejects.toThrow(/No intact key opens with this password, and 1 key file\(s\) are damaged/);
+    });
   });
 
   it('stores sealed objects under the hash of their bytes and detects a changed byte', async () => {
@@ -119,11 +171,11 @@ describe('Repository', () => {
       await exited;
     }
     expect(() => process.kill(holder.pid!, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }));
-    // The same lock, now left behind by a dead process: a backup goes ahead.
+    // The same lock, now left behind by a dead process: a backup goes ahead, and clears it.
     const backup = await acquireLock(repository, 'backup', false);
-    expect(await repository.listIds('locks')).toHaveLength(2);
+    expect(await repository.listIds('locks')).toEqual([backup.id]);
     await backup.dispose();
-    expect(await repository.listIds('locks')).toHaveLength(1);
+    expect(await repository.listIds('locks')).toEqual([]);
   });
 
   it('ignores a lock not refreshed for 30 minutes, even from a live process', async () => {

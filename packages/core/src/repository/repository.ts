@@ -1,95 +1,16 @@
-import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { ByteRange, ObjectInfo, Target } from '../target.js';
-import {
-  DamageError,
-  RepositoryExistsError,
-  RepositoryNotFoundError,
-  SnapshotNotFoundError,
-  UnsupportedFormatError,
-  WrongPasswordError,
-} from '../errors.js';
-import {
-  AuthenticationError,
-  DEFAULT_SCRYPT,
-  deriveKey,
-  newMasterKey,
-  open,
-  seal,
-  sha256,
-  type BlobIdScheme,
-  type ImageDigestAlgorithm,
-  type MasterKey,
-  type PackIdScheme,
-  type ScryptParams,
-} from '../crypto/crypto.js';
-import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type BlobType, type IndexedPack } from './format.js';
+import type { ByteRange, Leftovers, Target } from '../target.js';
+import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError } from '../errors.js';
+import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, type MasterKey } from '../crypto/crypto.js';
+import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type IndexedPack } from './format.js';
 import { decodeManifest, encodeManifest, type SnapshotManifest } from './snapshot.js';
+import { DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, decodeConfig, encodeConfig, type RepositoryConfig } from './config.js';
+import { Keyring, type KeyInfo, type StoredConfig } from './keyring.js';
+import { BlobIndex, type DamagedObject, type IndexPurpose } from './blob-index.js';
+import { loadMarks } from './marks.js';
 
-export interface RepositoryConfig {
-  format: 'cairn';
-  version: number;
-  id: string;
-  created: string;
-  /** Default chunk size for volume images (a job may choose another). */
-  chunkSize: number;
-  /** Packs are closed once they reach this many bytes. */
-  packSize: number;
-  /** How blob ids are computed: "blake3-keyed" from version 2 on; version 1 configs have no such field and use HMAC-SHA256. */
-  blobId?: BlobIdScheme;
-  /** How packs are named: "blake3" from version 2 on; version 1 configs have no such field and use SHA-256. */
-  packId?: PackIdScheme;
-  /** What digest snapshots record of their whole image: "blake3" from version 3 on; earlier configs have no such field and use SHA-256. */
-  imageDigest?: ImageDigestAlgorithm;
-}
-
-/** The blob id scheme a repository of this config uses. */
-export function blobIdSchemeOf(config: RepositoryConfig): BlobIdScheme {
-  return config.version === 1 ? 'hmac-sha256' : config.blobId!;
-}
-
-/** The pack naming scheme a repository of this config uses. */
-export function packIdSchemeOf(config: RepositoryConfig): PackIdScheme {
-  return config.version === 1 ? 'sha256' : config.packId!;
-}
-
-/** The image digest new snapshots in a repository of this config record. */
-export function imageDigestOf(config: RepositoryConfig): ImageDigestAlgorithm {
-  return config.version < 3 ? 'sha256' : config.imageDigest!;
-}
-
-/**
- * Volume images are cut into 4 MiB chunks by default (as Proxmox Backup Server does for
- * block devices): on the shared benchmark volume, chunks of 1 MiB compressed 2.4% worse
- * (zstd sees less context per chunk) for 30% less added by the incremental backup.
- */
-export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
-export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
-
-interface KeyFile {
-  version: 1;
-  created: string;
-  hostname: string;
-  username: string;
-  kdf: { type: 'scrypt'; salt: string } & ScryptParams;
-  /** The master key, sealed under the password-derived key. */
-  masterKey: string;
-}
-
-interface MasterKeyPlain {
-  repository: string;
-  encryption: string;
-  blobId: string;
-}
-
-/** Where one blob is stored. */
-export interface BlobLocation {
-  pack: string;
-  type: BlobType;
-  offset: number;
-  length: number;
-  rawLength: number;
-}
+export { blobIdSchemeOf, packIdSchemeOf, imageDigestOf, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, type RepositoryConfig } from './config.js';
+export { BlobIndex, type BlobLocation, type DamagedObject, type IndexPurpose } from './blob-index.js';
 
 export interface SnapshotSummary {
   id: string;
@@ -99,9 +20,9 @@ export interface SnapshotSummary {
 }
 
 /** Kinds of small sealed objects, each named by the hash of its sealed bytes. */
-export type SealedKind = 'index' | 'snapshots' | 'locks';
+export type SealedKind = 'index' | 'snapshots' | 'locks' | 'marks';
 
-const SEALED_KEY: Record<SealedKind, (id: string) => string> = { index: Keys.index, snapshots: Keys.snapshot, locks: Keys.lock };
+const SEALED_KEY: Record<SealedKind, (id: string) => string> = { index: Keys.index, snapshots: Keys.snapshot, locks: Keys.lock, marks: Keys.mark };
 
 /** A pack as the target lists it. */
 export interface StoredPack {
@@ -117,14 +38,20 @@ export interface StoredPack {
  */
 export class Repository {
   readonly #target: Target;
+  readonly #stored: StoredConfig;
 
   private constructor(
     target: Target,
-    readonly config: RepositoryConfig,
+    stored: StoredConfig,
     readonly masterKey: MasterKey,
     readonly keyId: string,
   ) {
     this.#target = target;
+    this.#stored = stored;
+  }
+
+  get config(): RepositoryConfig {
+    return this.#stored.config;
   }
 
   /** Where the repository lives, for messages (e.g. `/srv/repo` or `s3://bucket/prefix`). */
@@ -132,46 +59,24 @@ export class Repository {
     return this.#target.location;
   }
 
-  static async init(target: Target, password: string, options: { chunkSize?: number; now?: Date } = {}): Promise<Repository> {
-    if (await exists(target, Keys.config)) {
-      throw new RepositoryExistsError(`A repository already exists at ${target.location}`);
-    }
-    const config: RepositoryConfig = {
-      format: 'cairn',
-      version: FORMAT_VERSION,
-      id: randomBytes(32).toString('hex'),
-      created: (options.now ?? new Date()).toISOString(),
-      chunkSize: options.chunkSize ?? DEFAULT_CHUNK_SIZE,
-      packSize: DEFAULT_PACK_SIZE,
-      blobId: 'blake3-keyed',
-      packId: 'blake3',
-      imageDigest: 'blake3',
-    };
+  /**
+   * Creates a repository; refuses a location that holds any repository object, even without
+   * a config. `formatVersion` creates an older format (for tests of compatibility).
+   */
+  static async init(target: Target, password: string, options: { chunkSize?: number; now?: Date; formatVersion?: number } = {}): Promise<Repository> {
+    const found = await firstRepositoryObject(target);
+    if (found) throw new RepositoryExistsError(`A repository already exists at ${target.location} (it holds ${found}); cairn init writes only into an empty location`);
+    const config = newConfig(options.formatVersion ?? FORMAT_VERSION, options.chunkSize ?? DEFAULT_CHUNK_SIZE, options.now ?? new Date());
+    const stored = { config, bytes: encodeConfig(config) };
     const masterKey = newMasterKey();
-    const keyId = await writeKeyFile(target, config.id, masterKey, password, options.now);
+    const keyId = await new Keyring(target).add(stored, masterKey, password, options.now);
     // The config is written last: until it exists, there is no repository.
-    await target.put(Keys.config, Buffer.from(JSON.stringify(config, null, 2) + '\n'));
-    return new Repository(target, config, masterKey, keyId);
+    await target.put(Keys.config, stored.bytes);
+    return new Repository(target, stored, masterKey, keyId);
   }
 
   static async readConfig(target: Target): Promise<RepositoryConfig> {
-    let raw: Buffer;
-    try {
-      raw = await target.get(Keys.config);
-    } catch (err) {
-      if (target.isNotFound(err)) {
-        throw new RepositoryNotFoundError(`No repository at ${target.location} (run \`cairn init\` first)`, { cause: err });
-      }
-      throw err;
-    }
-    let config: RepositoryConfig;
-    try {
-      config = JSON.parse(raw.toString('utf8'));
-    } catch (err) {
-      throw new DamageError(`The repository config at ${target.location} is not valid JSON`, { cause: err });
-    }
-    checkConfig(config, target.location);
-    return config;
+    return (await readStoredConfig(target)).config;
   }
 
   /**
@@ -179,34 +84,24 @@ export class Repository {
    * called only once the config showed a repository this reader understands.
    */
   static async open(target: Target, passwordOrProvider: string | (() => Promise<string>)): Promise<Repository> {
-    const config = await Repository.readConfig(target);
+    const stored = await readStoredConfig(target);
     const password = typeof passwordOrProvider === 'string' ? passwordOrProvider : await passwordOrProvider();
-    const keyKeys: string[] = [];
-    for await (const object of target.list('keys/')) keyKeys.push(object.key);
-    if (keyKeys.length === 0) throw new DamageError(`The repository at ${target.location} has no keys`);
-    for (const key of keyKeys.sort()) {
-      const file: KeyFile = JSON.parse((await target.get(key)).toString('utf8'));
-      const masterKey = await unlockKeyFile(file, password);
-      if (!masterKey) continue;
-      if (masterKey.repository !== config.id) throw new DamageError(`Key ${idFromKey(key)} belongs to another repository`);
-      return new Repository(target, config, masterKey.key, idFromKey(key));
-    }
-    throw new WrongPasswordError(`Wrong password: none of the repository's ${keyKeys.length} key(s) opens with it`);
+    const { masterKey, keyId } = await new Keyring(target).unlock(stored, password);
+    return new Repository(target, stored, masterKey, keyId);
   }
 
   /** Adds another password that opens this repository. Returns the new key's id. */
   addPassword(password: string, now?: Date): Promise<string> {
-    return writeKeyFile(this.#target, this.config.id, this.masterKey, password, now);
+    return new Keyring(this.#target).add(this.#stored, this.masterKey, password, now);
   }
 
-  async listKeys(): Promise<Array<{ id: string; created: string; hostname: string; username: string; current: boolean }>> {
-    const keys = [];
-    for await (const object of this.#target.list('keys/')) {
-      const file: KeyFile = JSON.parse((await this.#target.get(object.key)).toString('utf8'));
-      const id = idFromKey(object.key);
-      keys.push({ id, created: file.created, hostname: file.hostname, username: file.username, current: id === this.keyId });
-    }
-    return keys.sort((a, b) => a.created.localeCompare(b.created));
+  async listKeys(): Promise<Array<KeyInfo & { current: boolean }>> {
+    return (await new Keyring(this.#target).list()).map((key) => ({ ...key, current: key.id === this.keyId }));
+  }
+
+  /** Whether an error of this repository's target means "no such object". */
+  isNotFound(err: unknown): boolean {
+    return this.#target.isNotFound(err);
   }
 
   /** Encrypts and stores a small object under the hash of its sealed bytes; returns the id. */
@@ -260,6 +155,20 @@ export class Repository {
     return this.#target.get(Keys.pack(id), range);
   }
 
+  /** Removes what killed writers left on the target before `before` (see Target.removeLeftovers). */
+  async removeLeftovers(before: Date): Promise<Leftovers> {
+    return (await this.#target.removeLeftovers?.(before)) ?? { count: 0, bytes: 0 };
+  }
+
+  /** Deletes a pack (prune only, once nothing can need it); one already gone is fine. */
+  async removePack(id: string): Promise<void> {
+    try {
+      await this.#target.remove(Keys.pack(id));
+    } catch (err) {
+      if (!this.#target.isNotFound(err)) throw err;
+    }
+  }
+
   /** Every pack stored where a pack belongs (`data/<first two hex digits>/<id>`), with its size. */
   async listPacks(): Promise<StoredPack[]> {
     const packs: StoredPack[] = [];
@@ -270,149 +179,98 @@ export class Repository {
     return packs;
   }
 
-  /** Reads every index file. */
-  async loadIndex(): Promise<BlobIndex> {
-    const index = new BlobIndex();
-    const ids = await this.listIds('index');
-    await forEachConcurrently(ids, 8, async (id) => {
-      index.addPacks(decodeIndexOrThrow(await this.getSealed('index', id), id));
-    });
+  /**
+   * Reads every index file, and the prune marks that say which packs a writer must not count
+   * on (docs/FORMAT.md, Prune). A damaged index file is listed in `unreadable` rather than
+   * thrown: it costs only the blobs it alone named.
+   */
+  async loadIndex(purpose: IndexPurpose = 'read'): Promise<BlobIndex> {
+    const marks = await loadMarks(this);
+    const index = new BlobIndex(new Set(marks.flatMap((m) => m.mark.packs)), purpose);
+    await this.loadNewIndexFiles(index);
     return index;
   }
 
-  async listSnapshots(): Promise<SnapshotSummary[]> {
-    const objects: ObjectInfo[] = [];
-    for await (const object of this.#target.list('snapshots/')) if (isObjectId(idFromKey(object.key))) objects.push(object);
+  /**
+   * Adds the index files `index` has not taken in yet. One removed while being read (prune
+   * replaced it, having written its replacement first) sends the reader back to the listing.
+   */
+  async loadNewIndexFiles(index: BlobIndex): Promise<void> {
+    for (let pass = 0; pass < 5; pass++) {
+      const ids = (await this.listIds('index')).filter((id) => !index.files.has(id));
+      let vanished = false;
+      await forEachConcurrently(ids, 8, async (id) => {
+        try {
+          index.addPacks(await this.readIndexFile(id));
+          index.files.add(id);
+        } catch (err) {
+          if (this.#target.isNotFound(err)) vanished = true;
+          else if (err instanceof DamageError) {
+            index.files.add(id);
+            index.unreadable.push({ object: Keys.index(id), message: err.message });
+          } else throw err;
+        }
+      });
+      if (!vanished) break;
+    }
+  }
+
+  /** One index file's packs; DamageError when it is damaged. */
+  async readIndexFile(id: string): Promise<IndexedPack[]> {
+    return decodeIndexOrThrow(await this.getSealed('index', id), id);
+  }
+
+  /**
+   * Every snapshot, oldest first. One removed while listing (forget) is left out. A damaged
+   * one goes to `damaged` when given (the others stay usable), and is thrown otherwise.
+   */
+  async listSnapshots(damaged?: DamagedObject[]): Promise<SnapshotSummary[]> {
+    const ids = await this.listIds('snapshots');
     const snapshots: SnapshotSummary[] = [];
-    await forEachConcurrently(objects, 8, async (object) => {
-      const id = idFromKey(object.key);
-      snapshots.push({ id, manifest: await this.loadSnapshot(id), objectSize: object.size });
+    await forEachConcurrently(ids, 8, async (id) => {
+      const snapshot = await this.#loadSummary(id, damaged);
+      if (snapshot) snapshots.push(snapshot);
     });
     return snapshots.sort((a, b) => a.manifest.time.localeCompare(b.manifest.time) || a.id.localeCompare(b.id));
+  }
+
+  async #loadSummary(id: string, damaged: DamagedObject[] | undefined): Promise<SnapshotSummary | undefined> {
+    try {
+      const plain = await this.getSealed('snapshots', id);
+      return { id, manifest: decodeManifest(id, plain), objectSize: plain.length + SEAL_OVERHEAD };
+    } catch (err) {
+      if (this.#target.isNotFound(err)) return undefined;
+      if (!(err instanceof DamageError) || !damaged) throw err;
+      damaged.push({ object: Keys.snapshot(id), message: err.message });
+      return undefined;
+    }
   }
 
   async loadSnapshot(id: string): Promise<SnapshotManifest> {
     return decodeManifest(id, await this.getSealed('snapshots', id));
   }
 
-  /** `latest`, a full id, or an unambiguous prefix of at least 4 characters. */
-  async resolveSnapshot(ref: string): Promise<SnapshotSummary> {
-    const snapshots = await this.listSnapshots();
+  /**
+   * `latest`, a full id, or an unambiguous prefix of at least 4 characters. An id reads only
+   * the manifest it names; `latest` reads them all, and a damaged one goes to `damaged`.
+   */
+  async resolveSnapshot(ref: string, damaged: DamagedObject[] = []): Promise<SnapshotSummary> {
     if (ref === 'latest') {
-      const latest = snapshots.at(-1);
-      if (!latest) throw new SnapshotNotFoundError(`The repository at ${this.location} has no snapshots yet`);
+      const latest = (await this.listSnapshots(damaged)).at(-1);
+      if (!latest) throw new SnapshotNotFoundError(`The repository at ${this.location} has no ${damaged.length ? 'readable ' : ''}snapshots yet`);
       return latest;
     }
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(`"${ref}" is not a snapshot id (use latest, or 4 to 64 hex digits)`);
-    const matches = snapshots.filter((s) => s.id.startsWith(ref));
+    const matches = (await this.listIds('snapshots')).filter((id) => id.startsWith(ref));
     if (matches.length === 0) throw new SnapshotNotFoundError(`No snapshot ${ref} in ${this.location}`);
-    if (matches.length > 1) throw new SnapshotNotFoundError(`Snapshot id ${ref} is ambiguous: ${matches.map((m) => m.id.slice(0, 12)).join(', ')}`);
-    return matches[0]!;
+    if (matches.length > 1) throw new SnapshotNotFoundError(`Snapshot id ${ref} is ambiguous: ${matches.map((m) => m.slice(0, 12)).join(', ')}`);
+    const found = await this.#loadSummary(matches[0]!, undefined);
+    if (!found) throw new SnapshotNotFoundError(`Snapshot ${ref} was removed meanwhile`);
+    return found;
   }
 
   async saveSnapshot(manifest: SnapshotManifest): Promise<{ id: string; size: number }> {
     return this.putSealed('snapshots', encodeManifest(manifest));
-  }
-}
-
-function checkConfig(config: RepositoryConfig, location: string): void {
-  if (config.format !== 'cairn' || typeof config.version !== 'number') {
-    throw new DamageError(`${location} does not hold a cairn repository config`);
-  }
-  if (config.version > FORMAT_VERSION) {
-    throw new UnsupportedFormatError(`The repository at ${location} has format version ${config.version}; this cairn reads up to version ${FORMAT_VERSION}. Upgrade cairn to use it.`);
-  }
-  if (config.version < 1) throw new DamageError(`The repository at ${location} has an invalid format version ${config.version}`);
-  if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
-    throw new DamageError(`The repository config at ${location} names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`);
-  }
-  if (config.version >= 3 && config.imageDigest !== 'blake3') {
-    throw new DamageError(`The repository config at ${location} names an unknown image digest ${JSON.stringify(config.imageDigest)}`);
-  }
-}
-
-/** The master key a key file holds, or undefined when `password` does not open it. */
-async function unlockKeyFile(file: KeyFile, password: string): Promise<{ repository: string; key: MasterKey } | undefined> {
-  const derived = await deriveKey(password, Buffer.from(file.kdf.salt, 'base64'), file.kdf);
-  let plain: MasterKeyPlain;
-  try {
-    plain = JSON.parse(open(derived, Buffer.from(file.masterKey, 'base64')).toString('utf8'));
-  } catch (err) {
-    if (err instanceof AuthenticationError) return undefined;
-    throw err;
-  }
-  return { repository: plain.repository, key: { encryption: Buffer.from(plain.encryption, 'base64'), blobId: Buffer.from(plain.blobId, 'base64') } };
-}
-
-/** Which pack holds which blob. */
-export class BlobIndex {
-  readonly #blobs = new Map<string, BlobLocation>();
-  readonly #packs = new Map<string, { blobs: number; end: number }>();
-
-  get blobCount(): number {
-    return this.#blobs.size;
-  }
-
-  get packIds(): string[] {
-    return [...this.#packs.keys()];
-  }
-
-  addPacks(packs: readonly IndexedPack[]): void {
-    for (const pack of packs) {
-      const packId = pack.id.toString('hex');
-      let info = this.#packs.get(packId);
-      if (!info) this.#packs.set(packId, (info = { blobs: pack.blobs.length, end: 0 }));
-      for (const blob of pack.blobs) {
-        info.end = Math.max(info.end, blob.offset + blob.length);
-        const id = blob.id.toString('hex');
-        if (!this.#blobs.has(id)) {
-          this.#blobs.set(id, { pack: packId, type: blob.type, offset: blob.offset, length: blob.length, rawLength: blob.rawLength });
-        }
-      }
-    }
-  }
-
-  has(id: string): boolean {
-    return this.#blobs.has(id);
-  }
-
-  get(id: string): BlobLocation | undefined {
-    return this.#blobs.get(id);
-  }
-
-  /** End of the last indexed blob in a pack: the pack's header starts there. */
-  packDataEnd(packId: string): number | undefined {
-    return this.#packs.get(packId)?.end;
-  }
-}
-
-async function writeKeyFile(target: Target, repositoryId: string, masterKey: MasterKey, password: string, now = new Date()): Promise<string> {
-  const salt = randomBytes(32);
-  const derived = await deriveKey(password, salt, DEFAULT_SCRYPT);
-  const plain: MasterKeyPlain = {
-    repository: repositoryId,
-    encryption: masterKey.encryption.toString('base64'),
-    blobId: masterKey.blobId.toString('base64'),
-  };
-  const file: KeyFile = {
-    version: 1,
-    created: now.toISOString(),
-    hostname: hostname(),
-    username: safeUsername(),
-    kdf: { type: 'scrypt', ...DEFAULT_SCRYPT, salt: salt.toString('base64') },
-    masterKey: seal(derived, Buffer.from(JSON.stringify(plain))).toString('base64'),
-  };
-  const bytes = Buffer.from(JSON.stringify(file, null, 2) + '\n');
-  const id = sha256(bytes).toString('hex');
-  await target.put(Keys.key(id), bytes);
-  return id;
-}
-
-function safeUsername(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return '';
   }
 }
 
@@ -424,14 +282,33 @@ function decodeIndexOrThrow(plain: Buffer, id: string): IndexedPack[] {
   }
 }
 
-async function exists(target: Target, key: string): Promise<boolean> {
+function newConfig(version: number, chunkSize: number, now: Date): RepositoryConfig {
+  const config: RepositoryConfig = { format: 'cairn', version, id: randomBytes(32).toString('hex'), created: now.toISOString(), chunkSize, packSize: DEFAULT_PACK_SIZE };
+  if (version >= 2) Object.assign(config, { blobId: 'blake3-keyed', packId: 'blake3' });
+  if (version >= 3) config.imageDigest = 'blake3';
+  return config;
+}
+
+async function readStoredConfig(target: Target): Promise<StoredConfig> {
+  let bytes: Buffer;
   try {
-    await target.stat(key);
-    return true;
+    bytes = await target.get(Keys.config);
   } catch (err) {
-    if (target.isNotFound(err)) return false;
-    throw err;
+    if (!target.isNotFound(err)) throw err;
+    if (await new Keyring(target).any()) {
+      throw new DamageError(`The repository at ${target.location} has lost its config (its keys are there, its \`config\` is not); put back the original \`config\` file. Do not run \`cairn init\` there`, { cause: err });
+    }
+    throw new RepositoryNotFoundError(`No repository at ${target.location} (run \`cairn init\` first)`, { cause: err });
   }
+  return { config: decodeConfig(bytes, target.location), bytes };
+}
+
+/** The first object found under a folder only a repository writes, if any. */
+async function firstRepositoryObject(target: Target): Promise<string | undefined> {
+  for (const prefix of ['config', 'keys/', 'snapshots/', 'index/', 'data/']) {
+    for await (const object of target.list(prefix)) return object.key;
+  }
+  return undefined;
 }
 
 export async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -6,6 +6,8 @@ import { restoreCommand } from './restore.js';
 import { showCommand } from './show.js';
 import { checkCommand } from './check.js';
 import { forgetCommand } from './forget.js';
+import { pruneCommand } from './prune.js';
+import { unlockCommand } from './unlock.js';
 import { keyCommand } from './key.js';
 import { validateCommand } from './validate.js';
 import { schemaCommand } from './schema.js';
@@ -20,6 +22,8 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   showCommand,
   checkCommand,
   forgetCommand,
+  pruneCommand,
+  unlockCommand,
   keyCommand,
   validateCommand,
   schemaCommand,

@@ -1,0 +1,93 @@
+import type { BlobIdScheme, ImageDigestAlgorithm, PackIdScheme } from '../crypto/crypto.js';
+import { DamageError, UnsupportedFormatError } from '../errors.js';
+import { FORMAT_VERSION } from './format.js';
+
+export interface RepositoryConfig {
+  format: 'cairn';
+  version: number;
+  id: string;
+  created: string;
+  /** Default chunk size for volume images (a job may choose another). */
+  chunkSize: number;
+  /** Packs are closed once they reach this many bytes. */
+  packSize: number;
+  /** How blob ids are computed: "blake3-keyed" from version 2 on; version 1 configs have no such field and use HMAC-SHA256. */
+  blobId?: BlobIdScheme;
+  /** How packs are named: "blake3" from version 2 on; version 1 configs have no such field and use SHA-256. */
+  packId?: PackIdScheme;
+  /** What digest snapshots record of their whole image: "blake3" from version 3 on; earlier configs have no such field and use SHA-256. */
+  imageDigest?: ImageDigestAlgorithm;
+}
+
+/**
+ * Volume images are cut into 4 MiB chunks by default (as Proxmox Backup Server does for
+ * block devices): on the shared benchmark volume, chunks of 1 MiB compressed 2.4% worse
+ * (zstd sees less context per chunk) for 30% less added by the incremental backup.
+ */
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+export const DEFAULT_PACK_SIZE = 16 * 1024 * 1024;
+
+/** The first format version whose config every key file authenticates (and whose prune marks packs). */
+export const AUTHENTICATED_CONFIG_VERSION = 4;
+
+/** The largest chunk size a config may name (a job chooses powers of two from 64 KiB up to it). */
+export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+
+/** The blob id scheme a repository of this config uses. */
+export function blobIdSchemeOf(config: RepositoryConfig): BlobIdScheme {
+  return config.version === 1 ? 'hmac-sha256' : config.blobId!;
+}
+
+/** The pack naming scheme a repository of this config uses. */
+export function packIdSchemeOf(config: RepositoryConfig): PackIdScheme {
+  return config.version === 1 ? 'sha256' : config.packId!;
+}
+
+/** The image digest new snapshots in a repository of this config record. */
+export function imageDigestOf(config: RepositoryConfig): ImageDigestAlgorithm {
+  return config.version < 3 ? 'sha256' : config.imageDigest!;
+}
+
+/** The stored form of a config: written once by `init`, and authenticated byte for byte from version 4 on. */
+export function encodeConfig(config: RepositoryConfig): Buffer {
+  return Buffer.from(JSON.stringify(config, null, 2) + '\n');
+}
+
+/**
+ * Parses and checks a stored config. Values outside what any cairn writes are damage, not
+ * settings: a flipped byte must never become a chunk size the next backup uses.
+ */
+export function decodeConfig(raw: Buffer, location: string): RepositoryConfig {
+  let config: RepositoryConfig;
+  try {
+    config = JSON.parse(raw.toString('utf8'));
+  } catch (err) {
+    throw new DamageError(`The repository config at ${location} is damaged: it is not valid JSON`, { cause: err });
+  }
+  if (typeof config !== 'object' || config === null || config.format !== 'cairn' || typeof config.version !== 'number') {
+    throw new DamageError(`${location} does not hold a cairn repository config`);
+  }
+  if (config.version > FORMAT_VERSION) {
+    throw new UnsupportedFormatError(`The repository at ${location} has format version ${config.version}; this cairn reads up to version ${FORMAT_VERSION}. Upgrade cairn to use it.`);
+  }
+  const problem = configProblem(config);
+  if (problem) throw new DamageError(`The repository config at ${location} is damaged: ${problem}`);
+  return config;
+}
+
+function configProblem(config: RepositoryConfig): string | undefined {
+  if (!Number.isInteger(config.version) || config.version < 1) return `invalid format version ${JSON.stringify(config.version)}`;
+  if (typeof config.id !== 'string' || !/^[0-9a-f]{64}$/.test(config.id)) return 'its repository id is not 64 hex digits';
+  if (typeof config.created !== 'string' || Number.isNaN(Date.parse(config.created))) return 'its creation time is not a date';
+  if (!isPowerOfTwoBetween(config.chunkSize, 512, MAX_CHUNK_SIZE)) return `chunk size ${JSON.stringify(config.chunkSize)} is not a power of two up to 16 MiB`;
+  if (!Number.isInteger(config.packSize) || config.packSize < 1024 * 1024 || config.packSize > 1024 * 1024 * 1024) return `pack size ${JSON.stringify(config.packSize)} is out of range`;
+  if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
+    return `it names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`;
+  }
+  if (config.version >= 3 && config.imageDigest !== 'blake3') return `it names an unknown image digest ${JSON.stringify(config.imageDigest)}`;
+  return undefined;
+}
+
+function isPowerOfTwoBetween(value: unknown, min: number, max: number): boolean {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max && (value & (value - 1)) === 0;
+}
