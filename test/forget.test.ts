@@ -143,8 +143,8 @@ describe('forget: retention policies through the CLI', () => {
   test('--dry-run prints the decision and removes nothing', async () => {
     const { job, repository } = await copy();
     const json = parseJson(await cli(['forget', job, '--keep-last', '3', '--dry-run', '--json']));
-    expect(Object.keys(json).sort()).toEqual(['dryRun', 'groups', 'policy', 'removed', 'timeZone']);
-    expect(json).toMatchObject({ policy: { keepLast: 3 }, dryRun: true, removed: [] });
+    expect(Object.keys(json).sort()).toEqual(['dryRun', 'groups', 'policy', 'removed', 'timeZone', 'unreadable']);
+    expect(json).toMatchObject({ policy: { keepLast: 3 }, dryRun: true, removed: [], unreadable: [] });
     expect(json.groups).toHaveLength(1);
     expect(json.groups[0].key).toEqual({ host: hostname(), job: 'e2e' });
     expect(numbers(json.groups[0].keep)).toEqual([11, 10, 9]);

@@ -228,6 +228,22 @@ describe('ForgetOperation', () => {
     ]);
   });
 
+  it('leaves a snapshot whose manifest cannot be read to the policy, says so, and removes it when named', async () => {
+    const ids = [await backupAt('2026-06-01T10:00:00Z'), await backupAt('2026-06-02T10:00:00Z')];
+    const damaged = 'ab'.repeat(32);
+    await target.put(`snapshots/${damaged}`, Buffer.from('not a sealed manifest'));
+    const result = await core.get(ForgetOperation).run(job, { policy: { keepLast: 1 } });
+    expect(idsOf(result)).toEqual({ keep: [[ids[1], 'last 1']], remove: [ids[0]] });
+    expect(result.unreadable).toEqual([damaged]);
+    expect(warnings).toEqual([expect.stringMatching(/^1 snapshot\(s\) cannot be read and are left as they are .*: abababababab$/)]);
+    expect(await target.stat(`snapshots/${damaged}`)).toBeDefined();
+    const named = await core.get(ForgetOperation).run(job, { snapshots: [damaged.slice(0, 6)] });
+    expect(named.groups[0]!.remove).toEqual([{ id: damaged, time: '', host: '', job: '', tags: [], unreadable: true }]);
+    expect(named.removed).toEqual([damaged]);
+    await expect(target.stat(`snapshots/${damaged}`)).rejects.toThrow();
+    expect(await remaining()).toEqual([ids[1]]);
+  });
+
   it('forgets exactly the snapshots named, by id, prefix or latest; a bad name removes nothing', async () => {
     const ids = [await backupAt('2026-06-01T10:00:00Z'), await backupAt('2026-06-02T10:00:00Z'), await backupAt('2026-06-03T10:00:00Z')];
     resetCalls();

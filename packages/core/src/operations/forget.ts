@@ -4,6 +4,7 @@ import { Logger } from '../services.js';
 import { Repositories } from '../repository/repositories.js';
 import type { Repository, SnapshotSummary } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
+import type { DamagedObject } from '../repository/blob-index.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { localTimeZone } from '../retention/calendar.js';
 import { applyRetention, groupSnapshots, isEmptyPolicy, type GroupField, type GroupKey, type RetentionPolicy } from '../retention/policy.js';
@@ -29,6 +30,8 @@ export interface ForgetEntry {
   host: string;
   job: string;
   tags: string[];
+  /** Set for a snapshot whose manifest cannot be read (damaged); `time`, `host` and `job` are then empty. */
+  unreadable?: true;
 }
 
 export interface ForgetGroup {
@@ -46,6 +49,8 @@ export interface ForgetResult {
   groups: ForgetGroup[];
   /** Ids of the snapshots removed (none in a dry run). */
   removed: string[];
+  /** Snapshots whose manifests cannot be read (`cairn check` names the damage): no policy touches them; only naming them removes them. */
+  unreadable: string[];
   dryRun: boolean;
 }
 
@@ -80,10 +85,15 @@ export class ForgetOperation {
     const dryRun = options.dryRun ?? false;
     return this.repositories.withRepository(job, async (repository) => {
       const decide = async () => {
-        const snapshots = await repository.listSnapshots();
-        const groups = policy ? this.#applyPolicy(job, snapshots, policy, timeZone, options) : [namedGroup(repository, snapshots, named)];
+        const damaged: DamagedObject[] = [];
+        const snapshots = await repository.listSnapshots(damaged);
+        const unreadable = damaged.map((d) => d.object.slice(d.object.lastIndexOf('/') + 1)).sort();
+        if (policy && unreadable.length > 0) {
+          this.logger.warn(`${unreadable.length} snapshot(s) cannot be read and are left as they are (cairn check names the damage; forget <job> <id> removes one): ${unreadable.map((id) => id.slice(0, 12)).join(', ')}`);
+        }
+        const groups = policy ? this.#applyPolicy(job, snapshots, policy, timeZone, options) : [namedGroup(repository, snapshots, unreadable, named)];
         const removed = dryRun ? [] : await this.#remove(repository, groups.flatMap((g) => g.remove));
-        return { ...(policy && { policy }), timeZone, groups, removed, dryRun };
+        return { ...(policy && { policy }), timeZone, groups, removed, unreadable, dryRun };
       };
       // A dry run writes nothing to the repository, not even a lock.
       return dryRun ? decide() : this.locks.withLock(repository, 'forget', false, decide);
@@ -103,7 +113,7 @@ export class ForgetOperation {
   /** Removes the snapshot files one by one, oldest first; says how far it got when one fails. */
   async #remove(repository: Repository, entries: ForgetEntry[]): Promise<string[]> {
     const removed: string[] = [];
-    const order = [...entries].sort((a, b) => Date.parse(a.time) - Date.parse(b.time) || a.id.localeCompare(b.id));
+    const order = [...entries].sort((a, b) => (Date.parse(a.time) || 0) - (Date.parse(b.time) || 0) || a.id.localeCompare(b.id));
     for (const entry of order) {
       try {
         await repository.removeSealed('snapshots', entry.id);
@@ -129,26 +139,31 @@ function entryOf(s: SnapshotSummary): ForgetEntry {
   return { id: s.id, time: s.manifest.time, host: s.manifest.hostname, job: s.manifest.job, tags: s.manifest.tags ?? [] };
 }
 
-/** The snapshots named on the command line, as one group to remove; each name must match exactly one. */
-function namedGroup(repository: Repository, snapshots: SnapshotSummary[], refs: string[]): ForgetGroup {
-  const chosen = new Map<string, SnapshotSummary>();
+/**
+ * The snapshots named on the command line, as one group to remove; each name must match
+ * exactly one. A damaged snapshot can be named by its id (that is how one gets rid of it).
+ */
+function namedGroup(repository: Repository, snapshots: SnapshotSummary[], unreadable: string[], refs: string[]): ForgetGroup {
+  const entries = [...snapshots.map(entryOf), ...unreadable.map((id): ForgetEntry => ({ id, time: '', host: '', job: '', tags: [], unreadable: true }))];
+  const chosen = new Map<string, ForgetEntry>();
   for (const ref of refs) {
-    const snapshot = resolveRef(repository, snapshots, ref);
-    chosen.set(snapshot.id, snapshot);
+    const entry = resolveRef(repository, entries, snapshots, ref);
+    chosen.set(entry.id, entry);
   }
-  const remove = [...chosen.values()].map(entryOf).sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.id.localeCompare(a.id));
+  // Newest first; unreadable ones, which have no time, last.
+  const remove = [...chosen.values()].sort((a, b) => (Date.parse(b.time) || 0) - (Date.parse(a.time) || 0) || b.id.localeCompare(a.id));
   return { key: {}, keep: [], remove };
 }
 
-/** `latest`, a full id or an unambiguous prefix of 4+ hex digits, as `Repository.resolveSnapshot` reads them, against one listing. */
-function resolveRef(repository: Repository, snapshots: SnapshotSummary[], ref: string): SnapshotSummary {
+/** `latest` (the newest readable snapshot), a full id or an unambiguous prefix of 4+ hex digits, as `Repository.resolveSnapshot` reads them. */
+function resolveRef(repository: Repository, entries: ForgetEntry[], readable: SnapshotSummary[], ref: string): ForgetEntry {
   if (ref === 'latest') {
-    const latest = snapshots.at(-1);
-    if (!latest) throw new SnapshotNotFoundError(`The repository at ${repository.location} has no snapshots yet`);
-    return latest;
+    const latest = readable.at(-1);
+    if (!latest) throw new SnapshotNotFoundError(`The repository at ${repository.location} has no ${entries.length > 0 ? 'readable ' : ''}snapshots yet`);
+    return entryOf(latest);
   }
   if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new SnapshotNotFoundError(`"${ref}" is not a snapshot id (use latest, or 4 to 64 hex digits)`);
-  const matches = snapshots.filter((s) => s.id.startsWith(ref));
+  const matches = entries.filter((s) => s.id.startsWith(ref));
   if (matches.length === 0) throw new SnapshotNotFoundError(`No snapshot ${ref} in ${repository.location}`);
   if (matches.length > 1) throw new SnapshotNotFoundError(`Snapshot id ${ref} is ambiguous: ${matches.map((m) => m.id.slice(0, 12)).join(', ')}`);
   return matches[0]!;

@@ -139,6 +139,7 @@ function describeResult(result: ForgetResult): string {
   const jobWidth = Math.max(...entries.map((e) => e.job.length));
   const row = (action: string, e: ForgetEntry, reasons: string) => {
     const tags = e.tags.length > 0 ? `  [${e.tags.join(', ')}]` : '';
+    if (e.unreadable) return `  ${action.padEnd(6)}  ${e.id.slice(0, 12)}  (its manifest cannot be read)`;
     return `  ${action.padEnd(6)}  ${e.id.slice(0, 12)}  ${formatInZone(Date.parse(e.time), zone)}  ${e.host.padEnd(hostWidth)}  ${e.job.padEnd(jobWidth)}${tags}${reasons ? `  ${reasons}` : ''}`;
   };
   for (const group of result.groups) {
@@ -149,7 +150,7 @@ function describeResult(result: ForgetResult): string {
   const toRemove = result.groups.reduce((n, g) => n + g.remove.length, 0);
   lines.push('');
   if (result.dryRun) lines.push(`Dry run: ${plural(toRemove, 'snapshot')} would be removed; nothing was removed.`);
-  else if (result.removed.length > 0) lines.push(`Removed ${plural(result.removed.length, 'snapshot')}. Their data stays in the repository until it is pruned.`);
+  else if (result.removed.length > 0) lines.push(`Removed ${plural(result.removed.length, 'snapshot')}. Their data stays in the repository until cairn prune removes it.`);
   else lines.push('Nothing to remove.');
   return lines.join('\n') + '\n';
 }
