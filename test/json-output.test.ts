@@ -102,14 +102,15 @@ describe('--json output of every command', () => {
     expect(initJson.location).toBe(repository);
   });
 
-  test('backup --json: { snapshot, time, size, bytesRead, bytesAdded, chunks, durationMs, imageDigest }', async () => {
+  test('backup --json: { snapshot, time, tags, size, bytesRead, bytesAdded, chunks, durationMs, imageDigest }', async () => {
     const hashes = await chunkHashes(image, chunkSize);
     const dataChunks = hashes.filter((h) => h !== null);
     for (const [i, { json, started, ended, repositoryGrowth }] of backups.entries()) {
-      expectKeys(json, ['snapshot', 'time', 'size', 'bytesRead', 'bytesAdded', 'chunks', 'durationMs', 'imageDigest']);
+      expectKeys(json, ['snapshot', 'time', 'tags', 'size', 'bytesRead', 'bytesAdded', 'chunks', 'durationMs', 'imageDigest']);
       expect(json.snapshot).toMatch(HEX64);
       expect((await stat(join(repository, 'snapshots', json.snapshot))).isFile()).toBe(true);
       expectIsoTimeWithin(json.time, started, ended);
+      expect(json.tags).toEqual([]); // no --tag given (test/forget.test.ts backs up with tags)
       expect(json.size).toBe(SIZE);
       expect(json.bytesRead).toBe(SIZE); // mode exact reads every byte
       // What the repository grew by, to the byte: packs, index and the snapshot itself.
@@ -131,17 +132,18 @@ describe('--json output of every command', () => {
     expect(Date.parse(backups[1]!.json.time)).toBeGreaterThan(Date.parse(backups[0]!.json.time));
   });
 
-  test('snapshots --json: oldest first, each { id, time, hostname, job, source, size, imageDigest, layout, bytesAdded }', async () => {
+  test('snapshots --json: oldest first, each { id, time, hostname, job, tags, source, size, imageDigest, layout, bytesAdded }', async () => {
     const rows = parseJson<any[]>(await runCli(['snapshots', job, '--json'], { env: PASSWORD_ENV }));
     expect(Array.isArray(rows)).toBe(true);
     expect(rows).toHaveLength(backups.length);
     for (const [i, row] of rows.entries()) {
       const made = backups[i]!.json;
-      expectKeys(row, ['id', 'time', 'hostname', 'job', 'source', 'size', 'imageDigest', 'layout', 'bytesAdded']);
+      expectKeys(row, ['id', 'time', 'hostname', 'job', 'tags', 'source', 'size', 'imageDigest', 'layout', 'bytesAdded']);
       expect(row.id).toBe(made.snapshot);
       expect(row.time).toBe(made.time);
       expect(row.hostname).toBe(hostname());
       expect(row.job).toBe('json-shapes');
+      expect(row.tags).toEqual([]);
       expect(row.source).toEqual({ type: 'volume', path: image });
       expect(row.size).toBe(SIZE);
       expect(row.imageDigest).toEqual(made.imageDigest);
@@ -155,9 +157,9 @@ describe('--json output of every command', () => {
     const rows = parseJson<any[]>(await runCli(['snapshots', job, '--json'], { env: PASSWORD_ENV }));
     for (const [i, made] of backups.map((b) => b.json).entries()) {
       const shown = parseJson(await runCli(['show', job, made.snapshot, '--json'], { env: PASSWORD_ENV }));
-      expectKeys(shown, ['id', 'version', 'time', 'hostname', 'job', 'source', 'layout', 'size', 'chunkSize', 'chunkCount', 'imageDigest', 'compression', 'stats', 'bytesAdded']);
+      expectKeys(shown, ['id', 'version', 'time', 'hostname', 'job', 'tags', 'source', 'layout', 'size', 'chunkSize', 'chunkCount', 'imageDigest', 'compression', 'stats', 'bytesAdded']);
       const { id, time, hostname: host, job: jobName, source, layout, size, imageDigest, bytesAdded } = rows[i];
-      expect(shown).toMatchObject({ id, time, hostname: host, job: jobName, source, layout, size, imageDigest, bytesAdded });
+      expect(shown).toMatchObject({ id, time, hostname: host, job: jobName, tags: [], source, layout, size, imageDigest, bytesAdded });
       expect(shown.version).toBe(2); // the manifest version that records a BLAKE3 image digest (docs/FORMAT.md)
       expect(shown.chunkSize).toBe(chunkSize);
       expect(shown.chunkCount).toBe(SIZE / chunkSize);

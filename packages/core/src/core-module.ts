@@ -22,6 +22,7 @@ import { RestoreOperation } from './operations/restore.js';
 import { CheckOperation } from './operations/check.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
 import { KeyOperation } from './operations/keys.js';
+import { ForgetOperation } from './operations/forget.js';
 
 @injectable()
 export class SystemClock implements Clock {
@@ -68,6 +69,7 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(SnapshotsOperation).toSelf();
   bind(ShowOperation).toSelf();
   bind(KeyOperation).toSelf();
+  bind(ForgetOperation).toSelf();
   bind(PruneOperation).toSelf();
   bind(UnlockOperation).toSelf();
 });

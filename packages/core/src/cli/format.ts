@@ -1,4 +1,6 @@
 import { UsageError } from '../errors.js';
+import { parseIsoDateTime } from '../retention/calendar.js';
+import { tagProblem } from '../retention/policy.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -22,6 +24,33 @@ export function parseSize(text: string, flag = '--size'): number {
   if (!match) throw new UsageError(`${flag} must be a number of bytes, optionally with K, M, G or T: not "${text}"`);
   const factor = 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase());
   return Math.round(Number(match[1]) * factor);
+}
+
+/** A flag's value as the list yargs gives for a repeatable option (one value, several, or none). */
+export function listOf(value: unknown): string[] {
+  if (value === undefined) return [];
+  return (Array.isArray(value) ? value : [value]).map((v) => String(v));
+}
+
+/** `--time`: an ISO 8601 date and time; without an offset, local time. */
+export function parseTimeFlag(value: unknown, flag: string): Date {
+  const text = listOf(value);
+  if (text.length !== 1) throw new UsageError(`${flag} takes one time, not ${text.length}`);
+  try {
+    return parseIsoDateTime(text[0]!);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** Repeatable `--tag`-style flags: each a non-empty tag without commas; duplicates dropped, order kept. */
+export function parseTagFlags(value: unknown, flag: string): string[] {
+  const tags = listOf(value);
+  for (const tag of tags) {
+    const problem = tagProblem(tag);
+    if (problem) throw new UsageError(`${flag}: ${problem}`);
+  }
+  return [...new Set(tags)];
 }
 
 /** `90s`, `30m`, `2h`, or a number of seconds. */

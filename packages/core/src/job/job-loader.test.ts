@@ -52,4 +52,19 @@ describe('JobLoader', () => {
     expect((error as Error).message).toContain('/chunkSize: must be one of 65536');
     expect((error as Error).message).toContain("/target: must have required property 'path' (plugin cairn.target-local)");
   });
+
+  it('takes a retention policy, and refuses one with bad shapes, durations or zone names', async () => {
+    const plugins = ['source-volume', 'target-local'];
+    const retention = { keepLast: 3, keepDaily: 7, keepWeekly: 4, keepMonthly: 12, keepYearly: 2, keepHourly: 0, keepWithin: '1y6m', keepTags: ['keep'], timeZone: 'Europe/Berlin' };
+    expect((await load({ ...job, retention }, plugins)).config.retention).toEqual(retention);
+    const shapes = await load({ ...job, retention: { keepLast: -1, keepDaily: 1.5, keepWithin: '30 days', keepTags: ['a,b'], keepForever: true } }, plugins).catch((e: unknown) => e);
+    expect(shapes).toBeInstanceOf(JobFileError);
+    for (const problem of ['/retention/keepLast: must be >= 0', '/retention/keepDaily: must be integer', '/retention/keepWithin: must match pattern', '/retention/keepTags/0: must match pattern', '/retention: must NOT have additional property "keepForever"']) {
+      expect((shapes as Error).message).toContain(problem);
+    }
+    const meaning = await load({ ...job, retention: { keepWithin: '1d1d', timeZone: 'Mars/Base' } }, plugins).catch((e: unknown) => e);
+    expect(meaning).toBeInstanceOf(JobFileError);
+    expect((meaning as Error).message).toMatch(/\/retention\/keepWithin: .*the unit d appears twice/);
+    expect((meaning as Error).message).toMatch(/\/retention\/timeZone: "Mars\/Base" is not a time zone/);
+  });
 });

@@ -9,6 +9,7 @@ import type { SecretRef, TargetSettings } from '../target.js';
 import type { SourceSettings } from '../source.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { JobSchema } from './job-schema.js';
+import { retentionProblems, type RetentionSettings } from '../retention/policy.js';
 
 /** A job file's settings, as the merged schema validated them (defaults filled in). */
 export interface JobConfig {
@@ -19,6 +20,7 @@ export interface JobConfig {
   password: SecretRef;
   chunkSize?: number;
   hooks?: { before?: string[][]; after?: string[][] };
+  retention?: RetentionSettings;
 }
 
 export interface LoadedJob {
@@ -41,6 +43,9 @@ export class JobLoader {
   async load(file: string): Promise<LoadedJob> {
     const path = resolve(this.environment.cwd, file);
     const { job, problems } = this.schema.validate(await readJobFile(path));
+    // What a JSON schema cannot say: durations that parse, zones this system knows.
+    const retention = (job as JobConfig | null)?.retention;
+    if (problems.length === 0 && retention) problems.push(...retentionProblems(retention).map((p) => `/retention/${p}`));
     if (problems.length > 0) {
       throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
     }

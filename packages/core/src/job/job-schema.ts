@@ -18,6 +18,30 @@ const secretRef = {
 
 const commandList = { type: 'array', items: { type: 'array', minItems: 1, items: { type: 'string' } } };
 
+export const keepCount = (what: string) => ({ type: 'integer', minimum: 0, description: `Keep the newest snapshot of each of the last N ${what} that have snapshots (0: rule not used).` });
+
+/** The job's `retention`: what `cairn forget` keeps. The schema checks shapes; `retentionProblems` the rest (zone names, durations). */
+const retentionSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'What `cairn forget` keeps, per group of snapshots (host and job by default); a snapshot kept by any rule is kept. Command-line --keep-* flags replace this policy.',
+  properties: {
+    keepLast: { type: 'integer', minimum: 0, description: 'Keep the N newest snapshots (0: rule not used).' },
+    keepHourly: keepCount('hours'),
+    keepDaily: keepCount('days'),
+    keepWeekly: keepCount('ISO weeks (Monday to Sunday)'),
+    keepMonthly: keepCount('months'),
+    keepYearly: keepCount('years'),
+    keepWithin: {
+      type: 'string',
+      pattern: '^([0-9]+[hdwmy])+$',
+      description: 'Keep every snapshot taken less than this long before the newest one: a duration such as 30d, 12h, 2w, 6m or 1y6m (units h, d, w, m, y).',
+    },
+    keepTags: { type: 'array', items: { type: 'string', minLength: 1, pattern: '^[^,]+$' }, description: 'Keep every snapshot holding any of these tags (`backup --tag`).' },
+    timeZone: { type: 'string', minLength: 1, description: 'IANA time zone (e.g. Europe/Berlin) in which hours, days, weeks, months and years are counted. Default: the local zone.' },
+  },
+};
+
 export const CHUNK_SIZES = Array.from({ length: 9 }, (_, i) => 2 ** (16 + i)); // 64 KiB … 16 MiB
 
 /** The core's part of the job schema; plugins supply the `source`, `target` and `compression` branches. */
@@ -37,6 +61,7 @@ function coreJobSchema(): Record<string, any> {
       compression: { description: 'How new chunks are compressed. Default: zstd level 3 when the zstd plugin is enabled, else none.' },
       password: { ...secretRef, description: 'The repository password: from an environment variable, a file, or a command.' },
       chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (4 MiB). Smaller chunks deduplicate small changes better; larger ones compress better.' },
+      retention: retentionSchema,
       hooks: {
         type: 'object',
         additionalProperties: false,

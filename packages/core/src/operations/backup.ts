@@ -18,6 +18,13 @@ import { PipelineWorkers } from './pipeline-workers.js';
 /** How often a running backup takes in index files that other writers wrote meanwhile. */
 const FOLLOW_INDEX_EVERY_MS = 10_000;
 
+export interface BackupOptions {
+  /** The snapshot's time instead of the clock's (`backup --time`: imports, tests). */
+  time?: Date;
+  /** Tags recorded in the snapshot (`backup --tag`). */
+  tags?: string[];
+}
+
 /** `cairn backup`: runs a job once, through the run hooks, and saves a snapshot. */
 @injectable()
 export class BackupOperation {
@@ -35,18 +42,18 @@ export class BackupOperation {
     @inject(Clock) private readonly clock: Clock,
   ) {}
 
-  run(job: LoadedJob): Promise<RunReport<BackupResult>> {
+  run(job: LoadedJob, options: BackupOptions = {}): Promise<RunReport<BackupResult>> {
     const run: BackupRun = { job: job.info, operation: 'backup', hooks: createBackupRunHooks() };
     return this.runs.run(run, async (tapFailures) => {
       await this.runner.before(this.hooks.backup, run);
-      const result = await this.#backup(job, run);
+      const result = await this.#backup(job, run, options);
       const saved = { id: result.snapshot, time: result.manifest.time, bytesRead: result.bytesRead, bytesAdded: result.bytesAdded, manifest: result.manifest };
       tapFailures.push(...(await this.runner.after(run.hooks.snapshotSaved, saved)));
       return result;
     });
   }
 
-  async #backup(job: LoadedJob, run: BackupRun): Promise<BackupResult> {
+  async #backup(job: LoadedJob, run: BackupRun, options: BackupOptions): Promise<BackupResult> {
     const sourceFactory = await this.#sourceFactory(job.config.source.type);
     return this.workers.withPool((pool) =>
       this.repositories.withRepository(job, async (repository) => {
@@ -54,7 +61,7 @@ export class BackupOperation {
         try {
           for (const warning of source.warnings) this.logger.warn(warning);
           await this.runner.before(run.hooks.sourceOpened, source);
-          return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source));
+          return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source, options));
         } finally {
           await source.dispose();
         }
@@ -62,7 +69,7 @@ export class BackupOperation {
     );
   }
 
-  async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource): Promise<BackupResult> {
+  async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource, options: BackupOptions): Promise<BackupResult> {
     const index = await this.workers.prepare(pool, repository, job, 'write');
     await this.#adoptOrphans(repository, index);
     // Backups running into the same repository share what they store as soon as it is indexed.
@@ -77,7 +84,8 @@ export class BackupOperation {
       chunkSize: job.config.chunkSize ?? repository.config.chunkSize,
       compression: job.config.compression?.type ?? 'none',
       progress: this.progress.create(),
-      started: this.clock.now(),
+      started: options.time ?? this.clock.now(),
+      ...(options.tags?.length && { tags: [...options.tags] }),
       beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
     }).finally(() => clearInterval(following));
     for (const warning of result.warnings) this.logger.warn(warning);

@@ -24,8 +24,10 @@ export interface BackupInput {
   chunkSize: number;
   compression: string;
   progress: Progress;
-  /** When the backup started: the snapshot's time (from the core's clock). */
+  /** When the backup started: the snapshot's time (from the core's clock, or `backup --time`). */
   started: Date;
+  /** The snapshot's tags (`backup --tag`); none are recorded when empty. */
+  tags?: string[];
   /**
    * Called with the finished manifest once every pack and index it needs is durable, before
    * it is written; throwing stops the snapshot (nothing refers to the stored data yet).
@@ -286,6 +288,7 @@ class BackupSession {
       time: started.toISOString(),
       hostname: hostname(),
       job: this.#input.jobName,
+      ...(this.#input.tags?.length && { tags: this.#input.tags }),
       source: { type: this.#input.sourceType, path: source.path },
       layout: source.layout,
       size: this.#size,

@@ -19,6 +19,8 @@ export interface SnapshotManifest {
   time: string;
   hostname: string;
   job: string;
+  /** Labels given with `backup --tag`; absent when there are none (older readers ignore it). */
+  tags?: string[];
   source: { type: string; path: string };
   layout: VolumeLayout;
   /** Size of the logical image in bytes. */

@@ -2,21 +2,30 @@ import { JobLoader } from '../../job/job-loader.js';
 import { BackupOperation } from '../../operations/backup.js';
 import { defineCommand, withJob } from '../command.js';
 import { exitCodeOf } from '../output.js';
-import { formatBytes } from '../format.js';
+import { formatBytes, parseTagFlags, parseTimeFlag } from '../format.js';
 
 export const backupCommand = defineCommand({
   command: 'backup <job>',
   describe: 'Run the job once: image the source into the repository',
-  builder: (yargs) => withJob(yargs),
+  builder: (yargs) =>
+    withJob(yargs)
+      .option('time', { type: 'string', describe: 'Record this time (ISO 8601, e.g. 2026-05-01T02:00:00Z; local time without an offset) instead of now: for imports and tests' })
+      .option('tag', { type: 'string', describe: 'Add a tag to the snapshot (repeatable; no commas)' }),
   async run(args, { core, output }) {
+    // Flags are checked before anything else is touched.
+    const options = {
+      ...(args.time !== undefined && { time: parseTimeFlag(args.time, '--time') }),
+      ...(args.tag !== undefined && { tags: parseTagFlags(args.tag, '--tag') }),
+    };
     const job = await core.get(JobLoader).load(args.job);
-    const { result, tapFailures } = await core.get(BackupOperation).run(job);
+    const { result, tapFailures } = await core.get(BackupOperation).run(job, options);
     const { manifest, snapshot, bytesRead, bytesAdded } = result;
     const { stats } = manifest;
     output.result(
       {
         snapshot,
         time: manifest.time,
+        tags: manifest.tags ?? [],
         size: manifest.size,
         bytesRead,
         bytesAdded,

@@ -5,6 +5,7 @@ import { snapshotsCommand } from './snapshots.js';
 import { restoreCommand } from './restore.js';
 import { showCommand } from './show.js';
 import { checkCommand } from './check.js';
+import { forgetCommand } from './forget.js';
 import { pruneCommand } from './prune.js';
 import { unlockCommand } from './unlock.js';
 import { keyCommand } from './key.js';
@@ -20,6 +21,7 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   restoreCommand,
   showCommand,
   checkCommand,
+  forgetCommand,
   pruneCommand,
   unlockCommand,
   keyCommand,

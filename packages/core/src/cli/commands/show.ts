@@ -14,7 +14,7 @@ export const showCommand = defineCommand({
     const { id, manifest, objectSize } = await core.get(ShowOperation).run(job, args.snapshot);
     const { chunkMaps: _maps, ...rest } = manifest;
     const bytesAdded = manifest.stats.bytesAdded + objectSize;
-    output.result({ id, ...rest, bytesAdded }, () => describeSnapshot(id, manifest, bytesAdded));
+    output.result({ id, ...rest, tags: manifest.tags ?? [], bytesAdded }, () => describeSnapshot(id, manifest, bytesAdded));
     return ExitCode.ok;
   },
 });
@@ -24,6 +24,7 @@ function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): 
   const lines = [
     `snapshot   ${id}`,
     `time       ${m.time}  (host ${m.hostname}, job ${m.job})`,
+    ...(m.tags?.length ? [`tags       ${m.tags.join(', ')}`] : []),
     `source     ${m.source.type} ${m.source.path} (${layout.kind})`,
     `size       ${formatBytes(m.size)} (${m.size} bytes), sector ${layout.sectorSize} bytes, chunks of ${formatBytes(m.chunkSize)}`,
     `table      ${layout.partitionTable.type}${layout.partitionTable.diskId ? ` (disk id ${layout.partitionTable.diskId})` : ''}`,

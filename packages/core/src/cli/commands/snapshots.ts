@@ -16,6 +16,7 @@ export const snapshotsCommand = defineCommand({
       time: m.time,
       hostname: m.hostname,
       job: m.job,
+      tags: m.tags ?? [],
       source: m.source,
       size: m.size,
       imageDigest: m.imageDigest,
@@ -24,8 +25,8 @@ export const snapshotsCommand = defineCommand({
     }));
     output.result(rows, () => {
       if (rows.length === 0) return 'No snapshots yet\n';
-      const lines = rows.map((r) => `${r.id.slice(0, 12)}  ${r.time}  ${r.hostname.padEnd(14).slice(0, 14)}  ${formatBytes(r.size).padEnd(10)}  ${r.source.path}`);
-      return ['ID            TIME                      HOST            SIZE        SOURCE', ...lines].join('\n') + '\n';
+      const lines = rows.map((r) => `${r.id.slice(0, 12)}  ${r.time}  ${r.hostname.padEnd(14).slice(0, 14)}  ${formatBytes(r.size).padEnd(10)}  ${r.source.path}${r.tags.length ? `  [${r.tags.join(', ')}]` : ''}`);
+      return ['ID            TIME                      HOST            SIZE        SOURCE [TAGS]', ...lines].join('\n') + '\n';
     });
     return ExitCode.ok;
   },
