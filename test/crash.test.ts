@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
 import {
   MiB,
+
   PASSWORD_ENV,
   backup,
   expectSuccess,
@@ -144,7 +145,7 @@ describe('crash safety', () => {
     /** A new snapshot of a changed volume, and the one before it forgotten: prune has packs to delete and to repack. */
     let latest: { snapshot: string } | undefined;
     const churn = async (i: number) => {
-      await rewrite(volume, ((i * 3) % 16) * MiB, 3 * MiB, `prune-crash-${i}`);
+      await rewrite(volume, ((i * 3) % 13) * MiB, 3 * MiB, `prune-crash-${i}`);
       const made = await backup(job);
       if (latest) await rm(join(repository, 'snapshots', latest.snapshot));
       await copyFile(volume, join(dir, 'latest.img'));
