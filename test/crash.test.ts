@@ -1,4 +1,4 @@
-import { copyFile, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, open, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
@@ -147,7 +147,7 @@ describe('crash safety', () => {
     const churn = async (i: number) => {
       await rewrite(volume, ((i * 3) % 13) * MiB, 3 * MiB, `prune-crash-${i}`);
       const made = await backup(job);
-      if (latest) await rm(join(repository, 'snapshots', latest.snapshot));
+      if (latest) expectSuccess(await runCli(['forget', job, latest.snapshot], { env: PASSWORD_ENV }));
       await copyFile(volume, join(dir, 'latest.img'));
       return made;
     };

@@ -1,4 +1,4 @@
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -52,9 +52,8 @@ async function checkClean(job: string, plugins?: string): Promise<void> {
   expect(parseJson<{ problems: unknown[]; unreferencedPacks: unknown[] }>(result).problems).toEqual([]);
 }
 
-/** Removes a snapshot object, as `cairn forget` does. */
-async function forgetSnapshot(repository: string, id: string): Promise<void> {
-  await rm(join(repository, 'snapshots', id));
+async function forgetSnapshot(job: string, id: string): Promise<void> {
+  expectSuccess(await runCli(['forget', job, id], { env: PASSWORD_ENV }));
 }
 
 /** Overwrites `length` bytes at `offset` of a file with fresh random bytes. */
@@ -93,8 +92,8 @@ describe('prune', () => {
     await rewrite(volume, 48 * MiB, 8 * MiB, 'prune-third');
     const third = await backup(job);
 
-    await forgetSnapshot(repository, first.snapshot);
-    await forgetSnapshot(repository, second.snapshot);
+    await forgetSnapshot(job, first.snapshot);
+    await forgetSnapshot(job, second.snapshot);
     const dryRun = await prune(job, ['--dry-run']);
     expect(dryRun.bytesDeleted).toBeGreaterThan(0);
     const before = await treeBytes(repository);
@@ -135,7 +134,7 @@ describe('prune', () => {
     const gated = await writeJob(dir, { source: volume, extra: { source: { type: 'gated', path: volume, gate, openedMarker: opened } } }, 'gated.json');
     await init(job);
     const forgotten = await backup(job);
-    await forgetSnapshot(repository, forgotten.snapshot);
+    await forgetSnapshot(job, forgotten.snapshot);
 
     // The gated backup loads the index (the forgotten snapshot's blobs included), then waits.
     const running = startCli(['backup', gated, '--json'], { env: PASSWORD_ENV, plugins });
@@ -175,7 +174,7 @@ describe('prune', () => {
     const gated = await writeJob(dir, { source: other, extra: { source: { type: 'gated', path: other, gate, openedMarker: opened } } }, 'gated.json');
     await init(job);
     const forgotten = await backup(job);
-    await forgetSnapshot(repository, forgotten.snapshot);
+    await forgetSnapshot(job, forgotten.snapshot);
 
     const holding = startCli(['backup', gated, '--json'], { env: PASSWORD_ENV, plugins });
     await waitFor('the gated backup to start reading', () => existsSync(opened), holding);
