@@ -256,6 +256,36 @@ describe('backup and restore pipeline', () => {
     });
   });
 
+  /** Runs `fn` and returns the rejections nothing handled while it ran (and shortly after). */
+  async function unhandledRejectionsDuring(fn: () => Promise<unknown>): Promise<unknown[]> {
+    const unhandled: unknown[] = [];
+    const listener = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', listener);
+    try {
+      await fn();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off('unhandledRejection', listener);
+    }
+    return unhandled;
+  }
+
+  it('stops with the source\'s error when a read fails midway, leaving no rejection unhandled', async () => {
+    const image = randomBytes(CHUNK * 30);
+    const inner = memorySource(image);
+    const failing: OpenedSource = {
+      ...inner,
+      async read(into, offset, length) {
+        if (offset === CHUNK * 12) throw new Error('EIO at chunk 12');
+        await inner.read(into, offset, length);
+      },
+    };
+    const before = await repository.listSnapshots();
+    const unhandled = await unhandledRejectionsDuring(() => expect(backup(image, undefined, { source: failing })).rejects.toThrow(/EIO at chunk 12/));
+    expect(unhandled).toEqual([]);
+    expect(await repository.listSnapshots()).toEqual(before);
+  });
+
   it('keeps earlier snapshots intact when uploads fail mid-backup', async () => {
     const image = sampleImage();
     const first = await backup(image);
