@@ -14,6 +14,11 @@ import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
 import { PipelineWorkers } from './pipeline-workers.js';
 
+export interface BackupOptions {
+  /** Image around unreadable parts of the source (stored as zeros, listed in the manifest) instead of stopping. */
+  rescue?: boolean;
+}
+
 /** `cairn backup`: runs a job once, through the run hooks, and saves a snapshot. */
 @injectable()
 export class BackupOperation {
@@ -31,18 +36,18 @@ export class BackupOperation {
     @inject(Clock) private readonly clock: Clock,
   ) {}
 
-  run(job: LoadedJob): Promise<RunReport<BackupResult>> {
+  run(job: LoadedJob, options: BackupOptions = {}): Promise<RunReport<BackupResult>> {
     const run: BackupRun = { job: job.info, operation: 'backup', hooks: createBackupRunHooks() };
     return this.runs.run(run, async (tapFailures) => {
       await this.runner.before(this.hooks.backup, run);
-      const result = await this.#backup(job, run);
+      const result = await this.#backup(job, run, options);
       const saved = { id: result.snapshot, time: result.manifest.time, bytesRead: result.bytesRead, bytesAdded: result.bytesAdded, manifest: result.manifest };
       tapFailures.push(...(await this.runner.after(run.hooks.snapshotSaved, saved)));
       return result;
     });
   }
 
-  async #backup(job: LoadedJob, run: BackupRun): Promise<BackupResult> {
+  async #backup(job: LoadedJob, run: BackupRun, options: BackupOptions): Promise<BackupResult> {
     const sourceFactory = await this.#sourceFactory(job.config.source.type);
     return this.workers.withPool((pool) =>
       this.repositories.withRepository(job, async (repository) => {
@@ -50,7 +55,7 @@ export class BackupOperation {
         try {
           for (const warning of source.warnings) this.logger.warn(warning);
           await this.runner.before(run.hooks.sourceOpened, source);
-          return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source));
+          return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source, options));
         } finally {
           await source.dispose();
         }
@@ -58,7 +63,7 @@ export class BackupOperation {
     );
   }
 
-  async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource): Promise<BackupResult> {
+  async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource, options: BackupOptions): Promise<BackupResult> {
     const index = await this.workers.prepare(pool, repository, job, 'write');
     const result = await runBackup({
       repository,
@@ -72,6 +77,7 @@ export class BackupOperation {
       progress: this.progress.create(),
       started: this.clock.now(),
       beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
+      rescue: options.rescue ?? false,
     });
     for (const warning of result.warnings) this.logger.warn(warning);
     return result;
