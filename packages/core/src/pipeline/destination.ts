@@ -2,7 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
-import { RestoreTargetError } from '../errors.js';
+import { RestoreTargetError, describeSystemError } from '../errors.js';
 import { type DeviceNumber, describeBlockDevice, findMounts, readBlockDeviceGeometry, splitDeviceNumber } from '../system/block-device.js';
 import { suitsDirectIo } from './aligned-memory.js';
 
@@ -53,14 +53,18 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
     path,
     kind: 'file',
     needsZeros: false,
-    write: (data, offset) => writer.write(data, offset),
+    write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
     async commit() {
-      await writer.settle();
-      await handle.sync();
-      await handle.close();
-      await rename(temp, path);
-      const dir = await open(dirname(path), 'r');
-      await dir.sync().finally(() => dir.close());
+      try {
+        await writer.settle();
+        await handle.sync();
+        await handle.close();
+        await rename(temp, path);
+        const dir = await open(dirname(path), 'r');
+        await dir.sync().finally(() => dir.close());
+      } catch (err) {
+        failed(path, err);
+      }
     },
     async abort() {
       await writer.settle().catch(() => undefined);
@@ -92,17 +96,30 @@ async function openDevice(path: string, stats: Stats, imageSize: number, force: 
     path,
     kind: 'block-device',
     needsZeros: true,
-    write: (data, offset) => writer.write(data, offset),
+    write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
     async commit() {
-      await writer.settle();
-      await handle.sync();
-      await handle.close();
+      try {
+        await writer.settle();
+        await handle.sync();
+        await handle.close();
+      } catch (err) {
+        failed(path, err);
+      }
     },
     async abort() {
       await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
     },
   };
+}
+
+/**
+ * A write to the destination failed (no space left, a quota, an I/O error): says so naming
+ * the destination the user gave, not the temporary name it is written under.
+ */
+function failed(path: string, err: unknown): never {
+  if (err instanceof RestoreTargetError) throw err;
+  throw new RestoreTargetError(`Cannot write ${path}: ${describeSystemError(err)}`, { cause: err });
 }
 
 /**
