@@ -118,6 +118,9 @@ export class RestoreOperation {
 
   async #plan(repository: Repository, ref: string, options: RestoreOptions): Promise<RestorePlan> {
     const { id, manifest } = await repository.resolveSnapshot(ref);
+    if (options.size !== undefined && options.size < manifest.size) {
+      throw new UsageError(`--size ${options.size} bytes is smaller than the image of snapshot ${id.slice(0, 12)}, which has ${manifest.size} bytes; --size can only make the restored image larger`);
+    }
     const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
     return { id, manifest, window, size: window ? window.length : Math.max(manifest.size, options.size ?? 0) };
   }
