@@ -271,18 +271,24 @@ describe('backup and restore pipeline', () => {
     return unhandled;
   }
 
-  it('stops with the source\'s error when a read fails midway, leaving no rejection unhandled', async () => {
+  const detachPolicies: Array<[string, DetachPolicy | undefined]> = [
+    ['by default', undefined],
+    ['with every new chunk stored ahead of the digest', { zerosAhead: 0, maxPending: Infinity }],
+  ];
+  it.each(detachPolicies)('stops with the source\'s error when a read fails midway, leaving no rejection unhandled (%s)', async (_name, detach) => {
+    // Used chunks around a run of unused ones, so that chunks are detached under the eager policy.
     const image = randomBytes(CHUNK * 30);
-    const inner = memorySource(image);
+    const extents = [{ offset: 0, length: CHUNK * 10 }, { offset: CHUNK * 16, length: CHUNK * 14 }];
+    const inner = memorySource(image, extents);
     const failing: OpenedSource = {
       ...inner,
       async read(into, offset, length) {
-        if (offset === CHUNK * 12) throw new Error('EIO at chunk 12');
+        if (offset === CHUNK * 20) throw new Error('EIO at chunk 20');
         await inner.read(into, offset, length);
       },
     };
     const before = await repository.listSnapshots();
-    const unhandled = await unhandledRejectionsDuring(() => expect(backup(image, undefined, { source: failing })).rejects.toThrow(/EIO at chunk 12/));
+    const unhandled = await unhandledRejectionsDuring(() => expect(backup(image, extents, { source: failing, detach })).rejects.toThrow(/EIO at chunk 20/));
     expect(unhandled).toEqual([]);
     expect(await repository.listSnapshots()).toEqual(before);
   });
