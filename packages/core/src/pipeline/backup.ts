@@ -340,10 +340,11 @@ class BackupSession {
 }
 
 /** Fills `bytes` (the chunk at `start`) with the used ranges and zeros elsewhere. */
-async function readUsedParts(source: Pick<OpenedSource, 'read'>, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {
-  if (ranges.length > SCATTERED_RANGES) {
-    await source.read(bytes, start, bytes.length);
-  } else {
+async function readUsedParts(source: SourceReader, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {
+  // Where the one read fails, the used ranges are read one by one: an unreadable sector in
+  // unused space must neither stop the backup nor count as lost.
+  const whole = ranges.length > SCATTERED_RANGES && (await source.tryRead(bytes, start, bytes.length));
+  if (!whole) {
     for (const range of ranges) await source.read(bytes.subarray(range.offset - start), range.offset, range.length);
   }
   // Unused bytes must not reach the repository: stale data in free space is not part of the

@@ -337,6 +337,25 @@ describe('backup and restore pipeline', () => {
       expect((await readFile(join(dir, 'rescued.img'))).equals(expected)).toBe(true);
     });
 
+    it('in unused space neither stop the backup nor count as lost, also in a chunk read whole', async () => {
+      // Chunk 1 has many small used ranges (read with one read of the whole chunk), chunk 3 a few.
+      const image = randomBytes(CHUNK * 4);
+      const scattered = Array.from({ length: 12 }, (_, k) => ({ offset: CHUNK + k * 4096 + 100, length: 1000 }));
+      const extents = [...scattered, { offset: CHUNK * 3, length: 4096 }, { offset: CHUNK * 3 + 16384, length: 4096 }];
+      const bad: Array<[number, number]> = [[CHUNK + 2 * 4096 + 2000, 10], [CHUNK + 13 * 4096, 4096], [CHUNK * 3 + 8192, 4096]];
+      const expected = Buffer.alloc(image.length);
+      for (const e of extents) image.copy(expected, e.offset, e.offset, e.offset + e.length);
+      for (const rescue of [false, true]) {
+        const result = await backup(image, extents, { source: sourceWithBadRanges(image, bad, extents), rescue });
+        expect(result.manifest).not.toHaveProperty('unreadable');
+        expect(result.manifest.imageDigest.hex).toBe(blake3(expected).toString('hex'));
+      }
+      // A bad sector under a used range loses only the used bytes there.
+      const underUsed: Array<[number, number]> = [[CHUNK + 5 * 4096, 4096]];
+      const rescued = await backup(image, extents, { source: sourceWithBadRanges(image, underUsed, extents), rescue: true });
+      expect(rescued.manifest.unreadable).toEqual([{ offset: CHUNK + 5 * 4096 + 100, length: 1000 }]);
+    });
+
     it('leave no trace in the manifest when every byte was read', async () => {
       const result = await backup(sampleImage(), undefined, { rescue: true });
       expect(result.manifest).not.toHaveProperty('unreadable');

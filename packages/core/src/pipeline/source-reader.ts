@@ -52,6 +52,17 @@ export class SourceReader {
     private readonly rescue: boolean,
   ) {}
 
+  /** One read, as the source does it; false where the medium failed it (the caller then reads otherwise). */
+  async tryRead(into: Uint8Array, offset: number, length: number): Promise<boolean> {
+    try {
+      await this.source.read(into, offset, length);
+      return true;
+    } catch (err) {
+      if (err instanceof SourceReadError) return false;
+      throw err;
+    }
+  }
+
   async read(into: Uint8Array, offset: number, length: number): Promise<void> {
     try {
       await this.source.read(into, offset, length);
