@@ -101,6 +101,31 @@ describe('bad inputs give their exit code and a clear message', () => {
       expectCleanFailure(await runCli(['restore', job, 'latest'], { env: PASSWORD_ENV }), 2, /Missing required argument: to/);
     });
 
+    test('restore options that make no sense: an empty --to, a negative --size, a --size smaller than the image', async () => {
+      const never = join(dir, 'never.img');
+      expectCleanFailure(await runCli(['restore', job, 'latest', '--to', ''], { env: PASSWORD_ENV }), 2, /--to needs the image file or block device to restore to, not an empty path/);
+      for (const size of ['-5G', '-1']) {
+        const result = await runCli(['restore', job, 'latest', '--to', never, '--size', size], { env: PASSWORD_ENV });
+        expectCleanFailure(result, 2, escape(`--size must be a positive number of bytes, optionally with K, M, G or T: not "${size}"`));
+        expect(result.stderr).not.toMatch(/Unknown argument/);
+      }
+      expectCleanFailure(
+        await runCli(['restore', job, 'latest', '--to', never, '--size', '1'], { env: PASSWORD_ENV }),
+        2,
+        escape(`--size 1 bytes is smaller than the image of snapshot ${snapshotId.slice(0, 12)}, which has ${32 * MiB} bytes`),
+      );
+      await expect(stat(never)).rejects.toThrow(/ENOENT/);
+    });
+
+    test('a job file saved with a UTF-8 byte order mark is read like any other', async () => {
+      const path = join(dir, 'with-bom.json');
+      await writeFile(path, '\uFEFF' + (await readFile(job, 'utf8')));
+      expectSuccess(await runCli(['validate', path], { env: PASSWORD_ENV }));
+      const listed = await runCli(['snapshots', path, '--json'], { env: PASSWORD_ENV });
+      expectSuccess(listed);
+      expect(parseJson<Array<{ id: string }>>(listed).map((s) => s.id)).toContain(snapshotId);
+    });
+
     test('a snapshot prefix that looks like a number is taken as typed', async () => {
       // Hex ids can read as numbers (0012e4 = 120000); a prefix is matched as the text it is.
       for (const prefix of ['0012e4', '4982076e05', '0123456789']) {
@@ -122,6 +147,15 @@ describe('bad inputs give their exit code and a clear message', () => {
     await mkdir(folder, { recursive: true });
     const folderJob = await writeJob(dir, { source: folder }, 'folder-source.json');
     expectCleanFailure(await runCli(['backup', folderJob], { env: PASSWORD_ENV }), 1, escape(folder), /not an image file or a block device/);
+  });
+
+  test('an empty source (exit 1) is refused: there is nothing to back up', async () => {
+    const empty = join(dir, 'empty.img');
+    await writeFile(empty, '');
+    const emptyJob = await writeJob(dir, { source: empty }, 'empty-source.json');
+    const before = await snapshotTree(repository);
+    expectCleanFailure(await runCli(['backup', emptyJob], { env: PASSWORD_ENV }), 1, escape(`Source ${empty} is empty (0 bytes): there is nothing to back up`));
+    expect(await snapshotTree(repository)).toEqual(before);
   });
 
   test('a wrong password (exit 12) says so', async () => {

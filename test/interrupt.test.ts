@@ -1,4 +1,4 @@
-import { open, readdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
@@ -86,12 +86,13 @@ async function incompressibleVolume(path: string, size: number): Promise<void> {
   }
 }
 
-/** Index files of a repository (none before its first index is written). */
+/** Index files of a repository (none before its first index is written), not those still under a temporary name. */
 async function indexFiles(repository: string): Promise<string[]> {
-  return readdir(join(repository, 'index')).catch((err: NodeJS.ErrnoException) => {
+  const names = await readdir(join(repository, 'index')).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [];
     throw err;
   });
+  return names.filter((name) => !name.startsWith('.tmp-'));
 }
 
 interface CheckReport {
@@ -168,4 +169,36 @@ describe("an interrupted backup's finished packs", () => {
     await restore(job, 'latest', restored);
     expect(await sameBytes(join(dir, 'random.img'), restored)).toBe(true);
   }, 300_000);
+});
+
+describe('an interrupted restore', () => {
+  test('a restore --force killed midway leaves its temporary file, which the next restore to the same file removes', async () => {
+    const dir = await useTempDir();
+    await incompressibleVolume(join(dir, 'random.img'), 192 * MiB);
+    const job = await writeJob(dir, { source: './random.img' });
+    await init(job);
+    const { snapshot } = await backup(job);
+    const out = join(dir, 'out');
+    await mkdir(out);
+    const to = join(out, 'restored.img');
+    await writeFile(to, 'an older image');
+    const leftovers = async () => (await readdir(out)).filter((name) => name.startsWith('.restored.img.cairn-restore-'));
+
+    const running = startCli(['restore', job, snapshot, '--to', to, '--force'], { env: PASSWORD_ENV });
+    let exited = false;
+    void running.result.then(() => (exited = true));
+    // Killed once it writes under its temporary name: it can clean nothing up.
+    const deadline = Date.now() + 60_000;
+    while (!exited && Date.now() < deadline && ((await leftovers()).length === 0 || (await stat(join(out, (await leftovers())[0]!))).blocks === 0)) await sleep(5);
+    expect(exited, 'the restore finished before it could be interrupted; make the volume larger').toBe(false);
+    running.child.kill('SIGKILL');
+    expect((await running.result).signal).toBe('SIGKILL');
+    const [left] = await leftovers();
+    expect(left).toMatch(new RegExp(`^\\.restored\\.img\\.cairn-restore-[0-9a-f]{12}-${running.child.pid}@`));
+    expect(await readFile(to, 'utf8')).toBe('an older image');
+
+    await restore(job, snapshot, to, { force: true });
+    expect(await readdir(out)).toEqual(['restored.img']);
+    expect(await sameBytes(join(dir, 'random.img'), to)).toBe(true);
+  });
 });

@@ -6,3 +6,4 @@ export * from './volume.js';
 export * from './loop.js';
 export * from './job.js';
 export * from './disk.js';
+export * from './fuse.js';

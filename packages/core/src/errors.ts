@@ -7,6 +7,8 @@ export const ExitCode = {
   ok: 0,
   failed: 1,
   usage: 2,
+  /** The snapshot was saved but lacks data that could not be read (`backup --rescue` over unreadable sectors). */
+  incomplete: 3,
   noRepository: 10,
   locked: 11,
   wrongPassword: 12,
@@ -46,7 +48,27 @@ export class PluginError extends CairnError {
 
 /** The source to back up does not exist or cannot be read as a volume. */
 export class SourceError extends CairnError {
-  override readonly code = 'CAIRN_SOURCE';
+  override readonly code: string = 'CAIRN_SOURCE';
+}
+
+/**
+ * The medium failed to deliver bytes of the source (a read error such as EIO): the range
+ * is unreadable, not the source as a whole. A source plugin raises it from `read` naming the
+ * range it asked for; `backup --rescue` narrows such a read down and images around the
+ * pieces that stay unreadable.
+ */
+export class SourceReadError extends SourceError {
+  override readonly code = 'CAIRN_SOURCE_UNREADABLE';
+  constructor(
+    readonly path: string,
+    readonly offset: number,
+    readonly length: number,
+    /** Why, as `describeSystemError` gives it: `EIO (input/output error)`. */
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Cannot read ${path} at offset ${offset} (length ${length}): ${reason}`, options);
+  }
 }
 
 /** The restore destination is unsuitable (mounted, too small, exists without --force). */
@@ -134,4 +156,35 @@ export class SnapshotAbortedError extends CairnError {
   ) {
     super(`The snapshot was not saved: ${tap} stopped it: ${reason}`);
   }
+}
+
+/** What the C library calls these errors (strerror), for messages; libuv's wording is terser. */
+const SYSTEM_ERRORS: Record<string, string> = {
+  EIO: 'input/output error',
+  ENODATA: 'no data available',
+  EREMOTEIO: 'remote I/O error',
+  EBADMSG: 'bad message',
+  ENXIO: 'no such device or address',
+  ENODEV: 'no such device',
+  ENOMEDIUM: 'no medium found',
+  ETIMEDOUT: 'connection timed out',
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large',
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOENT: 'no such file or directory',
+};
+
+/** A system error in one line, its code first: `EIO (input/output error)`; other errors by their message. */
+export function describeSystemError(err: unknown): string {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) {
+    // libuv's message reads `EIO: i/o error, read`: its middle part, where the table has no wording.
+    const libuv = typeof message === 'string' ? /^E[A-Z0-9]+: ([^,]+)/.exec(message)?.[1] : undefined;
+    const wording = SYSTEM_ERRORS[code] ?? libuv;
+    return wording ? `${code} (${wording})` : code;
+  }
+  return typeof message === 'string' ? message : String(err);
 }

@@ -19,7 +19,7 @@ export { JobLoader, type JobConfig, type LoadedJob } from './job/job-loader.js';
 export { JobSchema } from './job/job-schema.js';
 export type { RunReport } from './operations/job-runs.js';
 export { InitOperation } from './operations/init.js';
-export { BackupOperation } from './operations/backup.js';
+export { BackupOperation, type BackupOptions } from './operations/backup.js';
 export { RestoreOperation, type RestoreOptions, type RestoreResult } from './operations/restore.js';
 export { CheckOperation } from './operations/check.js';
 export { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';

@@ -203,6 +203,12 @@ describe('refusals', () => {
     expect(await refusal({ path: fifo })).toBe(`Source ${fifo} is a FIFO, not an image file or a block device`);
   });
 
+  it('refuses an empty image file: there is nothing to back up', async () => {
+    const image = path.join(workDir, 'empty.img');
+    await writeFile(image, '');
+    expect(await refusal({ path: image })).toBe(`Source ${image} is empty (0 bytes): there is nothing to back up`);
+  });
+
   it('refuses an unknown mode', async () => {
     const image = await makeImage('disk.img', MiB);
     expect(await refusal({ path: image, mode: 'fast' })).toMatch(/"mode" must be "exact" or "used"/);
@@ -234,12 +240,16 @@ describe('reading', () => {
     expect(results.every(Boolean)).toBe(true);
   });
 
-  it('has no extents for an empty volume', async () => {
-    const image = path.join(workDir, 'empty.img');
-    await writeFile(image, '');
+  it('names the offset where a volume that shrank after it was opened ends, in one line', async () => {
+    const image = path.join(workDir, 'shrinking.img');
+    await writeFile(image, randomBytes(MiB));
     const source = await openVolume({ path: image });
-    expect(source.layout.size).toBe(0);
-    expect(source.extents).toEqual([]);
+    await truncate(image, 300 * 1024);
+    const error = await source.read(new Uint8Array(512 * 1024), 256 * 1024, 512 * 1024).then(() => undefined, (err: unknown) => err);
+    expect(error).toBeInstanceOf(SourceError);
+    expect((error as Error).message).toBe(
+      `Cannot read ${image} at offset ${300 * 1024} (length ${468 * 1024}): the volume ends there, short of the size it had when the backup started (did it shrink while it was read?)`,
+    );
   });
 
   it('refuses reads once disposed', async () => {

@@ -4,6 +4,8 @@ import path from 'node:path';
 import {
   injectable,
   SourceError,
+  SourceReadError,
+  describeSystemError,
   type Extent,
   type ImagingMode,
   type OpenedSource,
@@ -125,6 +127,8 @@ export class VolumeSource implements OpenedSource, VolumeReader {
     } else {
       size = Number(info.size);
     }
+    // An empty file is usually a mistake (a path to the wrong file, a device without its medium).
+    if (size === 0) throw new SourceError(`Source ${sourcePath} is empty (0 bytes): there is nothing to back up`);
 
     const head = new Uint8Array(Math.min(size, PROBE_LENGTH));
     await readFully(sourcePath, handle, head, 0, head.length);
@@ -174,8 +178,17 @@ export class VolumeSource implements OpenedSource, VolumeReader {
 }
 
 /**
+ * Errors of a read that say the medium could not deliver these bytes, as Linux reports a
+ * failed block request (EIO, or from direct reads ENODATA for a medium error, EREMOTEIO,
+ * EILSEQ for bad protection information, EBADMSG). Anything else (a device that went away)
+ * is not about the range.
+ */
+const UNREADABLE_CODES = new Set(['EIO', 'ENODATA', 'EREMOTEIO', 'EILSEQ', 'EBADMSG']);
+
+/**
  * Positional reads until `length` bytes are in: block devices return short reads. Positional
- * reads share no file offset, so concurrent calls are safe.
+ * reads share no file offset, so concurrent calls are safe. A failed read names the bytes
+ * still missing: after a short read the kernel reports the error at the first bad page.
  */
 async function readFully(sourcePath: string, handle: FileHandle, into: Uint8Array, offset: number, length: number): Promise<void> {
   let done = 0;
@@ -184,10 +197,14 @@ async function readFully(sourcePath: string, handle: FileHandle, into: Uint8Arra
     try {
       ({ bytesRead } = await handle.read(into, done, length - done, offset + done));
     } catch (err) {
-      throw new SourceError(`Reading ${sourcePath} at offset ${offset + done} failed: ${(err as Error).message}`, { cause: err });
+      const reason = describeSystemError(err);
+      if (UNREADABLE_CODES.has(errorCode(err) ?? '')) throw new SourceReadError(sourcePath, offset + done, length - done, reason, { cause: err });
+      throw new SourceError(`Cannot read ${sourcePath} at offset ${offset + done} (length ${length - done}): ${reason}`, { cause: err });
     }
     if (bytesRead === 0) {
-      throw new SourceError(`Reading ${sourcePath}: the volume ended at offset ${offset + done}, before the ${length} bytes asked for at ${offset} (did it shrink?)`);
+      throw new SourceError(
+        `Cannot read ${sourcePath} at offset ${offset + done} (length ${length - done}): the volume ends there, short of the size it had when the backup started (did it shrink while it was read?)`,
+      );
     }
     done += bytesRead;
   }

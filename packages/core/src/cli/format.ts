@@ -20,6 +20,7 @@ export function formatDuration(seconds: number): string {
 
 /** `1073741824`, `512M`, `20G`, `1.5T` (binary units). */
 export function parseSize(text: string, flag = '--size'): number {
+  if (text.trim().startsWith('-')) throw new UsageError(`${flag} must be a positive number of bytes, optionally with K, M, G or T: not "${text}"`);
   const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?$/i.exec(text.trim());
   if (!match) throw new UsageError(`${flag} must be a number of bytes, optionally with K, M, G or T: not "${text}"`);
   const factor = 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase());

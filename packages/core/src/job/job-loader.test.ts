@@ -21,9 +21,9 @@ describe('JobLoader', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function load(job: object, plugins: string[] = []): Promise<ReturnType<JobLoader['load']>> {
+  async function load(job: object, plugins: string[] = [], prefix = ''): Promise<ReturnType<JobLoader['load']>> {
     await writeFile(join(dir, 'plugins.json'), JSON.stringify({ plugins: plugins.map((p) => join(WORKSPACE, 'packages', p)) }));
-    await writeFile(join(dir, 'job.json'), JSON.stringify(job));
+    await writeFile(join(dir, 'job.json'), prefix + JSON.stringify(job));
     const core = await createCore({ pluginsFile: join(dir, 'plugins.json'), logger: quiet, env: {}, cwd: dir });
     cores.push(core);
     return core.get(JobLoader).load('job.json');
@@ -39,6 +39,11 @@ describe('JobLoader', () => {
     expect(loaded.baseDir).toBe(dir);
     // What the job says wins over the default.
     expect((await load({ ...job, compression: { type: 'none' } }, ['source-volume', 'target-local', 'codec-zstd'])).config.compression).toEqual({ type: 'none' });
+  });
+
+  it('reads a job file saved with a UTF-8 byte order mark', async () => {
+    const loaded = await load(job, ['source-volume', 'target-local'], '\uFEFF');
+    expect(loaded.config.name).toBe('j');
   });
 
   it('gives no compression default without a plugin that provides it', async () => {

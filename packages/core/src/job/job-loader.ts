@@ -67,6 +67,8 @@ async function readJobFile(path: string): Promise<unknown> {
   } catch (err) {
     throw new JobFileError(`Cannot read the job file ${path}: ${(err as Error).message}`, { cause: err });
   }
+  // Editors on Windows save UTF-8 with a byte order mark, which JSON.parse refuses.
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
   try {
     return JSON.parse(text);
   } catch (err) {

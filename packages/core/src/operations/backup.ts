@@ -23,6 +23,8 @@ export interface BackupOptions {
   time?: Date;
   /** Tags recorded in the snapshot (`backup --tag`). */
   tags?: string[];
+  /** Image around unreadable parts of the source (stored as zeros, listed in the manifest) instead of stopping. */
+  rescue?: boolean;
 }
 
 /** `cairn backup`: runs a job once, through the run hooks, and saves a snapshot. */
@@ -87,6 +89,7 @@ export class BackupOperation {
       started: options.time ?? this.clock.now(),
       ...(options.tags?.length && { tags: [...options.tags] }),
       beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
+      rescue: options.rescue ?? false,
     }).finally(() => clearInterval(following));
     for (const warning of result.warnings) this.logger.warn(warning);
     return result;

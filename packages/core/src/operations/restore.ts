@@ -33,7 +33,15 @@ export interface RestoreResult {
   /** The verified digest of the whole restored image (a partition is verified blob by blob instead). */
   imageDigest?: ImageDigest;
   partition?: number;
+  /**
+   * Ranges of the destination (offsets from its start) where zeros stand in for bytes the
+   * backup could not read (`backup --rescue`); absent when there are none.
+   */
+  unreadable?: Array<{ offset: number; length: number }>;
 }
+
+/** Unreadable ranges named in the restore's warning; `--json` and `cairn show` list them all. */
+const RANGES_IN_WARNING = 3;
 
 /** What to restore: a snapshot, and the whole image or one window of it. */
 interface RestorePlan {
@@ -95,13 +103,24 @@ export class RestoreOperation {
         beforeWrite: () => this.runner.before(run.hooks.beforeWrite, { destination: destination.path, kind: destination.kind, snapshot: plan.id, manifest: plan.manifest }),
       });
       const partial = plan.window !== undefined;
-      const result: RestoreResult = { snapshot: plan.id, destination: destination.path, bytesWritten, ...(partial ? { partition: options.partition } : { imageDigest: plan.manifest.imageDigest }) };
+      const unreadable = unreadableIn(plan);
+      const result: RestoreResult = {
+        snapshot: plan.id,
+        destination: destination.path,
+        bytesWritten,
+        ...(partial ? { partition: options.partition } : { imageDigest: plan.manifest.imageDigest }),
+        ...(unreadable.length > 0 && { unreadable }),
+      };
+      if (unreadable.length > 0) this.logger.warn(describeZeros(destination.path, unreadable));
       return { result, done: { destination: destination.path, snapshot: plan.id, bytesWritten, manifest: plan.manifest, partial } };
     });
   }
 
   async #plan(repository: Repository, ref: string, options: RestoreOptions): Promise<RestorePlan> {
     const { id, manifest } = await repository.resolveSnapshot(ref);
+    if (options.size !== undefined && options.size < manifest.size) {
+      throw new UsageError(`--size ${options.size} bytes is smaller than the image of snapshot ${id.slice(0, 12)}, which has ${manifest.size} bytes; --size can only make the restored image larger`);
+    }
     const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
     return { id, manifest, window, size: window ? window.length : Math.max(manifest.size, options.size ?? 0) };
   }
@@ -114,4 +133,24 @@ function partitionWindow(id: string, manifest: SnapshotManifest, index: number):
     throw new UsageError(`Snapshot ${id.slice(0, 12)} has no partition ${index}${numbers.length ? ` (it has ${numbers.join(', ')})` : ' (it is not a partitioned disk)'}`);
   }
   return { offset: partition.offset, length: partition.size };
+}
+
+/** The snapshot's unreadable ranges within what is restored, as offsets of the destination. */
+function unreadableIn(plan: RestorePlan): Array<{ offset: number; length: number }> {
+  const from = plan.window?.offset ?? 0;
+  const to = plan.window ? from + plan.window.length : plan.manifest.size;
+  const ranges: Array<{ offset: number; length: number }> = [];
+  for (const range of plan.manifest.unreadable ?? []) {
+    const start = Math.max(range.offset, from);
+    const end = Math.min(range.offset + range.length, to);
+    if (end > start) ranges.push({ offset: start - from, length: end - start });
+  }
+  return ranges;
+}
+
+function describeZeros(path: string, ranges: ReadonlyArray<{ offset: number; length: number }>): string {
+  const total = ranges.reduce((sum, r) => sum + r.length, 0);
+  const named = ranges.slice(0, RANGES_IN_WARNING).map((r) => `${r.length} bytes at offset ${r.offset}`);
+  const more = ranges.length > RANGES_IN_WARNING ? `, and ${ranges.length - RANGES_IN_WARNING} more (--json lists them all)` : '';
+  return `zeros stand in for ${ranges.length} range(s) of ${path} (${total} bytes in all) that the backup could not read from its source: ${named.join(', ')}${more}`;
 }

@@ -10,6 +10,7 @@ import { ImageFeed, type FeedTicket } from './image-feed.js';
 import { DEFAULT_DETACH, DetachScheduler, type DetachPolicy } from './detach.js';
 import { ChunkLedger } from './chunk-ledger.js';
 import { TaskGroup } from './task-group.js';
+import { SourceReader } from './source-reader.js';
 import type { Progress } from './progress.js';
 
 export { DEFAULT_DETACH, type DetachPolicy } from './detach.js';
@@ -35,6 +36,11 @@ export interface BackupInput {
   beforeSnapshot?: (manifest: SnapshotManifest) => Promise<void>;
   /** When chunks may be stored ahead of the image digest; the default suits any volume. */
   detach?: DetachPolicy;
+  /**
+   * Image around the parts of the source the medium cannot deliver: they are stored as zeros
+   * and listed in the manifest's `unreadable`, instead of stopping the backup.
+   */
+  rescue?: boolean;
 }
 
 export interface BackupResult {
@@ -50,6 +56,14 @@ export interface BackupResult {
 const REREAD_SLOTS = 4;
 /** Above this many used ranges in one chunk, one read of the whole chunk beats many small ones. */
 const SCATTERED_RANGES = 8;
+/**
+ * Rescue mode reads every chunk once: a failing disk should be read as little as possible
+ * (ddrescue's first rule), and what is stored, what the digest covers and what is recorded as
+ * unreadable then come from the same read.
+ */
+const NEVER_DETACH: DetachPolicy = { zerosAhead: Infinity, maxPending: 0 };
+/** Unreadable ranges named in the backup's warning; `cairn show` lists them all. */
+const RANGES_IN_WARNING = 3;
 
 /**
  * Reads the source chunk by chunk in order and stores every chunk the repository does not
@@ -104,6 +118,7 @@ class BackupSession {
   readonly #detach: DetachScheduler;
   readonly #tasks = new TaskGroup();
   readonly #digestAlgorithm: ImageDigestAlgorithm;
+  readonly #reader: SourceReader;
   /** The read before the next one: reads run one at a time, in order. */
   #previousRead: Promise<unknown> = Promise.resolve();
   /** Monotonic start, for the duration: the snapshot's time may come from a replaced clock. */
@@ -119,7 +134,8 @@ class BackupSession {
     this.#rereadSlots = new SlotPool(REREAD_SLOTS, input.chunkSize + SEALED_CHUNK_OVERHEAD);
     this.#ledger = new ChunkLedger(this.#chunkCount, input.index);
     this.#packer = new Packer(input.repository);
-    this.#detach = new DetachScheduler(input.detach ?? DEFAULT_DETACH);
+    this.#detach = new DetachScheduler(input.rescue ? NEVER_DETACH : (input.detach ?? DEFAULT_DETACH));
+    this.#reader = new SourceReader(input.source, input.rescue ?? false);
     this.#digestAlgorithm = imageDigestOf(input.repository.config);
   }
 
@@ -211,7 +227,7 @@ class BackupSession {
   }
 
   #readInto(buffer: SharedArrayBuffer, chunk: ChunkInFlight): Promise<void> {
-    return readUsedParts(this.#input.source, new Uint8Array(buffer, 0, chunk.length), chunk.start, chunk.ranges);
+    return readUsedParts(this.#reader, new Uint8Array(buffer, 0, chunk.length), chunk.start, chunk.ranges);
   }
 
   /** Stores a chunk if the repository lacks it, then gives its slot back. */
@@ -283,6 +299,7 @@ class BackupSession {
   async #saveSnapshot(chunkMaps: string[], digest: string): Promise<BackupResult> {
     const { source, started, repository } = this.#input;
     const stats = this.#ledger.stats;
+    const unreadable = this.#reader.unreadable.ranges;
     const manifest: SnapshotManifest = {
       version: manifestVersionFor(this.#digestAlgorithm),
       time: started.toISOString(),
@@ -298,6 +315,7 @@ class BackupSession {
       imageDigest: { algorithm: this.#digestAlgorithm, hex: digest },
       compression: this.#input.compression,
       stats: { ...stats, bytesAdded: this.#packer.bytesWritten, durationMs: Math.round(performance.now() - this.#startedAt) },
+      ...(unreadable.length > 0 && { unreadable }),
     };
     await this.#input.beforeSnapshot?.(manifest);
     const saved = await repository.saveSnapshot(manifest);
@@ -305,18 +323,31 @@ class BackupSession {
   }
 
   #warnings(): string[] {
-    if (this.#changedWhileRead === 0) return [];
-    return [
-      `${this.#changedWhileRead} chunk(s) of ${this.#input.source.path} changed while the backup was reading them; the snapshot holds what was read last. For a consistent image, freeze the filesystem during the backup (a "before" hook running fsfreeze -f) or back up a snapshot of the volume.`,
-    ];
+    const warnings: string[] = [];
+    const path = this.#input.source.path;
+    const unreadable = this.#reader.unreadable.ranges;
+    if (unreadable.length > 0) {
+      const named = unreadable.slice(0, RANGES_IN_WARNING).map((r) => `${r.length} bytes at offset ${r.offset}`);
+      const more = unreadable.length > RANGES_IN_WARNING ? `, and ${unreadable.length - RANGES_IN_WARNING} more` : '';
+      warnings.push(
+        `${unreadable.length} range(s) of ${path} could not be read (${this.#reader.unreadable.totalBytes} bytes in all) and were stored as zeros: ${named.join(', ')}${more}; \`cairn show\` lists them all`,
+      );
+    }
+    if (this.#changedWhileRead > 0) {
+      warnings.push(
+        `${this.#changedWhileRead} chunk(s) of ${path} changed while the backup was reading them; the snapshot holds what was read last. For a consistent image, freeze the filesystem during the backup (a "before" hook running fsfreeze -f) or back up a snapshot of the volume.`,
+      );
+    }
+    return warnings;
   }
 }
 
 /** Fills `bytes` (the chunk at `start`) with the used ranges and zeros elsewhere. */
-async function readUsedParts(source: OpenedSource, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {
-  if (ranges.length > SCATTERED_RANGES) {
-    await source.read(bytes, start, bytes.length);
-  } else {
+async function readUsedParts(source: SourceReader, bytes: Uint8Array, start: number, ranges: readonly Extent[]): Promise<void> {
+  // Where the one read fails, the used ranges are read one by one: an unreadable sector in
+  // unused space must neither stop the backup nor count as lost.
+  const whole = ranges.length > SCATTERED_RANGES && (await source.tryRead(bytes, start, bytes.length));
+  if (!whole) {
     for (const range of ranges) await source.read(bytes.subarray(range.offset - start), range.offset, range.length);
   }
   // Unused bytes must not reach the repository: stale data in free space is not part of the

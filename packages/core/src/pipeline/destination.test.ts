@@ -1,10 +1,11 @@
-import { mkdtemp, open, readFile, rm, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, open, readFile, readdir, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { allocateAligned, suitsDirectIo } from './aligned-memory.js';
-import { Writer } from './destination.js';
+import { Writer, openDestination } from './destination.js';
 
 describe('restore destination writes', () => {
   let dir: string;
@@ -64,5 +65,24 @@ describe('restore destination writes', () => {
     await expect(writer.write(new Uint8Array(allocateAligned(4096), 0, 4096), 0)).rejects.toThrow(/EIO/);
     await writer.settle();
     await buffered.close();
+  });
+
+  it('removes what restores to the same file left when they were killed: only theirs, and only once their process is gone', async () => {
+    const dead = spawnSync('true').pid!;
+    const names = {
+      dead: `.out.img.cairn-restore-0123456789ab-${dead}@${hostname()}`,
+      running: `.out.img.cairn-restore-0123456789ab-${process.pid}@${hostname()}`,
+      otherHost: `.out.img.cairn-restore-0123456789ab-${dead}@elsewhere.example`,
+      // Made by an earlier cairn, whose names say nothing of their owner.
+      unknownOwner: '.out.img.cairn-restore-0123456789ab',
+      otherFile: `.other.img.cairn-restore-0123456789ab-${dead}@${hostname()}`,
+    };
+    for (const name of Object.values(names)) await writeFile(join(dir, name), 'partial');
+    const destination = await openDestination(join(dir, 'out.img'), 4096, false);
+    const left = await readdir(dir);
+    expect(left).not.toContain(names.dead);
+    expect(left).toEqual(expect.arrayContaining([names.running, names.otherHost, names.unknownOwner, names.otherFile]));
+    expect(left.filter((name) => name.endsWith(`-${process.pid}@${hostname()}`))).toHaveLength(2); // its own and the one kept
+    await destination.abort();
   });
 });

@@ -1,8 +1,9 @@
 import { constants, type Stats } from 'node:fs';
-import { open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { RestoreTargetError } from '../errors.js';
+import { RestoreTargetError, describeSystemError } from '../errors.js';
 import { type DeviceNumber, describeBlockDevice, findMounts, readBlockDeviceGeometry, splitDeviceNumber } from '../system/block-device.js';
 import { suitsDirectIo } from './aligned-memory.js';
 
@@ -38,8 +39,48 @@ export async function openDestination(path: string, imageSize: number, force: bo
   return openImageFile(absolute, imageSize);
 }
 
+/**
+ * The temporary name of an image file being restored: `.NAME.cairn-restore-<random>-<pid>@<host>`.
+ * The owner in it tells the next restore to the same file whether the process is gone.
+ */
+const TEMP_MARK = '.cairn-restore-';
+const TEMP_OWNER = /^[0-9a-f]{12}-(\d+)@(.+)$/;
+
+function tempNameFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}${TEMP_MARK}${randomBytes(6).toString('hex')}-${process.pid}@${hostname()}`);
+}
+
+/**
+ * Removes what earlier restores to `path` left under their temporary names when they were
+ * killed midway (nothing could clean up after them): those made on this host by a process
+ * that no longer runs. A restore still running, or one from another host sharing the
+ * folder, keeps its file.
+ */
+async function removeLeftovers(path: string): Promise<void> {
+  const folder = dirname(path);
+  const prefix = `.${basename(path)}${TEMP_MARK}`;
+  const names = await readdir(folder).catch(() => [] as string[]);
+  for (const name of names) {
+    const owner = name.startsWith(prefix) ? TEMP_OWNER.exec(name.slice(prefix.length)) : null;
+    if (!owner || owner[2] !== hostname() || processRuns(Number(owner[1]))) continue;
+    await unlink(join(folder, name)).catch(() => undefined);
+  }
+}
+
+function processRuns(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
 async function openImageFile(path: string, imageSize: number): Promise<Destination> {
-  const temp = join(dirname(path), `.${basename(path)}.cairn-restore-${randomBytes(6).toString('hex')}`);
+  await removeLeftovers(path);
+  const temp = tempNameFor(path);
   let handle: FileHandle;
   try {
     handle = await open(temp, 'wx', 0o600);
@@ -53,14 +94,18 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
     path,
     kind: 'file',
     needsZeros: false,
-    write: (data, offset) => writer.write(data, offset),
+    write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
     async commit() {
-      await writer.settle();
-      await handle.sync();
-      await handle.close();
-      await rename(temp, path);
-      const dir = await open(dirname(path), 'r');
-      await dir.sync().finally(() => dir.close());
+      try {
+        await writer.settle();
+        await handle.sync();
+        await handle.close();
+        await rename(temp, path);
+        const dir = await open(dirname(path), 'r');
+        await dir.sync().finally(() => dir.close());
+      } catch (err) {
+        failed(path, err);
+      }
     },
     async abort() {
       await writer.settle().catch(() => undefined);
@@ -92,17 +137,30 @@ async function openDevice(path: string, stats: Stats, imageSize: number, force: 
     path,
     kind: 'block-device',
     needsZeros: true,
-    write: (data, offset) => writer.write(data, offset),
+    write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
     async commit() {
-      await writer.settle();
-      await handle.sync();
-      await handle.close();
+      try {
+        await writer.settle();
+        await handle.sync();
+        await handle.close();
+      } catch (err) {
+        failed(path, err);
+      }
     },
     async abort() {
       await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
     },
   };
+}
+
+/**
+ * A write to the destination failed (no space left, a quota, an I/O error): says so naming
+ * the destination the user gave, not the temporary name it is written under.
+ */
+function failed(path: string, err: unknown): never {
+  if (err instanceof RestoreTargetError) throw err;
+  throw new RestoreTargetError(`Cannot write ${path}: ${describeSystemError(err)}`, { cause: err });
 }
 
 /**

@@ -22,9 +22,14 @@ export class ImageFeed {
       acknowledged = post();
     });
     // A failed piece fails the run through the chunk that owns it; the chain only carries on.
+    // Nothing may await a piece whose read failed (its chunk never reaches the store), and a
+    // rejection nobody handles ends the process: both promises are marked handled here, and
+    // whoever awaits them still sees the failure.
     posted.catch(() => undefined);
+    const hashed = posted.then(() => acknowledged);
+    hashed.catch(() => undefined);
     this.#tail = posted;
-    return { posted, hashed: posted.then(() => acknowledged) };
+    return { posted, hashed };
   }
 
   /** Settles once every piece enqueued so far has been posted; rejects if the last one failed. */

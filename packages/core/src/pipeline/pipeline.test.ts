@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { blake3 } from '@napi-rs/blake-hash';
 import { FaultyTarget, MemoryTarget } from '../testing/index.js';
-import { DamageError } from '../errors.js';
+import { DamageError, SourceReadError } from '../errors.js';
 import type { OpenedSource } from '../source.js';
 import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { NONE_CODEC } from '../codecs/builtin.js';
@@ -68,13 +68,14 @@ describe('backup and restore pipeline', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const backup = async (image: Buffer, extents?: Array<{ offset: number; length: number }>, options: { source?: OpenedSource; detach?: DetachPolicy } = {}) =>
+  const backup = async (image: Buffer, extents?: Array<{ offset: number; length: number }>, options: { source?: OpenedSource; detach?: DetachPolicy; rescue?: boolean } = {}) =>
     runBackup({
       repository,
       index: await repository.loadIndex(),
       pool,
       source: options.source ?? memorySource(image, extents),
       detach: options.detach,
+      rescue: options.rescue,
       sourceType: 'volume',
       jobName: 't',
       started: new Date(),
@@ -253,6 +254,112 @@ describe('backup and restore pipeline', () => {
       const { source, reads } = watchedSource(image, extents);
       await backup(image, extents, { source, detach: { zerosAhead: 0, maxPending: 0 } });
       expect([...reads.values()].every((count) => count === 1)).toBe(true);
+    });
+  });
+
+  /** Runs `fn` and returns the rejections nothing handled while it ran (and shortly after). */
+  async function unhandledRejectionsDuring(fn: () => Promise<unknown>): Promise<unknown[]> {
+    const unhandled: unknown[] = [];
+    const listener = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', listener);
+    try {
+      await fn();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off('unhandledRejection', listener);
+    }
+    return unhandled;
+  }
+
+  const detachPolicies: Array<[string, DetachPolicy | undefined]> = [
+    ['by default', undefined],
+    ['with every new chunk stored ahead of the digest', { zerosAhead: 0, maxPending: Infinity }],
+  ];
+  it.each(detachPolicies)('stops with the source\'s error when a read fails midway, leaving no rejection unhandled (%s)', async (_name, detach) => {
+    // Used chunks around a run of unused ones, so that chunks are detached under the eager policy.
+    const image = randomBytes(CHUNK * 30);
+    const extents = [{ offset: 0, length: CHUNK * 10 }, { offset: CHUNK * 16, length: CHUNK * 14 }];
+    const inner = memorySource(image, extents);
+    const failing: OpenedSource = {
+      ...inner,
+      async read(into, offset, length) {
+        if (offset === CHUNK * 20) throw new Error('EIO at chunk 20');
+        await inner.read(into, offset, length);
+      },
+    };
+    const before = await repository.listSnapshots();
+    const unhandled = await unhandledRejectionsDuring(() => expect(backup(image, extents, { source: failing, detach })).rejects.toThrow(/EIO at chunk 20/));
+    expect(unhandled).toEqual([]);
+    expect(await repository.listSnapshots()).toEqual(before);
+  });
+
+  describe('unreadable ranges of the source', () => {
+    /** memorySource whose reads fail with EIO where they touch a bad range. */
+    function sourceWithBadRanges(image: Buffer, bad: Array<[number, number]>, extents?: Array<{ offset: number; length: number }>): OpenedSource {
+      const inner = memorySource(image, extents);
+      return {
+        ...inner,
+        async read(into, offset, length) {
+          if (bad.some(([o, l]) => offset < o + l && o < offset + length)) throw new SourceReadError('memory', offset, length, 'EIO (input/output error)');
+          await inner.read(into, offset, length);
+        },
+      };
+    }
+    // One page in chunk 3, and chunk 7 from its middle into chunk 8 (two chunks, one range).
+    const bad: Array<[number, number]> = [[CHUNK * 3 + 8192, 100], [CHUNK * 7 + CHUNK / 2, CHUNK]];
+
+    it('stop the backup by default, naming the first unreadable 4 KiB exactly', async () => {
+      const image = sampleImage();
+      const before = await repository.listSnapshots();
+      const failure = backup(image, undefined, { source: sourceWithBadRanges(image, bad) });
+      await expect(failure).rejects.toBeInstanceOf(SourceReadError);
+      await expect(failure).rejects.toThrow(`Cannot read memory at offset ${CHUNK * 3 + 8192} (length 4096): EIO (input/output error)`);
+      expect(await repository.listSnapshots()).toEqual(before);
+    });
+
+    it('are stored as zeros in rescue mode, listed in the manifest, and covered by the digest', async () => {
+      const image = sampleImage();
+      randomBytes(CHUNK * 6).copy(image, CHUNK * 3); // chunks 3-8 hold data
+      const result = await backup(image, undefined, { source: sourceWithBadRanges(image, bad), rescue: true, detach: { zerosAhead: 0, maxPending: Infinity } });
+      const unreadable = [
+        { offset: CHUNK * 3 + 8192, length: 4096 },
+        { offset: CHUNK * 7 + CHUNK / 2, length: CHUNK },
+      ];
+      expect(result.manifest.unreadable).toEqual(unreadable);
+      const expected = Buffer.from(image);
+      for (const { offset, length } of unreadable) expected.fill(0, offset, offset + length);
+      expect(result.manifest.imageDigest.hex).toBe(blake3(expected).toString('hex'));
+      expect(result.warnings).toEqual([
+        `2 range(s) of memory could not be read (${4096 + CHUNK} bytes in all) and were stored as zeros: 4096 bytes at offset ${CHUNK * 3 + 8192}, ${CHUNK} bytes at offset ${CHUNK * 7 + CHUNK / 2}; \`cairn show\` lists them all`,
+      ]);
+      expect(await repository.loadSnapshot(result.snapshot)).toEqual(result.manifest);
+      await restore(result.snapshot, join(dir, 'rescued.img'));
+      expect((await readFile(join(dir, 'rescued.img'))).equals(expected)).toBe(true);
+    });
+
+    it('in unused space neither stop the backup nor count as lost, also in a chunk read whole', async () => {
+      // Chunk 1 has many small used ranges (read with one read of the whole chunk), chunk 3 a few.
+      const image = randomBytes(CHUNK * 4);
+      const scattered = Array.from({ length: 12 }, (_, k) => ({ offset: CHUNK + k * 4096 + 100, length: 1000 }));
+      const extents = [...scattered, { offset: CHUNK * 3, length: 4096 }, { offset: CHUNK * 3 + 16384, length: 4096 }];
+      const bad: Array<[number, number]> = [[CHUNK + 2 * 4096 + 2000, 10], [CHUNK + 13 * 4096, 4096], [CHUNK * 3 + 8192, 4096]];
+      const expected = Buffer.alloc(image.length);
+      for (const e of extents) image.copy(expected, e.offset, e.offset, e.offset + e.length);
+      for (const rescue of [false, true]) {
+        const result = await backup(image, extents, { source: sourceWithBadRanges(image, bad, extents), rescue });
+        expect(result.manifest).not.toHaveProperty('unreadable');
+        expect(result.manifest.imageDigest.hex).toBe(blake3(expected).toString('hex'));
+      }
+      // A bad sector under a used range loses only the used bytes there.
+      const underUsed: Array<[number, number]> = [[CHUNK + 5 * 4096, 4096]];
+      const rescued = await backup(image, extents, { source: sourceWithBadRanges(image, underUsed, extents), rescue: true });
+      expect(rescued.manifest.unreadable).toEqual([{ offset: CHUNK + 5 * 4096 + 100, length: 1000 }]);
+    });
+
+    it('leave no trace in the manifest when every byte was read', async () => {
+      const result = await backup(sampleImage(), undefined, { rescue: true });
+      expect(result.manifest).not.toHaveProperty('unreadable');
+      expect(result.warnings).toEqual([]);
     });
   });
 

@@ -43,6 +43,11 @@ export interface SnapshotManifest {
     newChunks: number;
     durationMs: number;
   };
+  /**
+   * Byte ranges of the image the source could not read (`backup --rescue`), in order, merged;
+   * absent when every byte was read. The image holds zeros there, and its digest covers them.
+   */
+  unreadable?: Array<{ offset: number; length: number }>;
 }
 
 /** The newest manifest version this cairn reads. */
@@ -78,6 +83,7 @@ export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
   if (typeof version === 'number' && version > MANIFEST_VERSION) {
     throw new UnsupportedFormatError(`Snapshot ${id.slice(0, 12)} has manifest version ${version}; this cairn reads up to version ${MANIFEST_VERSION}. Upgrade cairn to use it.`);
   }
+  if (stored.unreadable !== undefined && !isRangeList(stored.unreadable)) throw new DamageError(`Snapshot ${id} has an invalid list of unreadable ranges`);
   if (version === 1) {
     const { sha256, ...rest } = stored;
     if (typeof sha256 !== 'string' || !HEX_DIGEST.test(sha256)) throw new DamageError(`Snapshot ${id} has no valid sha256 of its image`);
@@ -91,4 +97,16 @@ export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
     return stored as unknown as SnapshotManifest;
   }
   throw new DamageError(`Snapshot ${id} has an invalid manifest version ${JSON.stringify(version)}`);
+}
+
+/** Sorted, non-overlapping ranges of whole bytes. */
+function isRangeList(value: unknown): value is Array<{ offset: number; length: number }> {
+  if (!Array.isArray(value)) return false;
+  let end = 0;
+  for (const range of value as Array<{ offset?: unknown; length?: unknown }>) {
+    const { offset, length } = range ?? {};
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || (offset as number) < end || (length as number) <= 0) return false;
+    end = (offset as number) + (length as number);
+  }
+  return true;
 }

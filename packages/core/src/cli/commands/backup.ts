@@ -1,8 +1,10 @@
+import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { BackupOperation } from '../../operations/backup.js';
 import { defineCommand, withJob } from '../command.js';
 import { exitCodeOf } from '../output.js';
 import { formatBytes, parseTagFlags, parseTimeFlag } from '../format.js';
+import type { SnapshotManifest } from '../../repository/snapshot.js';
 
 export const backupCommand = defineCommand({
   command: 'backup <job>',
@@ -10,7 +12,12 @@ export const backupCommand = defineCommand({
   builder: (yargs) =>
     withJob(yargs)
       .option('time', { type: 'string', describe: 'Record this time (ISO 8601, e.g. 2026-05-01T02:00:00Z; local time without an offset) instead of now: for imports and tests' })
-      .option('tag', { type: 'string', describe: 'Add a tag to the snapshot (repeatable; no commas)' }),
+      .option('tag', { type: 'string', describe: 'Add a tag to the snapshot (repeatable; no commas)' })
+      .option('rescue', {
+        type: 'boolean',
+        default: false,
+        describe: 'Image around unreadable sectors of the source: store them as zeros and list them in the snapshot (exit code 3) instead of stopping',
+      }),
   async run(args, { core, output }) {
     // Flags are checked before anything else is touched.
     const options = {
@@ -18,7 +25,7 @@ export const backupCommand = defineCommand({
       ...(args.tag !== undefined && { tags: parseTagFlags(args.tag, '--tag') }),
     };
     const job = await core.get(JobLoader).load(args.job);
-    const { result, tapFailures } = await core.get(BackupOperation).run(job, options);
+    const { result, tapFailures } = await core.get(BackupOperation).run(job, { ...options, rescue: args.rescue });
     const { manifest, snapshot, bytesRead, bytesAdded } = result;
     const { stats } = manifest;
     output.result(
@@ -32,11 +39,19 @@ export const backupCommand = defineCommand({
         chunks: { data: stats.dataChunks, new: stats.newChunks, zero: stats.zeroChunks, unused: stats.unusedChunks },
         durationMs: stats.durationMs,
         imageDigest: manifest.imageDigest,
+        ...(manifest.unreadable && { unreadable: manifest.unreadable }),
       },
       () =>
-        `Snapshot ${snapshot.slice(0, 12)} saved: read ${formatBytes(bytesRead)} of ${formatBytes(manifest.size)}, ` +
+        `Snapshot ${snapshot.slice(0, 12)} saved${incompleteNote(manifest.unreadable)}: read ${formatBytes(bytesRead)} of ${formatBytes(manifest.size)}, ` +
         `added ${formatBytes(bytesAdded)} to the repository (${stats.newChunks} new of ${stats.dataChunks} data chunks) in ${(stats.durationMs / 1000).toFixed(1)} s\n`,
     );
+    // The snapshot stands, but lacks what could not be read: a script must not take it for a full one.
+    if (manifest.unreadable && tapFailures.length === 0) return ExitCode.incomplete;
     return exitCodeOf(tapFailures);
   },
 });
+
+function incompleteNote(unreadable: SnapshotManifest['unreadable']): string {
+  if (!unreadable) return '';
+  return ` incomplete (${formatBytes(unreadable.reduce((sum, r) => sum + r.length, 0))} in ${unreadable.length} unreadable range(s) stored as zeros)`;
+}

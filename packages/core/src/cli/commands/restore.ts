@@ -14,15 +14,23 @@ export const restoreCommand = defineCommand({
       .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing file or device' })
       .option('partition', { type: 'number', describe: 'Restore only this partition (its number, as in /dev/sda2) of a disk snapshot' })
       .option('zero-unused', { type: 'boolean', default: false, describe: 'On a block device, write zeros over unused blocks instead of leaving them as they are' })
-      .option('size', { type: 'string', describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): a larger virtual disk; a GPT is moved to the new end' }),
+      .option('size', {
+        type: 'string',
+        // Takes the next word whatever it looks like: `--size -5G` would otherwise read as the flags -5 and -G.
+        requiresArg: true,
+        describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): a larger virtual disk; a GPT is moved to the new end',
+      }),
   async run(args, { core, output }) {
-    const job = await core.get(JobLoader).load(args.job);
-    const { result, tapFailures } = await core.get(RestoreOperation).run(job, args.snapshot, args.to, {
+    // An empty path would resolve to the working folder.
+    if (args.to.trim() === '') throw new UsageError('--to needs the image file or block device to restore to, not an empty path');
+    const options = {
       force: args.force,
       zeroUnused: args.zeroUnused,
       ...(args.partition !== undefined && { partition: checkedPartition(args.partition) }),
       ...(args.size !== undefined && { size: parseSize(args.size) }),
-    });
+    };
+    const job = await core.get(JobLoader).load(args.job);
+    const { result, tapFailures } = await core.get(RestoreOperation).run(job, args.snapshot, args.to, options);
     const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
     const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
     output.result(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}\n`);

@@ -34,6 +34,7 @@ function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): 
   ];
   if (layout.note) lines.push(`note       ${layout.note}`);
   if (layout.partitions.length > 0) lines.push('', ...describePartitions(m));
+  if (m.unreadable) lines.push('', ...describeUnreadable(m.unreadable));
   return lines.join('\n') + '\n';
 }
 
@@ -44,5 +45,13 @@ function describePartitions(m: SnapshotManifest): string[] {
     lines.push(`${String(p.index).padStart(3)}  ${String(p.offset).padEnd(13)}  ${formatBytes(p.size).padEnd(10)}  ${(p.filesystem ?? '-').padEnd(10)}  ${p.mode.padEnd(5)}  ${used.padEnd(10)}  ${p.name || p.type || ''}`);
     if (p.note) lines.push(`     note: ${p.note}`);
   }
+  return lines;
+}
+
+/** The ranges `backup --rescue` could not read, all of them: the image holds zeros there. */
+function describeUnreadable(ranges: NonNullable<SnapshotManifest['unreadable']>): string[] {
+  const total = ranges.reduce((sum, r) => sum + r.length, 0);
+  const lines = [`unreadable ${ranges.length} range(s) of the source, ${formatBytes(total)} (${total} bytes) in all, stored as zeros:`, '  OFFSET         LENGTH'];
+  for (const r of ranges) lines.push(`  ${String(r.offset).padEnd(13)}  ${r.length}`);
   return lines;
 }
