@@ -24,8 +24,9 @@ export { RestoreOperation, type RestoreOptions, type RestoreResult } from './ope
 export { CheckOperation } from './operations/check.js';
 export { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
 export { KeyOperation, type KeyInfo } from './operations/keys.js';
+export { PruneOperation, type PruneOptions, type PruneResult } from './operations/prune.js';
+export { UnlockOperation, type UnlockResult } from './operations/unlock.js';
 export { ForgetOperation, type ForgetOptions, type ForgetResult, type ForgetGroup, type ForgetEntry } from './operations/forget.js';
-export type { BackupOptions } from './operations/backup.js';
 export type { RetentionPolicy, RetentionSettings } from './retention/policy.js';
 export type { BackupResult } from './pipeline/backup.js';
 export type { CheckProblem, CheckReport } from './pipeline/check.js';
