@@ -1,8 +1,9 @@
 import { hostname } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readdir } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { holdRepositoryLock } from '@cairn/core/testing';
+import { holdRepositoryLock, writeForeignLock } from '@cairn/core/testing';
 import { MiB, PASSWORD_ENV, REPO_ROOT, backup, expectCleanFailure, init, makeVolume, runCli, snapshots, tempDir, useSuiteScope, writeJob } from './utils/index.js';
 
 /** Another cairn process holding a lock, as the CLI sees it: exit 11 and who holds it, or both at once for shared locks. */
@@ -54,5 +55,44 @@ describe('repository locks through the CLI', () => {
     } finally {
       await lock.dispose();
     }
+  });
+
+  const foreign = (lock: { operation: string; hostname: string; pid: number; time: string; mode?: string; exclusive?: boolean }) =>
+    writeForeignLock({ job, pluginsFile: join(REPO_ROOT, 'plugins.json'), env: PASSWORD_ENV, lock: { exclusive: false, ...lock } });
+
+  it("names another host's fresh lock, since when and when it expires, and how to remove it; unlock keeps it, --remove-all removes it", async () => {
+    const started = new Date(Date.now() - 5 * 60_000).toISOString();
+    const refreshed = new Date(Date.now() - 60_000).toISOString();
+    const id = await foreign({ operation: 'repair', mode: 'exclusive', exclusive: true, hostname: 'backup-host-7', pid: 4242, time: refreshed, started } as never);
+    const expires = new Date(Date.parse(refreshed) + 30 * 60_000).toISOString();
+    const blocked = await runCli(['backup', job], { env: PASSWORD_ENV });
+    expectCleanFailure(
+      blocked,
+      11,
+      new RegExp(`locked exclusively by repair \\(pid 4242 on backup-host-7, since ${started}, last refreshed ${refreshed}\\)`),
+      new RegExp(`expires at ${expires}.*\`cairn unlock <job>\` removes it then, \`cairn unlock <job> --remove-all\` at once`),
+    );
+    const kept = await runCli(['unlock', job, '--json'], { env: PASSWORD_ENV });
+    expect(kept.exitCode).toBe(0);
+    expect(JSON.parse(kept.stdout)).toMatchObject({ removed: [], remaining: [{ id, operation: 'repair', mode: 'exclusive', hostname: 'backup-host-7', pid: 4242, started, refreshed }] });
+    const removed = await runCli(['unlock', job, '--remove-all', '--json'], { env: PASSWORD_ENV });
+    expect(JSON.parse(removed.stdout)).toMatchObject({ removed: [{ id }], remaining: [] });
+    await backup(job);
+  });
+
+  it('unlock removes stale locks: one not refreshed for 30 minutes, and one of a dead process on this host', async () => {
+    const old = await foreign({ operation: 'backup', hostname: 'gone-host', pid: 1, time: new Date(Date.now() - 31 * 60_000).toISOString() });
+    const dead = spawnSync('true').pid!; // a pid that ran and exited
+    const deadLock = await foreign({ operation: 'check', hostname: hostname(), pid: dead, time: new Date().toISOString() });
+    // Neither blocks anything.
+    await backup(job);
+    const result = await runCli(['unlock', job, '--json'], { env: PASSWORD_ENV });
+    const { removed, remaining } = JSON.parse(result.stdout);
+    // The backup on this host cleared the dead process's lock already; unlock takes the old one.
+    expect(removed.map((l: { id: string }) => l.id)).toEqual([old]);
+    expect(removed[0].stale).toMatch(/not refreshed for 3\d minutes/);
+    expect(remaining).toEqual([]);
+    expect(await readdir(join(dir, 'repo', 'locks'))).toEqual([]);
+    expect(deadLock).toMatch(/^[0-9a-f]{64}$/);
   });
 });

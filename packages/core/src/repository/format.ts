@@ -1,5 +1,6 @@
 /*
- * Binary layouts of the repository format (v3). v1 differs in how blobs and packs are named;
+ * Binary layouts of the repository format (v4; v4 adds prune marks and authenticated configs,
+ * no layout). v1 differs in how blobs and packs are named;
  * v1 and v2 record a SHA-256 of each snapshot's image, v3 a BLAKE3. Binary layouts are the
  * same in all three.
  * docs/FORMAT.md is the prose version of this file; change both together. All integers are

@@ -48,3 +48,20 @@ export async function holdRepositoryLock(options: HoldLockOptions): Promise<IDis
     },
   };
 }
+
+export interface ForeignLockOptions extends Omit<HoldLockOptions, 'operation' | 'exclusive'> {
+  /** The lock object as another cairn (another host, a dead process) would have written it. */
+  lock: { exclusive: boolean; mode?: string; operation: string; hostname: string; pid: number; time: string; started?: string };
+}
+
+/** Writes a lock object into a job's repository as another process or host would, and leaves it there; returns its id. */
+export async function writeForeignLock(options: ForeignLockOptions): Promise<string> {
+  const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+  const core = await createCore({ pluginsFile: options.pluginsFile, logger: quiet, env: options.env });
+  try {
+    const job = await core.get(JobLoader).load(options.job);
+    return await core.get(Repositories).withRepository(job, async (repository) => (await repository.putSealed('locks', Buffer.from(JSON.stringify(options.lock)))).id);
+  } finally {
+    await core.dispose();
+  }
+}

@@ -3,4 +3,4 @@ export { describeTargetConformance, type ConformanceOptions, type TargetUnderTes
 export { MemoryTarget, ObjectNotFoundError } from './memory-target.js';
 export { FaultyTarget, InjectedFaultError, type TargetOperation } from './faulty-target.js';
 export { createTestPluginContext } from './plugin-context.js';
-export { holdRepositoryLock, type HoldLockOptions } from './hold-lock.js';
+export { holdRepositoryLock, writeForeignLock, type ForeignLockOptions, type HoldLockOptions } from './hold-lock.js';
