@@ -75,7 +75,7 @@ export class BackupOperation {
     const index = await this.workers.prepare(pool, repository, job, 'write');
     await this.#adoptOrphans(repository, index);
     // Backups running into the same repository share what they store as soon as it is indexed.
-    const following = setInterval(() => void repository.loadNewIndexFiles(index).catch(() => undefined), FOLLOW_INDEX_EVERY_MS);
+    const following = followIndex(repository, index);
     const result = await runBackup({
       repository,
       index,
@@ -107,4 +107,18 @@ export class BackupOperation {
     if (!factory) throw new PluginError(undefined, `No enabled plugin registered source type "${type}"`);
     return factory;
   }
+}
+
+/** Takes in other writers' new index files every few seconds, one load at a time, until the interval is cleared. */
+function followIndex(repository: Repository, index: BlobIndex): NodeJS.Timeout {
+  let loading = false;
+  return setInterval(() => {
+    if (loading) return;
+    loading = true;
+    // A failed look is only a missed chance to deduplicate; the next one tries again.
+    void repository
+      .loadNewIndexFiles(index)
+      .catch(() => undefined)
+      .finally(() => (loading = false));
+  }, FOLLOW_INDEX_EVERY_MS);
 }

@@ -103,7 +103,7 @@ export class RepositoryLocks {
       if (lock.id === own.id) continue;
       if (lock.stale) {
         // Its process is gone for sure: clearing it saves the next reader the question.
-        if (lock.info.hostname === hostname() && lock.stale.startsWith('its process')) await repository.removeSealed('locks', lock.id);
+        if (processIsGone(lock.info)) await repository.removeSealed('locks', lock.id);
         continue;
       }
       if (conflicts(own.mode, modeOf(lock.info))) return lock.info;
@@ -183,12 +183,17 @@ function conflicts(a: LockMode, b: LockMode): boolean {
 export function staleness(info: LockInfo, now: Date): string | undefined {
   const age = now.getTime() - Date.parse(info.time);
   if (!(age <= STALE_AFTER_MS)) return `it was not refreshed for ${Math.round(age / 60_000)} minutes`;
-  if (info.hostname !== hostname()) return undefined;
+  return processIsGone(info) ? `its process ${info.pid} no longer runs` : undefined;
+}
+
+/** Whether the lock's process ran on this host and runs no more. */
+function processIsGone(info: LockInfo): boolean {
+  if (info.hostname !== hostname()) return false;
   try {
     process.kill(info.pid, 0);
-    return undefined;
+    return false;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH' ? `its process ${info.pid} no longer runs` : undefined;
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
 
