@@ -34,7 +34,7 @@ export function planPrune(usage: readonly PackUsage[], marked: ReadonlySet<strin
     if (marked.has(entry.pack.id)) continue;
     if (!entry.indexed) plan.orphans.push(entry.pack);
     else if (entry.usedBytes === 0) plan.unused.push(entry.pack);
-    else if (1 - entry.usedBytes / entry.pack.size >= policy.repackThreshold) candidates.push(entry);
+    else if (isMostlyUnused(entry, policy.repackThreshold)) candidates.push(entry);
     else plan.kept++;
   }
   // The emptiest packs first: they free the most for the bytes copied.
@@ -47,6 +47,13 @@ export function planPrune(usage: readonly PackUsage[], marked: ReadonlySet<strin
     }
   }
   return plan;
+}
+
+/** Whether a pack's unused share reaches the threshold; a pack whose every blob is used is never copied. */
+function isMostlyUnused(entry: PackUsage, threshold: number): boolean {
+  const unused = entry.pack.size - entry.usedBytes;
+  // Headers and framing are never "used", so a full pack still has a few hundred bytes over.
+  return unused > entry.pack.size * 0.001 && unused / entry.pack.size >= threshold;
 }
 
 /**
