@@ -5,10 +5,12 @@ import type { PackUsage } from './prune-usage.js';
 
 const MiB = 1024 * 1024;
 const blob = (length: number): PackedBlob => ({ type: 0, id: Buffer.alloc(32), offset: 0, length, rawLength: length });
+/** A pack of `size` bytes whose needed blobs take `usedBytes`, its other blobs all but a 1 KiB header. */
 const pack = (id: string, size: number, usedBytes: number, indexed = true): PackUsage => ({
   pack: { id, size },
   used: usedBytes ? [blob(usedBytes)] : [],
   usedBytes,
+  unusedBytes: Math.max(0, size - 1024 - usedBytes),
   indexed,
 });
 
@@ -16,11 +18,11 @@ describe('planPrune', () => {
   const policy = { repackThreshold: 0.5, maxRepackBytes: Infinity };
 
   it('deletes unused and orphaned packs, repacks those at least half unused, keeps the rest', () => {
-    const plan = planPrune([pack('full', 16 * MiB, 16 * MiB), pack('empty', 16 * MiB, 0), pack('orphan', 16 * MiB, 0, false), pack('half', 16 * MiB, 8 * MiB), pack('most', 16 * MiB, 9 * MiB)], new Set(), policy);
+    const plan = planPrune([pack('full', 16 * MiB, 16 * MiB), pack('empty', 16 * MiB, 0), pack('orphan', 16 * MiB, 0, false), pack('half', 16 * MiB, 8 * MiB - 1024), pack('most', 16 * MiB, 9 * MiB)], new Set(), policy);
     expect(plan.unused.map((p) => p.id)).toEqual(['empty']);
     expect(plan.orphans.map((p) => p.id)).toEqual(['orphan']);
     expect(plan.repack.map((p) => p.pack.id)).toEqual(['half']);
-    expect(plan).toMatchObject({ kept: 2, repackBytes: 8 * MiB });
+    expect(plan).toMatchObject({ kept: 2, repackBytes: 8 * MiB - 1024 });
   });
 
   it('leaves packs an earlier prune marked to the sweep', () => {
@@ -35,8 +37,8 @@ describe('planPrune', () => {
     expect(plan).toMatchObject({ kept: 1, repackBytes: 5 * MiB });
   });
 
-  it('with a threshold of 0 repacks every pack with unused blobs (never one whose only overhead is its header); of 1 none', () => {
-    const usage = [pack('a', 16 * MiB, 15 * MiB), pack('b', 16 * MiB, 1), pack('full', 16 * MiB, 16 * MiB - 300)];
+  it('with a threshold of 0 repacks every pack holding an unneeded blob (never one whose only extra is its header); of 1 none', () => {
+    const usage = [pack('a', 16 * MiB, 15 * MiB), pack('b', 16 * MiB, 1), pack('full', 16 * MiB, 16 * MiB - 1024)];
     expect(planPrune(usage, new Set(), { repackThreshold: 0, maxRepackBytes: Infinity }).repack.map((p) => p.pack.id)).toEqual(['b', 'a']);
     expect(planPrune(usage, new Set(), { repackThreshold: 1, maxRepackBytes: Infinity }).repack).toHaveLength(0);
   });

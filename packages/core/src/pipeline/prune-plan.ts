@@ -49,11 +49,9 @@ export function planPrune(usage: readonly PackUsage[], marked: ReadonlySet<strin
   return plan;
 }
 
-/** Whether a pack's unused share reaches the threshold; a pack whose every blob is used is never copied. */
+/** Whether the share of a pack's bytes in unneeded blobs reaches the threshold; a pack whose every blob is needed is never copied. */
 function isMostlyUnused(entry: PackUsage, threshold: number): boolean {
-  const unused = entry.pack.size - entry.usedBytes;
-  // Headers and framing are never "used", so a full pack still has a few hundred bytes over.
-  return unused > entry.pack.size * 0.001 && unused / entry.pack.size >= threshold;
+  return entry.unusedBytes > 0 && entry.unusedBytes / entry.pack.size >= threshold;
 }
 
 /**

@@ -74,6 +74,8 @@ export interface PackUsage {
   /** Blobs of the pack that snapshots need and that are counted here (one copy per blob). */
   used: PackedBlob[];
   usedBytes: number;
+  /** Bytes of the pack's blobs that nothing needs (headers and framing are neither). */
+  unusedBytes: number;
   indexed: boolean;
 }
 
@@ -82,14 +84,17 @@ export interface PackUsage {
  * blob stored twice leaves the second copy unused.
  */
 export function packUsage(stored: readonly StoredPack[], indexFiles: IndexFiles, referenced: ReadonlySet<string>, marked: ReadonlySet<string>): PackUsage[] {
-  const usage = new Map(stored.map((pack) => [pack.id, { pack, used: [] as PackedBlob[], usedBytes: 0, indexed: indexFiles.packs.has(pack.id) }]));
+  const usage = new Map(stored.map((pack) => [pack.id, { pack, used: [] as PackedBlob[], usedBytes: 0, unusedBytes: 0, indexed: indexFiles.packs.has(pack.id) }]));
   const counted = new Set<string>();
   for (const [packId, blobs] of indexFiles.packs) {
     const entry = usage.get(packId);
     if (!entry || marked.has(packId)) continue;
     for (const blob of blobs) {
       const id = blob.id.toString('hex');
-      if (!referenced.has(id) || counted.has(id)) continue;
+      if (!referenced.has(id) || counted.has(id)) {
+        entry.unusedBytes += blob.length;
+        continue;
+      }
       counted.add(id);
       entry.used.push(blob);
       entry.usedBytes += blob.length;
