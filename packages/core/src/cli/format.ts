@@ -23,3 +23,11 @@ export function parseSize(text: string): number {
   const factor = 1024 ** ' KMGT'.indexOf((match[2] || ' ').toUpperCase());
   return Math.round(Number(match[1]) * factor);
 }
+
+/** Byte ranges of an image as text: `4.0 MiB in 2 range(s): 0+1048576, 16777216+3145728` (offset+length in bytes), the first few of many. */
+export function formatRanges(ranges: ReadonlyArray<{ offset: number; length: number }>, shown = 8): string {
+  const total = ranges.reduce((n, r) => n + r.length, 0);
+  const listed = ranges.slice(0, shown).map((r) => `${r.offset}+${r.length}`);
+  if (ranges.length > shown) listed.push(`… (${ranges.length - shown} more; --json lists all)`);
+  return `${formatBytes(total)} in ${ranges.length} range(s): ${listed.join(', ')}`;
+}
