@@ -5,6 +5,7 @@ import { snapshotsCommand } from './snapshots.js';
 import { restoreCommand } from './restore.js';
 import { showCommand } from './show.js';
 import { checkCommand } from './check.js';
+import { repairCommand } from './repair.js';
 import { keyCommand } from './key.js';
 import { validateCommand } from './validate.js';
 import { schemaCommand } from './schema.js';
@@ -18,6 +19,7 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   restoreCommand,
   showCommand,
   checkCommand,
+  repairCommand,
   keyCommand,
   validateCommand,
   schemaCommand,
