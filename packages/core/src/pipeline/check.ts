@@ -6,7 +6,7 @@ import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation,
 import { packHeaderOf } from '../repository/pack-header.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import { loadChunkRecords } from './chunk-maps.js';
-import { LostBlobs, NOT_INDEXED, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
+import { LostBlobs, NOT_INDEXED, aboutPack, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
 
@@ -266,7 +266,8 @@ async function attributeLosses(input: CheckInput, index: BlobIndex, manifests: R
         problems.note(culprit.object, culprit.message);
         problems.affect(culprit.object, id, 'whole');
       } else {
-        problems.note(Keys.snapshot(id), `its chunk maps cannot be read (${err.message}); nothing of it can be restored`);
+        const hint = index.unreadable.length > 0 ? '; a damaged index file may have named them (`cairn repair index`)' : '';
+        problems.note(Keys.snapshot(id), `its chunk maps cannot be read (${err.message})${hint}; nothing of it can be restored`);
         problems.affect(Keys.snapshot(id), id, 'whole');
       }
       return;
@@ -290,8 +291,11 @@ async function attributeLosses(input: CheckInput, index: BlobIndex, manifests: R
 /** A chunk map that failed to open where nothing else knew of damage: its pack is the damaged object. */
 function damagedChunkMapPack(index: BlobIndex, map: string, err: DamageError): { object: string; message: string } | undefined {
   const location = index.get(map);
-  if (!location || !err.message.includes(map.slice(0, 12))) return undefined;
-  return { object: Keys.pack(location.pack), message: `chunk map ${err.message}` };
+  if (!location) return undefined;
+  const object = Keys.pack(location.pack);
+  if (err.message.startsWith(`pack ${object} is damaged: `)) return { object, message: `chunk map ${aboutPack(object, err.message)}` };
+  if (err.message.startsWith(`pack ${object} `)) return { object, message: aboutPack(object, err.message) };
+  return undefined;
 }
 
 /**

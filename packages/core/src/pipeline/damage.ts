@@ -40,6 +40,14 @@ export class LostBlobs {
   }
 }
 
+/**
+ * A damage message about the pack `key`, for a report that names the pack already:
+ * `pack data/ab/… is missing` becomes `pack is missing`, `pack data/ab/… is damaged: blob …` becomes `blob …`.
+ */
+export function aboutPack(key: string, message: string): string {
+  return message.replace(`pack ${key} is damaged: `, '').replace(`pack ${key} `, 'pack ');
+}
+
 /** Sorts ranges and merges overlapping and adjacent ones. */
 export function mergeRanges(ranges: Iterable<ByteRange>): ByteRange[] {
   const sorted = [...ranges].filter((r) => r.length > 0).sort((a, b) => a.offset - b.offset);

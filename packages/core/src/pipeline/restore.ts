@@ -5,7 +5,7 @@ import type { BlobIndex, BlobLocation, Repository } from '../repository/reposito
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
-import { NOT_INDEXED, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
+import { NOT_INDEXED, aboutPack, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import type { ImageHashResult } from './worker-protocol.js';
 import { allocateAligned } from './aligned-memory.js';
@@ -80,7 +80,7 @@ export async function runRestore(input: RestoreInput): Promise<RestoreOutcome> {
   try {
     records = await loadChunkRecords(input.repository, input.index, input.pool, input.manifest).catch((err: unknown) => {
       if (!(err instanceof DamageError)) throw err;
-      throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} cannot be restored: its chunk maps cannot be read (${err.message}); run \`cairn check\``, { cause: err });
+      throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} cannot be restored: its chunk maps cannot be read (${err.message}); ${whereToLook(input.index)}`, { cause: err });
     });
     const { first, last } = chunkSpan(input);
     const missing = missingBlobs(records.slice(first, last), input.index);
@@ -102,11 +102,15 @@ function chunkSpan({ manifest, window }: RestoreInput): { from: number; to: numb
 }
 
 function describeMissing({ snapshot, index }: RestoreInput, missing: readonly string[]): string {
+  return `Snapshot ${snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; ${whereToLook(index)}. Nothing was written; --ignore-damage restores the rest, with zeros for them`;
+}
+
+/** What to do about blobs the index does not know. */
+function whereToLook(index: BlobIndex): string {
   const damagedIndexes = index.unreadable.map((d) => d.object);
-  const why = damagedIndexes.length
+  return damagedIndexes.length
     ? `the damaged index file(s) ${damagedIndexes.join(', ')} may have named them: \`cairn repair index\` rebuilds the index from the packs`
     : '`cairn check` tells more; `cairn repair index` indexes packs no index names';
-  return `Snapshot ${snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; ${why}. Nothing was written; --ignore-damage restores the rest, with zeros for them`;
 }
 
 /**
@@ -252,7 +256,9 @@ class RestoreSession {
   /** A chunk that could not be read: zeros instead with ignoreDamage, else the restore fails naming its blob and pack. */
   #chunkFailed(chunk: FetchGroup['chunks'][number], slot: SharedArrayBuffer, err: unknown): void {
     if (err instanceof DamageError && this.#input.ignoreDamage) {
-      this.#lost.set(chunk.index, { object: Keys.pack(chunk.location.pack), message: err.message });
+      // The pack is the object named with the message: the message need not name it again.
+      const object = Keys.pack(chunk.location.pack);
+      this.#lost.set(chunk.index, { object, message: aboutPack(object, err.message) });
       this.#slotOf[chunk.index] = undefined;
       this.#slots.release(slot);
       return;

@@ -41,11 +41,10 @@ function describeIndexRepair(report: RepairIndexReport): string {
 }
 
 function describeSnapshotsRepair(report: RepairSnapshotsReport): string {
-  const verb = report.dryRun ? 'would replace' : 'replaced by';
   const lines: string[] = [];
   for (const r of report.repaired) {
-    const replacement = r.replacement ? ` ${r.replacement.slice(0, 12)}` : '';
-    lines.push(`snapshot ${r.snapshot.slice(0, 12)} ${verb}${replacement}: zeros for ${formatRanges(r.lost)}`);
+    const done = r.replacement ? `replaced by ${r.replacement.slice(0, 12)}` : 'would be replaced';
+    lines.push(`snapshot ${r.snapshot.slice(0, 12)} ${done}, with zeros for ${formatRanges(r.lost)}`);
   }
   for (const u of report.unrepairable) lines.push(`DAMAGE ${u.object}: ${u.message}${u.removed ? '; removed' : '; left as it is (--forget removes it)'}`);
   const done = report.dryRun ? 'would be repaired (dry run: nothing changed)' : 'repaired';
