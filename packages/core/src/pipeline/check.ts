@@ -6,7 +6,7 @@ import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation,
 import { packHeaderOf } from '../repository/pack-header.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import { loadChunkRecords } from './chunk-maps.js';
-import { LostBlobs, NOT_INDEXED, aboutPack, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
+import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
 
@@ -85,7 +85,9 @@ export async function runCheck(input: CheckInput): Promise<CheckReport> {
   const listed = await repository.listIds('snapshots');
   const manifests = await readManifests(repository, listed, problems);
   const index = await input.loadIndex();
-  for (const damaged of index.unreadable) problems.note(damaged.object, `${damaged.message}; the blobs only it named are unknown (\`cairn repair index\` rebuilds the index from the packs)`);
+  for (const { object, message } of index.unreadable) {
+    problems.note(object, `${aboutObject(object, message)}; the blobs only it named are unknown (\`cairn repair index\` rebuilds the index from the packs)`);
+  }
 
   const stored = new Map((await repository.listPacks()).map((pack) => [pack.id, pack.size]));
   const blobsOfPack = blobsByPack(index);
@@ -192,7 +194,7 @@ async function readManifests(repository: Repository, ids: readonly string[], pro
       manifests.set(id, await repository.loadSnapshot(id));
     } catch (err) {
       if (repository.isNotFound(err)) return;
-      problems.note(Keys.snapshot(id), `${(err as Error).message}; nothing of this snapshot can be restored`);
+      problems.note(Keys.snapshot(id), `${aboutObject(Keys.snapshot(id), (err as Error).message)}; nothing of this snapshot can be restored`);
       problems.affect(Keys.snapshot(id), id, 'whole');
     }
   });
@@ -293,8 +295,8 @@ function damagedChunkMapPack(index: BlobIndex, map: string, err: DamageError): {
   const location = index.get(map);
   if (!location) return undefined;
   const object = Keys.pack(location.pack);
-  if (err.message.startsWith(`pack ${object} is damaged: `)) return { object, message: `chunk map ${aboutPack(object, err.message)}` };
-  if (err.message.startsWith(`pack ${object} `)) return { object, message: aboutPack(object, err.message) };
+  if (err.message.startsWith(`pack ${object} is damaged: `)) return { object, message: `chunk map ${aboutObject(object, err.message)}` };
+  if (err.message.startsWith(`pack ${object} `)) return { object, message: aboutObject(object, err.message) };
   return undefined;
 }
 

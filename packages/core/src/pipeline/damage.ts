@@ -41,11 +41,12 @@ export class LostBlobs {
 }
 
 /**
- * A damage message about the pack `key`, for a report that names the pack already:
- * `pack data/ab/… is missing` becomes `pack is missing`, `pack data/ab/… is damaged: blob …` becomes `blob …`.
+ * A damage message about the object `key`, for a report that names the object already:
+ * `pack data/ab/… is missing` becomes `pack is missing`, `pack data/ab/… is damaged: blob …`
+ * becomes `blob …`, `index/… is damaged: its content …` becomes `its content …`.
  */
-export function aboutPack(key: string, message: string): string {
-  return message.replace(`pack ${key} is damaged: `, '').replace(`pack ${key} `, 'pack ');
+export function aboutObject(key: string, message: string): string {
+  return message.replace(`pack ${key} is damaged: `, '').replace(`${key} is damaged: `, '').replace(`pack ${key} `, 'pack ');
 }
 
 /** Sorts ranges and merges overlapping and adjacent ones. */

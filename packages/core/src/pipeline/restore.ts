@@ -5,7 +5,7 @@ import type { BlobIndex, BlobLocation, Repository } from '../repository/reposito
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
-import { NOT_INDEXED, aboutPack, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
+import { NOT_INDEXED, aboutObject, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import type { ImageHashResult } from './worker-protocol.js';
 import { allocateAligned } from './aligned-memory.js';
@@ -258,7 +258,7 @@ class RestoreSession {
     if (err instanceof DamageError && this.#input.ignoreDamage) {
       // The pack is the object named with the message: the message need not name it again.
       const object = Keys.pack(chunk.location.pack);
-      this.#lost.set(chunk.index, { object, message: aboutPack(object, err.message) });
+      this.#lost.set(chunk.index, { object, message: aboutObject(object, err.message) });
       this.#slotOf[chunk.index] = undefined;
       this.#slots.release(slot);
       return;

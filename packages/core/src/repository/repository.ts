@@ -267,7 +267,7 @@ function decodeIndexOrThrow(plain: Buffer, id: string): IndexedPack[] {
   try {
     return decodeIndex(plain);
   } catch (err) {
-    throw new DamageError(`Index ${id} is damaged: ${(err as Error).message}`, { cause: err });
+    throw new DamageError(`${Keys.index(id)} is damaged: ${(err as Error).message}`, { cause: err });
   }
 }
 
