@@ -73,7 +73,8 @@ interface FetchGroup {
  * with ranged reads (neighbours coalesced), opened in the worker pool and written at their
  * offsets. A whole image is fed in order to the image hasher and committed only when its
  * digest matches the snapshot's; a window, which has no recorded digest, is verified blob by
- * blob against the blobs' keyed ids instead.
+ * blob against the blobs' keyed ids instead, and so is an image in which zeros stand in for
+ * lost data (`ignoreDamage`, or a snapshot `repair snapshots` wrote).
  */
 export async function runRestore(input: RestoreInput): Promise<RestoreOutcome> {
   let records: ChunkRecord[];
