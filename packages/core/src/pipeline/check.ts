@@ -128,12 +128,17 @@ export async function runCheck(input: CheckInput): Promise<CheckReport> {
 
 /** Each problem: its messages, and per snapshot the chunks it loses (or `whole`). */
 class Problems {
-  readonly #found = new Map<string, { messages: string[]; affected: Map<string, Set<number> | 'whole'> }>();
+  readonly #found = new Map<string, { messages: string[]; affected: Map<string, Set<number> | 'whole'>; users: Set<string> }>();
 
   #entry(object: string) {
     let entry = this.#found.get(object);
-    if (!entry) this.#found.set(object, (entry = { messages: [], affected: new Map() }));
+    if (!entry) this.#found.set(object, (entry = { messages: [], affected: new Map(), users: new Set() }));
     return entry;
+  }
+
+  /** Records that a snapshot needs blobs of the damaged pack `object` (lost or not). */
+  use(object: string, snapshot: string): void {
+    this.#found.get(object)?.users.add(snapshot);
   }
 
   note(object: string, message: string): void {
@@ -156,7 +161,10 @@ class Problems {
   /** Forgets a snapshot that is gone: its own problem, and its share of the others. */
   forgetSnapshot(id: string): void {
     this.#found.delete(Keys.snapshot(id));
-    for (const { affected } of this.#found.values()) affected.delete(id);
+    for (const { affected, users } of this.#found.values()) {
+      affected.delete(id);
+      users.delete(id);
+    }
   }
 
   /** Drops a problem altogether. */
@@ -171,8 +179,13 @@ class Problems {
   list(manifests: ReadonlyMap<string, SnapshotManifest>): CheckProblem[] {
     return [...this.#found]
       .filter(([, { messages }]) => messages.length > 0)
-      .map(([object, { messages, affected }]) => {
+      .map(([object, { messages, affected, users }]) => {
         const snapshots = [...affected.keys()].sort();
+        // A pack damaged only where no snapshot reads (its header, a blob none needs): say who depends on it still.
+        const unharmed = [...users].filter((id) => !affected.has(id)).sort();
+        if (snapshots.length === 0 && unharmed.length > 0) {
+          messages = [...messages, `used by snapshot(s) ${unharmed.map((id) => id.slice(0, 12)).join(', ')}, which lose nothing through it`];
+        }
         const ranges: Record<string, ByteRange[]> = {};
         for (const id of snapshots) {
           const manifest = manifests.get(id);
@@ -249,7 +262,7 @@ async function verifyPack(input: CheckInput, pack: string, blobs: ReadonlyArray<
   const damaged = await verifyBlobs(pool, bytes, blobs);
   for (const [id, message] of damaged) lost.add(id, { object: key, message });
   if (damaged.length > 0) messages.push(`${damaged.length} of ${blobs.length} blob(s) are damaged: ${damaged[0]![1]}${damaged.length > 1 ? ', …' : ''}`);
-  else if (messages.length > 0) messages.push('every blob the index places in it verified, so no snapshot loses data through it');
+  else if (messages.length > 0) messages.push('every blob the index places in it verified');
   if (messages.length > 0) problems.note(key, messages.join('; '));
 }
 
@@ -275,9 +288,13 @@ async function attributeLosses(input: CheckInput, index: BlobIndex, manifests: R
       return;
     }
     let unindexed = 0;
+    for (const map of manifest.chunkMaps) problems.use(Keys.pack(index.get(map)!.pack), id);
     records.forEach((record, i) => {
       if (record.kind !== ChunkKind.data) return;
-      const reason = lost.reasonFor(record.id!.toString('hex'), index);
+      const blob = record.id!.toString('hex');
+      const location = index.get(blob);
+      if (location && problems.has(Keys.pack(location.pack))) problems.use(Keys.pack(location.pack), id);
+      const reason = lost.reasonFor(blob, index);
       if (!reason) return;
       const object = reason.object === NOT_INDEXED ? Keys.snapshot(id) : reason.object;
       if (reason.object === NOT_INDEXED) unindexed++;
