@@ -316,6 +316,21 @@ describe('damage: check, restore, repair', () => {
     expect(await sameBytes(v1to, sources[1]!)).toBe(true);
   });
 
+  test('a backup next to a damaged index file warns, stores again what only that file named, and its snapshot restores', async () => {
+    const damagedIndex = indexFiles[1]![0]!;
+    const { job } = await damagedCopy(async (repo) => flipByte(join(repo, damagedIndex), 20));
+    // disk.img holds v1, as the last backup left it.
+    const result = await cairn(['backup', job, '--json']);
+    expectSuccess(result);
+    expect(result.stderr).toMatch(new RegExp(`^cairn: warning: ${damagedIndex.replace('/', '\\/')} is damaged.*stored again`, 'm'));
+    const made2 = parseJson<BackupSummary>(result);
+    expect(made2.chunks.new, 'the 4 rewritten chunks, whose index file is damaged').toBe(4);
+    const to = join(dir, `rebacked-${copies}.img`);
+    const restored = await cairn(['restore', job, made2.snapshot, '--to', to]);
+    expectSuccess(restored);
+    expect(await sameBytes(to, sources[1]!)).toBe(true);
+  });
+
   test('repair index after every index file is lost: restore works again and check --read-data is clean', async () => {
     const { job, repo } = await damagedCopy(async (repo) => {
       for (const file of await readdir(join(repo, 'index'))) await unlink(join(repo, 'index', file));

@@ -60,6 +60,7 @@ export class BackupOperation {
 
   async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource): Promise<BackupResult> {
     const index = await this.workers.prepare(pool, repository, job, 'write');
+    for (const damaged of index.unreadable) this.logger.warn(`${damaged.message}; blobs only it named are stored again (\`cairn repair index\` rebuilds the index)`);
     const result = await runBackup({
       repository,
       index,

@@ -24,7 +24,7 @@ export async function loadChunkRecords(
   pool: WorkerPool,
   manifest: SnapshotManifest,
 ): Promise<ChunkRecord[]> {
-  const parts = await Promise.all(manifest.chunkMaps.map(async (id) => decodeChunkMap(await readBlob(repository, index, pool, id))));
+  const parts = await Promise.all(manifest.chunkMaps.map(async (id) => decodeVerified(id, await readBlob(repository, index, pool, id))));
   const records = parts.flat();
   if (records.length !== manifest.chunkCount) {
     throw new DamageError(`The snapshot's chunk maps hold ${records.length} chunks, expected ${manifest.chunkCount}`);
@@ -41,4 +41,13 @@ export function missingBlobs(records: readonly ChunkRecord[], index: BlobIndex):
     if (!index.has(id)) missing.add(id);
   }
   return [...missing];
+}
+
+/** A chunk map that matched its id decodes unless its writer erred; still damage, not a crash. */
+function decodeVerified(id: string, plain: Buffer): ChunkRecord[] {
+  try {
+    return decodeChunkMap(plain);
+  } catch (err) {
+    throw new DamageError(`chunk map ${id.slice(0, 12)} is invalid: ${(err as Error).message}`, { cause: err });
+  }
 }
