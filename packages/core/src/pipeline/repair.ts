@@ -81,6 +81,12 @@ export async function runRepairIndex(repository: Repository, progress: Progress)
   return report;
 }
 
+/** A snapshot to replace, and the chunks it lost. */
+interface RepairPlan {
+  summary: SnapshotSummary;
+  chunks: number[];
+}
+
 export interface RepairSnapshotsInput {
   repository: Repository;
   pool: WorkerPool;
@@ -135,7 +141,8 @@ export async function runRepairSnapshots(input: RepairSnapshotsInput): Promise<R
 
   const report: RepairSnapshotsReport = { snapshots: snapshots.length + damagedManifests.length, dryRun: input.dryRun, readData: input.readData, repaired: [], unrepairable: [] };
   const unrepairable = [...damagedManifests];
-  const plans: Array<{ summary: SnapshotSummary; records: ChunkRecord[]; chunks: number[] }> = [];
+  // Only the lost chunks' numbers are kept: the chunk maps are read again when the replacement is written.
+  const plans: RepairPlan[] = [];
   const unindexedPacks = [...stored.keys()].some((id) => index.packDataEnd(id) === undefined);
   await forEachConcurrently(snapshots, 4, async (summary) => {
     let records: ChunkRecord[];
@@ -151,7 +158,7 @@ export async function runRepairSnapshots(input: RepairSnapshotsInput): Promise<R
     if (unindexedPacks && chunks.some((i) => !index.has(records[i]!.id!.toString('hex')))) {
       throw new DamageError(`Snapshot ${summary.id.slice(0, 12)} needs blobs no index names, and some packs are in no index: run \`cairn repair index\` first, it may find them there`);
     }
-    plans.push({ summary, records, chunks });
+    plans.push({ summary, chunks });
   });
   plans.sort((a, b) => a.summary.manifest.time.localeCompare(b.summary.manifest.time) || a.summary.id.localeCompare(b.summary.id));
 
@@ -191,14 +198,14 @@ async function verifyEveryPack(input: RepairSnapshotsInput, stored: ReadonlyMap<
 }
 
 /** Packs and indexes the new chunk maps, then writes each replacement snapshot; returns their ids in order. */
-async function writeReplacements(input: RepairSnapshotsInput, plans: ReadonlyArray<{ summary: SnapshotSummary; records: ChunkRecord[]; chunks: number[] }>): Promise<string[]> {
+async function writeReplacements(input: RepairSnapshotsInput, plans: readonly RepairPlan[]): Promise<string[]> {
   const { repository, pool, index } = input;
   const packer = new Packer(repository);
   const added = new Set<string>();
   const manifests: SnapshotManifest[] = [];
   try {
-    for (const { summary, records, chunks } of plans) {
-      const repaired = records.slice();
+    for (const { summary, chunks } of plans) {
+      const repaired = await loadChunkRecords(repository, index, pool, summary.manifest);
       for (const i of chunks) repaired[i] = { kind: ChunkKind.zero };
       const chunkMaps: string[] = [];
       for (let first = 0; first < repaired.length; first += CHUNKS_PER_MAP) {
