@@ -87,11 +87,13 @@ async function incompressibleVolume(path: string, size: number): Promise<void> {
 }
 
 /** Index files of a repository (none before its first index is written). */
+/** Complete index files: not the temporary name one is written under before its rename. */
 async function indexFiles(repository: string): Promise<string[]> {
-  return readdir(join(repository, 'index')).catch((err: NodeJS.ErrnoException) => {
+  const names = await readdir(join(repository, 'index')).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [];
     throw err;
   });
+  return names.filter((name) => !name.startsWith('.'));
 }
 
 interface CheckReport {
