@@ -191,11 +191,11 @@ describe('--json output of every command', () => {
     expect(await sameBytes(image, json.destination)).toBe(true);
   });
 
-  test.each([false, true])('check --json (read data: %s): { snapshots, packs, blobs, readData, bytesRead, problems, unreferencedPacks }', async (readData) => {
+  test.each([false, true])('check --json (read data: %s): { snapshots, packs, blobs, readData, packsRead, bytesRead, problems, unreferencedPacks }', async (readData) => {
     const result = await runCli(['check', job, '--json', ...(readData ? ['--read-data'] : [])], { env: PASSWORD_ENV });
     expectSuccess(result);
     const json = parseJson(result);
-    expectKeys(json, ['snapshots', 'packs', 'blobs', 'readData', 'bytesRead', 'problems', 'unreferencedPacks']);
+    expectKeys(json, ['snapshots', 'packs', 'blobs', 'readData', 'packsRead', 'bytesRead', 'problems', 'unreferencedPacks']);
     const packs = await listPacks(repository);
     expect(json.snapshots).toBe((await readdir(join(repository, 'snapshots'))).length);
     expect(json.packs).toBe(packs.length);
@@ -206,6 +206,7 @@ describe('--json output of every command', () => {
     let packBytes = 0;
     for (const pack of packs) packBytes += (await stat(join(repository, pack))).size;
     expect(json.bytesRead).toBe(readData ? packBytes : 0);
+    expect(json.packsRead).toBe(readData ? packs.length : 0);
     expect(json.problems).toEqual([]);
     expect(json.unreferencedPacks).toEqual([]);
   });

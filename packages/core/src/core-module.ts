@@ -20,6 +20,7 @@ import { InitOperation } from './operations/init.js';
 import { BackupOperation } from './operations/backup.js';
 import { RestoreOperation } from './operations/restore.js';
 import { CheckOperation } from './operations/check.js';
+import { RepairOperation } from './operations/repair.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
 import { KeyOperation } from './operations/keys.js';
 import { ForgetOperation } from './operations/forget.js';
@@ -66,6 +67,7 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(BackupOperation).toSelf();
   bind(RestoreOperation).toSelf();
   bind(CheckOperation).toSelf();
+  bind(RepairOperation).toSelf();
   bind(SnapshotsOperation).toSelf();
   bind(ShowOperation).toSelf();
   bind(KeyOperation).toSelf();

@@ -60,3 +60,11 @@ export function parseWait(text: string, flag: string): number {
   if (!match) throw new UsageError(`${flag} must be a duration such as 90s, 30m or 2h: not "${text}"`);
   return Math.round(Number(match[1]) * 1000 * { '': 1, s: 1, m: 60, h: 3600 }[match[2] as '' | 's' | 'm' | 'h']);
 }
+
+/** Byte ranges of an image as text: `4.0 MiB in 2 range(s): 0+1048576, 16777216+3145728` (offset+length in bytes), the first few of many. */
+export function formatRanges(ranges: ReadonlyArray<{ offset: number; length: number }>, shown = 8): string {
+  const total = ranges.reduce((n, r) => n + r.length, 0);
+  const listed = ranges.slice(0, shown).map((r) => `${r.offset}+${r.length}`);
+  if (ranges.length > shown) listed.push(`… (${ranges.length - shown} more; --json lists all)`);
+  return `${formatBytes(total)} in ${ranges.length} range(s): ${listed.join(', ')}`;
+}

@@ -2,9 +2,15 @@ import { inject, injectable } from '../vendor.js';
 import { ProgressFactory } from '../services.js';
 import { Repositories } from '../repository/repositories.js';
 import { RepositoryLocks } from '../repository/lock.js';
-import { runCheck, type CheckReport } from '../pipeline/check.js';
+import { runCheck, type CheckReport, type ReadDataSubset } from '../pipeline/check.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { PipelineWorkers } from './pipeline-workers.js';
+
+export interface CheckOptions {
+  /** Read and verify every pack, or with `subset` a part of them. */
+  readData: boolean;
+  subset?: ReadDataSubset;
+}
 
 /** `cairn check`: verifies the repository's structure, or every byte with `readData`. */
 @injectable()
@@ -16,13 +22,20 @@ export class CheckOperation {
     @inject(ProgressFactory) private readonly progress: ProgressFactory,
   ) {}
 
-  run(job: LoadedJob, options: { readData: boolean }): Promise<CheckReport> {
+  run(job: LoadedJob, options: CheckOptions): Promise<CheckReport> {
     return this.workers.withPool((pool) =>
       this.repositories.withRepository(job, (repository) =>
-        this.locks.withLock(repository, 'check', false, async () => {
-          const index = await this.workers.prepare(pool, repository, job, 'read');
-          return runCheck(repository, index, pool, options.readData, this.progress.create());
-        }),
+        this.locks.withLock(repository, 'check', 'shared', () =>
+          runCheck({
+            repository,
+            pool,
+            // Only once the snapshots are read: see CheckInput.loadIndex.
+            loadIndex: () => this.workers.prepare(pool, repository, job, 'read'),
+            readData: options.readData || options.subset !== undefined,
+            subset: options.subset,
+            progress: this.progress.create(),
+          }),
+        ),
       ),
     );
   }

@@ -6,10 +6,12 @@ import { EngineHooks, createRestoreRunHooks, type RestoreRun } from '../hooks.js
 import { HookRunner } from '../hook-runner.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
-import type { Repository } from '../repository/repository.js';
+import type { DamagedObject, Repository } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import type { ImageDigest, SnapshotManifest } from '../repository/snapshot.js';
-import { runRestore, type RestoreWindow } from '../pipeline/restore.js';
+import { runRestore, type RestoreDamage, type RestoreWindow } from '../pipeline/restore.js';
+import { mergeRanges, rangesInWindow } from '../pipeline/damage.js';
+import type { ByteRange } from '../target.js';
 import { openDestination } from '../pipeline/destination.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
@@ -24,6 +26,8 @@ export interface RestoreOptions {
   zeroUnused?: boolean;
   /** Size of the restored image file, when larger than the image (a bigger virtual disk). */
   size?: number;
+  /** Write zeros where data is lost (missing or damaged blobs) instead of failing; the result lists the ranges. */
+  ignoreDamage?: boolean;
 }
 
 export interface RestoreResult {
@@ -38,6 +42,15 @@ export interface RestoreResult {
    * backup could not read (`backup --rescue`); absent when there are none.
    */
   unreadable?: Array<{ offset: number; length: number }>;
+  /**
+   * Ranges of the destination that hold zeros in place of lost data, merged: what this
+   * restore could not read (with ignoreDamage) and what a repair recorded as lost. Absent when none.
+   */
+  lost?: ByteRange[];
+  /** With ignoreDamage: the damaged objects this restore met, and the ranges each cost. */
+  damage?: RestoreDamage[];
+  /** The snapshot was made by `cairn repair snapshots` from this one. */
+  repairedFrom?: string;
 }
 
 /** Unreadable ranges named in the restore's warning; `--json` and `cairn show` list them all. */
@@ -87,10 +100,12 @@ export class RestoreOperation {
     await this.plugins.activate(`onSource:${plan.manifest.source.type}`).catch((err: unknown) => this.logger.warn((err as Error).message));
     // Announced once the plugins that may tap it are active.
     await this.runner.before(this.hooks.restore, run);
-    return this.locks.withLock(repository, 'restore', false, async () => {
+    return this.locks.withLock(repository, 'restore', 'shared', async () => {
       const index = await this.workers.prepare(pool, repository, job, 'read');
+      // Damage elsewhere is no reason to fail: only what this snapshot needs counts.
+      for (const damaged of index.unreadable) this.logger.warn(`${damaged.message}; restoring from the other index files (\`cairn repair index\` rebuilds the index)`);
       const destination = await openDestination(to, plan.size, options.force ?? false);
-      const { bytesWritten } = await runRestore({
+      const { bytesWritten, damage } = await runRestore({
         repository,
         index,
         pool,
@@ -100,24 +115,34 @@ export class RestoreOperation {
         progress: this.progress.create(),
         window: plan.window,
         zeroUnused: options.zeroUnused,
+        ignoreDamage: options.ignoreDamage,
         beforeWrite: () => this.runner.before(run.hooks.beforeWrite, { destination: destination.path, kind: destination.kind, snapshot: plan.id, manifest: plan.manifest }),
       });
       const partial = plan.window !== undefined;
+      // The image digest is checked only where nothing stands in for lost data; otherwise every blob was verified instead.
+      const digestChecked = !partial && !options.ignoreDamage && !plan.manifest.lost?.length;
       const unreadable = unreadableIn(plan);
       const result: RestoreResult = {
         snapshot: plan.id,
         destination: destination.path,
         bytesWritten,
-        ...(partial ? { partition: options.partition } : { imageDigest: plan.manifest.imageDigest }),
+        ...(partial ? { partition: options.partition } : digestChecked && { imageDigest: plan.manifest.imageDigest }),
         ...(unreadable.length > 0 && { unreadable }),
       };
       if (unreadable.length > 0) this.logger.warn(describeZeros(destination.path, unreadable));
+      const recorded = rangesInWindow(plan.manifest.lost ?? [], plan.window ?? { offset: 0, length: plan.manifest.size });
+      const lost = mergeRanges([...recorded, ...damage.flatMap((d) => d.ranges)]);
+      if (lost.length > 0) result.lost = lost;
+      if (options.ignoreDamage) result.damage = damage;
+      if (plan.manifest.repairedFrom) result.repairedFrom = plan.manifest.repairedFrom;
       return { result, done: { destination: destination.path, snapshot: plan.id, bytesWritten, manifest: plan.manifest, partial } };
     });
   }
 
   async #plan(repository: Repository, ref: string, options: RestoreOptions): Promise<RestorePlan> {
-    const { id, manifest } = await repository.resolveSnapshot(ref);
+    const damaged: DamagedObject[] = [];
+    const { id, manifest } = await repository.resolveSnapshot(ref, damaged);
+    for (const object of damaged) this.logger.warn(`${object.message}; it is left out (restoring snapshot ${id.slice(0, 12)}, which does not need it)`);
     if (options.size !== undefined && options.size < manifest.size) {
       throw new UsageError(`--size ${options.size} bytes is smaller than the image of snapshot ${id.slice(0, 12)}, which has ${manifest.size} bytes; --size can only make the restored image larger`);
     }

@@ -1,135 +1,337 @@
-import { open as openSealed, packIdOf } from '../crypto/crypto.js';
-import { ChunkKind, Keys, decodePackHeader } from '../repository/format.js';
-import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type Repository } from '../repository/repository.js';
+import { packIdOf } from '../crypto/crypto.js';
+import { DamageError, UsageError } from '../errors.js';
+import type { ByteRange } from '../target.js';
+import { ChunkKind, Keys } from '../repository/format.js';
+import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation, type Repository } from '../repository/repository.js';
+import { packHeaderOf } from '../repository/pack-header.js';
+import type { SnapshotManifest } from '../repository/snapshot.js';
 import { loadChunkRecords } from './chunk-maps.js';
+import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
 
 export interface CheckProblem {
-  /** The damaged object, e.g. `data/ab/ab12…` or `snapshots/…`. */
+  /** The damaged object, e.g. `data/ab/ab12…`, `index/…` or `snapshots/…`. */
   object: string;
   message: string;
   /** Snapshots that can no longer be restored completely because of it. */
   snapshots: string[];
+  /** Per affected snapshot, the image byte ranges it loses, merged (absent for a snapshot whose manifest is unreadable). */
+  ranges: Record<string, ByteRange[]>;
 }
+
+/** Which packs `--read-data-subset` reads: bucket `n` of `m` (by the first byte of the pack id), or a random `percent` of the pack bytes. */
+export type ReadDataSubset = { bucket: number; of: number } | { percent: number };
 
 export interface CheckReport {
   snapshots: number;
   packs: number;
   blobs: number;
   readData: boolean;
+  /** The subset read, as given (`2/5`, `10%`), with --read-data-subset. */
+  readDataSubset?: string;
+  /** Packs read and verified (with readData). */
+  packsRead: number;
   bytesRead: number;
   problems: CheckProblem[];
   /** Packs no index names: left by an interrupted backup; harmless, `prune` removes them. */
   unreferencedPacks: string[];
 }
 
+export interface CheckInput {
+  repository: Repository;
+  pool: WorkerPool;
+  /**
+   * Loads the index (and readies the pool's keys); called once the snapshots were read. A
+   * backup writes its snapshot after its packs and index, so an index loaded after the
+   * snapshots were listed covers every one of them, even while a backup finishes meanwhile.
+   */
+  loadIndex(): Promise<BlobIndex>;
+  /** Read and verify every pack (or the subset), not only the structure. */
+  readData: boolean;
+  subset?: ReadDataSubset;
+  progress: Progress;
+  /** Picks the packs of a percentage subset; default Math.random. */
+  random?: () => number;
+}
+
+/** `n/m` (1 ≤ n ≤ m) or `x%` (0 < x ≤ 100); UsageError otherwise. */
+export function parseReadDataSubset(text: string): ReadDataSubset {
+  const bucket = /^(\d+)\/(\d+)$/.exec(text.trim());
+  if (bucket) {
+    const [n, m] = [Number(bucket[1]), Number(bucket[2])];
+    if (n >= 1 && m >= 1 && n <= m && m <= 256) return { bucket: n, of: m };
+  }
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(text.trim());
+  if (percent && Number(percent[1]) > 0 && Number(percent[1]) <= 100) return { percent: Number(percent[1]) };
+  throw new UsageError(`--read-data-subset must be n/m (1 ≤ n ≤ m ≤ 256: the packs whose id's first byte mod m is n-1) or a percentage such as 10%, not "${text}"`);
+}
+
+export function describeSubset(subset: ReadDataSubset): string {
+  return 'bucket' in subset ? `${subset.bucket}/${subset.of}` : `${subset.percent}%`;
+}
+
 /**
  * Verifies the repository. Structure: every snapshot, index and chunk map decrypts, every
  * blob a snapshot needs is indexed, every indexed pack exists and is long enough. With
- * `readData`: every pack is read whole, its content hash checked against its name, its
- * header decrypted and compared to the index, and every blob decrypted, decompressed and
- * checked against its id.
+ * `readData`: every pack (or the subset) is read whole, its content hash checked against its
+ * name, its header decrypted and compared to the index, and every indexed blob decrypted,
+ * decompressed and checked against its id. Each problem names the damaged object, the
+ * snapshots it costs data and, per snapshot, the image ranges lost.
  */
-export async function runCheck(repository: Repository, index: BlobIndex, pool: WorkerPool, readData: boolean, progress: Progress): Promise<CheckReport> {
-  const problems: CheckProblem[] = [];
-  const { snapshotIds, packsOfSnapshot } = await checkSnapshots(repository, index, pool, problems);
-  const affected = (pack: string) => [...packsOfSnapshot].filter(([, packs]) => packs.has(pack)).map(([id]) => id).sort();
+export async function runCheck(input: CheckInput): Promise<CheckReport> {
+  const { repository } = input;
+  const problems = new Problems();
+  const listed = await repository.listIds('snapshots');
+  const manifests = await readManifests(repository, listed, problems);
+  const index = await input.loadIndex();
+  for (const { object, message } of index.unreadable) {
+    problems.note(object, `${aboutObject(object, message)}; the blobs only it named are unknown (\`cairn repair index\` rebuilds the index from the packs)`);
+  }
 
   const stored = new Map((await repository.listPacks()).map((pack) => [pack.id, pack.size]));
-  const indexed = new Set(index.packIds);
-  for (const pack of indexed) {
-    const size = stored.get(pack);
-    if (size === undefined) problems.push({ object: Keys.pack(pack), message: 'pack is missing', snapshots: affected(pack) });
-    else if (size < index.packDataEnd(pack)! + 4) problems.push({ object: Keys.pack(pack), message: `pack is truncated (${size} bytes)`, snapshots: affected(pack) });
-  }
-  const readable = [...stored].filter(([id]) => indexed.has(id));
-  const bytesRead = readData ? await readEveryPack(repository, index, pool, readable, progress, (pack, message) => problems.push({ object: Keys.pack(pack), message, snapshots: affected(pack) })) : 0;
+  const blobsOfPack = blobsByPack(index);
+  const lost = new LostBlobs();
+  for (const [object, message] of findLostPacks(index, stored, blobsOfPack, lost)) problems.note(object, message);
 
+  let bytesRead = 0;
+  let packsRead = 0;
+  if (input.readData) {
+    const readable = [...stored].filter(([id, size]) => blobsOfPack.has(id) && size >= index.packDataEnd(id)! + 4);
+    const chosen = selectPacks(readable, input.subset, input.random ?? Math.random);
+    input.progress.start('check', chosen.reduce((n, [, size]) => n + size, 0));
+    await forEachConcurrently(chosen, 2, async ([pack, size]) => {
+      await verifyPack(input, pack, blobsOfPack.get(pack) ?? [], lost, problems);
+      bytesRead += size;
+      packsRead++;
+      input.progress.advance(size);
+    });
+    input.progress.done();
+  }
+
+  await attributeLosses(input, index, manifests, lost, problems);
+  await forgetVanished(repository, manifests, problems);
+
+  const indexed = new Set(index.packIds);
   return {
-    snapshots: snapshotIds.length,
+    snapshots: listed.length,
     packs: indexed.size,
     blobs: index.blobCount,
-    readData,
+    readData: input.readData,
+    ...(input.readData && input.subset && { readDataSubset: describeSubset(input.subset) }),
+    packsRead,
     bytesRead,
-    problems: problems.sort((a, b) => a.object.localeCompare(b.object)),
+    problems: problems.list(manifests),
     unreferencedPacks: [...stored.keys()].filter((id) => !indexed.has(id)).sort(),
   };
 }
 
-/** Decodes every snapshot and its chunk maps; returns the packs each one needs. */
-async function checkSnapshots(repository: Repository, index: BlobIndex, pool: WorkerPool, problems: CheckProblem[]) {
-  const packsOfSnapshot = new Map<string, Set<string>>();
-  const snapshotIds = await repository.listIds('snapshots');
-  await forEachConcurrently(snapshotIds, 4, async (id) => {
-    const packs = new Set<string>();
-    packsOfSnapshot.set(id, packs);
+/** Each problem: its messages, and per snapshot the chunks it loses (or `whole`). */
+class Problems {
+  readonly #found = new Map<string, { messages: string[]; affected: Map<string, Set<number> | 'whole'>; users: Set<string> }>();
+
+  #entry(object: string) {
+    let entry = this.#found.get(object);
+    if (!entry) this.#found.set(object, (entry = { messages: [], affected: new Map(), users: new Set() }));
+    return entry;
+  }
+
+  /** Records that a snapshot needs blobs of the damaged pack `object` (lost or not). */
+  use(object: string, snapshot: string): void {
+    this.#found.get(object)?.users.add(snapshot);
+  }
+
+  note(object: string, message: string): void {
+    const { messages } = this.#entry(object);
+    if (!messages.includes(message)) messages.push(message);
+  }
+
+  affect(object: string, snapshot: string, chunk: number | 'whole'): void {
+    const { affected } = this.#entry(object);
+    const chunks = affected.get(snapshot);
+    if (chunk === 'whole' || chunks === 'whole') affected.set(snapshot, 'whole');
+    else if (chunks) chunks.add(chunk);
+    else affected.set(snapshot, new Set([chunk]));
+  }
+
+  has(object: string): boolean {
+    return this.#found.has(object);
+  }
+
+  /** Forgets a snapshot that is gone: its own problem, and its share of the others. */
+  forgetSnapshot(id: string): void {
+    this.#found.delete(Keys.snapshot(id));
+    for (const { affected, users } of this.#found.values()) {
+      affected.delete(id);
+      users.delete(id);
+    }
+  }
+
+  /** Drops a problem altogether. */
+  drop(object: string): void {
+    this.#found.delete(object);
+  }
+
+  objects(): string[] {
+    return [...this.#found.keys()];
+  }
+
+  list(manifests: ReadonlyMap<string, SnapshotManifest>): CheckProblem[] {
+    return [...this.#found]
+      .filter(([, { messages }]) => messages.length > 0)
+      .map(([object, { messages, affected, users }]) => {
+        const snapshots = [...affected.keys()].sort();
+        // A pack damaged only where no snapshot reads (its header, a blob none needs): say who depends on it still.
+        const unharmed = [...users].filter((id) => !affected.has(id)).sort();
+        if (snapshots.length === 0 && unharmed.length > 0) {
+          messages = [...messages, `used by snapshot(s) ${unharmed.map((id) => id.slice(0, 12)).join(', ')}, which lose nothing through it`];
+        }
+        const ranges: Record<string, ByteRange[]> = {};
+        for (const id of snapshots) {
+          const manifest = manifests.get(id);
+          if (!manifest) continue;
+          const chunks = affected.get(id)!;
+          ranges[id] = chunks === 'whole' ? [{ offset: 0, length: manifest.size }] : mergeRanges([...chunks].map((i) => chunkRange(i, manifest.chunkSize, manifest.size)));
+        }
+        return { object, message: messages.join('; '), snapshots, ranges };
+      })
+      .sort((a, b) => a.object.localeCompare(b.object));
+  }
+}
+
+/** Every listed snapshot's manifest; a damaged one is a problem of its own, one removed meanwhile is left out. */
+async function readManifests(repository: Repository, ids: readonly string[], problems: Problems): Promise<Map<string, SnapshotManifest>> {
+  const manifests = new Map<string, SnapshotManifest>();
+  await forEachConcurrently(ids, 8, async (id) => {
     try {
-      const manifest = await repository.loadSnapshot(id);
-      for (const mapId of manifest.chunkMaps) {
-        const location = index.get(mapId);
-        if (location) packs.add(location.pack);
-      }
-      let missing = 0;
-      for (const record of await loadChunkRecords(repository, index, pool, manifest)) {
-        if (record.kind !== ChunkKind.data) continue;
-        const location = index.get(record.id!.toString('hex'));
-        if (location) packs.add(location.pack);
-        else missing++;
-      }
-      if (missing > 0) problems.push({ object: Keys.snapshot(id), message: `${missing} chunk(s) are in no index`, snapshots: [id] });
+      manifests.set(id, await repository.loadSnapshot(id));
     } catch (err) {
-      problems.push({ object: Keys.snapshot(id), message: (err as Error).message, snapshots: [id] });
+      if (repository.isNotFound(err)) return;
+      problems.note(Keys.snapshot(id), `${aboutObject(Keys.snapshot(id), (err as Error).message)}; nothing of this snapshot can be restored`);
+      problems.affect(Keys.snapshot(id), id, 'whole');
     }
   });
-  return { snapshotIds, packsOfSnapshot };
+  return manifests;
 }
 
-/** Reads and verifies every pack in `packs` ([id, size]); returns the bytes read. */
-async function readEveryPack(
-  repository: Repository,
-  index: BlobIndex,
-  pool: WorkerPool,
-  packs: Array<[string, number]>,
-  progress: Progress,
-  report: (pack: string, problem: string) => void,
-): Promise<number> {
-  let bytesRead = 0;
-  progress.start('check', packs.reduce((n, [, size]) => n + size, 0));
-  await forEachConcurrently(packs, 2, async ([pack, size]) => {
-    const problem = await verifyPack(repository, index, pool, pack);
-    bytesRead += size;
-    progress.advance(size);
-    if (problem) report(pack, problem);
-  });
-  progress.done();
-  return bytesRead;
+/** The packs to read: all, bucket n of m, or a random choice holding the given share of the bytes. */
+export function selectPacks(packs: ReadonlyArray<[string, number]>, subset: ReadDataSubset | undefined, random: () => number): Array<[string, number]> {
+  if (!subset) return [...packs];
+  if ('bucket' in subset) return packs.filter(([id]) => Number.parseInt(id.slice(0, 2), 16) % subset.of === subset.bucket - 1);
+  const shuffled = [...packs];
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+  }
+  const want = (shuffled.reduce((n, [, size]) => n + size, 0) * subset.percent) / 100;
+  const chosen: Array<[string, number]> = [];
+  let bytes = 0;
+  for (const pack of shuffled) {
+    if (bytes >= want) break;
+    chosen.push(pack);
+    bytes += pack[1];
+  }
+  return chosen;
 }
 
-/** Returns what is wrong with a pack, or undefined when every byte checks out. */
-async function verifyPack(repository: Repository, index: BlobIndex, pool: WorkerPool, pack: string): Promise<string | undefined> {
-  const bytes = await repository.readPack(pack);
-  if (packIdOf(packIdSchemeOf(repository.config), bytes).toString('hex') !== pack) return 'content does not match its name (bytes were changed)';
-  if (bytes.length < 4) return 'pack is too short';
-  const headerLength = bytes.readUInt32LE(bytes.length - 4);
-  if (headerLength + 4 > bytes.length) return 'pack header length is out of range';
-  let blobs;
+/** Reads a pack whole and verifies its name, its header and every blob the index places in it. */
+async function verifyPack(input: CheckInput, pack: string, blobs: ReadonlyArray<[string, BlobLocation]>, lost: LostBlobs, problems: Problems): Promise<void> {
+  const { repository, pool } = input;
+  const key = Keys.pack(pack);
+  let bytes: Buffer;
   try {
-    blobs = decodePackHeader(openSealed(repository.masterKey.encryption, bytes.subarray(bytes.length - 4 - headerLength, bytes.length - 4)));
+    bytes = await repository.readPack(pack);
   } catch (err) {
-    return `pack header is unreadable: ${(err as Error).message}`;
+    if (!(err instanceof DamageError)) throw err;
+    // Gone since it was listed: prune removed it, or it is lost; the structure check decides below.
+    return;
   }
-  for (const blob of blobs) {
-    const id = blob.id.toString('hex');
-    const location = index.get(id);
-    if (location && location.pack === pack && (location.offset !== blob.offset || location.length !== blob.length)) {
-      return `blob ${id.slice(0, 12)} is at a different place than the index says`;
-    }
+  const messages: string[] = [];
+  if (packIdOf(packIdSchemeOf(repository.config), bytes).toString('hex') !== pack) messages.push('content does not match its name (bytes were changed)');
+  const header = packHeaderOf(repository, bytes, bytes.length);
+  if (typeof header === 'string') {
+    messages.push(`${header}, so \`cairn repair index\` cannot index it`);
+  } else {
+    const inHeader = new Map(header.map((blob) => [blob.id.toString('hex'), blob]));
+    const misplaced = blobs.filter(([id, location]) => {
+      const listed = inHeader.get(id);
+      return !listed || listed.offset !== location.offset || listed.length !== location.length;
+    });
+    if (misplaced.length > 0) messages.push(`${misplaced.length} blob(s) are at a different place than the index says, e.g. ${misplaced[0]![0].slice(0, 12)}`);
+  }
+  const damaged = await verifyBlobs(pool, bytes, blobs);
+  for (const [id, message] of damaged) lost.add(id, { object: key, message });
+  if (damaged.length > 0) messages.push(`${damaged.length} of ${blobs.length} blob(s) are damaged: ${damaged[0]![1]}${damaged.length > 1 ? ', …' : ''}`);
+  else if (messages.length > 0) messages.push('every blob the index places in it verified');
+  if (messages.length > 0) problems.note(key, messages.join('; '));
+}
+
+/** Reads every snapshot's chunk maps and charges each lost chunk to the object that lost it. */
+async function attributeLosses(input: CheckInput, index: BlobIndex, manifests: ReadonlyMap<string, SnapshotManifest>, lost: LostBlobs, problems: Problems): Promise<void> {
+  const { repository, pool } = input;
+  await forEachConcurrently([...manifests], 4, async ([id, manifest]) => {
+    let records;
     try {
-      await pool.open(bytes.subarray(blob.offset, blob.offset + blob.length), blob.rawLength, id);
+      records = await loadChunkRecords(repository, index, pool, manifest);
     } catch (err) {
-      return (err as Error).message;
+      if (!(err instanceof DamageError)) throw err;
+      // Without its chunk maps nothing of the image can be placed: the whole snapshot is lost.
+      const culprit = manifest.chunkMaps.map((map) => lost.reasonFor(map, index) ?? damagedChunkMapPack(index, map, err)).find((reason) => reason !== undefined);
+      if (culprit && culprit.object !== NOT_INDEXED) {
+        problems.note(culprit.object, culprit.message);
+        problems.affect(culprit.object, id, 'whole');
+      } else {
+        const hint = index.unreadable.length > 0 ? '; a damaged index file may have named them (`cairn repair index`)' : '';
+        problems.note(Keys.snapshot(id), `its chunk maps cannot be read (${err.message})${hint}; nothing of it can be restored`);
+        problems.affect(Keys.snapshot(id), id, 'whole');
+      }
+      return;
     }
-  }
+    let unindexed = 0;
+    for (const map of manifest.chunkMaps) problems.use(Keys.pack(index.get(map)!.pack), id);
+    records.forEach((record, i) => {
+      if (record.kind !== ChunkKind.data) return;
+      const blob = record.id!.toString('hex');
+      const location = index.get(blob);
+      if (location && problems.has(Keys.pack(location.pack))) problems.use(Keys.pack(location.pack), id);
+      const reason = lost.reasonFor(blob, index);
+      if (!reason) return;
+      const object = reason.object === NOT_INDEXED ? Keys.snapshot(id) : reason.object;
+      if (reason.object === NOT_INDEXED) unindexed++;
+      problems.affect(object, id, i);
+    });
+    if (unindexed > 0) {
+      const why = index.unreadable.length > 0 ? 'a damaged index file may have named them' : 'their packs are not indexed, or lost';
+      problems.note(Keys.snapshot(id), `${unindexed} chunk(s) are in no index (${why}; \`cairn repair index\`, then \`cairn repair snapshots\`)`);
+    }
+  });
+}
+
+/** A chunk map that failed to open where nothing else knew of damage: its pack is the damaged object. */
+function damagedChunkMapPack(index: BlobIndex, map: string, err: DamageError): { object: string; message: string } | undefined {
+  const location = index.get(map);
+  if (!location) return undefined;
+  const object = Keys.pack(location.pack);
+  if (err.message.startsWith(`pack ${object} is damaged: `)) return { object, message: `chunk map ${aboutObject(object, err.message)}` };
+  if (err.message.startsWith(`pack ${object} `)) return { object, message: aboutObject(object, err.message) };
   return undefined;
+}
+
+/**
+ * A snapshot removed while the check ran (forget, then prune) is not damage: it and its
+ * share of other problems are left out, and so is a "missing" pack that a fresh index no
+ * longer names.
+ */
+async function forgetVanished(repository: Repository, manifests: Map<string, SnapshotManifest>, problems: Problems): Promise<void> {
+  const still = new Set(await repository.listIds('snapshots'));
+  const vanished = [...manifests.keys()].filter((id) => !still.has(id));
+  if (vanished.length === 0) return;
+  for (const id of vanished) {
+    problems.forgetSnapshot(id);
+    manifests.delete(id);
+  }
+  const fresh = new Set((await repository.loadIndex()).packIds);
+  for (const object of problems.objects()) {
+    if (object.startsWith('data/') && !fresh.has(object.slice(object.lastIndexOf('/') + 1))) problems.drop(object);
+  }
 }

@@ -1,5 +1,5 @@
 import { DamageError } from '../errors.js';
-import { ChunkKind, decodeChunkMap, type ChunkRecord } from '../repository/format.js';
+import { ChunkKind, Keys, decodeChunkMap, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex, Repository } from '../repository/repository.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -7,12 +7,12 @@ import type { WorkerPool } from './worker-pool.js';
 /** Reads one blob's plaintext (decrypted, decompressed, verified against its id). */
 export async function readBlob(repository: Repository, index: BlobIndex, pool: WorkerPool, id: string): Promise<Buffer> {
   const location = index.get(id);
-  if (!location) throw new DamageError(`Blob ${id.slice(0, 12)} is not in any index`);
+  if (!location) throw new DamageError(`blob ${id.slice(0, 12)} is not in any index`);
   const sealed = await repository.readPack(location.pack, { offset: location.offset, length: location.length });
   try {
     return await pool.open(sealed, location.rawLength, id);
   } catch (err) {
-    if (err instanceof DamageError) throw new DamageError(`Pack ${location.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err });
+    if (err instanceof DamageError) throw new DamageError(`pack ${Keys.pack(location.pack)} is damaged: ${err.message}`, { cause: err });
     throw err;
   }
 }
@@ -24,7 +24,7 @@ export async function loadChunkRecords(
   pool: WorkerPool,
   manifest: SnapshotManifest,
 ): Promise<ChunkRecord[]> {
-  const parts = await Promise.all(manifest.chunkMaps.map(async (id) => decodeChunkMap(await readBlob(repository, index, pool, id))));
+  const parts = await Promise.all(manifest.chunkMaps.map(async (id) => decodeVerified(id, await readBlob(repository, index, pool, id))));
   const records = parts.flat();
   if (records.length !== manifest.chunkCount) {
     throw new DamageError(`The snapshot's chunk maps hold ${records.length} chunks, expected ${manifest.chunkCount}`);
@@ -41,4 +41,13 @@ export function missingBlobs(records: readonly ChunkRecord[], index: BlobIndex):
     if (!index.has(id)) missing.add(id);
   }
   return [...missing];
+}
+
+/** A chunk map that matched its id decodes unless its writer erred; still damage, not a crash. */
+function decodeVerified(id: string, plain: Buffer): ChunkRecord[] {
+  try {
+    return decodeChunkMap(plain);
+  } catch (err) {
+    throw new DamageError(`chunk map ${id.slice(0, 12)} is invalid: ${(err as Error).message}`, { cause: err });
+  }
 }

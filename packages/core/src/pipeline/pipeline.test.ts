@@ -372,7 +372,7 @@ describe('backup and restore pipeline', () => {
     expect((await repository.listSnapshots()).map((s) => s.id)).toEqual([first.snapshot]);
     await restore(first.snapshot, join(dir, 'after-failure.img'));
     expect((await readFile(join(dir, 'after-failure.img'))).equals(image)).toBe(true);
-    const report = await runCheck(repository, await repository.loadIndex(), pool, true, silentProgress);
+    const report = await runCheck({ repository, pool, loadIndex: () => repository.loadIndex(), readData: true, progress: silentProgress });
     expect(report.problems).toEqual([]);
   });
 
@@ -402,9 +402,9 @@ describe('backup and restore pipeline', () => {
     const bytes = await target.inner.get(key);
     bytes[100]! ^= 1;
     await target.inner.put(key, bytes);
-    const structural = await runCheck(repository, await repository.loadIndex(), pool, false, silentProgress);
+    const structural = await runCheck({ repository, pool, loadIndex: () => repository.loadIndex(), readData: false, progress: silentProgress });
     expect(structural.problems).toEqual([]);
-    const report = await runCheck(repository, await repository.loadIndex(), pool, true, silentProgress);
+    const report = await runCheck({ repository, pool, loadIndex: () => repository.loadIndex(), readData: true, progress: silentProgress });
     expect(report.problems).toHaveLength(1);
     expect(report.problems[0]).toMatchObject({ object: key, snapshots: [result.snapshot] });
   });
@@ -423,7 +423,7 @@ describe('backup and restore pipeline', () => {
     expect(index.has(createHmac('sha256', repository.masterKey.blobId).update(image.subarray(0, CHUNK)).digest('hex'))).toBe(true);
     const [pack] = (await repository.listPacks()).map((p) => p.id);
     expect(createHash('sha256').update(await target.get(`data/${pack!.slice(0, 2)}/${pack}`)).digest('hex')).toBe(pack);
-    const report = await runCheck(repository, index, pool, true, silentProgress);
+    const report = await runCheck({ repository, pool, loadIndex: async () => index, readData: true, progress: silentProgress });
     expect(report.problems).toEqual([]);
     await restore(result.snapshot, join(dir, 'v1.img'));
     expect((await readFile(join(dir, 'v1.img'))).equals(image)).toBe(true);

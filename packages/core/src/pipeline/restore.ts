@@ -1,9 +1,11 @@
 import { DamageError } from '../errors.js';
-import { ChunkKind, type ChunkRecord } from '../repository/format.js';
+import type { ByteRange } from '../target.js';
+import { ChunkKind, Keys, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
+import { NOT_INDEXED, aboutObject, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import type { ImageHashResult } from './worker-protocol.js';
 import { allocateAligned } from './aligned-memory.js';
@@ -35,6 +37,27 @@ export interface RestoreInput {
   window?: RestoreWindow;
   /** On a block device, write zeros over unused chunks too (by default they are left as they are). */
   zeroUnused?: boolean;
+  /**
+   * Write zeros where a blob is missing or damaged, and go on, instead of failing; every
+   * chunk is then verified against its id (the image digest cannot match), and the result
+   * lists what was lost.
+   */
+  ignoreDamage?: boolean;
+}
+
+/** Data a restore with `ignoreDamage` could not read, and where it wrote zeros instead. */
+export interface RestoreDamage {
+  /** The damaged object: a pack `data/xx/<id>`, or `index` for blobs no index names. */
+  object: string;
+  message: string;
+  /** Ranges of the destination (offsets in it) that hold zeros instead of this object's data, merged. */
+  ranges: ByteRange[];
+}
+
+export interface RestoreOutcome {
+  bytesWritten: number;
+  /** Empty unless `ignoreDamage` wrote zeros for lost data. */
+  damage: RestoreDamage[];
 }
 
 /** Neighbouring blobs of one pack, fetched with one ranged read. */
@@ -50,16 +73,19 @@ interface FetchGroup {
  * with ranged reads (neighbours coalesced), opened in the worker pool and written at their
  * offsets. A whole image is fed in order to the image hasher and committed only when its
  * digest matches the snapshot's; a window, which has no recorded digest, is verified blob by
- * blob against the blobs' keyed ids instead.
+ * blob against the blobs' keyed ids instead, and so is an image in which zeros stand in for
+ * lost data (`ignoreDamage`, or a snapshot `repair snapshots` wrote).
  */
-export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: number }> {
+export async function runRestore(input: RestoreInput): Promise<RestoreOutcome> {
   let records: ChunkRecord[];
   try {
-    records = await loadChunkRecords(input.repository, input.index, input.pool, input.manifest);
-    const missing = missingBlobs(records, input.index);
-    if (missing.length > 0) {
-      throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; run \`cairn check\``);
-    }
+    records = await loadChunkRecords(input.repository, input.index, input.pool, input.manifest).catch((err: unknown) => {
+      if (!(err instanceof DamageError)) throw err;
+      throw new DamageError(`Snapshot ${input.snapshot.slice(0, 12)} cannot be restored: its chunk maps cannot be read (${err.message}); ${whereToLook(input.index)}`, { cause: err });
+    });
+    const { first, last } = chunkSpan(input);
+    const missing = missingBlobs(records.slice(first, last), input.index);
+    if (missing.length > 0 && !input.ignoreDamage) throw new DamageError(describeMissing(input, missing));
     await input.beforeWrite?.();
   } catch (err) {
     // Nothing was written, but an image file's temporary name exists already.
@@ -67,6 +93,25 @@ export async function runRestore(input: RestoreInput): Promise<{ bytesWritten: n
     throw err;
   }
   return new RestoreSession(input, records).run();
+}
+
+/** The chunks [first, last) the restore writes. */
+function chunkSpan({ manifest, window }: RestoreInput): { from: number; to: number; first: number; last: number } {
+  const from = window?.offset ?? 0;
+  const to = window ? window.offset + window.length : manifest.size;
+  return { from, to, first: Math.floor(from / manifest.chunkSize), last: Math.ceil(to / manifest.chunkSize) };
+}
+
+function describeMissing({ snapshot, index }: RestoreInput, missing: readonly string[]): string {
+  return `Snapshot ${snapshot.slice(0, 12)} needs ${missing.length} blob(s) that no index knows, e.g. ${missing[0]!.slice(0, 12)}; ${whereToLook(index)}. Nothing was written; --ignore-damage restores the rest, with zeros for them`;
+}
+
+/** What to do about blobs the index does not know. */
+function whereToLook(index: BlobIndex): string {
+  const damagedIndexes = index.unreadable.map((d) => d.object);
+  return damagedIndexes.length
+    ? `the damaged index file(s) ${damagedIndexes.join(', ')} may have named them: \`cairn repair index\` rebuilds the index from the packs`
+    : '`cairn check` tells more; `cairn repair index` indexes packs no index names';
 }
 
 /**
@@ -87,6 +132,8 @@ class RestoreSession {
   /** Per chunk: resolves when it is ready to be written: decoded into `#slotOf[i]`, or nothing to fetch. */
   readonly #decoded: Array<Promise<void>>;
   readonly #slotOf: Array<SharedArrayBuffer | undefined>;
+  /** Chunks that could not be read (with ignoreDamage), and why: written as zeros. */
+  readonly #lost = new Map<number, LostReason>();
   #bytesWritten = 0;
   #failure: unknown;
   #planned = false;
@@ -98,23 +145,29 @@ class RestoreSession {
     this.#records = records;
     const { manifest, window, destination } = input;
     this.#chunkSize = manifest.chunkSize;
-    this.#from = window?.offset ?? 0;
-    this.#to = window ? window.offset + window.length : manifest.size;
-    this.#firstChunk = Math.floor(this.#from / this.#chunkSize);
-    this.#lastChunk = Math.ceil(this.#to / this.#chunkSize);
+    const span = chunkSpan(input);
+    this.#from = span.from;
+    this.#to = span.to;
+    this.#firstChunk = span.first;
+    this.#lastChunk = span.last;
     this.#slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), this.#chunkSize);
     this.#zeros = destination.needsZeros ? new Uint8Array(allocateAligned(this.#chunkSize), 0, this.#chunkSize) : undefined;
     this.#decoded = new Array(records.length);
     this.#slotOf = new Array(records.length);
   }
 
-  get #wholeImage(): boolean {
-    return this.#input.window === undefined;
+  /**
+   * Whether the whole image's digest is computed and checked. Otherwise (a window, lost data
+   * replaced with zeros, a repaired snapshot) every blob is verified against its id instead.
+   */
+  get #hashImage(): boolean {
+    const { window, ignoreDamage, manifest } = this.#input;
+    return window === undefined && !ignoreDamage && !manifest.lost?.length;
   }
 
-  async run(): Promise<{ bytesWritten: number }> {
+  async run(): Promise<RestoreOutcome> {
     const { pool, manifest, destination, progress } = this.#input;
-    await pool.imageReset(manifest.imageDigest.algorithm);
+    if (this.#hashImage) await pool.imageReset(manifest.imageDigest.algorithm);
     progress.start('restore', this.#to - this.#from);
     const writing = this.#writeInOrder();
     // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
@@ -126,7 +179,7 @@ class RestoreSession {
       this.#checkDigest(digest);
       await destination.commit();
       progress.done();
-      return { bytesWritten: this.#bytesWritten };
+      return { bytesWritten: this.#bytesWritten, damage: this.#damage() };
     } catch (err) {
       progress.done();
       this.#failure ??= err;
@@ -139,7 +192,7 @@ class RestoreSession {
 
   #checkDigest(digest: ImageHashResult | undefined): void {
     const expected = this.#input.manifest.imageDigest;
-    if (this.#wholeImage && digest?.image !== expected.hex) {
+    if (this.#hashImage && digest?.image !== expected.hex) {
       throw new DamageError(`The restored image's ${expected.algorithm} ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${expected.hex.slice(0, 16)}…; the destination was not committed`);
     }
   }
@@ -155,6 +208,7 @@ class RestoreSession {
     for (const item of plan(this.#records, this.#input.index, this.#firstChunk, this.#lastChunk)) {
       if (this.#failure !== undefined) break;
       if ('kind' in item) {
+        if (item.kind === 'lost') this.#lost.set(item.index, { object: NOT_INDEXED, message: 'no index names its blob' });
         this.#decoded[item.index] = Promise.resolve();
         this.#scheduled();
         continue;
@@ -176,24 +230,64 @@ class RestoreSession {
 
   /** Fetches a group with one ranged read and decodes each blob into its slot; settles when all are done. */
   #fetchGroup(group: FetchGroup, slots: SharedArrayBuffer[]): Promise<void> {
-    const { repository, pool } = this.#input;
+    const { repository, pool, ignoreDamage } = this.#input;
     const fetched = repository.readPack(group.pack, { offset: group.offset, length: group.length });
     fetched.catch(() => undefined);
     group.chunks.forEach((chunk, k) => {
-      const decoded = fetched
-        .then(async (bytes) => {
-          const at = chunk.location.offset - group.offset;
-          await pool.openInto(slots[k]!, bytes.subarray(at, at + chunk.location.length), chunk.location.rawLength, chunk.id, !this.#wholeImage);
-        })
-        .catch((err: unknown) => {
-          this.#failure ??= err instanceof DamageError ? new DamageError(`Pack ${group.pack.slice(0, 12)} is damaged: ${err.message}`, { cause: err }) : err;
-          throw this.#failure;
-        });
+      const { location } = chunk;
+      const sealed = fetched.then(
+        (bytes) => bytes.subarray(location.offset - group.offset, location.offset - group.offset + location.length),
+        // A truncated pack may still hold the first blobs of the group: read them one by one.
+        (err: unknown) => (ignoreDamage && err instanceof DamageError && group.chunks.length > 1 ? repository.readPack(group.pack, { offset: location.offset, length: location.length }) : Promise.reject(err)),
+      );
+      const decoded = sealed
+        .then((bytes) =>
+          pool.openInto(slots[k]!, bytes, location.rawLength, chunk.id, !this.#hashImage).catch((err: unknown) => {
+            throw err instanceof DamageError ? new DamageError(`pack ${Keys.pack(group.pack)} is damaged: ${err.message}`, { cause: err }) : err;
+          }),
+        )
+        .catch((err: unknown) => this.#chunkFailed(chunk, slots[k]!, err));
       decoded.catch(() => undefined);
       this.#decoded[chunk.index] = decoded;
     });
     this.#scheduled();
     return Promise.allSettled(group.chunks.map((c) => this.#decoded[c.index])).then(() => undefined);
+  }
+
+  /** A chunk that could not be read: zeros instead with ignoreDamage, else the restore fails naming its blob and pack. */
+  #chunkFailed(chunk: FetchGroup['chunks'][number], slot: SharedArrayBuffer, err: unknown): void {
+    if (err instanceof DamageError && this.#input.ignoreDamage) {
+      // The pack is the object named with the message: the message need not name it again.
+      const object = Keys.pack(chunk.location.pack);
+      this.#lost.set(chunk.index, { object, message: aboutObject(object, err.message) });
+      this.#slotOf[chunk.index] = undefined;
+      this.#slots.release(slot);
+      return;
+    }
+    if (err instanceof DamageError) {
+      const offset = chunk.index * this.#chunkSize;
+      err = new DamageError(
+        `Blob ${chunk.id.slice(0, 12)} (image offset ${offset}) cannot be restored: ${err.message}. ${this.#input.destination.kind === 'file' ? 'Nothing was committed' : `${this.#input.destination.path} holds a partial image`}; \`cairn check --read-data\` reports all damage, and \`restore --ignore-damage\` writes zeros where data is lost`,
+        { cause: err },
+      );
+    }
+    this.#failure ??= err;
+    throw this.#failure;
+  }
+
+  /** What was lost, per damaged object, in destination offsets. */
+  #damage(): RestoreDamage[] {
+    const { manifest } = this.#input;
+    const byObject = new Map<string, { message: string; ranges: ByteRange[] }>();
+    for (const [i, reason] of [...this.#lost].sort(([a], [b]) => a - b)) {
+      let entry = byObject.get(reason.object);
+      if (!entry) byObject.set(reason.object, (entry = { message: reason.message, ranges: [] }));
+      entry.ranges.push(chunkRange(i, this.#chunkSize, manifest.size));
+    }
+    const window = { offset: this.#from, length: this.#to - this.#from };
+    return [...byObject]
+      .map(([object, { message, ranges }]) => ({ object, message, ranges: mergeRanges(rangesInWindow(ranges, window)) }))
+      .sort((a, b) => a.object.localeCompare(b.object));
   }
 
   /**
@@ -210,13 +304,14 @@ class RestoreSession {
       const end = Math.min((i + 1) * this.#chunkSize, this.#input.manifest.size, this.#to);
       const slot = this.#slotOf[i];
       this.#slotOf[i] = undefined;
-      const kind = this.#records[i]!.kind;
+      // Lost data is written as a zero chunk would be.
+      const kind = this.#lost.has(i) ? ChunkKind.zero : this.#records[i]!.kind;
       if (slot) await this.#writeChunk(slot, i, start, end);
       else await this.#writeHole(kind, start, end);
       this.#bytesWritten += kind === ChunkKind.unused ? 0 : end - start;
       this.#input.progress.advance(end - start);
     }
-    return this.#wholeImage ? this.#input.pool.imageDigest() : undefined;
+    return this.#hashImage ? this.#input.pool.imageDigest() : undefined;
   }
 
   async #whenDecoded(i: number): Promise<void> {
@@ -233,7 +328,7 @@ class RestoreSession {
   async #writeChunk(slot: SharedArrayBuffer, i: number, start: number, end: number): Promise<void> {
     const { pool, destination } = this.#input;
     // The hash reads the slot while it is written; the slot is free once both are done.
-    const hashed = this.#wholeImage ? pool.imageUpdate(slot, start, end - start) : Promise.resolve();
+    const hashed = this.#hashImage ? pool.imageUpdate(slot, start, end - start) : Promise.resolve();
     // A failed update also fails imageDigest(); this rejection (e.g. the pool disposed after a failure) needs no handling here.
     hashed.catch(() => undefined);
     try {
@@ -248,14 +343,18 @@ class RestoreSession {
 
   /** A zero or unused chunk: hashed as zeros, and written only where the destination keeps old bytes. */
   async #writeHole(kind: ChunkKind, start: number, end: number): Promise<void> {
-    if (this.#wholeImage) this.#input.pool.imageZeros(start, end - start).catch(() => undefined);
+    if (this.#hashImage) this.#input.pool.imageZeros(start, end - start).catch(() => undefined);
     const writeZeros = this.#zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#input.zeroUnused === true));
     if (writeZeros) await this.#input.destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
   }
 }
 
-/** Chunks [first, last) in image order: holes as they are, data coalesced into ranged reads of one pack. */
-function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<FetchGroup | { index: number; kind: ChunkKind }> {
+/**
+ * Chunks [first, last) in image order: holes as they are, data coalesced into ranged reads of
+ * one pack, data whose blob no index names as `lost` (only with ignoreDamage; otherwise the
+ * restore refused to start).
+ */
+function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<FetchGroup | { index: number; kind: ChunkKind | 'lost' }> {
   let group: FetchGroup | undefined;
   for (let i = first; i < last; i++) {
     const record = records[i]!;
@@ -266,7 +365,13 @@ function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number,
       continue;
     }
     const id = record.id!.toString('hex');
-    const location = index.get(id)!;
+    const location = index.get(id);
+    if (!location) {
+      if (group) yield group;
+      group = undefined;
+      yield { index: i, kind: 'lost' };
+      continue;
+    }
     if (group && joins(group, location)) {
       group.length += location.length;
       group.chunks.push({ index: i, id, location });

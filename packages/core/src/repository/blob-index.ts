@@ -75,6 +75,11 @@ export class BlobIndex {
     return this.#blobs.get(id);
   }
 
+  /** Every indexed blob and where it is. */
+  entries(): IterableIterator<[string, BlobLocation]> {
+    return this.#blobs.entries();
+  }
+
   /** End of the last indexed blob in a pack: the pack's header starts there. */
   packDataEnd(packId: string): number | undefined {
     return this.#packs.get(packId)?.end;

@@ -402,7 +402,7 @@ describe('a repository written by hand from docs/FORMAT.md', () => {
   });
 
   it('finds nothing wrong reading every byte: pack name, header, blob ids', async () => {
-    const report = await runCheck(repository, await repository.loadIndex(), pool, true, silentProgress);
+    const report = await runCheck({ repository, pool, loadIndex: () => repository.loadIndex(), readData: true, progress: silentProgress });
     expect(report).toMatchObject({ snapshots: 1, packs: 1, blobs: 3, readData: true, problems: [], unreferencedPacks: [] });
   });
 

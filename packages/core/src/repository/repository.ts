@@ -150,9 +150,28 @@ export class Repository {
     return this.#target.put(Keys.pack(id), bytes);
   }
 
-  /** A pack's bytes, or `range` of them. */
-  readPack(id: string, range?: ByteRange): Promise<Buffer> {
-    return this.#target.get(Keys.pack(id), range);
+  /**
+   * A pack's bytes, or `range` of them. A pack that is missing, or too short for the range,
+   * is damage: a DamageError naming `data/xx/<id>`.
+   */
+  async readPack(id: string, range?: ByteRange): Promise<Buffer> {
+    const key = Keys.pack(id);
+    try {
+      return await this.#target.get(key, range);
+    } catch (err) {
+      if (this.#target.isNotFound(err)) throw new DamageError(`pack ${key} is missing`, { cause: err });
+      if (!range) throw err;
+      // Targets fail a range past the end each in their own words; the size tells.
+      const size = await this.#target.stat(key).then(
+        (info) => info.size,
+        (statErr: unknown) => (this.#target.isNotFound(statErr) ? -1 : undefined),
+      );
+      if (size === -1) throw new DamageError(`pack ${key} is missing`, { cause: err });
+      if (size !== undefined && size < range.offset + range.length) {
+        throw new DamageError(`pack ${key} is truncated: it has ${size} bytes, the read needs ${range.offset + range.length}`, { cause: err });
+      }
+      throw err;
+    }
   }
 
   /** Removes what killed writers left on the target before `before` (see Target.removeLeftovers). */
@@ -278,7 +297,7 @@ function decodeIndexOrThrow(plain: Buffer, id: string): IndexedPack[] {
   try {
     return decodeIndex(plain);
   } catch (err) {
-    throw new DamageError(`Index ${id} is damaged: ${(err as Error).message}`, { cause: err });
+    throw new DamageError(`${Keys.index(id)} is damaged: ${(err as Error).message}`, { cause: err });
   }
 }
 

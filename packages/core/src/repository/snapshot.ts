@@ -33,6 +33,14 @@ export interface SnapshotManifest {
   imageDigest: ImageDigest;
   /** Name of the codec new blobs were written with. */
   compression: string;
+  /**
+   * Set by `cairn repair snapshots`: image ranges whose data was lost and is recorded as zero
+   * chunks instead (sorted, merged). `imageDigest` stays the original image's, which the
+   * repaired image no longer matches: a restore verifies blob by blob instead.
+   */
+  lost?: Array<{ offset: number; length: number }>;
+  /** Set by `cairn repair snapshots`: the id of the snapshot this one replaced. */
+  repairedFrom?: string;
   stats: {
     bytesRead: number;
     /** Bytes of packs and indexes this run added; the snapshot object itself comes on top. */
@@ -87,6 +95,7 @@ export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
   if (version === 1) {
     const { sha256, ...rest } = stored;
     if (typeof sha256 !== 'string' || !HEX_DIGEST.test(sha256)) throw new DamageError(`Snapshot ${id} has no valid sha256 of its image`);
+    checkRepairFields(id, stored);
     return { ...rest, imageDigest: { algorithm: 'sha256', hex: sha256 } } as unknown as SnapshotManifest;
   }
   if (version === 2) {
@@ -94,13 +103,14 @@ export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
     if (digest?.algorithm !== 'blake3' || typeof digest.hex !== 'string' || !HEX_DIGEST.test(digest.hex)) {
       throw new DamageError(`Snapshot ${id} has no valid digest of its image`);
     }
+    checkRepairFields(id, stored);
     return stored as unknown as SnapshotManifest;
   }
   throw new DamageError(`Snapshot ${id} has an invalid manifest version ${JSON.stringify(version)}`);
 }
 
-/** Sorted, non-overlapping ranges of whole bytes. */
-function isRangeList(value: unknown): value is Array<{ offset: number; length: number }> {
+/** Sorted, non-overlapping ranges of whole bytes, inside the image when its size is known. */
+function isRangeList(value: unknown, size?: unknown): value is Array<{ offset: number; length: number }> {
   if (!Array.isArray(value)) return false;
   let end = 0;
   for (const range of value as Array<{ offset?: unknown; length?: unknown }>) {
@@ -108,5 +118,12 @@ function isRangeList(value: unknown): value is Array<{ offset: number; length: n
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || (offset as number) < end || (length as number) <= 0) return false;
     end = (offset as number) + (length as number);
   }
-  return true;
+  return typeof size !== 'number' || end <= size;
+}
+
+/** The optional fields `repair snapshots` writes: sorted, disjoint ranges inside the image, and an id. */
+function checkRepairFields(id: string, stored: Record<string, unknown>): void {
+  const { lost, repairedFrom, size } = stored;
+  if (repairedFrom !== undefined && (typeof repairedFrom !== 'string' || !HEX_DIGEST.test(repairedFrom))) throw new DamageError(`Snapshot ${id} has an invalid repairedFrom`);
+  if (lost !== undefined && !isRangeList(lost, size)) throw new DamageError(`Snapshot ${id} has an invalid list of lost ranges`);
 }

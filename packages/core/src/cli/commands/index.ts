@@ -8,6 +8,7 @@ import { checkCommand } from './check.js';
 import { forgetCommand } from './forget.js';
 import { pruneCommand } from './prune.js';
 import { unlockCommand } from './unlock.js';
+import { repairCommand } from './repair.js';
 import { keyCommand } from './key.js';
 import { validateCommand } from './validate.js';
 import { schemaCommand } from './schema.js';
@@ -24,6 +25,7 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   forgetCommand,
   pruneCommand,
   unlockCommand,
+  repairCommand,
   keyCommand,
   validateCommand,
   schemaCommand,

@@ -1,9 +1,9 @@
-import { UsageError } from '../../errors.js';
+import { ExitCode, UsageError } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
-import { RestoreOperation } from '../../operations/restore.js';
+import { RestoreOperation, type RestoreResult } from '../../operations/restore.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import { exitCodeOf } from '../output.js';
-import { formatBytes, parseSize } from '../format.js';
+import { formatBytes, formatRanges, parseSize } from '../format.js';
 
 export const restoreCommand = defineCommand({
   command: 'restore <job> <snapshot>',
@@ -19,6 +19,11 @@ export const restoreCommand = defineCommand({
         // Takes the next word whatever it looks like: `--size -5G` would otherwise read as the flags -5 and -G.
         requiresArg: true,
         describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): a larger virtual disk; a GPT is moved to the new end',
+      })
+      .option('ignore-damage', {
+        type: 'boolean',
+        default: false,
+        describe: 'Where data is lost (a missing or damaged pack, a blob no index names), write zeros and go on; lists the ranges and exits 13',
       }),
   async run(args, { core, output }) {
     // An empty path would resolve to the working folder.
@@ -26,17 +31,28 @@ export const restoreCommand = defineCommand({
     const options = {
       force: args.force,
       zeroUnused: args.zeroUnused,
+      ignoreDamage: args.ignoreDamage,
       ...(args.partition !== undefined && { partition: checkedPartition(args.partition) }),
       ...(args.size !== undefined && { size: parseSize(args.size) }),
     };
     const job = await core.get(JobLoader).load(args.job);
     const { result, tapFailures } = await core.get(RestoreOperation).run(job, args.snapshot, args.to, options);
-    const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
-    const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
-    output.result(result, () => `Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}\n`);
+    output.result(result, () => describeResult(result));
+    // Zeros written for data lost now: the file is there, and scripts must notice.
+    if (result.damage?.length) return ExitCode.damage;
     return exitCodeOf(tapFailures);
   },
 });
+
+function describeResult(result: RestoreResult): string {
+  const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
+  const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
+  const lines = [`Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}`];
+  for (const damage of result.damage ?? []) lines.push(`DAMAGE ${damage.object}: ${damage.message}; zeros written for ${formatRanges(damage.ranges)}`);
+  if (result.repairedFrom) lines.push(`This snapshot was repaired (from ${result.repairedFrom.slice(0, 12)}): zeros stand in for the data it lost`);
+  if (result.lost) lines.push(`Zeros stand in for lost data at ${formatRanges(result.lost)} (offsets in ${result.destination})`);
+  return lines.join('\n') + '\n';
+}
 
 function checkedPartition(value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new UsageError(`--partition must be a partition number (1, 2, …), not ${value}`);

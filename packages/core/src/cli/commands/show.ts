@@ -3,7 +3,7 @@ import { JobLoader } from '../../job/job-loader.js';
 import { ShowOperation } from '../../operations/snapshots.js';
 import type { SnapshotManifest } from '../../repository/snapshot.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
-import { formatBytes } from '../format.js';
+import { formatBytes, formatRanges } from '../format.js';
 
 export const showCommand = defineCommand({
   command: 'show <job> <snapshot>',
@@ -33,6 +33,7 @@ function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): 
     `stored     ${formatBytes(bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
   ];
   if (layout.note) lines.push(`note       ${layout.note}`);
+  if (m.repairedFrom) lines.push(`repaired   from ${m.repairedFrom.slice(0, 12)}; zeros stand in for ${m.lost?.length ? formatRanges(m.lost) : 'nothing'} (digest is the original image's)`);
   if (layout.partitions.length > 0) lines.push('', ...describePartitions(m));
   if (m.unreadable) lines.push('', ...describeUnreadable(m.unreadable));
   return lines.join('\n') + '\n';

@@ -1,6 +1,7 @@
 import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { SnapshotsOperation } from '../../operations/snapshots.js';
+import type { DamagedObject } from '../../repository/repository.js';
 import { defineCommand, withJob } from '../command.js';
 import { formatBytes } from '../format.js';
 
@@ -10,7 +11,8 @@ export const snapshotsCommand = defineCommand({
   builder: (yargs) => withJob(yargs),
   async run(args, { core, output }) {
     const job = await core.get(JobLoader).load(args.job);
-    const snapshots = await core.get(SnapshotsOperation).list(job);
+    const damaged: DamagedObject[] = [];
+    const snapshots = await core.get(SnapshotsOperation).list(job, damaged);
     const rows = snapshots.map(({ id, manifest: m, objectSize }) => ({
       id,
       time: m.time,
@@ -28,6 +30,7 @@ export const snapshotsCommand = defineCommand({
       const lines = rows.map((r) => `${r.id.slice(0, 12)}  ${r.time}  ${r.hostname.padEnd(14).slice(0, 14)}  ${formatBytes(r.size).padEnd(10)}  ${r.source.path}${r.tags.length ? `  [${r.tags.join(', ')}]` : ''}`);
       return ['ID            TIME                      HOST            SIZE        SOURCE [TAGS]', ...lines].join('\n') + '\n';
     });
-    return ExitCode.ok;
+    // The intact ones are listed; the damaged ones were named on stderr.
+    return damaged.length > 0 ? ExitCode.damage : ExitCode.ok;
   },
 });
