@@ -7,7 +7,7 @@ import { HookRunner } from '../hook-runner.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
 import type { BlobIndex, Repository } from '../repository/repository.js';
-import { adoptOrphanPacks } from '../repository/pack-headers.js';
+import { adoptOrphanPacks } from '../repository/orphan-packs.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import { runBackup, type BackupResult } from '../pipeline/backup.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';

@@ -1,7 +1,7 @@
 import { encodeIndex } from '../repository/format.js';
 import { forEachConcurrently, type Repository, type StoredPack } from '../repository/repository.js';
 import type { StoredMark } from '../repository/marks.js';
-import { PACKS_PER_INDEX_FILE } from '../repository/pack-headers.js';
+import { PACKS_PER_INDEX_FILE } from '../repository/orphan-packs.js';
 import { addReferencedBlobs, indexOf, readIndexFiles, referencedSet, type IndexFiles } from './prune-usage.js';
 import type { WorkerPool } from './worker-pool.js';
 

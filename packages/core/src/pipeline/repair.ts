@@ -3,6 +3,7 @@ import type { ByteRange } from '../target.js';
 import { BlobType, CHUNKS_PER_MAP, ChunkKind, Keys, encodeChunkMap, encodeIndex, type ChunkRecord, type IndexedPack } from '../repository/format.js';
 import { forEachConcurrently, type BlobIndex, type BlobLocation, type DamagedObject, type Repository, type SnapshotSummary } from '../repository/repository.js';
 import { readPackHeader } from '../repository/pack-header.js';
+import { PACKS_PER_INDEX_FILE } from '../repository/orphan-packs.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import { loadChunkRecords } from './chunk-maps.js';
 import { LostBlobs, blobsByPack, chunkRanges, findLostPacks, lostChunks, mergeRanges, rangeBytes, verifyBlobs } from './damage.js';
@@ -10,8 +11,6 @@ import { Packer } from './packer.js';
 import type { Progress } from './progress.js';
 import type { WorkerPool } from './worker-pool.js';
 
-/** Packs per index file `repair index` writes (a backup writes one every 16 packs). */
-const PACKS_PER_INDEX_FILE = 256;
 
 export interface RepairIndexReport {
   /** Packs now indexed, and the blobs they hold. */
