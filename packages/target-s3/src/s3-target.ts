@@ -235,9 +235,9 @@ export class S3Target implements Target {
   }
 
   /**
-   * Multipart uploads of repository objects under the prefix not yet completed or aborted (none
-   * is a visible object). Uploads of keys cairn never writes (another program's, in a bucket
-   * without a prefix) are left out.
+   * Multipart uploads under the prefix not yet completed or aborted (none is a visible object).
+   * Uploads of keys cairn could not have written (outside its key alphabet: another program's, in
+   * a bucket without a prefix) are left out.
    */
   async listIncompleteUploads(retry: RetryPolicy = this.#retry): Promise<IncompleteUpload[]> {
     const uploads: IncompleteUpload[] = [];
