@@ -4,6 +4,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeTargetConformance } from '@cairn/core/testing';
 import { createBucket, openS3Target, type S3Target } from '@cairn/target-s3/testing';
@@ -225,6 +226,81 @@ for (const { name, available, start } of servers) {
       } finally {
         await target.dispose();
       }
+    });
+
+    it.skipIf(name === 's3rver')('removeLeftovers aborts the unfinished multipart uploads under the prefix started before the cutoff, counting their parts, and keeps the rest', async () => {
+      const prefix = `leftovers/${randomUUID()}`;
+      const target = await openS3Target({ endpoint: server.endpoint, bucket: BUCKET, prefix }, server.credentials);
+      // A sibling prefix that starts with this one's name: another repository, not this one's.
+      const neighbour = await openS3Target({ endpoint: server.endpoint, bucket: BUCKET, prefix: `${prefix}x` }, server.credentials);
+      try {
+        // Small pages, so that both listings page through the store's markers.
+        const pages = { uploads: 0, parts: 0 };
+        for (const t of [target, neighbour]) {
+          t.client.middlewareStack.add(
+            (next, context) => async (args) => {
+              const input = args.input as { MaxUploads?: number; MaxParts?: number };
+              if (context.commandName === 'ListMultipartUploadsCommand') (input.MaxUploads = 2), pages.uploads++;
+              if (context.commandName === 'ListPartsCommand') (input.MaxParts = 1), pages.parts++;
+              return next(args);
+            },
+            { step: 'initialize', name: 'smallPages' },
+          );
+        }
+        const start = async (t: S3Target, key: string, parts: number[]) => {
+          const Key = `${t.settings.root}${key}`;
+          const { UploadId } = await t.client.send(new t.sdk.CreateMultipartUploadCommand({ Bucket: BUCKET, Key }));
+          for (const [i, size] of parts.entries()) await t.client.send(new t.sdk.UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber: i + 1, Body: randomBytes(size) }));
+        };
+        await start(target, 'data/aa/killed', [5 * MiB, 5 * MiB, 1234]);
+        await start(target, 'index/killed', []);
+        await start(target, 'snapshots/killed', [777]);
+        await start(target, 'Not A Cairn Key', [10]);
+        await start(neighbour, 'data/bb/other', [100]);
+        // The server stamps Initiated in whole seconds: keep well clear of the cutoff on both sides.
+        await sleep(1500);
+        const cutoff = new Date();
+        await sleep(1500);
+        await start(target, 'data/cc/running', [1000]);
+        const keys = async (t: S3Target) => (await t.listIncompleteUploads()).map((u) => u.key.slice(t.settings.root.length)).sort();
+        expect(await keys(target)).toEqual(['data/aa/killed', 'data/cc/running', 'index/killed', 'snapshots/killed']);
+
+        pages.uploads = pages.parts = 0;
+        expect(await target.removeLeftovers(cutoff)).toEqual({ count: 3, bytes: 10 * MiB + 1234 + 777 });
+        // Five uploads under the prefix, two a page; ListParts one part a page: three pages, then one and one (no parts still takes a request).
+        expect(pages).toEqual({ uploads: 3, parts: 5 });
+        expect(await keys(target)).toEqual(['data/cc/running']);
+        expect(await keys(neighbour)).toEqual(['data/bb/other']);
+        expect(await target.removeLeftovers(cutoff)).toEqual({ count: 0, bytes: 0 });
+        // Once the cutoff passes it, the later one goes too; another program's upload under the prefix never does.
+        expect(await target.removeLeftovers(new Date(Date.now() + 2000))).toEqual({ count: 1, bytes: 1000 });
+        expect(await keys(target)).toEqual([]);
+        const raw = await target.client.send(new target.sdk.ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: `${prefix}/` }));
+        expect((raw.Uploads ?? []).map((u) => u.Key)).toEqual([`${prefix}/Not A Cairn Key`]);
+        expect(await countObjects(target, '')).toBe(0);
+      } finally {
+        await target.client.send(new target.sdk.ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'leftovers/' })).then(
+          (page) => Promise.all((page.Uploads ?? []).map((u) => target.client.send(new target.sdk.AbortMultipartUploadCommand({ Bucket: BUCKET, Key: u.Key, UploadId: u.UploadId })))),
+          () => undefined,
+        );
+        await target.dispose();
+        await neighbour.dispose();
+      }
+    });
+
+    it.runIf(name === 's3rver')('removeLeftovers removes nothing on a store without ListMultipartUploads (s3rver answers 501), and prune goes through', async () => {
+      const target = await openS3Target({ endpoint: server.endpoint, bucket: BUCKET, prefix: `leftovers/${randomUUID()}` }, server.credentials);
+      try {
+        expect(await target.removeLeftovers(new Date())).toEqual({ count: 0, bytes: 0 });
+      } finally {
+        await target.dispose();
+      }
+      const image = await makeImage(dir, 'no-uploads', 8 * MiB, MiB);
+      const job = await writeS3Job(dir, server, image, {}, 'no-uploads.json');
+      await cairnOk(['init', job], env());
+      await cairnOk(['backup', job], env());
+      const pruned = JSON.parse((await cairnOk(['prune', job, '--json'], env())).stdout);
+      expect(pruned.leftoversRemoved).toBe(0);
     });
   });
 }

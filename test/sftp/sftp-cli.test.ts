@@ -1,11 +1,12 @@
 // The real CLI against a real OpenSSH sshd: full cycle, host key and key refusals, and a cut connection.
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSshd, startTcpProxy, type SshServer, type TcpProxy } from '@cairn/target-sftp/testing';
-import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, writePluginsFile, type CliResult } from '../utils/index.js';
+import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, startCli, writePluginsFile, type CliResult } from '../utils/index.js';
 
 const COMMAND_TIMEOUT_MS = 45_000;
 
@@ -108,6 +109,43 @@ describe('cairn CLI over SFTP (OpenSSH sshd)', () => {
 
     const check = await cairnOk('check', job, '--read-data');
     expect(check.stdout).toMatch(/Checked 2 snapshot/);
+  });
+
+  it('a backup SIGKILLed while it uploads leaves temp files named with its pid; prune removes them at once, and the next backup completes', async () => {
+    const image = join(work, 'killed.img');
+    await makeImage(image, { 'random.bin': randomBytes(2 * 1024 * 1024) });
+    const repo = join(server.root, 'killed/repo');
+    const job = await writeJob('killed', { repo, image });
+    await cairnOk('init', job);
+    const first = JSON.parse((await cairnOk('backup', job, '--json')).stdout) as { snapshot: string };
+    await run('cp', [image, join(work, 'killed-v1.img')]);
+    await addFile(image, 'big.bin', randomBytes(24 * 1024 * 1024));
+
+    const temps = async () => (await readdir(repo, { recursive: true })).filter((path) => path.split('/').pop()!.startsWith('.tmp-'));
+    const running = startCli(['backup', job], { env: { ...PASSWORD_ENV, SSH_AUTH_SOCK: '' }, plugins: pluginsFile, timeoutMs: COMMAND_TIMEOUT_MS });
+    let exited: CliResult | undefined;
+    void running.result.then((r) => (exited = r));
+    for (const deadline = Date.now() + 30_000; (await temps()).length === 0; await sleep(2)) {
+      if (exited) throw new Error(`the backup ended before a temp file was seen: ${exited.stderr}`);
+      if (Date.now() > deadline) throw new Error('no temp file appeared within 30 s');
+    }
+    running.child.kill('SIGKILL');
+    expect((await running.result).signal).toBe('SIGKILL');
+    const left = await temps();
+    expect(left.length).toBeGreaterThan(0);
+    for (const path of left) expect(path).toMatch(new RegExp(`(^|/)\\.tmp-[a-z0-9_]+-${running.child.pid}-[0-9a-f]{16}$`));
+
+    // Minutes old, not an hour: they go because their writer, a process of this host, is gone.
+    const pruned = JSON.parse((await cairnOk('prune', job, '--json')).stdout) as { leftoversRemoved: number };
+    expect(pruned.leftoversRemoved).toBe(left.length);
+    expect(await temps()).toEqual([]);
+    await cairnOk('check', job, '--read-data');
+    await cairnOk('restore', job, first.snapshot, '--to', join(work, 'killed-first.img'));
+    expect(await sameBytes(join(work, 'killed-first.img'), join(work, 'killed-v1.img'))).toBe(true);
+    await cairnOk('backup', job);
+    await cairnOk('restore', job, 'latest', '--to', join(work, 'killed-latest.img'));
+    expect(await sameBytes(join(work, 'killed-latest.img'), image)).toBe(true);
+    expect(await temps()).toEqual([]);
   });
 
   describe('refusals', () => {

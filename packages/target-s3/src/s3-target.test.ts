@@ -101,6 +101,15 @@ describe('S3Target on s3rver', () => {
     }
   });
 
+  it('removeLeftovers removes nothing where the store cannot list unfinished uploads (s3rver answers 501)', async () => {
+    const target = await openS3Target({ endpoint: s3rverEndpoint, bucket: BUCKET, prefix: 'leftovers' }, CREDENTIALS);
+    try {
+      expect(await target.removeLeftovers(new Date())).toEqual({ count: 0, bytes: 0 });
+    } finally {
+      await target.dispose();
+    }
+  });
+
   it('rejects keys outside the key alphabet', async () => {
     const target = await openS3Target({ endpoint: s3rverEndpoint, bucket: BUCKET }, CREDENTIALS);
     try {

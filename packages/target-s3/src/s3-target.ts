@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { TargetError } from '@cairn/core';
-import type { ByteRange, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
+import type { ByteRange, Leftovers, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
 // Types only: the SDK itself is imported in `create`, so a job without an S3 target never loads it.
 import type { CompletedPart, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { describeError, isBucketMissing, isNotFoundResponse, retrying, type RequestFailed, type RetryPolicy } from './retry.js';
@@ -234,13 +234,17 @@ export class S3Target implements Target {
     this.client.destroy();
   }
 
-  /** Multipart uploads under the prefix not yet completed or aborted (none is a visible object). */
-  async listIncompleteUploads(retry: RetryPolicy = this.#retry): Promise<Array<{ key: string; uploadId: string; initiated: Date | undefined }>> {
-    const uploads: Array<{ key: string; uploadId: string; initiated: Date | undefined }> = [];
+  /**
+   * Multipart uploads under the prefix not yet completed or aborted (none is a visible object).
+   * Uploads of keys cairn could not have written (outside its key alphabet: another program's, in
+   * a bucket without a prefix) are left out.
+   */
+  async listIncompleteUploads(retry: RetryPolicy = this.#retry): Promise<IncompleteUpload[]> {
+    const uploads: IncompleteUpload[] = [];
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      const page = await this.#call('list incomplete uploads', () =>
+      const page = await this.#call('list unfinished multipart uploads', () =>
         this.client.send(
           new this.sdk.ListMultipartUploadsCommand({
             Bucket: this.settings.bucket,
@@ -252,7 +256,8 @@ export class S3Target implements Target {
         retry,
       );
       for (const upload of page.Uploads ?? []) {
-        if (upload.Key && upload.UploadId) uploads.push({ key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated });
+        if (!upload.Key || !upload.UploadId || !upload.Key.startsWith(this.settings.root) || !KEY_PATTERN.test(upload.Key.slice(this.settings.root.length))) continue;
+        uploads.push({ key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated });
       }
       const more = page.IsTruncated === true;
       keyMarker = more ? page.NextKeyMarker : undefined;
@@ -261,16 +266,57 @@ export class S3Target implements Target {
     return uploads;
   }
 
+  /**
+   * Aborts the unfinished multipart uploads under the prefix that were started before `before`
+   * (by the server's clock; uploads whose start the server does not tell are kept). `bytes` is
+   * what their uploaded parts held (one ListParts per upload, done only for uploads being aborted).
+   * A store without ListMultipartUploads (s3rver answers 501) has nothing to list: nothing is removed.
+   */
+  async removeLeftovers(before: Date, retry: RetryPolicy = this.#retry): Promise<Leftovers> {
+    const removed: Leftovers = { count: 0, bytes: 0 };
+    let uploads: IncompleteUpload[];
+    try {
+      uploads = await this.listIncompleteUploads(retry);
+    } catch (err) {
+      if (isNotImplemented(causeOf(err))) return removed;
+      throw err;
+    }
+    for (const upload of uploads) {
+      if (!upload.initiated || upload.initiated.getTime() >= before.getTime()) continue;
+      const bytes = await this.#partBytes(upload, retry);
+      if (!(await this.#abort(upload.key, upload.uploadId, retry))) continue;
+      removed.count++;
+      removed.bytes += bytes;
+    }
+    return removed;
+  }
+
   /** Aborts the multipart uploads under the prefix started more than `olderThanMs` ago; returns how many. */
   async abortIncompleteUploads(olderThanMs: number, retry: RetryPolicy = this.#retry): Promise<number> {
-    const cutoff = Date.now() - olderThanMs;
-    let aborted = 0;
-    for (const upload of await this.listIncompleteUploads(retry)) {
-      if (upload.initiated && upload.initiated.getTime() > cutoff) continue;
-      await this.#abort(upload.key, upload.uploadId);
-      aborted++;
+    return (await this.removeLeftovers(new Date(Date.now() - olderThanMs), retry)).count;
+  }
+
+  /** Bytes held by the uploaded parts of an unfinished upload; 0 if it is gone meanwhile. */
+  async #partBytes(upload: IncompleteUpload, retry: RetryPolicy): Promise<number> {
+    let bytes = 0;
+    let marker: string | undefined;
+    try {
+      do {
+        const page = await this.#call(`list the parts of unfinished upload '${upload.key}'`, () =>
+          this.client.send(
+            new this.sdk.ListPartsCommand({ Bucket: this.settings.bucket, Key: upload.key, UploadId: upload.uploadId, ...(marker ? { PartNumberMarker: marker } : {}) }),
+          ),
+          retry,
+        );
+        for (const part of page.Parts ?? []) bytes += part.Size ?? 0;
+        marker = page.IsTruncated === true && page.NextPartNumberMarker !== undefined ? String(page.NextPartNumberMarker) : undefined;
+      } while (marker);
+    } catch (err) {
+      // Completed or aborted by someone else meanwhile (404 NoSuchUpload): the abort will say so.
+      if (httpStatus(causeOf(err)) === 404) return 0;
+      throw err;
     }
-    return aborted;
+    return bytes;
   }
 
   #cleanupStaleUploadsOnce(): void {
@@ -325,13 +371,19 @@ export class S3Target implements Target {
     }
   }
 
-  async #abort(objectKey: string, uploadId: string): Promise<void> {
-    await this.#call(`abort multipart upload of '${objectKey}'`, () =>
-      this.client.send(new this.sdk.AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: objectKey, UploadId: uploadId })),
-    ).catch((err: unknown) => {
-      // Already gone (completed or aborted elsewhere) is fine.
-      if (httpStatus(causeOf(err)) !== 404) throw err;
-    });
+  /** Aborts an upload; false when it was gone already (completed or aborted elsewhere), which is fine. */
+  async #abort(objectKey: string, uploadId: string, retry: RetryPolicy = this.#retry): Promise<boolean> {
+    return this.#call(
+      `abort multipart upload of '${objectKey}'`,
+      () => this.client.send(new this.sdk.AbortMultipartUploadCommand({ Bucket: this.settings.bucket, Key: objectKey, UploadId: uploadId })),
+      retry,
+    ).then(
+      () => true,
+      (err: unknown) => {
+        if (httpStatus(causeOf(err)) !== 404) throw err;
+        return false;
+      },
+    );
   }
 
   async #head(key: string, objectKey: string) {
@@ -396,12 +448,24 @@ export class S3Target implements Target {
   }
 }
 
+/** An unfinished multipart upload: `key` is the full object key, prefix included. */
+export interface IncompleteUpload {
+  key: string;
+  uploadId: string;
+  initiated: Date | undefined;
+}
+
 function md5(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');
 }
 
 function httpStatus(err: unknown): number | undefined {
   return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+}
+
+/** An API the store does not have (501 NotImplemented). */
+function isNotImplemented(err: unknown): boolean {
+  return httpStatus(err) === 501 || (err as { name?: string } | undefined)?.name === 'NotImplemented';
 }
 
 function causeOf(err: unknown): unknown {

@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -9,7 +9,7 @@ import { TargetError, type SecretRef } from '@cairn/core';
 import { describeTargetConformance } from '@cairn/core/testing';
 // The harness is this package's `./testing` export, shared with the CLI tests in test/sftp.
 import { KEY_PASSPHRASE, startSshd, startTcpProxy, type SshServer, type TcpProxy } from './testing/index.js';
-import { createSftpTarget, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
+import { createSftpTarget, tempName, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
 
 let server: SshServer | undefined;
 let starting: Promise<SshServer> | undefined;
@@ -86,6 +86,63 @@ describe('SftpTarget', () => {
       const keys = [];
       for await (const info of target.list('')) keys.push(info.key);
       expect(keys).toEqual(['data/ab/abcd']);
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('names temp files after this host and process, and removeLeftovers removes those older than the cutoff or of a dead process of this host', async () => {
+    const { target, folder } = await makeTarget();
+    try {
+      await target.put('data/ab/abcd', Buffer.from('complete'));
+      await target.put('index/0123', Buffer.from('index'));
+      // The CLI test in test/sftp SIGKILLs a backup and finds these names, with its pid, left on the server.
+      expect(tempName()).toMatch(new RegExp(`^\\.tmp-[a-z0-9_]+-${process.pid}-[0-9a-f]{16}$`));
+      expect(tempName()).not.toBe(tempName());
+
+      const dead = spawn(process.execPath, ['-e', '']);
+      await new Promise((resolve) => dead.once('exit', resolve));
+      const hour = 3_600_000;
+      const old = new Date(Date.now() - 2 * hour);
+      const files: Array<{ path: string; bytes: number; old?: boolean; goes: boolean }> = [
+        // Before host and pid were in the name: removed only once old.
+        { path: 'data/ab/.tmp-0123456789abcdef', bytes: 11, old: true, goes: true },
+        { path: 'data/ab/.tmp-fedcba9876543210', bytes: 12, goes: false },
+        // A dead writer of this host: at once, in any folder, the repository's top one too.
+        { path: tempName(dead.pid!), bytes: 13, goes: true },
+        { path: `index/${tempName(dead.pid!)}`, bytes: 14, goes: true },
+        // A live writer of this host (this process), and a writer of another host: only once old.
+        { path: `data/ab/${tempName()}`, bytes: 15, goes: false },
+        { path: `data/ab/${tempName()}`, bytes: 16, old: true, goes: true },
+        { path: 'keys/.tmp-otherhost_0badf00d-1-0123456789abcdef', bytes: 17, goes: false },
+        { path: 'keys/.tmp-otherhost_0badf00d-2-0123456789abcdef', bytes: 18, old: true, goes: true },
+      ];
+      for (const file of files) {
+        await mkdir(join(folder, file.path, '..'), { recursive: true });
+        await writeFile(join(folder, file.path), Buffer.alloc(file.bytes));
+        if (file.old) await utimes(join(folder, file.path), old, old);
+      }
+      const keysBefore = [];
+      for await (const info of target.list('')) keysBefore.push(info.key);
+
+      const removed = await target.removeLeftovers(new Date(Date.now() - hour));
+      const gone = files.filter((f) => f.goes);
+      expect(removed).toEqual({ count: gone.length, bytes: gone.reduce((n, f) => n + f.bytes, 0) });
+      for (const file of files) expect(await stat(join(folder, file.path)).then(() => true, () => false), file.path).toBe(!file.goes);
+      const keysAfter = [];
+      for await (const info of target.list('')) keysAfter.push(info.key);
+      expect(keysAfter.sort()).toEqual(keysBefore.sort());
+      expect(keysAfter.sort()).toEqual(['data/ab/abcd', 'index/0123']);
+      expect(await target.removeLeftovers(new Date(Date.now() - hour))).toEqual({ count: 0, bytes: 0 });
+    } finally {
+      await target.dispose();
+    }
+  });
+
+  it('removeLeftovers finds nothing in a repository folder that does not exist', async () => {
+    const { target } = await makeTarget();
+    try {
+      expect(await target.removeLeftovers(new Date())).toEqual({ count: 0, bytes: 0 });
     } finally {
       await target.dispose();
     }

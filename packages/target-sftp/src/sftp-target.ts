@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { posix, resolve } from 'node:path';
 import type { SFTPWrapper } from 'ssh2-sftp-client';
 import { TargetError } from '@cairn/core';
-import type { ByteRange, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetSettings } from '@cairn/core';
+import type { ByteRange, Leftovers, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetSettings } from '@cairn/core';
 import { ConnectionLostError, ConnectionRefusedError, openConnection, type ConnectionConfig, type SftpConnection } from './connection.js';
 
 export interface SftpTargetSettings extends TargetSettings {
@@ -51,8 +52,18 @@ export function applyDefaults(settings: SftpTargetSettings): Required<Pick<SftpT
   };
 }
 
-/** Objects are uploaded as `<folder>/.tmp-<random>` and renamed into place; `list` skips such names. */
+/**
+ * Objects are uploaded as `<folder>/.tmp-<host>-<pid>-<random>` and renamed into place; `list`
+ * skips such names. Host and pid say which writer a leftover temp file belonged to, so that
+ * `removeLeftovers` can remove those of dead writers on this host at once.
+ */
 const TEMP_PREFIX = '.tmp-';
+const TEMP_NAME = /^\.tmp-([a-z0-9_]+)-(\d+)-[0-9a-f]{16}$/;
+/**
+ * This host in temp names: its name plus a hash of /etc/machine-id when there is one, since many
+ * machines write to one server and host names alone (`ubuntu`, `raspberrypi`) are often shared.
+ */
+const HOST_TAG = hostTag();
 const FILE_MODE = 0o600;
 const FOLDER_MODE = 0o700;
 const KEY = /^([a-z0-9_.-]+\/)*[a-z0-9_.-]+$/;
@@ -156,7 +167,7 @@ export class SftpTarget implements Target {
     const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     await this.#run('write', path, async (sftp, connection) => {
       await this.#ensureFolder(sftp, folder);
-      const temp = posix.join(folder, TEMP_PREFIX + randomBytes(8).toString('hex'));
+      const temp = posix.join(folder, tempName());
       const forget = connection.onClose(() => this.#orphans.add(temp));
       try {
         let handle: Buffer;
@@ -251,6 +262,48 @@ export class SftpTarget implements Target {
         throw err;
       }
     });
+  }
+
+  /**
+   * Removes the temp files of puts whose writer died: any last modified before `before` (by the
+   * server's clock), and at once those of a process of this host that no longer runs.
+   */
+  async removeLeftovers(before: Date): Promise<Leftovers> {
+    const removed: Leftovers = { count: 0, bytes: 0 };
+    const visit = async (folder: string): Promise<void> => {
+      const entries = await this.#run('list', folder, async (sftp) => {
+        try {
+          return await call<Array<{ filename: string; attrs: { mode: number; size: number; mtime: number } }>>((cb) => sftp.readdir(folder, cb));
+        } catch (err) {
+          if (statusOf(err) === SFTP_NO_SUCH_FILE) return [];
+          throw err;
+        }
+      });
+      for (const { filename, attrs } of entries) {
+        if (filename === '.' || filename === '..') continue;
+        const path = posix.join(folder, filename);
+        const type = attrs.mode & S_IFMT;
+        if (type === S_IFDIR) await visit(path);
+        else if (type === S_IFREG && filename.startsWith(TEMP_PREFIX) && (attrs.mtime * 1000 < before.getTime() || writerIsGone(filename))) {
+          const gone = await this.#run('remove', path, async (sftp) => {
+            try {
+              await call((cb) => sftp.unlink(path, cb));
+              return true;
+            } catch (err) {
+              // Renamed into place or removed by someone else meanwhile.
+              if (statusOf(err) === SFTP_NO_SUCH_FILE) return false;
+              throw err;
+            }
+          });
+          if (gone) {
+            removed.count++;
+            removed.bytes += attrs.size;
+          }
+        }
+      }
+    };
+    await visit(this.root);
+    return removed;
   }
 
   isNotFound(err: unknown): boolean {
@@ -559,6 +612,34 @@ export class SftpTarget implements Target {
 }
 
 // ---- helpers ----
+
+/** A fresh temp file name for a put by process `pid` of this host (exported for tests). */
+export function tempName(pid = process.pid): string {
+  return `${TEMP_PREFIX}${HOST_TAG}-${pid}-${randomBytes(8).toString('hex')}`;
+}
+
+function hostTag(): string {
+  const name = hostname().toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 32) || 'host';
+  let machineId = '';
+  try {
+    machineId = readFileSync('/etc/machine-id', 'utf8').trim();
+  } catch {
+    // No machine id (some containers): the host name alone.
+  }
+  return machineId ? `${name}_${createHash('sha256').update(machineId).digest('hex').slice(0, 8)}` : name;
+}
+
+/** Whether a temp file was written by a process of this host that no longer runs. */
+function writerIsGone(filename: string): boolean {
+  const match = TEMP_NAME.exec(filename);
+  if (!match || match[1] !== HOST_TAG) return false;
+  try {
+    process.kill(Number(match[2]), 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 function call<T = void>(start: (cb: (err: Error | undefined | null, result: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
