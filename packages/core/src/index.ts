@@ -3,6 +3,7 @@ export * from './errors.js';
 export * from './lifecycle.js';
 export * from './services.js';
 export * from './target.js';
+export { TEMP_PREFIX, tempName, tempWriterIsGone } from './temp-names.js';
 export * from './source.js';
 export * from './codec.js';
 export * from './hooks.js';

@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { hostname } from 'node:os';
-import { TargetError, directIoSpan } from '@cairn/core';
+import { TEMP_PREFIX, TargetError, directIoSpan, tempName, tempWriterIsGone } from '@cairn/core';
 import type { ByteRange, Leftovers, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
 
 export interface LocalTargetSettings extends TargetSettings {
@@ -11,14 +9,11 @@ export interface LocalTargetSettings extends TargetSettings {
   path: string;
 }
 
-/**
- * Objects are written as `<folder>/.tmp-<random>` and renamed into place, so a crash leaves
- * at worst such a file behind. `list` skips this prefix, and keys may not use it.
+/*
+ * Objects are written as `<folder>/.tmp-<host>-<pid>-<random>` (core's `tempName`) and renamed
+ * into place, so a crash leaves at worst such a file behind. `list` skips this prefix, and
+ * keys may not use it.
  */
-const TEMP_PREFIX = '.tmp-';
-/** Temporary names carry the writer's host and pid, so that leftovers of dead writers on this host can go at once. */
-const HOST_TAG = hostname().toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 40) || 'host';
-const TEMP_NAME = /^\.tmp-([a-z0-9_]+)-(\d+)-[0-9a-f]{16}$/;
 const FILE_MODE = 0o600;
 const FOLDER_MODE = 0o700;
 const KEY_SEGMENT = /^[a-z0-9_.-]+$/;
@@ -58,7 +53,7 @@ export class LocalTarget implements Target {
   async put(key: string, data: Uint8Array): Promise<void> {
     const path = this.#pathOf(key);
     const folder = dirname(path);
-    const tempPath = join(folder, `${TEMP_PREFIX}${HOST_TAG}-${process.pid}-${randomBytes(8).toString('hex')}`);
+    const tempPath = join(folder, tempName());
     try {
       await this.#ensureFolder(folder);
       await this.#writeNewFile(tempPath, data);
@@ -302,7 +297,7 @@ async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
 
 async function removeIfOlder(path: string, before: Date, removed: Leftovers): Promise<void> {
   const info = await statPath(path).catch(() => undefined);
-  if (!info || (info.mtimeMs >= before.getTime() && !writerIsGone(path))) return;
+  if (!info || (info.mtimeMs >= before.getTime() && !tempWriterIsGone(basename(path)))) return;
   await unlink(path).then(
     () => {
       removed.count++;
@@ -310,18 +305,6 @@ async function removeIfOlder(path: string, before: Date, removed: Leftovers): Pr
     },
     () => undefined,
   );
-}
-
-/** Whether a temporary file was written by a process of this host that no longer runs. */
-function writerIsGone(path: string): boolean {
-  const match = TEMP_NAME.exec(basename(path));
-  if (!match || match[1] !== HOST_TAG) return false;
-  try {
-    process.kill(Number(match[2]), 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
 }
 
 /** Flushes a folder's entries (a rename or a new child) to disk. */

@@ -9,7 +9,8 @@ import { TargetError, type SecretRef } from '@cairn/core';
 import { describeTargetConformance } from '@cairn/core/testing';
 // The harness is this package's `./testing` export, shared with the CLI tests in test/sftp.
 import { KEY_PASSPHRASE, startSshd, startTcpProxy, type SshServer, type TcpProxy } from './testing/index.js';
-import { createSftpTarget, tempName, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
+import { tempName } from '@cairn/core';
+import { createSftpTarget, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
 
 let server: SshServer | undefined;
 let starting: Promise<SshServer> | undefined;

@@ -1,10 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { homedir, hostname } from 'node:os';
+import { homedir } from 'node:os';
 import { posix, resolve } from 'node:path';
 import type { SFTPWrapper } from 'ssh2-sftp-client';
-import { TargetError } from '@cairn/core';
+import { TEMP_PREFIX, TargetError, tempName, tempWriterIsGone } from '@cairn/core';
 import type { ByteRange, Leftovers, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetSettings } from '@cairn/core';
 import { ConnectionLostError, ConnectionRefusedError, openConnection, type ConnectionConfig, type SftpConnection } from './connection.js';
 
@@ -57,13 +55,6 @@ export function applyDefaults(settings: SftpTargetSettings): Required<Pick<SftpT
  * skips such names. Host and pid say which writer a leftover temp file belonged to, so that
  * `removeLeftovers` can remove those of dead writers on this host at once.
  */
-const TEMP_PREFIX = '.tmp-';
-const TEMP_NAME = /^\.tmp-([a-z0-9_]+)-(\d+)-[0-9a-f]{16}$/;
-/**
- * This host in temp names: its name plus a hash of /etc/machine-id when there is one, since many
- * machines write to one server and host names alone (`ubuntu`, `raspberrypi`) are often shared.
- */
-const HOST_TAG = hostTag();
 const FILE_MODE = 0o600;
 const FOLDER_MODE = 0o700;
 const KEY = /^([a-z0-9_.-]+\/)*[a-z0-9_.-]+$/;
@@ -284,7 +275,7 @@ export class SftpTarget implements Target {
         const path = posix.join(folder, filename);
         const type = attrs.mode & S_IFMT;
         if (type === S_IFDIR) await visit(path);
-        else if (type === S_IFREG && filename.startsWith(TEMP_PREFIX) && (attrs.mtime * 1000 < before.getTime() || writerIsGone(filename))) {
+        else if (type === S_IFREG && filename.startsWith(TEMP_PREFIX) && (attrs.mtime * 1000 < before.getTime() || tempWriterIsGone(filename))) {
           const gone = await this.#run('remove', path, async (sftp) => {
             try {
               await call((cb) => sftp.unlink(path, cb));
@@ -612,34 +603,6 @@ export class SftpTarget implements Target {
 }
 
 // ---- helpers ----
-
-/** A fresh temp file name for a put by process `pid` of this host (exported for tests). */
-export function tempName(pid = process.pid): string {
-  return `${TEMP_PREFIX}${HOST_TAG}-${pid}-${randomBytes(8).toString('hex')}`;
-}
-
-function hostTag(): string {
-  const name = hostname().toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 32) || 'host';
-  let machineId = '';
-  try {
-    machineId = readFileSync('/etc/machine-id', 'utf8').trim();
-  } catch {
-    // No machine id (some containers): the host name alone.
-  }
-  return machineId ? `${name}_${createHash('sha256').update(machineId).digest('hex').slice(0, 8)}` : name;
-}
-
-/** Whether a temp file was written by a process of this host that no longer runs. */
-function writerIsGone(filename: string): boolean {
-  const match = TEMP_NAME.exec(filename);
-  if (!match || match[1] !== HOST_TAG) return false;
-  try {
-    process.kill(Number(match[2]), 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
 
 function call<T = void>(start: (cb: (err: Error | undefined | null, result: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
