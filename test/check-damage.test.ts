@@ -1,4 +1,4 @@
-import { copyFile, open, stat } from 'node:fs/promises';
+import { copyFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -10,13 +10,13 @@ import {
   listPacks,
   makeVolume,
   parseJson,
-  randomBytesFor,
   run,
   runCli,
   tempDir,
   useSuiteScope,
   writeJob,
   type BackupSummary,
+  overwriteWithRandom,
 } from './utils/index.js';
 
 /*
@@ -28,16 +28,6 @@ import {
 
 interface CheckJson {
   problems: Array<{ object: string; message: string; snapshots: string[] }>;
-}
-
-/** Overwrites `length` bytes at `offset` with random bytes determined by `seed`. */
-async function rewrite(path: string, offset: number, length: number, seed: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    await handle.write(randomBytesFor(seed, length), 0, length, offset);
-  } finally {
-    await handle.close();
-  }
 }
 
 describe('check --read-data names every snapshot a damaged pack affects', () => {
@@ -56,7 +46,7 @@ describe('check --read-data names every snapshot a damaged pack affects', () => 
     const versions = [undefined, 'v1', 'v2'];
     for (const version of versions) {
       await copyFile(image, join(dir, 'disk.img'));
-      if (version) await rewrite(join(dir, 'disk.img'), 16 * MiB, 4 * MiB, version);
+      if (version) await overwriteWithRandom(join(dir, 'disk.img'), 16 * MiB, 4 * MiB, version);
       const before = await listPacks(join(dir, 'repo'));
       made.push(await backup(job));
       packsAdded.push((await listPacks(join(dir, 'repo'))).filter((p) => !before.includes(p)));

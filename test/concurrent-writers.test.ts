@@ -17,22 +17,13 @@ import {
   useTempDir,
   writeJob,
   type CliResult,
+  type PruneSummary,
 } from './utils/index.js';
 
 /*
  * Several writers into one repository at once: each takes a shared lock, stores its packs and
  * index files beside the others', and none of them is mistaken for garbage by a later prune.
  */
-
-interface PruneJson {
-  snapshots: number;
-  packs: { stored: number; unused: number; orphans: number; repacked: number; kept: number };
-  bytesDeleted: number;
-  bytesWritten: number;
-  postponedPacks: number;
-  staleLocksRemoved: number;
-  leftoversRemoved: number;
-}
 
 interface CheckJson {
   problems: unknown[];
@@ -87,7 +78,7 @@ describe('concurrent writers', () => {
     const packsBefore = await listPacks(join(dir, 'repo'));
     const pruned: CliResult = await runCli(['prune', jobs[0]!, '--json'], { env: PASSWORD_ENV });
     expectSuccess(pruned);
-    expect(parseJson<PruneJson>(pruned)).toMatchObject({
+    expect(parseJson<PruneSummary>(pruned)).toMatchObject({
       snapshots: WRITERS,
       packs: { stored: packsBefore.length, unused: 0, orphans: 0, repacked: 0, kept: packsBefore.length },
       bytesDeleted: 0,

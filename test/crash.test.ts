@@ -1,4 +1,4 @@
-import { copyFile, open, readdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
@@ -20,6 +20,7 @@ import {
   useTempDir,
   writeJob,
   type RunningCli,
+  overwriteWithRandom,
 } from './utils/index.js';
 
 /*
@@ -29,16 +30,6 @@ import {
  */
 
 const KILL_POINTS = 20;
-
-/** Overwrites `length` bytes at `offset` of a file with random bytes determined by `seed`. */
-async function rewrite(path: string, offset: number, length: number, seed: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    await handle.write(randomBytesFor(seed, length), 0, length, offset);
-  } finally {
-    await handle.close();
-  }
-}
 
 /** Starts a cairn command and SIGKILLs it after `delayMs`, or once `until` holds; resolves once it is gone. */
 async function killAt(args: string[], delayMs: number, until?: () => Promise<boolean>): Promise<{ killed: boolean }> {
@@ -85,7 +76,7 @@ describe('crash safety', () => {
     const base = await backup(job);
     await copyFile(volume, join(dir, 'base.img'));
     // How long a backup of one changed region takes, start to end, to spread the kills over.
-    await rewrite(volume, 0, 8 * MiB, 'crash-calibrate');
+    await overwriteWithRandom(volume, 0, 8 * MiB, 'crash-calibrate');
     const started = Date.now();
     let latest = await backup(job);
     const runMs = Date.now() - started;
@@ -93,7 +84,7 @@ describe('crash safety', () => {
 
     const killedAt: number[] = [];
     for (let i = 0; i < KILL_POINTS; i++) {
-      await rewrite(volume, ((i * 8) % 32) * MiB, 8 * MiB, `crash-${i}`);
+      await overwriteWithRandom(volume, ((i * 8) % 32) * MiB, 8 * MiB, `crash-${i}`);
       const delay = Math.round(((i + 0.5) / KILL_POINTS) * runMs);
       const { killed } = await killAt(['backup', job], delay);
       if (killed) killedAt.push(delay);
@@ -145,7 +136,7 @@ describe('crash safety', () => {
     /** A new snapshot of a changed volume, and the one before it forgotten: prune has packs to delete and to repack. */
     let latest: { snapshot: string } | undefined;
     const churn = async (i: number) => {
-      await rewrite(volume, ((i * 3) % 13) * MiB, 3 * MiB, `prune-crash-${i}`);
+      await overwriteWithRandom(volume, ((i * 3) % 13) * MiB, 3 * MiB, `prune-crash-${i}`);
       const made = await backup(job);
       if (latest) expectSuccess(await runCli(['forget', job, latest.snapshot], { env: PASSWORD_ENV }));
       await copyFile(volume, join(dir, 'latest.img'));

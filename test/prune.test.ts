@@ -22,6 +22,8 @@ import {
   writeJob,
   writePluginsFile,
   type CliResult,
+  overwriteWithRandom,
+  type PruneSummary,
 } from './utils/index.js';
 
 /*
@@ -30,20 +32,10 @@ import {
  * keeping those that a snapshot written meanwhile needs.
  */
 
-interface PruneJson {
-  snapshots: number;
-  packs: { stored: number; unused: number; orphans: number; repacked: number; kept: number };
-  bytesDeleted: number;
-  bytesWritten: number;
-  bytesFreed: number;
-  postponedPacks: number;
-  keptAfterAll: number;
-}
-
-async function prune(job: string, args: string[] = [], plugins?: string): Promise<PruneJson> {
+async function prune(job: string, args: string[] = [], plugins?: string): Promise<PruneSummary> {
   const result = await runCli(['prune', job, '--json', ...args], { env: PASSWORD_ENV, plugins });
   expectSuccess(result);
-  return parseJson<PruneJson>(result);
+  return parseJson<PruneSummary>(result);
 }
 
 async function checkClean(job: string, plugins?: string): Promise<void> {
@@ -54,17 +46,6 @@ async function checkClean(job: string, plugins?: string): Promise<void> {
 
 async function forgetSnapshot(job: string, id: string): Promise<void> {
   expectSuccess(await runCli(['forget', job, id], { env: PASSWORD_ENV }));
-}
-
-/** Overwrites `length` bytes at `offset` of a file with fresh random bytes. */
-async function rewrite(path: string, offset: number, length: number, seed: string): Promise<void> {
-  const { open } = await import('node:fs/promises');
-  const handle = await open(path, 'r+');
-  try {
-    await handle.write(randomBytesFor(seed, length), 0, length, offset);
-  } finally {
-    await handle.close();
-  }
 }
 
 async function waitFor(what: string, condition: () => boolean | Promise<boolean>, running?: { result: Promise<CliResult> }): Promise<void> {
@@ -87,9 +68,9 @@ describe('prune', () => {
     const job = await writeJob(dir, { source: volume, compression: { type: 'none' }, chunkSize: 1 * MiB });
     await init(job);
     const first = await backup(job);
-    await rewrite(volume, 0, 32 * MiB, 'prune-second');
+    await overwriteWithRandom(volume, 0, 32 * MiB, 'prune-second');
     const second = await backup(job);
-    await rewrite(volume, 48 * MiB, 8 * MiB, 'prune-third');
+    await overwriteWithRandom(volume, 48 * MiB, 8 * MiB, 'prune-third');
     const third = await backup(job);
 
     await forgetSnapshot(job, first.snapshot);
@@ -149,7 +130,7 @@ describe('prune', () => {
     expect(summary.bytesAdded).toBeLessThan(1 * MiB); // it deduplicated against the marked packs
     const pruneResult = await pruning.result;
     expectSuccess(pruneResult);
-    const pruned = parseJson<PruneJson>(pruneResult);
+    const pruned = parseJson<PruneSummary>(pruneResult);
     expect(pruned.packs.unused).toBeGreaterThan(0);
     expect(pruned.keptAfterAll).toBe(pruned.packs.unused);
     expect(pruned.bytesDeleted).toBe(0);

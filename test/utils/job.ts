@@ -60,6 +60,21 @@ export interface SnapshotRow {
   [key: string]: unknown;
 }
 
+/** What `prune --json` prints (README, Prune and concurrent writers). */
+export interface PruneSummary {
+  dryRun: boolean;
+  snapshots: number;
+  packs: { stored: number; unused: number; orphans: number; repacked: number; kept: number };
+  bytesDeleted: number;
+  bytesWritten: number;
+  bytesFreed: number;
+  postponedPacks: number;
+  keptAfterAll: number;
+  indexFiles: { before: number; after: number };
+  staleLocksRemoved: number;
+  leftoversRemoved: number;
+}
+
 /** `cairn <command> <job> ...` that must succeed. */
 export async function cairnOk(command: string, job: string, args: string[] = [], options: CliOptions = {}): Promise<CliResult> {
   const result = await runCli([command, job, ...args], { ...options, env: { ...PASSWORD_ENV, ...options.env } });

@@ -32,6 +32,16 @@ const WORDS = (
   'the a of and to in is it that for on with as by at from this be or an are was'
 ).split(' ');
 
+/** Overwrites `length` bytes at `offset` of a file with random bytes determined by `seed`. */
+export async function overwriteWithRandom(path: string, offset: number, length: number, seed: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.write(randomBytesFor(seed, length), 0, length, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
 /** `length` bytes of compressible, deterministic text. */
 export function textFor(seed: number, length: number): Buffer {
   const next = prng(seed);
