@@ -316,15 +316,15 @@ describe('damage: check, restore, repair', () => {
     expect(await sameBytes(v1to, sources[1]!)).toBe(true);
   });
 
-  test('a backup next to a damaged index file warns, stores again what only that file named, and its snapshot restores', async () => {
+  test('a backup next to a damaged index file warns, indexes the packs only that file named from their headers instead of storing their data again, and its snapshot restores', async () => {
     const damagedIndex = indexFiles[1]![0]!;
     const { job } = await damagedCopy(async (repo) => flipByte(join(repo, damagedIndex), 20));
     // disk.img holds v1, as the last backup left it.
     const result = await cairn(['backup', job, '--json']);
     expectSuccess(result);
-    expect(result.stderr).toMatch(new RegExp(`^cairn: warning: ${damagedIndex.replace('/', '\\/')} is damaged.*stored again`, 'm'));
+    expect(result.stderr).toMatch(new RegExp(`^cairn: warning: ${damagedIndex.replace('/', '\\/')} is damaged.*indexed again from their own headers`, 'm'));
     const made2 = parseJson<BackupSummary>(result);
-    expect(made2.chunks.new, 'the 4 rewritten chunks, whose index file is damaged').toBe(4);
+    expect(made2.chunks.new, 'the 4 rewritten chunks, whose index file is damaged, are found through their pack').toBe(0);
     const to = join(dir, `rebacked-${copies}.img`);
     const restored = await cairn(['restore', job, made2.snapshot, '--to', to]);
     expectSuccess(restored);

@@ -96,7 +96,7 @@ export class BackupOperation {
   }
 
   async #adoptOrphans(repository: Repository, index: BlobIndex): Promise<void> {
-    for (const problem of index.unreadable) this.logger.warn(`${problem.message}; the blobs it named will be stored again (\`cairn repair index\` rebuilds it)`);
+    for (const problem of index.unreadable) this.logger.warn(`${problem.message}; the packs only it named are indexed again from their own headers (\`cairn repair index\` replaces it)`);
     const adopted = await adoptOrphanPacks(repository, index);
     if (adopted.packs > 0) this.logger.info(`Indexed ${adopted.packs} pack(s) (${(adopted.bytes / 1e6).toFixed(1)} MB) that an interrupted backup left; their data is not stored again`);
   }
