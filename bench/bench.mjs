@@ -44,6 +44,7 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
                      backed up by cairn (first --mode) and restic, then cairn forget
                      --keep-last 3 + cairn prune next to restic forget --keep-last 3 --prune
                      (times, repository size before and after; the newest snapshot restored)
+                     --runs times (restic too; the history is rebuilt in every run)
   --only-lifecycle   run only the lifecycle step (restic too unless --no-peers)
   --no-setup         skip scripts/setup.sh (dependencies, build)
   --keep             keep the repositories in the work folder afterwards
@@ -733,17 +734,21 @@ function cairnLife(o, dir, img, mode) {
 function resticLife(dir, img) {
   const repo = path.join(dir, 'restic-repo');
   const env = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') };
-  const run = (step, args) => {
-    const t = timed(['bash', '-c', `restic -q -r ${q(repo)} ${args}`], { env });
+  const run = (step, args, quiet = true) => {
+    const t = timed(['bash', '-c', `restic ${quiet ? '-q ' : ''}-r ${q(repo)} ${args}`], { env });
     if (!t.ok) throw new Error(`restic ${step} failed (exit ${t.status}): ${t.stderr.trim().split('\n').slice(-2).join(' | ')}`);
-    return { wall: t.wall, rssMB: t.rssKiB / 1024 };
+    return { wall: t.wall, rssMB: t.rssKiB / 1024, stdout: t.stdout };
   };
   const time = (day) => dayTime(day).toISOString().replace('T', ' ').slice(0, 19);
   return {
     repo,
     init: () => run('init', 'init'),
     backup: (day) => run(`backup of version ${day}`, `backup --stdin --stdin-filename sysvol.img --time ${q(time(day))} < ${q(img)}`),
-    forgetPrune: () => run('forget --prune', `forget --keep-last ${LIFE.keep} --prune`),
+    forgetPrune: () => { // with prune's own figures: "to repack: 123 blobs / 45.6 MiB", ...
+      const { stdout, ...t } = run('forget --prune', `forget --keep-last ${LIFE.keep} --prune`, false);
+      const stats = stdout.split('\n').map((l) => l.match(/^(to repack|this removes|to delete|total prune|remaining|unused size after prune):\s+(.*)$/)).filter(Boolean);
+      return { ...t, prune: Object.fromEntries(stats.map((m) => [m[1], m[2].trim()])) };
+    },
     dumpIdentical: () => sh(`restic -q -r ${q(repo)} dump latest sysvol.img | cmp - ${q(img)}`, { capture: true, env }).status === 0,
   };
 }
@@ -796,7 +801,7 @@ function lifecycleRun(o, mode, withRestic, dir) {
     sh(`cat ${q(img)} > /dev/null`); // warm the page cache, as peers.sh does
     const b = cairn.backup(day);
     m.cairn.backups.push({ wall: b.wall, addedMB: (b.json?.bytesAdded ?? NaN) / MB, storedMB: duBytes(cairn.repo) / MB });
-    soft(() => m.restic.backups.push({ ...restic.backup(day), storedMB: duBytes(restic.repo) / MB }));
+    soft(() => { const { stdout, ...t } = restic.backup(day); m.restic.backups.push({ ...t, storedMB: duBytes(restic.repo) / MB }); });
     const said = (x) => `${x.wall.toFixed(2)} s, repository ${x.storedMB.toFixed(1)} MB`;
     log(`lifecycle version ${day}/${LIFE.versions}: cairn ${said(m.cairn.backups[day - 1])}` +
       (m.restic?.backups[day - 1] ? `; restic ${said(m.restic.backups[day - 1])}` : ''));
@@ -851,6 +856,7 @@ function lifecycleSummary(runs, mode) {
     pruneRssMB: med(ok, (r) => r.cairn.prune.rssMB),
     afterForgetMB: med(ok, (r) => r.cairn.afterForgetB / MB),
     pruneBytesFreedMB: med(ok, (r) => (r.cairn.prune.result?.bytesFreed ?? NaN) / MB),
+    pruneBytesWrittenMB: med(ok, (r) => (r.cairn.prune.result?.bytesWritten ?? NaN) / MB),
     prunePacks: ok.at(-1).cairn.prune.result?.packs ?? null,
     verified: ok.every((r) => r.cairn.verified.ok) ? ok[0].cairn.verified.method : 'FAILED',
   };
@@ -860,6 +866,7 @@ function lifecycleSummary(runs, mode) {
     forgetPruneS: med(rok, (r) => r.restic.forgetPrune.wall),
     forgetPruneRssMB: med(rok, (r) => r.restic.forgetPrune.rssMB),
     dumpIdentical: rok.every((r) => r.restic.identical),
+    prune: rok.at(-1).restic.forgetPrune.prune,
   };
   const resticError = ok.find((r) => r.restic?.error)?.restic.error ?? null;
   const ratio = cairn && restic ? cairn.forgetPruneS / restic.forgetPruneS : null;
@@ -881,7 +888,8 @@ function lifecycleRows(s) {
       note: `${LIFE.versions - LIFE.keep} snapshots removed${n(c.runs)}` });
     const p = c.prunePacks;
     row({ tool, step: 'lifecycle: prune', wall: c.pruneS, rssMB: c.pruneRssMB, addedMB: c.afterMB - c.afterForgetMB, storedMB: c.afterMB,
-      note: `bytesFreed ${fmt(c.pruneBytesFreedMB, 1)} MB${p ? `; packs ${p.stored}: ${p.unused} unused, ${p.repacked} repacked` : ''}${n(c.runs)}` });
+      note: `bytesFreed ${fmt(c.pruneBytesFreedMB, 1)} MB${p ? `; packs ${p.stored}: ${p.unused} unused deleted, ${p.repacked} repacked` : ''} ` +
+        `(${fmt(c.pruneBytesWrittenMB, 1)} MB written)${n(c.runs)}` });
     row({ tool, step: 'lifecycle: forget + prune', wall: c.forgetPruneS, addedMB: -c.freedMB, storedMB: c.afterMB,
       note: `freed ${fmt(c.freedMB, 1)} MB; newest snapshot restored: ${c.verified}${n(c.runs)}` });
   }
@@ -889,7 +897,8 @@ function lifecycleRows(s) {
   if (r) {
     backups('restic', r);
     row({ tool: 'restic', step: `lifecycle: forget --prune`, wall: r.forgetPruneS, rssMB: r.forgetPruneRssMB, addedMB: -r.freedMB, storedMB: r.afterMB,
-      note: `forget --keep-last ${LIFE.keep} --prune; freed ${fmt(r.freedMB, 1)} MB; dump latest: cmp ${r.dumpIdentical ? 'identical' : 'DIFFERS'}${n(r.runs)}` });
+      note: `forget --keep-last ${LIFE.keep} --prune; freed ${fmt(r.freedMB, 1)} MB; repacked ${r.prune?.['to repack'] ?? 'n/a'}; ` +
+        `dump latest: cmp ${r.dumpIdentical ? 'identical' : 'DIFFERS'}${n(r.runs)}` });
   } else if (s.resticError) row({ tool: 'restic', step: 'lifecycle', note: `FAILED: ${s.resticError.slice(0, 140)}` });
 }
 
