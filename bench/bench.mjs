@@ -857,7 +857,7 @@ function lifecycleSummary(runs, mode) {
     afterForgetMB: med(ok, (r) => r.cairn.afterForgetB / MB),
     pruneBytesFreedMB: med(ok, (r) => (r.cairn.prune.result?.bytesFreed ?? NaN) / MB),
     pruneBytesWrittenMB: med(ok, (r) => (r.cairn.prune.result?.bytesWritten ?? NaN) / MB),
-    prunePacks: ok.at(-1).cairn.prune.result?.packs ?? null,
+    prunePacks: Object.fromEntries(['stored', 'unused', 'repacked'].map((k) => [k, med(ok, (r) => r.cairn.prune.result?.packs?.[k] ?? NaN)])),
     verified: ok.every((r) => r.cairn.verified.ok) ? ok[0].cairn.verified.method : 'FAILED',
   };
   const rok = ok.filter((r) => r.restic && !r.restic.error);
@@ -866,7 +866,7 @@ function lifecycleSummary(runs, mode) {
     forgetPruneS: med(rok, (r) => r.restic.forgetPrune.wall),
     forgetPruneRssMB: med(rok, (r) => r.restic.forgetPrune.rssMB),
     dumpIdentical: rok.every((r) => r.restic.identical),
-    prune: rok.at(-1).restic.forgetPrune.prune,
+    prune: rok.at(-1).restic.forgetPrune.prune, // restic's own figures, of the last run
   };
   const resticError = ok.find((r) => r.restic?.error)?.restic.error ?? null;
   const ratio = cairn && restic ? cairn.forgetPruneS / restic.forgetPruneS : null;
@@ -888,7 +888,7 @@ function lifecycleRows(s) {
       note: `${LIFE.versions - LIFE.keep} snapshots removed${n(c.runs)}` });
     const p = c.prunePacks;
     row({ tool, step: 'lifecycle: prune', wall: c.pruneS, rssMB: c.pruneRssMB, addedMB: c.afterMB - c.afterForgetMB, storedMB: c.afterMB,
-      note: `bytesFreed ${fmt(c.pruneBytesFreedMB, 1)} MB${p ? `; packs ${p.stored}: ${p.unused} unused deleted, ${p.repacked} repacked` : ''} ` +
+      note: `bytesFreed ${fmt(c.pruneBytesFreedMB, 1)} MB${p ? `; packs ${fmt(p.stored, 0)}: ${fmt(p.unused, 0)} unused deleted, ${fmt(p.repacked, 0)} repacked` : ''} ` +
         `(${fmt(c.pruneBytesWrittenMB, 1)} MB written)${n(c.runs)}` });
     row({ tool, step: 'lifecycle: forget + prune', wall: c.forgetPruneS, addedMB: -c.freedMB, storedMB: c.afterMB,
       note: `freed ${fmt(c.freedMB, 1)} MB; newest snapshot restored: ${c.verified}${n(c.runs)}` });
@@ -897,7 +897,7 @@ function lifecycleRows(s) {
   if (r) {
     backups('restic', r);
     row({ tool: 'restic', step: `lifecycle: forget --prune`, wall: r.forgetPruneS, rssMB: r.forgetPruneRssMB, addedMB: -r.freedMB, storedMB: r.afterMB,
-      note: `forget --keep-last ${LIFE.keep} --prune; freed ${fmt(r.freedMB, 1)} MB; repacked ${r.prune?.['to repack'] ?? 'n/a'}; ` +
+      note: `forget --keep-last ${LIFE.keep} --prune; freed ${fmt(r.freedMB, 1)} MB; packs to repack ${r.prune?.['to repack'] ?? 'n/a'} (last run); ` +
         `dump latest: cmp ${r.dumpIdentical ? 'identical' : 'DIFFERS'}${n(r.runs)}` });
   } else if (s.resticError) row({ tool: 'restic', step: 'lifecycle', note: `FAILED: ${s.resticError.slice(0, 140)}` });
 }
