@@ -7,11 +7,13 @@
 //   pnpm bench --quick              small generated corpus (512 MiB), for fast iteration
 //   pnpm bench --runs 3             repeat the cairn steps, report medians
 //   pnpm bench --no-remote          skip the Ceph RGW (S3) and SFTP (sshd, restic sftp:) part
+//   pnpm bench --only-lifecycle     only forget + prune after 10 versions (cairn and restic)
 //   pnpm bench --help               all options
 //
 // Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
 // MB/s = image size / wall time. Results: bench/results/<date>.json.
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +40,12 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
   --no-peers         measure cairn only (no zstd, partclone, restic, borg)
   --no-remote        skip the remote targets: cairn to a local Ceph RGW (S3) and to a local
                      OpenSSH sshd (SFTP), and restic's SFTP backend, all on sysvol(2).img
+  --no-lifecycle     skip the lifecycle step: 10 versions of a changing copy of the volume
+                     backed up by cairn (first --mode) and restic, then cairn forget
+                     --keep-last 3 + cairn prune next to restic forget --keep-last 3 --prune
+                     (times, repository size before and after; the newest snapshot restored)
+                     --runs times (restic too; the history is rebuilt in every run)
+  --only-lifecycle   run only the lifecycle step (restic too unless --no-peers)
   --no-setup         skip scripts/setup.sh (dependencies, build)
   --keep             keep the repositories in the work folder afterwards
   --out FILE         results JSON (default bench/results/<date>[-quick].json)
@@ -45,7 +53,7 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
 The shared scripts are found at <repo>/../shared/bench/, else $CAIRN_SHARED/bench/.`;
 
 function parseArgs(argv) {
-  const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, setup: true, keep: false };
+  const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, lifecycle: true, onlyLifecycle: false, setup: true, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -66,6 +74,8 @@ function parseArgs(argv) {
       case '--out': o.out = path.resolve(val()); break;
       case '--no-peers': o.peers = false; break;
       case '--no-remote': o.remote = false; break;
+      case '--no-lifecycle': o.lifecycle = false; break;
+      case '--only-lifecycle': o.onlyLifecycle = true; break;
       case '--no-setup': o.setup = false; break;
       case '--keep': o.keep = true; break;
       case '-h': case '--help': console.log(USAGE); process.exit(0);
@@ -78,6 +88,7 @@ function parseArgs(argv) {
   if (!Number.isInteger(o.level)) die('--level must be an integer', 2);
   const badMode = o.modes.find((m) => m !== 'used' && m !== 'exact');
   if (badMode || !o.modes.length) die(`--mode: unknown mode ${badMode ?? '(none)'}; use used, exact or both`, 2);
+  if (o.onlyLifecycle && !o.lifecycle) die('--only-lifecycle and --no-lifecycle exclude each other', 2);
   o.corpus ??= o.quick ? '/tmp/cairn-corpus-quick' : '/tmp/cairn-corpus';
   o.work ??= path.join(ROOT, '.bench');
   return o;
@@ -562,6 +573,356 @@ function remoteRuns(o, mode) {
   return res;
 }
 
+// ---------------------------------------------------------------------------- lifecycle
+/**
+ * The lifecycle step: 10 versions of one working copy of the volume (o.work/lifecycle/volume.img;
+ * the corpus is never modified), each backed up by cairn (first --mode) and by restic (the whole
+ * image from stdin, as peers.sh does); then both keep the last 3 (`cairn forget --keep-last 3` and
+ * `cairn prune`; `restic forget --keep-last 3 --prune`). Version 1 is sysvol.img, version 2
+ * sysvol2.img (corpus.sh's day of use); versions 3-10 each add one seeded day of use (dayOfUse).
+ * The history is rebuilt in every one of the --runs runs.
+ */
+const LIFE = { versions: 10, keep: 3, downloadMB: 24, logMBPerDay: 2, upgrades: 20, inPlaceBlocks: 32 };
+const LIFE_HISTORY = `${LIFE.versions} versions: sysvol.img, sysvol2.img, then ${LIFE.versions - 2} seeded days of use ` +
+  `written with debugfs, each: a new ${LIFE.downloadMB} MiB download (random), the one of two days before deleted, ` +
+  `an application log grown by ${LIFE.logMBPerDay} MiB (rewritten), ${LIFE.upgrades} binaries of /usr/bin upgraded ` +
+  `(new file with a few patched bytes at new blocks, old one deleted), ${LIFE.inPlaceBlocks} 4 KiB blocks of ` +
+  '/home/user/photos.bin overwritten in place';
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same day of use on every machine. */
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n seeded pseudo-random (incompressible) bytes: the AES-128-CTR keystream of a key made from the seed. */
+function seededBytes(seed, n) {
+  const key = crypto.createHash('sha256').update(`cairn bench ${seed}`).digest().subarray(0, 16);
+  const c = crypto.createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  return Buffer.concat([c.update(Buffer.alloc(n)), c.final()]);
+}
+
+/** The first `bytes` of an application log that grows every day: the same lines whatever the length. */
+function seededLog(bytes) {
+  const rnd = prng(1);
+  const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
+  const lines = [];
+  for (let i = 0, n = 0; n < bytes; i++) {
+    const line = `${new Date(Date.UTC(2026, 0, 1) + i * 250).toISOString()} app[${1000 + (i % 7)}]: ` +
+      `${pick(['GET', 'POST', 'PUT'])} ${pick(['/api/items', '/api/users', '/login', '/static/app.js'])} ` +
+      `${pick([200, 200, 200, 304, 404, 500])} ${Math.floor(rnd() * 5000)} ms user=${Math.floor(rnd() * 300)}\n`;
+    lines.push(line);
+    n += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, bytes);
+}
+
+const pickDistinct = (xs, n, rnd) => {
+  const chosen = new Set();
+  while (chosen.size < Math.min(n, xs.length)) chosen.add(xs[Math.floor(rnd() * xs.length)]);
+  return [...chosen];
+};
+const dq = (s) => `"${s}"`; // a host path in a debugfs command
+
+/** Runs debugfs commands on an image (read-write with write: true); returns stdout; throws on any error message. */
+function debugfs(img, cmds, { write = false, dir }) {
+  const file = path.join(dir, 'debugfs.cmds');
+  fs.writeFileSync(file, cmds.join('\n') + '\n');
+  const r = sh(`debugfs ${write ? '-w ' : ''}-f ${q(file)} ${q(img)}`, { capture: true });
+  const errors = r.stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l));
+  if (r.status !== 0 || errors.length) throw new Error(`debugfs on ${img}: ${errors.slice(0, 3).join(' | ') || `exit ${r.status}`}`);
+  return r.stdout;
+}
+
+/** Regular files of a folder of the image with their sizes: [{name, size}]. */
+function listFiles(img, folder, dir) {
+  return debugfs(img, [`ls -p ${folder}`], { dir }).split('\n').map((l) => l.split('/'))
+    .filter((f) => f[2]?.startsWith('100') && /^[\w.+-]+$/.test(f[5])).map((f) => ({ name: f[5], size: Number(f[6]) }));
+}
+
+/**
+ * A package upgrade: binaries of /usr/bin rewritten as new files (a few patched bytes) at new
+ * blocks, the old ones deleted, as dpkg does (write beside, rename over). Returns debugfs commands.
+ */
+function upgradeCommands(img, rnd, tmp) {
+  const bins = listFiles(img, '/usr/bin', tmp).filter((f) => f.size >= 8192 && f.size <= 4 * MB).map((f) => f.name);
+  const chosen = pickDistinct(bins, LIFE.upgrades, rnd);
+  debugfs(img, chosen.map((f) => `dump /usr/bin/${f} ${dq(path.join(tmp, f))}`), { dir: tmp });
+  for (const f of chosen) {
+    const file = path.join(tmp, f);
+    const data = fs.readFileSync(file);
+    for (let i = 0; i < 8; i++) data.set(seededBytes(`${f} ${rnd()}`, 16), Math.floor(rnd() * (data.length - 16)));
+    fs.writeFileSync(file, data, { mode: 0o755 });
+  }
+  return ['cd /usr/bin', ...chosen.flatMap((f) => [`write ${dq(path.join(tmp, f))} .${f}.new`, `rm ${f}`, `ln .${f}.new ${f}`, `unlink .${f}.new`])];
+}
+
+/** A database edited in place: random 4 KiB pieces of /home/user/photos.bin overwritten where they lie. */
+function editInPlace(img, rnd, day, tmp) {
+  const bs = Number(debugfs(img, ['stats'], { dir: tmp }).match(/Block size:\s+(\d+)/)[1]);
+  const photos = listFiles(img, '/home/user', tmp).find((f) => f.name === 'photos.bin');
+  if (!photos) throw new Error('/home/user/photos.bin is not in the corpus volume');
+  const blocks = pickDistinct([...Array(Math.floor(photos.size / bs)).keys()], LIFE.inPlaceBlocks, rnd);
+  const out = debugfs(img, blocks.map((b) => `bmap /home/user/photos.bin ${b}`), { dir: tmp });
+  const physical = out.split('\n').filter((l) => /^\d+$/.test(l.trim())).map(Number);
+  if (physical.length !== blocks.length) throw new Error(`debugfs bmap: ${physical.length} of ${blocks.length} blocks`);
+  const fd = fs.openSync(img, 'r+');
+  try {
+    physical.forEach((p, i) => fs.writeSync(fd, seededBytes(`photos ${day} ${i}`, 4096), 0, 4096, p * bs));
+  } finally { fs.closeSync(fd); }
+}
+
+/** One seeded day of use (versions 3 and later), written into the image with debugfs (no mount, no root). */
+function dayOfUse(img, day, tmp) {
+  const rnd = prng(day);
+  const download = path.join(tmp, 'download.bin');
+  const log = path.join(tmp, 'app.log');
+  fs.writeFileSync(download, seededBytes(`download ${day}`, LIFE.downloadMB * MB));
+  fs.writeFileSync(log, seededLog(day * LIFE.logMBPerDay * MB));
+  const cmds = ['cd /home/user', `write ${dq(download)} download-${day}.bin`];
+  if (day - 2 >= 3) cmds.push(`rm download-${day - 2}.bin`);
+  if (day > 3) cmds.push('rm app.log');
+  cmds.push(`write ${dq(log)} app.log`, ...upgradeCommands(img, rnd, tmp));
+  debugfs(img, cmds, { write: true, dir: tmp });
+  editInPlace(img, rnd, day, tmp);
+}
+
+/** Makes version `day` (1-based) of the working copy. */
+function makeVersion(o, img, day, tmp) {
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  if (day <= 2) {
+    const src = day === 1 ? o.images.sysvol.path : o.images.sysvol2.path;
+    if (sh(`cp --sparse=always ${q(src)} ${q(img)}`).status !== 0) throw new Error(`could not copy ${src}`);
+  } else dayOfUse(img, day, tmp);
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+const dayTime = (day) => new Date(Date.UTC(2026, 0, day, 2)); // the snapshot of version `day`, one a day
+
+/** cairn on the working copy: one job, every step timed; a failed step throws. */
+function cairnLife(o, dir, img, mode) {
+  const repo = path.join(dir, 'cairn-repo');
+  const job = path.join(dir, 'job.json');
+  fs.writeFileSync(job, JSON.stringify({
+    name: 'lifecycle', source: { type: 'volume', path: img, mode }, compression: { type: 'zstd', level: o.level },
+    target: { type: 'local', path: repo }, password: { env: 'CAIRN_PASSWORD' },
+  }, null, 2));
+  const run = (step, ...args) => {
+    const t = timed(['node', CAIRN, ...args], { env: { CAIRN_PASSWORD: 'bench' }, cwd: dir });
+    if (!t.ok) throw new Error(`cairn ${step} failed (exit ${t.status}): ${(t.stderr || t.stdout).trim().split('\n').slice(-3).join(' | ')}`);
+    let json = null;
+    try { json = JSON.parse(t.stdout); } catch { /* not --json */ }
+    return { wall: t.wall, rssMB: t.rssKiB / 1024, json };
+  };
+  return {
+    repo,
+    init: () => run('init', 'init', job),
+    backup: (day) => run(`backup of version ${day}`, 'backup', job, '--json', '--time', dayTime(day).toISOString()),
+    forget: () => run('forget', 'forget', job, '--keep-last', String(LIFE.keep), '--json'),
+    prune: () => run('prune', 'prune', job, '--json'),
+    restore: (to) => run('restore', 'restore', job, 'latest', '--to', to, '--json'),
+  };
+}
+
+/** restic on the same working copy, the image from stdin as in peers.sh; a failed step throws. */
+function resticLife(dir, img) {
+  const repo = path.join(dir, 'restic-repo');
+  const env = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: path.join(dir, 'restic-cache') };
+  const run = (step, args, quiet = true) => {
+    const t = timed(['bash', '-c', `restic ${quiet ? '-q ' : ''}-r ${q(repo)} ${args}`], { env });
+    if (!t.ok) throw new Error(`restic ${step} failed (exit ${t.status}): ${t.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+    return { wall: t.wall, rssMB: t.rssKiB / 1024, stdout: t.stdout };
+  };
+  const time = (day) => dayTime(day).toISOString().replace('T', ' ').slice(0, 19);
+  return {
+    repo,
+    init: () => run('init', 'init'),
+    backup: (day) => run(`backup of version ${day}`, `backup --stdin --stdin-filename sysvol.img --time ${q(time(day))} < ${q(img)}`),
+    forgetPrune: () => { // with prune's own figures: "to repack: 123 blobs / 45.6 MiB", ...
+      const { stdout, ...t } = run('forget --prune', `forget --keep-last ${LIFE.keep} --prune`, false);
+      const stats = stdout.split('\n').map((l) => l.match(/^(to repack|this removes|to delete|total prune|remaining|unused size after prune):\s+(.*)$/)).filter(Boolean);
+      return { ...t, prune: Object.fromEntries(stats.map((m) => [m[1], m[2].trim()])) };
+    },
+    dumpIdentical: () => sh(`restic -q -r ${q(repo)} dump latest sysvol.img | cmp - ${q(img)}`, { capture: true, env }).status === 0,
+  };
+}
+
+/** cairn forget, then prune, sizes around both, then the newest snapshot restored and verified (throws if it differs). */
+function cairnForgetPrune(cairn, m, img, mode, dir) {
+  m.beforeB = duBytes(cairn.repo);
+  const f = cairn.forget();
+  m.forget = { wall: f.wall, rssMB: f.rssMB, removed: f.json?.removed?.length ?? null };
+  m.afterForgetB = duBytes(cairn.repo);
+  const p = cairn.prune();
+  m.prune = { wall: p.wall, rssMB: p.rssMB, result: p.json };
+  m.afterB = duBytes(cairn.repo);
+  log(`lifecycle cairn: forget ${f.wall.toFixed(2)} s, prune ${p.wall.toFixed(2)} s; repository ` +
+    `${(m.beforeB / MB).toFixed(1)} → ${(m.afterB / MB).toFixed(1)} MB`);
+  const restored = path.join(dir, 'restored.img');
+  cairn.restore(restored);
+  const v = verifyRestore(mode, restored, img);
+  fs.rmSync(restored, { force: true });
+  m.verified = { ok: v.ok, method: v.method, line: v.line };
+  if (!v.ok) throw new Error(`the newest snapshot after prune: ${v.line}\n${v.stderr.trim().split('\n').slice(-5).join('\n')}`);
+  log(`lifecycle cairn: newest snapshot after prune restored, ${v.line}`);
+}
+
+function resticForgetPrune(restic, m, img) {
+  m.beforeB = duBytes(restic.repo);
+  m.forgetPrune = restic.forgetPrune();
+  m.afterB = duBytes(restic.repo);
+  m.identical = restic.dumpIdentical();
+  log(`lifecycle restic: forget --prune ${m.forgetPrune.wall.toFixed(2)} s; repository ` +
+    `${(m.beforeB / MB).toFixed(1)} → ${(m.afterB / MB).toFixed(1)} MB; dump latest ${m.identical ? 'identical' : 'DIFFERS'}`);
+}
+
+/** One run: the history, backed up by both tools version by version, then forget and prune. */
+function lifecycleRun(o, mode, withRestic, dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const img = path.join(dir, 'volume.img');
+  const cairn = cairnLife(o, dir, img, mode);
+  const restic = withRestic ? resticLife(dir, img) : null;
+  const m = { cairn: { backups: [] }, restic: restic ? { backups: [] } : null };
+  const soft = (fn) => { // a restic failure is noted, and restic left out of the rest of the run
+    if (!restic || m.restic.error) return;
+    try { fn(); } catch (e) { m.restic.error = e.message; log(`lifecycle restic: ${e.message}`); }
+  };
+  cairn.init();
+  soft(() => restic.init());
+  for (let day = 1; day <= LIFE.versions; day++) {
+    makeVersion(o, img, day, path.join(dir, 'tmp'));
+    sh(`cat ${q(img)} > /dev/null`); // warm the page cache, as peers.sh does
+    const b = cairn.backup(day);
+    m.cairn.backups.push({ wall: b.wall, addedMB: (b.json?.bytesAdded ?? NaN) / MB, storedMB: duBytes(cairn.repo) / MB });
+    soft(() => { const { stdout, ...t } = restic.backup(day); m.restic.backups.push({ ...t, storedMB: duBytes(restic.repo) / MB }); });
+    const said = (x) => `${x.wall.toFixed(2)} s, repository ${x.storedMB.toFixed(1)} MB`;
+    log(`lifecycle version ${day}/${LIFE.versions}: cairn ${said(m.cairn.backups[day - 1])}` +
+      (m.restic?.backups[day - 1] ? `; restic ${said(m.restic.backups[day - 1])}` : ''));
+  }
+  cairnForgetPrune(cairn, m.cairn, img, mode, dir);
+  soft(() => resticForgetPrune(restic, m.restic, img));
+  return m;
+}
+
+/** The lifecycle step, --runs times; returns the summary for the results (rows are added too). */
+function lifecycle(o, mode, withRestic) {
+  const dir = path.join(o.work, 'lifecycle');
+  const runs = [];
+  for (let run = 1; run <= o.runs; run++) {
+    log(`lifecycle: run ${run}/${o.runs}, cairn ${mode}${withRestic ? ' and restic' : ''}: ${LIFE_HISTORY}`);
+    try {
+      runs.push({ run, ...lifecycleRun(o, mode, withRestic, dir) });
+    } catch (e) {
+      failures++;
+      log(`lifecycle: FAILED: ${e.message}`);
+      runs.push({ run, error: e.message });
+    }
+  }
+  if (!o.keep) fs.rmSync(dir, { recursive: true, force: true });
+  const summary = lifecycleSummary(runs, mode);
+  lifecycleRows(summary);
+  return summary;
+}
+
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+
+/** Medians over the runs that succeeded (restic: over the runs where restic did). */
+function lifecycleSummary(runs, mode) {
+  const ok = runs.filter((r) => !r.error);
+  const med = (rs, f) => median(rs.map(f));
+  const common = (rs, t) => ({
+    runs: rs.length,
+    backupsS: med(rs, (r) => sum(r[t].backups.map((b) => b.wall))),
+    firstBackupS: med(rs, (r) => r[t].backups[0].wall),
+    laterBackupS: med(rs, (r) => median(r[t].backups.slice(1).map((b) => b.wall))),
+    beforeMB: med(rs, (r) => r[t].beforeB / MB),
+    afterMB: med(rs, (r) => r[t].afterB / MB),
+    freedMB: med(rs, (r) => (r[t].beforeB - r[t].afterB) / MB),
+    laterAddedMB: med(rs, (r) => median(r[t].backups.slice(1).map((b, i) => b.storedMB - r[t].backups[i].storedMB))),
+  });
+  const cairn = !ok.length ? null : {
+    ...common(ok, 'cairn'),
+    forgetS: med(ok, (r) => r.cairn.forget.wall),
+    forgetRssMB: med(ok, (r) => r.cairn.forget.rssMB),
+    pruneS: med(ok, (r) => r.cairn.prune.wall),
+    forgetPruneS: med(ok, (r) => r.cairn.forget.wall + r.cairn.prune.wall),
+    pruneRssMB: med(ok, (r) => r.cairn.prune.rssMB),
+    afterForgetMB: med(ok, (r) => r.cairn.afterForgetB / MB),
+    pruneBytesFreedMB: med(ok, (r) => (r.cairn.prune.result?.bytesFreed ?? NaN) / MB),
+    pruneBytesWrittenMB: med(ok, (r) => (r.cairn.prune.result?.bytesWritten ?? NaN) / MB),
+    prunePacks: Object.fromEntries(['stored', 'unused', 'repacked'].map((k) => [k, med(ok, (r) => r.cairn.prune.result?.packs?.[k] ?? NaN)])),
+    verified: ok.every((r) => r.cairn.verified.ok) ? ok[0].cairn.verified.method : 'FAILED',
+  };
+  const rok = ok.filter((r) => r.restic && !r.restic.error);
+  const restic = !rok.length ? null : {
+    ...common(rok, 'restic'),
+    forgetPruneS: med(rok, (r) => r.restic.forgetPrune.wall),
+    forgetPruneRssMB: med(rok, (r) => r.restic.forgetPrune.rssMB),
+    dumpIdentical: rok.every((r) => r.restic.identical),
+    prune: rok.at(-1).restic.forgetPrune.prune, // restic's own figures, of the last run
+  };
+  const resticError = ok.find((r) => r.restic?.error)?.restic.error ?? null;
+  const ratio = cairn && restic ? cairn.forgetPruneS / restic.forgetPruneS : null;
+  return { mode, versions: LIFE.versions, keepLast: LIFE.keep, history: LIFE_HISTORY, historyBuilt: 'once per run',
+    cairn, restic, resticError, forgetPruneRatio: ratio, runs };
+}
+
+function lifecycleRows(s) {
+  const tool = `cairn ${s.mode}`;
+  const n = (rs) => (rs > 1 ? `, median of ${rs}` : '');
+  const failed = s.runs.filter((r) => r.error);
+  if (failed.length) row({ tool, step: 'lifecycle', note: `FAILED in ${failed.length}/${s.runs.length} runs: ${failed[0].error.split('\n')[0].slice(0, 140)}` });
+  const backups = (t, x) => row({ tool: t, step: `lifecycle: ${LIFE.versions} backups`, wall: x.backupsS, storedMB: x.beforeMB,
+    note: `first ${fmt(x.firstBackupS, 2)} s, then ${fmt(x.laterBackupS, 2)} s and +${fmt(x.laterAddedMB, 1)} MB each${n(x.runs)}` });
+  const c = s.cairn;
+  if (c) {
+    backups(tool, c);
+    row({ tool, step: `lifecycle: forget --keep-last ${LIFE.keep}`, wall: c.forgetS, rssMB: c.forgetRssMB, addedMB: c.afterForgetMB - c.beforeMB, storedMB: c.afterForgetMB,
+      note: `${LIFE.versions - LIFE.keep} snapshots removed${n(c.runs)}` });
+    const p = c.prunePacks;
+    row({ tool, step: 'lifecycle: prune', wall: c.pruneS, rssMB: c.pruneRssMB, addedMB: c.afterMB - c.afterForgetMB, storedMB: c.afterMB,
+      note: `bytesFreed ${fmt(c.pruneBytesFreedMB, 1)} MB${p ? `; packs ${fmt(p.stored, 0)}: ${fmt(p.unused, 0)} unused deleted, ${fmt(p.repacked, 0)} repacked` : ''} ` +
+        `(${fmt(c.pruneBytesWrittenMB, 1)} MB written)${n(c.runs)}` });
+    row({ tool, step: 'lifecycle: forget + prune', wall: c.forgetPruneS, addedMB: -c.freedMB, storedMB: c.afterMB,
+      note: `freed ${fmt(c.freedMB, 1)} MB; newest snapshot restored: ${c.verified}${n(c.runs)}` });
+  }
+  const r = s.restic;
+  if (r) {
+    backups('restic', r);
+    row({ tool: 'restic', step: `lifecycle: forget --prune`, wall: r.forgetPruneS, rssMB: r.forgetPruneRssMB, addedMB: -r.freedMB, storedMB: r.afterMB,
+      note: `forget --keep-last ${LIFE.keep} --prune; freed ${fmt(r.freedMB, 1)} MB; packs to repack ${r.prune?.['to repack'] ?? 'n/a'} (last run); ` +
+        `dump latest: cmp ${r.dumpIdentical ? 'identical' : 'DIFFERS'}${n(r.runs)}` });
+  } else if (s.resticError) row({ tool: 'restic', step: 'lifecycle', note: `FAILED: ${s.resticError.slice(0, 140)}` });
+}
+
+function lifecycleText(s) {
+  const c = s.cairn ?? {};
+  const r = s.restic ?? {};
+  const f = (x, d = 1, unit = '') => (x == null || Number.isNaN(x) ? 'n/a' : `${x.toFixed(d)}${unit}`);
+  const pct = (x) => (x.freedMB == null ? '' : ` (${f((100 * x.freedMB) / x.beforeMB, 0)} %)`);
+  const lines = [`Lifecycle: ${s.history}; then keep the last ${s.keepLast} (median of the runs; history rebuilt in every run):`,
+    `  ${''.padEnd(26)}${`cairn ${s.mode}`.padEnd(24)}restic`];
+  const line = (label, a, b = '') => lines.push(`  ${label.padEnd(26)}${a.padEnd(24)}${b}`);
+  line(`${s.versions} backups`, f(c.backupsS, 2, ' s'), f(r.backupsS, 2, ' s'));
+  const each = (x) => `${f(x.laterBackupS, 2, ' s')}, +${f(x.laterAddedMB, 1, ' MB')}`;
+  line(`each of versions 2-${s.versions}`, each(c), each(r));
+  line(`forget --keep-last ${s.keepLast}`, f(c.forgetS, 2, ' s'), '');
+  line('prune', f(c.pruneS, 2, ' s'), '');
+  line('forget + prune', f(c.forgetPruneS, 2, ' s'), `${f(r.forgetPruneS, 2, ' s')} (forget --prune)`);
+  line('repository before', f(c.beforeMB, 1, ' MB'), f(r.beforeMB, 1, ' MB'));
+  line('repository after', f(c.afterMB, 1, ' MB'), f(r.afterMB, 1, ' MB'));
+  line('freed', f(c.freedMB, 1, ' MB') + pct(c), f(r.freedMB, 1, ' MB') + pct(r));
+  if (s.forgetPruneRatio != null) lines.push(`  forget + prune time, cairn / restic: ${s.forgetPruneRatio.toFixed(2)}`);
+  return lines.join('\n');
+}
+
 // ---------------------------------------------------------------------------- goals
 const find = (tool, step) => rows.find((r) => r.tool === tool && r.step === step && r.wall != null) ?? null;
 const STEPS = [['full', 'full (sysvol)'], ['incr', 'incr (sysvol2)'], ['restore', 'restore latest']];
@@ -667,7 +1028,7 @@ function main() {
   if (needed.length) die(`required packages missing: ${needed.join(' ')}`);
   let peers = [];
   if (o.peers) {
-    const unavailable = aptEnsure(['restic', 'borgbackup', 'partclone']);
+    const unavailable = aptEnsure(o.onlyLifecycle ? ['restic'] : ['restic', 'borgbackup', 'partclone']);
     const status = { restic: has('restic'), borg: has('borg'), partclone: has('partclone.ext4') };
     peers = Object.keys(status).filter((k) => status[k]);
     if (unavailable.length) log(`continuing without: ${unavailable.join(' ')}`);
@@ -691,16 +1052,19 @@ function main() {
   if (loadAtStart[0] > 0.5 * os.cpus().length) {
     log(`note: load average is ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} cores; other work on this machine will skew the timings`);
   }
-  for (const mode of o.modes) cairnRuns(o, o.images, mode);
-  if (o.peers) {
-    zstdPeer(o, o.images);
-    if (peers.length) sharedPeers(o, peers);
-    else log('restic, borg and partclone are not installed; skipping peers.sh');
-    if (peers.includes('partclone')) partcloneIncr(o);
+  if (!o.onlyLifecycle) {
+    for (const mode of o.modes) cairnRuns(o, o.images, mode);
+    if (o.peers) {
+      zstdPeer(o, o.images);
+      if (peers.length) sharedPeers(o, peers);
+      else log('restic, borg and partclone are not installed; skipping peers.sh');
+      if (peers.includes('partclone')) partcloneIncr(o);
+    }
   }
+  const life = o.lifecycle ? lifecycle(o, o.modes[0], peers.includes('restic')) : null;
   let remote = null;
-  if (o.remote) remote = remoteRuns(o, o.modes[0]);
-  const goal = goals(o.modes[0]);
+  if (o.remote && !o.onlyLifecycle) remote = remoteRuns(o, o.modes[0]);
+  const goal = o.onlyLifecycle ? null : goals(o.modes[0]);
   const remoteCmp = remoteSummary(o.modes[0]);
 
   const title = `cairn bench — ${o.quick ? 'quick corpus' : 'shared corpus'} ${o.corpus} ` +
@@ -710,16 +1074,19 @@ function main() {
   console.log('MB = 2^20 bytes. MB/s = image size / wall. added = bytes this step added to the repository ' +
     '(cairn: bytesAdded from --json; peers: growth of the repository). stored = repository size on disk ' +
     'after the step (du; S3: sum of object sizes). RSS = peak resident set size of the process (/usr/bin/time %M). ' +
-    'Restores write a file. "tool → target" rows: the same volume backed up to a local Ceph RGW (S3) or a local OpenSSH sshd (SFTP).');
-  console.log(`\n${goalsText(goal)}`);
+    'Restores write a file. "tool → target" rows: the same volume backed up to a local Ceph RGW (S3) or a local OpenSSH sshd (SFTP). ' +
+    '"lifecycle" rows: a copy of the volume through 10 versions, then keep the last 3; their added = change of the repository size (du -sb; negative: freed).');
+  if (goal) console.log(`\n${goalsText(goal)}`);
+  if (life) console.log(`\n${lifecycleText(life)}`);
   if (remoteCmp.length) console.log(`\n${remoteText(remoteCmp)}`);
 
-  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}.json`);
+  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(),
     title,
-    options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote },
+    options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote,
+      lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
@@ -728,6 +1095,7 @@ function main() {
     units: { MB: 1048576, wall: 's', mbps: 'MB/s of image size', rssMB: 'peak RSS' },
     durationS: Math.round((Date.now() - started) / 1000),
     goals: goal,
+    lifecycle: life,
     remote: remote ? { comparison: remoteCmp, ...remote } : null,
     rows,
   }, null, 2) + '\n');
