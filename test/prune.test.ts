@@ -178,4 +178,23 @@ describe('prune', () => {
     expect((await snapshots(job, { plugins })).length).toBe(2);
     await checkClean(job, plugins);
   });
+
+  test('forget --prune forgets and prunes in one run', async () => {
+    const dir = await useTempDir();
+    const volume = join(dir, 'volume.img');
+    await writeFile(volume, randomBytesFor('forget-prune', 8 * MiB));
+    const job = await writeJob(dir, { source: volume, compression: { type: 'none' } });
+    await init(job);
+    await backup(job);
+    await overwriteWithRandom(volume, 0, 8 * MiB, 'forget-prune-2');
+    const kept = await backup(job);
+    const result = await runCli(['forget', job, '--keep-last', '1', '--prune', '--json'], { env: PASSWORD_ENV });
+    expectSuccess(result);
+    const json = parseJson<{ removed: string[]; prune: PruneSummary }>(result);
+    expect(json.removed).toHaveLength(1);
+    expect(json.prune.bytesFreed).toBeGreaterThan(7 * MiB);
+    expect((await snapshots(job)).map((s) => s.id)).toEqual([kept.snapshot]);
+    await restore(job, kept.snapshot, join(dir, 'kept.img'));
+    expect(await sameBytes(volume, join(dir, 'kept.img'))).toBe(true);
+  });
 });

@@ -5,6 +5,8 @@ import { formatInZone, isValidTimeZone } from '../../retention/calendar.js';
 import { COUNT_RULES, describePolicy, parseGroupBy, parseRetentionDuration, type GroupKey, type RetentionPolicy } from '../../retention/policy.js';
 import { defineCommand, withJob } from '../command.js';
 import { listOf, parseTagFlags } from '../format.js';
+import { PruneOperation } from '../../operations/prune.js';
+import { DEFAULT_PRUNE, describePrune } from './prune.js';
 
 /** The --keep-* count flags and the policy rule each sets. */
 const COUNT_FLAGS = {
@@ -42,7 +44,8 @@ export const forgetCommand = defineCommand({
       .option('group-by', { type: 'string', default: 'host,job', describe: 'Apply the policy to each group of snapshots sharing these (comma list of host, job, tags; empty: one group)' })
       .option('time-zone', { type: 'string', describe: 'IANA time zone the calendar rules count in (default: the job\'s retention.timeZone, else the local zone)' })
       .option('all-jobs', { type: 'boolean', default: false, describe: "Apply the policy to every snapshot in the repository, not only to this job's" })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would be kept and removed; remove nothing' }),
+      .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would be kept and removed; remove nothing' })
+      .option('prune', { type: 'boolean', default: false, describe: 'Then run `cairn prune` with its defaults, in the same run (with --dry-run: say what it would delete)' }),
   async run(args, { core, output }) {
     // Every flag is checked before the job file or the repository is touched.
     const options: ForgetOptions = {
@@ -56,7 +59,12 @@ export const forgetCommand = defineCommand({
     if (args.timeZone !== undefined) options.timeZone = checkedTimeZone(args.timeZone);
     const job = await core.get(JobLoader).load(args.job);
     const result = await core.get(ForgetOperation).run(job, options);
-    output.result(result, () => describeResult(result));
+    if (!args.prune) {
+      output.result(result, () => describeResult(result));
+      return ExitCode.ok;
+    }
+    const pruned = await core.get(PruneOperation).run(job, { ...DEFAULT_PRUNE, dryRun: args.dryRun });
+    output.result({ ...result, prune: pruned }, () => describeResult(result) + describePrune(pruned));
     return ExitCode.ok;
   },
 });

@@ -4,6 +4,9 @@ import { PruneOperation, type PruneResult } from '../../operations/prune.js';
 import { defineCommand, withJob } from '../command.js';
 import { formatBytes, parseSize, parseWait } from '../format.js';
 
+/** What `prune` does without flags (and `forget --prune`). */
+export const DEFAULT_PRUNE = { repackThreshold: 0.5, maxRepackBytes: Infinity, maxWaitMs: 60 * 60 * 1000 };
+
 export const pruneCommand = defineCommand({
   command: 'prune <job>',
   describe: 'Delete data that no snapshot needs (after forget), and repack mostly unused packs',
@@ -28,7 +31,7 @@ export const pruneCommand = defineCommand({
   },
 });
 
-function describePrune(r: PruneResult): string {
+export function describePrune(r: PruneResult): string {
   const { packs } = r;
   const lines = [
     `${r.snapshots} snapshot(s), ${packs.stored} pack(s): ${packs.unused} unused, ${packs.orphans} left by interrupted backups, ${packs.repacked} to repack, ${packs.kept} kept`,
