@@ -197,4 +197,25 @@ describe('prune', () => {
     await restore(job, kept.snapshot, join(dir, 'kept.img'));
     expect(await sameBytes(volume, join(dir, 'kept.img'))).toBe(true);
   });
+
+  test('with nothing to delete, prune still merges the small index files many runs left', async () => {
+    const dir = await useTempDir();
+    const repository = join(dir, 'repo');
+    const volume = join(dir, 'volume.img');
+    await writeFile(volume, randomBytesFor('merge-0', 1 * MiB));
+    const job = await writeJob(dir, { source: volume, compression: { type: 'none' }, chunkSize: 64 * 1024 });
+    await init(job);
+    const made = [];
+    for (let i = 0; i < 18; i++) {
+      await overwriteWithRandom(volume, 0, 64 * 1024, `merge-${i}`);
+      made.push(await backup(job));
+    }
+    expect((await readdir(join(repository, 'index'))).length).toBeGreaterThan(16);
+    const pruned = await prune(job);
+    expect(pruned).toMatchObject({ bytesDeleted: 0, packs: { unused: 0, orphans: 0 } });
+    expect(pruned.indexFiles.after).toBe(1);
+    expect(await readdir(join(repository, 'index'))).toHaveLength(1);
+    await restore(job, made[0]!.snapshot, join(dir, 'first.img'));
+    await checkClean(job);
+  });
 });

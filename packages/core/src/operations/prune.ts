@@ -8,7 +8,7 @@ import { AUTHENTICATED_CONFIG_VERSION } from '../repository/config.js';
 import { loadMarks, writeMark, type StoredMark } from '../repository/marks.js';
 import { addReferencedBlobs, indexOf, packUsage, readIndexFiles, referencedSet } from '../pipeline/prune-usage.js';
 import { planPrune, repackPacks, type PrunePlan, type PrunePolicy } from '../pipeline/prune-plan.js';
-import { sweepMarks, type SweepResult } from '../pipeline/prune-sweep.js';
+import { MERGE_ABOVE_FILES, sweepMarks, type SweepResult } from '../pipeline/prune-sweep.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { PipelineWorkers } from './pipeline-workers.js';
@@ -97,7 +97,9 @@ export class PruneOperation {
     result.bytesWritten = await repackPacks(repository, pool, plan.repack, this.progress.create());
     const toMark = [...plan.unused, ...plan.orphans, ...plan.repack.map((r) => r.pack)].map((p) => p.id).concat(vanished);
     const marks = toMark.length > 0 ? [...earlier, await writeMark(repository, toMark, this.clock.now())] : earlier;
-    const sweep = await this.#sweepWhenSafe(repository, pool, lock, marks, known, options.maxWaitMs);
+    // With nothing to delete, a sweep still merges the small index files many writers leave.
+    const mergeDue = indexFiles.files.size > MERGE_ABOVE_FILES;
+    const sweep = await this.#sweepWhenSafe(repository, pool, lock, marks, known, options.maxWaitMs, mergeDue);
     Object.assign(result, this.#sweepFigures(sweep.result, marks, sweep.ready));
     result.bytesFreed = result.bytesDeleted - result.bytesWritten;
     result.staleLocksRemoved = (await this.locks.remove(repository, { all: false, except: lock.id })).length;
@@ -106,16 +108,16 @@ export class PruneOperation {
   }
 
   /** Sweeps the marks no running operation can still use, waiting up to `maxWaitMs` for older operations to finish. */
-  async #sweepWhenSafe(repository: Repository, pool: WorkerPool, lock: HeldLock, marks: StoredMark[], known: Map<string, string[]>, maxWaitMs: number) {
+  async #sweepWhenSafe(repository: Repository, pool: WorkerPool, lock: HeldLock, marks: StoredMark[], known: Map<string, string[]>, maxWaitMs: number, mergeDue: boolean) {
     const deadline = Date.now() + maxWaitMs;
     let ready = await this.#sweepable(repository, lock, marks);
+    if (ready.length < marks.length && maxWaitMs > 0) this.logger.info('Waiting for operations that started before the prune mark to finish');
     while (ready.length < marks.length && Date.now() < deadline) {
-      if (ready.length === 0) this.logger.info('Waiting for operations that started before the prune mark to finish');
       await sleep(POLL_MS);
       ready = await this.#sweepable(repository, lock, marks);
     }
     const allMarked = new Set(marks.flatMap((m) => m.mark.packs));
-    const result = ready.length > 0 ? await sweepMarks(repository, pool, ready, allMarked, known) : undefined;
+    const result = ready.length > 0 || mergeDue ? await sweepMarks(repository, pool, ready, allMarked, known) : undefined;
     return { ready, result };
   }
 

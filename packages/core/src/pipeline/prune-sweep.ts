@@ -16,7 +16,7 @@ export interface SweepResult {
 }
 
 /** Above this many index files, small ones are merged while prune rewrites the index. */
-const MERGE_ABOVE_FILES = 16;
+export const MERGE_ABOVE_FILES = 16;
 const SMALL_FILE_PACKS = 64;
 
 /**
