@@ -664,36 +664,50 @@ async function firstBlockFromExtents(volume: VolumeReader, sb: Superblock, iBloc
  */
 async function checkJournalIsEmpty(volume: VolumeReader, sb: Superblock, descs: GroupDesc[]): Promise<JournalBlock[]> {
   const ino = sb.journalInode;
+  const inode = await readJournalInode(volume, sb, descs, ino);
+  const what = `journal inode ${ino}`;
+  const inodeCsumSeed = sb.metadataCsum ? checkInodeChecksum(sb, ino, inode, what) : 0;
+  const { journalBlocks, first, read } = await journalStart(volume, sb, inode, inodeCsumSeed, what);
+  await checkJournalSuperblock(volume, sb, first, journalBlocks);
+  return read;
+}
+
+/** The journal inode's bytes, from its group's inode table. */
+async function readJournalInode(volume: VolumeReader, sb: Superblock, descs: GroupDesc[], ino: number): Promise<Uint8Array> {
   const group = Math.floor((ino - 1) / sb.inodesPerGroup);
   const index = (ino - 1) % sb.inodesPerGroup;
   const desc = descs[group];
   if (!desc) fail(`journal inode ${ino} is in group ${group}, past the ${sb.groupCount} groups`);
   if ((sb.metadataCsum || sb.gdtCsum) && desc.flags & BG_INODE_UNINIT) fail(`journal inode ${ino} is in group ${group}, whose inode table is uninitialised`);
   // The inode table location was checked by parseDescriptors; the index is below inodes_per_group.
-  const inode = await readExact(volume, desc.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
+  return readExact(volume, desc.inodeTable * sb.blockSize + index * sb.inodeSize, sb.inodeSize);
+}
+
+/** Checks an inode's crc32c (metadata_csum); returns the inode's checksum seed, which its extent blocks use too. */
+function checkInodeChecksum(sb: Superblock, ino: number, inode: Uint8Array, what: string): number {
   const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
-  const what = `journal inode ${ino}`;
-
-  let inodeCsumSeed = 0;
-  if (sb.metadataCsum) {
-    inodeCsumSeed = crc32cLe32(crc32cLe32(sb.csumSeed, ino), view.getUint32(0x64, true));
-    const extraIsize = sb.inodeSize > GOOD_OLD_INODE_SIZE ? view.getUint16(0x80, true) : 0;
-    if (GOOD_OLD_INODE_SIZE + extraIsize > sb.inodeSize || extraIsize % 4 !== 0) fail(`${what} has an invalid extra inode size ${extraIsize}`);
-    const hasHi = sb.inodeSize > GOOD_OLD_INODE_SIZE && INODE_CHECKSUM_HI + 2 <= GOOD_OLD_INODE_SIZE + extraIsize;
-    let crc = crc32cUpdate(inodeCsumSeed, inode, 0, INODE_CHECKSUM_LO);
-    crc = crc32cUpdate(crc, zero);
-    crc = crc32cUpdate(crc, inode, INODE_CHECKSUM_LO + 2, GOOD_OLD_INODE_SIZE);
-    if (sb.inodeSize > GOOD_OLD_INODE_SIZE) {
-      crc = crc32cUpdate(crc, inode, GOOD_OLD_INODE_SIZE, INODE_CHECKSUM_HI);
-      if (hasHi) crc = crc32cUpdate(crc, zero);
-      crc = crc32cUpdate(crc, inode, hasHi ? INODE_CHECKSUM_HI + 2 : INODE_CHECKSUM_HI, sb.inodeSize);
-    }
-    let stored = view.getUint16(INODE_CHECKSUM_LO, true);
-    if (hasHi) stored += view.getUint16(INODE_CHECKSUM_HI, true) * 0x10000;
-    else crc &= 0xffff;
-    if (stored !== crc >>> 0) fail(`${what} checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${(crc >>> 0).toString(16)})`);
+  const inodeCsumSeed = crc32cLe32(crc32cLe32(sb.csumSeed, ino), view.getUint32(0x64, true));
+  const extraIsize = sb.inodeSize > GOOD_OLD_INODE_SIZE ? view.getUint16(0x80, true) : 0;
+  if (GOOD_OLD_INODE_SIZE + extraIsize > sb.inodeSize || extraIsize % 4 !== 0) fail(`${what} has an invalid extra inode size ${extraIsize}`);
+  const hasHi = sb.inodeSize > GOOD_OLD_INODE_SIZE && INODE_CHECKSUM_HI + 2 <= GOOD_OLD_INODE_SIZE + extraIsize;
+  let crc = crc32cUpdate(inodeCsumSeed, inode, 0, INODE_CHECKSUM_LO);
+  crc = crc32cUpdate(crc, zero);
+  crc = crc32cUpdate(crc, inode, INODE_CHECKSUM_LO + 2, GOOD_OLD_INODE_SIZE);
+  if (sb.inodeSize > GOOD_OLD_INODE_SIZE) {
+    crc = crc32cUpdate(crc, inode, GOOD_OLD_INODE_SIZE, INODE_CHECKSUM_HI);
+    if (hasHi) crc = crc32cUpdate(crc, zero);
+    crc = crc32cUpdate(crc, inode, hasHi ? INODE_CHECKSUM_HI + 2 : INODE_CHECKSUM_HI, sb.inodeSize);
   }
+  let stored = view.getUint16(INODE_CHECKSUM_LO, true);
+  if (hasHi) stored += view.getUint16(INODE_CHECKSUM_HI, true) * 0x10000;
+  else crc &= 0xffff;
+  if (stored !== crc >>> 0) fail(`${what} checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${(crc >>> 0).toString(16)})`);
+  return inodeCsumSeed;
+}
 
+/** The journal's size in blocks and its first block (the journal superblock), with the blocks read to find it. */
+async function journalStart(volume: VolumeReader, sb: Superblock, inode: Uint8Array, inodeCsumSeed: number, what: string): Promise<{ journalBlocks: number; first: number; read: JournalBlock[] }> {
+  const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
   const mode = view.getUint16(0x00, true);
   if ((mode & S_IFMT) !== S_IFREG) fail(`${what} is not a regular file (mode 0${mode.toString(8)})`);
   if (view.getUint16(0x1a, true) === 0) fail(`${what} is not in use (links count 0)`);
@@ -713,7 +727,11 @@ async function checkJournalIsEmpty(volume: VolumeReader, sb: Superblock, descs: 
     checkDataBlock(sb, first, 'journal superblock (i_block[0])');
   }
   read.push({ block: first, what: 'journal superblock' });
+  return { journalBlocks, first, read };
+}
 
+/** Refuses a journal superblock that is not valid, records an error, or holds transactions not yet written back. */
+async function checkJournalSuperblock(volume: VolumeReader, sb: Superblock, first: number, journalBlocks: number): Promise<void> {
   const jsb = await readExact(volume, first * sb.blockSize, JBD2_SUPERBLOCK_SIZE);
   const jview = new DataView(jsb.buffer, jsb.byteOffset, jsb.byteLength);
   const at = `the journal superblock at block ${first}`;
@@ -747,7 +765,6 @@ async function checkJournalIsEmpty(volume: VolumeReader, sb: Superblock, descs: 
     if (start < firstLog || start >= maxLen) fail(`${at} has its log start ${start} outside ${firstLog}..${maxLen - 1}`);
     fail('the journal holds transactions not yet written back (mounted and not frozen?); freeze it with fsfreeze or unmount it');
   }
-  return read;
 }
 
 // ---------------------------------------------------------------------------------------------
