@@ -60,20 +60,8 @@ export interface SnapshotRow {
   [key: string]: unknown;
 }
 
-/** What `prune --json` prints (README, Prune and concurrent writers). */
-export interface PruneSummary {
-  dryRun: boolean;
-  snapshots: number;
-  packs: { stored: number; unused: number; orphans: number; repacked: number; kept: number };
-  bytesDeleted: number;
-  bytesWritten: number;
-  bytesFreed: number;
-  postponedPacks: number;
-  keptAfterAll: number;
-  indexFiles: { before: number; after: number };
-  staleLocksRemoved: number;
-  leftoversRemoved: number;
-}
+/** What `prune --json` prints: the operation's result, as JSON. */
+export type { PruneResult as PruneSummary } from '@cairn/core';
 
 /** `cairn <command> <job> ...` that must succeed. */
 export async function cairnOk(command: string, job: string, args: string[] = [], options: CliOptions = {}): Promise<CliResult> {

@@ -33,11 +33,14 @@ export class PipelineWorkers {
 
   /** Gives the pool its keys and codecs while the repository's index loads; resolves to the index. */
   async prepare(pool: WorkerPool, repository: Repository, job: LoadedJob, purpose: PoolPurpose): Promise<BlobIndex> {
-    const initialised = this.#codecSetup(job, purpose).then((setup) =>
-      pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), ...setup }),
-    );
-    const [, index] = await Promise.all([initialised, repository.loadIndex(purpose)]);
+    const [, index] = await Promise.all([this.start(pool, repository, job, purpose), repository.loadIndex(purpose)]);
     return index;
+  }
+
+  /** Gives the pool its keys and codecs, for an operation that reads the index its own way (prune). */
+  async start(pool: WorkerPool, repository: Repository, job: LoadedJob, purpose: PoolPurpose): Promise<void> {
+    const setup = await this.#codecSetup(job, purpose);
+    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), ...setup });
   }
 
   async #codecSetup(job: LoadedJob, purpose: PoolPurpose): Promise<{ codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }> {

@@ -69,7 +69,7 @@ export class PruneOperation {
         const mode = repository.config.version >= AUTHENTICATED_CONFIG_VERSION ? 'maintenance' : 'exclusive';
         const lock = await this.locks.acquire(repository, 'prune', mode);
         try {
-          await this.workers.prepare(pool, repository, job, 'read');
+          await this.workers.start(pool, repository, job, 'read');
           return await this.#prune(repository, pool, lock, options);
         } finally {
           await lock.dispose();
