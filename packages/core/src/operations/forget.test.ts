@@ -7,7 +7,7 @@ import { createCore, type Core } from '../create-core.js';
 import { SourceRegistry, TargetRegistry, type Logger } from '../services.js';
 import { SnapshotNotFoundError, UsageError } from '../errors.js';
 import { MemoryTarget } from '../testing/memory-target.js';
-import type { OpenedSource } from '../source.js';
+import { memorySource } from '../testing/memory-source.js';
 import type { Target } from '../target.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { InitOperation } from './init.js';
@@ -22,19 +22,6 @@ import { ForgetOperation, type ForgetResult } from './forget.js';
  */
 
 const IMAGE = randomBytes(200_000);
-
-function memorySource(): OpenedSource {
-  return {
-    path: 'memory',
-    layout: { size: IMAGE.length, sectorSize: 512, kind: 'file', partitionTable: { type: 'none' }, mode: 'exact', partitions: [] },
-    extents: [{ offset: 0, length: IMAGE.length }],
-    warnings: [],
-    async read(into, offset, length) {
-      into.set(IMAGE.subarray(offset, offset + length));
-    },
-    dispose() {},
-  };
-}
 
 function jobNamed(name: string, retention?: LoadedJob['config']['retention']): LoadedJob {
   return {
@@ -80,7 +67,7 @@ describe('ForgetOperation', () => {
       dispose() {},
     };
     core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => view });
-    core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => memorySource() });
+    core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => memorySource(IMAGE) });
     await core.get(InitOperation).run(job);
   });
   afterEach(async () => {

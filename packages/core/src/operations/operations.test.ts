@@ -9,7 +9,7 @@ import { Clock, SourceRegistry, TargetRegistry, type Logger } from '../services.
 import { EngineHooks, type JobRun, type RunOutcome } from '../hooks.js';
 import { DamageError, HookTapError, SnapshotAbortedError } from '../errors.js';
 import { MemoryTarget } from '../testing/memory-target.js';
-import type { OpenedSource } from '../source.js';
+import { memorySource } from '../testing/memory-source.js';
 import type { Target } from '../target.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { InitOperation } from './init.js';
@@ -24,19 +24,6 @@ import { SnapshotsOperation } from './snapshots.js';
  */
 
 const IMAGE = Buffer.concat([randomBytes(256 * 1024), Buffer.alloc(128 * 1024), randomBytes(100_000)]);
-
-function memorySource(): OpenedSource {
-  return {
-    path: 'memory',
-    layout: { size: IMAGE.length, sectorSize: 512, kind: 'file', partitionTable: { type: 'none' }, mode: 'exact', partitions: [] },
-    extents: [{ offset: 0, length: IMAGE.length }],
-    warnings: [],
-    async read(into, offset, length) {
-      into.set(IMAGE.subarray(offset, offset + length));
-    },
-    dispose() {},
-  };
-}
 
 /** A view of `target` whose dispose() leaves it open. */
 function kept(target: MemoryTarget): Target {
@@ -78,7 +65,7 @@ describe('operations and their hooks', () => {
     target = new MemoryTarget();
     // Each operation disposes the target it opened; the repository must outlive them.
     core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => kept(target) });
-    core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => memorySource() });
+    core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => memorySource(IMAGE) });
     hooks = core.get<Readonly<EngineHooks>>(EngineHooks);
     await core.get(InitOperation).run(job);
   });

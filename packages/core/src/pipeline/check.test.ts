@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/index.js';
 import type { ByteRange, ObjectInfo, Target } from '../target.js';
-import type { OpenedSource } from '../source.js';
+import { memorySource } from '../testing/memory-source.js';
 import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { Keys } from '../repository/format.js';
 import { NONE_CODEC } from '../codecs/builtin.js';
@@ -55,19 +55,6 @@ class SteppingTarget implements Target {
     return this.inner.isNotFound(err);
   }
   dispose(): void {}
-}
-
-function memorySource(image: Buffer): OpenedSource {
-  return {
-    path: 'memory',
-    layout: { size: image.length, sectorSize: 512, kind: 'file', partitionTable: { type: 'none' }, mode: 'exact', partitions: [] },
-    extents: [{ offset: 0, length: image.length }],
-    warnings: [],
-    async read(into, offset, length) {
-      into.set(image.subarray(offset, offset + length));
-    },
-    dispose() {},
-  };
 }
 
 describe('check while the repository changes', () => {

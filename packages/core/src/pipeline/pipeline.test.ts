@@ -7,6 +7,7 @@ import { blake3 } from '@napi-rs/blake-hash';
 import { FaultyTarget, MemoryTarget } from '../testing/index.js';
 import { DamageError, SourceReadError } from '../errors.js';
 import type { OpenedSource } from '../source.js';
+import { memorySource } from '../testing/memory-source.js';
 import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { NONE_CODEC } from '../codecs/builtin.js';
 import { Keys } from '../repository/format.js';
@@ -21,19 +22,6 @@ import { silentProgress } from './progress.js';
 const CHUNK = 64 * 1024;
 
 /** A volume held in memory: the pipeline does not care where bytes come from. */
-function memorySource(image: Buffer, extents = [{ offset: 0, length: image.length }]): OpenedSource {
-  return {
-    path: 'memory',
-    layout: { size: image.length, sectorSize: 512, kind: 'file', partitionTable: { type: 'none' }, mode: 'exact', partitions: [] },
-    extents,
-    warnings: [],
-    async read(into, offset, length) {
-      into.set(image.subarray(offset, offset + length));
-    },
-    dispose() {},
-  };
-}
-
 function sampleImage(): Buffer {
   const image = Buffer.alloc(CHUNK * 20 + 1000); // a short last chunk
   randomBytes(CHUNK * 3).copy(image, 0);

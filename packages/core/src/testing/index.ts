@@ -4,3 +4,4 @@ export { MemoryTarget, ObjectNotFoundError } from './memory-target.js';
 export { FaultyTarget, InjectedFaultError, type TargetOperation } from './faulty-target.js';
 export { createTestPluginContext } from './plugin-context.js';
 export { holdRepositoryLock, writeForeignLock, type ForeignLockOptions, type HoldLockOptions } from './hold-lock.js';
+export { memorySource } from './memory-source.js';
