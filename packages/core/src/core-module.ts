@@ -1,10 +1,10 @@
 import { PruneOperation } from './operations/prune.js';
 import { UnlockOperation } from './operations/unlock.js';
 import { ContainerModule, injectable } from './vendor.js';
-import { Clock, CodecRegistry, SourceRegistry, TargetRegistry } from './services.js';
+import { Clock, CodecRegistry, NotifierRegistry, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, HookContribution, createEngineHooks } from './hooks.js';
 import { HookRunner } from './hook-runner.js';
-import { DefaultCodecRegistry, DefaultSourceRegistry, DefaultTargetRegistry } from './plugins/registries.js';
+import { DefaultCodecRegistry, DefaultNotifierRegistry, DefaultSourceRegistry, DefaultTargetRegistry } from './plugins/registries.js';
 import { PluginContextFactory } from './plugins/plugin-context.js';
 import { PluginHost } from './plugins/plugin-host.js';
 import { NONE_CODEC } from './codecs/builtin.js';
@@ -12,6 +12,8 @@ import { JobSchema } from './job/job-schema.js';
 import { JobLoader } from './job/job-loader.js';
 import { SecretReader } from './job/secrets.js';
 import { JobCommands } from './job/job-commands.js';
+import { Notifications } from './notifications/notifications.js';
+import { BackupNotifications } from './notifications/backup-notifications.js';
 import { Repositories } from './repository/repositories.js';
 import { RepositoryLocks } from './repository/lock.js';
 import { JobRuns } from './operations/job-runs.js';
@@ -43,6 +45,7 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(HookRunner).toSelf();
   bind(TargetRegistry).to(DefaultTargetRegistry);
   bind(SourceRegistry).to(DefaultSourceRegistry);
+  bind(NotifierRegistry).to(DefaultNotifierRegistry);
   bind<CodecRegistry>(CodecRegistry)
     .to(DefaultCodecRegistry)
     .onActivation((_context, registry) => {
@@ -57,6 +60,9 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(SecretReader).toSelf();
   bind(JobCommands).toSelf();
   bind(HookContribution).toService(JobCommands);
+  bind(Notifications).toSelf();
+  bind(BackupNotifications).toSelf();
+  bind(HookContribution).toService(BackupNotifications);
 
   bind(Repositories).toSelf();
   bind(RepositoryLocks).toSelf();

@@ -56,7 +56,11 @@ export class HookRunner {
 
   /** Runs every tap of a hook that reports what happened; failures are logged with the tap's name and returned. */
   async after<Args extends unknown[]>(hook: TappableHook<Args>, ...args: Args): Promise<TapFailure[]> {
-    const failures: TapFailure[] = [];
+    return this.afterInto([], hook, ...args);
+  }
+
+  /** `after`, pushing each failure into `failures` as it happens, so that later taps can see the earlier ones fail. */
+  async afterInto<Args extends unknown[]>(failures: TapFailure[], hook: TappableHook<Args>, ...args: Args): Promise<TapFailure[]> {
     for (const tap of hook.taps) {
       try {
         await callTap(tap, args);

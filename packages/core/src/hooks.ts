@@ -1,6 +1,7 @@
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from './vendor.js';
 import type { OpenedSource, VolumeLayout } from './source.js';
 import type { SnapshotManifest } from './repository/snapshot.js';
+import type { TapFailure } from './hook-runner.js';
 
 /*
  * The extension points of a run, all declared here. Two levels, as in webpack:
@@ -92,7 +93,12 @@ export interface RestoreRun extends JobRun {
   readonly hooks: Readonly<RestoreRunHooks>;
 }
 
-export type RunOutcome = { ok: true } | { ok: false; error: unknown };
+/**
+ * How a run ended. A successful run's `tapFailures` are the `after` taps that failed so far
+ * (the run's own hooks, then the `afterRun` taps before this one): the result stands, but the
+ * command exits 1.
+ */
+export type RunOutcome = { ok: true; tapFailures?: readonly TapFailure[] } | { ok: false; error: unknown };
 
 export interface EngineHooks {
   /** Before a backup or restore touches the source, the repository or the destination (the job's `hooks.before` commands run here for backups). */

@@ -8,6 +8,7 @@ export * from './source.js';
 export * from './codec.js';
 export * from './hooks.js';
 export * from './plugin.js';
+export * from './notify.js';
 
 // One copy of inversify and tapable for every package: plugins use these, never their own.
 export { Container, ContainerModule, inject, injectable, multiInject, optional, type ContainerModuleLoadOptions, type ServiceIdentifier } from './vendor.js';
@@ -18,6 +19,8 @@ export { coreModule, SystemClock } from './core-module.js';
 export { HookRunner, describeTapFailure, type TapFailure } from './hook-runner.js';
 export { JobLoader, type JobConfig, type LoadedJob } from './job/job-loader.js';
 export { JobSchema } from './job/job-schema.js';
+export { Notifications, NotificationDelivery, DEFAULT_NOTIFY_EVENTS, summarizeNotification, type NotificationInput } from './notifications/notifications.js';
+export { BackupNotifications, describeError } from './notifications/backup-notifications.js';
 export type { RunReport } from './operations/job-runs.js';
 export { InitOperation } from './operations/init.js';
 export { BackupOperation, type BackupOptions } from './operations/backup.js';

@@ -1,6 +1,6 @@
 import type { Container } from './vendor.js';
 import type { DisposableStore } from './lifecycle.js';
-import type { CodecRegistry, Logger, SourceRegistry, TargetRegistry } from './services.js';
+import type { CodecRegistry, Logger, NotifierRegistry, SourceRegistry, TargetRegistry } from './services.js';
 import type { EngineHooks } from './hooks.js';
 
 /** What `activate(context)` receives. `activate` only registers things. */
@@ -16,6 +16,7 @@ export interface PluginContext {
   readonly targets: TargetRegistry;
   readonly sources: SourceRegistry;
   readonly codecs: CodecRegistry;
+  readonly notifiers: NotifierRegistry;
   /** Disposed, in reverse order, when the plugin is deactivated. */
   readonly subscriptions: DisposableStore;
 }

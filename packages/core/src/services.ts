@@ -2,6 +2,7 @@ import type { IDisposable } from './lifecycle.js';
 import type { TargetFactory } from './target.js';
 import type { SourceFactory } from './source.js';
 import type { CodecRegistration } from './codec.js';
+import type { NotifierFactory } from './notify.js';
 import type { Progress } from './pipeline/progress.js';
 
 /*
@@ -54,6 +55,10 @@ export interface TargetRegistry extends Registry<TargetFactory> {}
 
 export const SourceRegistry = Symbol.for('cairn.SourceRegistry');
 export interface SourceRegistry extends Registry<SourceFactory> {}
+
+/** Notifier types (`webhook`, `email`, …) contributed by plugins, for the job's `notify` entries. */
+export const NotifierRegistry = Symbol.for('cairn.NotifierRegistry');
+export interface NotifierRegistry extends Registry<NotifierFactory> {}
 
 export const CodecRegistry = Symbol.for('cairn.CodecRegistry');
 export interface CodecRegistry {

@@ -7,6 +7,7 @@ import type { JobInfo } from '../hooks.js';
 import type { CodecSettings } from '../codec.js';
 import type { SecretRef, TargetSettings } from '../target.js';
 import type { SourceSettings } from '../source.js';
+import type { NotifierSettings } from '../notify.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { JobSchema } from './job-schema.js';
 import { retentionProblems, type RetentionSettings } from '../retention/policy.js';
@@ -21,6 +22,7 @@ export interface JobConfig {
   chunkSize?: number;
   hooks?: { before?: string[][]; after?: string[][] };
   retention?: RetentionSettings;
+  notify?: NotifierSettings[];
 }
 
 export interface LoadedJob {

@@ -16,6 +16,18 @@ const secretRef = {
   ],
 };
 
+/** The keys every `notify` entry has, whatever its type. */
+const notifyCommonProperties = {
+  on: {
+    type: 'array',
+    uniqueItems: true,
+    minItems: 1,
+    items: { enum: ['start', 'success', 'warning', 'failure'] },
+    description: 'When to notify: a backup started, succeeded, succeeded with warnings (an incomplete snapshot, a failed after-hook), or failed. Default: the notifier\'s own (["failure"] for most).',
+  },
+  name: { type: 'string', minLength: 1, description: 'A label for this entry in logs. Default: its type.' },
+};
+
 const commandList = { type: 'array', items: { type: 'array', minItems: 1, items: { type: 'string' } } };
 
 export const keepCount = (what: string) => ({ type: 'integer', minimum: 0, description: `Keep the newest snapshot of each of the last N ${what} that have snapshots (0: rule not used).` });
@@ -62,6 +74,7 @@ function coreJobSchema(): Record<string, any> {
       password: { ...secretRef, description: 'The repository password: from an environment variable, a file, or a command.' },
       chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (4 MiB). Smaller chunks deduplicate small changes better; larger ones compress better.' },
       retention: retentionSchema,
+      notify: { type: 'array', description: 'Who is told about the job\'s runs (a webhook, an email, a health check), and on which events.' },
       hooks: {
         type: 'object',
         additionalProperties: false,
@@ -75,7 +88,8 @@ function coreJobSchema(): Record<string, any> {
   };
 }
 
-function branch(point: ContributionPoint, contributions: LoadedContribution[], builtIn: Array<{ type: string; schema: object }>): object {
+/** `common`: properties every branch has besides its own (a plugin's schema may refine them, e.g. with a default). */
+function branch(point: ContributionPoint, contributions: LoadedContribution[], builtIn: Array<{ type: string; schema: object }>, common: Record<string, object> = {}): object {
   const all = [...builtIn.map((b) => ({ ...b, pluginId: 'core' })), ...contributions];
   if (all.length === 0) {
     // Nothing can satisfy it; `describeErrors` turns the `not` failure into a sentence.
@@ -87,9 +101,15 @@ function branch(point: ContributionPoint, contributions: LoadedContribution[], b
     properties: { type: { enum: all.map((c) => c.type), description: `One of the ${point} contributed by the enabled plugins.` } },
     allOf: all.map((c) => ({
       if: { properties: { type: { const: c.type } }, required: ['type'] },
-      then: { ...stripMeta(c.schema), properties: { ...((c.schema as any).properties ?? {}), type: { const: c.type } } },
+      then: { ...stripMeta(c.schema), properties: { ...withCommon(common, (c.schema as any).properties ?? {}), type: { const: c.type } } },
     })),
   };
+}
+
+function withCommon(common: Record<string, object>, own: Record<string, object>): Record<string, object> {
+  const merged: Record<string, object> = { ...own };
+  for (const [key, schema] of Object.entries(common)) merged[key] = { ...schema, ...(own[key] ?? {}) };
+  return merged;
 }
 
 function stripMeta(schema: object): Record<string, unknown> {
@@ -108,6 +128,7 @@ export function buildJobSchema(host: PluginHost): Record<string, any> {
   schema.properties.target = { ...schema.properties.target, ...branch('targets', host.contributions('targets'), []) };
   const codecs = host.contributions('codecs');
   schema.properties.compression = { ...schema.properties.compression, ...branch('codecs', codecs, [{ type: 'none', schema: NONE_CODEC_SCHEMA }]) };
+  schema.properties.notify.items = branch('notifiers', host.contributions('notifiers'), [], notifyCommonProperties);
   // The validator applies defaults (ajv's useDefaults), so a job gets them from here and nowhere else.
   if (codecs.some((c) => c.type === DEFAULT_COMPRESSION.type)) schema.properties.compression.default = DEFAULT_COMPRESSION;
   return schema;
@@ -161,6 +182,12 @@ export function createJobValidator(host: PluginHost): JobValidator {
   };
 }
 
+/** A plugin's setting that is written as it is or, holding a secret (a URL with a token, a password), as a secret ref. */
+function isStringOrSecretRef(schema: any): boolean {
+  const alternatives: any[] = Array.isArray(schema?.oneOf) ? schema.oneOf : [];
+  return alternatives.some((a) => a?.type === 'string') && alternatives.some((a) => Array.isArray(a?.required) && a.required.includes('env'));
+}
+
 function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, string>): string[] {
   const lines = new Set<string>();
   for (const error of errors) {
@@ -172,9 +199,12 @@ function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, stri
     if (error.keyword === 'enum') message = `must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, not ${JSON.stringify(error.data)}`;
     if (error.keyword === 'not' && error.instancePath.endsWith('/type')) message = 'no enabled plugin provides this kind of setting (see `cairn plugins`)';
     if (error.keyword === 'oneOf' && error.instancePath === '/password') message = 'must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
+    else if (error.keyword === 'oneOf' && isStringOrSecretRef(error.parentSchema)) message = 'must be a string, or {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
     const path = error.instancePath || '/';
-    const top = path.split('/')[1] ?? '';
-    const type = job && typeof job === 'object' ? job[top]?.type : undefined;
+    const [, top = '', index] = path.split('/');
+    const setting = job && typeof job === 'object' ? job[top] : undefined;
+    // A list of settings (`notify`) names its plugin per entry.
+    const type = (Array.isArray(setting) ? setting[Number(index)] : setting)?.type;
     const plugin = typeof type === 'string' ? owner.get(`${top}:${type}`) : undefined;
     lines.add(`${path}: ${message}${plugin ? ` (plugin ${plugin})` : ''}`);
   }

@@ -32,7 +32,8 @@ export class JobRuns {
       await this.runner.after(this.hooks.afterRun, run, { ok: false, error });
       throw error;
     }
-    tapFailures.push(...(await this.runner.after(this.hooks.afterRun, run, { ok: true })));
+    // The outcome shows `afterRun` taps the failures so far, theirs included (a notification reports them as warnings).
+    await this.runner.afterInto(tapFailures, this.hooks.afterRun, run, { ok: true, tapFailures });
     return { result, tapFailures };
   }
 }

@@ -7,6 +7,7 @@ export interface PluginManifest {
     sources?: Contribution[];
     targets?: Contribution[];
     codecs?: Array<Contribution & { headerId: number }>;
+    notifiers?: Contribution[];
   };
 }
 
@@ -17,13 +18,14 @@ export interface Contribution {
   schema: string;
 }
 
-export type ContributionPoint = 'sources' | 'targets' | 'codecs';
+export type ContributionPoint = 'sources' | 'targets' | 'codecs' | 'notifiers';
 
 /** The job file property each contribution point plugs into, and the activation event it implies. */
 export const CONTRIBUTION_POINTS: Record<ContributionPoint, { jobProperty: string; event: string }> = {
   sources: { jobProperty: 'source', event: 'onSource' },
   targets: { jobProperty: 'target', event: 'onTarget' },
   codecs: { jobProperty: 'compression', event: 'onCodec' },
+  notifiers: { jobProperty: 'notify', event: 'onNotifier' },
 };
 
 const contribution = {
@@ -41,13 +43,14 @@ const manifestSchema = {
   required: ['contributes'],
   additionalProperties: false,
   properties: {
-    activationEvents: { type: 'array', items: { type: 'string', pattern: '^on(Source|Target|Codec):[a-z][a-z0-9-]*$' } },
+    activationEvents: { type: 'array', items: { type: 'string', pattern: '^on(Source|Target|Codec|Notifier):[a-z][a-z0-9-]*$' } },
     contributes: {
       type: 'object',
       additionalProperties: false,
       properties: {
         sources: { type: 'array', items: contribution },
         targets: { type: 'array', items: contribution },
+        notifiers: { type: 'array', items: contribution },
         codecs: {
           type: 'array',
           items: { ...contribution, required: ['type', 'schema', 'headerId'], properties: { ...contribution.properties, headerId: { type: 'integer', minimum: 1, maximum: 255 } } },

@@ -1,7 +1,7 @@
 import { Container, inject, injectable } from '../vendor.js';
 import { PluginError } from '../errors.js';
 import { toDisposable, type DisposableStore, type IDisposable } from '../lifecycle.js';
-import { CodecRegistry, Logger, SourceRegistry, TargetRegistry } from '../services.js';
+import { CodecRegistry, Logger, NotifierRegistry, SourceRegistry, TargetRegistry } from '../services.js';
 import { EngineHooks } from '../hooks.js';
 import type { CodecRegistration } from '../codec.js';
 import type { PluginContext } from '../plugin.js';
@@ -30,6 +30,7 @@ export class PluginContextFactory {
     @inject(TargetRegistry) private readonly targets: TargetRegistry,
     @inject(SourceRegistry) private readonly sources: SourceRegistry,
     @inject(CodecRegistry) private readonly codecs: CodecRegistry,
+    @inject(NotifierRegistry) private readonly notifiers: NotifierRegistry,
   ) {}
 
   create(plugin: DeclaredPlugin, subscriptions: DisposableStore): PluginContext {
@@ -47,22 +48,26 @@ export class PluginContextFactory {
       targets: new DeclaredTypes(plugin, 'targets', this.targets),
       sources: new DeclaredTypes(plugin, 'sources', this.sources),
       codecs: new DeclaredCodecs(plugin, this.codecs),
+      notifiers: new DeclaredTypes(plugin, 'notifiers', this.notifiers),
       subscriptions,
     };
   }
 }
 
-/** A registry of sources or targets through which a plugin registers only the types its manifest declares. */
-class DeclaredTypes<T> implements TargetRegistry, SourceRegistry {
+/** What one item of a contribution point is called in messages. */
+const ITEM_NAMES = { targets: 'target', sources: 'source', notifiers: 'notifier' } as const;
+
+/** A registry of sources, targets or notifiers through which a plugin registers only the types its manifest declares. */
+class DeclaredTypes<T> implements TargetRegistry, SourceRegistry, NotifierRegistry {
   constructor(
     private readonly plugin: DeclaredPlugin,
-    private readonly point: 'targets' | 'sources',
+    private readonly point: keyof typeof ITEM_NAMES,
     private readonly registry: { register(type: string, value: T): IDisposable; get(type: string): T | undefined; types(): string[] },
   ) {}
 
   register(type: string, value: any): IDisposable {
     if (!this.plugin.contributions.some((c) => c.point === this.point && c.type === type)) {
-      const what = this.point === 'targets' ? 'target' : 'source';
+      const what = ITEM_NAMES[this.point];
       throw new PluginError(this.plugin.id, `Plugin '${this.plugin.id}' registers ${what} type "${type}", which its manifest does not declare (add it to "cairn.contributes.${this.point}" in its package.json)`);
     }
     return this.registry.register(type, value);

@@ -1,7 +1,8 @@
 import { injectable } from '../vendor.js';
 import type { CodecRegistration } from '../codec.js';
 import { toDisposable, type IDisposable } from '../lifecycle.js';
-import type { CodecRegistry, SourceRegistry, TargetRegistry } from '../services.js';
+import type { CodecRegistry, NotifierRegistry, SourceRegistry, TargetRegistry } from '../services.js';
+import type { NotifierFactory } from '../notify.js';
 import type { SourceFactory } from '../source.js';
 import type { TargetFactory } from '../target.js';
 
@@ -37,6 +38,13 @@ export class DefaultTargetRegistry extends KeyedRegistry<TargetFactory> implemen
 export class DefaultSourceRegistry extends KeyedRegistry<SourceFactory> implements SourceRegistry {
   constructor() {
     super('source type');
+  }
+}
+
+@injectable()
+export class DefaultNotifierRegistry extends KeyedRegistry<NotifierFactory> implements NotifierRegistry {
+  constructor() {
+    super('notifier type');
   }
 }
 
