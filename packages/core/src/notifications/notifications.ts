@@ -103,8 +103,9 @@ export class Notifications {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         const error = new Error(`no answer within ${timeoutMs / 1000} s`);
-        controller.abort(error);
+        // Rejected first, so that the race reports the time limit, not the notifier's answer to the abort.
         reject(error);
+        controller.abort(error);
       }, timeoutMs);
     });
     try {
