@@ -106,3 +106,10 @@ export function notificationFacts(notification: Notification): Array<[label: str
   for (const warning of n.warnings) facts.push(['Warning', warning]);
   return facts;
 }
+
+/** The facts as `Label: value` lines, for plain-text bodies. */
+export function formatNotificationFacts(notification: Notification): string {
+  return notificationFacts(notification)
+    .map(([label, value]) => `${label}: ${value}`)
+    .join('\n');
+}
