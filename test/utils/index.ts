@@ -8,3 +8,4 @@ export * from './job.js';
 export * from './disk.js';
 export * from './fuse.js';
 export * from './daemon.js';
+export * from './smtp.js';
