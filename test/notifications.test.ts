@@ -183,7 +183,7 @@ describe('notifications', () => {
     expectCleanFailure(
       result,
       2,
-      /\/notify\/0\/url: must be a string, or \{"env": NAME\}, \{"file": PATH\} or \{"command": \[ARGV\.\.\.\]\} \(plugin cairn\.notify-webhook\)/,
+      /\/notify\/0\/url: must match \^https\?:\/\/, or \{"env": NAME\}, \{"file": PATH\} or \{"command": \[ARGV\.\.\.\]\} \(plugin cairn\.notify-webhook\)/,
       /\/notify\/0\/format: must be one of "json", "text", "ntfy", "slack", "discord", not "xml" \(plugin cairn\.notify-webhook\)/,
       /\/notify\/1: must have required property 'to' \(plugin cairn\.notify-email\)/,
       /\/notify\/2\/on\/0: must be one of "start", "success", "warning", "failure", not "sometimes" \(plugin cairn\.notify-healthchecks\)/,

@@ -188,6 +188,12 @@ function isStringOrSecretRef(schema: any): boolean {
   return alternatives.some((a) => a?.type === 'string') && alternatives.some((a) => Array.isArray(a?.required) && a.required.includes('env'));
 }
 
+function stringOrSecretRefMessage(schema: any, value: unknown): string {
+  const pattern = (schema.oneOf as any[]).find((a) => a?.type === 'string')?.pattern;
+  const string = typeof value === 'string' && pattern ? `must match ${pattern}` : 'must be a string';
+  return `${string}, or {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}`;
+}
+
 function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, string>): string[] {
   const lines = new Set<string>();
   for (const error of errors) {
@@ -199,7 +205,7 @@ function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, stri
     if (error.keyword === 'enum') message = `must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, not ${JSON.stringify(error.data)}`;
     if (error.keyword === 'not' && error.instancePath.endsWith('/type')) message = 'no enabled plugin provides this kind of setting (see `cairn plugins`)';
     if (error.keyword === 'oneOf' && error.instancePath === '/password') message = 'must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
-    else if (error.keyword === 'oneOf' && isStringOrSecretRef(error.parentSchema)) message = 'must be a string, or {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
+    else if (error.keyword === 'oneOf' && isStringOrSecretRef(error.parentSchema)) message = stringOrSecretRefMessage(error.parentSchema, error.data);
     const path = error.instancePath || '/';
     const [, top = '', index] = path.split('/');
     const setting = job && typeof job === 'object' ? job[top] : undefined;
