@@ -257,7 +257,7 @@ describe('--json output of every command', () => {
         items.map((item) => ({ point: point.replace(/s$/, ''), type: item.type })),
       );
       expect(row.contributes).toEqual(declared.map((c) => `${c.point}:${c.type}`));
-      const events = { source: 'onSource', target: 'onTarget', codec: 'onCodec' } as Record<string, string>;
+      const events = { source: 'onSource', target: 'onTarget', codec: 'onCodec', notifier: 'onNotifier' } as Record<string, string>;
       expect(row.activationEvents).toEqual(declared.map((c) => `${events[c.point]}:${c.type}`));
       expect(row.problems).toEqual([]);
     }

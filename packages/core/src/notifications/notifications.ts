@@ -48,8 +48,13 @@ export class Notifications {
   async notify(job: LoadedJob, input: NotificationInput): Promise<void> {
     const entries = job.config.notify ?? [];
     if (entries.length === 0) return;
-    const notification = this.#complete(input);
-    await Promise.all(entries.map((entry, index) => this.#deliver(job, entry, index, notification)));
+    try {
+      const notification = this.#complete(input);
+      await Promise.all(entries.map((entry, index) => this.#deliver(job, entry, index, notification)));
+    } catch (err) {
+      // #deliver catches what a notifier throws; this is for a bug here, which must not fail the run either.
+      this.logger.error(`Notifying about job ${job.info.name} failed: ${(err as Error)?.message ?? String(err)}`);
+    }
   }
 
   #complete(input: NotificationInput): Notification {
