@@ -65,7 +65,7 @@ export class Notifications {
   }
 
   async #deliver(job: LoadedJob, entry: NotifierSettings, index: number, notification: Notification): Promise<void> {
-    const label = `${entry.name ?? entry.type} (notify[${index}], ${entry.type})`;
+    const label = entry.name ? `${entry.name} (notify[${index}], ${entry.type})` : `${entry.type} (notify[${index}])`;
     try {
       // An entry that names its events is skipped without loading its plugin.
       if (entry.on && !entry.on.includes(notification.event)) return;
