@@ -1,4 +1,4 @@
-import type { DaemonState } from '../daemon/state.js';
+import type { DaemonState, RunRecord } from '../daemon/state.js';
 
 /**
  * A daemon state as the daemon writes it, for tests of its readers (`cairn status`, metrics):
@@ -7,6 +7,18 @@ import type { DaemonState } from '../daemon/state.js';
  * one job file that did not load. Times are fixed, around 2030-01-15T02:00:00Z.
  */
 export function sampleDaemonState(daemon: Partial<DaemonState['daemon']> = {}): DaemonState {
+  const systemBackup: RunRecord = {
+    task: 'backup',
+    result: 'success',
+    scheduledFor: '2030-01-15T02:00:00.000Z',
+    started: '2030-01-15T02:00:00.500Z',
+    finished: '2030-01-15T02:04:12.750Z',
+    durationMs: 252_250,
+    exitCode: 0,
+    snapshot: '4982076e05ab1d2f6c9e8a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7',
+    bytesRead: 8_589_934_592,
+    bytesAdded: 1_288_490_189,
+  };
   return {
     version: 1,
     daemon: { pid: process.pid, hostname: 'test-host', started: '2030-01-14T08:00:00.000Z', updated: '2030-01-15T02:10:00.000Z', ...daemon },
@@ -20,18 +32,8 @@ export function sampleDaemonState(daemon: Partial<DaemonState['daemon']> = {}): 
           backup: {
             schedule: 'cron 0 2 * * * (UTC)',
             nextRun: '2030-01-16T02:00:00.000Z',
-            lastRun: {
-              task: 'backup',
-              result: 'success',
-              scheduledFor: '2030-01-15T02:00:00.000Z',
-              started: '2030-01-15T02:00:00.500Z',
-              finished: '2030-01-15T02:04:12.750Z',
-              durationMs: 252_250,
-              exitCode: 0,
-              snapshot: '4982076e05ab1d2f6c9e8a7b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7',
-              bytesRead: 8_589_934_592,
-              bytesAdded: 1_288_490_189,
-            },
+            lastRun: systemBackup,
+            lastSuccess: { ...systemBackup },
             counts: { success: 14, failure: 1 },
           },
           prune: {
