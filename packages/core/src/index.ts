@@ -44,6 +44,7 @@ export { STATE_FILE, defaultStateDir, type DaemonState, type DaemonProblem, type
 export { readDaemonState, writeDaemonState, daemonIsRunning } from './daemon/state-file.js';
 export { renderMetrics, startMetricsServer, writeMetricsTextfile, parseListenAddress, METRICS_CONTENT_TYPE, type MetricsServer, type MetricsServerOptions } from './daemon/metrics.js';
 export type { StatusView } from './cli/commands/status.js';
+export { installSystemdService, renderSystemdUnit, SYSTEMD_UNIT_NAME, SYSTEMD_UNIT_TEMPLATE, DEFAULT_JOBS_DIR, type SystemdInstallOptions, type SystemdInstallResult } from './daemon/systemd.js';
 export { CORE_VERSION } from './version.js';
 // Block devices: geometry, loop devices, mounts, and what is built on a device (used by sources and restore).
 export {
