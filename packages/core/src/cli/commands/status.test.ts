@@ -37,7 +37,7 @@ describe('formatStatus', () => {
         '    runs          1 warning, 2 skipped',
         '',
         'Job files that did not load (the previous valid version of each keeps running):',
-        "  /etc/cairn/jobs/broken.json: /target: must have required property 'type' (2030-01-14T08:00:00Z (18h 10m ago))",
+        "  2030-01-14T08:00:00Z (18h 10m ago)  /etc/cairn/jobs/broken.json: /target: must have required property 'type'",
         '',
       ].join('\n'),
     );

@@ -55,7 +55,7 @@ export function formatStatus(view: StatusView, now: Date, thisHost = hostname())
   for (const job of view.jobs) lines.push('', ...formatJob(job, view.daemon.running, now));
   if (view.problems.length > 0) {
     lines.push('', 'Job files that did not load (the previous valid version of each keeps running):');
-    for (const problem of view.problems) lines.push(`  ${problem.file}: ${problem.message} (${formatTime(problem.time, now)})`);
+    for (const problem of view.problems) lines.push(`  ${formatTime(problem.time, now)}  ${problem.file}: ${problem.message}`);
   }
   return lines.join('\n') + '\n';
 }
