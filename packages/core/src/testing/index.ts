@@ -5,3 +5,4 @@ export { FaultyTarget, InjectedFaultError, type TargetOperation } from './faulty
 export { createTestPluginContext } from './plugin-context.js';
 export { holdRepositoryLock, writeForeignLock, type ForeignLockOptions, type HoldLockOptions } from './hold-lock.js';
 export { memorySource } from './memory-source.js';
+export { sampleDaemonState } from './daemon-states.js';
