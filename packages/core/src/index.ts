@@ -30,6 +30,7 @@ export { PruneOperation, type PruneOptions, type PruneResult } from './operation
 export { UnlockOperation, type UnlockResult } from './operations/unlock.js';
 export { ForgetOperation, type ForgetOptions, type ForgetResult, type ForgetGroup, type ForgetEntry } from './operations/forget.js';
 export type { RetentionPolicy, RetentionSettings } from './retention/policy.js';
+export type { CheckSettings, PruneSettings, ScheduleSettings } from './job/schedule-schema.js';
 export type { BackupResult } from './pipeline/backup.js';
 export type { CheckProblem, CheckReport, ReadDataSubset } from './pipeline/check.js';
 export type { RepairIndexReport, RepairSnapshotsReport, RepairedSnapshot } from './pipeline/repair.js';

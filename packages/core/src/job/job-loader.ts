@@ -10,6 +10,8 @@ import type { SourceSettings } from '../source.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { JobSchema } from './job-schema.js';
 import { retentionProblems, type RetentionSettings } from '../retention/policy.js';
+import type { CheckSettings, PruneSettings, ScheduleSettings } from './schedule-schema.js';
+import { scheduleProblems } from '../daemon/schedule.js';
 
 /** A job file's settings, as the merged schema validated them (defaults filled in). */
 export interface JobConfig {
@@ -21,6 +23,9 @@ export interface JobConfig {
   chunkSize?: number;
   hooks?: { before?: string[][]; after?: string[][] };
   retention?: RetentionSettings;
+  schedule?: ScheduleSettings;
+  prune?: PruneSettings;
+  check?: CheckSettings;
 }
 
 export interface LoadedJob {
@@ -46,6 +51,7 @@ export class JobLoader {
     // What a JSON schema cannot say: durations that parse, zones this system knows.
     const retention = (job as JobConfig | null)?.retention;
     if (problems.length === 0 && retention) problems.push(...retentionProblems(retention).map((p) => `/retention/${p}`));
+    if (problems.length === 0 && job) problems.push(...scheduleProblems(job as JobConfig));
     if (problems.length > 0) {
       throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
     }

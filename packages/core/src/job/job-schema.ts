@@ -1,6 +1,7 @@
 import { Ajv, inject, injectable, type ErrorObject, type ValidateFunction } from '../vendor.js';
 import { PluginHost, type LoadedContribution } from '../plugins/plugin-host.js';
 import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
+import { checkSchema, pruneSchema, scheduleSchema } from './schedule-schema.js';
 
 const secretRef = {
   description: 'Where the secret comes from; it never has to be written into the job file.',
@@ -62,6 +63,9 @@ function coreJobSchema(): Record<string, any> {
       password: { ...secretRef, description: 'The repository password: from an environment variable, a file, or a command.' },
       chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (4 MiB). Smaller chunks deduplicate small changes better; larger ones compress better.' },
       retention: retentionSchema,
+      schedule: scheduleSchema('the backup'),
+      prune: pruneSchema,
+      check: checkSchema,
       hooks: {
         type: 'object',
         additionalProperties: false,
