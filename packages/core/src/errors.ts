@@ -211,3 +211,23 @@ export function describeSystemError(err: unknown): string {
   }
   return typeof message === 'string' ? message : String(err);
 }
+
+/** The daemon's state file cannot be read: unreadable, not JSON, not a state, or written by a newer cairn. */
+export class DaemonStateError extends CairnError {
+  override readonly code = 'CAIRN_DAEMON_STATE';
+}
+
+/** `cairn status` found no state file: no daemon has kept state in that folder. */
+export class DaemonStateNotFoundError extends CairnError {
+  override readonly code = 'CAIRN_DAEMON_STATE_NOT_FOUND';
+}
+
+/** The metrics endpoint could not be served (the address is taken, or cannot be listened on). */
+export class MetricsError extends CairnError {
+  override readonly code = 'CAIRN_METRICS';
+}
+
+/** The systemd service could not be installed (the unit not written, or systemctl failed). */
+export class ServiceInstallError extends CairnError {
+  override readonly code = 'CAIRN_SERVICE_INSTALL';
+}

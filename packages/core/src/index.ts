@@ -33,6 +33,7 @@ export { PruneOperation, type PruneOptions, type PruneResult } from './operation
 export { UnlockOperation, type UnlockResult } from './operations/unlock.js';
 export { ForgetOperation, type ForgetOptions, type ForgetResult, type ForgetGroup, type ForgetEntry } from './operations/forget.js';
 export type { RetentionPolicy, RetentionSettings } from './retention/policy.js';
+export type { CheckSettings, PruneSettings, ScheduleSettings } from './job/schedule-schema.js';
 export type { BackupResult } from './pipeline/backup.js';
 export type { CheckProblem, CheckReport, ReadDataSubset } from './pipeline/check.js';
 export type { RepairIndexReport, RepairSnapshotsReport, RepairedSnapshot } from './pipeline/repair.js';
@@ -42,6 +43,12 @@ export type { ImageDigest, SnapshotManifest } from './repository/snapshot.js';
 export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
 export { main, type CliIo } from './cli/main.js';
+// The daemon's state file, its metrics and its systemd service (`cairn daemon`, `cairn status`).
+export { STATE_FILE, defaultStateDir, type DaemonState, type DaemonProblem, type JobState, type TaskState, type TaskKind, type RunRecord, type RunResult } from './daemon/state.js';
+export { readDaemonState, writeDaemonState, daemonIsRunning } from './daemon/state-file.js';
+export { renderMetrics, startMetricsServer, writeMetricsTextfile, parseListenAddress, METRICS_CONTENT_TYPE, type MetricsServer, type MetricsServerOptions } from './daemon/metrics.js';
+export type { StatusView } from './cli/commands/status.js';
+export { installSystemdService, renderSystemdUnit, SYSTEMD_UNIT_NAME, SYSTEMD_UNIT_TEMPLATE, DEFAULT_JOBS_DIR, type SystemdInstallOptions, type SystemdInstallResult } from './daemon/systemd.js';
 export { CORE_VERSION } from './version.js';
 // Block devices: geometry, loop devices, mounts, and what is built on a device (used by sources and restore).
 export {

@@ -13,3 +13,4 @@ export { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 export { default as semver } from 'semver';
 export { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from 'tapable';
 export { default as yargs, type Argv, type ArgumentsCamelCase } from 'yargs';
+export { Cron, type CronOptions } from 'croner';

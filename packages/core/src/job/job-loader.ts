@@ -11,6 +11,8 @@ import type { NotifierSettings } from '../notify.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { JobSchema } from './job-schema.js';
 import { retentionProblems, type RetentionSettings } from '../retention/policy.js';
+import type { CheckSettings, PruneSettings, ScheduleSettings } from './schedule-schema.js';
+import { scheduleProblems } from '../daemon/schedule.js';
 
 /** A job file's settings, as the merged schema validated them (defaults filled in). */
 export interface JobConfig {
@@ -23,6 +25,9 @@ export interface JobConfig {
   hooks?: { before?: string[][]; after?: string[][] };
   retention?: RetentionSettings;
   notify?: NotifierSettings[];
+  schedule?: ScheduleSettings;
+  prune?: PruneSettings;
+  check?: CheckSettings;
 }
 
 export interface LoadedJob {
@@ -48,6 +53,7 @@ export class JobLoader {
     // What a JSON schema cannot say: durations that parse, zones this system knows.
     const retention = (job as JobConfig | null)?.retention;
     if (problems.length === 0 && retention) problems.push(...retentionProblems(retention).map((p) => `/retention/${p}`));
+    if (problems.length === 0 && job) problems.push(...scheduleProblems(job as JobConfig));
     if (problems.length > 0) {
       throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
     }

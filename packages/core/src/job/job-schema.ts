@@ -1,6 +1,7 @@
 import { Ajv, inject, injectable, type ErrorObject, type ValidateFunction } from '../vendor.js';
 import { PluginHost, type LoadedContribution } from '../plugins/plugin-host.js';
 import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
+import { checkSchema, pruneSchema, scheduleSchema } from './schedule-schema.js';
 
 const secretRef = {
   description: 'Where the secret comes from; it never has to be written into the job file.',
@@ -75,6 +76,9 @@ function coreJobSchema(): Record<string, any> {
       chunkSize: { enum: CHUNK_SIZES, description: 'Chunk size in bytes for volume images (a power of two, 64 KiB to 16 MiB). Default: the repository\'s (4 MiB). Smaller chunks deduplicate small changes better; larger ones compress better.' },
       retention: retentionSchema,
       notify: { type: 'array', description: 'Who is told about the job\'s runs (a webhook, an email, a health check), and on which events.' },
+      schedule: scheduleSchema('the backup'),
+      prune: pruneSchema,
+      check: checkSchema,
       hooks: {
         type: 'object',
         additionalProperties: false,

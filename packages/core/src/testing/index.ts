@@ -6,3 +6,4 @@ export { createTestPluginContext } from './plugin-context.js';
 export { holdRepositoryLock, writeForeignLock, type ForeignLockOptions, type HoldLockOptions } from './hold-lock.js';
 export { memorySource } from './memory-source.js';
 export { startHttpCapture, type CapturedRequest, type HttpCapture } from './http-capture.js';
+export { sampleDaemonState } from './daemon-states.js';
