@@ -13,6 +13,7 @@ import { keyCommand } from './key.js';
 import { validateCommand } from './validate.js';
 import { schemaCommand } from './schema.js';
 import { pluginsCommand } from './plugins.js';
+import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
@@ -31,5 +32,6 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   validateCommand,
   schemaCommand,
   pluginsCommand,
+  daemonCommand,
   statusCommand,
 ];

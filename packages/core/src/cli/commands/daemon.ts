@@ -1,0 +1,98 @@
+import { resolve } from 'node:path';
+import { UsageError, ExitCode } from '../../errors.js';
+import { Clock, Environment, Logger } from '../../services.js';
+import { JobLoader } from '../../job/job-loader.js';
+import { PluginHost } from '../../plugins/plugin-host.js';
+import { Notifications } from '../../notifications/notifications.js';
+import { Daemon } from '../../daemon/daemon.js';
+import { daemonLogger, type DaemonLogger } from '../../daemon/daemon-logger.js';
+import { defaultStateDir, type DaemonState } from '../../daemon/state.js';
+import { parseDurationMs } from '../../daemon/duration.js';
+import { renderMetrics, startMetricsServer, writeMetricsTextfile } from '../../daemon/metrics.js';
+import { installSystemdService } from '../../daemon/systemd.js';
+import { defineCommand } from '../command.js';
+import { listOf } from '../format.js';
+
+const DEFAULT_JOBS_DIR = '/etc/cairn/jobs';
+
+export const daemonCommand = defineCommand({
+  command: 'daemon [jobs..]',
+  describe: 'Run the jobs on their schedules (backup, prune and check), until SIGTERM or SIGINT; SIGHUP reloads the job files',
+  builder: (yargs) =>
+    yargs
+      .positional('jobs', { type: 'string', array: true, describe: 'Job files, and folders whose *.json files are job files' })
+      .option('state-dir', { type: 'string', describe: 'Where the daemon keeps its state (default: $CAIRN_STATE_DIR, else /var/lib/cairn for root, else ~/.local/state/cairn)' })
+      .option('grace', { type: 'string', default: '10m', describe: 'On SIGTERM or SIGINT, let running tasks finish for this long (e.g. 30s, 10m) before telling them to stop' })
+      .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. 127.0.0.1:9564)' })
+      .option('metrics-allow-remote', { type: 'boolean', default: false, describe: 'Let --metrics listen on an address other than loopback' })
+      .option('metrics-file', { type: 'string', describe: "Write the metrics to this .prom file after every change (node_exporter's textfile collector)" })
+      .option('log-format', { choices: ['auto', 'json', 'text'] as const, default: 'auto' as const, describe: 'auto: JSON lines unless stderr is a terminal' })
+      .option('install-systemd', { type: 'boolean', default: false, describe: `Install and enable the systemd service cairn.service, running the jobs of the folder given (default ${DEFAULT_JOBS_DIR})` }),
+  handlesInterrupt: true,
+  createLogger: (io, args) => daemonLogger(io.stderr, { json: args.logFormat === 'json' || (args.logFormat === 'auto' && !io.stderr.isTTY), verbose: args.verbose }),
+  async run(args, { core, output, interrupt }) {
+    const jobs = listOf(args.jobs);
+    if (args.installSystemd) return install(jobs, core.get<Environment>(Environment).cwd, output);
+    if (jobs.length === 0) throw new UsageError('Name the job files, or folders of them, to run');
+    const graceMs = parseFlagDuration(args.grace, '--grace');
+    const environment = core.get<Environment>(Environment);
+    const clock = core.get<Clock>(Clock);
+    const logger = core.get<Logger>(Logger) as DaemonLogger;
+    const loader = core.get(JobLoader);
+    const notifications = core.get(Notifications);
+    const stateDir = resolve(environment.cwd, args.stateDir ?? defaultStateDir(environment.env));
+    const metricsFile = args.metricsFile && resolve(environment.cwd, args.metricsFile);
+    const daemon = new Daemon({
+      paths: jobs,
+      cwd: environment.cwd,
+      env: environment.env,
+      stateDir,
+      pluginsFile: core.get(PluginHost).pluginsFile,
+      verbose: args.verbose,
+      clock,
+      logger,
+      loadJob: (file) => loader.load(file),
+      notify: async (job, notification) => {
+        if (notification) await notifications.notify(job, { ...notification, job: job.info.name });
+      },
+      ...(metricsFile && { onState: (state: DaemonState) => writeMetricsTextfile(metricsFile, renderMetrics(state, clock.now())) }),
+    });
+    await daemon.start();
+    const server = args.metrics ? await startMetricsServer(args.metrics, () => renderMetrics(daemon.state, clock.now()), { allowRemote: args.metricsAllowRemote }) : undefined;
+    if (server) logger.info(`metrics at http://${server.address}/metrics`);
+    await untilSignalled(interrupt, () => void daemon.reload());
+    logger.info(`${String(interrupt.reason)} received`);
+    await daemon.stop(graceMs);
+    await server?.dispose();
+    return ExitCode.ok;
+  },
+});
+
+/** Resolves on the interrupt; meanwhile SIGHUP calls `reload` (instead of ending the process). */
+async function untilSignalled(interrupt: AbortSignal, reload: () => void): Promise<void> {
+  process.on('SIGHUP', reload);
+  try {
+    await new Promise<void>((resolvePromise) => {
+      if (interrupt.aborted) return resolvePromise();
+      interrupt.addEventListener('abort', () => resolvePromise(), { once: true });
+    });
+  } finally {
+    process.off('SIGHUP', reload);
+  }
+}
+
+async function install(jobs: string[], cwd: string, output: import('../output.js').Output): Promise<ExitCode> {
+  if (jobs.length > 1) throw new UsageError('--install-systemd takes one folder of job files');
+  const jobsDir = resolve(cwd, jobs[0] ?? DEFAULT_JOBS_DIR);
+  const installed = await installSystemdService({ jobsDir, enable: true });
+  output.result(installed, () => `Installed ${installed.unitPath} for the jobs in ${jobsDir}${installed.enabled ? '; the service is enabled and started' : ''}\n${installed.steps.map((s: string) => `  ${s}\n`).join('')}`);
+  return ExitCode.ok;
+}
+
+function parseFlagDuration(text: string, flag: string): number {
+  try {
+    return parseDurationMs(text);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}

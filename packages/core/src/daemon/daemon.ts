@@ -1,0 +1,327 @@
+import { hostname } from 'node:os';
+import type { FSWatcher } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { UsageError } from '../errors.js';
+import type { Clock } from '../services.js';
+import type { LoadedJob } from '../job/job-loader.js';
+import type { DaemonLogger } from './daemon-logger.js';
+import { startCairn, type CairnProcess } from './cairn-process.js';
+import { JobSet, listJobFiles } from './job-files.js';
+import { runRecordOf } from './run-record.js';
+import { SerialQueues } from './serial-queues.js';
+import { tasksOf, type TaskSpec } from './tasks.js';
+import { TaskClock, type TaskHistory } from './task-clock.js';
+import { lastCoveredTime } from './schedule.js';
+import { watchJobFiles } from './watch.js';
+import { readDaemonState, writeDaemonState, daemonIsRunning } from './state-file.js';
+import { DaemonAlreadyRunningError } from '../errors.js';
+import type { DaemonState, JobState, RunRecord } from './state.js';
+import { notificationOf, type DaemonNotify } from './daemon-notifications.js';
+
+export interface DaemonOptions {
+  /** Job files and folders of them, as given on the command line. */
+  paths: string[];
+  cwd: string;
+  /** The environment of the commands the daemon runs. */
+  env: NodeJS.ProcessEnv;
+  stateDir: string;
+  /** The plugins.json the commands use (the daemon's own). */
+  pluginsFile: string;
+  verbose: boolean;
+  clock: Clock;
+  logger: DaemonLogger;
+  loadJob(file: string): Promise<LoadedJob>;
+  notify: DaemonNotify;
+  /** Called after each change of the state (the metrics textfile). */
+  onState?(state: DaemonState): Promise<void>;
+  /** Random numbers in [0, 1) for the jitter. */
+  random?: () => number;
+  /** Starts the `cairn` command of a task (default: a child process; tests of the timing replace it). */
+  startCairn?: typeof startCairn;
+  /** Where the state is kept (default: the state file in `stateDir`). */
+  stateStore?: { read(dir: string): Promise<DaemonState | undefined>; write(dir: string, state: DaemonState): Promise<void> };
+}
+
+const STATE_FILE_STORE = { read: readDaemonState, write: writeDaemonState };
+
+/** A task as the daemon runs it: its schedule, and whether a run of it is waiting or going. */
+interface Task {
+  spec: TaskSpec;
+  clock: TaskClock;
+  busy?: 'queued' | 'running';
+  process?: CairnProcess;
+  stoppedByDaemon?: boolean;
+}
+
+/** How long the timer sleeps at most: a clock changed or a machine woken from sleep is noticed within this. */
+const MAX_SLEEP_MS = 30_000;
+
+/**
+ * `cairn daemon`: runs each job's backup, prune and check on their schedules, as `cairn`
+ * child processes, one at a time per repository and never two of the same task, and keeps
+ * what happened in the state file.
+ */
+export class Daemon {
+  readonly #tasks = new Map<string, Task>();
+  readonly #queues = new SerialQueues();
+  readonly #runs = new Set<Promise<void>>();
+  readonly #jobSet: JobSet;
+  readonly #state: DaemonState;
+  #timer: NodeJS.Timeout | undefined;
+  #watchers: FSWatcher[] = [];
+  #saving: Promise<void> = Promise.resolve();
+  #reloading: Promise<void> = Promise.resolve();
+  #stopping = false;
+
+  constructor(private readonly options: DaemonOptions) {
+    this.#jobSet = new JobSet(options.loadJob);
+    const now = options.clock.now().toISOString();
+    this.#state = { version: 1, daemon: { pid: process.pid, hostname: hostname(), started: now, updated: now }, jobs: {}, problems: [] };
+  }
+
+  get state(): DaemonState {
+    return this.#state;
+  }
+
+  /** Loads the jobs, runs what was missed, and starts the timer. UsageError when no job has a schedule. */
+  async start(): Promise<void> {
+    const previous = await (this.options.stateStore ?? STATE_FILE_STORE).read(this.options.stateDir);
+    if (previous && daemonIsRunning(previous) && previous.daemon.pid !== process.pid) throw new DaemonAlreadyRunningError(this.options.stateDir, previous.daemon.pid);
+    this.#state.jobs = previous?.jobs ?? {};
+    const files = await listJobFiles(this.options.paths, this.options.cwd);
+    await this.#load(files);
+    if (this.#tasks.size === 0) throw new UsageError(`None of the job files has a schedule (\`schedule\`, \`prune.schedule\` or \`check.schedule\`): nothing to run${this.#problemsText()}`);
+    this.options.logger.info(`started: ${this.#tasks.size} scheduled task(s) of ${Object.keys(this.#state.jobs).length} job(s); state in ${this.options.stateDir}`);
+    this.#runMissed();
+    this.#watchers = watchJobFiles(this.options.paths, this.options.cwd, () => void this.reload());
+    this.#arm();
+    await this.#save();
+  }
+
+  /** Reads the job files again (SIGHUP, or a file changed); an invalid file keeps its previous version running. */
+  reload(): Promise<void> {
+    this.#reloading = this.#reloading.then(async () => {
+      if (this.#stopping) return;
+      try {
+        await this.#load(await listJobFiles(this.options.paths, this.options.cwd));
+        this.options.logger.info(`job files reloaded: ${this.#tasks.size} scheduled task(s)`);
+      } catch (err) {
+        this.options.logger.error(`cannot reload the job files: ${(err as Error).message}; the jobs loaded before keep running`);
+      }
+      this.#arm();
+      await this.#save();
+    });
+    return this.#reloading;
+  }
+
+  /**
+   * Stops scheduling; lets running tasks finish for up to `graceMs`, then tells them to stop
+   * (they release their locks; what they stored stays usable) and waits for them.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    for (const watcher of this.#watchers) watcher.close();
+    const running = [...this.#tasks.values()].filter((task) => task.busy === 'running');
+    if (running.length > 0) {
+      this.options.logger.info(`stopping: waiting up to ${Math.round(graceMs / 1000)} s for ${running.map((t) => t.spec.id).join(', ')} to finish`);
+      await Promise.race([this.#allRuns(), sleep(graceMs, undefined, { ref: false })]);
+      this.#interruptRunning();
+    }
+    await this.#allRuns();
+    this.#state.daemon.stopped = this.options.clock.now().toISOString();
+    await this.#save();
+    this.options.logger.info('stopped');
+  }
+
+  #interruptRunning(): void {
+    for (const task of this.#tasks.values()) {
+      if (task.busy !== 'running' || !task.process) continue;
+      this.options.logger.with({ job: task.spec.job.info.name, task: task.spec.kind }).warn('still running after the grace period: told to stop (SIGTERM)');
+      task.stoppedByDaemon = true;
+      task.process.signal('SIGTERM');
+    }
+  }
+
+  async #allRuns(): Promise<void> {
+    while (this.#runs.size > 0) await Promise.allSettled([...this.#runs]);
+  }
+
+  async #load(files: string[]): Promise<void> {
+    const now = this.options.clock.now();
+    const { jobs, problems } = await this.#jobSet.reload(files, now);
+    for (const problem of problems) this.options.logger.error(`${problem.file}: ${problem.message}`);
+    this.#state.problems = problems;
+    const specs = [...jobs.values()].flatMap(tasksOf);
+    for (const job of jobs.values()) {
+      if (!specs.some((spec) => spec.job === job)) this.options.logger.warn(`${job.info.file}: the job "${job.info.name}" has no schedule; the daemon does not run it`);
+    }
+    this.#replaceTasks(specs, now);
+    this.#syncJobStates(jobs, now);
+  }
+
+  /** New and changed tasks get a fresh clock; a task whose schedule did not change keeps its next run and its running process. */
+  #replaceTasks(specs: TaskSpec[], now: Date): void {
+    const old = new Map(this.#tasks);
+    this.#tasks.clear();
+    for (const spec of specs) {
+      const previous = old.get(spec.id);
+      const unchanged = previous && JSON.stringify(previous.spec.schedule) === JSON.stringify(spec.schedule);
+      const clock = unchanged ? previous.clock : new TaskClock(spec.schedule, this.options.random ?? Math.random);
+      if (!unchanged) clock.plan(now, this.#history(spec, now));
+      this.#tasks.set(spec.id, { ...previous, spec, clock });
+    }
+  }
+
+  #syncJobStates(jobs: Map<string, LoadedJob>, now: Date): void {
+    const states: Record<string, JobState> = {};
+    for (const job of jobs.values()) {
+      const previous = this.#state.jobs[job.info.name];
+      const state: JobState = { name: job.info.name, file: job.info.file, repository: '', knownSince: previous?.knownSince ?? now.toISOString(), tasks: {} };
+      for (const task of this.#tasks.values()) {
+        if (task.spec.job !== job) continue;
+        state.repository = task.spec.repository;
+        const before = previous?.tasks[task.spec.kind];
+        state.tasks[task.spec.kind] = { counts: {}, ...before, schedule: task.clock.describe(), ...(task.clock.nextRun && { nextRun: task.clock.nextRun.toISOString() }) };
+      }
+      if (Object.keys(state.tasks).length > 0) states[job.info.name] = state;
+    }
+    this.#state.jobs = states;
+  }
+
+  /** At start: a task with `runMissed` whose scheduled time passed while the daemon was down runs now. */
+  #runMissed(): void {
+    const now = this.options.clock.now();
+    for (const task of this.#tasks.values()) {
+      const missed = task.clock.missed(now, this.#history(task.spec, now));
+      if (!missed) continue;
+      this.options.logger.with(this.#context(task)).info(`the run scheduled for ${missed.toISOString()} was missed while the daemon was down: running it now`);
+      this.#enqueue(task, missed);
+    }
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    if (this.#stopping) return;
+    const now = this.options.clock.now().getTime();
+    const next = Math.min(...[...this.#tasks.values()].map((task) => task.clock.nextRun?.getTime() ?? Infinity));
+    const delay = Math.max(0, Math.min(next - now, MAX_SLEEP_MS));
+    this.#timer = setTimeout(() => this.#tick(), delay);
+  }
+
+  #tick(): void {
+    const now = this.options.clock.now();
+    const due = [...this.#tasks.values()].filter((task) => task.clock.nextRun && task.clock.nextRun <= now);
+    for (const task of due) {
+      const scheduledFor = task.clock.scheduledFor!;
+      task.clock.plan(now, this.#history(task.spec, now));
+      this.#due(task, scheduledFor);
+    }
+    this.#arm();
+    if (due.length === 0) return;
+    this.#syncNextRuns();
+    void this.#save();
+  }
+
+  #due(task: Task, scheduledFor: Date): void {
+    if (!task.busy) return this.#enqueue(task, scheduledFor);
+    const state = this.#taskState(task)!;
+    state.counts.skipped = (state.counts.skipped ?? 0) + 1;
+    const since = state.running?.since ? ` (running since ${state.running.since})` : ' (waiting for its repository)';
+    this.options.logger.with(this.#context(task)).warn(`the run scheduled for ${scheduledFor.toISOString()} is skipped: the previous run is still ${task.busy}${task.busy === 'running' ? since : ''}`);
+  }
+
+  #enqueue(task: Task, scheduledFor: Date | undefined): void {
+    task.busy = 'queued';
+    const run = this.#queues.run(task.spec.repository, () => this.#execute(task, scheduledFor));
+    this.#runs.add(run);
+    void run.finally(() => this.#runs.delete(run));
+  }
+
+  async #execute(task: Task, scheduledFor: Date | undefined): Promise<void> {
+    if (this.#stopping) {
+      task.busy = undefined;
+      return;
+    }
+    const started = this.options.clock.now();
+    const logger = this.options.logger.with(this.#context(task));
+    const args = [...task.spec.args, '--plugins', this.options.pluginsFile, ...(this.options.verbose ? ['--verbose'] : [])];
+    task.process = (this.options.startCairn ?? startCairn)(args, { env: this.options.env, cwd: task.spec.job.baseDir, logger });
+    task.busy = 'running';
+    task.stoppedByDaemon = false;
+    this.#setRunning(task, started, scheduledFor);
+    logger.info(`started ${scheduledFor ? `(scheduled for ${scheduledFor.toISOString()})` : ''}: cairn ${task.spec.args.join(' ')}`);
+    await this.#save();
+    const outcome = await task.process.done;
+    const record = runRecordOf(task.spec.kind, outcome, { scheduledFor, started, finished: this.options.clock.now(), stoppedByDaemon: task.stoppedByDaemon ?? false });
+    task.busy = undefined;
+    task.process = undefined;
+    this.#finish(task, record);
+    await this.options.notify(task.spec.job, notificationOf(task.spec.kind, record, outcome));
+    if (!this.#stopping) task.clock.plan(this.options.clock.now(), this.#history(task.spec, started));
+    this.#syncNextRuns();
+    this.#arm();
+    await this.#save();
+  }
+
+  #setRunning(task: Task, started: Date, scheduledFor: Date | undefined): void {
+    const state = this.#taskState(task);
+    if (state) state.running = { since: started.toISOString(), ...(task.process?.pid && { pid: task.process.pid }), ...(scheduledFor && { scheduledFor: scheduledFor.toISOString() }) };
+  }
+
+  #finish(task: Task, record: RunRecord): void {
+    const logger = this.options.logger.with(this.#context(task));
+    const line = `${record.result} in ${(record.durationMs / 1000).toFixed(1)} s${record.snapshot ? `: snapshot ${record.snapshot.slice(0, 12)}, ${record.bytesAdded} bytes added` : ''}${record.error ? `: ${record.error}` : ''}`;
+    if (record.result === 'success') logger.info(line);
+    else if (record.result === 'failure') logger.error(line);
+    else logger.warn(line);
+    const state = this.#taskState(task);
+    if (!state) return; // The job was removed from the files while it ran.
+    delete state.running;
+    state.lastRun = record;
+    if (record.result === 'success' || record.result === 'warning') state.lastSuccess = record;
+    state.counts[record.result] = (state.counts[record.result] ?? 0) + 1;
+  }
+
+  #syncNextRuns(): void {
+    for (const task of this.#tasks.values()) {
+      const state = this.#taskState(task);
+      if (!state) continue;
+      if (task.clock.nextRun) state.nextRun = task.clock.nextRun.toISOString();
+      else delete state.nextRun;
+    }
+  }
+
+  /** The task's past from the state: when its job became known (now, for a new one), and what its last run covered. */
+  #history(spec: TaskSpec, now: Date): TaskHistory {
+    const job = this.#state.jobs[spec.job.info.name];
+    const lastRun = lastCoveredTime(job?.tasks[spec.kind]);
+    return { knownSince: job ? new Date(job.knownSince) : now, ...(lastRun && { lastRun }) };
+  }
+
+  #taskState(task: Task) {
+    return this.#state.jobs[task.spec.job.info.name]?.tasks[task.spec.kind];
+  }
+
+  #context(task: Task) {
+    return { job: task.spec.job.info.name, task: task.spec.kind };
+  }
+
+  #problemsText(): string {
+    return this.#state.problems.length > 0 ? `\n${this.#state.problems.map((p) => `  ${p.file}: ${p.message}`).join('\n')}` : '';
+  }
+
+  /** Writes the state file, one write at a time, the newest state last. */
+  #save(): Promise<void> {
+    this.#saving = this.#saving.then(async () => {
+      this.#state.daemon.updated = this.options.clock.now().toISOString();
+      try {
+        await (this.options.stateStore ?? STATE_FILE_STORE).write(this.options.stateDir, structuredClone(this.#state));
+        await this.options.onState?.(this.#state);
+      } catch (err) {
+        this.options.logger.error(`cannot write the state to ${this.options.stateDir}: ${(err as Error).message}`);
+      }
+    });
+    return this.#saving;
+  }
+}
