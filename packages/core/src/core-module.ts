@@ -24,6 +24,7 @@ import { RepairOperation } from './operations/repair.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
 import { KeyOperation } from './operations/keys.js';
 import { ForgetOperation } from './operations/forget.js';
+import { RetentionTap } from './retention/retention-tap.js';
 
 @injectable()
 export class SystemClock implements Clock {
@@ -57,6 +58,8 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(SecretReader).toSelf();
   bind(JobCommands).toSelf();
   bind(HookContribution).toService(JobCommands);
+  bind(RetentionTap).toSelf();
+  bind(HookContribution).toService(RetentionTap);
 
   bind(Repositories).toSelf();
   bind(RepositoryLocks).toSelf();

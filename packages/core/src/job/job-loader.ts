@@ -10,6 +10,7 @@ import type { SourceSettings } from '../source.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { JobSchema } from './job-schema.js';
 import { retentionProblems, type RetentionSettings } from '../retention/policy.js';
+import { hookProblems, type JobHooks } from './hook-command.js';
 
 /** A job file's settings, as the merged schema validated them (defaults filled in). */
 export interface JobConfig {
@@ -19,7 +20,7 @@ export interface JobConfig {
   compression?: CodecSettings;
   password: SecretRef;
   chunkSize?: number;
-  hooks?: { before?: string[][]; after?: string[][] };
+  hooks?: JobHooks;
   retention?: RetentionSettings;
 }
 
@@ -46,6 +47,8 @@ export class JobLoader {
     // What a JSON schema cannot say: durations that parse, zones this system knows.
     const retention = (job as JobConfig | null)?.retention;
     if (problems.length === 0 && retention) problems.push(...retentionProblems(retention).map((p) => `/retention/${p}`));
+    const hooks = (job as JobConfig | null)?.hooks;
+    if (problems.length === 0 && hooks) problems.push(...hookProblems(hooks).map((p) => `/hooks/${p}`));
     if (problems.length > 0) {
       throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
     }

@@ -32,7 +32,7 @@ export class JobRuns {
       await this.runner.after(this.hooks.afterRun, run, { ok: false, error });
       throw error;
     }
-    tapFailures.push(...(await this.runner.after(this.hooks.afterRun, run, { ok: true })));
+    tapFailures.push(...(await this.runner.after(this.hooks.afterRun, run, { ok: true, tapFailures: [...tapFailures] })));
     return { result, tapFailures };
   }
 }
