@@ -202,3 +202,31 @@ describe('an interrupted restore', () => {
     expect(await sameBytes(join(dir, 'random.img'), to)).toBe(true);
   });
 });
+
+describe('a backup stopped by a signal', () => {
+  test.each([
+    ['SIGTERM', 143],
+    ['SIGINT', 130],
+  ] as const)('%s: the backup releases its lock, exits %i, and the repository checks clean', async (signal, exitCode) => {
+    const dir = await useTempDir();
+    await incompressibleVolume(join(dir, 'random.img'), 128 * MiB);
+    const job = await writeJob(dir, { source: './random.img', compression: { type: 'zstd', level: 19 } });
+    const repository = join(dir, 'repo');
+    await init(job);
+    const running = startCli(['backup', job, '--json'], { env: PASSWORD_ENV });
+    let exited = false;
+    void running.result.then(() => (exited = true));
+    const deadline = Date.now() + 60_000;
+    const locks = () => readdir(join(repository, 'locks')).catch(() => []);
+    while (!exited && Date.now() < deadline && (await locks()).length === 0) await sleep(25);
+    await sleep(500);
+    expect(exited, 'the backup finished before it could be interrupted; make the volume larger').toBe(false);
+    running.child.kill(signal);
+    const result = await running.result;
+    expect(result.exitCode, result.stderr).toBe(exitCode);
+    expect(JSON.parse(result.stderr.trim().split('\n').pop()!).error).toMatchObject({ code: 'CAIRN_INTERRUPTED', message: expect.stringContaining(`Stopped by ${signal}`) });
+    expect(await locks()).toEqual([]);
+    expect(await snapshots(job)).toEqual([]);
+    expect((await checkJson(job, false)).problems).toEqual([]);
+  });
+});

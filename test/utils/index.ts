@@ -7,3 +7,4 @@ export * from './loop.js';
 export * from './job.js';
 export * from './disk.js';
 export * from './fuse.js';
+export * from './daemon.js';

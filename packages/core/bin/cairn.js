@@ -1,5 +1,17 @@
 #!/usr/bin/env node
 import { main } from '../dist/cli/main.js';
 
-const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() });
+// SIGTERM and SIGINT become an abort the CLI acts on: the daemon stops cleanly, other commands
+// release their repository locks first. A second signal ends the process at once.
+const interrupt = new AbortController();
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    if (interrupt.signal.aborted) process.exit(signal === 'SIGINT' ? 130 : 143);
+    interrupt.abort(signal);
+  });
+}
+
+const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), interrupt: interrupt.signal });
 process.exitCode = code;
+// The interrupted command's work may still hold the event loop: it is abandoned on purpose.
+if (interrupt.signal.aborted) process.exit(code);

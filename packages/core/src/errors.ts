@@ -13,6 +13,10 @@ export const ExitCode = {
   locked: 11,
   wrongPassword: 12,
   damage: 13,
+  /** Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it. */
+  interrupted: 130,
+  /** Stopped by SIGTERM: 128 + 15. */
+  terminated: 143,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -22,6 +26,16 @@ export class CairnError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
+  }
+}
+
+/** The command was stopped by a signal; the locks it held were released and nothing it finished is lost. */
+export class InterruptedError extends CairnError {
+  override readonly code = 'CAIRN_INTERRUPTED';
+  override readonly exitCode: ExitCode;
+  constructor(signal: string) {
+    super(`Stopped by ${signal}; the repository stays consistent (what was stored without a snapshot is reused by the next backup)`);
+    this.exitCode = signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated;
   }
 }
 
@@ -95,6 +109,15 @@ export class UnsupportedFormatError extends CairnError {
 export class RepositoryLockedError extends CairnError {
   override readonly code = 'CAIRN_LOCKED';
   override readonly exitCode = ExitCode.locked;
+}
+
+/** Another `cairn daemon` keeps its state in the same folder and is still running. */
+export class DaemonAlreadyRunningError extends CairnError {
+  override readonly code = 'CAIRN_DAEMON_RUNNING';
+  override readonly exitCode = ExitCode.locked;
+  constructor(stateDir: string, pid: number) {
+    super(`A cairn daemon (pid ${pid}) is already running with the state folder ${stateDir}; stop it first, or give this one another --state-dir`);
+  }
 }
 
 export class WrongPasswordError extends CairnError {

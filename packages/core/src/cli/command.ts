@@ -2,6 +2,7 @@ import type { Argv, ArgumentsCamelCase } from '../vendor.js';
 import type { ExitCode } from '../errors.js';
 import type { Core } from '../create-core.js';
 import type { Output } from './output.js';
+import type { Logger } from '../services.js';
 
 /** What the CLI reads and writes: the process's streams and environment, or a test's. */
 export interface CliIo {
@@ -10,6 +11,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Folder relative paths on the command line are resolved against. Default: the process's. */
   cwd?: string;
+  /** Aborted, with the signal's name as reason, when the process receives SIGTERM or SIGINT. */
+  interrupt?: AbortSignal;
 }
 
 /** Options every command takes. */
@@ -23,6 +26,8 @@ export interface CommandContext {
   /** The core, its plugins discovered: resolve operations and services from it. */
   readonly core: Core;
   readonly output: Output;
+  /** Aborted (reason: the signal's name) on SIGTERM or SIGINT; only commands with `handlesInterrupt` see it fire. */
+  readonly interrupt: AbortSignal;
 }
 
 /**
@@ -35,6 +40,14 @@ export interface CliCommand<A = object> {
   readonly describe: string;
   /** Declares the command's positionals and options (their types flow into `run`). */
   builder(yargs: Argv<GlobalOptions>): Argv<GlobalOptions & A>;
+  /**
+   * The command stops itself cleanly on `context.interrupt` (the daemon). For every other
+   * command, an interrupt releases the repository locks it holds and ends it with exit code 130
+   * (SIGINT) or 143 (SIGTERM).
+   */
+  readonly handlesInterrupt?: boolean;
+  /** The logger of the core this command runs on; default: warnings and errors on stderr (all with --verbose). */
+  createLogger?(io: CliIo, args: ArgumentsCamelCase<GlobalOptions & A>): Logger;
   /** Does the work and returns the exit code; errors are thrown (CairnError for the user's mistakes). */
   run(args: ArgumentsCamelCase<GlobalOptions & A>, context: CommandContext): Promise<ExitCode>;
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { yargs, type Argv, type ArgumentsCamelCase } from '../vendor.js';
-import { ExitCode, UsageError } from '../errors.js';
+import { ExitCode, InterruptedError, UsageError } from '../errors.js';
+import { releaseHeldLocks } from '../repository/lock.js';
 import { createCore, type Core } from '../create-core.js';
 import { CORE_PACKAGE_ROOT, CORE_VERSION } from '../version.js';
 import type { CliCommand, CliIo, GlobalOptions } from './command.js';
@@ -14,7 +15,7 @@ export type { CliIo } from './command.js';
 /** plugins.json of the cairn installation (the workspace root). */
 const DEFAULT_PLUGINS_FILE = resolve(CORE_PACKAGE_ROOT, '../../plugins.json');
 
-const EXIT_CODES = 'Exit codes: 0 ok, 1 failed, 2 bad usage or job file, 3 snapshot saved incomplete (backup --rescue met unreadable sectors), 10 no repository, 11 locked, 12 wrong password, 13 damage found.';
+const EXIT_CODES = 'Exit codes: 0 ok, 1 failed, 2 bad usage or job file, 3 snapshot saved incomplete (backup --rescue met unreadable sectors), 10 no repository, 11 locked, 12 wrong password, 13 damage found, 130 and 143 stopped by SIGINT and SIGTERM (locks released).';
 
 /** What the command line asks for: help text, or a command with its arguments. */
 type Invocation = { help: string } | { command: CliCommand<any>; args: ArgumentsCamelCase<GlobalOptions> };
@@ -38,8 +39,10 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   const output = new Output(io, parsed.json);
   let core: Core | undefined;
   try {
-    core = await createCore(coreOptions(parsed, io));
-    return await command.run(parsed, { core, output });
+    core = await createCore(coreOptions(command, parsed, io));
+    const interrupt = io.interrupt ?? new AbortController().signal;
+    const work = command.run(parsed, { core, output, interrupt });
+    return await (command.handlesInterrupt ? work : untilInterrupted(work, interrupt));
   } catch (err) {
     return output.error(err);
   } finally {
@@ -47,13 +50,32 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-function coreOptions(args: ArgumentsCamelCase<GlobalOptions>, io: CliIo) {
+/**
+ * The command's result, or, when the process is told to stop first, an InterruptedError once
+ * the locks the command holds are released (the caller then ends the process: the command's
+ * work is abandoned, which the repository format makes safe).
+ */
+async function untilInterrupted(work: Promise<ExitCode>, interrupt: AbortSignal): Promise<ExitCode> {
+  if (interrupt.aborted) throw new InterruptedError(String(interrupt.reason));
+  let onAbort!: () => void;
+  const interrupted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => void releaseHeldLocks().finally(() => reject(new InterruptedError(String(interrupt.reason))));
+    interrupt.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, interrupted]);
+  } finally {
+    interrupt.removeEventListener('abort', onAbort);
+  }
+}
+
+function coreOptions(command: CliCommand<any>, args: ArgumentsCamelCase<GlobalOptions>, io: CliIo) {
   const cwd = io.cwd ?? process.cwd();
   // Drawn only for a person watching a terminal: never with --json, never when piped.
   const interactive = !args.json && Boolean(io.stderr.isTTY);
   return {
     pluginsFile: resolve(cwd, args.plugins ?? io.env.CAIRN_PLUGINS ?? DEFAULT_PLUGINS_FILE),
-    logger: cliLogger(io, args.verbose),
+    logger: command.createLogger?.(io, args) ?? cliLogger(io, args.verbose),
     env: io.env,
     cwd,
     stderr: io.stderr,

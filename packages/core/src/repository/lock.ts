@@ -62,6 +62,7 @@ export class RepositoryLocks {
       throw new RepositoryLockedError(describeBlocker(blocker));
     }
     lock.keepFresh();
+    heldLocks.add(lock);
     return lock;
   }
 
@@ -112,6 +113,18 @@ export class RepositoryLocks {
   }
 }
 
+/** The locks this process holds, so that an interrupted command can release them before it exits. */
+const heldLocks = new Set<HeldLock>();
+
+/**
+ * Removes every lock this process holds (SIGTERM or SIGINT: the process exits next). What the
+ * interrupted operation stored stays consistent without them: packs not yet indexed are adopted
+ * by the next backup, a snapshot not yet written never appears.
+ */
+export async function releaseHeldLocks(): Promise<void> {
+  await Promise.allSettled([...heldLocks].map((lock) => lock.dispose()));
+}
+
 /** This process's lock object: rewritten every few minutes so others see it is alive. */
 export class HeldLock implements IDisposable {
   id = '';
@@ -145,6 +158,7 @@ export class HeldLock implements IDisposable {
   }
 
   async dispose(): Promise<void> {
+    heldLocks.delete(this);
     clearInterval(this.#timer);
     // A refresh in flight would otherwise write a new lock object after this one is removed.
     await this.#refreshing;

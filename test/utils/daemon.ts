@@ -1,0 +1,74 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Scope } from './scope.js';
+import { startCli, type CliOptions, type CliResult, type RunningCli } from './cli.js';
+
+/** A `cairn daemon` child process, with its JSON log lines as they come. */
+export interface RunningDaemon extends RunningCli {
+  /** The log lines printed so far, parsed (the daemon logs JSON lines when stderr is not a terminal). */
+  log(): Array<{ time: string; level: string; msg: string; job?: string; task?: string }>;
+  /** Sends SIGTERM and waits for the process to end. */
+  stop(): Promise<CliResult>;
+}
+
+/** Starts `cairn daemon ...args`; the scope kills it if the test ends without stopping it. */
+export function startDaemon(scope: Scope, args: readonly string[], options: CliOptions = {}): RunningDaemon {
+  const running = startCli(['daemon', ...args], { timeoutMs: 300_000, ...options });
+  let stderr = '';
+  running.child.stderr!.on('data', (data: Buffer) => (stderr += data.toString('utf8')));
+  scope.defer('kill the daemon', () => {
+    if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill('SIGKILL');
+  });
+  const log = () =>
+    stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line));
+  return { ...running, log, stop: () => (running.child.kill('SIGTERM'), running.result) };
+}
+
+/** Polls `condition` every 100 ms until it returns a truthy value; throws after `timeoutMs` with `what`. */
+export async function waitUntil<T>(what: string, condition: () => Promise<T> | T, timeoutMs = 60_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting until ${what}`);
+    await sleep(100);
+  }
+}
+
+/** The daemon's state file, or undefined before it is written. */
+export async function readState(stateDir: string): Promise<any> {
+  try {
+    return JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** A real HTTP server on 127.0.0.1 that answers 200 and keeps every request; closed by the scope. */
+export async function startHttpRecorder(scope: Scope): Promise<{ url: string; requests: RecordedRequest[] }> {
+  const requests: RecordedRequest[] = [];
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      requests.push({ method: request.method!, url: request.url!, headers: request.headers, body: Buffer.concat(chunks).toString('utf8') });
+      response.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  scope.defer('close the HTTP server', () => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+}
