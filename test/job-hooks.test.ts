@@ -1,6 +1,7 @@
 import { copyFile, mkdir, readdir, readFile, realpath } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
   MiB,
@@ -15,6 +16,7 @@ import {
   parseJson,
   runCli,
   snapshots,
+  startCli,
   tempDir,
   useSuiteScope,
   writeJob,
@@ -292,6 +294,20 @@ describe('job hooks', () => {
     expect(result.stdout).toMatch(/^Snapshot [0-9a-f]{12} saved/);
     expect((await repositoryState()).snapshots).toHaveLength(before.snapshots.length + 1);
     expect(await hookLog(folder)).toEqual(['before-1', 'before-2', 'before-3', 'onSuccess-2']);
+  });
+
+  test('a backup stopped by SIGTERM while a before command runs still runs the after commands, once, before it exits (143)', async () => {
+    const { job, folder } = await hookedJob({ before: [['sh', '-c', 'echo before >> hooks.log; sleep 30 & echo $! > sleep.pid; wait']], after: [recordFacts], onError: [note('onError')] });
+    const cli = startCli(['backup', job], { env: PASSWORD_ENV, cwd: elsewhere, timeoutMs: 40_000 });
+    while (!(await readFile(join(folder, 'sleep.pid'), 'utf8').catch(() => '')).trim()) await sleep(50);
+    cli.child.kill('SIGTERM');
+    const result = await cli.result;
+    expectCleanFailure(result, 143, /Stopped by SIGTERM/);
+    // onError runs only when the abandoned run happens to end before the process does.
+    expect((await hookLog(folder)).filter((line) => line !== 'onError')).toEqual(['before', 'after']);
+    expect(await factsOf(folder, 'after')).toMatchObject({ CAIRN_RESULT: 'failure', CAIRN_EXIT_CODE: '143', CAIRN_ERROR: expect.stringMatching(/^Stopped by SIGTERM/) });
+    // The before command's group got the signal too.
+    expect(await running(Number(await readFile(join(folder, 'sleep.pid'), 'utf8')))).toBe(false);
   });
 
   test.each([

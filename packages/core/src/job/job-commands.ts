@@ -24,6 +24,8 @@ interface RunFacts {
   /** When the backup's work ended: the snapshot was saved, or it failed. */
   ended?: number;
   saved?: SnapshotSaved;
+  /** The `after` commands have started. */
+  released?: boolean;
 }
 
 /** The variables of the run's facts; inherited ones (cairn run from a hook) are dropped so that a command never sees another run's. */
@@ -41,6 +43,23 @@ const FACT_VARIABLES = ['CAIRN_RESULT', 'CAIRN_SNAPSHOT', 'CAIRN_SNAPSHOT_TIME',
  * Every command of `after`, `onSuccess` and `onError` runs even when an earlier one failed.
  * Commands run in the job file's folder with the run's facts in CAIRN_* variables.
  */
+/**
+ * The `after` commands of runs whose `before` commands started and whose `after` commands have
+ * not: what must still run when the process is told to stop (SIGTERM, SIGINT) and abandons the
+ * backup, so that a frozen file system is thawed. Process-wide, like the locks it holds.
+ */
+const pendingReleases = new Map<JobRun, (reason: unknown) => Promise<void>>();
+
+/**
+ * Runs the `after` commands of every backup still in flight, which the process abandons next
+ * (`reason`: why, e.g. an InterruptedError; commands see it as CAIRN_ERROR); failures are logged.
+ */
+export async function runPendingReleases(reason: unknown): Promise<void> {
+  const releases = [...pendingReleases.values()];
+  pendingReleases.clear();
+  await Promise.allSettled(releases.map((release) => release(reason)));
+}
+
 @injectable()
 export class JobCommands implements HookContribution {
   readonly #runs = new WeakMap<JobRun, RunFacts>();
@@ -54,6 +73,7 @@ export class JobCommands implements HookContribution {
     hooks.beforeRun.tapPromise(PLUGIN_NAME, async (run) => {
       if (run.operation !== 'backup') return;
       this.#runs.set(run, { started: Date.now() });
+      pendingReleases.set(run, (reason) => this.#release(run, failureVerdict(reason)).catch((err) => this.logger.error(messageOf(err))));
       await this.#runPhase(run, 'before', undefined, { stopAtFirstFailure: true });
     });
     hooks.backup.tap(PLUGIN_NAME, (run) => {
@@ -61,13 +81,13 @@ export class JobCommands implements HookContribution {
         const facts = this.#facts(run);
         facts.saved = saved;
         facts.ended = Date.now();
-        await this.#runPhase(run, 'after', { result: saved.manifest.unreadable ? 'warning' : 'success' });
+        await this.#release(run, { result: saved.manifest.unreadable ? 'warning' : 'success' });
       });
     });
     hooks.failed.tapPromise({ name: PLUGIN_NAME, stage: HOOK_STAGE_RELEASE }, async (run, error) => {
       if (run.operation !== 'backup') return;
       this.#facts(run).ended ??= Date.now();
-      await this.#runPhase(run, 'after', { result: 'failure', error: messageOf(error), exitCode: exitCodeOfError(error) });
+      await this.#release(run, failureVerdict(error));
     });
     hooks.afterRun.tapPromise({ name: PLUGIN_NAME, stage: HOOK_STAGE_REPORT }, async (run, outcome) => {
       if (run.operation !== 'backup') return;
@@ -78,6 +98,15 @@ export class JobCommands implements HookContribution {
         this.#runs.delete(run);
       }
     });
+  }
+
+  /** The `after` commands, once per run: whoever comes first (the run's end, or an interrupt) runs them. */
+  async #release(run: JobRun, verdict: RunVerdict): Promise<void> {
+    pendingReleases.delete(run);
+    const facts = this.#facts(run);
+    if (facts.released) return;
+    facts.released = true;
+    await this.#runPhase(run, 'after', verdict);
   }
 
   /** A run whose `beforeRun` an earlier tap aborted has no facts yet: it starts now. */
@@ -127,10 +156,14 @@ export class JobCommands implements HookContribution {
 
 /** The run as a whole: failed when its work failed or an `after` tap did (the command then exits 1). */
 export function verdictOf(outcome: RunOutcome, saved: SnapshotSaved | undefined): RunVerdict {
-  if (!outcome.ok) return { result: 'failure', error: messageOf(outcome.error), exitCode: exitCodeOfError(outcome.error) };
+  if (!outcome.ok) return failureVerdict(outcome.error);
   const failure = outcome.tapFailures?.[0];
   if (failure) return { result: 'failure', error: describeTapFailure(failure), exitCode: ExitCode.failed };
   return { result: saved?.manifest.unreadable ? 'warning' : 'success' };
+}
+
+function failureVerdict(error: unknown): RunVerdict {
+  return { result: 'failure', error: messageOf(error), exitCode: exitCodeOfError(error) };
 }
 
 function messageOf(error: unknown): string {
