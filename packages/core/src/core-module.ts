@@ -26,6 +26,7 @@ import { RepairOperation } from './operations/repair.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
 import { KeyOperation } from './operations/keys.js';
 import { ForgetOperation } from './operations/forget.js';
+import { RetentionTap } from './retention/retention-tap.js';
 
 @injectable()
 export class SystemClock implements Clock {
@@ -63,6 +64,8 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(Notifications).toSelf();
   bind(BackupNotifications).toSelf();
   bind(HookContribution).toService(BackupNotifications);
+  bind(RetentionTap).toSelf();
+  bind(HookContribution).toService(RetentionTap);
 
   bind(Repositories).toSelf();
   bind(RepositoryLocks).toSelf();

@@ -147,9 +147,14 @@ export class TargetError extends CairnError {
   override readonly code = 'CAIRN_TARGET';
 }
 
-/** A pre/post command from the job file failed. */
+/** A command of the job file's `hooks` failed, or could not be started. */
 export class HookCommandError extends CairnError {
-  override readonly code = 'CAIRN_HOOK_COMMAND';
+  override readonly code: string = 'CAIRN_HOOK_COMMAND';
+}
+
+/** A command of the job file's `hooks` ran past its timeout and was stopped (its whole process group). */
+export class HookCommandTimeoutError extends HookCommandError {
+  override readonly code = 'CAIRN_HOOK_TIMEOUT';
 }
 
 /**
@@ -179,6 +184,11 @@ export class SnapshotAbortedError extends CairnError {
   ) {
     super(`The snapshot was not saved: ${tap} stopped it: ${reason}`);
   }
+}
+
+/** The exit code the CLI returns for an error: its own for a CairnError, else 1 (a bug or an unexpected system error). */
+export function exitCodeOfError(err: unknown): ExitCode {
+  return err instanceof CairnError ? err.exitCode : ExitCode.failed;
 }
 
 /** What the C library calls these errors (strerror), for messages; libuv's wording is terser. */

@@ -2,6 +2,7 @@ import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from './vendor.js';
 import type { OpenedSource, VolumeLayout } from './source.js';
 import type { SnapshotManifest } from './repository/snapshot.js';
 import type { TapFailure } from './hook-runner.js';
+import type { BackupOptions } from './operations/backup.js';
 
 /*
  * The extension points of a run, all declared here. Two levels, as in webpack:
@@ -86,6 +87,8 @@ export interface RestoreDone {
 export interface BackupRun extends JobRun {
   readonly operation: 'backup';
   readonly hooks: Readonly<BackupRunHooks>;
+  /** What the backup was asked to do (`forget` is for the retention tap). */
+  readonly options: Readonly<BackupOptions>;
 }
 
 export interface RestoreRun extends JobRun {
@@ -99,6 +102,15 @@ export interface RestoreRun extends JobRun {
  * command exits 1.
  */
 export type RunOutcome = { ok: true; tapFailures?: readonly TapFailure[] } | { ok: false; error: unknown };
+
+/**
+ * Stages (tapable's `stage`) for taps whose place among the others matters; taps without one
+ * are at stage 0. The job's `after` commands release what its `before` commands took (a frozen
+ * file system), so they go first in `snapshotSaved` and `failed`; `onSuccess`/`onError` report
+ * the whole run, so they go last in `afterRun`.
+ */
+export const HOOK_STAGE_RELEASE = -100;
+export const HOOK_STAGE_REPORT = 100;
 
 export interface EngineHooks {
   /** Before a backup or restore touches the source, the repository or the destination (the job's `hooks.before` commands run here for backups). */

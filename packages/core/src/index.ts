@@ -23,7 +23,7 @@ export { Notifications, NotificationDelivery, DEFAULT_NOTIFY_EVENTS, summarizeNo
 export { BackupNotifications, describeError } from './notifications/backup-notifications.js';
 export type { RunReport } from './operations/job-runs.js';
 export { InitOperation } from './operations/init.js';
-export { BackupOperation, type BackupOptions } from './operations/backup.js';
+export { BackupOperation, type BackupOptions, type BackupReport } from './operations/backup.js';
 export { RestoreOperation, type RestoreOptions, type RestoreResult } from './operations/restore.js';
 export { CheckOperation, type CheckOptions } from './operations/check.js';
 export { RepairOperation, type RepairSnapshotsOptions } from './operations/repair.js';
@@ -34,6 +34,9 @@ export { UnlockOperation, type UnlockResult } from './operations/unlock.js';
 export { ForgetOperation, type ForgetOptions, type ForgetResult, type ForgetGroup, type ForgetEntry } from './operations/forget.js';
 export type { RetentionPolicy, RetentionSettings } from './retention/policy.js';
 export type { CheckSettings, PruneSettings, ScheduleSettings } from './job/schedule-schema.js';
+export { RetentionTap, type RetentionApplied } from './retention/retention-tap.js';
+export { JobCommands, type RunVerdict } from './job/job-commands.js';
+export { DEFAULT_HOOK_TIMEOUT, type HookCommandSpec, type HookPhase, type JobHooks } from './job/hook-command.js';
 export type { BackupResult } from './pipeline/backup.js';
 export type { CheckProblem, CheckReport, ReadDataSubset } from './pipeline/check.js';
 export type { RepairIndexReport, RepairSnapshotsReport, RepairedSnapshot } from './pipeline/repair.js';

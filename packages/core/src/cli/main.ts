@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { yargs, type Argv, type ArgumentsCamelCase } from '../vendor.js';
 import { ExitCode, InterruptedError, UsageError } from '../errors.js';
 import { releaseHeldLocks } from '../repository/lock.js';
+import { runPendingReleases } from '../job/job-commands.js';
 import { createCore, type Core } from '../create-core.js';
 import { CORE_PACKAGE_ROOT, CORE_VERSION } from '../version.js';
 import type { CliCommand, CliIo, GlobalOptions } from './command.js';
@@ -59,11 +60,17 @@ async function untilInterrupted(work: Promise<ExitCode>, interrupt: AbortSignal)
   if (interrupt.aborted) throw new InterruptedError(String(interrupt.reason));
   let onAbort!: () => void;
   const interrupted = new Promise<never>((_resolve, reject) => {
-    onAbort = () => void releaseHeldLocks().finally(() => reject(new InterruptedError(String(interrupt.reason))));
+    onAbort = () => {
+      const error = new InterruptedError(String(interrupt.reason));
+      // The job's `after` commands release what its `before` commands took (a frozen file system).
+      void Promise.allSettled([releaseHeldLocks(), runPendingReleases(error)]).finally(() => reject(error));
+    };
     interrupt.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([work, interrupted]);
+    // Work that fails once the process is told to stop (a hook command got the signal too) failed because of it.
+    const failedByInterrupt = work.catch((err) => (interrupt.aborted ? interrupted : Promise.reject(err)));
+    return await Promise.race([failedByInterrupt, interrupted]);
   } finally {
     interrupt.removeEventListener('abort', onAbort);
   }

@@ -1,4 +1,4 @@
-import { CairnError, ExitCode } from '../errors.js';
+import { CairnError, ExitCode, exitCodeOfError } from '../errors.js';
 import type { TapFailure } from '../hook-runner.js';
 import type { CliIo } from './command.js';
 
@@ -18,7 +18,7 @@ export class Output {
   error(err: unknown): ExitCode {
     if (err instanceof CairnError) {
       this.io.stderr.write(this.json ? JSON.stringify({ error: { code: err.code, message: err.message } }) + '\n' : `cairn: ${err.message}\n`);
-      return err.exitCode;
+      return exitCodeOfError(err);
     }
     // Not raised on purpose: a bug or an unexpected system error. Say so, with the details.
     const error = err as NodeJS.ErrnoException;

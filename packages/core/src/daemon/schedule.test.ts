@@ -407,7 +407,7 @@ describe('the job loader reports schedule problems with their paths', () => {
   test('shapes through the schema, the rest through scheduleProblems', async () => {
     const shape = await load({ schedule: { cron: '0 2 * * *', every: 'soon', when: 'now' }, prune: {} }).catch((e: unknown) => e);
     expect(shape).toBeInstanceOf(JobFileError);
-    expect((shape as Error).message).toContain('/schedule/every: must match pattern');
+    expect((shape as Error).message).toContain('/schedule/every: must be a duration such as 30s');
     expect((shape as Error).message).toContain('/schedule: must NOT have additional property "when"');
     expect((shape as Error).message).toContain("/prune: must have required property 'schedule'");
 

@@ -13,6 +13,7 @@ import { JobSchema } from './job-schema.js';
 import { retentionProblems, type RetentionSettings } from '../retention/policy.js';
 import type { CheckSettings, PruneSettings, ScheduleSettings } from './schedule-schema.js';
 import { scheduleProblems } from '../daemon/schedule.js';
+import { hookProblems, type JobHooks } from './hook-command.js';
 
 /** A job file's settings, as the merged schema validated them (defaults filled in). */
 export interface JobConfig {
@@ -22,7 +23,7 @@ export interface JobConfig {
   compression?: CodecSettings;
   password: SecretRef;
   chunkSize?: number;
-  hooks?: { before?: string[][]; after?: string[][] };
+  hooks?: JobHooks;
   retention?: RetentionSettings;
   notify?: NotifierSettings[];
   schedule?: ScheduleSettings;
@@ -54,6 +55,8 @@ export class JobLoader {
     const retention = (job as JobConfig | null)?.retention;
     if (problems.length === 0 && retention) problems.push(...retentionProblems(retention).map((p) => `/retention/${p}`));
     if (problems.length === 0 && job) problems.push(...scheduleProblems(job as JobConfig));
+    const hooks = (job as JobConfig | null)?.hooks;
+    if (problems.length === 0 && hooks) problems.push(...hookProblems(hooks).map((p) => `/hooks/${p}`));
     if (problems.length > 0) {
       throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
     }

@@ -2,6 +2,8 @@ import { Ajv, inject, injectable, type ErrorObject, type ValidateFunction } from
 import { PluginHost, type LoadedContribution } from '../plugins/plugin-host.js';
 import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
 import { checkSchema, pruneSchema, scheduleSchema } from './schedule-schema.js';
+import { DURATION_PATTERN } from '../daemon/duration.js';
+import { DEFAULT_HOOK_TIMEOUT } from './hook-command.js';
 
 const secretRef = {
   description: 'Where the secret comes from; it never has to be written into the job file.',
@@ -29,7 +31,35 @@ const notifyCommonProperties = {
   name: { type: 'string', minLength: 1, description: 'A label for this entry in logs. Default: its type.' },
 };
 
-const commandList = { type: 'array', items: { type: 'array', minItems: 1, items: { type: 'string' } } };
+
+const argv = { type: 'array', minItems: 1, items: { type: 'string' }, description: 'The program and its arguments (no shell).' };
+const duration = (what: string) => ({ type: 'string', pattern: DURATION_PATTERN, description: `${what}: a duration such as 30s, 10m, 1h or 1h30m (units ms, s, m, h, d).` });
+/** A hook command: an argv array, or `{ command, timeout }`. */
+const hookCommand = {
+  if: { type: 'array' },
+  then: argv,
+  else: {
+    type: 'object',
+    required: ['command'],
+    additionalProperties: false,
+    properties: { command: argv, timeout: duration('How long the command may run before it is stopped (its whole process group) and counts as failed') },
+  },
+};
+const hookList = (description: string) => ({ type: 'array', items: hookCommand, description: `${description} Each is an argv array, or {"command": [argv], "timeout": "5m"}.` });
+
+/** The job's `hooks`: commands around each backup, with the run's facts in CAIRN_* environment variables. */
+const hooksSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'Commands (argv arrays, no shell) run around each backup, in the job file\'s folder, with the run\'s facts in CAIRN_* environment variables.',
+  properties: {
+    timeout: { ...duration(`How long each command may run unless it sets its own timeout (default ${DEFAULT_HOOK_TIMEOUT})`), default: DEFAULT_HOOK_TIMEOUT },
+    before: hookList('Run in order before the backup; the first failure aborts it (the after and onError commands still run).'),
+    after: hookList('Run in order as soon as the backup is over, whether it succeeded or failed (to release what the before commands took).'),
+    onSuccess: hookList('Run in order after the after commands when a snapshot was saved and nothing failed.'),
+    onError: hookList('Run in order after the after commands when the backup, a before or after command, or retention failed.'),
+  },
+};
 
 export const keepCount = (what: string) => ({ type: 'integer', minimum: 0, description: `Keep the newest snapshot of each of the last N ${what} that have snapshots (0: rule not used).` });
 
@@ -79,15 +109,7 @@ function coreJobSchema(): Record<string, any> {
       schedule: scheduleSchema('the backup'),
       prune: pruneSchema,
       check: checkSchema,
-      hooks: {
-        type: 'object',
-        additionalProperties: false,
-        description: 'Commands (argv arrays, no shell) run around each backup.',
-        properties: {
-          before: { ...commandList, description: 'Run in order before the backup; a failure aborts it.' },
-          after: { ...commandList, description: 'Run in order after the backup, whether it succeeded or failed.' },
-        },
-      },
+      hooks: hooksSchema,
     },
   };
 }
@@ -210,6 +232,8 @@ function describeErrors(errors: ErrorObject[], job: any, owner: Map<string, stri
     if (error.keyword === 'not' && error.instancePath.endsWith('/type')) message = 'no enabled plugin provides this kind of setting (see `cairn plugins`)';
     if (error.keyword === 'oneOf' && error.instancePath === '/password') message = 'must be {"env": NAME}, {"file": PATH} or {"command": [ARGV...]}';
     else if (error.keyword === 'oneOf' && isStringOrSecretRef(error.parentSchema)) message = stringOrSecretRefMessage(error.parentSchema, error.data);
+    if (error.keyword === 'type' && /^\/hooks\/[^/]+\/[0-9]+$/.test(error.instancePath)) message = 'must be a command: an argv array such as ["fsfreeze", "-f", "/srv"], or {"command": [ARGV...], "timeout": "5m"}';
+    if (error.keyword === 'pattern' && error.params.pattern === DURATION_PATTERN) message = `must be a duration such as 30s, 10m, 1h or 1h30m (units ms, s, m, h, d), not ${JSON.stringify(error.data)}`;
     const path = error.instancePath || '/';
     const [, top = '', index] = path.split('/');
     const setting = job && typeof job === 'object' ? job[top] : undefined;

@@ -107,7 +107,7 @@ describe('backup notifications', () => {
   it('an incomplete snapshot (unreadable ranges) is a warning', async () => {
     const hooks = core.get<EngineHooks>(EngineHooks);
     const runner = core.get(HookRunner);
-    const run: BackupRun = { job: job.info, operation: 'backup', hooks: createBackupRunHooks() };
+    const run: BackupRun = { job: job.info, operation: 'backup', options: {}, hooks: createBackupRunHooks() };
     const manifest = { size: 1000, unreadable: [{ offset: 0, length: 512 }, { offset: 4096, length: 512 }] } as unknown as SnapshotManifest;
     await core.get(JobRuns).run(run, async (tapFailures) => {
       await runner.before(hooks.backup, run);

@@ -13,6 +13,7 @@ import { runBackup, type BackupResult } from '../pipeline/backup.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
+import { checkForgetOption } from '../retention/retention-tap.js';
 import { PipelineWorkers } from './pipeline-workers.js';
 
 /** How often a running backup takes in index files that other writers wrote meanwhile. */
@@ -25,6 +26,13 @@ export interface BackupOptions {
   tags?: string[];
   /** Image around unreadable parts of the source (stored as zeros, listed in the manifest) instead of stopping. */
   rescue?: boolean;
+  /** Apply the job's `retention` once the snapshot is saved (`backup --forget`; the RetentionTap does it). */
+  forget?: boolean;
+}
+
+/** What a backup returns: its result, the failed `after` taps, and the run (for what taps recorded about it). */
+export interface BackupReport extends RunReport<BackupResult> {
+  run: BackupRun;
 }
 
 /** `cairn backup`: runs a job once, through the run hooks, and saves a snapshot. */
@@ -44,15 +52,18 @@ export class BackupOperation {
     @inject(Clock) private readonly clock: Clock,
   ) {}
 
-  run(job: LoadedJob, options: BackupOptions = {}): Promise<RunReport<BackupResult>> {
-    const run: BackupRun = { job: job.info, operation: 'backup', hooks: createBackupRunHooks() };
-    return this.runs.run(run, async (tapFailures) => {
+  /** Throws UsageError before anything runs when `forget` is asked of a job without a retention policy. */
+  async run(job: LoadedJob, options: BackupOptions = {}): Promise<BackupReport> {
+    checkForgetOption(job, options);
+    const run: BackupRun = { job: job.info, operation: 'backup', hooks: createBackupRunHooks(), options: Object.freeze({ ...options }) };
+    const report = await this.runs.run(run, async (tapFailures) => {
       await this.runner.before(this.hooks.backup, run);
       const result = await this.#backup(job, run, options);
       const saved = { id: result.snapshot, time: result.manifest.time, bytesRead: result.bytesRead, bytesAdded: result.bytesAdded, manifest: result.manifest };
       tapFailures.push(...(await this.runner.after(run.hooks.snapshotSaved, saved)));
       return result;
     });
+    return { ...report, run };
   }
 
   async #backup(job: LoadedJob, run: BackupRun, options: BackupOptions): Promise<BackupResult> {

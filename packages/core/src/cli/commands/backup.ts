@@ -5,6 +5,7 @@ import { defineCommand, withJob } from '../command.js';
 import { exitCodeOf } from '../output.js';
 import { formatBytes, parseTagFlags, parseTimeFlag } from '../format.js';
 import type { SnapshotManifest } from '../../repository/snapshot.js';
+import { RetentionTap, type RetentionApplied } from '../../retention/retention-tap.js';
 
 export const backupCommand = defineCommand({
   command: 'backup <job>',
@@ -17,6 +18,11 @@ export const backupCommand = defineCommand({
         type: 'boolean',
         default: false,
         describe: 'Image around unreadable sectors of the source: store them as zeros and list them in the snapshot (exit code 3) instead of stopping',
+      })
+      .option('forget', {
+        type: 'boolean',
+        default: false,
+        describe: 'Then apply the job\'s "retention" as `cairn forget <job>` does (not after an incomplete snapshot); its data stays until prune',
       }),
   async run(args, { core, output }) {
     // Flags are checked before anything else is touched.
@@ -25,8 +31,9 @@ export const backupCommand = defineCommand({
       ...(args.tag !== undefined && { tags: parseTagFlags(args.tag, '--tag') }),
     };
     const job = await core.get(JobLoader).load(args.job);
-    const { result, tapFailures } = await core.get(BackupOperation).run(job, { ...options, rescue: args.rescue });
+    const { result, tapFailures, run } = await core.get(BackupOperation).run(job, { ...options, rescue: args.rescue, forget: args.forget });
     const { manifest, snapshot, bytesRead, bytesAdded } = result;
+    const forget = core.get(RetentionTap).appliedTo(run);
     const { stats } = manifest;
     output.result(
       {
@@ -40,16 +47,23 @@ export const backupCommand = defineCommand({
         durationMs: stats.durationMs,
         imageDigest: manifest.imageDigest,
         ...(manifest.unreadable && { unreadable: manifest.unreadable }),
+        ...(forget && { forget }),
       },
       () =>
         `Snapshot ${snapshot.slice(0, 12)} saved${incompleteNote(manifest.unreadable)}: read ${formatBytes(bytesRead)} of ${formatBytes(manifest.size)}, ` +
-        `added ${formatBytes(bytesAdded)} to the repository (${stats.newChunks} new of ${stats.dataChunks} data chunks) in ${(stats.durationMs / 1000).toFixed(1)} s\n`,
+        `added ${formatBytes(bytesAdded)} to the repository (${stats.newChunks} new of ${stats.dataChunks} data chunks) in ${(stats.durationMs / 1000).toFixed(1)} s\n` +
+        (forget ? describeRetention(forget) : ''),
     );
     // The snapshot stands, but lacks what could not be read: a script must not take it for a full one.
     if (manifest.unreadable && tapFailures.length === 0) return ExitCode.incomplete;
     return exitCodeOf(tapFailures);
   },
 });
+
+function describeRetention(applied: RetentionApplied): string {
+  const removed = applied.removed.length === 0 ? 'removed none' : `removed ${applied.removed.length}: ${applied.removed.map((id) => id.slice(0, 12)).join(', ')}`;
+  return `Retention: kept ${applied.kept} snapshot(s), ${removed}\n`;
+}
 
 function incompleteNote(unreadable: SnapshotManifest['unreadable']): string {
   if (!unreadable) return '';
