@@ -1,9 +1,11 @@
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
 import {
   MiB,
   PASSWORD_ENV,
+  REPO_ROOT,
   backup,
   expectSuccess,
   init,
@@ -143,4 +145,116 @@ describe('cairn daemon', () => {
     await restore(kept, earlier.snapshot, join(dir, 'restored.img'));
     expect(await sameBytes(small, join(dir, 'restored.img'))).toBe(true);
   }, 150_000);
+
+  test('retention is applied after each scheduled backup, and prune and check run on their own schedules', async () => {
+    const dir = await useTempDir();
+    const scope = useScope();
+    const source = join(dir, 'disk.img');
+    await writeFile(source, randomBytesFor('retention/0', 2 * MiB));
+    const job = await writeJob(dir, {
+      name: 'kept',
+      source,
+      extra: {
+        schedule: { cron: '* * * * * *' },
+        retention: { keepLast: 2 },
+        prune: { schedule: { every: '4s' }, repackThreshold: 10 },
+        check: { schedule: { every: '3s' }, readDataSubset: '50%' },
+      },
+    });
+    await init(job);
+    const stateDir = join(dir, 'state');
+    const daemon = startDaemon(scope, [job, '--state-dir', stateDir], { env: PASSWORD_ENV });
+    let changes = 0;
+    // Each backup sees a changed source, so every snapshot adds data that prune can free once forgotten.
+    await waitUntil('five backups, a prune and a check', async () => {
+      const tasks = (await readState(stateDir))?.jobs.kept?.tasks;
+      const backups = tasks?.backup.counts.success ?? 0;
+      if (backups > changes) await writeFile(source, randomBytesFor(`retention/${(changes = backups)}`, 2 * MiB));
+      return backups >= 5 && tasks.prune.counts.success >= 1 && tasks.check.counts.success >= 1;
+    }, 120_000);
+    const result = await daemon.stop();
+    expect(result.exitCode, result.stderr).toBe(0);
+
+    const state = await readState(stateDir);
+    const { backup: backups, prune, check } = state.jobs.kept.tasks;
+    expect(backups.counts.failure ?? 0).toBe(0);
+    expect(prune.lastRun).toMatchObject({ result: 'success', exitCode: 0 });
+    expect(check.lastRun).toMatchObject({ result: 'success', exitCode: 0 });
+    // keepLast 2: after every run, the snapshots of the two latest runs (as the daemon logged them).
+    const saved = daemon.log().flatMap((l) => (l.task === 'backup' && /^success/.test(l.msg) ? [/snapshot ([0-9a-f]{12})/.exec(l.msg)![1]!] : []));
+    expect(saved).toHaveLength(backups.counts.success);
+    const kept = await snapshots(job, { env: PASSWORD_ENV });
+    expect(kept.map((s) => s.id.slice(0, 12)).sort()).toEqual(saved.slice(-2).sort());
+    expect(saved.at(-1)).toBe(backups.lastSuccess.snapshot.slice(0, 12));
+    expectSuccess(await runCli(['check', job, '--read-data'], { env: PASSWORD_ENV }));
+  }, 180_000);
+
+  test('job files are read again on SIGHUP and when they change; an invalid version is reported and the last valid one keeps running', async () => {
+    const dir = await useTempDir();
+    const scope = useScope();
+    const source = await writeSource(dir, 'disk.img', 2 * MiB);
+    const jobs = join(dir, 'jobs');
+    await mkdir(jobs);
+    const job = await writeJob(jobs, { name: 'edited', source, repository: join(dir, 'repo'), extra: { schedule: EVERY_TWO_SECONDS } }, 'edited.json');
+    await init(job);
+    const stateDir = join(dir, 'state');
+    const daemon = startDaemon(scope, [jobs, '--state-dir', stateDir], { env: PASSWORD_ENV });
+    const backups = async () => (await readState(stateDir))?.jobs.edited?.tasks.backup.counts.success ?? 0;
+    await waitUntil('a first backup', async () => (await backups()) >= 1);
+
+    // An editor saves a broken version: reported, and the job keeps its schedule.
+    await writeFile(job, '{ "name": "edited", ');
+    await waitUntil('the broken file is reported', async () => (await readState(stateDir))?.problems.some((p: any) => p.file === job));
+    const before = await backups();
+    await waitUntil('a backup after the broken save', async () => (await backups()) > before);
+    const problem = (await readState(stateDir)).problems[0];
+    expect(problem.message).toMatch(/not valid JSON[\s\S]*previous valid version keeps running/);
+    expect(daemon.log().some((l) => l.level === 'error' && l.msg.includes(job))).toBe(true);
+
+    // A valid edit is taken when saved.
+    await writeJob(jobs, { name: 'edited', source, repository: join(dir, 'repo'), extra: { schedule: { every: '1h' } } }, 'edited.json');
+    await waitUntil('the new schedule is in effect', async () => (await readState(stateDir))?.jobs.edited?.tasks.backup.schedule === 'every 1h');
+    expect((await readState(stateDir)).problems).toEqual([]);
+    expect((await daemon.stop()).exitCode).toBe(0);
+    expect(daemon.log().some((l) => /job files reloaded/.test(l.msg))).toBe(true);
+
+    // Without watching (--no-watch, for file systems that report no changes), SIGHUP reads them.
+    const unwatched = startDaemon(scope, [jobs, '--state-dir', stateDir, '--no-watch'], { env: PASSWORD_ENV });
+    await waitUntil('the daemon runs', async () => unwatched.log().some((l) => l.msg.startsWith('started')));
+    await writeJob(jobs, { name: 'edited', source, repository: join(dir, 'repo'), extra: { schedule: { every: '2h' } } }, 'edited.json');
+    await sleep(1500);
+    expect((await readState(stateDir)).jobs.edited.tasks.backup.schedule).toBe('every 1h');
+    unwatched.child.kill('SIGHUP');
+    await waitUntil('SIGHUP reloaded the job', async () => (await readState(stateDir))?.jobs.edited?.tasks.backup.schedule === 'every 2h');
+    expect(unwatched.child.exitCode).toBeNull();
+    expect((await unwatched.stop()).exitCode).toBe(0);
+  }, 150_000);
+
+  test('runMissed: a daily time that passed while the daemon was down runs once at start, on the clock the daemon is given', async () => {
+    const dir = await useTempDir();
+    const scope = useScope();
+    const source = await writeSource(dir, 'disk.img', 2 * MiB);
+    const job = await writeJob(dir, { name: 'laptop', source, extra: { schedule: { cron: '0 3 * * *', timeZone: 'UTC', runMissed: true } } });
+    await init(job);
+    const stateDir = join(dir, 'state');
+    const clock = ['--import', join(REPO_ROOT, 'test/fixtures/clock/register.mjs')];
+    const at = (iso: string) => ({ ...PASSWORD_ENV, CAIRN_E2E_CLOCK_AT: String(Date.parse(iso)) });
+
+    // Monday noon: the daemon learns the job; 03:00 has passed, but before it knew the job.
+    const first = startDaemon(scope, [job, '--state-dir', stateDir], { env: at('2026-06-01T12:00:00Z'), nodeArgs: clock });
+    await waitUntil('the first daemon wrote its state', async () => (await readState(stateDir))?.jobs.laptop);
+    expect((await first.stop()).exitCode).toBe(0);
+    expect(await snapshots(job)).toEqual([]);
+    expect((await readState(stateDir)).jobs.laptop.tasks.backup.nextRun).toBe('2026-06-02T03:00:00.000Z');
+
+    // Thursday noon: Tuesday's, Wednesday's and Thursday's 03:00 were missed; the latest runs, once.
+    const second = startDaemon(scope, [job, '--state-dir', stateDir], { env: at('2026-06-04T12:00:00Z'), nodeArgs: clock });
+    await waitUntil('the missed run finished', async () => (await readState(stateDir))?.jobs.laptop.tasks.backup.lastRun, 60_000);
+    expect((await second.stop()).exitCode).toBe(0);
+    const { lastRun, nextRun } = (await readState(stateDir)).jobs.laptop.tasks.backup;
+    expect(lastRun).toMatchObject({ result: 'success', scheduledFor: '2026-06-04T03:00:00.000Z' });
+    expect(nextRun).toBe('2026-06-05T03:00:00.000Z');
+    expect((await snapshots(job)).map((s) => s.time)).toEqual(['2026-06-04T12:00:00.000Z']);
+    expect(second.log().some((l) => /was missed while the daemon was down/.test(l.msg))).toBe(true);
+  }, 120_000);
 });

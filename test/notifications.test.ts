@@ -153,7 +153,7 @@ describe('notifications', () => {
     expect(webhook.requests.map((r) => r.url)).toEqual(['/warnings']);
     const [warning] = webhookBodies();
     expect(warning).toMatchObject({ event: 'warning', job: name, snapshot: { id: summary.snapshot } });
-    expect(warning.warnings).toEqual([expect.stringMatching(/^JobCommands \(afterRun\): The after command `test -e no-such-file` failed/)]);
+    expect(warning.warnings).toEqual([expect.stringMatching(/^JobCommands \(snapshotSaved\): The after command `test -e no-such-file` failed/)]);
     expect(pings()).toEqual([`POST ${CHECK}/start`, `POST ${CHECK}`]);
     expect(smtp.received).toEqual([]);
   });

@@ -54,7 +54,7 @@ describe('schedules in job files', () => {
     expectCleanFailure(
       await runCli(['validate', shapes]),
       2,
-      /\/schedule\/every: must match pattern/,
+      /\/schedule\/every: must be a duration such as 30s/,
       /\/schedule\/runMissed: must be boolean/,
       /\/schedule: must NOT have additional property "at"/,
       /\/check: must have required property 'schedule'/,

@@ -3,7 +3,7 @@ import type { FSWatcher } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UsageError } from '../errors.js';
 import type { Clock } from '../services.js';
-import type { LoadedJob } from '../job/job-loader.js';
+import { DAEMON_JOB_FILE_ENV, DAEMON_JOB_TEXT_ENV, type LoadedJob } from '../job/job-loader.js';
 import type { DaemonLogger } from './daemon-logger.js';
 import { startCairn, type CairnProcess } from './cairn-process.js';
 import { JobSet, listJobFiles } from './job-files.js';
@@ -28,6 +28,8 @@ export interface DaemonOptions {
   /** The plugins.json the commands use (the daemon's own). */
   pluginsFile: string;
   verbose: boolean;
+  /** Read the job files again when they change (else only on `reload()`, SIGHUP). */
+  watch?: boolean;
   clock: Clock;
   logger: DaemonLogger;
   loadJob(file: string): Promise<LoadedJob>;
@@ -93,7 +95,7 @@ export class Daemon {
     if (this.#tasks.size === 0) throw new UsageError(`None of the job files has a schedule (\`schedule\`, \`prune.schedule\` or \`check.schedule\`): nothing to run${this.#problemsText()}`);
     this.options.logger.info(`started: ${this.#tasks.size} scheduled task(s) of ${Object.keys(this.#state.jobs).length} job(s); state in ${this.options.stateDir}`);
     this.#runMissed();
-    this.#watchers = watchJobFiles(this.options.paths, this.options.cwd, () => void this.reload());
+    if (this.options.watch !== false) this.#watchers = watchJobFiles(this.options.paths, this.options.cwd, () => void this.reload());
     this.#arm();
     await this.#save();
   }
@@ -246,7 +248,9 @@ export class Daemon {
     const started = this.options.clock.now();
     const logger = this.options.logger.with(this.#context(task));
     const args = [...task.spec.args, '--plugins', this.options.pluginsFile, ...(this.options.verbose ? ['--verbose'] : [])];
-    task.process = (this.options.startCairn ?? startCairn)(args, { env: this.options.env, cwd: task.spec.job.baseDir, logger });
+    const { job } = task.spec;
+    const env = { ...this.options.env, ...(job.text !== undefined && { [DAEMON_JOB_FILE_ENV]: job.info.file, [DAEMON_JOB_TEXT_ENV]: job.text }) };
+    task.process = (this.options.startCairn ?? startCairn)(args, { env, cwd: task.spec.job.baseDir, logger });
     task.busy = 'running';
     task.stoppedByDaemon = false;
     this.#setRunning(task, started, scheduledFor);

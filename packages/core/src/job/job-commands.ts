@@ -29,7 +29,8 @@ interface RunFacts {
 }
 
 /** The variables of the run's facts; inherited ones (cairn run from a hook) are dropped so that a command never sees another run's. */
-const FACT_VARIABLES = ['CAIRN_RESULT', 'CAIRN_SNAPSHOT', 'CAIRN_SNAPSHOT_TIME', 'CAIRN_BYTES_ADDED', 'CAIRN_BYTES_READ', 'CAIRN_DURATION_MS', 'CAIRN_ERROR', 'CAIRN_EXIT_CODE'];
+// The daemon's copy of the job file text is for cairn, not for the job's commands.
+const FACT_VARIABLES = ['CAIRN_DAEMON_JOB_FILE', 'CAIRN_DAEMON_JOB_TEXT', 'CAIRN_RESULT', 'CAIRN_SNAPSHOT', 'CAIRN_SNAPSHOT_TIME', 'CAIRN_BYTES_ADDED', 'CAIRN_BYTES_READ', 'CAIRN_DURATION_MS', 'CAIRN_ERROR', 'CAIRN_EXIT_CODE'];
 
 /**
  * The job file's `hooks` commands, as taps on the engine hooks, for backups:

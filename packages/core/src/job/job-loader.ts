@@ -36,7 +36,17 @@ export interface LoadedJob {
   config: JobConfig;
   /** The job file's folder: relative paths in the job are relative to it. */
   baseDir: string;
+  /** The job file's text, as read and validated. */
+  text?: string;
 }
+
+/**
+ * The daemon runs each task as `cairn <command> <job file>` with the job file's text it last
+ * validated in these variables: the command uses that text for that file, so a version saved
+ * broken meanwhile does not stop the job, and the run does what was validated.
+ */
+export const DAEMON_JOB_FILE_ENV = 'CAIRN_DAEMON_JOB_FILE';
+export const DAEMON_JOB_TEXT_ENV = 'CAIRN_DAEMON_JOB_TEXT';
 
 /** Reads and validates job files; no other I/O of a command happens before this succeeds. */
 @injectable()
@@ -50,7 +60,8 @@ export class JobLoader {
   /** `file` is relative to the working folder. */
   async load(file: string): Promise<LoadedJob> {
     const path = resolve(this.environment.cwd, file);
-    const { job, problems } = this.schema.validate(await readJobFile(path));
+    const text = this.#daemonText(path) ?? (await readJobFile(path));
+    const { job, problems } = this.schema.validate(parseJobText(text, path));
     // What a JSON schema cannot say: durations that parse, zones this system knows.
     const retention = (job as JobConfig | null)?.retention;
     if (problems.length === 0 && retention) problems.push(...retentionProblems(retention).map((p) => `/retention/${p}`));
@@ -61,7 +72,12 @@ export class JobLoader {
       throw new JobFileError(`The job file ${path} is invalid:\n${problems.map((p) => `  ${p}`).join('\n')}${this.#brokenPluginsHint()}`);
     }
     const config = job as JobConfig;
-    return { info: { name: config.name, file: path, job: job as Record<string, unknown> }, config, baseDir: dirname(path) };
+    return { info: { name: config.name, file: path, job: job as Record<string, unknown> }, config, baseDir: dirname(path), text };
+  }
+
+  #daemonText(path: string): string | undefined {
+    const { env } = this.environment;
+    return env[DAEMON_JOB_FILE_ENV] === path ? env[DAEMON_JOB_TEXT_ENV] : undefined;
   }
 
   /** A job may be invalid only because the plugin that would accept it is broken: say so. */
@@ -71,13 +87,15 @@ export class JobLoader {
   }
 }
 
-async function readJobFile(path: string): Promise<unknown> {
-  let text: string;
+async function readJobFile(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (err) {
     throw new JobFileError(`Cannot read the job file ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+function parseJobText(text: string, path: string): unknown {
   // Editors on Windows save UTF-8 with a byte order mark, which JSON.parse refuses.
   if (text.startsWith('\uFEFF')) text = text.slice(1);
   try {

@@ -26,6 +26,7 @@ export const daemonCommand = defineCommand({
       .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. 127.0.0.1:9564)' })
       .option('metrics-allow-remote', { type: 'boolean', default: false, describe: 'Let --metrics listen on an address other than loopback' })
       .option('metrics-file', { type: 'string', describe: "Write the metrics to this .prom file after every change (node_exporter's textfile collector)" })
+      .option('watch', { type: 'boolean', default: true, describe: 'Read the job files again when they change (--no-watch: only on SIGHUP, e.g. on network file systems that report no changes)' })
       .option('log-format', { choices: ['auto', 'json', 'text'] as const, default: 'auto' as const, describe: 'auto: JSON lines unless stderr is a terminal' })
       .option('install-systemd', { type: 'boolean', default: false, describe: `Install and enable the systemd service cairn.service, running the jobs of the folder given (default ${DEFAULT_JOBS_DIR})` }),
   handlesInterrupt: true,
@@ -49,6 +50,7 @@ export const daemonCommand = defineCommand({
       stateDir,
       pluginsFile: core.get(PluginHost).pluginsFile,
       verbose: args.verbose,
+      watch: args.watch,
       clock,
       logger,
       loadJob: (file) => loader.load(file),
