@@ -2,6 +2,7 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
+import { startHttpCapture } from '@cairn/core/testing';
 import {
   MiB,
   PASSWORD_ENV,
@@ -17,7 +18,6 @@ import {
   sameBytes,
   snapshots,
   startDaemon,
-  startHttpRecorder,
   useScope,
   useTempDir,
   waitUntil,
@@ -83,7 +83,8 @@ describe('cairn daemon', () => {
   test('a failing before-hook and a missing source are reported in the state, the log and by a notification; the other job keeps running', async () => {
     const dir = await useTempDir();
     const scope = useScope();
-    const webhook = await startHttpRecorder(scope);
+    const webhook = await startHttpCapture();
+    scope.defer('close the webhook server', () => webhook.close());
     const notify = [{ type: 'webhook', url: `${webhook.url}/hook`, on: ['failure'] }];
     const source = await writeSource(dir, 'disk.img', 2 * MiB);
     const good = await writeJob(dir, { name: 'good', source, extra: { schedule: EVERY_TWO_SECONDS } }, 'good.json');
