@@ -54,7 +54,7 @@ async function startDaemon(jobs: Array<Record<string, unknown>>, options: { runM
     startCairn: (args) => fakeProcess(args, options.runMs ?? 60_000, started),
   });
   await daemon.start();
-  return { daemon, started, state: () => stored!, log: () => log.map((line) => JSON.parse(line)) };
+  return { daemon, dir, started, state: () => stored!, log: () => log.map((line) => JSON.parse(line)) };
 }
 
 /** Ends with exit code 0 after `runMs`, or with 143 when told to stop, as `cairn` does. */
@@ -121,6 +121,20 @@ describe('the daemon on a replaceable clock', () => {
     expect(started.map((s) => s.at.slice(11, 16))).toEqual(['00:10', '00:40']);
     expect(state().jobs.slow!.tasks.backup!.counts).toMatchObject({ success: 2, skipped: 4 });
     expect(log().filter((l) => /is skipped: the previous run is still running/.test(l.msg))).toHaveLength(4);
+  });
+
+  test('a job file changed while its task runs: the run finishes, and the task goes on at the new schedule', async () => {
+    vi.useFakeTimers({ now: new Date('2026-06-01T00:00:00Z') });
+    const { daemon, started, state, dir } = await startDaemon([{ name: 'edited', schedule: { every: '10m' } }], { runMs: 25 * 60_000 });
+    await vi.advanceTimersByTimeAsync(15 * 60_000);
+    expect(started.map((s) => s.at.slice(11, 16))).toEqual(['00:10']);
+    await jobFile(dir, { name: 'edited', schedule: { every: '30m' } });
+    await daemon.reload();
+    await vi.advanceTimersByTimeAsync(105 * 60_000);
+    await daemon.stop(0);
+    // every 30m from the last run's time (00:10): 00:40, 01:10, 01:40.
+    expect(started.map((s) => s.at.slice(11, 16))).toEqual(['00:10', '00:40', '01:10', '01:40']);
+    expect(state().jobs.edited!.tasks.backup!.schedule).toBe('every 30m');
   });
 
   test('runMissed: a scheduled time that passed while the daemon was down runs once at start, the latest of them', async () => {

@@ -48,12 +48,16 @@ const STATE_FILE_STORE = { read: readDaemonState, write: writeDaemonState };
 
 /** A task as the daemon runs it: its schedule, and whether a run of it is waiting or going. */
 interface Task {
+  /** Replaced when the job file is read again. */
   spec: TaskSpec;
   clock: TaskClock;
   busy?: 'queued' | 'running';
   process?: CairnProcess;
   stoppedByDaemon?: boolean;
 }
+
+/** How long a task told to stop (SIGTERM) may take before it is killed. */
+const KILL_AFTER_MS = 60_000;
 
 /** How long the timer sleeps at most: a clock changed or a machine woken from sleep is noticed within this. */
 const MAX_SLEEP_MS = 30_000;
@@ -67,6 +71,8 @@ export class Daemon {
   readonly #tasks = new Map<string, Task>();
   readonly #queues = new SerialQueues();
   readonly #runs = new Set<Promise<void>>();
+  /** Tasks queued or running (a job removed from the files meanwhile is no longer in #tasks). */
+  readonly #inFlight = new Set<Task>();
   readonly #jobSet: JobSet;
   readonly #state: DaemonState;
   #timer: NodeJS.Timeout | undefined;
@@ -124,11 +130,13 @@ export class Daemon {
     this.#stopping = true;
     clearTimeout(this.#timer);
     for (const watcher of this.#watchers) watcher.close();
-    const running = [...this.#tasks.values()].filter((task) => task.busy === 'running');
+    const running = this.#running();
     if (running.length > 0) {
       this.options.logger.info(`stopping: waiting up to ${Math.round(graceMs / 1000)} s for ${running.map((t) => t.spec.id).join(', ')} to finish`);
       await Promise.race([this.#allRuns(), sleep(graceMs, undefined, { ref: false })]);
-      this.#interruptRunning();
+      this.#signalRunning('SIGTERM');
+      await Promise.race([this.#allRuns(), sleep(KILL_AFTER_MS, undefined, { ref: false })]);
+      this.#signalRunning('SIGKILL');
     }
     await this.#allRuns();
     this.#state.daemon.stopped = this.options.clock.now().toISOString();
@@ -136,13 +144,19 @@ export class Daemon {
     this.options.logger.info('stopped');
   }
 
-  #interruptRunning(): void {
-    for (const task of this.#tasks.values()) {
-      if (task.busy !== 'running' || !task.process) continue;
-      this.options.logger.with({ job: task.spec.job.info.name, task: task.spec.kind }).warn('still running after the grace period: told to stop (SIGTERM)');
+  /** SIGTERM: the command releases its locks and exits; SIGKILL, for one that did not within a minute. */
+  #signalRunning(signal: 'SIGTERM' | 'SIGKILL'): void {
+    for (const task of this.#running()) {
+      const said = signal === 'SIGTERM' ? 'still running after the grace period: told to stop (SIGTERM)' : 'did not stop within a minute of SIGTERM: killed';
+      this.options.logger.with(this.#context(task)).warn(said);
       task.stoppedByDaemon = true;
-      task.process.signal('SIGTERM');
+      task.process!.signal(signal);
     }
+  }
+
+  /** Tasks with a run going, also those of jobs no longer in the files. */
+  #running(): Task[] {
+    return [...this.#inFlight].filter((task) => task.busy === 'running' && task.process);
   }
 
   async #allRuns(): Promise<void> {
@@ -162,17 +176,29 @@ export class Daemon {
     this.#syncJobStates(jobs, now);
   }
 
-  /** New and changed tasks get a fresh clock; a task whose schedule did not change keeps its next run and its running process. */
+  /**
+   * New and changed tasks get a fresh clock; a task whose schedule did not change keeps its
+   * next run. A task that is queued or running stays the same object, so that the run in flight
+   * marks it idle when it ends.
+   */
   #replaceTasks(specs: TaskSpec[], now: Date): void {
     const old = new Map(this.#tasks);
     this.#tasks.clear();
     for (const spec of specs) {
-      const previous = old.get(spec.id);
-      const unchanged = previous && JSON.stringify(previous.spec.schedule) === JSON.stringify(spec.schedule);
-      const clock = unchanged ? previous.clock : new TaskClock(spec.schedule, this.options.random ?? Math.random);
-      if (!unchanged) clock.plan(now, this.#history(spec, now));
-      this.#tasks.set(spec.id, { ...previous, spec, clock });
+      const task = old.get(spec.id);
+      if (task) {
+        const rescheduled = JSON.stringify(task.spec.schedule) !== JSON.stringify(spec.schedule);
+        task.spec = spec;
+        if (rescheduled) task.clock = this.#newClock(spec, now);
+      }
+      this.#tasks.set(spec.id, task ?? { spec, clock: this.#newClock(spec, now) });
     }
+  }
+
+  #newClock(spec: TaskSpec, now: Date): TaskClock {
+    const clock = new TaskClock(spec.schedule, this.options.random ?? Math.random);
+    clock.plan(now, this.#history(spec, now));
+    return clock;
   }
 
   #syncJobStates(jobs: Map<string, LoadedJob>, now: Date): void {
@@ -235,9 +261,13 @@ export class Daemon {
 
   #enqueue(task: Task, scheduledFor: Date | undefined): void {
     task.busy = 'queued';
+    this.#inFlight.add(task);
     const run = this.#queues.run(task.spec.repository, () => this.#execute(task, scheduledFor));
     this.#runs.add(run);
-    void run.finally(() => this.#runs.delete(run));
+    void run.finally(() => {
+      this.#runs.delete(run);
+      this.#inFlight.delete(task);
+    });
   }
 
   async #execute(task: Task, scheduledFor: Date | undefined): Promise<void> {
