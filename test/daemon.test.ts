@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, test } from 'vitest';
@@ -15,6 +15,7 @@ import {
   readState,
   restore,
   runCli,
+  runCommand,
   sameBytes,
   snapshots,
   startDaemon,
@@ -258,4 +259,21 @@ describe('cairn daemon', () => {
     expect((await snapshots(job)).map((s) => s.time)).toEqual(['2026-06-04T12:00:00.000Z']);
     expect(second.log().some((l) => /was missed while the daemon was down/.test(l.msg))).toBe(true);
   }, 120_000);
+
+  test('--install-systemd writes a unit that runs this installation on the folder given, and systemd-analyze accepts it', async () => {
+    const dir = await useTempDir();
+    const units = join(dir, 'units');
+    const result = await runCli(['daemon', '--install-systemd', join(dir, 'jobs'), '--systemd-unit-dir', units, '--json']);
+    expectSuccess(result);
+    const installed = parseJson(result);
+    expect(installed.unitPath).toBe(join(units, 'cairn.service'));
+    const unit = await readFile(installed.unitPath, 'utf8');
+    expect(unit).toContain(`ExecStart=${process.execPath} ${join(REPO_ROOT, 'packages/core/bin/cairn.js')} daemon ${join(dir, 'jobs')}`);
+    expect(unit).toMatch(/^KillMode=mixed$/m);
+    expect((await stat(join(dir, 'jobs'))).mode & 0o777).toBe(0o700);
+    // systemd is not PID 1 here: the two commands to run are printed instead.
+    expect(installed).toMatchObject({ enabled: false, steps: ['systemctl daemon-reload', 'systemctl enable --now cairn.service'] });
+    const verify = await runCommand('systemd-analyze', ['verify', installed.unitPath], { env: { ...process.env, SYSTEMD_LOG_TARGET: 'console' } });
+    expect(verify.stdout + verify.stderr).toBe('');
+  });
 });

@@ -11,6 +11,7 @@ import { parseDurationMs } from '../../daemon/duration.js';
 import { renderMetrics, startMetricsServer, writeMetricsTextfile } from '../../daemon/metrics.js';
 import { installSystemdService } from '../../daemon/systemd.js';
 import { defineCommand } from '../command.js';
+import type { Output } from '../output.js';
 import { listOf } from '../format.js';
 
 const DEFAULT_JOBS_DIR = '/etc/cairn/jobs';
@@ -28,12 +29,13 @@ export const daemonCommand = defineCommand({
       .option('metrics-file', { type: 'string', describe: "Write the metrics to this .prom file after every change (node_exporter's textfile collector)" })
       .option('watch', { type: 'boolean', default: true, describe: 'Read the job files again when they change (--no-watch: only on SIGHUP, e.g. on network file systems that report no changes)' })
       .option('log-format', { choices: ['auto', 'json', 'text'] as const, default: 'auto' as const, describe: 'auto: JSON lines unless stderr is a terminal' })
+      .option('systemd-unit-dir', { type: 'string', default: '/etc/systemd/system', describe: 'With --install-systemd: where the unit file goes' })
       .option('install-systemd', { type: 'boolean', default: false, describe: `Install and enable the systemd service cairn.service, running the jobs of the folder given (default ${DEFAULT_JOBS_DIR})` }),
   handlesInterrupt: true,
   createLogger: (io, args) => daemonLogger(io.stderr, { json: args.logFormat === 'json' || (args.logFormat === 'auto' && !io.stderr.isTTY), verbose: args.verbose }),
   async run(args, { core, output, interrupt }) {
     const jobs = listOf(args.jobs);
-    if (args.installSystemd) return install(jobs, core.get<Environment>(Environment).cwd, output);
+    if (args.installSystemd) return install(jobs, args.systemdUnitDir, core.get<Environment>(Environment).cwd, output);
     if (jobs.length === 0) throw new UsageError('Name the job files, or folders of them, to run');
     const graceMs = parseFlagDuration(args.grace, '--grace');
     const environment = core.get<Environment>(Environment);
@@ -83,11 +85,12 @@ async function untilSignalled(interrupt: AbortSignal, reload: () => void): Promi
   }
 }
 
-async function install(jobs: string[], cwd: string, output: import('../output.js').Output): Promise<ExitCode> {
+async function install(jobs: string[], unitDir: string, cwd: string, output: Output): Promise<ExitCode> {
   if (jobs.length > 1) throw new UsageError('--install-systemd takes one folder of job files');
   const jobsDir = resolve(cwd, jobs[0] ?? DEFAULT_JOBS_DIR);
-  const installed = await installSystemdService({ jobsDir, enable: true });
-  output.result(installed, () => `Installed ${installed.unitPath} for the jobs in ${jobsDir}${installed.enabled ? '; the service is enabled and started' : ''}\n${installed.steps.map((s: string) => `  ${s}\n`).join('')}`);
+  const installed = await installSystemdService({ jobsDir, unitDir: resolve(cwd, unitDir), enable: true });
+  const next = installed.enabled ? '; the service is enabled and started\n' : `\nsystemd does not run here (it is not PID 1); to enable and start the service, run:\n${installed.steps.map((s: string) => `  ${s}\n`).join('')}`;
+  output.result(installed, () => `Installed ${installed.unitPath} for the jobs in ${jobsDir}${next}`);
   return ExitCode.ok;
 }
 
