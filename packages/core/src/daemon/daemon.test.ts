@@ -160,6 +160,28 @@ describe('the daemon on a replaceable clock', () => {
     expect(state().jobs.laptop!.tasks.backup).toMatchObject({ counts: { success: 7 }, lastRun: { scheduledFor: '2026-05-10T03:00:00.000Z' }, nextRun: '2026-05-11T03:00:00.000Z' });
   });
 
+  test('a run the previous daemon had going when it was killed is recorded as interrupted, and runMissed runs it again', async () => {
+    vi.useFakeTimers({ now: new Date('2026-05-10T12:00:00Z') });
+    const running = { since: '2026-05-10T03:00:00.000Z', pid: 99999, scheduledFor: '2026-05-10T03:00:00.000Z' };
+    const success = { task: 'backup' as const, result: 'success' as const, scheduledFor: '2026-05-09T03:00:00.000Z', started: '2026-05-09T03:00:00.000Z', finished: '2026-05-09T03:01:00.000Z', durationMs: 60_000 };
+    const previous: DaemonState = {
+      version: 1,
+      daemon: { pid: 99999, hostname: 'gone', started: '2026-05-01T00:00:00Z', updated: '2026-05-10T03:20:00.000Z' },
+      jobs: { laptop: { name: 'laptop', file: '', repository: '', knownSince: '2026-05-01T00:00:00.000Z', tasks: { backup: { schedule: '', counts: { success: 8 }, running, lastRun: success, lastSuccess: success } } } },
+      problems: [],
+    };
+    const { daemon, started, state } = await startDaemon([{ name: 'laptop', schedule: { cron: '0 3 * * *', timeZone: 'UTC', runMissed: true } }], { state: previous, runMs: 1000 });
+    const recorded = structuredClone(state().jobs.laptop!.tasks.backup!);
+    await vi.advanceTimersByTimeAsync(60_000);
+    await daemon.stop(0);
+    expect(recorded).toMatchObject({ counts: { success: 8, interrupted: 1 }, lastRun: { result: 'interrupted', started: running.since, finished: '2026-05-10T03:20:00.000Z', error: expect.stringContaining('result is unknown') } });
+    // What runs now is the new daemon's run.
+    expect(recorded.running).toMatchObject({ since: '2026-05-10T12:00:00.000Z', pid: 4242 });
+    // The interrupted run covered nothing: 03:00 today is run again.
+    expect(started.map((s) => s.at)).toEqual(['2026-05-10T12:00:00.000Z']);
+    expect(state().jobs.laptop!.tasks.backup!.lastRun).toMatchObject({ result: 'success', scheduledFor: '2026-05-10T03:00:00.000Z' });
+  });
+
   test('without runMissed, the missed time is not made up', async () => {
     vi.useFakeTimers({ now: new Date('2026-05-10T12:00:00Z') });
     const previous = { version: 1, daemon: { pid: 1, hostname: 'gone', started: '', updated: '' }, jobs: { laptop: { name: 'laptop', file: '', repository: '', knownSince: '2026-05-01T00:00:00.000Z', tasks: {} } }, problems: [] } as DaemonState;

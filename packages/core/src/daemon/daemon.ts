@@ -15,7 +15,7 @@ import { lastCoveredTime } from './schedule.js';
 import { watchJobFiles } from './watch.js';
 import { readDaemonState, writeDaemonState, daemonIsRunning } from './state-file.js';
 import { DaemonAlreadyRunningError } from '../errors.js';
-import type { DaemonState, JobState, RunRecord } from './state.js';
+import type { DaemonState, JobState, RunRecord, TaskKind } from './state.js';
 import { notificationOf, type DaemonNotify } from './daemon-notifications.js';
 
 export interface DaemonOptions {
@@ -95,7 +95,7 @@ export class Daemon {
   async start(): Promise<void> {
     const previous = await (this.options.stateStore ?? STATE_FILE_STORE).read(this.options.stateDir);
     if (previous && daemonIsRunning(previous) && previous.daemon.pid !== process.pid) throw new DaemonAlreadyRunningError(this.options.stateDir, previous.daemon.pid);
-    this.#state.jobs = previous?.jobs ?? {};
+    this.#state.jobs = previous ? endedRuns(previous) : {};
     const files = await listJobFiles(this.options.paths, this.options.cwd);
     await this.#load(files);
     if (this.#tasks.size === 0) throw new UsageError(`None of the job files has a schedule (\`schedule\`, \`prune.schedule\` or \`check.schedule\`): nothing to run${this.#problemsText()}`);
@@ -358,4 +358,25 @@ export class Daemon {
     });
     return this.#saving;
   }
+}
+
+/**
+ * The job states a previous daemon left, its runs that were going when it ended (it was killed,
+ * or the machine went down) recorded as interrupted: their result is unknown, and a missed run
+ * does not count them as done.
+ */
+function endedRuns(previous: DaemonState): Record<string, JobState> {
+  const jobs = structuredClone(previous.jobs);
+  for (const job of Object.values(jobs)) {
+    for (const [kind, task] of Object.entries(job.tasks)) {
+      if (!task?.running) continue;
+      const { since, scheduledFor } = task.running;
+      const finished = previous.daemon.updated;
+      const error = 'the daemon ended while this ran (killed, or the machine went down); its result is unknown';
+      task.lastRun = { task: kind as TaskKind, result: 'interrupted', ...(scheduledFor && { scheduledFor }), started: since, finished, durationMs: Math.max(0, Date.parse(finished) - Date.parse(since)), error };
+      task.counts.interrupted = (task.counts.interrupted ?? 0) + 1;
+      delete task.running;
+    }
+  }
+  return jobs;
 }
