@@ -142,6 +142,15 @@ export class SnapshotNotFoundError extends CairnError {
   override readonly exitCode = ExitCode.usage;
 }
 
+/**
+ * An overlay file (`cairn serve --overlay`) that cannot be used: made for another snapshot or
+ * disk size, not an overlay at all, or damaged. The snapshot is never written instead.
+ */
+export class OverlayError extends CairnError {
+  override readonly code = 'CAIRN_OVERLAY';
+  override readonly exitCode = ExitCode.usage;
+}
+
 /** A target failed in a way that retrying will not fix (permissions, no space, bad credentials). */
 export class TargetError extends CairnError {
   override readonly code = 'CAIRN_TARGET';
