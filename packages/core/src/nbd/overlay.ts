@@ -105,7 +105,9 @@ export class Overlay implements ExportSource {
 
   /** Bytes of the disk that were written (whole blocks). */
   get writtenBytes(): number {
-    return Math.min(this.#writtenBlocks * OVERLAY_BLOCK_SIZE, this.size);
+    const lastBlock = Math.ceil(this.size / OVERLAY_BLOCK_SIZE) - 1;
+    const shortBy = bitOf(this.#bitmap, lastBlock) ? (lastBlock + 1) * OVERLAY_BLOCK_SIZE - this.size : 0;
+    return this.#writtenBlocks * OVERLAY_BLOCK_SIZE - shortBy;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
