@@ -322,6 +322,8 @@ describe('openSnapshotExports', () => {
         { offset: 7 * CHUNK, length: 2 * CHUNK + OVERLAY_BLOCK_SIZE, hole: false, zero: false },
         { offset: 9 * CHUNK + OVERLAY_BLOCK_SIZE, length: CHUNK - OVERLAY_BLOCK_SIZE, hole: true, zero: true },
       ]);
+      // A partition's writes stay inside it.
+      await expect(exportNamed('p1').write!(5 * CHUNK + 511, Buffer.alloc(2, 1))).rejects.toThrow(RangeError);
       await exportNamed('').flush!();
       await stopServing();
 
