@@ -1,4 +1,4 @@
-import type { ExportExtent, ExportSource } from './export-source.js';
+import type { ExportExtent, ExportSource } from '../nbd/export-source.js';
 
 export interface MemoryExportOptions {
   name?: string;
