@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -393,6 +394,34 @@ describe('NbdServer listening', () => {
       expect(Number(stdout.trim())).toBe(8 * MiB);
     } finally {
       await tcp.close();
+    }
+  });
+});
+
+describe('NbdServer with TLS (FORCEDTLS)', () => {
+  it('requires STARTTLS before anything else; libnbd over TLS reads the export whole', async () => {
+    const certs = join(dir, 'certs');
+    await run('mkdir', ['-p', certs]);
+    // libnbd looks for the CA as ca-cert.pem in the folder given; a self-signed certificate is its own CA.
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(certs, 'key.pem'), '-out', join(certs, 'ca-cert.pem'), '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost']);
+    const tls = createSecureContext({ cert: await readFile(join(certs, 'ca-cert.pem')), key: await readFile(join(certs, 'key.pem')) });
+    const secure = new NbdServer({ exports: [disk], tls });
+    const tlsSocket = join(dir, 'tls.sock');
+    await secure.listen({ socket: tlsSocket });
+    try {
+      const plain = await NbdTestClient.connect({ socket: tlsSocket });
+      plain.sendClientFlags();
+      expect((await plain.option(P.NBD_OPT_LIST)).map((r) => r.type)).toEqual([P.NBD_REP_ERR_TLS_REQD]);
+      expect((await plain.option(P.NBD_OPT_GO, goData(''))).map((r) => r.type)).toEqual([P.NBD_REP_ERR_TLS_REQD]);
+      plain.close();
+      await expect(run('nbdinfo', ['--size', `nbd+unix:///?socket=${tlsSocket}`])).rejects.toThrow();
+      const tlsUri = `nbds+unix:///?socket=${tlsSocket}&tls-certificates=${certs}&tls-hostname=localhost`;
+      const { stdout } = await run('nbdinfo', ['--json', tlsUri]);
+      expect(JSON.parse(stdout)).toMatchObject({ TLS: true, structured: true });
+      await run('nbdcopy', [tlsUri, join(dir, 'over-tls.img')]);
+      expect((await readFile(join(dir, 'over-tls.img'))).equals(disk.data)).toBe(true);
+    } finally {
+      await secure.close();
     }
   });
 });
