@@ -250,3 +250,8 @@ export class MetricsError extends CairnError {
 export class ServiceInstallError extends CairnError {
   override readonly code = 'CAIRN_SERVICE_INSTALL';
 }
+
+/** `cairn serve` cannot serve: the socket or address is taken or cannot be listened on, or the TLS files are unusable. */
+export class NbdServeError extends CairnError {
+  override readonly code = 'CAIRN_NBD_SERVE';
+}
