@@ -16,8 +16,9 @@ cd "$ROOT"
 # on Debian 12): filesystem and partition tools, zstd, b3sum (checks a snapshot's image
 # digest the way a user would), an SSH server for the SFTP tests, fusepy for the FUSE file
 # system that serves images with unreadable sectors (test/fixtures/faulty-fuse), systemd for
-# systemd-analyze (checks the service's unit file offline; systemd need not run).
-APT_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd)
+# systemd-analyze (checks the service's unit file offline; systemd need not run); libnbd-bin
+# (nbdfuse), fusefat and qemu-utils (qemu-img, qemu-nbd) for cairn mount and cairn export.
+APT_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd libnbd-bin fusefat qemu-utils)
 PNPM_DEFAULT=12.4.2
 NODE_MIN_MAJOR=20
 
