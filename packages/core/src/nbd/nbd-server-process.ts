@@ -57,14 +57,24 @@ async function startCairnServe(request: NbdServerRequest): Promise<NbdServer> {
   const args = [...process.execArgv, CAIRN_BIN, 'serve', request.jobFile, request.snapshot, '--socket', request.socket, '--json', '--plugins', request.pluginsFile];
   // stdout to its own file: the JSON line saying it is ready.
   const server = await spawnDetached(process.execPath, args, { logFile: log, stdoutFile: out, env: request.env });
-  await waitUntilReady('cairn serve', server, log, async () => {
-    const line = (await readFile(out, 'utf8').catch(() => '')).split('\n')[0];
-    return line && line.includes('"listening"') ? line : undefined;
-  }).catch(async (err) => {
+  await waitUntilReady('cairn serve', server, log, () => readyLine(out)).catch(async (err) => {
     await stopProcess(server.identity);
     throw err;
   });
   return { kind: 'cairn-serve', socket: request.socket, process: server.identity };
+}
+
+/** `cairn serve --json` prints one line of JSON with `listening` when it accepts connections. */
+async function readyLine(file: string): Promise<object | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const end = text.indexOf('\n');
+  if (end < 0) return undefined;
+  try {
+    const report = JSON.parse(text.slice(0, end));
+    return report && typeof report === 'object' && 'listening' in report ? report : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function startQemuNbd(request: NbdServerRequest): Promise<NbdServer> {
