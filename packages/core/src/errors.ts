@@ -255,3 +255,18 @@ export class ServiceInstallError extends CairnError {
 export class NbdServeError extends CairnError {
   override readonly code = 'CAIRN_NBD_SERVE';
 }
+
+/** `cairn mount`/`cairn umount` could not do what was asked: a tool failed, the folder is in use or was not mounted by cairn. */
+export class MountError extends CairnError {
+  override readonly code = 'CAIRN_MOUNT';
+}
+
+/** `cairn export` could not write the image: the destination exists, or qemu-img failed. */
+export class ImageExportError extends CairnError {
+  override readonly code = 'CAIRN_EXPORT';
+}
+
+/** An external program cairn runs (qemu-img, nbdfuse, losetup, mount, a server) is missing, failed, or did not start. */
+export class ExternalToolError extends CairnError {
+  override readonly code = 'CAIRN_EXTERNAL_TOOL';
+}

@@ -16,6 +16,9 @@ import { pluginsCommand } from './plugins.js';
 import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
 import { serveCommand } from './serve.js';
+import { mountCommand } from './mount.js';
+import { umountCommand } from './umount.js';
+import { exportCommand } from './export.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
 export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
@@ -36,4 +39,7 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   pluginsCommand,
   daemonCommand,
   statusCommand,
+  mountCommand,
+  umountCommand,
+  exportCommand,
 ];
