@@ -86,14 +86,20 @@ export class SnapshotImage implements ExportSource {
 
   async read(offset: number, length: number): Promise<Buffer> {
     checkRange(this, offset, length);
-    const out = Buffer.alloc(length);
-    if (length === 0) return out;
+    if (length === 0) return Buffer.alloc(0);
     const first = Math.floor(offset / this.#chunkSize);
     const last = Math.floor((offset + length - 1) / this.#chunkSize);
     // The first chunk, or the one after a chunk just read: a reader going through the disk in order.
     const sequential = first === 0 || this.#cache.has(first - 1);
     const chunks = this.#chunks(first, last + 1);
     if (sequential) this.#fetchAhead(last + 1);
+    // Most reads lie within one data chunk: a view of the cached chunk, not a copy (nothing writes to cached chunks).
+    if (first === last && chunks.length === 1) {
+      const from = offset - first * this.#chunkSize;
+      return (await chunks[0]!.chunk).subarray(from, from + length);
+    }
+    // Zeros only where no data chunk will be copied in.
+    const out = chunks.length === last - first + 1 ? Buffer.allocUnsafe(length) : Buffer.alloc(length);
     await Promise.all(
       chunks.map(async ({ index, chunk }) => {
         const start = index * this.#chunkSize;
