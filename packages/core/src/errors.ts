@@ -241,3 +241,8 @@ export class MetricsError extends CairnError {
 export class ServiceInstallError extends CairnError {
   override readonly code = 'CAIRN_SERVICE_INSTALL';
 }
+
+/** `cairn boot` could not run the machine: QEMU or OVMF missing, `cairn serve` not starting, QEMU failing. */
+export class BootError extends CairnError {
+  override readonly code = 'CAIRN_BOOT';
+}

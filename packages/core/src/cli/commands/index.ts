@@ -15,6 +15,7 @@ import { schemaCommand } from './schema.js';
 import { pluginsCommand } from './plugins.js';
 import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
+import { bootCommand } from './boot.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
 export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
@@ -34,4 +35,5 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   pluginsCommand,
   daemonCommand,
   statusCommand,
+  bootCommand,
 ];
