@@ -12,7 +12,7 @@
 //
 // Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
 // MB/s = image size / wall time. Results: bench/results/<date>.json.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -282,7 +282,7 @@ function cairnRuns(o, images, mode) {
   const tool = `cairn ${mode}`;
   const base = path.join(o.work, `cairn-${mode}`);
   const env = { CAIRN_PASSWORD: 'bench' };
-  const steps = ['init', 'full', 'incr', 'restore', 'unchanged'];
+  const steps = ['init', 'full', 'incr', 'restore', 'served', 'unchanged'];
   const per = Object.fromEntries(steps.map((s) => [s, []]));
   const identical = [];
   for (let run = 1; run <= o.runs; run++) {
@@ -314,6 +314,7 @@ function cairnRuns(o, images, mode) {
       ['unchanged', ['backup', job2, '--json'], images.sysvol2.size],
     ];
     for (const [step, args, bytes] of plan) {
+      if (step === 'unchanged') servedRun(job2, base, env, images.sysvol2.size, per.served);
       const t = timed(['node', CAIRN, ...args], { env, cwd: base });
       if (!t.ok) {
         failures++;
@@ -358,6 +359,7 @@ function cairnRuns(o, images, mode) {
     full: 'full (sysvol)',
     incr: 'incr (sysvol2)',
     restore: 'restore latest',
+    served: 'nbdcopy of cairn serve',
     unchanged: 'unchanged re-backup',
   };
   for (const s of steps) {
@@ -383,6 +385,27 @@ function cairnRuns(o, images, mode) {
       runs: per[s],
     });
   }
+}
+
+/**
+ * `cairn serve` of the latest snapshot, read whole by libnbd's nbdcopy into nothing (`null:`):
+ * what a client of the NBD export gets, against `restore`'s throughput (issue 16: ≥ 0.8×).
+ */
+function servedRun(job, base, env, bytes, out) {
+  const socket = path.join(base, 'nbd.sock');
+  const server = spawn('node', [CAIRN, 'serve', job, 'latest', '--socket', socket], { env: { ...process.env, ...env }, cwd: base, stdio: 'ignore' });
+  for (let i = 0; i < 600 && !fs.existsSync(socket); i++) sh('sleep 0.1');
+  const t = timed(['nbdcopy', `nbd+unix:///?socket=${socket}`, 'null:']);
+  server.kill('SIGTERM');
+  if (!t.ok) {
+    failures++;
+    log(`cairn serve + nbdcopy FAILED (exit ${t.status}): ${t.stderr.trim().split('\n').slice(-3).join('\n')}`);
+    out.push({ failed: true, error: t.stderr.trim().slice(-500) });
+    return;
+  }
+  // The time and memory are the client's (nbdcopy); the server started before the clock.
+  out.push({ wall: t.wall, rssMB: null, mbps: bytes / MB / Math.max(t.wall, 0.01) });
+  log(`cairn serve + nbdcopy: ${t.wall.toFixed(2)} s (${(bytes / MB / t.wall).toFixed(0)} MB/s)`);
 }
 
 function zstdPeer(o, images) {
@@ -940,6 +963,8 @@ function goals(mode) {
     const c = find(tool, step); const r = find('restic', step);
     g.time[k] = { cairnS: c?.wall ?? null, resticS: r?.wall ?? null, ratio: ratio(c?.wall, r?.wall), goal: 1 / 3 };
   }
+  const served = find(tool, 'nbdcopy of cairn serve'); const restored = find(tool, 'restore latest');
+  g.served = { serveMBps: served?.mbps ?? null, restoreMBps: restored?.mbps ?? null, ratio: ratio(served?.mbps, restored?.mbps), goal: 0.8 };
   return g;
 }
 
@@ -953,6 +978,8 @@ function goalsText(g) {
     const t = g.time[k];
     lines.push(`  ${`${k} time:`.padEnd(19)} cairn ${v(t.cairnS)} s / restic ${v(t.resticS)} s = ${v(t.ratio, 3)}   (goal <= 0.33)${verdict(t.ratio, 1 / 3)}`);
   }
+  const s = g.served;
+  if (s) lines.push(`  serve (issue 16):  nbdcopy ${v(s.serveMBps, 0)} MB/s / restore ${v(s.restoreMBps, 0)} MB/s = ${v(s.ratio, 3)}   (goal >= 0.8)${s.ratio == null ? '' : s.ratio >= s.goal ? '  met' : '  NOT met'}`);
   return lines.join('\n');
 }
 

@@ -16,9 +16,10 @@ cd "$ROOT"
 # on Debian 12): filesystem and partition tools, zstd, b3sum (checks a snapshot's image
 # digest the way a user would), an SSH server for the SFTP tests, fusepy for the FUSE file
 # system that serves images with unreadable sectors (test/fixtures/faulty-fuse), systemd for
-# systemd-analyze (checks the service's unit file offline; systemd need not run), mmdebstrap,
+# systemd-analyze (checks the service's unit file offline; systemd need not run), NBD clients
+# for `cairn serve` (libnbd-bin: nbdinfo, nbdcopy, nbdfuse; qemu-utils: qemu-img, qemu-io), mmdebstrap,
 # qemu-system-x86 and ovmf for the Debian system disk `cairn boot` runs (test/boot.test.ts).
-APT_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd mmdebstrap qemu-system-x86 ovmf)
+APT_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd libnbd-bin qemu-utils mmdebstrap qemu-system-x86 ovmf)
 PNPM_DEFAULT=12.4.2
 NODE_MIN_MAJOR=20
 

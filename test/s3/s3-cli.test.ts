@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeTargetConformance } from '@cairn/core/testing';
 import { createBucket, openS3Target, type S3Target } from '@cairn/target-s3/testing';
-import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, tempDir, useSuiteScope, writePluginsFile, type CliResult } from '../utils/index.js';
+import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, startServe, tempDir, useSuiteScope, writePluginsFile, type CliResult } from '../utils/index.js';
 import { cephAvailable, startCeph, startS3rver, type S3Server } from './servers.js';
 
 const MiB = 1024 * 1024;
@@ -108,6 +108,18 @@ for (const { name, available, start } of servers) {
       // s3rver streams uploads straight into the final file; Ceph RGW, like S3, shows an object only once complete.
       name === 's3rver' ? { nonAtomicStandIn: 's3rver writes objects in place; checked on Ceph RGW' } : {},
     );
+
+    it('serves a snapshot over NBD from the bucket: nbdcopy of the export equals the restored image', async () => {
+      const image = await makeImage(dir, 'served', 32 * MiB, 12 * MiB);
+      const job = await writeS3Job(dir, server, image);
+      await cairnOk(['init', job], env());
+      const { snapshot } = JSON.parse((await cairnOk(['backup', job, '--json'], env())).stdout);
+      const served = await startServe(scope, job, snapshot, dir, [], { env: env(), plugins: pluginsFile });
+      const copied = join(dir, 'served-copy.img');
+      await run('nbdcopy', [served.uri(), copied]);
+      expect(await sameBytes(image, copied)).toBe(true);
+      expect((await served.stop()).exitCode).toBe(0);
+    });
 
     it('runs the full CLI cycle: init, backup, incremental backup, snapshots, restore byte-identical, check --read-data', async () => {
       const image = await makeImage(dir, 'cycle', 32 * MiB, 12 * MiB);

@@ -9,3 +9,4 @@ export * from './disk.js';
 export * from './fuse.js';
 export * from './daemon.js';
 export * from './smtp.js';
+export * from './nbd.js';

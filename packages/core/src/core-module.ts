@@ -1,5 +1,6 @@
 import { PruneOperation } from './operations/prune.js';
 import { UnlockOperation } from './operations/unlock.js';
+import { OpenSnapshotOperation } from './operations/open-snapshot.js';
 import { ContainerModule, injectable } from './vendor.js';
 import { Clock, CodecRegistry, NotifierRegistry, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, HookContribution, createEngineHooks } from './hooks.js';
@@ -83,4 +84,5 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(ForgetOperation).toSelf();
   bind(PruneOperation).toSelf();
   bind(UnlockOperation).toSelf();
+  bind(OpenSnapshotOperation).toSelf();
 });

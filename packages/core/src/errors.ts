@@ -142,6 +142,15 @@ export class SnapshotNotFoundError extends CairnError {
   override readonly exitCode = ExitCode.usage;
 }
 
+/**
+ * An overlay file (`cairn serve --overlay`) that cannot be used: made for another snapshot or
+ * disk size, not an overlay at all, or damaged. The snapshot is never written instead.
+ */
+export class OverlayError extends CairnError {
+  override readonly code = 'CAIRN_OVERLAY';
+  override readonly exitCode = ExitCode.usage;
+}
+
 /** A target failed in a way that retrying will not fix (permissions, no space, bad credentials). */
 export class TargetError extends CairnError {
   override readonly code = 'CAIRN_TARGET';
@@ -240,6 +249,11 @@ export class MetricsError extends CairnError {
 /** The systemd service could not be installed (the unit not written, or systemctl failed). */
 export class ServiceInstallError extends CairnError {
   override readonly code = 'CAIRN_SERVICE_INSTALL';
+}
+
+/** `cairn serve` cannot serve: the socket or address is taken or cannot be listened on, or the TLS files are unusable. */
+export class NbdServeError extends CairnError {
+  override readonly code = 'CAIRN_NBD_SERVE';
 }
 
 /** `cairn boot` could not run the machine: QEMU or OVMF missing, `cairn serve` not starting, QEMU failing. */

@@ -14,6 +14,14 @@ export class Output {
     this.io.stdout.write(this.json ? JSON.stringify(value, null, 2) + '\n' : text());
   }
 
+  /**
+   * One line, at once, for a command that keeps running (`cairn serve` is ready): compact JSON
+   * with --json, so that a script reading stdout line by line gets it whole.
+   */
+  event(value: unknown, text: () => string): void {
+    this.io.stdout.write(this.json ? JSON.stringify(value) + '\n' : text());
+  }
+
   /** Reports an error the way the user should see it, and returns its exit code. */
   error(err: unknown): ExitCode {
     if (err instanceof CairnError) {

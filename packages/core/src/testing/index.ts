@@ -7,3 +7,6 @@ export { holdRepositoryLock, writeForeignLock, type ForeignLockOptions, type Hol
 export { memorySource } from './memory-source.js';
 export { startHttpCapture, type CapturedRequest, type HttpCapture } from './http-capture.js';
 export { sampleDaemonState } from './daemon-states.js';
+export { MemoryExport, type MemoryExportOptions } from './memory-export.js';
+export { NbdTestClient, goData, metaContextData, type NbdOptionReply, type NbdReadResult, type NbdReply, type NbdRequest } from './nbd-client.js';
+export * as NBD from '../nbd/nbd-protocol.js';

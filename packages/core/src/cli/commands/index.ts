@@ -15,6 +15,7 @@ import { schemaCommand } from './schema.js';
 import { pluginsCommand } from './plugins.js';
 import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
+import { serveCommand } from './serve.js';
 import { bootCommand } from './boot.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
@@ -23,6 +24,8 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   backupCommand,
   snapshotsCommand,
   restoreCommand,
+  serveCommand,
+  bootCommand,
   showCommand,
   checkCommand,
   forgetCommand,
@@ -35,5 +38,4 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   pluginsCommand,
   daemonCommand,
   statusCommand,
-  bootCommand,
 ];
