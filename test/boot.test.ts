@@ -1,4 +1,4 @@
-import { existsSync, accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -125,6 +125,25 @@ describe.skipIf(skipReason !== undefined)(`cairn boot of a Debian system disk${s
     4 * (BOOT_MS + POWEROFF_MS),
   );
 
+  test('SIGTERM while the machine boots stops QEMU and cairn serve, exits 0 and leaves no temporary overlay', async () => {
+    const scratch = await useTempDir('cairn-boot-scratch-');
+    // With --json the console goes to stderr and stdout carries only the result.
+    const running = startCli(['boot', job, 'latest', '--accel', 'tcg', '--memory', '1G', '--network', 'none', '--json'], {
+      env: { ...PASSWORD_ENV, TMPDIR: scratch },
+      timeoutMs: BOOT_MS,
+    });
+    const firmwareSpoke = await waitForOutput(running.child.stderr!, /BdsDxe|GRUB/, BOOT_MS / 2);
+    const children = childPids(running.child.pid!);
+    running.child.kill('SIGTERM');
+    const result = await running.result;
+    expect(firmwareSpoke, result.stderr).toBe(true);
+    expect(children).toHaveLength(2); // cairn serve and QEMU
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(parseJson(result)).toEqual({ snapshot: snapshot.id, accel: 'tcg', qemuExitCode: expect.any(Number), interrupted: true });
+    for (const pid of children) expect(isAlive(pid), `process ${pid} still runs`).toBe(false);
+    expect(await readdir(scratch)).toEqual([]);
+  });
+
   /** Runs `cairn boot` (TCG, no network) until the guest prints its marker and QEMU exits. */
   async function bootUntilMarker(extra: string[], env: Record<string, string>): Promise<{ boot: number; result: CliResult }> {
     const started = Date.now();
@@ -161,6 +180,47 @@ function waitForMarker(running: RunningCli): Promise<RegExpMatchArray | undefine
     running.child.stdout!.on('data', onData);
     void running.result.then(() => finish(MARKER.exec(seen) ?? undefined));
   });
+}
+
+/** Whether `pattern` shows in the stream's output within `ms`. */
+function waitForOutput(stream: NodeJS.ReadableStream, pattern: RegExp, ms: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    let seen = '';
+    const timer = setTimeout(() => finish(false), ms);
+    function finish(found: boolean) {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      resolvePromise(found);
+    }
+    function onData(data: Buffer) {
+      seen = (seen + data.toString('utf8')).slice(-4096);
+      if (pattern.test(seen)) finish(true);
+    }
+    function onEnd() {
+      finish(false);
+    }
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+  });
+}
+
+/** The processes `pid` started and has not reaped, from /proc (every thread's children). */
+function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    pids.push(...readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
+  }
+  return pids;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }
 
 /** cairn boot's result once it ends; after `ms`, SIGTERM to its pid (it stops QEMU and the server). */
