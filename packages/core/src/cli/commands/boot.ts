@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -180,12 +180,25 @@ async function removeTemporary(dir: string, paths: BootPaths, keepOverlayInDir: 
 async function runMachine(plan: BootPlan, paths: BootPaths, options: BootOptions): Promise<Pick<BootResult, 'accel' | 'qemuExitCode' | 'interrupted'>> {
   const accel = firstAccel(options.accel);
   const fallback = options.accel === 'auto' && accel === 'kvm';
-  const first = await runQemu(plan.qemu, machineArgs(plan, paths, accel), { ...options, watchKvm: fallback });
+  const restoreTerminal = saveTerminalModes();
+  const first = await runQemu(plan.qemu, machineArgs(plan, paths, accel), { ...options, watchKvm: fallback }).finally(restoreTerminal);
   if (!(fallback && first.kvmFailed) || options.interrupt.aborted) return { accel, qemuExitCode: first.exitCode, interrupted: options.interrupt.aborted };
   options.stderr.write('cairn: KVM cannot run this machine here; starting it again with software emulation (TCG), which is slower\n');
   if (plan.ovmf && paths.vars) await copyFile(plan.ovmf.varsTemplate, paths.vars);
-  const second = await runQemu(plan.qemu, machineArgs(plan, paths, 'tcg'), { ...options, watchKvm: false });
+  const second = await runQemu(plan.qemu, machineArgs(plan, paths, 'tcg'), { ...options, watchKvm: false }).finally(restoreTerminal);
   return { accel: 'tcg', qemuExitCode: second.exitCode, interrupted: options.interrupt.aborted };
+}
+
+/**
+ * QEMU puts the terminal in raw mode for the console and restores it when it exits normally;
+ * a QEMU that aborts (as under a failing KVM) would leave it raw. Returns what puts it back.
+ */
+function saveTerminalModes(): () => void {
+  if (!process.stdin.isTTY) return () => {};
+  const saved = spawnSync('stty', ['-g'], { stdio: ['inherit', 'pipe', 'ignore'], encoding: 'utf8' }).stdout?.trim();
+  return () => {
+    if (saved) spawnSync('stty', [saved], { stdio: ['inherit', 'ignore', 'ignore'] });
+  };
 }
 
 interface QemuRun {
@@ -208,7 +221,8 @@ function runQemu(program: string, argv: string[], options: BootOptions & { watch
     child.stderr!.on('data', (data: Buffer) => {
       if (options.watchKvm && !kvmFailed && KVM_FAILURE.test(data.toString('utf8'))) {
         kvmFailed = true;
-        child.kill('SIGKILL');
+        // SIGTERM, not SIGKILL: QEMU then gives the terminal its modes back.
+        child.kill('SIGTERM');
       }
       // QEMU's register dump after a KVM failure is noise when TCG takes over.
       if (!kvmFailed) options.stderr.write(data);
