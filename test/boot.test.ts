@@ -125,6 +125,14 @@ describe.skipIf(skipReason !== undefined)(`cairn boot of a Debian system disk${s
     4 * (BOOT_MS + POWEROFF_MS),
   );
 
+  test('a missing QEMU is exit 1 naming it; the temporary overlay and socket are removed', async () => {
+    const scratch = await useTempDir('cairn-boot-scratch-');
+    const result = await runCli(['boot', job, 'latest', '--accel', 'tcg', '--qemu', '/nonexistent/qemu-system-x86_64'], { env: { ...PASSWORD_ENV, TMPDIR: scratch } });
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain('cairn: /nonexistent/qemu-system-x86_64 was not found; install QEMU');
+    expect(await readdir(scratch)).toEqual([]);
+  });
+
   test('SIGTERM while the machine boots stops QEMU and cairn serve, exits 0 and leaves no temporary overlay', async () => {
     const scratch = await useTempDir('cairn-boot-scratch-');
     // With --json the console goes to stderr and stdout carries only the result.
