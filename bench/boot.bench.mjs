@@ -7,7 +7,7 @@
 //
 // Times: from starting the command to the guest's marker line on the serial console
 // (CAIRN-BOOT-OK, printed by a unit late in the boot), and to QEMU's exit after the guest's
-// poweroff. Results: bench/results/boot-<date>.json.
+// poweroff. Results: bench/results/<date>T<time>-boot.json.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
 function parseArgs(argv) {
-  const options = { runs: 3, accel: 'tcg', out: path.join(ROOT, 'bench/results', `boot-${new Date().toISOString().slice(0, 10)}.json`) };
+  const options = { runs: 3, accel: 'tcg', out: path.join(ROOT, 'bench/results', `${new Date().toISOString().replaceAll(':', '').slice(0, 17)}-boot.json`) };
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === '--runs') options.runs = Number(argv[++i]);
     else if (argv[i] === '--accel') options.accel = argv[++i];
