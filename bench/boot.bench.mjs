@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CAIRN = path.join(ROOT, 'packages/core/bin/cairn.js');
-const MARKER = /CAIRN-BOOT-OK boot \d+ uptime ([\d.]+)/;
+const MARKER = /CAIRN-BOOT-OK boot \d+ uptime ([\d.]+)\r?\n/;
 const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
 const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
 

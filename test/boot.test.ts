@@ -1,5 +1,5 @@
 import { accessSync, constants, existsSync, readFileSync, readdirSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { delimiter, join, relative } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -31,7 +31,7 @@ import {
  * powers the machine off.
  */
 const BUILD_SCRIPT = join(REPO_ROOT, 'test/fixtures/debian-vm/build.sh');
-const MARKER = /CAIRN-BOOT-OK boot (\d+) uptime ([\d.]+)/;
+const MARKER = /CAIRN-BOOT-OK boot (\d+) uptime ([\d.]+)\r?\n/;
 const MINUTE = 60_000;
 /** A minimal Debian boots in 1-2 minutes under TCG; a loaded machine gets more. */
 const BOOT_MS = 8 * MINUTE;
@@ -131,6 +131,18 @@ describe.skipIf(skipReason !== undefined)(`cairn boot of a Debian system disk${s
     expect(result.exitCode, result.stderr).toBe(1);
     expect(result.stderr).toContain('cairn: /nonexistent/qemu-system-x86_64 was not found; install QEMU');
     expect(await readdir(scratch)).toEqual([]);
+  });
+
+  test('an --overlay that cairn serve refuses (a file that is not an overlay) is exit 1 with its reason; the file is untouched', async () => {
+    const dir = await useTempDir('cairn-boot-overlay-');
+    const notAnOverlay = join(dir, 'notes.txt');
+    await writeFile(notAnOverlay, 'my notes\n');
+    const result = await runCli(['boot', job, 'latest', '--accel', 'tcg', '--overlay', notAnOverlay], { env: { ...PASSWORD_ENV, TMPDIR: dir } });
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toContain(`${notAnOverlay} exists and is not a cairn overlay`);
+    expect(result.stderr).toContain('cairn: cairn serve did not start: it ended with exit code 2 (its messages are above)');
+    expect(await readFile(notAnOverlay, 'utf8')).toBe('my notes\n');
+    expect((await readdir(dir)).sort()).toEqual(['notes.txt']);
   });
 
   test('SIGTERM while the machine boots stops QEMU and cairn serve, exits 0 and leaves no temporary overlay', async () => {

@@ -248,9 +248,9 @@ interface RunningServe {
 async function startServe(plan: BootPlan, paths: BootPaths, options: BootOptions): Promise<RunningServe> {
   const child = spawn(process.execPath, [CAIRN_SCRIPT, ...serveArgs(plan, paths)], { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolvePromise) => child.on('close', (code) => resolvePromise(code)));
-  const messages: string[] = [];
+  let said = false;
   child.stderr!.on('data', (data: Buffer) => {
-    messages.push(data.toString('utf8'));
+    said = true;
     options.stderr.write(data);
   });
   try {
@@ -258,8 +258,7 @@ async function startServe(plan: BootPlan, paths: BootPaths, options: BootOptions
   } catch (err) {
     child.kill('SIGTERM');
     await exited;
-    const said = messages.join('').trim();
-    throw new BootError(`cairn serve did not start: ${(err as Error).message}${said ? `\n${said}` : ''}`, { cause: err });
+    throw new BootError(`cairn serve did not start: ${(err as Error).message}${said ? ' (its messages are above)' : ''}`, { cause: err });
   }
   return { child, exited };
 }
