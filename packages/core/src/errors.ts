@@ -270,3 +270,8 @@ export class ImageExportError extends CairnError {
 export class ExternalToolError extends CairnError {
   override readonly code = 'CAIRN_EXTERNAL_TOOL';
 }
+
+/** `cairn boot` could not run the machine: QEMU or OVMF missing, `cairn serve` not starting, QEMU failing. */
+export class BootError extends CairnError {
+  override readonly code = 'CAIRN_BOOT';
+}

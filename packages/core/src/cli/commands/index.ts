@@ -19,6 +19,7 @@ import { serveCommand } from './serve.js';
 import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
 import { exportCommand } from './export.js';
+import { bootCommand } from './boot.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
 export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
@@ -27,6 +28,7 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   snapshotsCommand,
   restoreCommand,
   serveCommand,
+  bootCommand,
   showCommand,
   checkCommand,
   forgetCommand,
