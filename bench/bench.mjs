@@ -47,6 +47,9 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
                      --runs times (restic too; the history is rebuilt in every run)
   --only-lifecycle   run only the lifecycle step (restic too unless --no-peers)
   --no-setup         skip scripts/setup.sh (dependencies, build)
+  --no-boot          skip the boot step: the Debian test system booted by \`cairn boot\` (QEMU on
+                     \`cairn serve\`) against QEMU on the image file (bench/boot.bench.mjs; the
+                     first run builds the disk, about 3 minutes)
   --keep             keep the repositories in the work folder afterwards
   --out FILE         results JSON (default bench/results/<date>[-quick].json)
 
@@ -77,6 +80,7 @@ function parseArgs(argv) {
       case '--no-lifecycle': o.lifecycle = false; break;
       case '--only-lifecycle': o.onlyLifecycle = true; break;
       case '--no-setup': o.setup = false; break;
+      case '--no-boot': o.boot = false; break;
       case '--keep': o.keep = true; break;
       case '-h': case '--help': console.log(USAGE); process.exit(0);
       default: die(`unknown option ${a}\n\n${USAGE}`, 2);
@@ -406,6 +410,19 @@ function servedRun(job, base, env, bytes, out) {
   // The time and memory are the client's (nbdcopy); the server started before the clock.
   out.push({ wall: t.wall, rssMB: null, mbps: bytes / MB / Math.max(t.wall, 0.01) });
   log(`cairn serve + nbdcopy: ${t.wall.toFixed(2)} s (${(bytes / MB / t.wall).toFixed(0)} MB/s)`);
+}
+
+/** bench/boot.bench.mjs: seconds to the test system's marker line, from cairn boot and from QEMU on the image file. */
+function bootRuns(o) {
+  const out = path.join(o.work, 'boot.json');
+  log('boot: the Debian test system from cairn boot and from its image file (bench/boot.bench.mjs)');
+  const r = spawnSync('node', [path.join(ROOT, 'bench/boot.bench.mjs'), '--runs', String(o.runs), '--out', out], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) {
+    failures++;
+    log(`boot step FAILED (exit ${r.status})`);
+    return null;
+  }
+  return JSON.parse(fs.readFileSync(out, 'utf8')).summary;
 }
 
 function zstdPeer(o, images) {
@@ -1091,6 +1108,7 @@ function main() {
   const life = o.lifecycle ? lifecycle(o, o.modes[0], peers.includes('restic')) : null;
   let remote = null;
   if (o.remote && !o.onlyLifecycle) remote = remoteRuns(o, o.modes[0]);
+  const boot = o.boot !== false && !o.onlyLifecycle && !o.quick ? bootRuns(o) : null;
   const goal = o.onlyLifecycle ? null : goals(o.modes[0]);
   const remoteCmp = remoteSummary(o.modes[0]);
 
@@ -1106,6 +1124,7 @@ function main() {
   if (goal) console.log(`\n${goalsText(goal)}`);
   if (life) console.log(`\n${lifecycleText(life)}`);
   if (remoteCmp.length) console.log(`\n${remoteText(remoteCmp)}`);
+  if (boot) console.log(`\nBoot (issue 16), ${boot.accel}, median of ${boot.runs}: cairn boot ${boot.cairnMarkerS.toFixed(1)} s / QEMU on the image file ${boot.directMarkerS.toFixed(1)} s = ${boot.ratio.toFixed(2)}   (goal <= 1.5)${boot.ratio <= 1.5 ? '  met' : '  NOT met'}`);
 
   const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -1124,6 +1143,7 @@ function main() {
     goals: goal,
     lifecycle: life,
     remote: remote ? { comparison: remoteCmp, ...remote } : null,
+    boot,
     rows,
   }, null, 2) + '\n');
   console.log(`\nsaved ${path.relative(process.cwd(), out) || out}`);
