@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSshd, startTcpProxy, type SshServer, type TcpProxy } from '@cairn/target-sftp/testing';
-import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, startCli, writePluginsFile, type CliResult } from '../utils/index.js';
+import { PASSWORD_ENV, REPO_ROOT, expectSuccess, run, runCli, sameBytes, startCli, startServe, useScope, writePluginsFile, type CliResult } from '../utils/index.js';
 
 const COMMAND_TIMEOUT_MS = 45_000;
 
@@ -109,6 +109,19 @@ describe('cairn CLI over SFTP (OpenSSH sshd)', () => {
 
     const check = await cairnOk('check', job, '--read-data');
     expect(check.stdout).toMatch(/Checked 2 snapshot/);
+  });
+
+  it('serves a snapshot over NBD from the SFTP repository: nbdcopy of the export equals the restored image', async () => {
+    const image = join(work, 'served.img');
+    await makeImage(image, { 'random.bin': randomBytes(6 * 1024 * 1024), 'text.txt': Buffer.from('served\n'.repeat(10_000)) });
+    const job = await writeJob('served', { repo: join(server.root, 'served/repo'), image });
+    await cairnOk('init', job);
+    const { snapshot } = JSON.parse((await cairnOk('backup', job, '--json')).stdout) as { snapshot: string };
+    await cairnOk('restore', job, snapshot, '--to', join(work, 'served-restored.img'));
+    const served = await startServe(useScope(), job, snapshot, work, [], { env: { SSH_AUTH_SOCK: '' }, plugins: pluginsFile });
+    await run('nbdcopy', [served.uri(), join(work, 'served-copy.img')]);
+    expect(await sameBytes(join(work, 'served-copy.img'), join(work, 'served-restored.img'))).toBe(true);
+    expect((await served.stop()).exitCode).toBe(0);
   });
 
   it('a backup SIGKILLed while it uploads leaves temp files named with its pid; prune removes them at once, and the next backup completes', async () => {
