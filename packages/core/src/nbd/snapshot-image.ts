@@ -1,15 +1,13 @@
 import { DamageError } from '../errors.js';
+import { joinsFetchGroup, type FetchGroup } from '../pipeline/fetch-groups.js';
 import { ChunkKind, Keys, type ChunkRecord } from '../repository/format.js';
-import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
+import type { BlobIndex, Repository } from '../repository/repository.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { ExportExtent, ExportSource } from './export-source.js';
 import { ChunkCache } from './chunk-cache.js';
 import { checkRange, mergeExtents } from './extents.js';
 
-/** Largest ranged read of a pack: neighbouring blobs are fetched together up to this. */
-const MAX_READ = 8 * 1024 * 1024;
-const MAX_CHUNKS_PER_READ = 8;
 /** Ranged pack reads in flight at once, for reads and read-ahead together. */
 const FETCH_CONCURRENCY = 16;
 /** Chunks fetched ahead of a sequential reader (fewer when the cache is small). */
@@ -41,12 +39,6 @@ export interface SnapshotImageStats {
 }
 
 /** Neighbouring blobs of one pack, fetched with one ranged read. */
-interface FetchGroup {
-  pack: string;
-  offset: number;
-  length: number;
-  chunks: Array<{ index: number; id: string; location: BlobLocation }>;
-}
 
 /**
  * A snapshot's image as a read-only export: any byte range, read on demand. Zero and unused
@@ -173,7 +165,7 @@ export class SnapshotImage implements ExportSource {
         this.#cache.track(index, Promise.reject(this.#unreadable(index, id, new DamageError(`blob ${id.slice(0, 12)} is not in any index`))));
         continue;
       }
-      if (group && joins(group, location)) {
+      if (group && joinsFetchGroup(group, location)) {
         group.length += location.length;
         group.chunks.push({ index, id, location });
         continue;
@@ -215,15 +207,6 @@ export class SnapshotImage implements ExportSource {
   }
 }
 
-/** Whether a blob can join a group's ranged read: it follows the group in the same pack, and the read stays bounded. */
-function joins(group: FetchGroup, location: BlobLocation): boolean {
-  return (
-    group.pack === location.pack &&
-    group.offset + group.length === location.offset &&
-    group.chunks.length < MAX_CHUNKS_PER_READ &&
-    group.length + location.length <= MAX_READ
-  );
-}
 
 /** At most `limit` tasks at a time; the rest wait in order. */
 class Semaphore {

@@ -1,7 +1,8 @@
 import { DamageError } from '../errors.js';
+import { MAX_CHUNKS_PER_READ, joinsFetchGroup, type FetchGroup } from './fetch-groups.js';
 import type { ByteRange } from '../target.js';
 import { ChunkKind, Keys, type ChunkRecord } from '../repository/format.js';
-import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
+import type { BlobIndex, Repository } from '../repository/repository.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
@@ -11,10 +12,6 @@ import type { ImageHashResult } from './worker-protocol.js';
 import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
 
-/** Largest single ranged read: neighbouring blobs of one pack are fetched together up to this. */
-const MAX_READ = 8 * 1024 * 1024;
-/** Chunks per ranged read; every chunk of a read holds a slot, so this must stay well under the slot count. */
-const MAX_CHUNKS_PER_READ = 8;
 const FETCH_CONCURRENCY = 4;
 
 /** A byte range of the image to restore alone (a partition); the destination receives it at offset 0. */
@@ -61,12 +58,6 @@ export interface RestoreOutcome {
 }
 
 /** Neighbouring blobs of one pack, fetched with one ranged read. */
-interface FetchGroup {
-  pack: string;
-  offset: number;
-  length: number;
-  chunks: Array<{ index: number; id: string; location: BlobLocation }>;
-}
 
 /**
  * Writes a snapshot's image (or one window of it) to the destination. Blobs are fetched
@@ -372,7 +363,7 @@ function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number,
       yield { index: i, kind: 'lost' };
       continue;
     }
-    if (group && joins(group, location)) {
+    if (group && joinsFetchGroup(group, location)) {
       group.length += location.length;
       group.chunks.push({ index: i, id, location });
     } else {
@@ -383,12 +374,3 @@ function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number,
   if (group) yield group;
 }
 
-/** Whether a blob can join a group's ranged read: it follows the group in the same pack, and the read stays bounded. */
-function joins(group: FetchGroup, location: BlobLocation): boolean {
-  return (
-    group.pack === location.pack &&
-    group.offset + group.length === location.offset &&
-    group.chunks.length < MAX_CHUNKS_PER_READ &&
-    group.length + location.length <= MAX_READ
-  );
-}
