@@ -58,6 +58,10 @@ describe('cairn daemon', () => {
     const status = parseJson(await runCli(['status', '--state-dir', stateDir, '--json']));
     expect(status.daemon.running).toBe(true);
     expect(status.jobs.map((j: any) => j.name).sort()).toEqual(['first', 'second']);
+    // A second daemon on the same state folder is refused while this one runs.
+    const second = await runCli(['daemon', dir, '--state-dir', stateDir], { env: PASSWORD_ENV });
+    expect(second.exitCode, second.stderr).toBe(11);
+    expect(second.stderr).toMatch(/already running with the state folder/);
     const metricsLine = daemon.log().find((l) => l.msg.startsWith('metrics at '))!;
     const metrics = await (await fetch(metricsLine.msg.replace('metrics at ', ''))).text();
     const result = await daemon.stop();

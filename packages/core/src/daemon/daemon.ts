@@ -17,6 +17,7 @@ import { readDaemonState, writeDaemonState, daemonIsRunning } from './state-file
 import { DaemonAlreadyRunningError } from '../errors.js';
 import type { DaemonState, JobState, RunRecord, TaskKind } from './state.js';
 import { notificationOf, type DaemonNotify } from './daemon-notifications.js';
+import { processStartTime } from '../system/process-start.js';
 
 export interface DaemonOptions {
   /** Job files and folders of them, as given on the command line. */
@@ -84,7 +85,8 @@ export class Daemon {
   constructor(private readonly options: DaemonOptions) {
     this.#jobSet = new JobSet(options.loadJob);
     const now = options.clock.now().toISOString();
-    this.#state = { version: 1, daemon: { pid: process.pid, hostname: hostname(), started: now, updated: now }, jobs: {}, problems: [] };
+    const startTime = processStartTime(process.pid);
+    this.#state = { version: 1, daemon: { pid: process.pid, ...(startTime && { startTime }), hostname: hostname(), started: now, updated: now }, jobs: {}, problems: [] };
   }
 
   get state(): DaemonState {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { processStartTime } from '../system/process-start.js';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,6 +110,12 @@ describe('daemonIsRunning', () => {
     const pid = child.pid!;
     await new Promise((resolve) => child.on('exit', resolve));
     expect(daemonIsRunning(sampleDaemonState({ pid, hostname: hostname() }))).toBe(false);
+  });
+
+  it('is false when the pid now belongs to another process (it started at another time than the daemon)', () => {
+    const startTime = processStartTime(process.pid)!;
+    expect(daemonIsRunning(sampleDaemonState({ pid: process.pid, startTime, hostname: hostname() }))).toBe(true);
+    expect(daemonIsRunning(sampleDaemonState({ pid: process.pid, startTime: String(Number(startTime) - 1), hostname: hostname() }))).toBe(false);
   });
 
   it('is false for a pid that is not a process id', () => {

@@ -1,4 +1,5 @@
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { processStartTime } from '../system/process-start.js';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { DaemonStateError, describeSystemError } from '../errors.js';
@@ -105,6 +106,8 @@ async function syncFolder(dir: string): Promise<void> {
 export function daemonIsRunning(state: DaemonState, thisHost = hostname()): boolean {
   if (state.daemon.stopped) return false;
   if (state.daemon.hostname !== thisHost) return false;
+  // A pid of a daemon that died long ago may belong to another process now.
+  if (state.daemon.startTime !== undefined) return processStartTime(state.daemon.pid) === state.daemon.startTime;
   return processIsAlive(state.daemon.pid);
 }
 

@@ -66,6 +66,8 @@ export interface DaemonState {
   version: 1;
   daemon: {
     pid: number;
+    /** The daemon process's start time (see processStartTime): a reused pid is not taken for it. */
+    startTime?: string;
     hostname: string;
     started: string;
     /** Last write of this file by the daemon. */

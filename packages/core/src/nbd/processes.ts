@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { processStartTime } from '../system/process-start.js';
 import { openSync, closeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -63,16 +64,10 @@ export interface ProcessIdentity {
 }
 
 /** Fields of /proc/<pid>/stat after the command name, which may itself hold spaces and parentheses. */
-async function statFields(pid: number): Promise<string[] | undefined> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-}
-
 /** The identity of the running process `pid`, or undefined when it is gone. */
 export async function processIdentity(pid: number): Promise<ProcessIdentity | undefined> {
-  const fields = await statFields(pid);
-  // proc(5): field 3 is the state, field 22 the start time; `fields` starts at field 3.
-  return fields && fields[0] !== 'Z' ? { pid, startTime: fields[19]! } : undefined;
+  const startTime = processStartTime(pid);
+  return startTime === undefined ? undefined : { pid, startTime };
 }
 
 /** Whether the process is still running (a zombie no longer runs: its parent just has not collected it). */
