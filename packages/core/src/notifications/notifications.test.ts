@@ -148,6 +148,18 @@ describe('Notifications', () => {
     expect(logger.lines.filter((l) => l.startsWith('error:'))).toEqual(['error: Notifying hanging (notify[0]) of job laptop (backup failure) failed: no answer within 0.3 s']);
   });
 
+  it('gives a start notification one attempt, so that a notifier that is down does not hold the backup back', async () => {
+    const { notifications, attempts, logger } = setup();
+    await notifications.notify(jobWith([{ type: 'flaky', name: 'checks', failures: 1, on: ['start'] }, { type: 'hanging', on: ['start'] }]), { ...success, event: 'start', snapshot: undefined });
+    expect(attempts.get('checks')).toBe(1);
+    expect(attempts.get('hanging')).toBe(1);
+    expect(logger.lines.filter((l) => l.startsWith('warn:'))).toEqual([]);
+    expect(logger.lines.filter((l) => l.startsWith('error:')).sort()).toEqual([
+      'error: Notifying checks (notify[0], flaky) of job laptop (backup start) failed: 503 Service Unavailable',
+      'error: Notifying hanging (notify[1]) of job laptop (backup start) failed: no answer within 0.3 s',
+    ]);
+  });
+
   it('lets a notifier read its secrets from the environment the core was given', async () => {
     const { notifications, sent } = setup();
     await notifications.notify(jobWith([{ type: 'secretive', token: { env: 'HOOK_TOKEN' } }]), failure);

@@ -22,6 +22,13 @@ export interface NotificationDelivery {
 
 const DEFAULT_DELIVERY: NotificationDelivery = { timeoutMs: 30_000, retries: 2, backoffMs: 1_000 };
 
+/**
+ * A `start` notification is sent before the backup begins, which waits for it: it gets one
+ * attempt of at most this long, so that a notifier that is down delays the backup by seconds,
+ * not by the minute and a half of retries a result gets. (A health check misses one start ping.)
+ */
+const START_TIMEOUT_MS = 10_000;
+
 /** Events an entry of a job's `notify` list is sent when it has no `on`. */
 export const DEFAULT_NOTIFY_EVENTS: readonly NotifyEvent[] = ['failure'];
 
@@ -72,7 +79,7 @@ export class Notifications {
       const factory = await this.#factory(entry.type);
       if (!(entry.on ?? factory.defaultEvents ?? DEFAULT_NOTIFY_EVENTS).includes(notification.event)) return;
       const notifier = factory.create(entry, { baseDir: job.baseDir, readSecret: (ref, what) => this.secrets.read(ref, what, job.baseDir) });
-      await this.#sendWithRetries(notifier, notification, label);
+      await this.#sendWithRetries(notifier, notification, label, this.#deliveryOf(notification.event));
       this.logger.info(`notified ${label} of the ${notification.operation} ${notificationResult(notification)}`);
     } catch (err) {
       this.logger.error(`Notifying ${label} of job ${job.info.name} (${notification.operation} ${notification.event}) failed: ${(err as Error)?.message ?? String(err)}`);
@@ -86,11 +93,15 @@ export class Notifications {
     return factory;
   }
 
-  async #sendWithRetries(notifier: Notifier, notification: Notification, label: string): Promise<void> {
-    const { retries, backoffMs } = this.#delivery;
+  #deliveryOf(event: NotifyEvent): NotificationDelivery {
+    return event === 'start' ? { ...this.#delivery, retries: 0, timeoutMs: Math.min(this.#delivery.timeoutMs, START_TIMEOUT_MS) } : this.#delivery;
+  }
+
+  async #sendWithRetries(notifier: Notifier, notification: Notification, label: string, delivery: NotificationDelivery): Promise<void> {
+    const { retries, backoffMs } = delivery;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#sendOnce(notifier, notification);
+        return await this.#sendOnce(notifier, notification, delivery.timeoutMs);
       } catch (err) {
         if (attempt >= retries) throw err;
         const wait = backoffMs * 2 ** attempt;
@@ -101,8 +112,7 @@ export class Notifications {
   }
 
   /** One attempt, given up after the time limit (the notifier is told through the signal). */
-  async #sendOnce(notifier: Notifier, notification: Notification): Promise<void> {
-    const { timeoutMs } = this.#delivery;
+  async #sendOnce(notifier: Notifier, notification: Notification, timeoutMs: number): Promise<void> {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
