@@ -1,4 +1,5 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -12,9 +13,11 @@ import {
   makeExt4,
   makeGptDisk,
   parseJson,
+  randomBytesFor,
   run,
   runCli,
   runCommand,
+  startCli,
   tempDir,
   useSuiteScope,
   useTempDir,
@@ -122,4 +125,41 @@ describe('cairn export to raw, qcow2, vhdx and vmdk', () => {
     expectCleanFailure(await cairnExport(job, 'raw', join(outDir, 'p7.img'), ['--partition', '7']), 2, /no partition 7/);
     expect(await readdir(outDir)).toEqual([]);
   }, 60_000);
+
+  test('SIGTERM during an export: exit 143, no partial file, and the NBD server and qemu-img it started are gone', async () => {
+    const work = await useTempDir('cairn-export-stop-');
+    // Incompressible data, so that qemu-img has seconds of work to be stopped in.
+    const source = join(work, 'random.img');
+    await writeFile(source, randomBytesFor('export-stop', 384 * MiB));
+    const bigJob = await writeJob(work, { source, compression: { type: 'zstd', level: 1 } });
+    await init(bigJob, { env: PASSWORD_ENV });
+    await backup(bigJob, { env: PASSWORD_ENV });
+    const outDir = join(work, 'out');
+    await mkdir(outDir);
+    const running = startCli(['export', bigJob, 'latest', '--format', 'qcow2', '--to', join(outDir, 'disk.qcow2')], { env: PASSWORD_ENV });
+    const partial = async () => (await readdir(outDir)).find((name) => name.startsWith('.disk.qcow2.cairn-export-'));
+    const deadline = Date.now() + 60_000;
+    while (running.child.exitCode === null && Date.now() < deadline && !(await partial())) await sleep(10);
+    expect(running.child.exitCode, 'the export finished before it could be stopped; make the volume larger').toBeNull();
+    const children = await descendants(running.child.pid!);
+    expect(children.length).toBeGreaterThan(0);
+    running.child.kill('SIGTERM');
+    const result = await running.result;
+    expect(result.exitCode, result.stderr).toBe(143);
+    expect(result.stderr).toContain('Stopped by SIGTERM');
+    expect(await readdir(outDir)).toEqual([]);
+    // cairn serve (detached: in its own session) and qemu-img, by the pids they had.
+    for (const pid of children) expect(await isAlive(pid), `process ${pid} is still running`).toBe(false);
+  }, 180_000);
 });
+
+/** Pids of the processes whose parent is `pid` (cairn serve and qemu-img, for a running export). */
+async function descendants(pid: number): Promise<number[]> {
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  return children.trim().split(/\s+/).filter(Boolean).map(Number);
+}
+
+async function isAlive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return stat !== undefined && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+}

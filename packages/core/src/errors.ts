@@ -34,7 +34,7 @@ export class InterruptedError extends CairnError {
   override readonly code = 'CAIRN_INTERRUPTED';
   override readonly exitCode: ExitCode;
   constructor(signal: string) {
-    super(`Stopped by ${signal}; the repository stays consistent (what was stored without a snapshot is reused by the next backup)`);
+    super(`Stopped by ${signal}; the repository stays consistent (what a backup stored without a snapshot is reused by the next one)`);
     this.exitCode = signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated;
   }
 }

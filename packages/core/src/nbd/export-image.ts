@@ -1,7 +1,7 @@
 import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { ImageExportError, UsageError } from '../errors.js';
+import { ImageExportError, InterruptedError, UsageError } from '../errors.js';
 import type { VolumeLayout } from '../source.js';
 import { runTool } from './processes.js';
 import { startNbdServer, stopNbdServer, type NbdServerRequest } from './nbd-server-process.js';
@@ -39,8 +39,12 @@ export interface ExportResult {
   allocatedBytes: number;
 }
 
-/** Writes the snapshot (or one partition of it) to `request.to` in the format asked for. */
-export async function exportImage(request: ExportRequest): Promise<ExportResult> {
+/**
+ * Writes the snapshot (or one partition of it) to `request.to` in the format asked for. When
+ * `interrupt` fires, qemu-img and the server are stopped, the partial file removed, and an
+ * InterruptedError thrown: the server is a detached process, which would otherwise outlive us.
+ */
+export async function exportImage(request: ExportRequest, interrupt?: AbortSignal): Promise<ExportResult> {
   const region = request.partition === undefined ? { offset: 0, size: request.layout.size } : volumeParts(request.layout, request.partition)[0]!;
   await checkDestination(request.to, request.force);
   const stateDir = await mkdtemp(join(tmpdir(), 'cairn-export-'));
@@ -50,7 +54,7 @@ export async function exportImage(request: ExportRequest): Promise<ExportResult>
   });
   const partial = join(dirname(request.to), `.${basename(request.to)}.cairn-export-${process.pid}`);
   try {
-    await convert(server.socket, region, request.format, partial);
+    await convert(server.socket, region, request.format, partial, interrupt);
     await rename(partial, request.to);
   } finally {
     await rm(partial, { force: true });
@@ -85,8 +89,9 @@ function optionValue(value: string): string {
  * The NBD export read as raw bytes from `offset` for `size` bytes (a partition of the disk);
  * writes to `to` in `format`, skipping zeros (-S: sparse).
  */
-async function convert(socket: string, region: { offset: number; size: number }, format: ExportFormat, to: string): Promise<void> {
+async function convert(socket: string, region: { offset: number; size: number }, format: ExportFormat, to: string, interrupt?: AbortSignal): Promise<void> {
   const source = `driver=raw,offset=${region.offset},size=${region.size},file.driver=nbd,file.server.type=unix,file.server.path=${optionValue(socket)}`;
-  const result = await runTool('qemu-img', ['convert', '--image-opts', source, '-O', format, '-S', '4k', to]);
+  const result = await runTool('qemu-img', ['convert', '--image-opts', source, '-O', format, '-S', '4k', to], { ...(interrupt && { signal: interrupt }) });
+  if (interrupt?.aborted) throw new InterruptedError(String(interrupt.reason));
   if (result.exitCode !== 0) throw new ImageExportError(`qemu-img convert to ${format} failed: ${result.stderr.trim()}`);
 }

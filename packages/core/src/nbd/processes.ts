@@ -36,14 +36,17 @@ function notInstalled(command: string, err: unknown): ExternalToolError {
 }
 
 /** Runs `command` to its end (argv, no shell) and collects its output; a missing program is an ExternalToolError. */
-export function runTool(command: string, args: readonly string[]): Promise<ToolResult> {
+export function runTool(command: string, args: readonly string[], options: { signal?: AbortSignal } = {}): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // An aborted signal stops the tool (SIGTERM); it then ends as killed, which the caller checks.
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(options.signal && { signal: options.signal }) });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? notInstalled(command, e) : e));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.name !== 'AbortError') reject(e.code === 'ENOENT' ? notInstalled(command, e) : e);
+    });
     child.on('close', (exitCode, signal) =>
       resolve({ exitCode: exitCode ?? 128, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') + (signal ? `killed by ${signal}` : '') }),
     );

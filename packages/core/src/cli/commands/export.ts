@@ -15,7 +15,9 @@ export const exportCommand = defineCommand({
       .option('to', { type: 'string', demandOption: true, describe: 'The image file to write' })
       .option('force', { type: 'boolean', default: false, describe: 'Replace an existing file' })
       .option('partition', { type: 'number', describe: 'Export only this partition (its number, as in /dev/sda2)' }),
-  async run(args, { core, output }) {
+  // Stops its qemu-img and NBD server itself, and removes the partial file (see exportImage).
+  handlesInterrupt: true,
+  async run(args, { core, output, interrupt }) {
     if (args.to.trim() === '') throw new UsageError('--to needs the image file to write, not an empty path');
     if (args.partition !== undefined && (!Number.isInteger(args.partition) || args.partition < 1)) throw new UsageError(`--partition must be a partition number (1, 2, …), not ${args.partition}`);
     const to = resolve(core.get<Environment>(Environment).cwd, args.to);
@@ -28,7 +30,7 @@ export const exportCommand = defineCommand({
       force: args.force,
       server: served.server,
       ...(args.partition !== undefined && { partition: args.partition }),
-    });
+    }, interrupt);
     output.result(result, () => describeExport(result));
     return ExitCode.ok;
   },
