@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { beforeAll, expect, test } from 'vitest';
 import {
@@ -17,6 +18,7 @@ import {
   parseJson,
   run,
   runCli,
+  startCli,
   sha256Of,
   tempDir,
   useSuiteScope,
@@ -175,6 +177,27 @@ describeWithLoopDevices('cairn mount of a GPT disk with ext4, FAT32, NTFS and sw
     expectSuccess(await runCli(['umount', mountDir]));
     expect(await mountPointsUnder(mountDir)).toEqual([]);
   }, 120_000);
+
+  test('SIGTERM while mounting: what was done is undone (server, nbdfuse, loop devices, mounts), exit 143', async () => {
+    const mountDir = join(dir, 'stopped');
+    umountAtTeardown(scope, mountDir);
+    const running = startCli(['mount', job, 'latest', mountDir], { env: PASSWORD_ENV });
+    // Stopped once its NBD server is recorded: from then on there is something to undo.
+    const deadline = Date.now() + 60_000;
+    let record: MountRecord | undefined;
+    while (running.child.exitCode === null && Date.now() < deadline && !record?.server) {
+      record = await readRecord(mountDir).catch(() => undefined);
+      await sleep(10);
+    }
+    expect(running.child.exitCode, 'the mount finished before it could be stopped').toBeNull();
+    running.child.kill('SIGTERM');
+    const result = await running.result;
+    expect(result.exitCode, result.stderr).toBe(143);
+    expect(await isAlive(record!.server.process.pid)).toBe(false);
+    expect(await mountPointsUnder(mountDir)).toEqual([]);
+    expect(await loopDevicesUnder(mountDir)).toEqual([]);
+    expect(await readdir(mountDir)).toEqual([]);
+  });
 
   test('refusals: a folder that is not empty, a partition the snapshot lacks, a folder cairn did not mount', async () => {
     const base = await useTempDir('cairn-mnt-');

@@ -1,7 +1,7 @@
 import { mkdir, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ExternalToolError, MountError, UsageError } from '../errors.js';
+import { ExternalToolError, MountError, UsageError, InterruptedError } from '../errors.js';
 import type { VolumeLayout } from '../source.js';
 import { parseMountInfo } from '../system/mountinfo.js';
 import { listLoopDevices } from '../system/loop-devices.js';
@@ -34,6 +34,8 @@ export interface MountRequest {
   /** Mount only this partition. */
   partition?: number;
   server: Omit<NbdServerRequest, 'socket' | 'stateDir'>;
+  /** SIGTERM/SIGINT: what is done so far is undone (the server is detached and would stay) and an InterruptedError thrown. */
+  interrupt?: AbortSignal;
 }
 
 export interface MountedFilesystem {
@@ -78,13 +80,19 @@ export async function mountSnapshot(request: MountRequest): Promise<MountResult>
   await mkdir(stateDirOf(dir));
   await saveMountState(state);
   const skipped: SkippedFilesystem[] = [];
+  const stopIfInterrupted = () => {
+    if (request.interrupt?.aborted) throw new InterruptedError(String(request.interrupt.reason));
+  };
   try {
     await startServer(state, request);
+    stopIfInterrupted();
     await attachDiskFile(state);
     for (const part of parts) {
+      stopIfInterrupted();
       const skip = await mountPart(state, part);
       if (skip) skipped.push(skip);
     }
+    stopIfInterrupted();
   } catch (err) {
     await undoMount(state).catch((undoErr) => {
       throw new MountError(`${(err as Error).message}; undoing the mount failed too (${(undoErr as Error).message}): run cairn umount ${dir}`, { cause: err });

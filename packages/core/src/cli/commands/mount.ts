@@ -12,12 +12,14 @@ export const mountCommand = defineCommand({
     withSnapshot(withJob(yargs))
       .positional('dir', { type: 'string', demandOption: true, describe: 'An empty folder (created if missing)' })
       .option('partition', { type: 'number', describe: 'Mount only this partition (its number, as in /dev/sda2)' }),
-  async run(args, { core, output }) {
+  // A mount interrupted half way undoes itself (see mountSnapshot): its server is detached.
+  handlesInterrupt: true,
+  async run(args, { core, output, interrupt }) {
     if (args.dir.trim() === '') throw new UsageError('<dir> needs a folder to mount the snapshot under, not an empty path');
     if (args.partition !== undefined && (!Number.isInteger(args.partition) || args.partition < 0)) throw new UsageError(`--partition must be a partition number (1, 2, …), not ${args.partition}`);
     const served = await resolveServedSnapshot(core, args.job, args.snapshot);
     const dir = resolve(core.get<Environment>(Environment).cwd, args.dir);
-    const result = await mountSnapshot({ dir, snapshot: served.id, layout: served.layout, server: served.server, ...(args.partition !== undefined && { partition: args.partition }) });
+    const result = await mountSnapshot({ dir, snapshot: served.id, layout: served.layout, server: served.server, interrupt, ...(args.partition !== undefined && { partition: args.partition }) });
     output.result(result, () => describeMount(result));
     return ExitCode.ok;
   },
