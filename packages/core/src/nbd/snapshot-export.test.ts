@@ -6,10 +6,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createCore, type Core } from '../create-core.js';
 import { SourceRegistry, TargetRegistry, type Logger } from '../services.js';
 import { DamageError, OverlayError } from '../errors.js';
-import { MemoryTarget } from '../testing/memory-target.js';
+import { MemoryTarget, sharedView } from '../testing/memory-target.js';
 import { memorySource } from '../testing/memory-source.js';
 import type { Extent, OpenedSource, PartitionLayout } from '../source.js';
-import type { Target } from '../target.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { Keys } from '../repository/format.js';
 import { Repositories } from '../repository/repositories.js';
@@ -51,19 +50,6 @@ function diskSource(image: Buffer, extents: Extent[], partitions: PartitionLayou
   return { ...source, layout: { ...source.layout, partitionTable: { type: 'gpt' }, mode: 'used', partitions } };
 }
 
-/** A view of `target` whose dispose() leaves it open. */
-function kept(target: MemoryTarget): Target {
-  return {
-    location: target.location,
-    put: (key, data) => target.put(key, data),
-    get: (key, range) => target.get(key, range),
-    stat: (key) => target.stat(key),
-    list: (prefix) => target.list(prefix),
-    remove: (key) => target.remove(key),
-    isNotFound: (err) => target.isNotFound(err),
-    dispose() {},
-  };
-}
 
 /** `count` ranges of random offset and length (up to three chunks), some of them empty or at the very end. */
 function randomRanges(count: number, size: number): Array<[number, number]> {
@@ -101,7 +87,7 @@ describe('openSnapshotExports', () => {
     core = await createCore({ pluginsFile: join(dir, 'plugins.json'), logger, env: { PW: 'pw' }, cwd: dir });
     target = new MemoryTarget();
     source = diskSource(IMAGE, EXTENTS, PARTITIONS);
-    core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => kept(target) });
+    core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => sharedView(target) });
     core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => source });
     await core.get(InitOperation).run(job);
     await core.get(BackupOperation).run(job);

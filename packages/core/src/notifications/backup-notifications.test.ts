@@ -9,9 +9,8 @@ import { Clock, NotifierRegistry, SourceRegistry, TargetRegistry, type Logger } 
 import { EngineHooks, createBackupRunHooks, type BackupRun } from '../hooks.js';
 import { HookRunner } from '../hook-runner.js';
 import { SourceError } from '../errors.js';
-import { MemoryTarget } from '../testing/memory-target.js';
+import { MemoryTarget, sharedView } from '../testing/memory-target.js';
 import { memorySource } from '../testing/memory-source.js';
-import type { Target } from '../target.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import type { Notification } from '../notify.js';
 import type { SnapshotManifest } from '../repository/snapshot.js';
@@ -26,19 +25,6 @@ import { JobRuns } from '../operations/job-runs.js';
 
 const IMAGE = randomBytes(200_000);
 
-/** A view of `target` whose dispose() leaves it open (each operation disposes the target it opened). */
-function kept(target: MemoryTarget): Target {
-  return {
-    location: target.location,
-    put: (key, data) => target.put(key, data),
-    get: (key, range) => target.get(key, range),
-    stat: (key) => target.stat(key),
-    list: (prefix) => target.list(prefix),
-    remove: (key) => target.remove(key),
-    isNotFound: (err) => target.isNotFound(err),
-    dispose() {},
-  };
-}
 
 describe('backup notifications', () => {
   let dir: string;
@@ -58,7 +44,7 @@ describe('backup notifications', () => {
     const testClock = new ContainerModule(({ rebind }) => void rebind(Clock).toConstantValue(clock));
     core = await createCore({ pluginsFile: join(dir, 'plugins.json'), logger, env: { PW: 'pw' }, cwd: dir, modules: [testClock] });
     const target = new MemoryTarget();
-    core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => kept(target) });
+    core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => sharedView(target) });
     core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => memorySource(IMAGE) });
     core.get<NotifierRegistry>(NotifierRegistry).register('recorder', { create: () => ({ send: async (n) => void sent.push(n) }) });
     await core.get(InitOperation).run(job);

@@ -8,9 +8,8 @@ import { createCore, type Core } from '../create-core.js';
 import { Clock, SourceRegistry, TargetRegistry, type Logger } from '../services.js';
 import { EngineHooks, type JobRun, type RunOutcome } from '../hooks.js';
 import { DamageError, HookTapError, SnapshotAbortedError } from '../errors.js';
-import { MemoryTarget } from '../testing/memory-target.js';
+import { MemoryTarget, sharedView } from '../testing/memory-target.js';
 import { memorySource } from '../testing/memory-source.js';
-import type { Target } from '../target.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { InitOperation } from './init.js';
 import { BackupOperation } from './backup.js';
@@ -25,19 +24,6 @@ import { SnapshotsOperation } from './snapshots.js';
 
 const IMAGE = Buffer.concat([randomBytes(256 * 1024), Buffer.alloc(128 * 1024), randomBytes(100_000)]);
 
-/** A view of `target` whose dispose() leaves it open. */
-function kept(target: MemoryTarget): Target {
-  return {
-    location: target.location,
-    put: (key, data) => target.put(key, data),
-    get: (key, range) => target.get(key, range),
-    stat: (key) => target.stat(key),
-    list: (prefix) => target.list(prefix),
-    remove: (key) => target.remove(key),
-    isNotFound: (err) => target.isNotFound(err),
-    dispose() {},
-  };
-}
 
 describe('operations and their hooks', () => {
   let dir: string;
@@ -64,7 +50,7 @@ describe('operations and their hooks', () => {
     core = await createCore({ pluginsFile: join(dir, 'plugins.json'), logger, env: { PW: 'pw' }, cwd: dir, modules: [testClock] });
     target = new MemoryTarget();
     // Each operation disposes the target it opened; the repository must outlive them.
-    core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => kept(target) });
+    core.get<TargetRegistry>(TargetRegistry).register('memory', { create: async () => sharedView(target) });
     core.get<SourceRegistry>(SourceRegistry).register('memory', { open: async () => memorySource(IMAGE) });
     hooks = core.get<Readonly<EngineHooks>>(EngineHooks);
     await core.get(InitOperation).run(job);

@@ -85,3 +85,20 @@ function assertRangeWithin(range: ByteRange, size: number, key: string): void {
     throw new RangeError(`Range ${offset}+${length} is outside object '${key}' of ${size} bytes`);
   }
 }
+
+/**
+ * A view of `target` whose dispose() leaves it open: a target factory in a test hands this out,
+ * so that the repository outlives each operation (which disposes the target it opened).
+ */
+export function sharedView(target: Target): Target {
+  return {
+    location: target.location,
+    put: (key, data) => target.put(key, data),
+    get: (key, range) => target.get(key, range),
+    stat: (key) => target.stat(key),
+    list: (prefix) => target.list(prefix),
+    remove: (key) => target.remove(key),
+    isNotFound: (err) => target.isNotFound(err),
+    dispose() {},
+  };
+}
