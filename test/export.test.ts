@@ -10,6 +10,7 @@ import {
   expectCleanFailure,
   expectSuccess,
   init,
+  isAlive,
   makeExt4,
   makeGptDisk,
   parseJson,
@@ -159,7 +160,3 @@ async function descendants(pid: number): Promise<number[]> {
   return children.trim().split(/\s+/).filter(Boolean).map(Number);
 }
 
-async function isAlive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat !== undefined && stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-}

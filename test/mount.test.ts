@@ -12,6 +12,7 @@ import {
   expectCleanFailure,
   expectSuccess,
   init,
+  isAlive,
   makeExt4,
   makeGptDisk,
   mountPointsUnder,
@@ -57,11 +58,6 @@ async function readRecord(dir: string): Promise<MountRecord> {
   return JSON.parse(await readFile(join(dir, '.cairn/mount.json'), 'utf8'));
 }
 
-/** A process counts as gone when /proc has no entry for it or it is a zombie (ended, not yet collected by init). */
-async function isAlive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat !== undefined && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-}
 
 /** Loop devices whose backing file lies under `dir`, from losetup's own listing. */
 async function loopDevicesUnder(dir: string): Promise<string[]> {

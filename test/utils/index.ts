@@ -10,3 +10,4 @@ export * from './fuse.js';
 export * from './daemon.js';
 export * from './smtp.js';
 export * from './nbd.js';
+export * from './process.js';
