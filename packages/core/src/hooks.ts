@@ -1,5 +1,6 @@
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from './vendor.js';
 import type { OpenedSource, VolumeLayout } from './source.js';
+import type { OpenedFileTree } from './files/file-source.js';
 import type { SnapshotManifest } from './repository/snapshot.js';
 import type { TapFailure } from './hook-runner.js';
 import type { BackupOptions } from './operations/backup.js';
@@ -49,7 +50,7 @@ export interface SnapshotVeto {
 
 export interface BackupRunHooks {
   /** The source is open and its layout known; nothing has been read yet. */
-  sourceOpened: AsyncSeriesHook<[OpenedSource]>;
+  sourceOpened: AsyncSeriesHook<[OpenedSource | OpenedFileTree]>;
   /**
    * Every pack and index the snapshot needs is durable and the manifest is complete; it is
    * about to be written. A tap may inspect it, or return `{ abort: reason }` to stop the
@@ -140,7 +141,7 @@ export function createEngineHooks(): Readonly<EngineHooks> {
 
 export function createBackupRunHooks(): Readonly<BackupRunHooks> {
   return Object.freeze({
-    sourceOpened: new AsyncSeriesHook<[OpenedSource]>(['source'], 'sourceOpened'),
+    sourceOpened: new AsyncSeriesHook<[OpenedSource | OpenedFileTree]>(['source'], 'sourceOpened'),
     beforeSnapshot: new AsyncSeriesBailHook<[SnapshotManifest], SnapshotVeto | undefined>(['manifest'], 'beforeSnapshot'),
     snapshotSaved: new AsyncSeriesHook<[SnapshotSaved]>(['snapshot'], 'snapshotSaved'),
   });

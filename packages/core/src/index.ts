@@ -42,7 +42,10 @@ export type { CheckProblem, CheckReport, ReadDataSubset } from './pipeline/check
 export type { RepairIndexReport, RepairSnapshotsReport, RepairedSnapshot } from './pipeline/repair.js';
 export type { RestoreDamage } from './pipeline/restore.js';
 export type { Progress } from './pipeline/progress.js';
-export type { ImageDigest, SnapshotManifest } from './repository/snapshot.js';
+export { isFileManifest, requireVolumeManifest, type AnySnapshotManifest, type ChunkerParameters, type FileSnapshotManifest, type ImageDigest, type SkippedPath, type SnapshotManifest } from './repository/snapshot.js';
+// File snapshots: what a file source hands the core, and the trees they are stored as.
+export { isFileTree, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree } from './files/file-source.js';
+export { ENTRY_TYPES, compareNames, displayName, isExactUtf8, type ContentChunk, type EntryMetadata, type EntryType, type TreeEntry, type Xattr } from './files/tree.js';
 export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
 export { main, type CliIo } from './cli/main.js';

@@ -1,4 +1,5 @@
 import type { IDisposable } from './lifecycle.js';
+import type { OpenedFileTree } from './files/file-source.js';
 
 /** A byte range of the logical image that holds data worth storing. */
 export interface Extent {
@@ -72,7 +73,8 @@ export interface SourceSettings {
 }
 
 export interface SourceFactory {
-  open(settings: SourceSettings, context: SourceOpenContext): Promise<OpenedSource>;
+  /** A volume source opens an `OpenedSource`; a file source (see files/file-source.ts) an `OpenedFileTree`. */
+  open(settings: SourceSettings, context: SourceOpenContext): Promise<OpenedSource | OpenedFileTree>;
 }
 
 export interface SourceOpenContext {

@@ -1,3 +1,4 @@
+import { requireVolumeManifest } from '../repository/snapshot.js';
 import { resolve } from 'node:path';
 import type { Core } from '../create-core.js';
 import { JobLoader } from '../job/job-loader.js';
@@ -18,7 +19,8 @@ export interface ServedSnapshot {
 export async function resolveServedSnapshot(core: Core, jobFile: string, ref: string): Promise<ServedSnapshot> {
   const environment = core.get<Environment>(Environment);
   const job = await core.get(JobLoader).load(jobFile);
-  const { id, manifest } = await core.get(ShowOperation).run(job, ref);
+  const { id, manifest: any } = await core.get(ShowOperation).run(job, ref);
+  const manifest = requireVolumeManifest(id, any, 'serving it as a disk');
   return {
     id,
     layout: manifest.layout,

@@ -1,5 +1,6 @@
 import { inject, injectable } from '../vendor.js';
-import { PluginError } from '../errors.js';
+import { PluginError, UsageError } from '../errors.js';
+import { isFileTree } from '../files/file-source.js';
 import { Clock, Logger, ProgressFactory, SourceRegistry } from '../services.js';
 import type { OpenedSource, SourceFactory } from '../source.js';
 import { EngineHooks, createBackupRunHooks, type BackupRun } from '../hooks.js';
@@ -74,6 +75,8 @@ export class BackupOperation {
         try {
           for (const warning of source.warnings) this.logger.warn(warning);
           await this.runner.before(run.hooks.sourceOpened, source);
+          // File backups are stored by the files pipeline (not built yet).
+          if (isFileTree(source)) throw new UsageError(`Source type "${job.config.source.type}" is a file source; file backups are not supported yet`);
           return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source, options));
         } finally {
           await source.dispose();

@@ -4,7 +4,7 @@ import { Repositories } from '../repository/repositories.js';
 import type { BlobIndex, DamagedObject, Repository } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import type { ChunkRecord } from '../repository/format.js';
-import type { SnapshotManifest } from '../repository/snapshot.js';
+import { requireVolumeManifest, type SnapshotManifest } from '../repository/snapshot.js';
 import { loadChunkRecords, missingBlobs } from '../pipeline/chunk-maps.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
@@ -70,7 +70,7 @@ export class OpenSnapshotOperation {
     const damaged: DamagedObject[] = [];
     const found = await repository.resolveSnapshot(ref, damaged);
     for (const object of damaged) this.logger.warn(`${object.message}; it is left out (opening snapshot ${found.id.slice(0, 12)}, which does not need it)`);
-    return found;
+    return { id: found.id, manifest: requireVolumeManifest(found.id, found.manifest, 'serving it as a disk') };
   }
 
   async #load(pool: WorkerPool, repository: Repository, job: LoadedJob, id: string, manifest: SnapshotManifest) {

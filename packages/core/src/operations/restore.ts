@@ -8,7 +8,7 @@ import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
 import type { DamagedObject, Repository } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
-import type { ImageDigest, SnapshotManifest } from '../repository/snapshot.js';
+import { requireVolumeManifest, type ImageDigest, type SnapshotManifest } from '../repository/snapshot.js';
 import { runRestore, type RestoreDamage, type RestoreWindow } from '../pipeline/restore.js';
 import { mergeRanges, rangesInWindow } from '../pipeline/damage.js';
 import type { ByteRange } from '../target.js';
@@ -141,7 +141,8 @@ export class RestoreOperation {
 
   async #plan(repository: Repository, ref: string, options: RestoreOptions): Promise<RestorePlan> {
     const damaged: DamagedObject[] = [];
-    const { id, manifest } = await repository.resolveSnapshot(ref, damaged);
+    const { id, manifest: any } = await repository.resolveSnapshot(ref, damaged);
+    const manifest = requireVolumeManifest(id, any, 'an image restore');
     for (const object of damaged) this.logger.warn(`${object.message}; it is left out (restoring snapshot ${id.slice(0, 12)}, which does not need it)`);
     if (options.size !== undefined && options.size < manifest.size) {
       throw new UsageError(`--size ${options.size} bytes is smaller than the image of snapshot ${id.slice(0, 12)}, which has ${manifest.size} bytes; --size can only make the restored image larger`);

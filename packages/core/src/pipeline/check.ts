@@ -4,7 +4,7 @@ import type { ByteRange } from '../target.js';
 import { ChunkKind, Keys } from '../repository/format.js';
 import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation, type Repository } from '../repository/repository.js';
 import { packHeaderOf } from '../repository/pack-header.js';
-import type { SnapshotManifest } from '../repository/snapshot.js';
+import { isFileManifest, type SnapshotManifest } from '../repository/snapshot.js';
 import { loadChunkRecords } from './chunk-maps.js';
 import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -204,7 +204,9 @@ async function readManifests(repository: Repository, ids: readonly string[], pro
   const manifests = new Map<string, SnapshotManifest>();
   await forEachConcurrently(ids, 8, async (id) => {
     try {
-      manifests.set(id, await repository.loadSnapshot(id));
+      const manifest = await repository.loadSnapshot(id);
+      // File snapshots' trees are not walked here yet.
+      if (!isFileManifest(manifest)) manifests.set(id, manifest);
     } catch (err) {
       if (repository.isNotFound(err)) return;
       problems.note(Keys.snapshot(id), `${aboutObject(Keys.snapshot(id), (err as Error).message)}; nothing of this snapshot can be restored`);

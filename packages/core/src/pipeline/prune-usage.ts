@@ -2,6 +2,8 @@ import { DamageError } from '../errors.js';
 import { ChunkKind, Keys, type PackedBlob } from '../repository/format.js';
 import { BlobIndex, forEachConcurrently, type Repository, type SnapshotSummary, type StoredPack } from '../repository/repository.js';
 import { loadChunkRecords } from './chunk-maps.js';
+import { isFileManifest, type AnySnapshotManifest } from '../repository/snapshot.js';
+import { TreeReader, fileSnapshotBlobs } from '../files/tree-reader.js';
 import type { WorkerPool } from './worker-pool.js';
 
 /** Every index file and what it names: prune reads them whole, because it rewrites some. */
@@ -48,10 +50,7 @@ export async function addReferencedBlobs(repository: Repository, index: BlobInde
     snapshots.filter((s) => !known.has(s.id)),
     4,
     async ({ id, manifest }) => {
-      const blobs = new Set(manifest.chunkMaps);
-      for (const record of await loadChunkRecords(repository, index, pool, manifest)) {
-        if (record.kind === ChunkKind.data) blobs.add(record.id!.toString('hex'));
-      }
+      const blobs = await snapshotBlobs(repository, index, pool, manifest);
       const missing = [...blobs].find((blob) => !index.has(blob));
       if (missing) {
         throw new DamageError(`${Keys.snapshot(id)} needs blob ${missing.slice(0, 12)}, which no index names; prune stops rather than guess (run \`cairn check\`, then \`cairn repair index\` or \`cairn repair snapshots\`)`);
@@ -59,6 +58,16 @@ export async function addReferencedBlobs(repository: Repository, index: BlobInde
       known.set(id, [...blobs]);
     },
   );
+}
+
+/** Every blob a snapshot needs: its chunk maps and their data chunks, or its trees and their content chunks. */
+async function snapshotBlobs(repository: Repository, index: BlobIndex, pool: WorkerPool, manifest: AnySnapshotManifest): Promise<Set<string>> {
+  if (isFileManifest(manifest)) return fileSnapshotBlobs(new TreeReader(repository, index, pool), manifest);
+  const blobs = new Set(manifest.chunkMaps);
+  for (const record of await loadChunkRecords(repository, index, pool, manifest)) {
+    if (record.kind === ChunkKind.data) blobs.add(record.id!.toString('hex'));
+  }
+  return blobs;
 }
 
 /** Every blob id any of `known`'s snapshots needs. */

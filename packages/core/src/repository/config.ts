@@ -1,5 +1,6 @@
 import type { BlobIdScheme, ImageDigestAlgorithm, PackIdScheme } from '../crypto/crypto.js';
-import { DamageError, UnsupportedFormatError } from '../errors.js';
+import { DamageError, UnsupportedFormatError, UsageError } from '../errors.js';
+import type { ChunkerParameters } from './snapshot.js';
 import { FORMAT_VERSION } from './format.js';
 
 export interface RepositoryConfig {
@@ -17,6 +18,26 @@ export interface RepositoryConfig {
   packId?: PackIdScheme;
   /** What digest snapshots record of their whole image: "blake3" from version 3 on; earlier configs have no such field and use SHA-256. */
   imageDigest?: ImageDigestAlgorithm;
+  /** Content-defined chunking of file snapshots (version 5 on): FastCDC with these sizes, its gear table derived from the blob-id key. */
+  cdc?: ChunkerParameters;
+}
+
+/** The first format version that holds file snapshots (tree blobs, manifest version 3, `cdc` in the config). */
+export const FILE_SNAPSHOTS_VERSION = 5;
+
+/**
+ * File content is cut at content-defined boundaries between 512 KiB and 8 MiB, 1 MiB on
+ * average: an insertion moves only the boundaries around it, and chunks stay large enough
+ * that a pack of 16 MiB holds a few and index memory stays small.
+ */
+export const DEFAULT_CDC: ChunkerParameters = { algorithm: 'fastcdc', min: 512 * 1024, avg: 1024 * 1024, max: 8 * 1024 * 1024 };
+
+/** The chunker file snapshots of this repository use; a repository older than version 5 cannot hold them. */
+export function cdcParametersOf(config: RepositoryConfig, location: string): ChunkerParameters {
+  if (config.version < FILE_SNAPSHOTS_VERSION || !config.cdc) {
+    throw new UsageError(`The repository at ${location} has format version ${config.version}, which cannot hold file snapshots (version ${FILE_SNAPSHOTS_VERSION} can): give the files job a target of its own and \`cairn init\` it`);
+  }
+  return config.cdc;
 }
 
 /**
@@ -85,7 +106,15 @@ function configProblem(config: RepositoryConfig): string | undefined {
     return `it names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`;
   }
   if (config.version >= 3 && config.imageDigest !== 'blake3') return `it names an unknown image digest ${JSON.stringify(config.imageDigest)}`;
+  if (config.version >= FILE_SNAPSHOTS_VERSION && !validCdc(config.cdc)) return `it names no valid content-defined chunker (${JSON.stringify(config.cdc)})`;
   return undefined;
+}
+
+/** FastCDC sizes a reader can trust: powers of two, min < avg < max ≤ 16 MiB (a chunk must fit a pack buffer). */
+function validCdc(cdc: ChunkerParameters | undefined): boolean {
+  if (cdc?.algorithm !== 'fastcdc') return false;
+  const { min, avg, max } = cdc;
+  return isPowerOfTwoBetween(min, 4096, MAX_CHUNK_SIZE) && isPowerOfTwoBetween(avg, 4096, MAX_CHUNK_SIZE) && isPowerOfTwoBetween(max, 4096, MAX_CHUNK_SIZE) && min < avg && avg < max;
 }
 
 function isPowerOfTwoBetween(value: unknown, min: number, max: number): boolean {

@@ -8,7 +8,7 @@
  */
 
 /** The version this cairn writes; it reads every version from 1 to this one. */
-export const FORMAT_VERSION = 4;
+export const FORMAT_VERSION = 5;
 export const ID_LENGTH = 32;
 
 /** What a blob holds. Stored in pack headers and indexes. */
@@ -17,6 +17,8 @@ export const BlobType = {
   chunk: 0,
   /** A chunk map: which blob holds which chunk of a snapshot's image. */
   chunkMap: 1,
+  /** A folder of a file snapshot: its entries' metadata and content chunks (files/tree.ts; format version 5). */
+  tree: 2,
 } as const;
 export type BlobType = (typeof BlobType)[keyof typeof BlobType];
 

@@ -59,7 +59,7 @@ describe('Repository', () => {
     await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
   });
 
-  it('reads manifests of versions 1 and 2, and refuses newer or broken ones clearly', async () => {
+  it('reads manifests of versions 1 to 3, and refuses newer or broken ones clearly', async () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
     const hex = 'ab'.repeat(32);
@@ -67,11 +67,15 @@ describe('Repository', () => {
     const v1 = await save({ version: 1, time: '2026-01-01T00:00:00Z', sha256: hex });
     expect(await repository.loadSnapshot(v1)).toEqual({ version: 1, time: '2026-01-01T00:00:00Z', imageDigest: { algorithm: 'sha256', hex } });
     const v2 = await save({ version: 2, imageDigest: { algorithm: 'blake3', hex } });
-    expect((await repository.loadSnapshot(v2)).imageDigest).toEqual({ algorithm: 'blake3', hex });
-    const newer = await save({ version: 3, digest: 'whatever' });
+    expect(await repository.loadSnapshot(v2)).toMatchObject({ imageDigest: { algorithm: 'blake3', hex } });
+    const chunker = { algorithm: 'fastcdc', min: 1, avg: 2, max: 4 };
+    const v3 = await save({ version: 3, kind: 'files', tree: hex, paths: ['/srv'], chunker });
+    expect(await repository.loadSnapshot(v3)).toMatchObject({ kind: 'files', tree: hex });
+    const newer = await save({ version: 4, digest: 'whatever' });
     await expect(repository.loadSnapshot(newer)).rejects.toThrow(UnsupportedFormatError);
-    await expect(repository.loadSnapshot(newer)).rejects.toThrow(/manifest version 3; this cairn reads up to version 2\. Upgrade cairn/);
-    for (const broken of [{ version: 1 }, { version: 1, sha256: 'xyz' }, { version: 2, imageDigest: { algorithm: 'md5', hex } }, { version: 2, sha256: hex }, { time: 'no version' }, [1, 2]]) {
+    await expect(repository.loadSnapshot(newer)).rejects.toThrow(/manifest version 4; this cairn reads up to version 3\. Upgrade cairn/);
+    const brokenFiles = [{ version: 3, tree: hex, paths: [], chunker }, { version: 3, kind: 'files', tree: 'x', paths: [], chunker }, { version: 3, kind: 'files', tree: hex, paths: [1], chunker }, { version: 3, kind: 'files', tree: hex, paths: [] }];
+    for (const broken of [{ version: 1 }, { version: 1, sha256: 'xyz' }, { version: 2, imageDigest: { algorithm: 'md5', hex } }, { version: 2, sha256: hex }, { time: 'no version' }, [1, 2], ...brokenFiles]) {
       await expect(repository.loadSnapshot(await save(broken)), JSON.stringify(broken)).rejects.toThrow(DamageError);
     }
     const notJson = (await repository.putSealed('snapshots', Buffer.from('{'))).id;
@@ -82,7 +86,7 @@ describe('Repository', () => {
     const edit = async (target: MemoryTarget, change: (text: string) => string) => target.put(Keys.config, Buffer.from(change((await target.get(Keys.config)).toString('utf8'))));
 
     it('treats an edited but plausible config as damage, never as a setting', async () => {
-      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 4', '"version": 3'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
+      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 5', '"version": 4'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
         const target = new MemoryTarget();
         await Repository.init(target, 'x');
         await edit(target, change);
@@ -95,7 +99,7 @@ describe('Repository', () => {
       await Repository.init(target, 'x');
       await edit(target, (t) => t.replace('"chunkSize": 4194304', '"chunkSize": 4194305'));
       await expect(Repository.readConfig(target)).rejects.toThrow(/damaged: chunk size 4194305 is not a power of two/);
-      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 4', '"version": 0'));
+      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 5', '"version": 0'));
       await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
     });
 

@@ -3,18 +3,18 @@ import type { ByteRange, Leftovers, Target } from '../target.js';
 import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError } from '../errors.js';
 import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, type MasterKey } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type IndexedPack } from './format.js';
-import { decodeManifest, encodeManifest, type SnapshotManifest } from './snapshot.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, decodeConfig, encodeConfig, type RepositoryConfig } from './config.js';
+import { decodeManifest, encodeManifest, type AnySnapshotManifest } from './snapshot.js';
+import { DEFAULT_CDC, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, FILE_SNAPSHOTS_VERSION, decodeConfig, encodeConfig, type RepositoryConfig } from './config.js';
 import { Keyring, type KeyInfo, type StoredConfig } from './keyring.js';
 import { BlobIndex, type DamagedObject, type IndexPurpose } from './blob-index.js';
 import { loadMarks } from './marks.js';
 
-export { blobIdSchemeOf, packIdSchemeOf, imageDigestOf, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, type RepositoryConfig } from './config.js';
+export { blobIdSchemeOf, packIdSchemeOf, imageDigestOf, cdcParametersOf, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, type RepositoryConfig } from './config.js';
 export { BlobIndex, type BlobLocation, type DamagedObject, type IndexPurpose } from './blob-index.js';
 
 export interface SnapshotSummary {
   id: string;
-  manifest: SnapshotManifest;
+  manifest: AnySnapshotManifest;
   /** Bytes of the snapshot object itself. */
   objectSize: number;
 }
@@ -265,7 +265,7 @@ export class Repository {
     }
   }
 
-  async loadSnapshot(id: string): Promise<SnapshotManifest> {
+  async loadSnapshot(id: string): Promise<AnySnapshotManifest> {
     return decodeManifest(id, await this.getSealed('snapshots', id));
   }
 
@@ -288,7 +288,7 @@ export class Repository {
     return found;
   }
 
-  async saveSnapshot(manifest: SnapshotManifest): Promise<{ id: string; size: number }> {
+  async saveSnapshot(manifest: AnySnapshotManifest): Promise<{ id: string; size: number }> {
     return this.putSealed('snapshots', encodeManifest(manifest));
   }
 }
@@ -305,6 +305,7 @@ function newConfig(version: number, chunkSize: number, now: Date): RepositoryCon
   const config: RepositoryConfig = { format: 'cairn', version, id: randomBytes(32).toString('hex'), created: now.toISOString(), chunkSize, packSize: DEFAULT_PACK_SIZE };
   if (version >= 2) Object.assign(config, { blobId: 'blake3-keyed', packId: 'blake3' });
   if (version >= 3) config.imageDigest = 'blake3';
+  if (version >= FILE_SNAPSHOTS_VERSION) config.cdc = { ...DEFAULT_CDC };
   return config;
 }
 

@@ -1,6 +1,6 @@
 import type { VolumeLayout } from '../source.js';
 import type { ImageDigestAlgorithm } from '../crypto/crypto.js';
-import { DamageError, UnsupportedFormatError } from '../errors.js';
+import { DamageError, UnsupportedFormatError, UsageError } from '../errors.js';
 
 /** A digest of a whole logical image, as hex; `b3sum` or `sha256sum` of the restored image prints the same. */
 export interface ImageDigest {
@@ -58,15 +58,82 @@ export interface SnapshotManifest {
   unreadable?: Array<{ offset: number; length: number }>;
 }
 
+/** The chunker a file snapshot's content was cut with (the repository config's `cdc`, recorded per snapshot). */
+export interface ChunkerParameters {
+  algorithm: 'fastcdc';
+  min: number;
+  avg: number;
+  max: number;
+}
+
+/** A file that could not be backed up (or only partly), as the snapshot lists it. */
+export interface SkippedPath {
+  path: string;
+  reason: string;
+}
+
+/**
+ * The manifest of a file backup (manifest version 3, format version 5): the metadata of
+ * every backed-up path is in trees, one blob per folder, from `tree` down; the root tree
+ * holds the paths' top folders (`/home/u/docs` is stored as home → u → docs).
+ */
+export interface FileSnapshotManifest {
+  version: 3;
+  kind: 'files';
+  time: string;
+  hostname: string;
+  job: string;
+  tags?: string[];
+  source: { type: string; path: string };
+  /** The absolute paths backed up, as the job resolved them. */
+  paths: string[];
+  /** The root tree's blob id, hex. */
+  tree: string;
+  /** The snapshot this one compared files against (unchanged files were not read again). */
+  parent?: string;
+  chunker: ChunkerParameters;
+  compression: string;
+  stats: {
+    files: number;
+    dirs: number;
+    /** Symlinks, device nodes and FIFOs. */
+    others: number;
+    /** Sum of the sizes of the files backed up. */
+    totalBytes: number;
+    bytesRead: number;
+    bytesAdded: number;
+    /** Files the parent snapshot already held unchanged (not read). */
+    unchangedFiles: number;
+    dataChunks: number;
+    newChunks: number;
+    treeBlobs: number;
+    /** Files that changed while they were read. */
+    changedWhileRead: number;
+    durationMs: number;
+  };
+  /** What could not be read (at most 1000, see `skippedCount`); absent when everything was read. The snapshot is then incomplete (exit 3). */
+  skipped?: SkippedPath[];
+  /** How many paths could not be read, when more than `skipped` lists. */
+  skippedCount?: number;
+}
+
+/** Any snapshot's manifest: a volume image's (no `kind`) or a file backup's (`kind: 'files'`). */
+export type AnySnapshotManifest = SnapshotManifest | FileSnapshotManifest;
+
+export function isFileManifest(manifest: AnySnapshotManifest): manifest is FileSnapshotManifest {
+  return (manifest as FileSnapshotManifest).kind === 'files';
+}
+
 /** The newest manifest version this cairn reads. */
-export const MANIFEST_VERSION = 2;
+export const MANIFEST_VERSION = 3;
 
 /** The manifest version that records a digest of this algorithm: older readers know SHA-256 as version 1. */
 export function manifestVersionFor(algorithm: ImageDigestAlgorithm): SnapshotManifest['version'] {
   return algorithm === 'sha256' ? 1 : 2;
 }
 
-export function encodeManifest(manifest: SnapshotManifest): Buffer {
+export function encodeManifest(manifest: AnySnapshotManifest): Buffer {
+  if (isFileManifest(manifest)) return Buffer.from(JSON.stringify(manifest));
   const { algorithm } = manifest.imageDigest;
   if (manifestVersionFor(algorithm) !== manifest.version) throw new Error(`A version ${manifest.version} manifest cannot record a ${algorithm} digest`);
   if (manifest.version === 1) {
@@ -79,7 +146,7 @@ export function encodeManifest(manifest: SnapshotManifest): Buffer {
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 
 /** Parses a stored manifest; `id` names it in errors. */
-export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
+export function decodeManifest(id: string, plain: Buffer): AnySnapshotManifest {
   let stored: Record<string, unknown>;
   try {
     stored = JSON.parse(plain.toString('utf8'));
@@ -106,7 +173,25 @@ export function decodeManifest(id: string, plain: Buffer): SnapshotManifest {
     checkRepairFields(id, stored);
     return stored as unknown as SnapshotManifest;
   }
+  if (version === 3) return decodeFileManifest(id, stored);
   throw new DamageError(`Snapshot ${id} has an invalid manifest version ${JSON.stringify(version)}`);
+}
+
+function decodeFileManifest(id: string, stored: Record<string, unknown>): FileSnapshotManifest {
+  const { kind, tree, paths, parent, chunker } = stored;
+  if (kind !== 'files') throw new DamageError(`Snapshot ${id} has manifest version 3 but is not a file snapshot`);
+  if (typeof tree !== 'string' || !HEX_DIGEST.test(tree)) throw new DamageError(`Snapshot ${id} has no valid root tree id`);
+  if (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string')) throw new DamageError(`Snapshot ${id} has an invalid list of paths`);
+  if (parent !== undefined && (typeof parent !== 'string' || !HEX_DIGEST.test(parent))) throw new DamageError(`Snapshot ${id} has an invalid parent`);
+  const c = chunker as Partial<ChunkerParameters> | undefined;
+  if (c?.algorithm !== 'fastcdc' || ![c.min, c.avg, c.max].every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw new DamageError(`Snapshot ${id} names no valid chunker`);
+  return stored as unknown as FileSnapshotManifest;
+}
+
+/** The manifest as a volume image's, or a clear error naming what the command needs (`what`: "restore to a device"). */
+export function requireVolumeManifest(id: string, manifest: AnySnapshotManifest, what: string): SnapshotManifest {
+  if (isFileManifest(manifest)) throw new UsageError(`Snapshot ${id.slice(0, 8)} is a file snapshot (${manifest.paths.join(', ')}); ${what} needs a volume image snapshot`);
+  return manifest;
 }
 
 /** Sorted, non-overlapping ranges of whole bytes, inside the image when its size is known. */

@@ -1,3 +1,4 @@
+import { requireVolumeManifest } from '../../repository/snapshot.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -43,7 +44,8 @@ export const bootCommand = defineCommand({
     if (!Number.isInteger(args.cpus) || args.cpus < 1) throw new UsageError(`--cpus must be a whole number of processors (1, 2, …), not ${args.cpus}`);
     const environment = core.get<Environment>(Environment);
     const job = await core.get(JobLoader).load(args.job);
-    const { id, manifest } = await core.get(ShowOperation).run(job, args.snapshot);
+    const { id, manifest: any } = await core.get(ShowOperation).run(job, args.snapshot);
+    const manifest = requireVolumeManifest(id, any, 'cairn boot');
     const firmware: BootFirmware = args.firmware === 'auto' ? firmwareFor(manifest.layout.partitionTable.type) : args.firmware;
     const ovmf = firmware === 'uefi' ? findOvmf() : undefined;
     if (firmware === 'uefi' && !ovmf) throw new BootError('UEFI firmware (OVMF) was not found; install it (Debian: apt-get install ovmf), or boot with --firmware bios');

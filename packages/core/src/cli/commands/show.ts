@@ -1,7 +1,7 @@
 import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { ShowOperation } from '../../operations/snapshots.js';
-import type { SnapshotManifest } from '../../repository/snapshot.js';
+import { isFileManifest, type SnapshotManifest } from '../../repository/snapshot.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import { formatBytes, formatRanges } from '../format.js';
 
@@ -12,8 +12,12 @@ export const showCommand = defineCommand({
   async run(args, { core, output }) {
     const job = await core.get(JobLoader).load(args.job);
     const { id, manifest, objectSize } = await core.get(ShowOperation).run(job, args.snapshot);
-    const { chunkMaps: _maps, ...rest } = manifest;
     const bytesAdded = manifest.stats.bytesAdded + objectSize;
+    if (isFileManifest(manifest)) {
+      output.result({ id, ...manifest, tags: manifest.tags ?? [], bytesAdded }, () => `${JSON.stringify({ id, ...manifest }, null, 2)}\n`);
+      return ExitCode.ok;
+    }
+    const { chunkMaps: _maps, ...rest } = manifest;
     output.result({ id, ...rest, tags: manifest.tags ?? [], bytesAdded }, () => describeSnapshot(id, manifest, bytesAdded));
     return ExitCode.ok;
   },

@@ -1,6 +1,7 @@
 import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { SnapshotsOperation } from '../../operations/snapshots.js';
+import { isFileManifest } from '../../repository/snapshot.js';
 import type { DamagedObject } from '../../repository/repository.js';
 import { defineCommand, withJob } from '../command.js';
 import { formatBytes } from '../format.js';
@@ -20,9 +21,8 @@ export const snapshotsCommand = defineCommand({
       job: m.job,
       tags: m.tags ?? [],
       source: m.source,
-      size: m.size,
-      imageDigest: m.imageDigest,
-      layout: m.layout,
+      kind: isFileManifest(m) ? 'files' : 'volume',
+      ...(isFileManifest(m) ? { paths: m.paths, size: m.stats.totalBytes } : { size: m.size, imageDigest: m.imageDigest, layout: m.layout }),
       bytesAdded: m.stats.bytesAdded + objectSize,
     }));
     output.result(rows, () => {
