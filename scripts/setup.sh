@@ -19,8 +19,9 @@ cd "$ROOT"
 # systemd-analyze (checks the service's unit file offline; systemd need not run); NBD clients
 # for cairn serve, mount and export (libnbd-bin: nbdinfo, nbdcopy, nbdfuse; qemu-utils: qemu-img,
 # qemu-io), fusefat (FAT without the kernel's vfat); mmdebstrap, qemu-system-x86 and ovmf for the
-# Debian system disk `cairn boot` runs (test/boot.test.ts).
-APT_PACKAGES=(e2fsprogs util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd libnbd-bin fusefat qemu-utils mmdebstrap qemu-system-x86 ovmf)
+# Debian system disk `cairn boot` runs (test/boot.test.ts); acl, attr and rsync to compare a
+# restored file tree with the original independently of cairn (getfacl, getfattr, rsync -aHAX).
+APT_PACKAGES=(e2fsprogs acl attr rsync util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd libnbd-bin fusefat qemu-utils mmdebstrap qemu-system-x86 ovmf)
 PNPM_DEFAULT=12.4.2
 NODE_MIN_MAJOR=20
 
