@@ -1,4 +1,3 @@
-import { requireVolumeManifest } from '../repository/snapshot.js';
 import { resolve } from 'node:path';
 import type { Core } from '../create-core.js';
 import { JobLoader } from '../job/job-loader.js';
@@ -7,6 +6,7 @@ import { PluginHost } from '../plugins/plugin-host.js';
 import { Environment } from '../services.js';
 import type { VolumeLayout } from '../source.js';
 import type { NbdServerRequest } from './nbd-server-process.js';
+import { requireVolumeManifest } from '../repository/snapshot.js';
 
 export interface ServedSnapshot {
   /** The snapshot's full id (the server is given this, not `latest` or a prefix that a new backup could change). */

@@ -1,4 +1,3 @@
-import { requireVolumeManifest } from '../../repository/snapshot.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -11,6 +10,7 @@ import { PluginHost } from '../../plugins/plugin-host.js';
 import { findOvmf, firmwareFor, kvmAvailable, nbdUnixUrl, qemuArgs, qemuMemory, shellLine, type Accelerator, type BootFirmware, type QemuMachine } from '../../nbd/boot.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import type { Output } from '../output.js';
+import { requireVolumeManifest } from '../../repository/snapshot.js';
 
 /** This package's `cairn` executable: `cairn boot` runs `cairn serve` with it. */
 const CAIRN_SCRIPT = fileURLToPath(new URL('../../../bin/cairn.js', import.meta.url));
