@@ -132,18 +132,19 @@ describe('--json output of every command', () => {
     expect(Date.parse(backups[1]!.json.time)).toBeGreaterThan(Date.parse(backups[0]!.json.time));
   });
 
-  test('snapshots --json: oldest first, each { id, time, hostname, job, tags, source, size, imageDigest, layout, bytesAdded }', async () => {
+  test('snapshots --json: oldest first, each { id, time, hostname, job, tags, kind, source, size, imageDigest, layout, bytesAdded }', async () => {
     const rows = parseJson<any[]>(await runCli(['snapshots', job, '--json'], { env: PASSWORD_ENV }));
     expect(Array.isArray(rows)).toBe(true);
     expect(rows).toHaveLength(backups.length);
     for (const [i, row] of rows.entries()) {
       const made = backups[i]!.json;
-      expectKeys(row, ['id', 'time', 'hostname', 'job', 'tags', 'source', 'size', 'imageDigest', 'layout', 'bytesAdded']);
+      expectKeys(row, ['id', 'time', 'hostname', 'job', 'tags', 'kind', 'source', 'size', 'imageDigest', 'layout', 'bytesAdded']);
       expect(row.id).toBe(made.snapshot);
       expect(row.time).toBe(made.time);
       expect(row.hostname).toBe(hostname());
       expect(row.job).toBe('json-shapes');
       expect(row.tags).toEqual([]);
+      expect(row.kind).toBe('volume');
       expect(row.source).toEqual({ type: 'volume', path: image });
       expect(row.size).toBe(SIZE);
       expect(row.imageDigest).toEqual(made.imageDigest);
