@@ -157,7 +157,7 @@ function matches(pattern: ExcludePattern, path: CandidatePath): boolean {
   return pattern.regex.test(path.relative) || pattern.regex.test(path.absolute.slice(1));
 }
 
-/** A file name as text for matching: UTF-8, with each byte that is not valid UTF-8 as its own code point (U+DC80 + byte, as Python's surrogateescape). */
+/** A file name as text for matching: UTF-8, with each byte that is not valid UTF-8 as its own code point (U+DC00 + byte, as Python's surrogateescape). */
 export function nameText(name: Buffer): string {
   const text = name.toString('utf8');
   if (!text.includes('\uFFFD') || Buffer.byteLength(text) === name.length && Buffer.from(text).equals(name)) return text;
@@ -169,7 +169,7 @@ function escapedDecode(bytes: Buffer): string {
   for (let i = 0; i < bytes.length; ) {
     const length = utf8SequenceLength(bytes, i);
     if (length === 0) {
-      out += String.fromCharCode(0xdc80 + bytes[i]!);
+      out += String.fromCharCode(0xdc00 + bytes[i]!);
       i++;
     } else {
       out += bytes.toString('utf8', i, i + length);
