@@ -7,7 +7,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError, loadPosix, type FileMetadata, type OpenedFileTree } from '@cairn/core';
 import { FilesSourceFactory } from './files-source.js';
-import { joinPath } from './file-tree.js';
+import { FileTree, joinPath } from './file-tree.js';
+import type { WalkOptions } from './settings.js';
 
 const sh = (command: string, ...args: string[]): string => execFileSync(command, args, { encoding: 'utf8' });
 const factory = new FilesSourceFactory();
@@ -250,5 +251,24 @@ describe('open', () => {
     expect(lstatSync(at('r/f'), { bigint: true }).atimeNs).toBe(1_000_000_000n);
     await symlink('f', at('r/l'));
     await expect(tree.open(Buffer.from(at('r/l')))).rejects.toMatchObject({ code: 'ELOOP' });
+  });
+});
+
+describe('children that cannot be read', () => {
+  it('are unreadable problems with the reason; vanished ones are left out', async () => {
+    await makeTree({ 'r/ok': '', 'r/denied': '', 'r/gone': '' });
+    const posix = await loadPosix();
+    const tree = await openTree({ paths: ['r'] });
+    // The system refuses nothing to root: the native call's answer is changed for two children.
+    const statChildren: typeof posix.statChildren = async (folder, names) => {
+      const found = await posix.statChildren(folder, names);
+      names.forEach((name, i) => {
+        const code = { denied: 'EACCES', gone: 'ENOENT' }[name.toString()];
+        if (code) found.errors[i] = Object.assign(new Error(`${code}: lstat`), { code, errno: -1, syscall: 'lstat' });
+      });
+      return found;
+    };
+    const patched = new FileTree((tree as unknown as { options: WalkOptions }).options, [], { ...posix, statChildren });
+    expect(await walk(patched)).toEqual({ paths: ['r/ok'], problems: ['r/denied: unreadable (EACCES (permission denied))'] });
   });
 });
