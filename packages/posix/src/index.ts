@@ -44,7 +44,16 @@ export interface ChildrenStats {
 export const StatField = { mode: 0, uid: 1, gid: 2, size: 3, ino: 4, dev: 5, nlink: 6, rdev: 7, atimeNs: 8, mtimeNs: 9, ctimeNs: 10 } as const;
 export const STAT_FIELDS = 11;
 
+/** What readWhole read, and the file's size and times when it was done (fstat). */
+export interface WholeRead {
+  bytesRead: number;
+  size: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
 interface Native {
+  readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead>;
   statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
   listXattrs(path: PathLike): Xattr[];
   setXattr(path: PathLike, name: string, value: Buffer): void;
@@ -117,4 +126,14 @@ export function groupName(gid: number): string | undefined {
  */
 export function statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats> {
   return native.statChildren(folder, names);
+}
+
+/**
+ * Reads a regular file from its start into `into` (up to `into.length` bytes; fewer only at its
+ * end), on libuv's thread pool in one trip: open (O_NOATIME where permitted, O_NOFOLLOW,
+ * O_NONBLOCK), pread, fstat, close. `into` may be a view of a SharedArrayBuffer; it must not be
+ * touched until the promise settles. Rejects with `syscall` 'open', 'read' or 'fstat'.
+ */
+export function readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead> {
+  return native.readWhole(path, into);
 }

@@ -3,7 +3,7 @@ import { constants, lstatSync, openSync, closeSync, writeFileSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, setTimes, setXattr, statChildren, userName, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, readWhole, setTimes, setXattr, statChildren, userName, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -238,5 +238,38 @@ describe('statChildren', () => {
     await expect(statChildren(file('n1'), names)).rejects.toMatchObject({ code: 'ENOTDIR' });
     expect(() => statChildren(dir, [Buffer.from('a/b')])).toThrow(/must not contain \//);
     expect(await statChildren(dir, [])).toMatchObject({ targets: [], xattrs: [], errors: [] });
+  });
+});
+
+describe('readWhole', () => {
+  it('reads a file from its start into a Uint8Array or a SharedArrayBuffer view, with its size and times after', async () => {
+    writeFileSync(file('f'), 'hello, world');
+    setTimes(file('f'), 1_000_000_000n, 2_000_000_000_000_000_123n); // atime before mtime: relatime would update it
+    const into = Buffer.alloc(5);
+    const read = await readWhole(file('f'), into);
+    const stat = lstatSync(file('f'), { bigint: true });
+    expect(read).toEqual({ bytesRead: 5, size: 12, mtimeNs: 2_000_000_000_000_000_123n, ctimeNs: stat.ctimeNs });
+    expect(into.toString()).toBe('hello');
+    const shared = new Uint8Array(new SharedArrayBuffer(64), 8, 40);
+    expect((await readWhole(Buffer.from(file('f')), shared)).bytesRead).toBe(12); // fewer at the end
+    expect(Buffer.from(shared.subarray(0, 12)).toString()).toBe('hello, world');
+    expect(stat.atimeNs).toBe(1_000_000_000n);
+    expect(lstatSync(file('f'), { bigint: true }).atimeNs).toBe(1_000_000_000n); // O_NOATIME
+  });
+
+  it('reads nothing of an empty file, and refuses a FIFO (something that replaced a file) without blocking', async () => {
+    writeFileSync(file('empty'), '');
+    expect(await readWhole(file('empty'), new Uint8Array(10))).toMatchObject({ bytesRead: 0, size: 0 });
+    mknod(file('fifo'), constants.S_IFIFO | 0o600, 0n);
+    await expect(readWhole(file('fifo'), new Uint8Array(10))).rejects.toMatchObject({ code: 'ESPIPE', syscall: 'read' });
+  });
+
+  it('refuses a symlink and a missing file with fs-style errors, and a destination that is not a Uint8Array', async () => {
+    writeFileSync(file('f'), 'x');
+    symlinkSync('f', file('link'));
+    await expect(readWhole(file('link'), new Uint8Array(1))).rejects.toMatchObject({ code: 'ELOOP', syscall: 'open', path: file('link') });
+    await expect(readWhole(file('missing'), new Uint8Array(1))).rejects.toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open' });
+    await expect(readWhole(dir, new Uint8Array(1))).rejects.toMatchObject({ code: 'EISDIR', syscall: 'read' });
+    expect(() => readWhole(file('f'), new Uint16Array(1) as unknown as Uint8Array)).toThrow(TypeError);
   });
 });

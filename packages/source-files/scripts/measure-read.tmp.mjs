@@ -9,3 +9,9 @@ for (const conc of [1, 8, 32]) {
   await Promise.all(Array.from({ length: conc }, async () => { while (next < n) { const [p, size] = files[next++]; const bufx = Buffer.alloc(64 * 1024); const f = await tree.open(p); await f.dataRanges(size); await f.read(bufx, 0, bufx.length, 0); await f.stat(); await f.close(); } }));
   console.log(conc, 'open/ranges/read/stat/close per file µs', ((performance.now() - t) * 1000 / n).toFixed(1));
 }
+const slab = new SharedArrayBuffer(64 * 1024 * 32);
+for (const conc of [1, 8, 32]) {
+  const t = performance.now(); let next = 0; const n = 30000;
+  await Promise.all(Array.from({ length: conc }, async (_, k) => { const into = new Uint8Array(slab, k * 65536, 65536); while (next < n) { const [p, size] = files[next++]; await tree.readWhole(p, into.subarray(0, size)); } }));
+  console.log(conc, 'readWhole per file µs', ((performance.now() - t) * 1000 / n).toFixed(1));
+}

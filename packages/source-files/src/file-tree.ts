@@ -1,6 +1,6 @@
 import type { Dirent } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
-import { describeSystemError, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type Posix } from '@cairn/core';
+import { describeSystemError, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type Posix, type WholeFileRead } from '@cairn/core';
 import { MetadataReader } from './metadata.js';
 import { openForReading } from './opened-file.js';
 import { nameText, type CandidatePath } from './patterns.js';
@@ -54,6 +54,11 @@ export class FileTree implements OpenedFileTree {
 
   open(path: Buffer): Promise<OpenedFile> {
     return openForReading(path, this.posix);
+  }
+
+  async readWhole(path: Buffer, into: Uint8Array): Promise<WholeFileRead> {
+    const { bytesRead, size, mtimeNs, ctimeNs } = await this.posix.readWhole(path, into);
+    return { bytesRead, after: { size, mtimeNs, ctimeNs } };
   }
 
   dispose(): void {

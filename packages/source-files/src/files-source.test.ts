@@ -240,6 +240,16 @@ describe('open', () => {
     }
   });
 
+  it('readWhole: a small file in one call, with its size and times after', async () => {
+    await makeTree({ 'r/f': 'small content' });
+    const tree = await openTree({ paths: ['r'] });
+    const into = new Uint8Array(new SharedArrayBuffer(100), 0, 13);
+    const stats = lstatSync(at('r/f'), { bigint: true });
+    expect(await tree.readWhole!(Buffer.from(at('r/f')), into)).toEqual({ bytesRead: 13, after: { size: 13, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs } });
+    expect(Buffer.from(into).toString()).toBe('small content');
+    await expect(tree.readWhole!(Buffer.from(at('r/missing')), into)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('does not change the access time (O_NOATIME), and refuses a symlink', async () => {
     await makeTree({ 'r/f': 'content' });
     const posix = await loadPosix();
