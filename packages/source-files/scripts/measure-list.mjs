@@ -1,4 +1,4 @@
-// Measures listing a generated tree with the files source: `node scripts/measure-list.mjs [files] [dir]`.
+// Measures listing (and reading) a generated tree with the files source: `node scripts/measure-list.mjs [files] [dir]`.
 // Makes (once) `files` small files, 100 per folder in folders of 10 subfolders, then walks the
 // whole tree (stat + list of every folder, like a backup's walk) a few times and prints the times.
 // Run after `pnpm build`. The first walk after creating the tree has the metadata in the page
@@ -58,3 +58,40 @@ for (const [run, folders] of [[1, 1], [2, 1], [3, 4], [4, 4]]) {
   const seconds = (performance.now() - started) / 1000;
   console.log(`walk ${run}, ${folders} folder(s) at a time: ${entries} entries in ${seconds.toFixed(2)} s (${Math.round(entries / seconds)} entries/s), rss ${Math.round(process.memoryUsage().rss / 1048576)} MB`);
 }
+
+// Reading every file: through open/read/stat/close (OpenedFile), then through readWhole, 32 files at a time.
+const files = [];
+const collect = async (folder, metadata) => {
+  const listing = await tree.list(folder, metadata);
+  for (const e of listing.entries) {
+    const child = Buffer.concat([folder, Buffer.from('/'), e.name]);
+    if (e.metadata.type === 'dir') await collect(child, e.metadata);
+    else if (e.metadata.type === 'file') files.push([child, e.metadata.size]);
+  }
+};
+for (const r of tree.roots) await collect(r, await tree.stat(r));
+const slab = new SharedArrayBuffer(32 * 65536);
+const readAll = async (readOne) => {
+  let next = 0;
+  started = performance.now();
+  await Promise.all(Array.from({ length: 32 }, async (_, k) => {
+    const into = new Uint8Array(slab, k * 65536, 65536);
+    while (next < files.length) {
+      const [file, size] = files[next++];
+      await readOne(file, into.subarray(0, Math.min(size, 65536)));
+    }
+  }));
+  return (performance.now() - started) / 1000;
+};
+const viaHandle = await readAll(async (file, into) => {
+  const opened = await tree.open(file);
+  try {
+    await opened.read(into, 0, into.length, 0);
+    await opened.stat();
+  } finally {
+    await opened.close();
+  }
+});
+console.log(`read ${files.length} files with open/read/stat/close: ${viaHandle.toFixed(2)} s (${Math.round((viaHandle * 1e6) / files.length)} µs a file)`);
+const viaWhole = await readAll((file, into) => tree.readWhole(file, into));
+console.log(`read ${files.length} files with readWhole: ${viaWhole.toFixed(2)} s (${Math.round((viaWhole * 1e6) / files.length)} µs a file)`);
