@@ -492,7 +492,8 @@ static void stat_child(const stat_batch_t *batch, int dirfd, child_t *child) {
 
 static void stat_batch_execute(napi_env env, void *data) {
   stat_batch_t *batch = data;
-  int dirfd = open(batch->folder.bytes, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* O_NOFOLLOW: a folder replaced by a symlink since it was listed is refused, not followed */
+  int dirfd = open(batch->folder.bytes, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dirfd < 0) {
     batch->err = errno;
     return;

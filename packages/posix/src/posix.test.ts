@@ -236,6 +236,8 @@ describe('statChildren', () => {
     expect(found.errors.filter((e) => e !== undefined)).toEqual([]);
     await expect(statChildren(file('missing'), names)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
     await expect(statChildren(file('n1'), names)).rejects.toMatchObject({ code: 'ENOTDIR' });
+    symlinkSync(dir, file('link'));
+    await expect(statChildren(file('link'), names)).rejects.toMatchObject({ code: 'ENOTDIR' }); // not followed (O_NOFOLLOW with O_DIRECTORY)
     expect(() => statChildren(dir, [Buffer.from('a/b')])).toThrow(/must not contain \//);
     expect(await statChildren(dir, [])).toMatchObject({ targets: [], xattrs: [], errors: [] });
   });

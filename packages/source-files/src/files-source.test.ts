@@ -79,6 +79,18 @@ describe('roots', () => {
     await expect(openTree({ paths: [] })).rejects.toThrow(/non-empty list/);
   });
 
+  it('/ as a root: children joined without a double slash, patterns anchored at /', async () => {
+    const tree = await openTree({ paths: ['/'], exclude: ['/tmp', 'e?c'] });
+    expect(tree.roots).toEqual([Buffer.from('/')]);
+    const listing = await tree.list(Buffer.from('/'), await tree.stat(Buffer.from('/')));
+    const names = listing.entries.map((e) => e.name.toString());
+    expect(names).toContain('usr');
+    expect(names).not.toContain('tmp');
+    expect(names).not.toContain('etc');
+    const usr = listing.entries.find((e) => e.name.toString() === 'usr')!;
+    expect(usr.metadata.inode).toBe(lstatSync('/usr', { bigint: true }).ino);
+  });
+
   it('a single file as a root', async () => {
     await makeTree({ 'f.txt': 'hello' });
     const tree = await openTree({ paths: ['f.txt'] });
