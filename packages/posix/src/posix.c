@@ -148,6 +148,7 @@ static ssize_t get_value(const char *path, const char *name, char **value) {
     if (size < 0) return -1;
     *value = malloc(size > 0 ? size : 1);
     if (*value == NULL) return errno = ENOMEM, -1;
+    if (size == 0) return 0; /* asking again with size 0 would return a length, not the value */
     ssize_t got = lgetxattr(path, name, *value, size);
     if (got >= 0) return got;
     free(*value);
