@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readdir, rm, truncate, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -117,7 +117,7 @@ describe('file backup pipeline', () => {
     return bytes;
   };
 
-  it('stores a tree whose files read back exactly; an unchanged second run reads nothing, and the folder's tree settles to the same blob', async () => {
+  it('stores a tree whose files read back exactly; an unchanged second run reads nothing, and the folder tree settles to the same blob', async () => {
     const data = join(dir, 'data');
     await mkdir(join(data, 'sub'), { recursive: true });
     const big = randomBytes(3 * MiB);
@@ -142,6 +142,25 @@ describe('file backup pipeline', () => {
     const third = await backup(source);
     const reader = new TreeReader(repository, await repository.loadIndex(), pool);
     expect((await reader.lookup(third.manifest, data))!.subtree).toBe((await reader.lookup(second.manifest, data))!.subtree);
+  });
+
+  it('takes the parent tree of an unchanged folder, and stores a new one for a folder with a changed entry', async () => {
+    const data = join(dir, 'data');
+    for (const name of ['same', 'chmodded']) {
+      await mkdir(join(data, name), { recursive: true });
+      await writeFile(join(data, name, 'file.txt'), `${name}\n`);
+    }
+    const source = new TestFileTree([Buffer.from(data)]);
+    await backup(source);
+    const before = await backup(source); // access times settled
+    await chmod(join(data, 'chmodded', 'file.txt'), 0o600);
+    const after = await backup(source);
+    const reader = new TreeReader(repository, await repository.loadIndex(), pool);
+    const subtree = async (manifest: typeof after.manifest, name: string) => (await reader.lookup(manifest, join(data, name)))!.subtree;
+    expect(await subtree(after.manifest, 'same')).toBe(await subtree(before.manifest, 'same'));
+    expect(await subtree(after.manifest, 'chmodded')).not.toBe(await subtree(before.manifest, 'chmodded'));
+    expect(await reader.lookup(after.manifest, join(data, 'chmodded', 'file.txt'))).toMatchObject({ mode: 0o600 });
+    expect(after.manifest.stats.bytesRead).toBe('chmodded\n'.length); // a new mode changes the ctime: the file is read again
   });
 
   it('records a file that fails midway and a folder that cannot be listed, and backs up the rest', async () => {

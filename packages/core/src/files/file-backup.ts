@@ -125,6 +125,30 @@ function entryOf(name: Buffer, metadata: FileMetadata): TreeEntry {
   return { ...metadata, type: metadata.type as EntryType, name };
 }
 
+/** Whether `entries` are exactly the parent's (same names, and every field equal), so that their tree is the parent's. */
+function sameEntries(entries: readonly TreeEntry[], previous: ReadonlyMap<string, TreeEntry>): boolean {
+  return entries.length === previous.size && entries.every((entry) => {
+    const old = previous.get(keyOf(entry.name));
+    return old !== undefined && sameValue(entry, old);
+  });
+}
+
+/**
+ * Deep equality of tree entry values: bigints and strings by value, Buffers by bytes, arrays
+ * and objects field by field (an absent field equals an undefined one). Generic on purpose: a
+ * field added to entries later is compared too, so a tree is never taken for unchanged when
+ * it is not. A difference that would encode the same (an empty xattr list) only costs a store.
+ */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
+  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => sameValue(item, b[i]));
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const key of keys) if (!sameValue((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+  return true;
+}
+
 class FileBackupSession {
   readonly #input: FileBackupInput;
   readonly #packer: Packer;
@@ -154,8 +178,9 @@ class FileBackupSession {
 
   async run(): Promise<FileBackupResult> {
     const { progress } = this.#input;
-    // The total is not known before the walk; the bar shows what was read.
-    progress.start('backup', 0);
+    // The total is not known before the walk: the parent's is the best guess (files not read
+    // again count as done), else the bar shows only what was read.
+    progress.start('backup', this.#input.parent?.manifest.stats.totalBytes ?? 0);
     try {
       const tree = await this.#rootTree();
       await this.#packer.flush();
@@ -189,9 +214,22 @@ class FileBackupSession {
     if (this.#failure) throw this.#failure.error;
   }
 
-  /** A tree of the entries once they are all complete. */
-  #treeOf(children: ReadonlyArray<Later<TreeEntry | undefined>>): Later<string> {
-    return this.#later(Promise.all(children.map((child) => child.done)).then((entries) => this.#storeTree(entries.filter(isEntry))));
+  /**
+   * A tree of the entries once they are all complete. When they equal the parent's tree
+   * entry for entry, that tree is the answer: it is the same blob, and need not be encoded
+   * and sealed again (most folders of an incremental backup).
+   */
+  #treeOf(children: ReadonlyArray<Later<TreeEntry | undefined>>, previous?: { id: string; entries: Map<string, TreeEntry> }): Later<string> {
+    return this.#later(
+      Promise.all(children.map((child) => child.done)).then((all) => {
+        const entries = all.filter(isEntry);
+        if (previous && this.#input.index.has(previous.id) && sameEntries(entries, previous.entries)) {
+          this.#stats.treeBlobs++;
+          return previous.id;
+        }
+        return this.#storeTree(entries);
+      }),
+    );
   }
 
   /** The tree of one level of the roots' trie: the paths' ancestors and the paths themselves. */
@@ -199,6 +237,7 @@ class FileBackupSession {
     const previous = await this.#previousEntries(previousTree);
     const children: Array<Later<TreeEntry | undefined>> = [];
     for (const node of nodes) children.push(await this.#walkNode(node, previous?.get(keyOf(node.name))));
+    // Not compared with the parent's: a level of ancestors lists only the paths' names, not the folder.
     return this.#treeOf(children);
   }
 
@@ -262,7 +301,7 @@ class FileBackupSession {
     for (const child of listing.entries) {
       children.push(await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name))));
     }
-    const tree = this.#treeOf(children);
+    const tree = this.#treeOf(children, previous && { id: previousTree!, entries: previous });
     this.#backlog.add(children.length);
     const stored = tree.done.finally(() => this.#backlog.done(children.length));
     return this.#later(stored.then((subtree) => ({ subtree })));
@@ -274,6 +313,7 @@ class FileBackupSession {
     if (previous && this.#unchanged(metadata, previous)) {
       this.#stats.unchangedFiles++;
       this.#stats.totalBytes += previous.size;
+      this.#input.progress.advance(previous.size);
       this.#content.stats.dataChunks += previous.content!.length;
       return ready({ ...entry, size: previous.size, content: previous.content! });
     }
