@@ -97,7 +97,7 @@ export class ContentStore {
   async #readSmall(file: OpenedFile, slot: SharedArrayBuffer, size: number): Promise<ReadContent> {
     const length = await readFully(file, new Uint8Array(slot, 0, size), 0);
     this.#counted(length);
-    const chunk = length > 0 ? await this.#store(slot, length, 0) : undefined;
+    const chunk = length > 0 ? await this.#storeSmall(slot, length) : undefined;
     return { content: chunk ? [chunk] : [], size: length };
   }
 
@@ -166,6 +166,19 @@ export class ContentStore {
       await this.packer.add(BlobType.chunk, hash.id, new Uint8Array(slot, 0, sealedLength), length);
     }
     return { offset, length, id };
+  }
+
+  /** A small file's one chunk: hashed and sealed in one trip to the workers (files of a few KiB are bound by such trips). */
+  async #storeSmall(slot: SharedArrayBuffer, length: number): Promise<ContentChunk | undefined> {
+    const hash = await this.pool.hashAndSeal(slot, length);
+    if (hash.zero) return undefined;
+    const id = hash.id.toString('hex');
+    this.stats.dataChunks++;
+    if (this.claim(id)) {
+      this.stats.newChunks++;
+      await this.packer.add(BlobType.chunk, hash.id, new Uint8Array(slot, 0, hash.sealedLength!), length);
+    }
+    return { offset: 0, length, id };
   }
 
   #counted(bytes: number): void {
