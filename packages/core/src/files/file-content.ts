@@ -35,7 +35,7 @@ export interface FileRead extends ReadContent {
 /** Small-file slots: a file up to `min` bytes is one chunk, read straight into a slot. */
 const SMALL_SLOTS = 48;
 /** Large files cut at once: each has a window of `max` bytes that chunks are cut from. */
-const LARGE_FILES_AT_ONCE = 2;
+const LARGE_FILES_AT_ONCE = 4;
 
 /**
  * Reads file content, cuts it with FastCDC and stores every chunk the repository lacks
