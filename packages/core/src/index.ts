@@ -23,7 +23,7 @@ export { Notifications, NotificationDelivery, DEFAULT_NOTIFY_EVENTS, summarizeNo
 export { BackupNotifications, describeError } from './notifications/backup-notifications.js';
 export type { RunReport } from './operations/job-runs.js';
 export { InitOperation } from './operations/init.js';
-export { BackupOperation, type BackupOptions, type BackupReport } from './operations/backup.js';
+export { BackupOperation, type AnyBackupResult, type BackupOptions, type BackupReport } from './operations/backup.js';
 export { RestoreOperation, type RestoreOptions, type RestoreResult } from './operations/restore.js';
 export { CheckOperation, type CheckOptions } from './operations/check.js';
 export { RepairOperation, type RepairSnapshotsOptions } from './operations/repair.js';
@@ -47,6 +47,8 @@ export { isFileManifest, requireVolumeManifest, type AnySnapshotManifest, type C
 export { isFileTree, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type WholeFileRead } from './files/file-source.js';
 export { loadPosix, type Posix } from './files/posix.js';
 export { ENTRY_TYPES, compareNames, displayName, isExactUtf8, type ContentChunk, type EntryMetadata, type EntryType, type TreeEntry, type Xattr } from './files/tree.js';
+export { FastCdc, gearTable } from './files/cdc.js';
+export { findParent, runFileBackup, type FileBackupInput, type FileBackupResult } from './files/file-backup.js';
 export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
 export { main, type CliIo } from './cli/main.js';

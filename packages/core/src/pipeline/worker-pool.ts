@@ -117,6 +117,16 @@ export class WorkerPool implements IDisposable {
     return reply.sealedLength;
   }
 
+  /**
+   * `hash` and `sealInSlot` in one round trip (the chunk is sealed whether or not the
+   * repository needs it): for small chunks, where the trip costs more than the sealing.
+   * The slot then holds the blob, not the chunk.
+   */
+  async hashAndSeal(slot: SharedArrayBuffer, length: number): Promise<ChunkHash & { sealedLength?: number }> {
+    const reply = await this.#leastBusy().request({ op: 'hashAndSeal', slot, length });
+    return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id), sealedLength: reply.sealedLength };
+  }
+
   async sealBytes(data: Uint8Array): Promise<{ id: Buffer; sealed: Buffer }> {
     const reply = await this.#leastBusy().request({ op: 'sealBytes', data });
     return { id: Buffer.from(reply.id), sealed: toBuffer(reply.sealed) };

@@ -10,6 +10,7 @@ export type WorkerRequest =
   | { op: 'init'; role: 'pool' | 'image-hasher'; encryptionKey: Uint8Array; blobIdKey: Uint8Array; blobIdScheme: BlobIdScheme; codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }
   | { op: 'hash'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealInSlot'; slot: SharedArrayBuffer; length: number }
+  | { op: 'hashAndSeal'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean }
   | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer }
@@ -31,6 +32,8 @@ export type WorkerReply =
   | { ok: true; op: 'hash'; zero: true }
   | { ok: true; op: 'hash'; zero: false; id: Uint8Array }
   | { ok: true; op: 'sealInSlot'; sealedLength: number }
+  | { ok: true; op: 'hashAndSeal'; zero: true }
+  | { ok: true; op: 'hashAndSeal'; zero: false; id: Uint8Array; sealedLength: number }
   | { ok: true; op: 'sealBytes'; id: Uint8Array; sealed: Uint8Array }
   | { ok: true; op: 'open'; plain: Uint8Array }
   | { ok: true; op: 'imageDigest'; digest: ImageHashResult }

@@ -156,6 +156,14 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       new Uint8Array(request.slot).set(sealed);
       return done({ ok: true, op: 'sealInSlot', sealedLength: sealed.length });
     }
+    case 'hashAndSeal': {
+      const bytes = Buffer.from(request.slot, 0, request.length);
+      if (isAllZero(bytes)) return done({ ok: true, op: 'hashAndSeal', zero: true });
+      const id = blobId(bytes);
+      const sealed = sealPlain(bytes);
+      new Uint8Array(request.slot).set(sealed);
+      return done({ ok: true, op: 'hashAndSeal', zero: false, id, sealedLength: sealed.length });
+    }
     case 'sealBytes': {
       const plain = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
       const sealed = sealPlain(plain);
