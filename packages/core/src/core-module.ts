@@ -23,6 +23,7 @@ import { InitOperation } from './operations/init.js';
 import { BackupOperation } from './operations/backup.js';
 import { RestoreOperation } from './operations/restore.js';
 import { FileRestoreOperation } from './operations/file-restore.js';
+import { DumpOperation } from './operations/dump.js';
 import { CheckOperation } from './operations/check.js';
 import { RepairOperation } from './operations/repair.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
@@ -78,6 +79,7 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(BackupOperation).toSelf();
   bind(RestoreOperation).toSelf();
   bind(FileRestoreOperation).toSelf();
+  bind(DumpOperation).toSelf();
   bind(CheckOperation).toSelf();
   bind(RepairOperation).toSelf();
   bind(SnapshotsOperation).toSelf();
