@@ -138,8 +138,8 @@ function paxTime(ns: bigint): string {
 
 /** Linux's split of a device number (glibc's gnu_dev_major/minor). */
 export function deviceNumbers(rdev: bigint): { major: number; minor: number } {
-  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  const major = Number(((rdev >> 8n) & 0xfffn) | (BigInt.asUintN(32, rdev >> 32n) & ~0xfffn));
+  const minor = Number((rdev & 0xffn) | (BigInt.asUintN(32, rdev >> 12n) & ~0xffn));
   return { major, minor };
 }
 
