@@ -6,7 +6,7 @@ import type { FileSnapshotManifest } from '../repository/snapshot.js';
 import type { Progress } from '../pipeline/progress.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { Posix } from './posix.js';
-import { displayName, type TreeEntry } from './tree.js';
+import { displayName, type ContentChunk, type TreeEntry } from './tree.js';
 import type { TreeReader } from './tree-reader.js';
 import type { BlobStream } from './content-reader.js';
 import { PathSelection } from './restore-patterns.js';
@@ -79,6 +79,11 @@ interface Planned extends PathEntry {
   replace?: boolean;
 }
 
+/** Entries being finished at once (see #write). */
+const ENTRIES_IN_FLIGHT = 32;
+/** Files up to this size are read whole from the blob stream and finished by a task of their own. */
+const SMALL_FILE = 2 * 1024 * 1024;
+
 const S_IFMT_OF: Partial<Record<TreeEntry['type'], number>> = { chardev: constants.S_IFCHR, blockdev: constants.S_IFBLK, fifo: constants.S_IFIFO };
 
 /**
@@ -95,6 +100,10 @@ export class FileTreeRestore {
   readonly #verifier: EntryVerifier;
   /** Hard link groups (device:inode) to the first path restored of each. */
   readonly #links = new Map<string, Buffer>();
+  /** When each first name of a hard-linked file is complete (its other names are links to it). */
+  readonly #finished = new Map<string, Promise<void>>();
+  /** Folders this restore creates. */
+  readonly #newFolders = new Set<string>();
   /** Folders skipped (their destination is not a folder): what is below them is skipped too. */
   readonly #skippedFolders = new Set<string>();
   readonly #counts: FileRestoreCounts = { entries: 0, restored: 0, unchanged: 0, skipped: 0, bytesWritten: 0, warnings: 0 };
@@ -149,15 +158,17 @@ export class FileTreeRestore {
   async #plan(item: PathEntry): Promise<Planned> {
     const dest = Buffer.concat([Buffer.from(this.#input.to === '/' ? '' : this.#input.to), item.path]);
     const planned: Planned = { ...item, dest, action: 'create' };
-    if (this.#skippedFolders.has(parentOf(dest).toString('latin1'))) return this.#skip(planned);
-    const existing = await lstat(dest, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
+    const parent = parentOf(dest).toString('latin1');
+    if (this.#skippedFolders.has(parent)) return this.#skip(planned);
+    // Nothing can be in a folder this restore creates: no need to look.
+    const existing = this.#newFolders.has(parent) ? undefined : await existingAt(dest);
     const type = existing && typeOf(existing);
     if (item.entry.type === 'dir') {
       if (type === 'dir') return { ...planned, action: 'unchanged' };
-      if (!existing) return planned;
+      if (!existing) {
+        this.#newFolders.add(dest.toString('latin1'));
+        return planned;
+      }
       return this.#overwrite === 'never' ? this.#skip(planned) : { ...planned, replace: true };
     }
     const linkTo = this.#hardLinkOf(item.entry, dest);
@@ -199,40 +210,76 @@ export class FileTreeRestore {
     return true;
   }
 
-  /** Creates everything in order, file contents from one stream of blobs fetched ahead. */
+  /**
+   * Creates everything in order, file contents from one stream of blobs fetched ahead. Folders
+   * are made in turn (their children need them); files, links and nodes are finished by tasks,
+   * many at once: each takes several file system calls that wait on the disk, and small files
+   * restore several times faster with their calls overlapping. A small file's blobs are taken
+   * from the stream before its task starts; a large one is written in turn, from the stream.
+   */
   async #write(planned: readonly Planned[]): Promise<void> {
     const toFetch = planned.filter((p) => p.action === 'create' && p.entry.type === 'file');
     const totalBytes = toFetch.reduce((sum, p) => sum + p.entry.size, 0);
     const contents = this.#input.blobs.read(toFetch.flatMap((p) => p.entry.content!))[Symbol.asyncIterator]();
+    const tasks = new BoundedTasks(ENTRIES_IN_FLIGHT);
     this.#input.progress.start('restore', totalBytes);
     try {
-      for (const item of planned) await this.#writeEntry(item, contents);
+      for (const item of planned) await this.#writeEntry(item, contents, tasks);
+      await tasks.settle();
     } finally {
+      await tasks.settleAll();
       this.#input.progress.done();
       await contents.return?.(undefined);
     }
   }
 
-  async #writeEntry(item: Planned, contents: AsyncIterator<Buffer>): Promise<void> {
+  async #writeEntry(item: Planned, contents: AsyncIterator<Buffer>, tasks: BoundedTasks): Promise<void> {
     const { entry, dest, action } = item;
     if (action === 'skip') return void this.#counts.skipped++;
     if (entry.type === 'dir') return this.#makeFolder(item);
     if (action === 'unchanged') {
       this.#counts.unchanged++;
-      if (!item.linkTo) await this.#setMetadata(dest, entry);
+      if (!item.linkTo) await tasks.start(() => this.#setMetadata(dest, entry));
       return;
     }
     this.#counts.restored++;
+    if (action === 'link') {
+      const first = this.#finished.get(item.linkTo!.toString('latin1'));
+      await tasks.start(async () => {
+        await first;
+        await this.#atTempName(dest, (temp) => link(item.linkTo!, temp));
+      });
+      return;
+    }
+    let finished: Promise<void>;
+    if (entry.type !== 'file') finished = (await tasks.start(() => this.#atTempName(dest, (temp) => this.#createNode(temp, entry)))).done;
+    else if (entry.size <= SMALL_FILE) {
+      const blobs = await this.#take(entry, contents, dest);
+      finished = (await tasks.start(() => this.#atTempName(dest, (temp) => this.#writeFile(temp, entry, blobs[Symbol.iterator](), dest)))).done;
+    } else {
+      finished = this.#atTempName(dest, (temp) => this.#writeFile(temp, entry, contents, dest));
+      await finished;
+    }
+    if (entry.links > 1) this.#finished.set(dest.toString('latin1'), finished);
+  }
+
+  /** Makes the entry at a temporary name next to `dest` (`make`), gives it its metadata (not to a hard link: its first name has it), renames it. */
+  async #atTempName(dest: Buffer, make: (temp: Buffer) => Promise<void>): Promise<void> {
     const temp = joinBytes(parentOf(dest), Buffer.from(tempName()));
     try {
-      if (action === 'link') await link(item.linkTo!, temp);
-      else await this.#create(temp, entry, contents, dest);
-      if (action !== 'link') await this.#setMetadata(temp, entry);
+      await make(temp);
       await rename(temp, dest);
     } catch (err) {
       await unlink(temp).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** A small file's blobs, taken from the stream. */
+  async #take(entry: TreeEntry, contents: AsyncIterator<Buffer>, dest: Buffer): Promise<Buffer[]> {
+    const blobs: Buffer[] = [];
+    for (const chunk of entry.content!) blobs.push(await nextBlob(contents, chunk, dest));
+    return blobs;
   }
 
   async #makeFolder(item: Planned): Promise<void> {
@@ -246,29 +293,31 @@ export class FileTreeRestore {
     this.#counts.restored++;
   }
 
-  async #create(temp: Buffer, entry: TreeEntry, contents: AsyncIterator<Buffer>, dest: Buffer): Promise<void> {
-    if (entry.type === 'file') return this.#writeFile(temp, entry, contents, dest);
-    if (entry.type === 'symlink') return symlink(entry.target!, temp);
-    return this.#input.posix.mknod(temp, S_IFMT_OF[entry.type]! | entry.mode, entry.rdev ?? 0n);
+  /** A symlink, device node or FIFO, with its metadata. */
+  async #createNode(temp: Buffer, entry: TreeEntry): Promise<void> {
+    if (entry.type === 'symlink') await symlink(entry.target!, temp);
+    else this.#input.posix.mknod(temp, S_IFMT_OF[entry.type]! | entry.mode, entry.rdev ?? 0n);
+    await this.#setMetadata(temp, entry);
   }
 
-  /** Writes the chunks at their offsets and sets the size: bytes no chunk covers stay holes. */
-  async #writeFile(temp: Buffer, entry: TreeEntry, contents: AsyncIterator<Buffer>, dest: Buffer): Promise<void> {
+  /** Writes the chunks at their offsets and sets the size (bytes no chunk covers stay holes), then the metadata. */
+  async #writeFile(temp: Buffer, entry: TreeEntry, blobs: Iterator<Buffer> | AsyncIterator<Buffer>, dest: Buffer): Promise<void> {
     const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
+      let end = 0;
       for (const chunk of entry.content!) {
-        const next = await contents.next().catch((err: unknown) => {
-          throw err instanceof DamageError ? new DamageError(`${displayName(dest)} cannot be restored: ${err.message}`, { cause: err }) : err;
-        });
-        if (next.done || next.value.length !== chunk.length) throw new DamageError(`${displayName(dest)} cannot be restored: chunk ${chunk.id.slice(0, 12)} has ${next.value?.length} bytes, its tree says ${chunk.length}`);
-        await writeFully(handle, next.value, chunk.offset);
+        const blob = await nextBlob(blobs, chunk, dest);
+        await writeFully(handle, blob, chunk.offset);
+        end = chunk.offset + chunk.length;
         this.#counts.bytesWritten += chunk.length;
         this.#input.progress.advance(chunk.length);
       }
-      await handle.truncate(entry.size);
+      // A hole at the end: the size says where the file ends.
+      if (end < entry.size) await handle.truncate(entry.size);
     } finally {
       await handle.close();
     }
+    await this.#setMetadata(temp, entry);
   }
 
   /**
@@ -304,6 +353,52 @@ export class FileTreeRestore {
   #warn(message: string): void {
     this.#counts.warnings++;
     this.#input.warn(message);
+  }
+}
+
+async function existingAt(path: Buffer) {
+  return lstat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+}
+
+/** The next blob of a stream, which must be the chunk's. */
+async function nextBlob(blobs: Iterator<Buffer> | AsyncIterator<Buffer>, chunk: ContentChunk, dest: Buffer): Promise<Buffer> {
+  let next: IteratorResult<Buffer>;
+  try {
+    next = await blobs.next();
+  } catch (err) {
+    throw err instanceof DamageError ? new DamageError(`${displayName(dest)} cannot be restored: ${err.message}`, { cause: err }) : err;
+  }
+  if (next.done || next.value.length !== chunk.length) throw new DamageError(`${displayName(dest)} cannot be restored: chunk ${chunk.id.slice(0, 12)} has ${next.value?.length} bytes, its tree says ${chunk.length}`);
+  return next.value;
+}
+
+/** Tasks run at most `limit` at once; the first failure fails the whole. */
+class BoundedTasks {
+  readonly #active = new Set<Promise<void>>();
+  #failure: { error: unknown } | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  /** Starts a task once a place is free; `done` settles with it (and never rejects: `settle` throws its error). */
+  async start(task: () => Promise<void>): Promise<{ done: Promise<void> }> {
+    while (this.#active.size >= this.limit) await Promise.race(this.#active);
+    if (this.#failure) throw this.#failure.error;
+    const done = task().catch((error: unknown) => void (this.#failure ??= { error }));
+    const tracked = done.finally(() => this.#active.delete(tracked));
+    this.#active.add(tracked);
+    return { done };
+  }
+
+  async settle(): Promise<void> {
+    await this.settleAll();
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  async settleAll(): Promise<void> {
+    while (this.#active.size > 0) await Promise.all(this.#active);
   }
 }
 
