@@ -11,4 +11,5 @@ export * from './daemon.js';
 export * from './smtp.js';
 export * from './nbd.js';
 export * from './process.js';
+export * from './files-job.js';
 export * from './file-tree.js';
