@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -17,6 +17,7 @@ import {
   runCommand,
   tempDir,
   useSuiteScope,
+  writeFilesJob,
 } from './utils/index.js';
 
 /*
@@ -24,13 +25,6 @@ import {
  * (sha256 compared), a folder as a tar stream that `tar -x` turns back into the same tree
  * (compared with rsync).
  */
-
-async function writeFilesJob(dir: string, paths: string[]): Promise<string> {
-  const path = join(dir, 'files.json');
-  const job = { name: 'dump', source: { type: 'files', paths }, compression: { type: 'zstd', level: 3 }, target: { type: 'local', path: './repo' }, password: { env: 'CAIRN_PASSWORD' } };
-  await writeFile(path, JSON.stringify(job, null, 2) + '\n');
-  return path;
-}
 
 /** Runs `cairn dump ...args`; its stdout goes to `sink` (a program reading stdin) or is hashed. */
 function dump(args: string[], sink?: { command: string; args: string[] }): Promise<{ exitCode: number | null; sha256: string; bytes: number; stderr: string; sinkExit?: number | null }> {
@@ -72,7 +66,7 @@ describe('cairn dump of a file snapshot', () => {
     original = join(dir, 'orig');
     await mkdir(original);
     await buildEveryKindTree(original, { largeBytes: 12 * 1024 * 1024 + 5 });
-    job = await writeFilesJob(dir, [original]);
+    job = await writeFilesJob(dir, { paths: [original] });
     await init(job);
     await cairnOk('backup', job, ['--json']);
   }, 300_000);

@@ -17,6 +17,7 @@ import {
   startCli,
   tempDir,
   useSuiteScope,
+  writeFilesJob,
 } from './utils/index.js';
 
 /*
@@ -35,19 +36,6 @@ interface FileRestoreJson {
   bytesWritten: number;
   warnings: number;
   verified?: { entries: number; mismatches: Array<{ path: string; problem: string }> };
-}
-
-async function writeFilesJob(dir: string, paths: string[], name = 'files'): Promise<string> {
-  const job = {
-    name,
-    source: { type: 'files', paths },
-    compression: { type: 'zstd', level: 3 },
-    target: { type: 'local', path: './repo' },
-    password: { env: 'CAIRN_PASSWORD' },
-  };
-  const path = join(dir, `${name}.json`);
-  await writeFile(path, JSON.stringify(job, null, 2) + '\n');
-  return path;
 }
 
 async function restoreFiles(job: string, to: string, args: string[] = []): Promise<FileRestoreJson> {
@@ -83,7 +71,7 @@ describe('restore of a file snapshot (as root)', () => {
     original = join(dir, 'orig');
     await mkdir(original);
     await buildEveryKindTree(original);
-    job = await writeFilesJob(dir, [original]);
+    job = await writeFilesJob(dir, { paths: [original] });
     await init(job);
     await cairnOk('backup', job, ['--json']);
   }, 300_000);
