@@ -8,7 +8,7 @@ import type { WorkerPool } from '../pipeline/worker-pool.js';
 const READS_IN_FLIGHT = 8;
 /** Plaintext bytes fetched ahead of the consumer: what bounds memory (plus one group). */
 const BYTES_AHEAD = 64 * 1024 * 1024;
-/** Blobs per ranged read: small files' chunks sit side by side in a pack, and one read takes many. */
+/** Blobs per ranged read: small files' chunks sit near each other in a pack, and one read takes many. */
 const BLOBS_PER_READ = 256;
 
 /** A blob a reader asks for, by id (hex). */
@@ -68,7 +68,12 @@ export class BlobStream {
     }
   }
 
-  /** Requests grouped into ranged reads: consecutive blobs that follow each other in one pack. */
+  /**
+   * Requests grouped into ranged reads: consecutive blobs of one pack whose span stays within
+   * MAX_READ. They need not be neighbours: a backup's workers seal blobs out of order, so
+   * consecutive small files' blobs sit near each other, not side by side; the bytes between
+   * them are read along (at most MAX_READ per read), which costs far less than a read each.
+   */
   *#groups(requests: Iterable<BlobRequest>): Generator<ReadGroup> {
     let group: ReadGroup | undefined;
     for (const { id } of requests) {
@@ -80,7 +85,9 @@ export class BlobStream {
         continue;
       }
       if (group && joins(group, location)) {
-        group.length += location.length;
+        const end = Math.max(group.offset + group.length, location.offset + location.length);
+        group.offset = Math.min(group.offset, location.offset);
+        group.length = end - group.offset;
         group.rawLength += location.rawLength;
         group.blobs.push({ id, location });
         continue;
@@ -109,5 +116,7 @@ export class BlobStream {
 }
 
 function joins(group: ReadGroup, location: BlobLocation): boolean {
-  return group.pack === location.pack && group.offset + group.length === location.offset && group.blobs.length < BLOBS_PER_READ && group.length + location.length <= MAX_READ;
+  if (group.pack !== location.pack || group.blobs.length >= BLOBS_PER_READ) return false;
+  const span = Math.max(group.offset + group.length, location.offset + location.length) - Math.min(group.offset, location.offset);
+  return span <= MAX_READ;
 }
