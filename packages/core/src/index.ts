@@ -25,6 +25,10 @@ export type { RunReport } from './operations/job-runs.js';
 export { InitOperation } from './operations/init.js';
 export { BackupOperation, type AnyBackupResult, type BackupOptions, type BackupReport } from './operations/backup.js';
 export { RestoreOperation, type RestoreOptions, type RestoreResult } from './operations/restore.js';
+// File snapshots: restore into a folder, and dump.
+export { FileRestoreOperation, type FileRestoreResult } from './operations/file-restore.js';
+export { DumpOperation, type DumpResult } from './operations/dump.js';
+export { OVERWRITE_MODES, type FileRestoreOptions, type OverwriteMode, type VerifyReport } from './files/file-restore.js';
 export { CheckOperation, type CheckOptions } from './operations/check.js';
 export { RepairOperation, type RepairSnapshotsOptions } from './operations/repair.js';
 export { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
