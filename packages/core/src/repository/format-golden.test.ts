@@ -30,7 +30,9 @@ import {
   type IndexedPack,
   type PackedBlob,
 } from './format.js';
-import { decodeManifest, encodeManifest, type SnapshotManifest } from './snapshot.js';
+import { decodeManifest, encodeManifest, type FileSnapshotManifest, type SnapshotManifest } from './snapshot.js';
+import { decodeTree, encodeTree, type TreeEntry } from '../files/tree.js';
+import { DamageError } from '../errors.js';
 import { Repository, blobIdSchemeOf } from './repository.js';
 
 /**
@@ -198,6 +200,100 @@ describe('snapshot manifests, as docs/FORMAT.md writes them', () => {
   it('encodes a version 1 manifest with "sha256" in place of "imageDigest", and decodes it', () => {
     expect(encodeManifest(sampleManifest(1)).toString('utf8')).toBe(GOLDEN_MANIFEST_V1);
     expect(decodeManifest('golden', Buffer.from(GOLDEN_MANIFEST_V1))).toEqual(sampleManifest(1));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Trees and file snapshot manifests (files/tree.ts, snapshot.ts; format version 5)
+
+const NS = 1_700_000_000_123_456_789n;
+
+/** A folder with one entry of every kind, as docs/FORMAT.md's Trees table describes them. */
+function sampleTree(): TreeEntry[] {
+  const common = { uid: 1000, gid: 1000, mtimeNs: NS, ctimeNs: NS + 1n, atimeNs: -5n, inode: 12345678901234567n, device: 2049n, links: 1 };
+  return [
+    // Given out of order: encodeTree sorts by name bytes.
+    { ...common, name: Buffer.from('zeros.img'), type: 'file', mode: 0o644, size: 1 << 30, content: [] },
+    { ...common, name: Buffer.from([0x66, 0xff]), type: 'fifo', mode: 0o600, size: 0 },
+    { ...common, name: Buffer.from('notes.txt'), type: 'file', mode: 0o4755, user: 'u', group: 'staff', size: 3000, links: 2,
+      xattrs: [{ name: 'system.posix_acl_access', value: Buffer.from([2, 0, 0, 0]) }, { name: 'user.k', value: Buffer.from('v') }],
+      content: [{ offset: 0, length: 1000, id: '11'.repeat(32) }, { offset: 2048, length: 100, id: '22'.repeat(32) }], changed: true },
+    { ...common, name: Buffer.from('dir'), type: 'dir', mode: 0o1777, size: 0, subtree: '33'.repeat(32) },
+    { ...common, name: Buffer.from('gone'), type: 'dir', mode: 0o700, size: 0, error: 'EACCES: permission denied' },
+    { ...common, name: Buffer.from('link'), type: 'symlink', mode: 0o777, size: 1, target: Buffer.from([0xfe]) },
+    { ...common, name: Buffer.from('tty'), type: 'chardev', mode: 0o620, size: 0, rdev: 1025n },
+  ];
+}
+
+const COMMON = '"uid":1000,"gid":1000';
+const TIMES = `"mtime":"${NS}","ctime":"${NS + 1n}","atime":"-5"`;
+const IDS = '"inode":"12345678901234567","device":"2049"';
+// Sorted by name bytes: "dir" < "f\xff" < "gone" < "link" < "notes.txt" < "tty" < "zeros.img".
+const GOLDEN_TREE =
+  '{"version":1,"entries":[' +
+  `{"name":"dir","type":"dir","mode":1023,${COMMON},${TIMES},"size":0,${IDS},"links":1,"subtree":"${'33'.repeat(32)}"},` +
+  `{"nameBytes":"Zv8=","type":"fifo","mode":384,${COMMON},${TIMES},"size":0,${IDS},"links":1},` +
+  `{"name":"gone","type":"dir","mode":448,${COMMON},${TIMES},"size":0,${IDS},"links":1,"error":"EACCES: permission denied"},` +
+  `{"name":"link","type":"symlink","mode":511,${COMMON},${TIMES},"size":1,${IDS},"links":1,"targetBytes":"/g=="},` +
+  `{"name":"notes.txt","type":"file","mode":2541,${COMMON},"user":"u","group":"staff",${TIMES},"size":3000,${IDS},"links":2,` +
+  `"xattrs":[["system.posix_acl_access","AgAAAA=="],["user.k","dg=="]],"content":[[0,1000,"${'11'.repeat(32)}"],[2048,100,"${'22'.repeat(32)}"]],"changed":true},` +
+  `{"name":"tty","type":"chardev","mode":400,${COMMON},${TIMES},"size":0,${IDS},"links":1,"rdev":"1025"},` +
+  `{"name":"zeros.img","type":"file","mode":420,${COMMON},${TIMES},"size":1073741824,${IDS},"links":1,"content":[]}` +
+  ']}';
+
+function sampleFileManifest(): FileSnapshotManifest {
+  return {
+    version: 3,
+    kind: 'files',
+    time: '2026-11-25T10:09:26.000Z',
+    hostname: 'nas',
+    job: 'home',
+    source: { type: 'files', path: '/home/u/docs, /etc' },
+    paths: ['/home/u/docs', '/etc'],
+    tree: '44'.repeat(32),
+    parent: '55'.repeat(32),
+    chunker: { algorithm: 'fastcdc', min: 524288, avg: 1048576, max: 8388608 },
+    compression: 'zstd',
+    stats: { files: 2, dirs: 5, others: 1, totalBytes: 3000, bytesRead: 1100, bytesAdded: 999, unchangedFiles: 1, dataChunks: 2, newChunks: 1, treeBlobs: 5, changedWhileRead: 1, durationMs: 12 },
+    skipped: [{ path: '/home/u/docs/secret', reason: 'EACCES: permission denied' }],
+    lostPaths: ['/home/u/docs/a.txt', '/home/u/docs/old/'],
+    repairedFrom: '66'.repeat(32),
+  };
+}
+
+const GOLDEN_FILE_MANIFEST =
+  '{"version":3,"kind":"files","time":"2026-11-25T10:09:26.000Z","hostname":"nas","job":"home",' +
+  '"source":{"type":"files","path":"/home/u/docs, /etc"},"paths":["/home/u/docs","/etc"],' +
+  `"tree":"${'44'.repeat(32)}","parent":"${'55'.repeat(32)}",` +
+  '"chunker":{"algorithm":"fastcdc","min":524288,"avg":1048576,"max":8388608},"compression":"zstd",' +
+  '"stats":{"files":2,"dirs":5,"others":1,"totalBytes":3000,"bytesRead":1100,"bytesAdded":999,"unchangedFiles":1,"dataChunks":2,"newChunks":1,"treeBlobs":5,"changedWhileRead":1,"durationMs":12},' +
+  '"skipped":[{"path":"/home/u/docs/secret","reason":"EACCES: permission denied"}],' +
+  `"lostPaths":["/home/u/docs/a.txt","/home/u/docs/old/"],"repairedFrom":"${'66'.repeat(32)}"}`;
+
+describe('trees and file snapshot manifests, as docs/FORMAT.md writes them', () => {
+  it('encodes a tree with every kind of entry and field as its JSON, sorted by name bytes, and decodes it', () => {
+    const sorted = [...sampleTree()].sort((a, b) => Buffer.compare(a.name, b.name));
+    expect(encodeTree(sampleTree()).toString('utf8')).toBe(GOLDEN_TREE);
+    expect(decodeTree('golden', Buffer.from(GOLDEN_TREE))).toEqual(sorted);
+  });
+
+  it('refuses a tree that breaks the rules a reader must check', () => {
+    const broken = [
+      GOLDEN_TREE.replace('"version":1', '"version":2'),
+      GOLDEN_TREE.replace('"name":"dir"', '"name":".."'),
+      GOLDEN_TREE.replace(`,"subtree":"${'33'.repeat(32)}"`, ''),
+      GOLDEN_TREE.replace(',"rdev":"1025"', ''),
+      GOLDEN_TREE.replace('[2048,100,', '[500,100,'),
+      GOLDEN_TREE.replace('"size":3000', '"size":2100'),
+      GOLDEN_TREE.replace(`"mtime":"${NS}"`, `"mtime":${NS}`),
+    ];
+    for (const tree of broken) expect(() => decodeTree('golden', Buffer.from(tree))).toThrow(DamageError);
+  });
+
+  it('encodes a version 3 manifest as its JSON, and decodes it', () => {
+    expect(encodeManifest(sampleFileManifest()).toString('utf8')).toBe(GOLDEN_FILE_MANIFEST);
+    expect(decodeManifest('golden', Buffer.from(GOLDEN_FILE_MANIFEST))).toEqual(sampleFileManifest());
+    expect(() => decodeManifest('golden', Buffer.from(GOLDEN_FILE_MANIFEST.replace('"lostPaths":["/home/u/docs/a.txt",', '"lostPaths":[1,')))).toThrow(DamageError);
   });
 });
 
