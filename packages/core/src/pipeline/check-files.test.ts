@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/memory-target.js';
-import { writeFileSnapshot } from '../testing/file-snapshots.js';
+import { writeFileSnapshot } from '../testing/integrity-fixtures.js';
 import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { Keys } from '../repository/format.js';
 import { NONE_CODEC } from '../codecs/builtin.js';

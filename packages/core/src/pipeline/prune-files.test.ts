@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/memory-target.js';
 import { memorySource } from '../testing/memory-source.js';
-import { writeFileSnapshot } from '../testing/file-snapshots.js';
+import { writeFileSnapshot } from '../testing/integrity-fixtures.js';
 import { Repository, blobIdSchemeOf, type SnapshotSummary } from '../repository/repository.js';
 import { NONE_CODEC } from '../codecs/builtin.js';
 import { WorkerPool } from './worker-pool.js';
