@@ -24,8 +24,9 @@ export const checkCommand = defineCommand({
   },
 });
 
-/** `3 path(s): /a, /b, /c` or `25 path(s): /a, … (10 shown)`; a folder's path ends in `/` (its whole listing is lost). */
+/** `3 path(s): /a, /b, /c` or `25 path(s): /a, … (10 shown)`; a folder's path ends in `/` (its whole listing is lost), `/` alone is the whole snapshot. */
 function describeLostPaths(lost: LostPaths): string {
+  if (lost.count === 1 && lost.paths[0] === '/') return 'everything (its root tree is lost)';
   const more = lost.count > lost.paths.length ? `, … (${lost.paths.length} of them shown)` : '';
   return `${lost.count} path(s): ${lost.paths.join(', ')}${more}`;
 }
