@@ -101,7 +101,7 @@ describe('check with file snapshots', () => {
     expect(problems).toHaveLength(1);
     expect(problems[0]!.snapshots).toEqual([first.id, second.id].sort());
     const shown = Array.from({ length: MAX_SHOWN_PATHS }, (_, i) => `/data/f${String(i).padStart(2, '0')}`);
-    for (const id of [first.id, second.id]) expect(problems[0]!.paths[id]).toEqual({ paths: shown, count: 25 });
+    for (const id of [first.id, second.id]) expect(problems[0]!.paths![id]).toEqual({ paths: shown, count: 25 });
   });
 
   it('a volume and a file snapshot in one repository are both checked', async () => {

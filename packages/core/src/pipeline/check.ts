@@ -24,9 +24,10 @@ export interface CheckProblem {
   /**
    * Per affected file snapshot, the paths it loses: files whose content chunks are lost, and
    * folders whose tree is lost (their whole content); the first few and how many in all.
-   * `/` stands for the whole snapshot (its root tree is lost).
+   * `/` stands for the whole snapshot (its root tree is lost). Absent when no file snapshot
+   * is affected, so a volume-only report is what it always was.
    */
-  paths: Record<string, LostPaths>;
+  paths?: Record<string, LostPaths>;
 }
 
 /** Paths a file snapshot loses through one damaged object: the first MAX_SHOWN_PATHS in walk order, and the count. */
@@ -226,7 +227,7 @@ class Problems {
           if (isFileManifest(manifest)) paths[id] = loss === 'whole' || loss instanceof Set ? { paths: ['/'], count: 1 } : loss;
           else ranges[id] = lostRanges(manifest, loss);
         }
-        return { object, message: messages.join('; '), snapshots, ranges, paths };
+        return { object, message: messages.join('; '), snapshots, ranges, ...(Object.keys(paths).length > 0 && { paths }) };
       })
       .sort((a, b) => a.object.localeCompare(b.object));
   }
