@@ -22,6 +22,8 @@ import { PipelineWorkers } from './operations/pipeline-workers.js';
 import { InitOperation } from './operations/init.js';
 import { BackupOperation } from './operations/backup.js';
 import { RestoreOperation } from './operations/restore.js';
+import { FileRestoreOperation } from './operations/file-restore.js';
+import { DumpOperation } from './operations/dump.js';
 import { CheckOperation } from './operations/check.js';
 import { RepairOperation } from './operations/repair.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
@@ -76,6 +78,8 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(InitOperation).toSelf();
   bind(BackupOperation).toSelf();
   bind(RestoreOperation).toSelf();
+  bind(FileRestoreOperation).toSelf();
+  bind(DumpOperation).toSelf();
   bind(CheckOperation).toSelf();
   bind(RepairOperation).toSelf();
   bind(SnapshotsOperation).toSelf();

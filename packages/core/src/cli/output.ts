@@ -9,6 +9,11 @@ export class Output {
     readonly json: boolean,
   ) {}
 
+  /** The standard output itself, for a command whose output is data (`cairn dump`). */
+  get stdout(): NodeJS.WritableStream {
+    return this.io.stdout;
+  }
+
   /** `text` is only computed when it is printed. */
   result(value: unknown, text: () => string): void {
     this.io.stdout.write(this.json ? JSON.stringify(value, null, 2) + '\n' : text());

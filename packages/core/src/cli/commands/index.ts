@@ -20,6 +20,7 @@ import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
 import { exportCommand } from './export.js';
 import { bootCommand } from './boot.js';
+import { dumpCommand } from './dump.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
 export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
@@ -44,4 +45,5 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   mountCommand,
   umountCommand,
   exportCommand,
+  dumpCommand,
 ];
