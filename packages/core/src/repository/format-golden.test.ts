@@ -33,6 +33,8 @@ import {
 import { decodeManifest, encodeManifest, type FileSnapshotManifest, type SnapshotManifest } from './snapshot.js';
 import { decodeTree, encodeTree, type TreeEntry } from '../files/tree.js';
 import { DamageError } from '../errors.js';
+import { FastCdc, gearTable } from '../files/cdc.js';
+import { DEFAULT_CDC, type RepositoryConfig } from './config.js';
 import { Repository, blobIdSchemeOf } from './repository.js';
 
 /**
@@ -294,6 +296,68 @@ describe('trees and file snapshot manifests, as docs/FORMAT.md writes them', () 
     expect(encodeManifest(sampleFileManifest()).toString('utf8')).toBe(GOLDEN_FILE_MANIFEST);
     expect(decodeManifest('golden', Buffer.from(GOLDEN_FILE_MANIFEST))).toEqual(sampleFileManifest());
     expect(() => decodeManifest('golden', Buffer.from(GOLDEN_FILE_MANIFEST.replace('"lostPaths":["/home/u/docs/a.txt",', '"lostPaths":[1,')))).toThrow(DamageError);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Content-defined chunking (files/cdc.ts): FORMAT.md's rules written out again, independently.
+
+/** gear[i] = first 4 bytes (LE u32) of BLAKE3-keyed(blobId key, "cairn-fastcdc-gear" ‖ i). */
+function referenceGear(blobIdKey: Buffer): number[] {
+  return Array.from({ length: 256 }, (_, i) => {
+    const hasher = Blake3Hasher.newKeyed(blobIdKey);
+    hasher.update(Buffer.concat([Buffer.from('cairn-fastcdc-gear', 'ascii'), Buffer.from([i])]));
+    return hasher.digestBuffer().readUInt32LE(0);
+  });
+}
+
+/** Chunk lengths as FORMAT.md's "Cut" rule says, with BigInt-free 32-bit arithmetic kept unsigned. */
+function referenceCuts(data: Buffer, gear: number[], min: number, avg: number, max: number): number[] {
+  const bits = Math.log2(avg);
+  const high = (n: number) => (n <= 0 ? 0 : Number(((1n << BigInt(n)) - 1n) << BigInt(32 - n)));
+  const [maskS, maskL] = [high(bits + 2), high(bits - 2)];
+  const lengths: number[] = [];
+  for (let start = 0; start < data.length; ) {
+    let length = Math.min(max, data.length - start);
+    let h = 0;
+    for (let p = min; p < length; p++) {
+      h = ((h * 2) % 2 ** 32 + gear[data[start + p]!]!) % 2 ** 32;
+      const mask = p + 1 < avg ? maskS : maskL;
+      if (Number(BigInt(h) & BigInt(mask)) === 0) {
+        length = p + 1;
+        break;
+      }
+    }
+    lengths.push(length);
+    start += length;
+  }
+  return lengths;
+}
+
+describe('content-defined chunking, as docs/FORMAT.md defines it', () => {
+  const key = { encryption: Buffer.alloc(32), blobId: Buffer.from(Array.from({ length: 32 }, (_, i) => i)) };
+  const config = { version: 5, blobId: 'blake3-keyed' } as RepositoryConfig;
+
+  it('derives the gear table from the blob-id key', () => {
+    expect([...gearTable(config, key)]).toEqual(referenceGear(key.blobId));
+  });
+
+  it('cuts where the rules say, for small sizes and for the default ones', () => {
+    const gear = referenceGear(key.blobId);
+    const small = { algorithm: 'fastcdc' as const, min: 64, avg: 256, max: 1024 };
+    const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 2654435761) >>> 13 & 0xff));
+    const noisy = Buffer.concat([data, Buffer.alloc(5000), data.subarray(0, 7000)]);
+    const lengths = new FastCdc(gearTable(config, key), small).lengths(noisy);
+    expect(lengths).toEqual(referenceCuts(noisy, gear, 64, 256, 1024));
+    // Both masks and the forced cut at max all decided some boundaries.
+    expect(lengths.some((n) => n < 256)).toBe(true);
+    expect(lengths.some((n) => n > 256 && n < 1024)).toBe(true);
+    expect(lengths).toContain(1024);
+    const big = Buffer.alloc(12 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    const cuts = new FastCdc(gearTable(config, key), DEFAULT_CDC).lengths(big);
+    expect(cuts).toEqual(referenceCuts(big, gear, DEFAULT_CDC.min, DEFAULT_CDC.avg, DEFAULT_CDC.max));
+    expect(cuts.some((n) => n < DEFAULT_CDC.max)).toBe(true);
   });
 });
 
