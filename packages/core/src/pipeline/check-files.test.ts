@@ -6,7 +6,7 @@ import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { Keys } from '../repository/format.js';
 import { NONE_CODEC } from '../codecs/builtin.js';
 import { WorkerPool } from './worker-pool.js';
-import { MAX_SHOWN_PATHS, runCheck } from './check.js';
+import { MAX_SHOWN_PATHS, parseReadDataSubset, runCheck } from './check.js';
 import { silentProgress } from './progress.js';
 import { runBackup } from './backup.js';
 import { memorySource } from '../testing/memory-source.js';
@@ -65,6 +65,19 @@ describe('check with file snapshots', () => {
     expect(problems).toHaveLength(1);
     expect(problems[0]!.object).toBe(Keys.pack(location.pack));
     expect(problems[0]!.paths).toEqual({ [written.id]: { paths: ['/home/u/docs/c.txt'], count: 1 } });
+  });
+
+  it('--read-data-subset reads the packs of file snapshots like any: the bucket holding the damaged chunk finds it', async () => {
+    const written = await writeFileSnapshot(repository, pool, tree());
+    const chunk = written.content.get('/home/u/b.txt')![0]!;
+    const location = (await repository.loadIndex()).get(chunk.id)!;
+    const bytes = await target.get(Keys.pack(location.pack));
+    bytes[location.offset + 40] ^= 0xff;
+    await target.put(Keys.pack(location.pack), bytes);
+    const bucket = (Number.parseInt(location.pack.slice(0, 2), 16) % 2) + 1;
+    const subset = (n: number) => runCheck({ repository, pool, loadIndex: () => repository.loadIndex(), readData: true, subset: parseReadDataSubset(`${n}/2`), progress: silentProgress });
+    expect((await subset(bucket)).problems.map((p) => p.paths)).toEqual([{ [written.id]: { paths: ['/home/u/b.txt'], count: 1 } }]);
+    expect((await subset(3 - bucket)).problems).toEqual([]);
   });
 
   it('a lost tree costs its folder (path ending in /); a lost root tree the whole snapshot', async () => {

@@ -106,6 +106,24 @@ describe('repair snapshots with file snapshots', () => {
     expect((await check()).problems.map((p) => p.snapshots)).toEqual([[]]);
   });
 
+  it('with --read-data, a chunk damaged in place counts as lost', async () => {
+    const written = await writeFileSnapshot(repository, pool, tree());
+    const chunk = written.content.get('/home/u/b.txt')![1]!;
+    const location = (await repository.loadIndex()).get(chunk.id)!;
+    const bytes = await target.get(Keys.pack(location.pack));
+    bytes[location.offset + 40] ^= 0xff;
+    await target.put(Keys.pack(location.pack), bytes);
+    const run = async (readData: boolean) => runRepairSnapshots({ repository, pool, index: await repository.loadIndex(), progress: silentProgress, readData, dryRun: false, forget: false });
+    expect((await run(false)).repaired).toEqual([]);
+    const report = await run(true);
+    expect(report.repaired.map((r) => [r.lostPaths, r.lostBytes])).toEqual([[['/home/u/b.txt'], chunk.length]]);
+    const { manifest } = await onlyManifest();
+    const b = await lookup(manifest, '/home/u/b.txt');
+    expect(b!.content).toEqual(written.content.get('/home/u/b.txt')!.filter((c) => c.id !== chunk.id));
+    // The damaged pack stays (its other blobs are needed); no snapshot loses anything through it.
+    expect((await check()).problems.map((p) => [p.object, p.snapshots])).toEqual([[Keys.pack(location.pack), []]]);
+  });
+
   it('a snapshot whose root tree is lost is unrepairable', async () => {
     const written = await writeFileSnapshot(repository, pool, tree());
     await target.remove(Keys.pack(await packOf(written.manifest.tree)));
