@@ -121,7 +121,10 @@ describe('repair snapshots with file snapshots', () => {
     const b = await lookup(manifest, '/home/u/b.txt');
     expect(b!.content).toEqual(written.content.get('/home/u/b.txt')!.filter((c) => c.id !== chunk.id));
     // The damaged pack stays (its other blobs are needed); no snapshot loses anything through it.
-    expect((await check()).problems.map((p) => [p.object, p.snapshots])).toEqual([[Keys.pack(location.pack), []]]);
+    const { problems } = await check();
+    expect(problems.map((p) => [p.object, p.snapshots])).toEqual([[Keys.pack(location.pack), []]]);
+    const { id } = await onlyManifest();
+    expect(problems[0]!.message).toContain(`used by snapshot(s) ${id.slice(0, 12)}, which lose nothing through it`);
   });
 
   it('a snapshot whose root tree is lost is unrepairable', async () => {
