@@ -135,7 +135,7 @@ describe('forget: retention policies through the CLI', () => {
     expectCleanFailure(await cli(['forget', job, '--keep-daily', 'seven']), 2, /--keep-daily must be a whole number/);
     expectCleanFailure(await cli(['forget', job, '--keep-within', '30 days']), 2, /--keep-within: "30 days" is not a duration/);
     expectCleanFailure(await cli(['forget', job, '--keep-last', '1', '--time-zone', 'Mars/Olympus']), 2, /--time-zone: "Mars\/Olympus" is not a time zone/);
-    expectCleanFailure(await cli(['forget', job, '--keep-last', '1', '--group-by', 'paths']), 2, /--group-by: "paths"/);
+    expectCleanFailure(await cli(['forget', job, '--keep-last', '1', '--group-by', 'path']), 2, /--group-by: "path"/);
     expectCleanFailure(await cli(['forget', job, '--keep-last', '1', ids[0]!.slice(0, 8)]), 2, /not both/);
     expect(await held(repository)).toEqual(TIMES.map((_, i) => i));
   });

@@ -4,6 +4,7 @@ import { Logger } from '../services.js';
 import { Repositories } from '../repository/repositories.js';
 import type { Repository, SnapshotSummary } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
+import { isFileManifest, type AnySnapshotManifest } from '../repository/snapshot.js';
 import type { DamagedObject } from '../repository/blob-index.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { localTimeZone } from '../retention/calendar.js';
@@ -102,7 +103,7 @@ export class ForgetOperation {
 
   #applyPolicy(job: LoadedJob, all: SnapshotSummary[], policy: RetentionPolicy, timeZone: string, options: ForgetOptions): ForgetGroup[] {
     const snapshots = options.allJobs ? all : all.filter((s) => s.manifest.job === job.info.name);
-    const groups = groupSnapshots(snapshots, options.groupBy ?? DEFAULT_GROUP_BY, (s) => ({ host: s.manifest.hostname, job: s.manifest.job, tags: s.manifest.tags }));
+    const groups = groupSnapshots(snapshots, options.groupBy ?? DEFAULT_GROUP_BY, (s) => ({ host: s.manifest.hostname, job: s.manifest.job, paths: backedUpPaths(s.manifest), tags: s.manifest.tags }));
     return groups.map(({ key, snapshots: members }) => {
       const candidates = members.map((s) => ({ ...entryOf(s), time: s.manifest.time }));
       const { keep, remove } = applyRetention(candidates, policy, { timeZone });
@@ -126,6 +127,11 @@ export class ForgetOperation {
     }
     return removed;
   }
+}
+
+/** What a snapshot backed up, for `--group-by paths`: a file snapshot's paths, a volume snapshot's source. */
+function backedUpPaths(manifest: AnySnapshotManifest): string[] {
+  return isFileManifest(manifest) ? manifest.paths : [manifest.source.path];
 }
 
 function retentionPolicyOf(job: LoadedJob): RetentionPolicy | undefined {

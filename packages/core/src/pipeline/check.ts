@@ -4,9 +4,12 @@ import type { ByteRange } from '../target.js';
 import { ChunkKind, Keys } from '../repository/format.js';
 import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation, type Repository } from '../repository/repository.js';
 import { packHeaderOf } from '../repository/pack-header.js';
-import { isFileManifest, type SnapshotManifest } from '../repository/snapshot.js';
+import { isFileManifest, type AnySnapshotManifest, type FileSnapshotManifest, type SnapshotManifest } from '../repository/snapshot.js';
+import { TreeReader } from '../files/tree-reader.js';
+import { displayName } from '../files/tree.js';
 import { loadChunkRecords } from './chunk-maps.js';
-import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs } from './damage.js';
+import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs, type LostReason } from './damage.js';
+import { FileLossWalker, byObject } from './file-damage.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
 
@@ -16,9 +19,25 @@ export interface CheckProblem {
   message: string;
   /** Snapshots that can no longer be restored completely because of it. */
   snapshots: string[];
-  /** Per affected snapshot, the image byte ranges it loses, merged (absent for a snapshot whose manifest is unreadable). */
+  /** Per affected volume snapshot, the image byte ranges it loses, merged (absent for a snapshot whose manifest is unreadable). */
   ranges: Record<string, ByteRange[]>;
+  /**
+   * Per affected file snapshot, the paths it loses: files whose content chunks are lost, and
+   * folders whose tree is lost (their whole content); the first few and how many in all.
+   * `/` stands for the whole snapshot (its root tree is lost). Absent when no file snapshot
+   * is affected, so a volume-only report is what it always was.
+   */
+  paths?: Record<string, LostPaths>;
 }
+
+/** Paths a file snapshot loses through one damaged object: the first MAX_SHOWN_PATHS in walk order, and the count. */
+export interface LostPaths {
+  paths: string[];
+  count: number;
+}
+
+/** How many lost paths a problem lists per snapshot (the rest are counted). */
+export const MAX_SHOWN_PATHS = 10;
 
 /** Which packs `--read-data-subset` reads: bucket `n` of `m` (by the first byte of the pack id), or a random `percent` of the pack bytes. */
 export type ReadDataSubset = { bucket: number; of: number } | { percent: number };
@@ -127,8 +146,11 @@ export async function runCheck(input: CheckInput): Promise<CheckReport> {
 }
 
 /** Each problem: its messages, and per snapshot the chunks it loses (or `whole`). */
+/** What one snapshot loses through one object: volume chunks by number, file snapshot paths, or everything. */
+type Loss = Set<number> | LostPaths | 'whole';
+
 class Problems {
-  readonly #found = new Map<string, { messages: string[]; affected: Map<string, Set<number> | 'whole'>; users: Set<string> }>();
+  readonly #found = new Map<string, { messages: string[]; affected: Map<string, Loss>; users: Set<string> }>();
 
   #entry(object: string) {
     let entry = this.#found.get(object);
@@ -150,8 +172,18 @@ class Problems {
     const { affected } = this.#entry(object);
     const chunks = affected.get(snapshot);
     if (chunk === 'whole' || chunks === 'whole') affected.set(snapshot, 'whole');
-    else if (chunks) chunks.add(chunk);
+    else if (chunks instanceof Set) chunks.add(chunk);
     else affected.set(snapshot, new Set([chunk]));
+  }
+
+  /** A file snapshot loses `path` (a file's content or a folder's listing) through `object`. */
+  affectPath(object: string, snapshot: string, path: string): void {
+    const { affected } = this.#entry(object);
+    let paths = affected.get(snapshot);
+    if (paths === 'whole') return;
+    if (paths === undefined || paths instanceof Set) affected.set(snapshot, (paths = { paths: [], count: 0 }));
+    paths.count++;
+    if (paths.paths.length < MAX_SHOWN_PATHS) paths.paths.push(path);
   }
 
   has(object: string): boolean {
@@ -176,7 +208,7 @@ class Problems {
     return [...this.#found.keys()];
   }
 
-  list(manifests: ReadonlyMap<string, SnapshotManifest>): CheckProblem[] {
+  list(manifests: ReadonlyMap<string, AnySnapshotManifest>): CheckProblem[] {
     return [...this.#found]
       .filter(([, { messages }]) => messages.length > 0)
       .map(([object, { messages, affected, users }]) => {
@@ -187,26 +219,31 @@ class Problems {
           messages = [...messages, `used by snapshot(s) ${unharmed.map((id) => id.slice(0, 12)).join(', ')}, which lose nothing through it`];
         }
         const ranges: Record<string, ByteRange[]> = {};
+        const paths: Record<string, LostPaths> = {};
         for (const id of snapshots) {
           const manifest = manifests.get(id);
           if (!manifest) continue;
-          const chunks = affected.get(id)!;
-          ranges[id] = chunks === 'whole' ? [{ offset: 0, length: manifest.size }] : mergeRanges([...chunks].map((i) => chunkRange(i, manifest.chunkSize, manifest.size)));
+          const loss = affected.get(id)!;
+          if (isFileManifest(manifest)) paths[id] = loss === 'whole' || loss instanceof Set ? { paths: ['/'], count: 1 } : loss;
+          else ranges[id] = lostRanges(manifest, loss);
         }
-        return { object, message: messages.join('; '), snapshots, ranges };
+        return { object, message: messages.join('; '), snapshots, ranges, ...(Object.keys(paths).length > 0 && { paths }) };
       })
       .sort((a, b) => a.object.localeCompare(b.object));
   }
 }
 
+function lostRanges(manifest: SnapshotManifest, loss: Loss): ByteRange[] {
+  if (loss instanceof Set) return mergeRanges([...loss].map((i) => chunkRange(i, manifest.chunkSize, manifest.size)));
+  return [{ offset: 0, length: manifest.size }];
+}
+
 /** Every listed snapshot's manifest; a damaged one is a problem of its own, one removed meanwhile is left out. */
-async function readManifests(repository: Repository, ids: readonly string[], problems: Problems): Promise<Map<string, SnapshotManifest>> {
-  const manifests = new Map<string, SnapshotManifest>();
+async function readManifests(repository: Repository, ids: readonly string[], problems: Problems): Promise<Map<string, AnySnapshotManifest>> {
+  const manifests = new Map<string, AnySnapshotManifest>();
   await forEachConcurrently(ids, 8, async (id) => {
     try {
-      const manifest = await repository.loadSnapshot(id);
-      // File snapshots' trees are not walked here yet.
-      if (!isFileManifest(manifest)) manifests.set(id, manifest);
+      manifests.set(id, await repository.loadSnapshot(id));
     } catch (err) {
       if (repository.isNotFound(err)) return;
       problems.note(Keys.snapshot(id), `${aboutObject(Keys.snapshot(id), (err as Error).message)}; nothing of this snapshot can be restored`);
@@ -268,45 +305,93 @@ async function verifyPack(input: CheckInput, pack: string, blobs: ReadonlyArray<
   if (messages.length > 0) problems.note(key, messages.join('; '));
 }
 
-/** Reads every snapshot's chunk maps and charges each lost chunk to the object that lost it. */
-async function attributeLosses(input: CheckInput, index: BlobIndex, manifests: ReadonlyMap<string, SnapshotManifest>, lost: LostBlobs, problems: Problems): Promise<void> {
-  const { repository, pool } = input;
+/**
+ * Reads every snapshot's chunk maps, or walks its trees, and charges each lost chunk (or tree)
+ * to the object that lost it.
+ */
+async function attributeLosses(input: CheckInput, index: BlobIndex, manifests: ReadonlyMap<string, AnySnapshotManifest>, lost: LostBlobs, problems: Problems): Promise<void> {
+  const walker = new FileLossWalker(new TreeReader(input.repository, index, input.pool), index, lost);
   await forEachConcurrently([...manifests], 4, async ([id, manifest]) => {
-    let records;
-    try {
-      records = await loadChunkRecords(repository, index, pool, manifest);
-    } catch (err) {
-      if (!(err instanceof DamageError)) throw err;
-      // Without its chunk maps nothing of the image can be placed: the whole snapshot is lost.
-      const culprit = manifest.chunkMaps.map((map) => lost.reasonFor(map, index) ?? damagedChunkMapPack(index, map, err)).find((reason) => reason !== undefined);
-      if (culprit && culprit.object !== NOT_INDEXED) {
-        problems.note(culprit.object, culprit.message);
-        problems.affect(culprit.object, id, 'whole');
-      } else {
-        const hint = index.unreadable.length > 0 ? '; a damaged index file may have named them (`cairn repair index`)' : '';
-        problems.note(Keys.snapshot(id), `its chunk maps cannot be read (${err.message})${hint}; nothing of it can be restored`);
-        problems.affect(Keys.snapshot(id), id, 'whole');
-      }
-      return;
-    }
-    let unindexed = 0;
-    for (const map of manifest.chunkMaps) problems.use(Keys.pack(index.get(map)!.pack), id);
-    records.forEach((record, i) => {
-      if (record.kind !== ChunkKind.data) return;
-      const blob = record.id!.toString('hex');
-      const location = index.get(blob);
-      if (location && problems.has(Keys.pack(location.pack))) problems.use(Keys.pack(location.pack), id);
-      const reason = lost.reasonFor(blob, index);
-      if (!reason) return;
-      const object = reason.object === NOT_INDEXED ? Keys.snapshot(id) : reason.object;
-      if (reason.object === NOT_INDEXED) unindexed++;
-      problems.affect(object, id, i);
-    });
-    if (unindexed > 0) {
-      const why = index.unreadable.length > 0 ? 'a damaged index file may have named them' : 'their packs are not indexed, or lost';
-      problems.note(Keys.snapshot(id), `${unindexed} chunk(s) are in no index (${why}; \`cairn repair index\`, then \`cairn repair snapshots\`)`);
-    }
+    if (isFileManifest(manifest)) await attributeFileLosses(walker, index, id, manifest, problems);
+    else await attributeVolumeLosses(input, index, id, manifest, lost, problems);
   });
+}
+
+/** A volume snapshot's lost chunks, by chunk number. */
+async function attributeVolumeLosses(input: CheckInput, index: BlobIndex, id: string, manifest: SnapshotManifest, lost: LostBlobs, problems: Problems): Promise<void> {
+  const { repository, pool } = input;
+  let records;
+  try {
+    records = await loadChunkRecords(repository, index, pool, manifest);
+  } catch (err) {
+    if (!(err instanceof DamageError)) throw err;
+    // Without its chunk maps nothing of the image can be placed: the whole snapshot is lost.
+    const culprit = manifest.chunkMaps.map((map) => lost.reasonFor(map, index) ?? damagedChunkMapPack(index, map, err)).find((reason) => reason !== undefined);
+    if (culprit && culprit.object !== NOT_INDEXED) {
+      problems.note(culprit.object, culprit.message);
+      problems.affect(culprit.object, id, 'whole');
+    } else {
+      const hint = index.unreadable.length > 0 ? '; a damaged index file may have named them (`cairn repair index`)' : '';
+      problems.note(Keys.snapshot(id), `its chunk maps cannot be read (${err.message})${hint}; nothing of it can be restored`);
+      problems.affect(Keys.snapshot(id), id, 'whole');
+    }
+    return;
+  }
+  let unindexed = 0;
+  for (const map of manifest.chunkMaps) problems.use(Keys.pack(index.get(map)!.pack), id);
+  records.forEach((record, i) => {
+    if (record.kind !== ChunkKind.data) return;
+    const blob = record.id!.toString('hex');
+    const location = index.get(blob);
+    if (location && problems.has(Keys.pack(location.pack))) problems.use(Keys.pack(location.pack), id);
+    const reason = lost.reasonFor(blob, index);
+    if (!reason) return;
+    const object = reason.object === NOT_INDEXED ? Keys.snapshot(id) : reason.object;
+    if (reason.object === NOT_INDEXED) unindexed++;
+    problems.affect(object, id, i);
+  });
+  noteUnindexed(index, id, unindexed, 'chunk(s)', problems);
+}
+
+function noteUnindexed(index: BlobIndex, id: string, unindexed: number, what: string, problems: Problems): void {
+  if (unindexed === 0) return;
+  const why = index.unreadable.length > 0 ? 'a damaged index file may have named them' : 'their packs are not indexed, or lost';
+  problems.note(Keys.snapshot(id), `${unindexed} ${what} are in no index (${why}; \`cairn repair index\`, then \`cairn repair snapshots\`)`);
+}
+
+/**
+ * Walks a file snapshot's trees (each read and verified) and charges each file whose content
+ * chunks are lost, and each folder whose tree is lost, to the object that lost them.
+ */
+async function attributeFileLosses(walker: FileLossWalker, index: BlobIndex, id: string, manifest: FileSnapshotManifest, problems: Problems): Promise<void> {
+  let unindexed = 0;
+  const charge = (reason: LostReason, path: Buffer | 'whole') => {
+    const object = reason.object === NOT_INDEXED ? Keys.snapshot(id) : reason.object;
+    if (reason.object === NOT_INDEXED) unindexed++;
+    else if (!problems.has(object)) problems.note(object, reason.message);
+    if (path === 'whole') problems.affect(object, id, 'whole');
+    else problems.affectPath(object, id, displayName(path));
+  };
+  const use = (blob: string) => {
+    const location = index.get(blob);
+    if (!location || !problems.has(Keys.pack(location.pack))) return false;
+    problems.use(Keys.pack(location.pack), id);
+    return true;
+  };
+  use(manifest.tree);
+  const rootLoss = await walker.treeLoss(manifest.tree);
+  if (rootLoss) {
+    charge({ ...rootLoss, message: `${rootLoss.message}; it holds the root tree of file snapshot ${id.slice(0, 12)}, nothing of which can be restored` }, 'whole');
+  } else {
+    await walker.walk(manifest.tree, Buffer.from('/'), {
+      use,
+      lostTree: (path, _tree, reason) => charge(reason, Buffer.concat([path, Buffer.from('/')])),
+      lostContent: (path, _entry, chunks) => {
+        for (const [, reasons] of byObject(chunks)) charge(reasons[0]!, path);
+      },
+    });
+  }
+  noteUnindexed(index, id, unindexed, 'blob(s) of its trees and files', problems);
 }
 
 /** A chunk map that failed to open where nothing else knew of damage: its pack is the damaged object. */
@@ -324,7 +409,7 @@ function damagedChunkMapPack(index: BlobIndex, map: string, err: DamageError): {
  * share of other problems are left out, and so is a "missing" pack that a fresh index no
  * longer names.
  */
-async function forgetVanished(repository: Repository, manifests: Map<string, SnapshotManifest>, problems: Problems): Promise<void> {
+async function forgetVanished(repository: Repository, manifests: Map<string, AnySnapshotManifest>, problems: Problems): Promise<void> {
   const still = new Set(await repository.listIds('snapshots'));
   const vanished = [...manifests.keys()].filter((id) => !still.has(id));
   if (vanished.length === 0) return;

@@ -46,11 +46,13 @@ export function indexOf(indexFiles: IndexFiles, marked: ReadonlySet<string>): Bl
  * read, or that needs a blob no index names, stops prune: deleting on a guess loses data.
  */
 export async function addReferencedBlobs(repository: Repository, index: BlobIndex, pool: WorkerPool, snapshots: readonly SnapshotSummary[], known: Map<string, string[]>): Promise<void> {
+  // One reader for all: file snapshots of one job share most of their trees, read once while cached.
+  const reader = new TreeReader(repository, index, pool);
   await forEachConcurrently(
     snapshots.filter((s) => !known.has(s.id)),
     4,
     async ({ id, manifest }) => {
-      const blobs = await snapshotBlobs(repository, index, pool, manifest);
+      const blobs = await snapshotBlobs(repository, index, pool, reader, manifest);
       const missing = [...blobs].find((blob) => !index.has(blob));
       if (missing) {
         throw new DamageError(`${Keys.snapshot(id)} needs blob ${missing.slice(0, 12)}, which no index names; prune stops rather than guess (run \`cairn check\`, then \`cairn repair index\` or \`cairn repair snapshots\`)`);
@@ -61,8 +63,8 @@ export async function addReferencedBlobs(repository: Repository, index: BlobInde
 }
 
 /** Every blob a snapshot needs: its chunk maps and their data chunks, or its trees and their content chunks. */
-async function snapshotBlobs(repository: Repository, index: BlobIndex, pool: WorkerPool, manifest: AnySnapshotManifest): Promise<Set<string>> {
-  if (isFileManifest(manifest)) return fileSnapshotBlobs(new TreeReader(repository, index, pool), manifest);
+async function snapshotBlobs(repository: Repository, index: BlobIndex, pool: WorkerPool, reader: TreeReader, manifest: AnySnapshotManifest): Promise<Set<string>> {
+  if (isFileManifest(manifest)) return fileSnapshotBlobs(reader, manifest);
   const blobs = new Set(manifest.chunkMaps);
   for (const record of await loadChunkRecords(repository, index, pool, manifest)) {
     if (record.kind === ChunkKind.data) blobs.add(record.id!.toString('hex'));

@@ -4,9 +4,12 @@ import { BlobType, CHUNKS_PER_MAP, ChunkKind, Keys, encodeChunkMap, encodeIndex,
 import { forEachConcurrently, type BlobIndex, type BlobLocation, type DamagedObject, type Repository, type SnapshotSummary } from '../repository/repository.js';
 import { readPackHeader } from '../repository/pack-header.js';
 import { PACKS_PER_INDEX_FILE } from '../repository/orphan-packs.js';
-import { isFileManifest, type SnapshotManifest } from '../repository/snapshot.js';
+import { isFileManifest, type FileSnapshotManifest, type SnapshotManifest } from '../repository/snapshot.js';
+import { TreeReader } from '../files/tree-reader.js';
+import { displayName, encodeTree, type TreeEntry } from '../files/tree.js';
 import { loadChunkRecords } from './chunk-maps.js';
-import { LostBlobs, blobsByPack, chunkRanges, findLostPacks, lostChunks, mergeRanges, rangeBytes, verifyBlobs } from './damage.js';
+import { LostBlobs, NOT_INDEXED, blobsByPack, chunkRanges, findLostPacks, lostChunks, mergeRanges, rangeBytes, verifyBlobs, type LostReason } from './damage.js';
+import { FileLossWalker } from './file-damage.js';
 import { Packer } from './packer.js';
 import type { Progress } from './progress.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -82,6 +85,7 @@ export async function runRepairIndex(repository: Repository, progress: Progress)
 
 /** A snapshot of a volume image: what `repair snapshots` rewrites. */
 type VolumeSummary = SnapshotSummary & { manifest: SnapshotManifest };
+type FileSummary = SnapshotSummary & { manifest: FileSnapshotManifest };
 
 /** A snapshot to replace, and the chunks it lost. */
 interface RepairPlan {
@@ -106,9 +110,14 @@ export interface RepairedSnapshot {
   snapshot: string;
   /** The replacement's id (absent in a dry run). */
   replacement?: string;
-  /** Image ranges lost by this repair (zeros from now on), merged. */
+  /** Image ranges lost by this repair (zeros from now on), merged; empty for a file snapshot. */
   lost: ByteRange[];
+  /** Bytes lost: of the image, or of the files' content (a lost folder listing counts nothing here). */
   lostBytes: number;
+  /** File snapshot: paths lost by this repair (files with lost content, folders ending in `/` whose listing is lost), the first MAX_LOST_PATHS. */
+  lostPaths?: string[];
+  /** File snapshot: how many paths this repair lost in all. */
+  lostPathCount?: number;
 }
 
 export interface RepairSnapshotsReport {
@@ -134,15 +143,16 @@ export interface RepairSnapshotsReport {
 export async function runRepairSnapshots(input: RepairSnapshotsInput): Promise<RepairSnapshotsReport> {
   const { repository, index } = input;
   const damagedManifests: DamagedObject[] = [];
-  // File snapshots need their trees walked to find what they lost (not done yet: they are left as they are).
-  const snapshots = (await repository.listSnapshots(damagedManifests)).filter((s): s is VolumeSummary => !isFileManifest(s.manifest));
+  const summaries = await repository.listSnapshots(damagedManifests);
+  const snapshots = summaries.filter((s): s is VolumeSummary => !isFileManifest(s.manifest));
+  const fileSnapshots = summaries.filter((s): s is FileSummary => isFileManifest(s.manifest));
   const stored = new Map((await repository.listPacks()).map((pack) => [pack.id, pack.size]));
   const byPack = blobsByPack(index);
   const lost = new LostBlobs();
   refuseDoubtfulIndex(index, findLostPacks(index, stored, byPack, lost));
   if (input.readData) await verifyEveryPack(input, stored, byPack, lost);
 
-  const report: RepairSnapshotsReport = { snapshots: snapshots.length + damagedManifests.length, dryRun: input.dryRun, readData: input.readData, repaired: [], unrepairable: [] };
+  const report: RepairSnapshotsReport = { snapshots: summaries.length + damagedManifests.length, dryRun: input.dryRun, readData: input.readData, repaired: [], unrepairable: [] };
   const unrepairable = [...damagedManifests];
   // Only the lost chunks' numbers are kept: the chunk maps are read again when the replacement is written.
   const plans: RepairPlan[] = [];
@@ -165,13 +175,29 @@ export async function runRepairSnapshots(input: RepairSnapshotsInput): Promise<R
   });
   plans.sort((a, b) => a.summary.manifest.time.localeCompare(b.summary.manifest.time) || a.summary.id.localeCompare(b.summary.id));
 
-  const replacements = input.dryRun ? [] : await writeReplacements(input, plans);
+  const packer = input.dryRun ? undefined : new Packer(repository);
+  let volumeManifests: SnapshotManifest[] = [];
+  let fileRepairs: FileRepair[];
+  try {
+    if (packer) volumeManifests = await rewriteVolumes(input, plans, packer);
+    fileRepairs = await repairFileSnapshots(input, fileSnapshots, lost, { packer, unindexedPacks, unrepairable });
+    await packer?.flush();
+  } catch (err) {
+    await packer?.abandon();
+    throw err;
+  }
+  const replacements: string[] = [];
+  for (const manifest of volumeManifests) replacements.push((await repository.saveSnapshot(manifest)).id);
   for (const [k, { summary, chunks }] of plans.entries()) {
     const ranges = chunkRanges(chunks, summary.manifest.chunkSize, summary.manifest.size);
     report.repaired.push({ snapshot: summary.id, ...(replacements[k] && { replacement: replacements[k] }), lost: ranges, lostBytes: rangeBytes(ranges) });
   }
+  for (const repair of fileRepairs) {
+    const replacement = repair.manifest && (await repository.saveSnapshot(repair.manifest)).id;
+    report.repaired.push({ snapshot: repair.summary.id, ...(replacement && { replacement }), lost: [], lostBytes: repair.lostBytes, lostPaths: repair.lostPaths, lostPathCount: repair.lostPathCount });
+  }
   // The replacements are durable: the snapshots they replace can go.
-  if (!input.dryRun) for (const { summary } of plans) await repository.removeSealed('snapshots', summary.id);
+  if (!input.dryRun) for (const { summary } of [...plans, ...fileRepairs]) await repository.removeSealed('snapshots', summary.id);
 
   for (const object of unrepairable.sort((a, b) => a.object.localeCompare(b.object))) {
     const removed = input.forget && !input.dryRun;
@@ -200,37 +226,124 @@ async function verifyEveryPack(input: RepairSnapshotsInput, stored: ReadonlyMap<
   input.progress.done();
 }
 
-/** Packs and indexes the new chunk maps, then writes each replacement snapshot; returns their ids in order. */
-async function writeReplacements(input: RepairSnapshotsInput, plans: readonly RepairPlan[]): Promise<string[]> {
+/** Packs the new chunk maps (the caller flushes `packer`); returns the replacement manifests in order. */
+async function rewriteVolumes(input: RepairSnapshotsInput, plans: readonly RepairPlan[], packer: Packer): Promise<SnapshotManifest[]> {
   const { repository, pool, index } = input;
-  const packer = new Packer(repository);
   const added = new Set<string>();
   const manifests: SnapshotManifest[] = [];
-  try {
-    for (const { summary, chunks } of plans) {
-      const repaired = await loadChunkRecords(repository, index, pool, summary.manifest);
-      for (const i of chunks) repaired[i] = { kind: ChunkKind.zero };
-      const chunkMaps: string[] = [];
-      for (let first = 0; first < repaired.length; first += CHUNKS_PER_MAP) {
-        const plain = encodeChunkMap(repaired.slice(first, first + CHUNKS_PER_MAP));
-        const { id, sealed } = await pool.sealBytes(plain);
-        const hex = id.toString('hex');
-        if (!index.has(hex) && !added.has(hex)) {
-          added.add(hex);
-          await packer.add(BlobType.chunkMap, id, sealed, plain.length);
-        }
-        chunkMaps.push(hex);
+  for (const { summary, chunks } of plans) {
+    const repaired = await loadChunkRecords(repository, index, pool, summary.manifest);
+    for (const i of chunks) repaired[i] = { kind: ChunkKind.zero };
+    const chunkMaps: string[] = [];
+    for (let first = 0; first < repaired.length; first += CHUNKS_PER_MAP) {
+      const plain = encodeChunkMap(repaired.slice(first, first + CHUNKS_PER_MAP));
+      const { id, sealed } = await pool.sealBytes(plain);
+      const hex = id.toString('hex');
+      if (!index.has(hex) && !added.has(hex)) {
+        added.add(hex);
+        await packer.add(BlobType.chunkMap, id, sealed, plain.length);
       }
-      const { manifest } = summary;
-      const lost = mergeRanges([...(manifest.lost ?? []), ...chunkRanges(chunks, manifest.chunkSize, manifest.size)]);
-      manifests.push({ ...manifest, chunkMaps, lost, repairedFrom: summary.id });
+      chunkMaps.push(hex);
     }
-    await packer.flush();
-  } catch (err) {
-    await packer.abandon();
-    throw err;
+    const { manifest } = summary;
+    const lost = mergeRanges([...(manifest.lost ?? []), ...chunkRanges(chunks, manifest.chunkSize, manifest.size)]);
+    manifests.push({ ...manifest, chunkMaps, lost, repairedFrom: summary.id });
   }
-  const ids: string[] = [];
-  for (const manifest of manifests) ids.push((await repository.saveSnapshot(manifest)).id);
-  return ids;
+  return manifests;
+}
+
+/** How many lost paths a repair report and a repaired manifest list (the rest are counted). */
+export const MAX_LOST_PATHS = 1000;
+
+/** A file snapshot that lost data: its replacement (absent in a dry run) and what it lost. */
+interface FileRepair {
+  summary: FileSummary;
+  manifest?: FileSnapshotManifest;
+  lostPaths: string[];
+  lostPathCount: number;
+  lostBytes: number;
+}
+
+interface FileRepairContext {
+  /** Where new trees go; absent in a dry run. */
+  packer: Packer | undefined;
+  unindexedPacks: boolean;
+  unrepairable: DamagedObject[];
+}
+
+/**
+ * Walks every file snapshot's trees and, for each that lost content chunks or trees, writes
+ * new trees: a file keeps its entry with the lost chunks taken out of `content` (they restore
+ * as holes) and an `error` saying so; a folder whose tree is lost keeps its entry, with no
+ * subtree and an `error`. Every folder above a changed one gets a new tree, up to a new root.
+ * A snapshot whose root tree is lost cannot be repaired.
+ */
+async function repairFileSnapshots(input: RepairSnapshotsInput, snapshots: readonly FileSummary[], lost: LostBlobs, context: FileRepairContext): Promise<FileRepair[]> {
+  const { repository, pool, index } = input;
+  const walker = new FileLossWalker(new TreeReader(repository, index, pool), index, lost);
+  const added = new Set<string>();
+  const storeTree = async (entries: TreeEntry[]): Promise<string> => {
+    const plain = encodeTree(entries);
+    const { id, sealed } = await pool.sealBytes(plain);
+    const hex = id.toString('hex');
+    if (context.packer && !index.has(hex) && !added.has(hex)) {
+      added.add(hex);
+      await context.packer.add(BlobType.tree, id, sealed, plain.length);
+    }
+    return hex;
+  };
+  const repairs: FileRepair[] = [];
+  // One at a time: they share the packer, and trees shared between them are rewritten once.
+  for (const summary of [...snapshots].sort((a, b) => a.manifest.time.localeCompare(b.manifest.time) || a.id.localeCompare(b.id))) {
+    const rootLoss = await walker.treeLoss(summary.manifest.tree);
+    if (rootLoss) {
+      refuseIfUnindexed(summary.id, rootLoss.object === NOT_INDEXED, context.unindexedPacks);
+      context.unrepairable.push({ object: Keys.snapshot(summary.id), message: `its root tree cannot be read (${rootLoss.object === NOT_INDEXED ? rootLoss.message : `${rootLoss.object}: ${rootLoss.message}`}); nothing of it can be restored` });
+      continue;
+    }
+    const repair = await repairFileSnapshot(walker, summary, storeTree, context);
+    if (repair) repairs.push(repair);
+  }
+  return repairs;
+}
+
+async function repairFileSnapshot(walker: FileLossWalker, summary: FileSummary, storeTree: (entries: TreeEntry[]) => Promise<string>, context: FileRepairContext): Promise<FileRepair | undefined> {
+  const found = { lostPaths: [] as string[], lostPathCount: 0, lostBytes: 0, unindexed: false };
+  const note = (path: string, reasons: LostReason[]) => {
+    found.lostPathCount++;
+    if (found.lostPaths.length < MAX_LOST_PATHS) found.lostPaths.push(path);
+    found.unindexed ||= reasons.some((reason) => reason.object === NOT_INDEXED);
+  };
+  const rootEntries = await walker.walk(summary.manifest.tree, Buffer.from('/'), {
+    storeTree,
+    lostTree: (path, _tree, reason) => note(`${displayName(path)}/`, [reason]),
+    lostContent: (path, _entry, chunks) => {
+      found.lostBytes += chunks.reduce((n, [chunk]) => n + chunk.length, 0);
+      note(displayName(path), chunks.map(([, reason]) => reason));
+    },
+  });
+  if (!rootEntries) return undefined;
+  refuseIfUnindexed(summary.id, found.unindexed, context.unindexedPacks);
+  const { lostPaths, lostPathCount, lostBytes } = found;
+  if (!context.packer) return { summary, lostPaths, lostPathCount, lostBytes };
+  const { manifest } = summary;
+  // An earlier repair's losses stay listed first.
+  const allLost = [...(manifest.lostPaths ?? []), ...lostPaths];
+  const total = (manifest.lostPathCount ?? manifest.lostPaths?.length ?? 0) + lostPathCount;
+  const { lostPathCount: _earlier, ...rest } = manifest;
+  const replacement: FileSnapshotManifest = {
+    ...rest,
+    tree: await storeTree(rootEntries),
+    lostPaths: allLost.slice(0, MAX_LOST_PATHS),
+    ...(total > Math.min(allLost.length, MAX_LOST_PATHS) && { lostPathCount: total }),
+    repairedFrom: summary.id,
+  };
+  return { summary, manifest: replacement, lostPaths, lostPathCount, lostBytes };
+}
+
+/** Blobs that only seem lost, because their packs are in no index: `repair index` must run first. */
+function refuseIfUnindexed(snapshot: string, unindexed: boolean, unindexedPacks: boolean): void {
+  if (unindexedPacks && unindexed) {
+    throw new DamageError(`Snapshot ${snapshot.slice(0, 12)} needs blobs no index names, and some packs are in no index: run \`cairn repair index\` first, it may find them there`);
+  }
 }

@@ -30,7 +30,11 @@ import {
   type IndexedPack,
   type PackedBlob,
 } from './format.js';
-import { decodeManifest, encodeManifest, type SnapshotManifest } from './snapshot.js';
+import { decodeManifest, encodeManifest, type FileSnapshotManifest, type SnapshotManifest } from './snapshot.js';
+import { decodeTree, encodeTree, type TreeEntry } from '../files/tree.js';
+import { DamageError } from '../errors.js';
+import { FastCdc, gearTable } from '../files/cdc.js';
+import { DEFAULT_CDC, type RepositoryConfig } from './config.js';
 import { Repository, blobIdSchemeOf } from './repository.js';
 
 /**
@@ -198,6 +202,162 @@ describe('snapshot manifests, as docs/FORMAT.md writes them', () => {
   it('encodes a version 1 manifest with "sha256" in place of "imageDigest", and decodes it', () => {
     expect(encodeManifest(sampleManifest(1)).toString('utf8')).toBe(GOLDEN_MANIFEST_V1);
     expect(decodeManifest('golden', Buffer.from(GOLDEN_MANIFEST_V1))).toEqual(sampleManifest(1));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Trees and file snapshot manifests (files/tree.ts, snapshot.ts; format version 5)
+
+const NS = 1_700_000_000_123_456_789n;
+
+/** A folder with one entry of every kind, as docs/FORMAT.md's Trees table describes them. */
+function sampleTree(): TreeEntry[] {
+  const common = { uid: 1000, gid: 1000, mtimeNs: NS, ctimeNs: NS + 1n, atimeNs: -5n, inode: 12345678901234567n, device: 2049n, links: 1 };
+  return [
+    // Given out of order: encodeTree sorts by name bytes.
+    { ...common, name: Buffer.from('zeros.img'), type: 'file', mode: 0o644, size: 1 << 30, content: [] },
+    { ...common, name: Buffer.from([0x66, 0xff]), type: 'fifo', mode: 0o600, size: 0 },
+    { ...common, name: Buffer.from('notes.txt'), type: 'file', mode: 0o4755, user: 'u', group: 'staff', size: 3000, links: 2,
+      xattrs: [{ name: 'system.posix_acl_access', value: Buffer.from([2, 0, 0, 0]) }, { name: 'user.k', value: Buffer.from('v') }],
+      content: [{ offset: 0, length: 1000, id: '11'.repeat(32) }, { offset: 2048, length: 100, id: '22'.repeat(32) }], changed: true },
+    { ...common, name: Buffer.from('dir'), type: 'dir', mode: 0o1777, size: 0, subtree: '33'.repeat(32) },
+    { ...common, name: Buffer.from('gone'), type: 'dir', mode: 0o700, size: 0, error: 'EACCES: permission denied' },
+    { ...common, name: Buffer.from('link'), type: 'symlink', mode: 0o777, size: 1, target: Buffer.from([0xfe]) },
+    { ...common, name: Buffer.from('tty'), type: 'chardev', mode: 0o620, size: 0, rdev: 1025n },
+  ];
+}
+
+const COMMON = '"uid":1000,"gid":1000';
+const TIMES = `"mtime":"${NS}","ctime":"${NS + 1n}","atime":"-5"`;
+const IDS = '"inode":"12345678901234567","device":"2049"';
+// Sorted by name bytes: "dir" < "f\xff" < "gone" < "link" < "notes.txt" < "tty" < "zeros.img".
+const GOLDEN_TREE =
+  '{"version":1,"entries":[' +
+  `{"name":"dir","type":"dir","mode":1023,${COMMON},${TIMES},"size":0,${IDS},"links":1,"subtree":"${'33'.repeat(32)}"},` +
+  `{"nameBytes":"Zv8=","type":"fifo","mode":384,${COMMON},${TIMES},"size":0,${IDS},"links":1},` +
+  `{"name":"gone","type":"dir","mode":448,${COMMON},${TIMES},"size":0,${IDS},"links":1,"error":"EACCES: permission denied"},` +
+  `{"name":"link","type":"symlink","mode":511,${COMMON},${TIMES},"size":1,${IDS},"links":1,"targetBytes":"/g=="},` +
+  `{"name":"notes.txt","type":"file","mode":2541,${COMMON},"user":"u","group":"staff",${TIMES},"size":3000,${IDS},"links":2,` +
+  `"xattrs":[["system.posix_acl_access","AgAAAA=="],["user.k","dg=="]],"content":[[0,1000,"${'11'.repeat(32)}"],[2048,100,"${'22'.repeat(32)}"]],"changed":true},` +
+  `{"name":"tty","type":"chardev","mode":400,${COMMON},${TIMES},"size":0,${IDS},"links":1,"rdev":"1025"},` +
+  `{"name":"zeros.img","type":"file","mode":420,${COMMON},${TIMES},"size":1073741824,${IDS},"links":1,"content":[]}` +
+  ']}';
+
+function sampleFileManifest(): FileSnapshotManifest {
+  return {
+    version: 3,
+    kind: 'files',
+    time: '2026-11-25T10:09:26.000Z',
+    hostname: 'nas',
+    job: 'home',
+    source: { type: 'files', path: '/home/u/docs, /etc' },
+    paths: ['/home/u/docs', '/etc'],
+    tree: '44'.repeat(32),
+    parent: '55'.repeat(32),
+    chunker: { algorithm: 'fastcdc', min: 524288, avg: 1048576, max: 8388608 },
+    compression: 'zstd',
+    stats: { files: 2, dirs: 5, others: 1, totalBytes: 3000, bytesRead: 1100, bytesAdded: 999, unchangedFiles: 1, dataChunks: 2, newChunks: 1, treeBlobs: 5, changedWhileRead: 1, durationMs: 12 },
+    skipped: [{ path: '/home/u/docs/secret', reason: 'EACCES: permission denied' }],
+    lostPaths: ['/home/u/docs/a.txt', '/home/u/docs/old/'],
+    repairedFrom: '66'.repeat(32),
+  };
+}
+
+const GOLDEN_FILE_MANIFEST =
+  '{"version":3,"kind":"files","time":"2026-11-25T10:09:26.000Z","hostname":"nas","job":"home",' +
+  '"source":{"type":"files","path":"/home/u/docs, /etc"},"paths":["/home/u/docs","/etc"],' +
+  `"tree":"${'44'.repeat(32)}","parent":"${'55'.repeat(32)}",` +
+  '"chunker":{"algorithm":"fastcdc","min":524288,"avg":1048576,"max":8388608},"compression":"zstd",' +
+  '"stats":{"files":2,"dirs":5,"others":1,"totalBytes":3000,"bytesRead":1100,"bytesAdded":999,"unchangedFiles":1,"dataChunks":2,"newChunks":1,"treeBlobs":5,"changedWhileRead":1,"durationMs":12},' +
+  '"skipped":[{"path":"/home/u/docs/secret","reason":"EACCES: permission denied"}],' +
+  `"lostPaths":["/home/u/docs/a.txt","/home/u/docs/old/"],"repairedFrom":"${'66'.repeat(32)}"}`;
+
+describe('trees and file snapshot manifests, as docs/FORMAT.md writes them', () => {
+  it('encodes a tree with every kind of entry and field as its JSON, sorted by name bytes, and decodes it', () => {
+    const sorted = [...sampleTree()].sort((a, b) => Buffer.compare(a.name, b.name));
+    expect(encodeTree(sampleTree()).toString('utf8')).toBe(GOLDEN_TREE);
+    expect(decodeTree('golden', Buffer.from(GOLDEN_TREE))).toEqual(sorted);
+  });
+
+  it('refuses a tree that breaks the rules a reader must check', () => {
+    const broken = [
+      GOLDEN_TREE.replace('"version":1', '"version":2'),
+      GOLDEN_TREE.replace('"name":"dir"', '"name":".."'),
+      GOLDEN_TREE.replace(`,"subtree":"${'33'.repeat(32)}"`, ''),
+      GOLDEN_TREE.replace(',"rdev":"1025"', ''),
+      GOLDEN_TREE.replace('[2048,100,', '[500,100,'),
+      GOLDEN_TREE.replace('"size":3000', '"size":2100'),
+      GOLDEN_TREE.replace(`"mtime":"${NS}"`, `"mtime":${NS}`),
+    ];
+    for (const tree of broken) expect(() => decodeTree('golden', Buffer.from(tree))).toThrow(DamageError);
+  });
+
+  it('encodes a version 3 manifest as its JSON, and decodes it', () => {
+    expect(encodeManifest(sampleFileManifest()).toString('utf8')).toBe(GOLDEN_FILE_MANIFEST);
+    expect(decodeManifest('golden', Buffer.from(GOLDEN_FILE_MANIFEST))).toEqual(sampleFileManifest());
+    expect(() => decodeManifest('golden', Buffer.from(GOLDEN_FILE_MANIFEST.replace('"lostPaths":["/home/u/docs/a.txt",', '"lostPaths":[1,')))).toThrow(DamageError);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Content-defined chunking (files/cdc.ts): FORMAT.md's rules written out again, independently.
+
+/** gear[i] = first 4 bytes (LE u32) of BLAKE3-keyed(blobId key, "cairn-fastcdc-gear" ‖ i). */
+function referenceGear(blobIdKey: Buffer): number[] {
+  return Array.from({ length: 256 }, (_, i) => {
+    const hasher = Blake3Hasher.newKeyed(blobIdKey);
+    hasher.update(Buffer.concat([Buffer.from('cairn-fastcdc-gear', 'ascii'), Buffer.from([i])]));
+    return hasher.digestBuffer().readUInt32LE(0);
+  });
+}
+
+/** Chunk lengths as FORMAT.md's "Cut" rule says, with BigInt-free 32-bit arithmetic kept unsigned. */
+function referenceCuts(data: Buffer, gear: number[], min: number, avg: number, max: number): number[] {
+  const bits = Math.log2(avg);
+  const high = (n: number) => (n <= 0 ? 0 : Number(((1n << BigInt(n)) - 1n) << BigInt(32 - n)));
+  const [maskS, maskL] = [high(bits + 2), high(bits - 2)];
+  const lengths: number[] = [];
+  for (let start = 0; start < data.length; ) {
+    let length = Math.min(max, data.length - start);
+    let h = 0;
+    for (let p = min; p < length; p++) {
+      h = ((h * 2) % 2 ** 32 + gear[data[start + p]!]!) % 2 ** 32;
+      const mask = p + 1 < avg ? maskS : maskL;
+      if (Number(BigInt(h) & BigInt(mask)) === 0) {
+        length = p + 1;
+        break;
+      }
+    }
+    lengths.push(length);
+    start += length;
+  }
+  return lengths;
+}
+
+describe('content-defined chunking, as docs/FORMAT.md defines it', () => {
+  const key = { encryption: Buffer.alloc(32), blobId: Buffer.from(Array.from({ length: 32 }, (_, i) => i)) };
+  const config = { version: 5, blobId: 'blake3-keyed' } as RepositoryConfig;
+
+  it('derives the gear table from the blob-id key', () => {
+    expect([...gearTable(config, key)]).toEqual(referenceGear(key.blobId));
+  });
+
+  it('cuts where the rules say, for small sizes and for the default ones', () => {
+    const gear = referenceGear(key.blobId);
+    const small = { algorithm: 'fastcdc' as const, min: 64, avg: 256, max: 1024 };
+    const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 2654435761) >>> 13 & 0xff));
+    const noisy = Buffer.concat([data, Buffer.alloc(5000), data.subarray(0, 7000)]);
+    const lengths = new FastCdc(gearTable(config, key), small).lengths(noisy);
+    expect(lengths).toEqual(referenceCuts(noisy, gear, 64, 256, 1024));
+    // Both masks and the forced cut at max all decided some boundaries.
+    expect(lengths.some((n) => n < 256)).toBe(true);
+    expect(lengths.some((n) => n > 256 && n < 1024)).toBe(true);
+    expect(lengths).toContain(1024);
+    const big = Buffer.alloc(12 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((Math.imul(i, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    const cuts = new FastCdc(gearTable(config, key), DEFAULT_CDC).lengths(big);
+    expect(cuts).toEqual(referenceCuts(big, gear, DEFAULT_CDC.min, DEFAULT_CDC.avg, DEFAULT_CDC.max));
+    expect(cuts.some((n) => n < DEFAULT_CDC.max)).toBe(true);
   });
 });
 

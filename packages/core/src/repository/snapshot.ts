@@ -115,6 +115,18 @@ export interface FileSnapshotManifest {
   skipped?: SkippedPath[];
   /** How many paths could not be read, when more than `skipped` lists. */
   skippedCount?: number;
+  /**
+   * Set by `cairn repair snapshots`: paths whose data was lost (at most 1000, see
+   * `lostPathCount`): files whose lost content chunks were taken out of `content` (they read
+   * as zeros), and folders, written with a trailing `/`, whose listing was lost. The entries
+   * themselves say so in their `error` ("lost in repair: …"). Names that are not valid UTF-8
+   * show U+FFFD here (this list is for people; the trees hold the exact bytes).
+   */
+  lostPaths?: string[];
+  /** How many paths repairs lost in all, when more than `lostPaths` lists. */
+  lostPathCount?: number;
+  /** Set by `cairn repair snapshots`: the id of the snapshot this one replaced. */
+  repairedFrom?: string;
 }
 
 /** Any snapshot's manifest: a volume image's (no `kind`) or a file backup's (`kind: 'files'`). */
@@ -190,6 +202,10 @@ function decodeFileManifest(id: string, stored: Record<string, unknown>): FileSn
   if (parent !== undefined && (typeof parent !== 'string' || !HEX_DIGEST.test(parent))) throw new DamageError(`Snapshot ${id} has an invalid parent`);
   const c = chunker as Partial<ChunkerParameters> | undefined;
   if (c?.algorithm !== 'fastcdc' || ![c.min, c.avg, c.max].every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw new DamageError(`Snapshot ${id} names no valid chunker`);
+  const { lostPaths, lostPathCount, repairedFrom } = stored;
+  if (lostPaths !== undefined && (!Array.isArray(lostPaths) || !lostPaths.every((p) => typeof p === 'string'))) throw new DamageError(`Snapshot ${id} has an invalid list of lost paths`);
+  if (lostPathCount !== undefined && !(Number.isSafeInteger(lostPathCount) && (lostPathCount as number) >= 0)) throw new DamageError(`Snapshot ${id} has an invalid count of lost paths`);
+  if (repairedFrom !== undefined && (typeof repairedFrom !== 'string' || !HEX_DIGEST.test(repairedFrom))) throw new DamageError(`Snapshot ${id} has an invalid repairedFrom`);
   return stored as unknown as FileSnapshotManifest;
 }
 

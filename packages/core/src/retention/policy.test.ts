@@ -331,7 +331,8 @@ describe('groups', () => {
     expect(parseGroupBy('job, host')).toEqual(['host', 'job']);
     expect(parseGroupBy('tags')).toEqual(['tags']);
     expect(parseGroupBy('')).toEqual([]);
-    expect(() => parseGroupBy('host,paths')).toThrow(/"paths" is not something to group by/);
+    expect(parseGroupBy('paths,host')).toEqual(['host', 'paths']);
+    expect(() => parseGroupBy('host,path')).toThrow(/"path" is not something to group by/);
   });
 
   it('splits snapshots by the fields asked for, tags as a set', () => {
@@ -353,5 +354,19 @@ describe('groups', () => {
       [{ tags: ['x', 'y'] }, ['1', '2']],
     ]);
     expect(ids([])).toEqual([[{}, ['1', '2', '3', '4']]]);
+  });
+
+  it('groups by paths as a set: a job whose paths changed splits in two histories', () => {
+    const list = [
+      { id: '1', host: 'a', job: 'home', paths: ['/home/u', '/etc'] },
+      { id: '2', host: 'a', job: 'home', paths: ['/etc', '/home/u'] },
+      { id: '3', host: 'a', job: 'home', paths: ['/home/u'] },
+    ];
+    const ids = (by: ReturnType<typeof parseGroupBy>) => groupSnapshots(list, by, (s) => s).map((g) => [g.key, g.snapshots.map((s) => s.id)]);
+    expect(ids(['host', 'job'])).toEqual([[{ host: 'a', job: 'home' }, ['1', '2', '3']]]);
+    expect(ids(['host', 'job', 'paths'])).toEqual([
+      [{ host: 'a', job: 'home', paths: ['/etc', '/home/u'] }, ['1', '2']],
+      [{ host: 'a', job: 'home', paths: ['/home/u'] }, ['3']],
+    ]);
   });
 });

@@ -192,13 +192,20 @@ export function applyRetention<T extends RetentionCandidate>(snapshots: readonly
   return { keep, remove };
 }
 
-/** What snapshots are grouped by before the policy is applied to each group. */
-export type GroupField = 'host' | 'job' | 'tags';
-export const GROUP_FIELDS: readonly GroupField[] = ['host', 'job', 'tags'];
+/**
+ * What snapshots are grouped by before the policy is applied to each group. `paths` is what a
+ * snapshot backed up: a file snapshot's paths, a volume snapshot's device or image. The
+ * default is host and job, not paths as restic's: a job whose paths were edited stays one
+ * history, so its older snapshots still expire (grouped by paths they would each keep their own).
+ */
+export type GroupField = 'host' | 'job' | 'paths' | 'tags';
+export const GROUP_FIELDS: readonly GroupField[] = ['host', 'job', 'paths', 'tags'];
 
 export interface GroupKey {
   host?: string;
   job?: string;
+  /** Sorted. */
+  paths?: string[];
   tags?: string[];
 }
 
@@ -209,21 +216,22 @@ export function parseGroupBy(text: string): GroupField[] {
     .map((f) => f.trim())
     .filter((f) => f.length > 0);
   for (const field of fields) {
-    if (!GROUP_FIELDS.includes(field as GroupField)) throw new RangeError(`"${field}" is not something to group by (host, job or tags, comma-separated)`);
+    if (!GROUP_FIELDS.includes(field as GroupField)) throw new RangeError(`"${field}" is not something to group by (host, job, paths or tags, comma-separated)`);
   }
   return GROUP_FIELDS.filter((f) => fields.includes(f));
 }
 
 /** Splits snapshots into groups with the same key, in a stable order (by key). */
-export function groupSnapshots<T>(snapshots: readonly T[], by: readonly GroupField[], facts: (snapshot: T) => { host: string; job: string; tags?: readonly string[] }): Array<{ key: GroupKey; snapshots: T[] }> {
+export function groupSnapshots<T>(snapshots: readonly T[], by: readonly GroupField[], facts: (snapshot: T) => { host: string; job: string; paths?: readonly string[]; tags?: readonly string[] }): Array<{ key: GroupKey; snapshots: T[] }> {
   const groups = new Map<string, { key: GroupKey; snapshots: T[] }>();
   for (const snapshot of snapshots) {
     const f = facts(snapshot);
     const key: GroupKey = {};
     if (by.includes('host')) key.host = f.host;
     if (by.includes('job')) key.job = f.job;
+    if (by.includes('paths')) key.paths = [...new Set(f.paths ?? [])].sort();
     if (by.includes('tags')) key.tags = [...new Set(f.tags ?? [])].sort();
-    const text = JSON.stringify([key.host, key.job, key.tags]);
+    const text = JSON.stringify([key.host, key.job, key.paths, key.tags]);
     let group = groups.get(text);
     if (!group) groups.set(text, (group = { key, snapshots: [] }));
     group.snapshots.push(snapshot);
@@ -232,7 +240,7 @@ export function groupSnapshots<T>(snapshots: readonly T[], by: readonly GroupFie
 }
 
 function compareKeys(a: GroupKey, b: GroupKey): number {
-  const text = (k: GroupKey) => [k.host ?? '', k.job ?? '', (k.tags ?? []).join(',')];
+  const text = (k: GroupKey) => [k.host ?? '', k.job ?? '', (k.paths ?? []).join('\0'), (k.tags ?? []).join(',')];
   const [x, y] = [text(a), text(b)];
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
   return 0;

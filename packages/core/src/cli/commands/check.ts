@@ -1,7 +1,7 @@
 import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { CheckOperation } from '../../operations/check.js';
-import { parseReadDataSubset, type CheckReport } from '../../pipeline/check.js';
+import { parseReadDataSubset, type CheckReport, type LostPaths } from '../../pipeline/check.js';
 import { defineCommand, withJob } from '../command.js';
 import { formatBytes, formatRanges } from '../format.js';
 
@@ -24,6 +24,13 @@ export const checkCommand = defineCommand({
   },
 });
 
+/** `3 path(s): /a, /b, /c` or `25 path(s): /a, … (10 shown)`; a folder's path ends in `/` (its whole listing is lost), `/` alone is the whole snapshot. */
+function describeLostPaths(lost: LostPaths): string {
+  if (lost.count === 1 && lost.paths[0] === '/') return 'everything (its root tree is lost)';
+  const more = lost.count > lost.paths.length ? `, … (${lost.paths.length} of them shown)` : '';
+  return `${lost.count} path(s): ${lost.paths.join(', ')}${more}`;
+}
+
 function describeReport(report: CheckReport): string {
   const subset = report.readDataSubset ? ` of ${report.packsRead} pack(s), subset ${report.readDataSubset}` : '';
   const read = report.readData ? `, read ${formatBytes(report.bytesRead)}${subset}` : ' (structure only; --read-data reads every byte)';
@@ -33,6 +40,7 @@ function describeReport(report: CheckReport): string {
     const affected = p.snapshots.length ? `; affects snapshot(s) ${p.snapshots.map((s) => s.slice(0, 12)).join(', ')}` : '';
     lines.push(`DAMAGE ${p.object}: ${p.message}${affected}`);
     for (const [snapshot, ranges] of Object.entries(p.ranges)) lines.push(`  snapshot ${snapshot.slice(0, 12)} loses ${formatRanges(ranges)}`);
+    for (const [snapshot, lost] of Object.entries(p.paths ?? {})) lines.push(`  snapshot ${snapshot.slice(0, 12)} loses ${describeLostPaths(lost)}`);
   }
   lines.push(report.problems.length ? `${report.problems.length} problem(s) found` : 'No problems found');
   return lines.join('\n') + '\n';

@@ -41,7 +41,7 @@ export const forgetCommand = defineCommand({
       .option('keep-yearly', { type: 'string', describe: WHAT['keep-yearly'] })
       .option('keep-within', { type: 'string', describe: 'Keep every snapshot taken less than this long before the newest one: 30d, 12h, 2w, 6m, 1y6m (units h, d, w, m, y)' })
       .option('keep-tag', { type: 'string', describe: 'Keep every snapshot holding this tag (repeatable)' })
-      .option('group-by', { type: 'string', default: 'host,job', describe: 'Apply the policy to each group of snapshots sharing these (comma list of host, job, tags; empty: one group)' })
+      .option('group-by', { type: 'string', default: 'host,job', describe: 'Apply the policy to each group of snapshots sharing these (comma list of host, job, paths, tags; empty: one group)' })
       .option('time-zone', { type: 'string', describe: 'IANA time zone the calendar rules count in (default: the job\'s retention.timeZone, else the local zone)' })
       .option('all-jobs', { type: 'boolean', default: false, describe: "Apply the policy to every snapshot in the repository, not only to this job's" })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would be kept and removed; remove nothing' })
@@ -130,6 +130,7 @@ function describeKey(key: GroupKey): string {
   const parts: string[] = [];
   if (key.host !== undefined) parts.push(`host ${key.host}`);
   if (key.job !== undefined) parts.push(`job ${key.job}`);
+  if (key.paths !== undefined) parts.push(`paths ${key.paths.join(', ')}`);
   if (key.tags !== undefined) parts.push(key.tags.length > 0 ? `tags ${key.tags.join(', ')}` : 'no tags');
   return parts.length > 0 ? parts.join(', ') : 'all snapshots';
 }

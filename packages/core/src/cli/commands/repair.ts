@@ -44,7 +44,13 @@ function describeSnapshotsRepair(report: RepairSnapshotsReport): string {
   const lines: string[] = [];
   for (const r of report.repaired) {
     const done = r.replacement ? `replaced by ${r.replacement.slice(0, 12)}` : 'would be replaced';
-    lines.push(`snapshot ${r.snapshot.slice(0, 12)} ${done}, with zeros for ${formatRanges(r.lost)}`);
+    if (r.lostPaths) {
+      const shown = r.lostPaths.slice(0, 10);
+      const more = r.lostPathCount! > shown.length ? `, … (${r.lostPathCount! - shown.length} more)` : '';
+      lines.push(`snapshot ${r.snapshot.slice(0, 12)} ${done}, without the lost data of ${r.lostPathCount} path(s): ${shown.join(', ')}${more}`);
+    } else {
+      lines.push(`snapshot ${r.snapshot.slice(0, 12)} ${done}, with zeros for ${formatRanges(r.lost)}`);
+    }
   }
   for (const u of report.unrepairable) lines.push(`DAMAGE ${u.object}: ${u.message}${u.removed ? '; removed' : '; left as it is (--forget removes it)'}`);
   const done = report.dryRun ? 'would be repaired (dry run: nothing changed)' : 'repaired';
