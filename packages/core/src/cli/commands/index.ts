@@ -20,6 +20,9 @@ import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
 import { exportCommand } from './export.js';
 import { bootCommand } from './boot.js';
+import { lsCommand } from './ls.js';
+import { findCommand } from './find.js';
+import { diffCommand } from './diff.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
 export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
@@ -44,4 +47,8 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   mountCommand,
   umountCommand,
   exportCommand,
+  // Browsing file snapshots
+  lsCommand,
+  findCommand,
+  diffCommand,
 ];
