@@ -103,8 +103,9 @@ class TreeDiffer {
   }
 
   async #compareEntries(path: Buffer, a: TreeEntry, b: TreeEntry): Promise<void> {
+    // A new type is the whole story: its mode and times differ as a matter of course.
     const content = a.type !== b.type ? (['type'] as ChangedAspect[]) : contentChanges(a, b);
-    const metadata = metadataChanges(a, b);
+    const metadata = a.type !== b.type ? [] : metadataChanges(a, b);
     if (content.length > 0) {
       this.#changes.push({ path, change: 'M', type: b.type, what: [...content, ...metadata] });
       this.#summary.modified++;
