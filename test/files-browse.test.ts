@@ -1,8 +1,8 @@
-import { writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { writeFileSnapshots, type NodeSpec } from '@cairn/core/testing';
-import { MiB, PASSWORD_ENV, REPO_ROOT, backup, expectCleanFailure, expectSuccess, init, parseJson, randomBytesFor, runCli, tempDir, useSuiteScope, writeJob } from './utils/index.js';
+import { MiB, PASSWORD_ENV, REPO_ROOT, backup, expectCleanFailure, expectSuccess, init, parseJson, randomBytesFor, run as runTool, runCli, tempDir, useSuiteScope, writeJob } from './utils/index.js';
 
 /*
  * cairn ls, find and diff through the real CLI, and file snapshots in `snapshots` and `show`:
@@ -198,5 +198,110 @@ describe('browsing file snapshots: ls, find, diff', () => {
     expect(show).toMatch(/^paths      \/home\/u$/m);
     expect(show).toMatch(/^chunker    fastcdc min 512\.0 KiB, avg 1\.0 MiB, max 8\.0 MiB$/m);
     expect(parseJson(await ok(['show', job, files[2]!, '--json']))).toMatchObject({ id: files[2], kind: 'files', paths: ['/home/u'] });
+  });
+});
+
+/*
+ * The same commands against real backups by the `files` source: a tree on disk with every kind
+ * of entry, backed up three times with known changes between. `ls` is checked against GNU
+ * `ls -l` of the tree itself (mode, links, owner, group, size, time), field by field.
+ */
+describe('browsing real file backups', () => {
+  const scope = useSuiteScope();
+  let data: string;
+  let job: string;
+  const ids: string[] = [];
+  const env = { ...PASSWORD_ENV, TZ: 'UTC' };
+  const ok = async (args: string[]) => {
+    const result = await runCli(args, { env });
+    expectSuccess(result);
+    return result;
+  };
+
+  beforeAll(async () => {
+    const dir = await tempDir(scope, 'cairn-browse-real-');
+    data = join(dir, 'data');
+    await mkdir(join(data, 'docs/sub'), { recursive: true });
+    await mkdir(join(data, 'tmp'));
+    await chmod(join(data, 'tmp'), 0o1777);
+    await writeFile(join(data, 'docs/a.txt'), 'alpha');
+    await writeFile(join(data, 'docs/b.txt'), 'bravo');
+    await writeFile(join(data, 'docs/old.txt'), 'old text');
+    await writeFile(join(data, 'docs/sub/deep.txt'), 'deep');
+    await writeFile(join(data, 'big.bin'), randomBytesFor('browse-big', 3 * MiB));
+    await writeFile(join(data, 'tool'), '#!/bin/sh\n');
+    await chmod(join(data, 'tool'), 0o4755);
+    await writeFile(Buffer.from(`${data}/bad\xff.txt`, 'latin1'), 'x');
+    await writeFile(join(data, 'line\nbreak'), 'y');
+    await symlink('docs/a.txt', join(data, 'link'));
+    await runTool('mkfifo', [join(data, 'fifo')]);
+    await runTool('mknod', [join(data, 'null'), 'c', '1', '3']);
+    job = await writeJob(dir, { name: 'real', source: 'unused', extra: { source: { type: 'files', paths: ['./data'] } } });
+    await init(job);
+    ids.push((await backup(job, { env })).snapshot);
+
+    await writeFile(join(data, 'docs/a.txt'), 'alpha, edited');
+    await chmod(join(data, 'docs/b.txt'), 0o600);
+    await rm(join(data, 'docs/old.txt'));
+    await writeFile(join(data, 'docs/new.txt'), 'brand new');
+    await mkdir(join(data, 'docs/newdir'));
+    await writeFile(join(data, 'docs/newdir/x.txt'), 'x');
+    await runTool('setfattr', ['-n', 'user.note', '-v', 'hello', join(data, 'tool')]);
+    ids.push((await backup(job, { env })).snapshot);
+
+    await utimes(join(data, 'docs/b.txt'), new Date('2026-01-02T03:04:05Z'), new Date('2026-01-02T03:04:05Z'));
+    ids.push((await backup(job, { env })).snapshot);
+  });
+
+  test('ls -l agrees with GNU ls -l of the tree, field by field', async () => {
+    const ours = (await ok(['ls', job, ids[2]!, data])).stdout.trimEnd().split('\n');
+    const gnu = (await runTool('ls', ['-l', '-A', '-b', '--time-style=+%Y-%m-%d %H:%M:%S', data], { env: { ...process.env, TZ: 'UTC', LC_ALL: 'C' } })).trimEnd().split('\n').slice(1);
+    expect(ours).toHaveLength(gnu.length);
+    for (const [i, line] of ours.entries()) {
+      const mine = line.split(/ +/).slice(0, 7);
+      const theirs = gnu[i]!.split(/ +/).slice(0, 7);
+      theirs[0] = theirs[0]!.replace(/[.+]$/, '');
+      // Folders are stored without a size (GNU ls shows the directory file's blocks).
+      if (mine[0]!.startsWith('d')) theirs[4] = '0';
+      expect(mine, `line ${i}: ${line}`).toEqual(theirs);
+    }
+    expect(ours.map((line) => line.slice(line.indexOf(':') + 7))).toEqual(['bad\\xff.txt', 'big.bin', 'docs', 'fifo', 'line\\nbreak', 'link -> docs/a.txt', 'null', 'tmp', 'tool']);
+    const [tool] = parseJson<any[]>(await ok(['ls', job, 'latest', `${data}/tool`, '--json']));
+    expect(tool).toMatchObject({ permissions: '-rwsr-xr-x', xattrs: ['user.note'], size: 10 });
+  });
+
+  test('find across the three backups groups unchanged files into one line', async () => {
+    const versions = parseJson<any[]>(await ok(['find', job, 'docs/**/*.txt', '--json']));
+    const rows = versions.map((v) => [v.path.slice(data.length), v.snapshots.map((id: string) => ids.indexOf(id))]);
+    expect(rows).toEqual([
+      ['/docs/a.txt', [0]],
+      ['/docs/a.txt', [1, 2]],
+      ['/docs/b.txt', [0, 1, 2]],
+      ['/docs/new.txt', [1, 2]],
+      ['/docs/newdir/x.txt', [1, 2]],
+      ['/docs/old.txt', [0]],
+      ['/docs/sub/deep.txt', [0, 1, 2]],
+    ]);
+    const big = parseJson<any[]>(await ok(['find', job, 'big.bin', '--json']));
+    expect(big).toEqual([expect.objectContaining({ size: 3 * MiB, snapshots: ids })]);
+  });
+
+  test('diff between real backups: every change under the backed-up folder, exactly', async () => {
+    const changes = async (a: string, b: string) => {
+      const { changes: all } = parseJson(await ok(['diff', job, a, b, '--json']));
+      // The folders above it (the temporary folder, /tmp) change as other programs work.
+      return all.filter((c: any) => c.path.startsWith(`${data}/`)).map((c: any) => [c.change, c.path.slice(data.length), c.what]);
+    };
+    expect(await changes(ids[0]!, ids[1]!)).toEqual([
+      ['U', '/docs', ['mtime']],
+      ['M', '/docs/a.txt', ['content', 'mtime']],
+      ['U', '/docs/b.txt', ['mode']],
+      ['+', '/docs/new.txt', undefined],
+      ['+', '/docs/newdir', undefined],
+      ['+', '/docs/newdir/x.txt', undefined],
+      ['-', '/docs/old.txt', undefined],
+      ['U', '/tool', ['xattrs']],
+    ]);
+    expect(await changes(ids[1]!, ids[2]!)).toEqual([['U', '/docs/b.txt', ['mtime']]]);
   });
 });

@@ -71,7 +71,7 @@ function describeFileSnapshot(id: string, m: FileSnapshotManifest, bytesAdded: n
     ...(m.tags?.length ? [`tags       ${m.tags.join(', ')}`] : []),
     `kind       files (source ${m.source.type})`,
     `paths      ${m.paths.map((p) => escapeName(Buffer.from(p))).join(', ')}`,
-    `parent     ${m.parent ? `${m.parent.slice(0, 12)} (files unchanged since it were not read again)` : 'none (every file was read)'}`,
+    `parent     ${m.parent ? `${m.parent.slice(0, 12)} (files unchanged since then were not read again)` : 'none (every file was read)'}`,
     `contents   ${count(s.files)} files, ${count(s.dirs)} folders, ${count(s.others)} others (links, devices, FIFOs); ${formatBytes(s.totalBytes)} (${s.totalBytes} bytes) of files`,
     `read       ${formatBytes(s.bytesRead)}; ${count(s.unchangedFiles)} unchanged files not read again`,
     `stored     ${formatBytes(bytesAdded)} added by this run; ${count(s.dataChunks)} data chunks (${count(s.newChunks)} new), ${count(s.treeBlobs)} trees; compression ${m.compression}`,
