@@ -1,5 +1,6 @@
 import { compareNames, type EntryType, type TreeEntry } from './tree.js';
 import { joinPath, type TreeReader } from './tree-reader.js';
+import { TreeReadAhead } from './read-ahead.js';
 
 /** `+` added, `-` removed, `M` modified (content, link target, device number or type), `U` metadata only. */
 export type ChangeKind = '+' | '-' | 'M' | 'U';
@@ -61,12 +62,17 @@ class TreeDiffer {
   readonly #oldChunks = new Map<string, number>();
   readonly #newChunks = new Map<string, number>();
 
-  constructor(private readonly reader: TreeReader) {}
+  readonly #trees: TreeReadAhead;
+
+  constructor(reader: TreeReader) {
+    this.#trees = new TreeReadAhead(reader);
+  }
 
   async compare(older: string | undefined, newer: string | undefined, prefix: Buffer): Promise<void> {
     if (older === newer) return;
     const a = await this.#entries(older);
     const b = await this.#entries(newer);
+    this.#readAhead(a, b);
     let i = 0;
     let j = 0;
     while (i < a.length || j < b.length) {
@@ -85,7 +91,16 @@ class TreeDiffer {
 
   async #entries(tree: string | undefined): Promise<TreeEntry[]> {
     // Trees are stored in name order; sorted again so that a merge never depends on it.
-    return tree === undefined ? [] : [...(await this.reader.read(tree))].sort((x, y) => compareNames(x.name, y.name));
+    return tree === undefined ? [] : [...(await this.#trees.read(tree))].sort((x, y) => compareNames(x.name, y.name));
+  }
+
+  /** Starts reading the subtrees the comparison will descend into: those the other side does not have. */
+  #readAhead(a: readonly TreeEntry[], b: readonly TreeEntry[]): void {
+    const subtrees = (entries: readonly TreeEntry[]) => new Set(entries.flatMap((e) => (e.subtree !== undefined ? [e.subtree] : [])));
+    const older = subtrees(a);
+    const newer = subtrees(b);
+    this.#trees.ahead([...older].filter((id) => !newer.has(id)));
+    this.#trees.ahead([...newer].filter((id) => !older.has(id)));
   }
 
   async #added(path: Buffer, entry: TreeEntry): Promise<void> {

@@ -3,6 +3,7 @@ import type { FileSnapshotManifest } from '../repository/snapshot.js';
 import type { PathMatcher } from './glob.js';
 import { displayName, type TreeEntry } from './tree.js';
 import { joinPath, type TreeReader } from './tree-reader.js';
+import { TreeReadAhead } from './read-ahead.js';
 
 /** One version of a path that matched: the same content at the same path, in one or more snapshots. */
 export interface FoundVersion {
@@ -45,21 +46,26 @@ export async function findVersions(reader: TreeReader, snapshots: readonly Snaps
 class VersionFinder {
   readonly #found = new Map<string, FoundVersion>();
   readonly #visits = new Map<string, FolderVisit>();
+  readonly #trees: TreeReadAhead;
 
   constructor(
-    private readonly reader: TreeReader,
+    reader: TreeReader,
     private readonly matcher: PathMatcher,
-  ) {}
+  ) {
+    this.#trees = new TreeReadAhead(reader);
+  }
 
   async visitFolder(tree: string, prefix: Buffer, snapshot: string): Promise<FolderVisit> {
-    const key = `${tree}:${prefix.toString('latin1')}`;
+    const key = visitKey(tree, prefix);
     const known = this.#visits.get(key);
     if (known) {
       this.#credit(known, snapshot);
       return known;
     }
     const visit: FolderVisit = { hits: [], subfolders: [] };
-    for (const entry of await this.reader.read(tree)) {
+    const entries = await this.#trees.read(tree);
+    this.#trees.ahead(entries.flatMap((e) => (e.subtree !== undefined && !this.#visits.has(visitKey(e.subtree, joinPath(prefix, e.name))) ? [e.subtree] : [])));
+    for (const entry of entries) {
       const path = joinPath(prefix, entry.name);
       if (this.matcher.matches(displayName(this.matcher.onPath ? path : entry.name))) visit.hits.push(this.#record(path, entry, snapshot));
       if (entry.type !== 'dir' || entry.subtree === undefined) continue;
@@ -94,6 +100,11 @@ class VersionFinder {
     }
     for (const below of visit.subfolders) this.#credit(below, snapshot);
   }
+}
+
+/** A folder visit is known by its tree and its path: the same tree elsewhere holds other paths. */
+function visitKey(tree: string, path: Buffer): string {
+  return `${tree}:${path.toString('latin1')}`;
 }
 
 /**

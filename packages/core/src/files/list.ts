@@ -2,6 +2,7 @@ import { SnapshotPathNotFoundError } from '../errors.js';
 import type { FileSnapshotManifest } from '../repository/snapshot.js';
 import { displayName, type TreeEntry } from './tree.js';
 import { joinPath, pathNames, type TreeReader } from './tree-reader.js';
+import { TreeReadAhead } from './read-ahead.js';
 
 /** One entry of a listing and its absolute path in the snapshot. */
 export interface PathEntry {
@@ -36,7 +37,7 @@ export async function listPath(reader: TreeReader, id: string, manifest: FileSna
   const entries: PathEntry[] = [];
   if (entry.subtree === undefined) return { path: absolute, folder: true, entries };
   if (options.recursive) {
-    for await (const found of reader.walk(entry.subtree, absolute)) entries.push(found);
+    await walkInto(new TreeReadAhead(reader), entry.subtree, absolute, entries);
   } else {
     for (const child of await reader.read(entry.subtree)) entries.push({ path: joinPath(absolute, child.name), entry: child });
   }
@@ -46,4 +47,15 @@ export async function listPath(reader: TreeReader, id: string, manifest: FileSna
 /** What the snapshot does hold, for the message about a path it does not. */
 function nearestHint(manifest: FileSnapshotManifest): string {
   return manifest.paths.length > 0 ? ` (it holds ${manifest.paths.join(', ')})` : '';
+}
+
+/** Every entry under the tree, depth-first in name order, the subtrees of each folder read ahead. */
+async function walkInto(trees: TreeReadAhead, id: string, prefix: Buffer, into: PathEntry[]): Promise<void> {
+  const entries = await trees.read(id);
+  trees.ahead(entries.flatMap((e) => (e.subtree !== undefined ? [e.subtree] : [])));
+  for (const entry of entries) {
+    const path = joinPath(prefix, entry.name);
+    into.push({ path, entry });
+    if (entry.type === 'dir' && entry.subtree !== undefined) await walkInto(trees, entry.subtree, path, into);
+  }
 }

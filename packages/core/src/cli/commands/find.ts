@@ -28,7 +28,7 @@ export const findCommand = defineCommand({
     const { snapshots, versions } = await core.get(BrowseOperation).find(job, matcher, { snapshots: listOf(args.snapshot) });
     const byId = new Map(snapshots.map((s) => [s.id, s]));
     output.result(
-      versions.map((v) => ({ ...entryJson(v.path, v.entry), snapshots: v.snapshots, firstTime: byId.get(v.snapshots[0]!)!.manifest.time, lastTime: byId.get(v.snapshots.at(-1)!)!.manifest.time })),
+      output.json && versions.map((v) => ({ ...entryJson(v.path, v.entry), snapshots: v.snapshots, firstTime: byId.get(v.snapshots[0]!)!.manifest.time, lastTime: byId.get(v.snapshots.at(-1)!)!.manifest.time })),
       () => describeVersions(versions, byId, snapshots.length),
     );
     return ExitCode.ok;

@@ -16,10 +16,8 @@ export const lsCommand = defineCommand({
   async run(args, { core, output }) {
     const job = await core.get(JobLoader).load(args.job);
     const { listing } = await core.get(BrowseOperation).ls(job, args.snapshot, args.path, { recursive: args.recursive });
-    output.result(
-      listing.entries.map(({ path, entry }) => entryJson(path, entry)),
-      () => describeListing(listing, args.recursive),
-    );
+    // The JSON is built only when it is printed: a recursive listing may hold millions of entries.
+    output.result(output.json ? listing.entries.map(({ path, entry }) => entryJson(path, entry)) : undefined, () => describeListing(listing, args.recursive));
     return ExitCode.ok;
   },
 });
