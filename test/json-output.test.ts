@@ -132,13 +132,14 @@ describe('--json output of every command', () => {
     expect(Date.parse(backups[1]!.json.time)).toBeGreaterThan(Date.parse(backups[0]!.json.time));
   });
 
-  test('snapshots --json: oldest first, each { id, time, hostname, job, tags, source, size, imageDigest, layout, bytesAdded }', async () => {
+  test('snapshots --json: oldest first, each { id, time, hostname, job, tags, source, kind, size, imageDigest, layout, bytesAdded }', async () => {
     const rows = parseJson<any[]>(await runCli(['snapshots', job, '--json'], { env: PASSWORD_ENV }));
     expect(Array.isArray(rows)).toBe(true);
     expect(rows).toHaveLength(backups.length);
     for (const [i, row] of rows.entries()) {
       const made = backups[i]!.json;
-      expectKeys(row, ['id', 'time', 'hostname', 'job', 'tags', 'source', 'size', 'imageDigest', 'layout', 'bytesAdded']);
+      expectKeys(row, ['id', 'time', 'hostname', 'job', 'tags', 'source', 'kind', 'size', 'imageDigest', 'layout', 'bytesAdded']);
+      expect(row.kind).toBe('volume');
       expect(row.id).toBe(made.snapshot);
       expect(row.time).toBe(made.time);
       expect(row.hostname).toBe(hostname());
