@@ -116,6 +116,10 @@ describe('browsing file snapshots: ls, find, diff', () => {
     expectCleanFailure(await run(['ls', job, files[0]!, '/home/u/docs/new.txt']), 1, new RegExp(`Snapshot ${files[0]!.slice(0, 8)} has no /home/u/docs/new.txt \\(it holds /home/u\\)`));
     expectCleanFailure(await run(['ls', job, 'latest', '/home/u/../etc']), 2, /cannot contain "\.\."/);
     expectCleanFailure(await run(['ls', job, volume]), 2, /is a volume image snapshot .*cairn ls needs a file snapshot/);
+    // A folder that could not be read is listed empty, with a warning saying why.
+    const locked = await ok(['ls', job, 'latest', '/home/u/locked']);
+    expect(locked.stdout).toBe('');
+    expect(locked.stderr).toMatch(/\/home\/u\/locked could not be read when it was backed up \(EACCES \(permission denied\)\)/);
   });
 
   test('find across three snapshots: one line per path and content, with the snapshots holding it', async () => {

@@ -21,6 +21,8 @@ export interface Listing {
   /** False when the path is a file (or link, device, FIFO): the listing is that one entry. */
   folder: boolean;
   entries: PathEntry[];
+  /** Why the folder's contents are missing or incomplete (it could not be read when backed up). */
+  folderError?: string;
 }
 
 /**
@@ -35,13 +37,14 @@ export async function listPath(reader: TreeReader, id: string, manifest: FileSna
   if (!entry) throw new SnapshotPathNotFoundError(`Snapshot ${id.slice(0, 8)} has no ${displayName(absolute)}${nearestHint(manifest)}`);
   if (entry.type !== 'dir') return { path: absolute, folder: false, entries: [{ path: absolute, entry }] };
   const entries: PathEntry[] = [];
-  if (entry.subtree === undefined) return { path: absolute, folder: true, entries };
+  const folderError = entry.error !== undefined ? { folderError: entry.error } : {};
+  if (entry.subtree === undefined) return { path: absolute, folder: true, entries, ...folderError };
   if (options.recursive) {
     await walkInto(new TreeReadAhead(reader), entry.subtree, absolute, entries);
   } else {
     for (const child of await reader.read(entry.subtree)) entries.push({ path: joinPath(absolute, child.name), entry: child });
   }
-  return { path: absolute, folder: true, entries };
+  return { path: absolute, folder: true, entries, ...folderError };
 }
 
 /** What the snapshot does hold, for the message about a path it does not. */

@@ -6,6 +6,7 @@ import type { DamagedObject, Repository } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import { isFileManifest, requireFileManifest, type FileSnapshotManifest } from '../repository/snapshot.js';
 import { TreeReader } from '../files/tree-reader.js';
+import { displayName } from '../files/tree.js';
 import { listPath, type ListOptions, type Listing } from '../files/list.js';
 import { findVersions, type FoundVersion } from '../files/find.js';
 import { diffTrees, type SnapshotDiff } from '../files/diff.js';
@@ -43,6 +44,7 @@ export class BrowseOperation {
     return this.#withTrees(job, 'ls', async (repository, openReader) => {
       const snapshot = await this.#resolve(repository, job, ref, 'cairn ls');
       const listing = await listPath(await openReader(), snapshot.id, snapshot.manifest, path, options);
+      if (listing.folderError !== undefined) this.logger.warn(`${displayName(listing.path)} could not be read when it was backed up (${listing.folderError}): what it held is missing or incomplete`);
       return { snapshot, listing };
     });
   }
