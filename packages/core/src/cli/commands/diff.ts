@@ -11,7 +11,7 @@ export const diffCommand = defineCommand({
   describe: 'What changed between two file snapshots: + added, - removed, M modified, U metadata only',
   builder: (yargs) =>
     withJob(yargs)
-      .positional('a', { type: 'string', demandOption: true, describe: 'The older snapshot: an id, a prefix of one (4+ hex digits), or latest' })
+      .positional('a', { type: 'string', demandOption: true, describe: "The older snapshot: an id, a prefix of one (4+ hex digits), or latest (the job's newest file snapshot)" })
       .positional('b', { type: 'string', demandOption: true, describe: 'The newer snapshot' }),
   async run(args, { core, output }) {
     const job = await core.get(JobLoader).load(args.job);

@@ -10,6 +10,7 @@ export const lsCommand = defineCommand({
   describe: 'List a folder of a file snapshot like `ls -l` (a path the snapshot does not hold: exit 1)',
   builder: (yargs) =>
     withSnapshot(withJob(yargs))
+      .positional('snapshot', { type: 'string', demandOption: true, describe: "A snapshot id, a prefix of one (4+ hex digits), or latest (the job's newest file snapshot)" })
       .positional('path', { type: 'string', default: '/', describe: 'An absolute path in the snapshot, such as /home/u/docs; a file lists itself' })
       .option('recursive', { alias: 'R', type: 'boolean', default: false, describe: 'Everything under the folder, one line per entry with its full path' })
       .option('long', { alias: 'l', type: 'boolean', default: true, describe: 'The long format (always; accepted out of habit)' }),
