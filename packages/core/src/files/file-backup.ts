@@ -12,9 +12,10 @@ import type { Progress } from '../pipeline/progress.js';
 import { FastCdc, gearTable } from './cdc.js';
 import { ContentStore, FileReadFailure } from './file-content.js';
 import type { FileMetadata, OpenedFileTree } from './file-source.js';
-import { mapConcurrent } from './semaphore.js';
-import { TreeReader, joinPath, pathNames } from './tree-reader.js';
-import { displayName, encodeTree, type EntryType, type TreeEntry } from './tree.js';
+import { Backlog, Semaphore } from './semaphore.js';
+import { joinPath, pathNames } from './tree-reader.js';
+import { decodeTree, displayName, encodeTree, type EntryType, type TreeEntry } from './tree.js';
+import { readBlob } from '../pipeline/chunk-maps.js';
 
 export interface FileBackupInput {
   repository: Repository;
@@ -51,8 +52,18 @@ export interface FileBackupResult {
 export const MAX_SKIPPED_LISTED = 1000;
 /** Per-path warnings printed as they happen; the rest are summed up at the end. */
 const WARNINGS_SHOWN = 20;
-/** Children of one folder backed up at once (folders nest: more run in all). */
-const CHILDREN_AT_ONCE = 32;
+/**
+ * Files being read at once. The walk lists one folder at a time, depth first, and waits while
+ * this many files are in flight: what is held in memory is the entries of the folders whose
+ * files are still being read, whatever the size of the tree.
+ */
+const FILES_IN_FLIGHT = 64;
+/**
+ * Entries of folders listed completely but not stored yet (their files are being read, or
+ * their tree sealed) before the walk waits. Only those count: they finish without more of the
+ * walk, so waiting for them cannot wait for itself (the folders above the walk's position can).
+ */
+const ENTRIES_BACKLOG = 4096;
 
 /**
  * Backs up the source's roots into a file snapshot: trees bottom-up, one blob per folder,
@@ -102,6 +113,14 @@ function rootTrie(roots: readonly Buffer[]): RootNode {
 /** Names as Map keys: latin1 maps every byte to one character, so distinct names stay distinct. */
 const keyOf = (name: Buffer) => name.toString('latin1');
 
+/** Work the walk has started: `done` settles when the entry (or tree) is complete. Not a bare promise: those would be flattened. */
+interface Later<T> {
+  done: Promise<T>;
+}
+
+const ready = <T>(value: T): Later<T> => ({ done: Promise.resolve(value) });
+const isEntry = (entry: TreeEntry | undefined): entry is TreeEntry => entry !== undefined;
+
 function entryOf(name: Buffer, metadata: FileMetadata): TreeEntry {
   return { ...metadata, type: metadata.type as EntryType, name };
 }
@@ -112,7 +131,10 @@ class FileBackupSession {
   readonly #ledger: ChunkLedger;
   readonly #cdc: FastCdc;
   readonly #content: ContentStore;
-  readonly #parentTrees: TreeReader | undefined;
+  readonly #filesInFlight = new Semaphore(FILES_IN_FLIGHT);
+  readonly #backlog = new Backlog();
+  /** The first failure of work the walk started (a repository error): the walk stops at it. */
+  #failure: { error: unknown } | undefined;
   readonly #stats = { files: 0, dirs: 0, others: 0, totalBytes: 0, unchangedFiles: 0, treeBlobs: 0, changedWhileRead: 0 };
   readonly #skipped: SkippedPath[] = [];
   #skippedCount = 0;
@@ -128,7 +150,6 @@ class FileBackupSession {
     // Only its claims are used: a blob this run or another writer stored already is not stored again.
     this.#ledger = new ChunkLedger(0, index);
     this.#content = new ContentStore(pool, this.#packer, this.#cdc, (id) => this.#ledger.claim(id), defaultPoolSize() + 2, (bytes) => input.progress.advance(bytes));
-    this.#parentTrees = input.parent ? new TreeReader(repository, index, pool) : undefined;
   }
 
   async run(): Promise<FileBackupResult> {
@@ -150,68 +171,86 @@ class FileBackupSession {
   async #rootTree(): Promise<string> {
     const top = rootTrie(this.#input.source.roots);
     const previous = this.#input.parent?.manifest.tree;
-    if (!top.isRoot) return this.#storeTree(await this.#nodeEntries(top.children, previous));
+    if (!top.isRoot) return (await this.#walkNodes(top.children, previous)).done;
     // Backing up `/` itself: the snapshot's root is the file system's.
     const folder = await this.#input.source.stat(top.path);
-    const { subtree } = await this.#folderTree(top.path, folder, previous);
+    const { subtree } = await (await this.#walkFolder(top.path, folder, previous)).done;
     // A root that cannot be listed is recorded as skipped; the snapshot's root is then empty.
     return subtree ?? this.#storeTree([]);
   }
 
-  /** The entries of the paths' ancestors and the paths themselves, at one level of the trie. */
-  async #nodeEntries(nodes: readonly RootNode[], previousTree: string | undefined): Promise<TreeEntry[]> {
-    const previous = await this.#previousEntries(previousTree);
-    const entries = await mapConcurrent(nodes, CHILDREN_AT_ONCE, (node) => this.#nodeEntry(node, previous?.get(keyOf(node.name))));
-    return entries.filter((e): e is TreeEntry => e !== undefined);
+  /** Starts tracking work of the walk; its failure stops the walk (the run fails with it). */
+  #later<T>(work: Promise<T>): Later<T> {
+    work.catch((error: unknown) => (this.#failure ??= { error }));
+    return { done: work };
   }
 
-  async #nodeEntry(node: RootNode, previous: TreeEntry | undefined): Promise<TreeEntry | undefined> {
+  #throwIfFailed(): void {
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  /** A tree of the entries once they are all complete. */
+  #treeOf(children: ReadonlyArray<Later<TreeEntry | undefined>>): Later<string> {
+    return this.#later(Promise.all(children.map((child) => child.done)).then((entries) => this.#storeTree(entries.filter(isEntry))));
+  }
+
+  /** The tree of one level of the roots' trie: the paths' ancestors and the paths themselves. */
+  async #walkNodes(nodes: readonly RootNode[], previousTree: string | undefined): Promise<Later<string>> {
+    const previous = await this.#previousEntries(previousTree);
+    const children: Array<Later<TreeEntry | undefined>> = [];
+    for (const node of nodes) children.push(await this.#walkNode(node, previous?.get(keyOf(node.name))));
+    return this.#treeOf(children);
+  }
+
+  async #walkNode(node: RootNode, previous: TreeEntry | undefined): Promise<Later<TreeEntry | undefined>> {
     let metadata: FileMetadata;
     try {
       metadata = await this.#input.source.stat(node.path);
     } catch (err) {
       this.#skip(node.path, describeSystemError(err));
-      return undefined;
+      return ready(undefined);
     }
-    if (node.isRoot) return this.#entry(node.path, node.name, metadata, previous);
+    if (node.isRoot) return this.#walkEntry(node.path, node.name, metadata, previous);
     if (metadata.type !== 'dir') {
       this.#skip(node.path, `not a folder (a ${metadata.type}), but the paths to back up are inside it`);
-      return undefined;
+      return ready(undefined);
     }
     this.#stats.dirs++;
-    const children = await this.#nodeEntries(node.children, previous?.type === 'dir' ? previous.subtree : undefined);
-    return { ...entryOf(node.name, metadata), subtree: await this.#storeTree(children) };
+    const tree = await this.#walkNodes(node.children, previous?.type === 'dir' ? previous.subtree : undefined);
+    return this.#later(tree.done.then((subtree) => ({ ...entryOf(node.name, metadata), subtree })));
   }
 
   /** One listed path: a folder with everything in it, a file with its content, or an entry without content. */
-  async #entry(path: Buffer, name: Buffer, metadata: FileMetadata, previous: TreeEntry | undefined): Promise<TreeEntry | undefined> {
+  async #walkEntry(path: Buffer, name: Buffer, metadata: FileMetadata, previous: TreeEntry | undefined): Promise<Later<TreeEntry | undefined>> {
     switch (metadata.type) {
       case 'socket':
         this.#input.note?.(`${displayName(path)} is a socket; not backed up`);
-        return undefined;
+        return ready(undefined);
       case 'dir': {
         this.#stats.dirs++;
-        const children = await this.#folderTree(path, metadata, previous?.type === 'dir' ? previous.subtree : undefined);
-        return { ...entryOf(name, metadata), ...children };
+        const tree = await this.#walkFolder(path, metadata, previous?.type === 'dir' ? previous.subtree : undefined);
+        return this.#later(tree.done.then((children) => ({ ...entryOf(name, metadata), ...children })));
       }
       case 'file':
         this.#stats.files++;
-        return this.#fileEntry(path, name, metadata, previous);
+        return this.#walkFile(path, name, metadata, previous);
       default:
         this.#stats.others++;
-        return entryOf(name, metadata);
+        return ready(entryOf(name, metadata));
     }
   }
 
-  /** A folder's tree id, or why it has none (it could not be listed). */
-  async #folderTree(path: Buffer, folder: FileMetadata, previousTree: string | undefined): Promise<{ subtree?: string; error?: string }> {
+  /** Lists a folder and starts its entries; `done` gives its tree id, or why it has none (it could not be listed). */
+  async #walkFolder(path: Buffer, folder: FileMetadata, previousTree: string | undefined): Promise<Later<{ subtree?: string; error?: string }>> {
+    await this.#backlog.below(ENTRIES_BACKLOG);
+    this.#throwIfFailed();
     let listing;
     try {
       listing = await this.#input.source.list(path, folder);
     } catch (err) {
       const reason = describeSystemError(err);
       this.#skip(path, reason);
-      return { error: reason };
+      return ready({ error: reason });
     }
     for (const problem of listing.problems) {
       const child = joinPath(path, problem.name);
@@ -219,21 +258,32 @@ class FileBackupSession {
       else this.#input.note?.(`${displayName(child)} is not backed up: ${problem.reason}`);
     }
     const previous = await this.#previousEntries(previousTree);
-    const entries = await mapConcurrent(listing.entries, CHILDREN_AT_ONCE, (child) =>
-      this.#entry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name))),
-    );
-    return { subtree: await this.#storeTree(entries.filter((e): e is TreeEntry => e !== undefined)) };
+    const children: Array<Later<TreeEntry | undefined>> = [];
+    for (const child of listing.entries) {
+      children.push(await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name))));
+    }
+    const tree = this.#treeOf(children);
+    this.#backlog.add(children.length);
+    const stored = tree.done.finally(() => this.#backlog.done(children.length));
+    return this.#later(stored.then((subtree) => ({ subtree })));
   }
 
-  async #fileEntry(path: Buffer, name: Buffer, metadata: FileMetadata, previous: TreeEntry | undefined): Promise<TreeEntry> {
+  /** A file's entry: the parent's when unchanged, otherwise read (once a place among the files in flight is free). */
+  async #walkFile(path: Buffer, name: Buffer, metadata: FileMetadata, previous: TreeEntry | undefined): Promise<Later<TreeEntry>> {
     const entry = entryOf(name, metadata);
     if (previous && this.#unchanged(metadata, previous)) {
       this.#stats.unchangedFiles++;
       this.#stats.totalBytes += previous.size;
       this.#content.stats.dataChunks += previous.content!.length;
-      return { ...entry, size: previous.size, content: previous.content! };
+      return ready({ ...entry, size: previous.size, content: previous.content! });
     }
-    if (metadata.size === 0) return { ...entry, content: [] };
+    if (metadata.size === 0) return ready({ ...entry, content: [] });
+    await this.#filesInFlight.acquire();
+    this.#throwIfFailed();
+    return this.#later(this.#fileEntry(path, entry, metadata).finally(() => this.#filesInFlight.release()));
+  }
+
+  async #fileEntry(path: Buffer, entry: TreeEntry, metadata: FileMetadata): Promise<TreeEntry> {
     try {
       const read = await this.#content.readFile(this.#input.source, path, metadata.size);
       this.#stats.totalBytes += read.size;
@@ -269,9 +319,12 @@ class FileBackupSession {
 
   /** The parent snapshot's entries of a folder, by name; undefined without one (a new folder, no parent, or a tree that cannot be read). */
   async #previousEntries(treeId: string | undefined): Promise<Map<string, TreeEntry> | undefined> {
-    if (treeId === undefined || !this.#parentTrees) return undefined;
+    if (treeId === undefined) return undefined;
+    const { repository, index, pool } = this.#input;
     try {
-      return new Map((await this.#parentTrees.read(treeId)).map((entry) => [keyOf(entry.name), entry]));
+      // Not through TreeReader: its cache would keep every tree of the parent (each is read once here).
+      const entries = decodeTree(treeId, await readBlob(repository, index, pool, treeId));
+      return new Map(entries.map((entry) => [keyOf(entry.name), entry]));
     } catch (err) {
       // Without the parent's tree the folder is only read again in full.
       if (!this.#parentTreeUnreadable) this.#input.warn?.(`A tree of the parent snapshot cannot be read (${(err as Error).message}); its files are read again`);

@@ -7,36 +7,47 @@ export class Semaphore {
     this.#free = permits;
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  /** Resolves once a permit is this caller's; give it back with `release`. */
+  async acquire(): Promise<void> {
     if (this.#free > 0) this.#free--;
     else await new Promise<void>((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next) next();
+    else this.#free++;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    await this.acquire();
     try {
       return await task();
     } finally {
-      const next = this.#waiters.shift();
-      if (next) next();
-      else this.#free++;
+      this.release();
     }
   }
 }
 
-/** `fn` over every item with at most `limit` calls in flight; results in the items' order. */
-export async function mapConcurrent<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    // After a failure the others take no new items: the caller is about to give up.
-    while (next < items.length && !failed) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
+/** A count of things waiting to be finished, and a way to wait until it is low enough. */
+export class Backlog {
+  #pending = 0;
+  #waiters: Array<{ limit: number; resolve: () => void }> = [];
+
+  add(count: number): void {
+    this.#pending += count;
+  }
+
+  done(count: number): void {
+    this.#pending -= count;
+    const waiting = this.#waiters;
+    this.#waiters = waiting.filter((waiter) => this.#pending >= waiter.limit);
+    for (const waiter of waiting) if (this.#pending < waiter.limit) waiter.resolve();
+  }
+
+  /** Resolves once fewer than `limit` are pending. */
+  below(limit: number): Promise<void> {
+    if (this.#pending < limit) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ limit, resolve }));
+  }
 }
