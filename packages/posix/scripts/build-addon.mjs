@@ -16,10 +16,16 @@ function nodeDir() {
   return existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined;
 }
 
+// Outside a lifecycle script (`node scripts/build-addon.mjs` by hand): the node-gyp that pnpm or
+// npm installed globally next to this node ships.
+const BUNDLED_NODE_GYP = ['pnpm/dist/node_modules/node-gyp/bin/node-gyp.js', 'npm/node_modules/node-gyp/bin/node-gyp.js'];
+
 function nodeGypCommand() {
   const script = process.env.npm_config_node_gyp;
   if (script && existsSync(script)) return [process.execPath, script];
-  return ['node-gyp'];
+  const globalModules = resolve(dirname(process.execPath), '..', 'lib', 'node_modules');
+  const bundled = BUNDLED_NODE_GYP.map((p) => join(globalModules, p)).find((p) => existsSync(p));
+  return bundled ? [process.execPath, bundled] : ['node-gyp'];
 }
 
 const dir = nodeDir();

@@ -26,7 +26,35 @@ export interface PosixError extends Error {
   path?: string;
 }
 
+/**
+ * What statChildren found for each name, by index: `stats` holds STAT_FIELDS numbers per child
+ * (see StatField); `targets[i]` is a symlink's target, `xattrs[i]` the extended attributes when
+ * there are any (sorted by name), `errors[i]` the error when the child could not be read
+ * (`syscall` 'lstat', 'readlink' or 'llistxattr'; code 'ENOENT' when it vanished). Absent
+ * elements are undefined.
+ */
+export interface ChildrenStats {
+  stats: BigInt64Array;
+  targets: Array<Buffer | undefined>;
+  xattrs: Array<Xattr[] | undefined>;
+  errors: Array<PosixError | undefined>;
+}
+
+/** The fields of one child in `ChildrenStats.stats`, in order; times in nanoseconds since the epoch. */
+export const StatField = { mode: 0, uid: 1, gid: 2, size: 3, ino: 4, dev: 5, nlink: 6, rdev: 7, atimeNs: 8, mtimeNs: 9, ctimeNs: 10 } as const;
+export const STAT_FIELDS = 11;
+
+/** What readWhole read, and the file's size and times when it was done (fstat). */
+export interface WholeRead {
+  bytesRead: number;
+  size: number;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
 interface Native {
+  readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead>;
+  statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
   listXattrs(path: PathLike): Xattr[];
   setXattr(path: PathLike, name: string, value: Buffer): void;
   setTimes(path: PathLike, atimeNs: bigint, mtimeNs: bigint): void;
@@ -88,4 +116,24 @@ export function userName(uid: number): string | undefined {
 /** The name of a group id (getgrgid_r), or undefined when it has none. */
 export function groupName(gid: number): string | undefined {
   return native.groupName(gid);
+}
+
+/**
+ * lstat, symlink target and xattrs of the children `names` of `folder`, done on libuv's thread
+ * pool in one trip (fstatat, readlinkat, llistxattr/lgetxattr: what listXattrs and fs.lstat do,
+ * without a trip per child). Rejects only when the folder cannot be opened; a child that cannot
+ * be read has its error in `errors`.
+ */
+export function statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats> {
+  return native.statChildren(folder, names);
+}
+
+/**
+ * Reads a regular file from its start into `into` (up to `into.length` bytes; fewer only at its
+ * end), on libuv's thread pool in one trip: open (O_NOATIME where permitted, O_NOFOLLOW,
+ * O_NONBLOCK), pread, fstat, close. `into` may be a view of a SharedArrayBuffer; it must not be
+ * touched until the promise settles. Rejects with `syscall` 'open', 'read' or 'fstat'.
+ */
+export function readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead> {
+  return native.readWhole(path, into);
 }

@@ -148,6 +148,7 @@ static ssize_t get_value(const char *path, const char *name, char **value) {
     if (size < 0) return -1;
     *value = malloc(size > 0 ? size : 1);
     if (*value == NULL) return errno = ENOMEM, -1;
+    if (size == 0) return 0; /* asking again with size 0 would return a length, not the value */
     ssize_t got = lgetxattr(path, name, *value, size);
     if (got >= 0) return got;
     free(*value);
@@ -374,6 +375,364 @@ static napi_value group_name(napi_env env, napi_callback_info info) {
   }
 }
 
+/* ---- the metadata of many children of one folder, off the main thread ------------------ */
+
+/*
+ * A backup stats every entry of every folder. One trip to libuv's thread pool per entry (what
+ * fs.lstat costs) is far slower than the syscalls themselves; statChildren does a folder's
+ * fstatat, readlinkat, llistxattr and lgetxattr calls in one trip and hands back compact results.
+ */
+
+enum { STAT_FIELDS = 11 }; /* mode uid gid size ino dev nlink rdev atimeNs mtimeNs ctimeNs */
+
+typedef struct {
+  char *name;  /* the xattr's name, NUL-terminated */
+  char *value;
+  size_t length;
+} xattr_t;
+
+typedef struct {
+  char *name;
+  size_t name_length;
+  struct stat st;
+  int err;             /* 0, or the errno of `syscall` */
+  const char *syscall;
+  char *target;        /* symlinks: the target (not NUL-terminated) */
+  size_t target_length;
+  xattr_t *xattrs;
+  size_t xattr_count;
+} child_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  c_path folder;
+  child_t *children;
+  size_t count;
+  int err;             /* opening the folder failed */
+} stat_batch_t;
+
+static int64_t ns_of(struct timespec ts) {
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int read_target(int dirfd, child_t *child) {
+  size_t size = child->st.st_size > 0 ? (size_t)child->st.st_size + 1 : 256;
+  for (;;) {
+    child->target = malloc(size);
+    if (child->target == NULL) return ENOMEM;
+    ssize_t got = readlinkat(dirfd, child->name, child->target, size);
+    if (got < 0) return errno;
+    if ((size_t)got < size) {
+      child->target_length = (size_t)got;
+      return 0;
+    }
+    free(child->target); /* it grew since fstatat: try a larger buffer */
+    child->target = NULL;
+    size *= 2;
+  }
+}
+
+/* folder/name, malloc'ed (NULL when out of memory). */
+static c_path child_path(const stat_batch_t *batch, const child_t *child) {
+  const char *folder = batch->folder.length == 1 && batch->folder.bytes[0] == '/' ? "" : batch->folder.bytes;
+  size_t length = strlen(folder) + 1 + child->name_length;
+  c_path path = {malloc(length + 1), length};
+  if (path.bytes != NULL) snprintf(path.bytes, length + 1, "%s/%s", folder, child->name);
+  return path;
+}
+
+/* The child's xattrs (sorted by name); returns 0 or an errno. */
+static int read_xattrs(const stat_batch_t *batch, child_t *child) {
+  char *path = child_path(batch, child).bytes;
+  if (path == NULL) return ENOMEM;
+  char *list = NULL;
+  ssize_t size = list_names(path, &list);
+  int err = size < 0 ? (errno == ENOTSUP ? 0 : errno) : 0;
+  size_t count = 0;
+  for (ssize_t at = 0; size > 0 && at < size; at += strlen(list + at) + 1) count++;
+  if (count > 0) {
+    char **names = malloc(count * sizeof(char *));
+    child->xattrs = calloc(count, sizeof(xattr_t));
+    if (names == NULL || child->xattrs == NULL) err = ENOMEM;
+    size_t i = 0;
+    for (ssize_t at = 0; err == 0 && at < size; at += strlen(list + at) + 1) names[i++] = list + at;
+    if (err == 0) qsort(names, count, sizeof(char *), compare_names);
+    for (i = 0; err == 0 && i < count; i++) {
+      char *value = NULL;
+      ssize_t got = get_value(path, names[i], &value);
+      if (got < 0 && errno == ENODATA) continue; /* removed since it was listed */
+      if (got < 0) {
+        err = errno;
+        break;
+      }
+      xattr_t *x = &child->xattrs[child->xattr_count++];
+      x->name = strdup(names[i]);
+      x->value = value;
+      x->length = (size_t)got;
+      if (x->name == NULL) err = ENOMEM;
+    }
+    free(names);
+  }
+  free(list);
+  free(path);
+  return err;
+}
+
+static void stat_child(const stat_batch_t *batch, int dirfd, child_t *child) {
+  if (fstatat(dirfd, child->name, &child->st, AT_SYMLINK_NOFOLLOW) != 0) {
+    child->err = errno, child->syscall = "lstat";
+    return;
+  }
+  if (S_ISLNK(child->st.st_mode) && (child->err = read_target(dirfd, child)) != 0) {
+    child->syscall = "readlink";
+    return;
+  }
+  if (!S_ISSOCK(child->st.st_mode) && (child->err = read_xattrs(batch, child)) != 0) child->syscall = "llistxattr";
+}
+
+static void stat_batch_execute(napi_env env, void *data) {
+  stat_batch_t *batch = data;
+  /* O_NOFOLLOW: a folder replaced by a symlink since it was listed is refused, not followed */
+  int dirfd = open(batch->folder.bytes, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dirfd < 0) {
+    batch->err = errno;
+    return;
+  }
+  for (size_t i = 0; i < batch->count; i++) stat_child(batch, dirfd, &batch->children[i]);
+  close(dirfd);
+}
+
+static void free_batch(stat_batch_t *batch) {
+  for (size_t i = 0; i < batch->count; i++) {
+    child_t *child = &batch->children[i];
+    for (size_t k = 0; k < child->xattr_count; k++) free(child->xattrs[k].name), free(child->xattrs[k].value);
+    free(child->xattrs);
+    free(child->target);
+    free(child->name);
+  }
+  free(batch->children);
+  free(batch->folder.bytes);
+  free(batch);
+}
+
+/* The error thrown by throw_errno, as a value: created by throwing it and taking it back. */
+static napi_value errno_value(napi_env env, int err, const char *syscall, const c_path *path) {
+  napi_value error = NULL;
+  throw_errno(env, err, syscall, path);
+  napi_get_and_clear_last_exception(env, &error);
+  return error;
+}
+
+static napi_value child_errors_and_extras(napi_env env, stat_batch_t *batch, napi_value result) {
+  napi_value targets, xattrs, errors;
+  CHECK(napi_create_array_with_length(env, batch->count, &targets));
+  CHECK(napi_create_array_with_length(env, batch->count, &xattrs));
+  CHECK(napi_create_array_with_length(env, batch->count, &errors));
+  for (size_t i = 0; i < batch->count; i++) {
+    child_t *child = &batch->children[i];
+    if (child->err != 0) {
+      c_path path = child_path(batch, child);
+      if (path.bytes == NULL) return NULL;
+      napi_set_element(env, errors, (uint32_t)i, errno_value(env, child->err, child->syscall, &path));
+      free(path.bytes);
+      continue;
+    }
+    if (child->target != NULL) {
+      napi_value target;
+      void *copy;
+      CHECK(napi_create_buffer_copy(env, child->target_length, child->target, &copy, &target));
+      napi_set_element(env, targets, (uint32_t)i, target);
+    }
+    if (child->xattr_count > 0) {
+      napi_value list;
+      CHECK(napi_create_array_with_length(env, child->xattr_count, &list));
+      for (size_t k = 0; k < child->xattr_count; k++) {
+        napi_value entry = make_xattr(env, child->xattrs[k].name, child->xattrs[k].value, child->xattrs[k].length);
+        if (entry == NULL) return NULL;
+        napi_set_element(env, list, (uint32_t)k, entry);
+      }
+      napi_set_element(env, xattrs, (uint32_t)i, list);
+    }
+  }
+  CHECK(napi_set_named_property(env, result, "targets", targets));
+  CHECK(napi_set_named_property(env, result, "xattrs", xattrs));
+  CHECK(napi_set_named_property(env, result, "errors", errors));
+  return result;
+}
+
+static napi_value batch_result(napi_env env, stat_batch_t *batch) {
+  napi_value result, buffer, stats;
+  int64_t *fields;
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_arraybuffer(env, batch->count * STAT_FIELDS * sizeof(int64_t), (void **)&fields, &buffer));
+  for (size_t i = 0; i < batch->count; i++) {
+    const struct stat *st = &batch->children[i].st;
+    int64_t *f = fields + i * STAT_FIELDS;
+    f[0] = st->st_mode, f[1] = st->st_uid, f[2] = st->st_gid, f[3] = st->st_size, f[4] = (int64_t)st->st_ino;
+    f[5] = (int64_t)st->st_dev, f[6] = (int64_t)st->st_nlink, f[7] = (int64_t)st->st_rdev;
+    f[8] = ns_of(st->st_atim), f[9] = ns_of(st->st_mtim), f[10] = ns_of(st->st_ctim);
+  }
+  CHECK(napi_create_typedarray(env, napi_bigint64_array, batch->count * STAT_FIELDS, buffer, 0, &stats));
+  CHECK(napi_set_named_property(env, result, "stats", stats));
+  return child_errors_and_extras(env, batch, result);
+}
+
+static void stat_batch_complete(napi_env env, napi_status status, void *data) {
+  stat_batch_t *batch = data;
+  napi_value value = NULL;
+  if (batch->err != 0) napi_reject_deferred(env, batch->deferred, errno_value(env, batch->err, "open", &batch->folder));
+  else if (status != napi_ok || (value = batch_result(env, batch)) == NULL) {
+    napi_value error = NULL, message;
+    napi_get_and_clear_last_exception(env, &error);
+    if (error == NULL) {
+      napi_create_string_utf8(env, "statChildren failed", NAPI_AUTO_LENGTH, &message);
+      napi_create_error(env, NULL, message, &error);
+    }
+    napi_reject_deferred(env, batch->deferred, error);
+  } else napi_resolve_deferred(env, batch->deferred, value);
+  napi_delete_async_work(env, batch->work);
+  free_batch(batch);
+}
+
+/* Copies the names (an array of Buffers) into the batch; 0 with an exception pending on failure. */
+static int take_names(napi_env env, napi_value array, stat_batch_t *batch) {
+  uint32_t count;
+  bool is_array = false;
+  napi_is_array(env, array, &is_array);
+  if (!is_array) return throw_type(env, "names must be an array of Buffers"), 0;
+  napi_get_array_length(env, array, &count);
+  batch->children = calloc(count ? count : 1, sizeof(child_t));
+  if (batch->children == NULL) return throw_type(env, "out of memory"), 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value element;
+    napi_get_element(env, array, i, &element);
+    c_path name;
+    if (!get_path(env, element, &name)) return 0;
+    batch->children[batch->count++] = (child_t){.name = name.bytes, .name_length = name.length};
+    if (memchr(name.bytes, '/', name.length) != NULL) return throw_type(env, "a name must not contain /"), 0;
+  }
+  return 1;
+}
+
+static napi_value stat_children(napi_env env, napi_callback_info info) {
+  napi_value argv[2], promise, resource_name;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  stat_batch_t *batch = calloc(1, sizeof(stat_batch_t));
+  if (batch == NULL) return throw_type(env, "out of memory");
+  if (!get_path(env, argv[0], &batch->folder)) return free(batch), NULL;
+  if (!take_names(env, argv[1], batch)) return free_batch(batch), NULL;
+  CHECK(napi_create_promise(env, &batch->deferred, &promise));
+  CHECK(napi_create_string_utf8(env, "cairn:statChildren", NAPI_AUTO_LENGTH, &resource_name));
+  CHECK(napi_create_async_work(env, NULL, resource_name, stat_batch_execute, stat_batch_complete, batch, &batch->work));
+  CHECK(napi_queue_async_work(env, batch->work));
+  return promise;
+}
+
+/* ---- a small file read whole, off the main thread ------------------------------------ */
+
+/*
+ * Reading a small file through fs takes four trips to the thread pool (open, read, fstat,
+ * close), each costing more than the syscalls; readWhole makes it one.
+ */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref into_ref;   /* keeps the destination alive while the pool thread writes into it */
+  c_path path;
+  uint8_t *into;
+  size_t length;
+  size_t done;
+  struct stat after;
+  int err;
+  const char *syscall;
+} read_whole_t;
+
+static int open_for_reading(const char *path) {
+  const int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+  int fd = open(path, flags | O_NOATIME);
+  /* O_NOATIME needs ownership or CAP_FOWNER */
+  if (fd < 0 && errno == EPERM) fd = open(path, flags);
+  return fd;
+}
+
+static void read_whole_execute(napi_env env, void *data) {
+  read_whole_t *job = data;
+  int fd = open_for_reading(job->path.bytes);
+  if (fd < 0) {
+    job->err = errno, job->syscall = "open";
+    return;
+  }
+  while (job->done < job->length) {
+    ssize_t got = pread(fd, job->into + job->done, job->length - job->done, (off_t)job->done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      job->err = errno, job->syscall = "read";
+      break;
+    }
+    if (got == 0) break;
+    job->done += (size_t)got;
+  }
+  if (job->err == 0 && fstat(fd, &job->after) != 0) job->err = errno, job->syscall = "fstat";
+  close(fd);
+}
+
+static napi_value read_whole_result(napi_env env, read_whole_t *job) {
+  napi_value result, value;
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_double(env, (double)job->done, &value));
+  CHECK(napi_set_named_property(env, result, "bytesRead", value));
+  CHECK(napi_create_double(env, (double)job->after.st_size, &value));
+  CHECK(napi_set_named_property(env, result, "size", value));
+  CHECK(napi_create_bigint_int64(env, ns_of(job->after.st_mtim), &value));
+  CHECK(napi_set_named_property(env, result, "mtimeNs", value));
+  CHECK(napi_create_bigint_int64(env, ns_of(job->after.st_ctim), &value));
+  CHECK(napi_set_named_property(env, result, "ctimeNs", value));
+  return result;
+}
+
+static void read_whole_complete(napi_env env, napi_status status, void *data) {
+  read_whole_t *job = data;
+  napi_value value = NULL;
+  if (job->err != 0) napi_reject_deferred(env, job->deferred, errno_value(env, job->err, job->syscall, &job->path));
+  else if (status != napi_ok || (value = read_whole_result(env, job)) == NULL) {
+    napi_value error = NULL, message;
+    napi_get_and_clear_last_exception(env, &error);
+    if (error == NULL) {
+      napi_create_string_utf8(env, "readWhole failed", NAPI_AUTO_LENGTH, &message);
+      napi_create_error(env, NULL, message, &error);
+    }
+    napi_reject_deferred(env, job->deferred, error);
+  } else napi_resolve_deferred(env, job->deferred, value);
+  napi_delete_reference(env, job->into_ref);
+  napi_delete_async_work(env, job->work);
+  free(job->path.bytes);
+  free(job);
+}
+
+static napi_value read_whole(napi_env env, napi_callback_info info) {
+  napi_value argv[2], promise, resource_name;
+  bool is_typedarray = false;
+  if (!get_args(env, info, 2, argv)) return NULL;
+  napi_is_typedarray(env, argv[1], &is_typedarray);
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (!is_typedarray || napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return throw_type(env, "into must be a Uint8Array");
+  read_whole_t *job = calloc(1, sizeof(read_whole_t));
+  if (job == NULL) return throw_type(env, "out of memory");
+  if (!get_path(env, argv[0], &job->path)) return free(job), NULL;
+  job->into = data, job->length = length;
+  CHECK(napi_create_reference(env, argv[1], 1, &job->into_ref));
+  CHECK(napi_create_promise(env, &job->deferred, &promise));
+  CHECK(napi_create_string_utf8(env, "cairn:readWhole", NAPI_AUTO_LENGTH, &resource_name));
+  CHECK(napi_create_async_work(env, NULL, resource_name, read_whole_execute, read_whole_complete, job, &job->work));
+  CHECK(napi_queue_async_work(env, job->work));
+  return promise;
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -385,6 +744,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dataRanges", NULL, data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readWhole", NULL, read_whole, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
   return exports;

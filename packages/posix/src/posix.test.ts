@@ -3,7 +3,7 @@ import { constants, lstatSync, openSync, closeSync, writeFileSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { dataRanges, groupName, listXattrs, mknod, setTimes, setXattr, userName, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, readWhole, setTimes, setXattr, statChildren, userName, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -195,5 +195,83 @@ describe('userName and groupName', () => {
     expect(userName(65534)).toBe(sh('getent', 'passwd', '65534').split(':')[0]);
     expect(userName(4_000_000)).toBeUndefined();
     expect(groupName(4_000_000)).toBeUndefined();
+  });
+});
+
+describe('statChildren', () => {
+  it('returns lstat fields, symlink targets and xattrs of each name, in one call', async () => {
+    writeFileSync(file('f'), 'hello');
+    sh('setfattr', '-n', 'user.b', '-v', '2', file('f'));
+    sh('setfattr', '-n', 'user.a', '-v', '1', file('f'));
+    symlinkSync('f', file('link'));
+    const odd = Buffer.from([0x6f, 0xff]);
+    writeFileSync(Buffer.concat([Buffer.from(dir + '/'), odd]), '');
+    setTimes(file('f'), 5_000_000_001n, 6_000_000_002n);
+    const names = [Buffer.from('f'), Buffer.from('link'), odd, Buffer.from('missing')];
+    const found = await statChildren(dir, names);
+    expect(found.stats.length).toBe(STAT_FIELDS * names.length);
+    const fields = (i: number): bigint[] => [...found.stats.subarray(i * STAT_FIELDS, (i + 1) * STAT_FIELDS)];
+    const stat = lstatSync(file('f'), { bigint: true });
+    expect(fields(0)).toEqual([stat.mode, stat.uid, stat.gid, 5n, stat.ino, stat.dev, 1n, 0n, 5_000_000_001n, 6_000_000_002n, stat.ctimeNs]);
+    expect(found.xattrs[0]).toEqual([{ name: 'user.a', value: Buffer.from('1') }, { name: 'user.b', value: Buffer.from('2') }]);
+    expect(found.targets[0]).toBeUndefined();
+    expect(found.targets[1]).toEqual(Buffer.from('f'));
+    expect(fields(1)[StatField.size]).toBe(1n);
+    expect(fields(2)[StatField.ino]).toBe(lstatSync(Buffer.concat([Buffer.from(dir + '/'), odd]), { bigint: true }).ino);
+    expect(found.errors.slice(0, 3)).toEqual([undefined, undefined, undefined]);
+    expect(found.errors[3]).toMatchObject({ code: 'ENOENT', syscall: 'lstat', path: file('missing') });
+  });
+
+  it('reads device numbers and many children; rejects when the folder cannot be opened', async () => {
+    const names: Buffer[] = [];
+    for (let i = 0; i < 2000; i++) {
+      writeFileSync(file(`n${i}`), String(i));
+      names.push(Buffer.from(`n${i}`));
+    }
+    mknod(file('dev'), constants.S_IFBLK | 0o600, 0x0801n);
+    names.push(Buffer.from('dev'));
+    const found = await statChildren(Buffer.from(dir), names);
+    expect(found.stats[2000 * STAT_FIELDS + StatField.rdev]).toBe(0x801n);
+    expect(found.stats[1999 * STAT_FIELDS + StatField.size]).toBe(4n);
+    expect(found.errors.filter((e) => e !== undefined)).toEqual([]);
+    await expect(statChildren(file('missing'), names)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
+    await expect(statChildren(file('n1'), names)).rejects.toMatchObject({ code: 'ENOTDIR' });
+    symlinkSync(dir, file('link'));
+    await expect(statChildren(file('link'), names)).rejects.toMatchObject({ code: 'ENOTDIR' }); // not followed (O_NOFOLLOW with O_DIRECTORY)
+    expect(() => statChildren(dir, [Buffer.from('a/b')])).toThrow(/must not contain \//);
+    expect(await statChildren(dir, [])).toMatchObject({ targets: [], xattrs: [], errors: [] });
+  });
+});
+
+describe('readWhole', () => {
+  it('reads a file from its start into a Uint8Array or a SharedArrayBuffer view, with its size and times after', async () => {
+    writeFileSync(file('f'), 'hello, world');
+    setTimes(file('f'), 1_000_000_000n, 2_000_000_000_000_000_123n); // atime before mtime: relatime would update it
+    const into = Buffer.alloc(5);
+    const read = await readWhole(file('f'), into);
+    const stat = lstatSync(file('f'), { bigint: true });
+    expect(read).toEqual({ bytesRead: 5, size: 12, mtimeNs: 2_000_000_000_000_000_123n, ctimeNs: stat.ctimeNs });
+    expect(into.toString()).toBe('hello');
+    const shared = new Uint8Array(new SharedArrayBuffer(64), 8, 40);
+    expect((await readWhole(Buffer.from(file('f')), shared)).bytesRead).toBe(12); // fewer at the end
+    expect(Buffer.from(shared.subarray(0, 12)).toString()).toBe('hello, world');
+    expect(stat.atimeNs).toBe(1_000_000_000n);
+    expect(lstatSync(file('f'), { bigint: true }).atimeNs).toBe(1_000_000_000n); // O_NOATIME
+  });
+
+  it('reads nothing of an empty file, and refuses a FIFO (something that replaced a file) without blocking', async () => {
+    writeFileSync(file('empty'), '');
+    expect(await readWhole(file('empty'), new Uint8Array(10))).toMatchObject({ bytesRead: 0, size: 0 });
+    mknod(file('fifo'), constants.S_IFIFO | 0o600, 0n);
+    await expect(readWhole(file('fifo'), new Uint8Array(10))).rejects.toMatchObject({ code: 'ESPIPE', syscall: 'read' });
+  });
+
+  it('refuses a symlink and a missing file with fs-style errors, and a destination that is not a Uint8Array', async () => {
+    writeFileSync(file('f'), 'x');
+    symlinkSync('f', file('link'));
+    await expect(readWhole(file('link'), new Uint8Array(1))).rejects.toMatchObject({ code: 'ELOOP', syscall: 'open', path: file('link') });
+    await expect(readWhole(file('missing'), new Uint8Array(1))).rejects.toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open' });
+    await expect(readWhole(dir, new Uint8Array(1))).rejects.toMatchObject({ code: 'EISDIR', syscall: 'read' });
+    expect(() => readWhole(file('f'), new Uint16Array(1) as unknown as Uint8Array)).toThrow(TypeError);
   });
 });

@@ -1,13 +1,10 @@
 import type { Dirent } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
-import { describeSystemError, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type Posix } from '@cairn/core';
+import { describeSystemError, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type Posix, type WholeFileRead } from '@cairn/core';
 import { MetadataReader } from './metadata.js';
 import { openForReading } from './opened-file.js';
 import { nameText, type CandidatePath } from './patterns.js';
 import type { Root, WalkOptions } from './settings.js';
-
-/** How many children of one folder are stat'ed at a time (libuv's pool runs them; more only queues). */
-export const STAT_CONCURRENCY = 16;
 
 const CACHEDIR_TAG = Buffer.from('CACHEDIR.TAG');
 const CACHEDIR_SIGNATURE = Buffer.from('Signature: 8a477f597d28d172789f06886806bc55');
@@ -59,6 +56,11 @@ export class FileTree implements OpenedFileTree {
     return openForReading(path, this.posix);
   }
 
+  async readWhole(path: Buffer, into: Uint8Array): Promise<WholeFileRead> {
+    const { bytesRead, size, mtimeNs, ctimeNs } = await this.posix.readWhole(path, into);
+    return { bytesRead, after: { size, mtimeNs, ctimeNs } };
+  }
+
   dispose(): void {
     // Nothing is held between calls: each opened file is closed by its reader.
   }
@@ -77,20 +79,18 @@ export class FileTree implements OpenedFileTree {
     return this.options.excludes.excludes(candidate, child.isDirectory());
   }
 
-  /** lstat and metadata of each child, STAT_CONCURRENCY at a time; vanished ones are left out. */
+  /** lstat, link targets and xattrs of the children, in one trip to the thread pool; vanished ones are left out. */
   private async statChildren(folder: Buffer, children: readonly BufferDirent[]): Promise<FolderListing> {
     const entries: ListedEntry[] = [];
     const problems: ListingProblem[] = [];
-    await forEachLimited(children, STAT_CONCURRENCY, async (child) => {
-      const path = joinPath(folder, child.name);
-      try {
-        const metadata = await this.stat(path);
-        if (metadata.type === 'socket') problems.push({ name: child.name, kind: 'skipped', reason: 'a socket' });
-        else if (metadata.type !== 'file' || metadata.size <= this.options.excludeLargerThan) entries.push({ name: child.name, metadata });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // removed since the folder was read
-        problems.push({ name: child.name, kind: 'unreadable', reason: describeSystemError(err) });
-      }
+    const found = await this.posix.statChildren(folder, children.map((child) => child.name));
+    children.forEach(({ name }, i) => {
+      const error = found.errors[i];
+      if (error?.code === 'ENOENT') return; // removed since the folder was read
+      if (error !== undefined) return void problems.push({ name, kind: 'unreadable', reason: describeSystemError(error) });
+      const metadata = this.metadata.fromChildren(found, i);
+      if (metadata.type === 'socket') problems.push({ name, kind: 'skipped', reason: 'a socket' });
+      else if (metadata.type !== 'file' || metadata.size <= this.options.excludeLargerThan) entries.push({ name, metadata });
     });
     return { entries, problems };
   }
@@ -129,13 +129,4 @@ async function isCacheFolder(folder: Buffer, children: readonly BufferDirent[]):
   } catch {
     return false; // an unreadable tag does not make a cache folder
   }
-}
-
-/** Runs `work` on every item with at most `limit` running at once. */
-async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

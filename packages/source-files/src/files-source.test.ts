@@ -7,7 +7,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { UsageError, loadPosix, type FileMetadata, type OpenedFileTree } from '@cairn/core';
 import { FilesSourceFactory } from './files-source.js';
-import { joinPath } from './file-tree.js';
+import { FileTree, joinPath } from './file-tree.js';
+import type { WalkOptions } from './settings.js';
 
 const sh = (command: string, ...args: string[]): string => execFileSync(command, args, { encoding: 'utf8' });
 const factory = new FilesSourceFactory();
@@ -76,6 +77,18 @@ describe('roots', () => {
     expect(error).toBeInstanceOf(UsageError);
     expect((error as Error).message).toBe(`source.paths: ${at('missing')} does not exist`);
     await expect(openTree({ paths: [] })).rejects.toThrow(/non-empty list/);
+  });
+
+  it('/ as a root: children joined without a double slash, patterns anchored at /', async () => {
+    const tree = await openTree({ paths: ['/'], exclude: ['/tmp', 'e?c'] });
+    expect(tree.roots).toEqual([Buffer.from('/')]);
+    const listing = await tree.list(Buffer.from('/'), await tree.stat(Buffer.from('/')));
+    const names = listing.entries.map((e) => e.name.toString());
+    expect(names).toContain('usr');
+    expect(names).not.toContain('tmp');
+    expect(names).not.toContain('etc');
+    const usr = listing.entries.find((e) => e.name.toString() === 'usr')!;
+    expect(usr.metadata.inode).toBe(lstatSync('/usr', { bigint: true }).ino);
   });
 
   it('a single file as a root', async () => {
@@ -239,6 +252,16 @@ describe('open', () => {
     }
   });
 
+  it('readWhole: a small file in one call, with its size and times after', async () => {
+    await makeTree({ 'r/f': 'small content' });
+    const tree = await openTree({ paths: ['r'] });
+    const into = new Uint8Array(new SharedArrayBuffer(100), 0, 13);
+    const stats = lstatSync(at('r/f'), { bigint: true });
+    expect(await tree.readWhole!(Buffer.from(at('r/f')), into)).toEqual({ bytesRead: 13, after: { size: 13, mtimeNs: stats.mtimeNs, ctimeNs: stats.ctimeNs } });
+    expect(Buffer.from(into).toString()).toBe('small content');
+    await expect(tree.readWhole!(Buffer.from(at('r/missing')), into)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('does not change the access time (O_NOATIME), and refuses a symlink', async () => {
     await makeTree({ 'r/f': 'content' });
     const posix = await loadPosix();
@@ -250,5 +273,24 @@ describe('open', () => {
     expect(lstatSync(at('r/f'), { bigint: true }).atimeNs).toBe(1_000_000_000n);
     await symlink('f', at('r/l'));
     await expect(tree.open(Buffer.from(at('r/l')))).rejects.toMatchObject({ code: 'ELOOP' });
+  });
+});
+
+describe('children that cannot be read', () => {
+  it('are unreadable problems with the reason; vanished ones are left out', async () => {
+    await makeTree({ 'r/ok': '', 'r/denied': '', 'r/gone': '' });
+    const posix = await loadPosix();
+    const tree = await openTree({ paths: ['r'] });
+    // The system refuses nothing to root: the native call's answer is changed for two children.
+    const statChildren: typeof posix.statChildren = async (folder, names) => {
+      const found = await posix.statChildren(folder, names);
+      names.forEach((name, i) => {
+        const code = { denied: 'EACCES', gone: 'ENOENT' }[name.toString()];
+        if (code) found.errors[i] = Object.assign(new Error(`${code}: lstat`), { code, errno: -1, syscall: 'lstat' });
+      });
+      return found;
+    };
+    const patched = new FileTree((tree as unknown as { options: WalkOptions }).options, [], { ...posix, statChildren });
+    expect(await walk(patched)).toEqual({ paths: ['r/ok'], problems: ['r/denied: unreadable (EACCES (permission denied))'] });
   });
 });

@@ -1,6 +1,6 @@
 import { constants, type BigIntStats } from 'node:fs';
 import { readlink } from 'node:fs/promises';
-import type { FileMetadata, Posix } from '@cairn/core';
+import type { FileMetadata, Posix, Xattr } from '@cairn/core';
 
 const { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK } = constants;
 
@@ -14,6 +14,18 @@ const TYPES = new Map<number, FileMetadata['type']>([
   [S_IFSOCK, 'socket'],
 ]);
 
+/** What Posix.statChildren resolves to. */
+export type ChildrenStats = Awaited<ReturnType<Posix['statChildren']>>;
+
+type StatFields = Pick<BigIntStats, 'mode' | 'uid' | 'gid' | 'size' | 'ino' | 'dev' | 'nlink' | 'rdev' | 'atimeNs' | 'mtimeNs' | 'ctimeNs'>;
+
+function typeOf(mode: bigint): FileMetadata['type'] {
+  const format = Number(mode) & S_IFMT;
+  const type = TYPES.get(format);
+  if (type === undefined) throw Object.assign(new Error(`unknown file type 0o${format.toString(8)}`), { code: 'EINVAL' });
+  return type;
+}
+
 /** Turns lstat results into FileMetadata: type, owner names (looked up once per id), link targets, xattrs and ACLs. */
 export class MetadataReader {
   private readonly users = new Map<number, string | undefined>();
@@ -23,12 +35,30 @@ export class MetadataReader {
 
   /** The metadata of `path`, whose lstat (bigint) gave `stats`. Rejects when the link target or xattrs cannot be read. */
   async fromStats(path: Buffer, stats: BigIntStats): Promise<FileMetadata> {
-    const mode = Number(stats.mode);
-    const type = TYPES.get(mode & S_IFMT);
-    if (type === undefined) throw Object.assign(new Error(`unknown file type ${(mode & S_IFMT).toString(8)}`), { code: 'EINVAL' });
+    const type = typeOf(stats.mode);
+    const target = type === 'symlink' ? await readlink(path, { encoding: 'buffer' }) : undefined;
+    const xattrs = type === 'socket' ? [] : this.posix.listXattrs(path);
+    const { mode, uid, gid, size, ino, dev, nlink, rdev, atimeNs, mtimeNs, ctimeNs } = stats;
+    return this.build(type, { mode, uid, gid, size, ino, dev, nlink, rdev, atimeNs, mtimeNs, ctimeNs }, target, xattrs);
+  }
+
+  /** The metadata of child `index` of a statChildren result (which has no error for it). */
+  fromChildren(children: ChildrenStats, index: number): FileMetadata {
+    const width = this.posix.STAT_FIELDS;
+    const f = children.stats.subarray(index * width, (index + 1) * width);
+    const fields: StatFields = {
+      mode: f[0]!, uid: f[1]!, gid: f[2]!, size: f[3]!,
+      // st_ino, st_dev and st_rdev are unsigned 64-bit: the native side hands them over as signed.
+      ino: BigInt.asUintN(64, f[4]!), dev: BigInt.asUintN(64, f[5]!), nlink: f[6]!, rdev: BigInt.asUintN(64, f[7]!),
+      atimeNs: f[8]!, mtimeNs: f[9]!, ctimeNs: f[10]!,
+    };
+    return this.build(typeOf(fields.mode), fields, children.targets[index], children.xattrs[index] ?? []);
+  }
+
+  private build(type: FileMetadata['type'], stats: StatFields, target: Buffer | undefined, xattrs: Xattr[]): FileMetadata {
     const metadata: FileMetadata = {
       type,
-      mode: mode & 0o7777,
+      mode: Number(stats.mode) & 0o7777,
       uid: Number(stats.uid),
       gid: Number(stats.gid),
       mtimeNs: stats.mtimeNs,
@@ -41,14 +71,11 @@ export class MetadataReader {
     };
     this.addOwnerNames(metadata);
     if (type === 'chardev' || type === 'blockdev') metadata.rdev = stats.rdev;
-    if (type === 'symlink') {
-      metadata.target = await readlink(path, { encoding: 'buffer' });
-      metadata.size = metadata.target.length;
+    if (target !== undefined) {
+      metadata.target = target;
+      metadata.size = target.length;
     }
-    if (type !== 'socket') {
-      const xattrs = this.posix.listXattrs(path);
-      if (xattrs.length > 0) metadata.xattrs = xattrs;
-    }
+    if (xattrs.length > 0) metadata.xattrs = xattrs;
     return metadata;
   }
 

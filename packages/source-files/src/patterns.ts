@@ -137,11 +137,6 @@ export class ExcludeMatcher {
     return this.patterns.length === 0;
   }
 
-  /** Whether any pattern looks at the whole path (so callers build it only when needed). */
-  get needsPaths(): boolean {
-    return this.patterns.some((p) => p.anchored);
-  }
-
   excludes(path: CandidatePath, isFolder: boolean): boolean {
     for (let i = this.patterns.length - 1; i >= 0; i--) {
       const pattern = this.patterns[i]!;

@@ -46,6 +46,12 @@ export interface OpenedFile {
   close(): Promise<void>;
 }
 
+/** What `OpenedFileTree.readWhole` read. */
+export interface WholeFileRead {
+  bytesRead: number;
+  after: Pick<EntryMetadata, 'size' | 'mtimeNs' | 'ctimeNs'>;
+}
+
 /** An opened file source: what `SourceFactory.open` returns for a source of kind `files`. */
 export interface OpenedFileTree extends IDisposable {
   readonly kind: 'files';
@@ -61,6 +67,14 @@ export interface OpenedFileTree extends IDisposable {
   list(path: Buffer, folder: FileMetadata): Promise<FolderListing>;
   /** Opens a regular file. Rejects when it cannot be opened. */
   open(path: Buffer): Promise<OpenedFile>;
+  /**
+   * Optional fast path for small files (added by files-source; a source may lack it): reads the
+   * regular file from its start into `into` (up to `into.length` bytes, fewer only at its end)
+   * and tells its size and times after reading, as `open`, `read`, `stat` and `close` would, in
+   * one trip to the thread pool instead of four. `into` (a view of a SharedArrayBuffer slot is
+   * fine) must not be touched until it settles. Rejects when the file cannot be opened or read.
+   */
+  readWhole?(path: Buffer, into: Uint8Array): Promise<WholeFileRead>;
 }
 
 /** True for the file source's opened form (a volume source has no `kind`). */
