@@ -1,7 +1,7 @@
 import { chmod, mkdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { writeFileSnapshots, type NodeSpec } from '@cairn/core/testing';
+import { holdRepositoryLock, writeFileSnapshots, type NodeSpec } from '@cairn/core/testing';
 import { MiB, PASSWORD_ENV, REPO_ROOT, backup, expectCleanFailure, expectSuccess, init, parseJson, randomBytesFor, run as runTool, runCli, tempDir, useSuiteScope, writeJob } from './utils/index.js';
 
 /*
@@ -182,6 +182,15 @@ describe('browsing file snapshots: ls, find, diff', () => {
     expect(json.summary).toEqual({ added: { files: 1, dirs: 0, others: 0 }, removed: { files: 0, dirs: 0, others: 0 }, modified: 0, metadataOnly: 0, bytesAdded: 7, bytesRemoved: 0 });
     expect((await ok(['diff', job, 'latest', 'latest'])).stdout).toMatch(/:\n\n0 added, 0 removed, 0 modified, 0 metadata only; 0 B added, 0 B removed\n$/);
     expectCleanFailure(await run(['diff', job, files[0]!, volume]), 2, /is a volume image snapshot .*cairn diff needs a file snapshot/);
+  });
+
+  test('ls, find and diff take a shared lock: an exclusive one (repair) makes them exit 11', async () => {
+    const lock = await holdRepositoryLock({ job, pluginsFile: join(REPO_ROOT, 'plugins.json'), env: PASSWORD_ENV, operation: 'repair', exclusive: true });
+    try {
+      for (const args of [['ls', job, 'latest'], ['find', job, '*'], ['diff', job, files[0]!, files[1]!]]) expectCleanFailure(await run(args), 11, /repair/);
+    } finally {
+      await lock.dispose();
+    }
   });
 
   test('snapshots shows the kind and the paths; show describes a file snapshot', async () => {

@@ -6,7 +6,7 @@ import { Repository, blobIdSchemeOf } from '../repository/repository.js';
 import { requireFileManifest, type FileSnapshotManifest } from '../repository/snapshot.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { NONE_CODEC } from '../codecs/builtin.js';
-import { SnapshotPathNotFoundError, UsageError } from '../errors.js';
+import { DamageError, SnapshotPathNotFoundError, UsageError } from '../errors.js';
 import { TreeReader } from './tree-reader.js';
 import { listPath } from './list.js';
 import { findVersions } from './find.js';
@@ -142,6 +142,29 @@ describe('browsing file snapshots', () => {
       // 3 roots, home, u and docs: 2 versions each (1 and 2; 3 differs in docs only: b.txt's mtime) + docs of 3 + sub + newdir.
       expect(read.mock.calls.length).toBe(3 + 3 * 3 + 1 + 1);
     });
+  });
+
+  it('a damaged tree is DamageError, naming its pack', async () => {
+    const target = new MemoryTarget();
+    const damaged = await Repository.init(target, 'pw');
+    const own = WorkerPool.spawn(1);
+    try {
+      await own.init({ masterKey: damaged.masterKey, blobIdScheme: blobIdSchemeOf(damaged.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+      const [id] = await storeFileSnapshots(damaged, own, [{ job: 'files', time: '2026-11-10T02:00:00.000Z', root: { d: { children: { f: { content: 'f' } } } } }]);
+      for await (const { key } of target.list('data/')) {
+        const bytes = await target.get(key);
+        // Every blob of the pack (its header, at the end, stays readable).
+        const blobsEnd = bytes.length - 4 - bytes.readUInt32LE(bytes.length - 4);
+        for (let at = 0; at < blobsEnd; at += 16) bytes[at]! ^= 1;
+        await target.put(key, bytes);
+      }
+      const manifest = requireFileManifest(id!, await damaged.loadSnapshot(id!), 'test');
+      const fresh = new TreeReader(damaged, await damaged.loadIndex(), own);
+      await expect(listPath(fresh, id!, manifest, '/d')).rejects.toThrow(DamageError);
+      await expect(listPath(fresh, id!, manifest, '/d')).rejects.toThrow(/^pack data\/[0-9a-f]{2}\/[0-9a-f]{64} is damaged/);
+    } finally {
+      await own.dispose();
+    }
   });
 
   describe('diffTrees', () => {
