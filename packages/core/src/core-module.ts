@@ -1,6 +1,7 @@
 import { PruneOperation } from './operations/prune.js';
 import { UnlockOperation } from './operations/unlock.js';
 import { OpenSnapshotOperation } from './operations/open-snapshot.js';
+import { BrowseOperation } from './operations/browse.js';
 import { ContainerModule, injectable } from './vendor.js';
 import { Clock, CodecRegistry, NotifierRegistry, SourceRegistry, TargetRegistry } from './services.js';
 import { EngineHooks, HookContribution, createEngineHooks } from './hooks.js';
@@ -89,4 +90,6 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(PruneOperation).toSelf();
   bind(UnlockOperation).toSelf();
   bind(OpenSnapshotOperation).toSelf();
+  // cairn ls, find, diff (file snapshots)
+  bind(BrowseOperation).toSelf();
 });

@@ -275,3 +275,8 @@ export class ExternalToolError extends CairnError {
 export class BootError extends CairnError {
   override readonly code = 'CAIRN_BOOT';
 }
+
+/** `cairn ls`/`diff`: the file snapshot holds no such path (exit 1, as `ls` of a missing file fails). */
+export class SnapshotPathNotFoundError extends CairnError {
+  override readonly code = 'CAIRN_PATH_NOT_FOUND';
+}

@@ -90,3 +90,10 @@ export {
   findMounts,
   findMountsOfFile,
 } from './system/block-device.js';
+// Browsing file snapshots (cairn ls, find, diff).
+export { requireFileManifest } from './repository/snapshot.js';
+export { BrowseOperation, type FileSnapshotRef, type FindOptions } from './operations/browse.js';
+export { listPath, type Listing, type ListOptions, type PathEntry } from './files/list.js';
+export { findVersions, type FoundVersion } from './files/find.js';
+export { diffTrees, type Change, type ChangeKind, type ChangedAspect, type DiffSummary, type SnapshotDiff } from './files/diff.js';
+export { compileGlob, type PathMatcher } from './files/glob.js';

@@ -215,6 +215,12 @@ export function requireVolumeManifest(id: string, manifest: AnySnapshotManifest,
   return manifest;
 }
 
+/** The manifest as a file snapshot's, or a clear error naming what the command needs (`what`: "cairn ls"). */
+export function requireFileManifest(id: string, manifest: AnySnapshotManifest, what: string): FileSnapshotManifest {
+  if (!isFileManifest(manifest)) throw new UsageError(`Snapshot ${id.slice(0, 8)} is a volume image snapshot (${manifest.source.path}); ${what} needs a file snapshot`);
+  return manifest;
+}
+
 /** Sorted, non-overlapping ranges of whole bytes, inside the image when its size is known. */
 function isRangeList(value: unknown, size?: unknown): value is Array<{ offset: number; length: number }> {
   if (!Array.isArray(value)) return false;

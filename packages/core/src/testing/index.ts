@@ -11,3 +11,4 @@ export { MemoryExport, type MemoryExportOptions } from './memory-export.js';
 export { NbdTestClient, goData, metaContextData, type NbdOptionReply, type NbdReadResult, type NbdReply, type NbdRequest } from './nbd-client.js';
 export * as NBD from '../nbd/nbd-protocol.js';
 export { storeFolderSnapshot } from './file-snapshots.js';
+export { storeFileSnapshots, writeFileSnapshots, type HandBuiltSnapshot, type NodeSpec, type WriteFileSnapshotsOptions } from './file-snapshot-writer.js';

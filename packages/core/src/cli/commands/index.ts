@@ -21,6 +21,9 @@ import { umountCommand } from './umount.js';
 import { exportCommand } from './export.js';
 import { bootCommand } from './boot.js';
 import { dumpCommand } from './dump.js';
+import { lsCommand } from './ls.js';
+import { findCommand } from './find.js';
+import { diffCommand } from './diff.js';
 
 /** Every command of the CLI, in the order `cairn --help` lists them. A new command is a new file, added here. */
 export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
@@ -46,4 +49,8 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   umountCommand,
   exportCommand,
   dumpCommand,
+  // Browsing file snapshots
+  lsCommand,
+  findCommand,
+  diffCommand,
 ];

@@ -1,9 +1,10 @@
 import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { ShowOperation } from '../../operations/snapshots.js';
-import { isFileManifest, type SnapshotManifest } from '../../repository/snapshot.js';
+import { isFileManifest, type FileSnapshotManifest, type SnapshotManifest } from '../../repository/snapshot.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import { formatBytes, formatRanges } from '../format.js';
+import { escapeName } from '../format-entries.js';
 
 export const showCommand = defineCommand({
   command: 'show <job> <snapshot>',
@@ -14,7 +15,7 @@ export const showCommand = defineCommand({
     const { id, manifest, objectSize } = await core.get(ShowOperation).run(job, args.snapshot);
     const bytesAdded = manifest.stats.bytesAdded + objectSize;
     if (isFileManifest(manifest)) {
-      output.result({ id, ...manifest, tags: manifest.tags ?? [], bytesAdded }, () => `${JSON.stringify({ id, ...manifest }, null, 2)}\n`);
+      output.result({ id, ...manifest, tags: manifest.tags ?? [], bytesAdded }, () => describeFileSnapshot(id, manifest, bytesAdded));
       return ExitCode.ok;
     }
     const { chunkMaps: _maps, ...rest } = manifest;
@@ -59,4 +60,39 @@ function describeUnreadable(ranges: NonNullable<SnapshotManifest['unreadable']>)
   const lines = [`unreadable ${ranges.length} range(s) of the source, ${formatBytes(total)} (${total} bytes) in all, stored as zeros:`, '  OFFSET         LENGTH'];
   for (const r of ranges) lines.push(`  ${String(r.offset).padEnd(13)}  ${r.length}`);
   return lines;
+}
+
+/** A file snapshot in words: what was backed up, against what, what it cost, what is missing. */
+function describeFileSnapshot(id: string, m: FileSnapshotManifest, bytesAdded: number): string {
+  const s = m.stats;
+  const lines = [
+    `snapshot   ${id}`,
+    `time       ${m.time}  (host ${m.hostname}, job ${m.job})`,
+    ...(m.tags?.length ? [`tags       ${m.tags.join(', ')}`] : []),
+    `kind       files (source ${m.source.type})`,
+    `paths      ${m.paths.map((p) => escapeName(Buffer.from(p))).join(', ')}`,
+    `parent     ${m.parent ? `${m.parent.slice(0, 12)} (files unchanged since then were not read again)` : 'none (every file was read)'}`,
+    `contents   ${count(s.files)} files, ${count(s.dirs)} folders, ${count(s.others)} others (links, devices, FIFOs); ${formatBytes(s.totalBytes)} (${s.totalBytes} bytes) of files`,
+    `read       ${formatBytes(s.bytesRead)}; ${count(s.unchangedFiles)} unchanged files not read again`,
+    `stored     ${formatBytes(bytesAdded)} added by this run; ${count(s.dataChunks)} data chunks (${count(s.newChunks)} new), ${count(s.treeBlobs)} trees; compression ${m.compression}`,
+    `chunker    ${m.chunker.algorithm} min ${formatBytes(m.chunker.min)}, avg ${formatBytes(m.chunker.avg)}, max ${formatBytes(m.chunker.max)}`,
+    `duration   ${(s.durationMs / 1000).toFixed(1)} s`,
+  ];
+  if (s.changedWhileRead > 0) lines.push(`changed    ${count(s.changedWhileRead)} file(s) changed while they were read: their content may mix old and new (\`cairn ls\` marks them)`);
+  if (m.skipped?.length) lines.push('', ...describeSkipped(m));
+  return lines.join('\n') + '\n';
+}
+
+/** The paths the backup could not read: the snapshot is incomplete. */
+function describeSkipped(m: FileSnapshotManifest): string[] {
+  const skipped = m.skipped ?? [];
+  const total = Math.max(m.skippedCount ?? 0, skipped.length);
+  const lines = [`incomplete ${count(total)} path(s) could not be read:`];
+  for (const { path, reason } of skipped) lines.push(`  ${escapeName(Buffer.from(path))}: ${reason}`);
+  if (total > skipped.length) lines.push(`  … and ${count(total - skipped.length)} more (the snapshot lists the first ${skipped.length})`);
+  return lines;
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
 }
