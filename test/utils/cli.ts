@@ -10,7 +10,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..
 /** The real `cairn` executable of the core package. */
 export const CAIRN_BIN = join(REPO_ROOT, 'packages/core/bin/cairn.js');
 /** The plugin folders of the workspace, by absolute path. */
-export const WORKSPACE_PLUGINS = ['source-volume', 'codec-zstd', 'target-local'].map((p) => join(REPO_ROOT, 'packages', p));
+export const WORKSPACE_PLUGINS = ['source-volume', 'source-files', 'codec-zstd', 'target-local'].map((p) => join(REPO_ROOT, 'packages', p));
 export const FIXTURE_PLUGINS = join(REPO_ROOT, 'test/fixtures/plugins');
 
 export interface CliOptions {

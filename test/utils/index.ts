@@ -11,3 +11,4 @@ export * from './daemon.js';
 export * from './smtp.js';
 export * from './nbd.js';
 export * from './process.js';
+export * from './files-job.js';

@@ -1,7 +1,7 @@
 import { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from './vendor.js';
 import type { OpenedSource, VolumeLayout } from './source.js';
 import type { OpenedFileTree } from './files/file-source.js';
-import type { SnapshotManifest } from './repository/snapshot.js';
+import type { AnySnapshotManifest, SnapshotManifest } from './repository/snapshot.js';
 import type { TapFailure } from './hook-runner.js';
 import type { BackupOptions } from './operations/backup.js';
 
@@ -40,7 +40,8 @@ export interface SnapshotSaved {
   time: string;
   bytesRead: number;
   bytesAdded: number;
-  manifest: SnapshotManifest;
+  /** A volume image's manifest, or a file snapshot's (`isFileManifest`). */
+  manifest: AnySnapshotManifest;
 }
 
 /** What a `beforeSnapshot` tap returns to stop the snapshot from being written. */
@@ -56,7 +57,7 @@ export interface BackupRunHooks {
    * about to be written. A tap may inspect it, or return `{ abort: reason }` to stop the
    * snapshot (the run fails with that reason; the stored data is reused by the next run).
    */
-  beforeSnapshot: AsyncSeriesBailHook<[SnapshotManifest], SnapshotVeto | undefined>;
+  beforeSnapshot: AsyncSeriesBailHook<[AnySnapshotManifest], SnapshotVeto | undefined>;
   /** The snapshot manifest is written. */
   snapshotSaved: AsyncSeriesHook<[SnapshotSaved]>;
 }
@@ -142,7 +143,7 @@ export function createEngineHooks(): Readonly<EngineHooks> {
 export function createBackupRunHooks(): Readonly<BackupRunHooks> {
   return Object.freeze({
     sourceOpened: new AsyncSeriesHook<[OpenedSource | OpenedFileTree]>(['source'], 'sourceOpened'),
-    beforeSnapshot: new AsyncSeriesBailHook<[SnapshotManifest], SnapshotVeto | undefined>(['manifest'], 'beforeSnapshot'),
+    beforeSnapshot: new AsyncSeriesBailHook<[AnySnapshotManifest], SnapshotVeto | undefined>(['manifest'], 'beforeSnapshot'),
     snapshotSaved: new AsyncSeriesHook<[SnapshotSaved]>(['snapshot'], 'snapshotSaved'),
   });
 }

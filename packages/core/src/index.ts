@@ -45,6 +45,7 @@ export type { Progress } from './pipeline/progress.js';
 export { isFileManifest, requireVolumeManifest, type AnySnapshotManifest, type ChunkerParameters, type FileSnapshotManifest, type ImageDigest, type SkippedPath, type SnapshotManifest } from './repository/snapshot.js';
 // File snapshots: what a file source hands the core, and the trees they are stored as.
 export { isFileTree, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree } from './files/file-source.js';
+export { loadPosix, type Posix } from './files/posix.js';
 export { ENTRY_TYPES, compareNames, displayName, isExactUtf8, type ContentChunk, type EntryMetadata, type EntryType, type TreeEntry, type Xattr } from './files/tree.js';
 export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';

@@ -4,6 +4,7 @@ import { inject, injectable } from '../vendor.js';
 import { ExitCode, exitCodeOfError } from '../errors.js';
 import { HOOK_STAGE_RELEASE, HOOK_STAGE_REPORT, type EngineHooks, type HookContribution, type JobRun, type RunOutcome, type SnapshotSaved } from '../hooks.js';
 import { describeTapFailure } from '../hook-runner.js';
+import { isIncompleteSnapshot } from '../repository/snapshot.js';
 import { Environment, Logger } from '../services.js';
 import { hookCommands, runHookCommand, type HookPhase, type JobHooks } from './hook-command.js';
 
@@ -82,7 +83,7 @@ export class JobCommands implements HookContribution {
         const facts = this.#facts(run);
         facts.saved = saved;
         facts.ended = Date.now();
-        await this.#release(run, { result: saved.manifest.unreadable ? 'warning' : 'success' });
+        await this.#release(run, { result: isIncompleteSnapshot(saved.manifest) ? 'warning' : 'success' });
       });
     });
     hooks.failed.tapPromise({ name: PLUGIN_NAME, stage: HOOK_STAGE_RELEASE }, async (run, error) => {
@@ -160,7 +161,7 @@ export function verdictOf(outcome: RunOutcome, saved: SnapshotSaved | undefined)
   if (!outcome.ok) return failureVerdict(outcome.error);
   const failure = outcome.tapFailures?.[0];
   if (failure) return { result: 'failure', error: describeTapFailure(failure), exitCode: ExitCode.failed };
-  return { result: saved?.manifest.unreadable ? 'warning' : 'success' };
+  return { result: saved && isIncompleteSnapshot(saved.manifest) ? 'warning' : 'success' };
 }
 
 function failureVerdict(error: unknown): RunVerdict {

@@ -7,6 +7,7 @@ import type { EngineHooks, HookContribution, JobRun, RunOutcome, SnapshotSaved }
 import type { JobConfig, LoadedJob } from '../job/job-loader.js';
 import type { Notification } from '../notify.js';
 import { Notifications, type NotificationInput } from './notifications.js';
+import { isFileManifest, type AnySnapshotManifest } from '../repository/snapshot.js';
 
 const PLUGIN_NAME = 'BackupNotifications';
 /** `start` goes out before the job's own `before` commands run, so a health check sees the start of a run they fail. */
@@ -60,14 +61,24 @@ export class BackupNotifications implements HookContribution {
     if (!outcome.ok) return { ...common, event: 'failure', error: describeError(outcome.error) };
     const warnings = (outcome.tapFailures ?? []).map(describeTapFailure);
     const saved = facts.saved;
-    const unreadable = saved?.manifest.unreadable;
-    if (unreadable) {
-      const bytes = unreadable.reduce((sum, range) => sum + range.length, 0);
-      warnings.unshift(`The snapshot is incomplete: ${bytes} bytes in ${unreadable.length} unreadable range(s) of the source are stored as zeros`);
-    }
-    const snapshot = saved && { id: saved.id, bytesRead: saved.bytesRead, bytesAdded: saved.bytesAdded, size: saved.manifest.size };
+    const manifest = saved?.manifest;
+    const incomplete = manifest && incompleteWarning(manifest);
+    if (incomplete) warnings.unshift(incomplete);
+    const size = manifest && (isFileManifest(manifest) ? manifest.stats.totalBytes : manifest.size);
+    const snapshot = saved && { id: saved.id, bytesRead: saved.bytesRead, bytesAdded: saved.bytesAdded, size: size! };
     return { ...common, event: warnings.length > 0 ? 'warning' : 'success', warnings, ...(snapshot && { snapshot }) };
   }
+}
+
+/** What an incomplete snapshot lacks, for the notification; undefined when it is complete. */
+function incompleteWarning(manifest: AnySnapshotManifest): string | undefined {
+  if (isFileManifest(manifest)) {
+    return manifest.skipped && `The snapshot is incomplete: ${manifest.skippedCount ?? manifest.skipped.length} path(s) of the source could not be read`;
+  }
+  const { unreadable } = manifest;
+  if (!unreadable) return undefined;
+  const bytes = unreadable.reduce((sum, range) => sum + range.length, 0);
+  return `The snapshot is incomplete: ${bytes} bytes in ${unreadable.length} unreadable range(s) of the source are stored as zeros`;
 }
 
 /** The error as a notification reports it, with the exit code the CLI exits with for it. */

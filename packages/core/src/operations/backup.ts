@@ -1,6 +1,7 @@
 import { inject, injectable } from '../vendor.js';
 import { PluginError, UsageError } from '../errors.js';
-import { isFileTree } from '../files/file-source.js';
+import { isFileTree, type OpenedFileTree } from '../files/file-source.js';
+import { findParent, runFileBackup, type FileBackupResult } from '../files/file-backup.js';
 import { Clock, Logger, ProgressFactory, SourceRegistry } from '../services.js';
 import type { OpenedSource, SourceFactory } from '../source.js';
 import { EngineHooks, createBackupRunHooks, type BackupRun } from '../hooks.js';
@@ -9,6 +10,7 @@ import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
 import type { BlobIndex, Repository } from '../repository/repository.js';
 import { adoptOrphanPacks } from '../repository/orphan-packs.js';
+import { cdcParametersOf } from '../repository/config.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import { runBackup, type BackupResult } from '../pipeline/backup.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
@@ -31,8 +33,11 @@ export interface BackupOptions {
   forget?: boolean;
 }
 
+/** A volume image's result, or a file backup's (`isFileManifest(result.manifest)` tells). */
+export type AnyBackupResult = BackupResult | FileBackupResult;
+
 /** What a backup returns: its result, the failed `after` taps, and the run (for what taps recorded about it). */
-export interface BackupReport extends RunReport<BackupResult> {
+export interface BackupReport extends RunReport<AnyBackupResult> {
   run: BackupRun;
 }
 
@@ -67,7 +72,7 @@ export class BackupOperation {
     return { ...report, run };
   }
 
-  async #backup(job: LoadedJob, run: BackupRun, options: BackupOptions): Promise<BackupResult> {
+  async #backup(job: LoadedJob, run: BackupRun, options: BackupOptions): Promise<AnyBackupResult> {
     const sourceFactory = await this.#sourceFactory(job.config.source.type);
     return this.workers.withPool((pool) =>
       this.repositories.withRepository(job, async (repository) => {
@@ -75,8 +80,12 @@ export class BackupOperation {
         try {
           for (const warning of source.warnings) this.logger.warn(warning);
           await this.runner.before(run.hooks.sourceOpened, source);
-          // File backups are stored by the files pipeline (not built yet).
-          if (isFileTree(source)) throw new UsageError(`Source type "${job.config.source.type}" is a file source; file backups are not supported yet`);
+          if (isFileTree(source)) {
+            if (options.rescue) throw new UsageError('--rescue images around unreadable sectors of a volume; a files job skips unreadable files on its own (the snapshot lists them, exit code 3)');
+            // A repository too old for file snapshots is refused before the lock is taken.
+            cdcParametersOf(repository.config, repository.location);
+            return await this.locks.withLock(repository, 'backup', false, () => this.#storeFiles(job, run, pool, repository, source, options));
+          }
           return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source, options));
         } finally {
           await source.dispose();
@@ -104,6 +113,31 @@ export class BackupOperation {
       ...(options.tags?.length && { tags: [...options.tags] }),
       beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
       rescue: options.rescue ?? false,
+    }).finally(() => clearInterval(following));
+    for (const warning of result.warnings) this.logger.warn(warning);
+    return result;
+  }
+
+  async #storeFiles(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedFileTree, options: BackupOptions): Promise<FileBackupResult> {
+    const index = await this.workers.prepare(pool, repository, job, 'write');
+    await this.#adoptOrphans(repository, index);
+    const paths = source.roots.map((root) => root.toString('utf8'));
+    const following = followIndex(repository, index);
+    const result = await runFileBackup({
+      repository,
+      index,
+      pool,
+      source,
+      sourceType: job.config.source.type,
+      jobName: job.info.name,
+      compression: job.config.compression?.type ?? 'none',
+      progress: this.progress.create(),
+      started: options.time ?? this.clock.now(),
+      ...(options.tags?.length && { tags: [...options.tags] }),
+      parent: await findParent(repository, job.info.name, paths),
+      beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
+      warn: (message) => this.logger.warn(message),
+      note: (message) => this.logger.info(message),
     }).finally(() => clearInterval(following));
     for (const warning of result.warnings) this.logger.warn(warning);
     return result;

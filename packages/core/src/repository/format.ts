@@ -200,7 +200,7 @@ export function decodeChunkMap(plain: Buffer): ChunkRecord[] {
 }
 
 function checkBlobType(value: number): BlobType {
-  if (value !== BlobType.chunk && value !== BlobType.chunkMap) throw new Error(`unknown blob type ${value}`);
+  if (value !== BlobType.chunk && value !== BlobType.chunkMap && value !== BlobType.tree) throw new Error(`unknown blob type ${value}`);
   return value;
 }
 

@@ -124,6 +124,11 @@ export function isFileManifest(manifest: AnySnapshotManifest): manifest is FileS
   return (manifest as FileSnapshotManifest).kind === 'files';
 }
 
+/** The snapshot lacks something of its source: unreadable ranges of a volume, or paths a file backup could not read (exit 3). */
+export function isIncompleteSnapshot(manifest: AnySnapshotManifest): boolean {
+  return isFileManifest(manifest) ? manifest.skipped !== undefined : manifest.unreadable !== undefined;
+}
+
 /** The newest manifest version this cairn reads. */
 export const MANIFEST_VERSION = 3;
 

@@ -7,6 +7,7 @@ import type { JobConfig, LoadedJob } from '../job/job-loader.js';
 import type { BackupOptions } from '../operations/backup.js';
 import { ForgetOperation } from '../operations/forget.js';
 import { isEmptyPolicy } from './policy.js';
+import { isIncompleteSnapshot } from '../repository/snapshot.js';
 
 const PLUGIN_NAME = 'Retention';
 
@@ -38,7 +39,7 @@ export class RetentionTap implements HookContribution {
     hooks.backup.tap(PLUGIN_NAME, (run) => {
       if (!run.options.forget) return;
       run.hooks.snapshotSaved.tapPromise(PLUGIN_NAME, async (saved) => {
-        if (saved.manifest.unreadable) {
+        if (isIncompleteSnapshot(saved.manifest)) {
           this.logger.warn(`Retention not applied: snapshot ${saved.id.slice(0, 12)} is incomplete, and an incomplete snapshot does not replace complete ones; the next complete backup applies it`);
           return;
         }

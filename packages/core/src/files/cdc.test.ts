@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { newMasterKey } from '../crypto/crypto.js';
+import { DEFAULT_CDC, type RepositoryConfig } from '../repository/config.js';
+import { FastCdc, gearTable } from './cdc.js';
+
+const MiB = 1024 * 1024;
+const config = { version: 5, blobId: 'blake3-keyed' } as RepositoryConfig;
+
+/** Deterministic pseudo-random bytes (xorshift), fast enough for 64 MiB. */
+function pseudoRandom(length: number, seed: number): Buffer {
+  const words = new Uint32Array(Math.ceil(length / 4));
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    words[i] = x >>> 0;
+  }
+  return Buffer.from(words.buffer, 0, length);
+}
+
+describe('FastCDC', () => {
+  const key = newMasterKey();
+  const cdc = new FastCdc(gearTable(config, key), DEFAULT_CDC);
+  const data = pseudoRandom(64 * MiB, 7);
+
+  it('derives the gear table from the blob-id key: another key, another table', () => {
+    expect(gearTable(config, key)).toEqual(gearTable(config, key));
+    expect(gearTable(config, newMasterKey())).not.toEqual(gearTable(config, key));
+  });
+
+  it('cuts deterministically, every chunk but the last within [min, max], about avg on average', () => {
+    const lengths = cdc.lengths(data);
+    expect(cdc.lengths(data)).toEqual(lengths);
+    expect(lengths.reduce((a, b) => a + b, 0)).toBe(data.length);
+    for (const length of lengths.slice(0, -1)) {
+      expect(length).toBeGreaterThanOrEqual(DEFAULT_CDC.min);
+      expect(length).toBeLessThanOrEqual(DEFAULT_CDC.max);
+    }
+    const mean = data.length / lengths.length;
+    expect(mean).toBeGreaterThan(0.7 * DEFAULT_CDC.avg);
+    expect(mean).toBeLessThan(1.6 * DEFAULT_CDC.avg);
+  });
+
+  it('cuts zeros (no boundary in them) at max', () => {
+    expect(cdc.lengths(Buffer.alloc(20 * MiB))).toEqual([8 * MiB, 8 * MiB, 4 * MiB]);
+  });
+
+  it('cuts the same with data given max bytes at a time as with all of it', () => {
+    const whole = cdc.lengths(data.subarray(0, 24 * MiB));
+    const streamed: number[] = [];
+    let at = 0;
+    while (at < 24 * MiB) {
+      const end = Math.min(24 * MiB, at + DEFAULT_CDC.max);
+      const length = cdc.cut(data, at, end, end === 24 * MiB);
+      streamed.push(length);
+      at += length;
+    }
+    expect(streamed).toEqual(whole);
+  });
+
+  it('changes only the first chunk or two when bytes are inserted at the start of 64 MiB', () => {
+    const before = cdc.lengths(data);
+    const after = cdc.lengths(Buffer.concat([randomBytes(100), data]));
+    const offsets = (lengths: number[], shift: number) => {
+      const ends = new Set<number>();
+      let at = shift;
+      for (const length of lengths) ends.add((at += length));
+      return ends;
+    };
+    const oldEnds = offsets(before, 100);
+    const newEnds = [...offsets(after, 0)];
+    const moved = newEnds.filter((end) => !oldEnds.has(end));
+    expect(moved.length).toBeLessThanOrEqual(2);
+    expect(after.length - before.length).toBeLessThanOrEqual(2);
+  });
+
+  it('refuses to cut short data that is not final', () => {
+    expect(() => cdc.cut(data, 0, DEFAULT_CDC.max - 1, false)).toThrow(/needs/);
+  });
+
+  it('runs at a useful speed (printed)', () => {
+    const started = performance.now();
+    const lengths = cdc.lengths(data);
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`FastCDC: ${(data.length / 1e6 / seconds).toFixed(0)} MB/s over 64 MiB of random data (${lengths.length} chunks)`);
+    expect(lengths.length).toBeGreaterThan(10);
+  });
+});

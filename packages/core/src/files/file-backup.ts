@@ -1,0 +1,345 @@
+import { hostname } from 'node:os';
+import { describeSystemError } from '../errors.js';
+import { BlobType } from '../repository/format.js';
+import { cdcParametersOf } from '../repository/config.js';
+import type { BlobIndex, Repository } from '../repository/repository.js';
+import { isFileManifest, type FileSnapshotManifest, type SkippedPath } from '../repository/snapshot.js';
+import type { DamagedObject } from '../repository/repository.js';
+import { ChunkLedger } from '../pipeline/chunk-ledger.js';
+import { Packer } from '../pipeline/packer.js';
+import { defaultPoolSize, type WorkerPool } from '../pipeline/worker-pool.js';
+import type { Progress } from '../pipeline/progress.js';
+import { FastCdc, gearTable } from './cdc.js';
+import { ContentStore, FileReadFailure } from './file-content.js';
+import type { FileMetadata, OpenedFileTree } from './file-source.js';
+import { mapConcurrent } from './semaphore.js';
+import { TreeReader, joinPath, pathNames } from './tree-reader.js';
+import { displayName, encodeTree, type EntryType, type TreeEntry } from './tree.js';
+
+export interface FileBackupInput {
+  repository: Repository;
+  index: BlobIndex;
+  pool: WorkerPool;
+  source: OpenedFileTree;
+  sourceType: string;
+  jobName: string;
+  compression: string;
+  progress: Progress;
+  /** When the backup started: the snapshot's time. */
+  started: Date;
+  tags?: string[];
+  /** The snapshot to compare with: its unchanged files are not read again (see findParent). */
+  parent?: { id: string; manifest: FileSnapshotManifest };
+  /** Called with the finished manifest once everything it needs is durable; throwing stops the snapshot. */
+  beforeSnapshot?: (manifest: FileSnapshotManifest) => Promise<void>;
+  /** A path that could not be backed up, or changed while read, as it happens. */
+  warn?: (message: string) => void;
+  /** Something skipped by nature (a socket). */
+  note?: (message: string) => void;
+}
+
+export interface FileBackupResult {
+  snapshot: string;
+  manifest: FileSnapshotManifest;
+  bytesRead: number;
+  bytesAdded: number;
+  /** Things the user should know about this run, beyond the per-path warnings already given. */
+  warnings: string[];
+}
+
+/** The manifest lists this many skipped paths; `skippedCount` counts them all. */
+export const MAX_SKIPPED_LISTED = 1000;
+/** Per-path warnings printed as they happen; the rest are summed up at the end. */
+const WARNINGS_SHOWN = 20;
+/** Children of one folder backed up at once (folders nest: more run in all). */
+const CHILDREN_AT_ONCE = 32;
+
+/**
+ * Backs up the source's roots into a file snapshot: trees bottom-up, one blob per folder,
+ * file content cut by FastCDC. Files unchanged since the parent snapshot are not read.
+ * A path that cannot be read is recorded and skipped; the snapshot is then incomplete.
+ */
+export function runFileBackup(input: FileBackupInput): Promise<FileBackupResult> {
+  return new FileBackupSession(input).run();
+}
+
+/** The newest file snapshot of the job that backed up the same paths: the parent of the next one. */
+export async function findParent(repository: Repository, jobName: string, paths: readonly string[]): Promise<FileBackupInput['parent']> {
+  // A damaged snapshot is only a parent less; check reports it.
+  const damaged: DamagedObject[] = [];
+  const snapshots = await repository.listSnapshots(damaged);
+  const wanted = [...paths].sort().join('\0');
+  for (let i = snapshots.length - 1; i >= 0; i--) {
+    const { id, manifest } = snapshots[i]!;
+    if (isFileManifest(manifest) && manifest.job === jobName && [...manifest.paths].sort().join('\0') === wanted) return { id, manifest };
+  }
+  return undefined;
+}
+
+/** The paths to back up as a tree of names: `/home/u/docs` and `/etc` under one made-up `/`. */
+interface RootNode {
+  name: Buffer;
+  path: Buffer;
+  /** Backed up whole; otherwise only an ancestor of such paths (its own metadata, and them). */
+  isRoot: boolean;
+  children: RootNode[];
+}
+
+function rootTrie(roots: readonly Buffer[]): RootNode {
+  const top: RootNode = { name: Buffer.from('/'), path: Buffer.from('/'), isRoot: false, children: [] };
+  for (const root of roots) {
+    let node = top;
+    for (const name of pathNames(root)) {
+      let child = node.children.find((c) => c.name.equals(name));
+      if (!child) node.children.push((child = { name, path: joinPath(node.path, name), isRoot: false, children: [] }));
+      node = child;
+    }
+    node.isRoot = true;
+  }
+  return top;
+}
+
+/** Names as Map keys: latin1 maps every byte to one character, so distinct names stay distinct. */
+const keyOf = (name: Buffer) => name.toString('latin1');
+
+function entryOf(name: Buffer, metadata: FileMetadata): TreeEntry {
+  return { ...metadata, type: metadata.type as EntryType, name };
+}
+
+class FileBackupSession {
+  readonly #input: FileBackupInput;
+  readonly #packer: Packer;
+  readonly #ledger: ChunkLedger;
+  readonly #cdc: FastCdc;
+  readonly #content: ContentStore;
+  readonly #parentTrees: TreeReader | undefined;
+  readonly #stats = { files: 0, dirs: 0, others: 0, totalBytes: 0, unchangedFiles: 0, treeBlobs: 0, changedWhileRead: 0 };
+  readonly #skipped: SkippedPath[] = [];
+  #skippedCount = 0;
+  #warned = 0;
+  #parentTreeUnreadable = false;
+  readonly #startedAt = performance.now();
+
+  constructor(input: FileBackupInput) {
+    const { repository, index, pool } = input;
+    this.#input = input;
+    this.#cdc = new FastCdc(gearTable(repository.config, repository.masterKey), cdcParametersOf(repository.config, repository.location));
+    this.#packer = new Packer(repository);
+    // Only its claims are used: a blob this run or another writer stored already is not stored again.
+    this.#ledger = new ChunkLedger(0, index);
+    this.#content = new ContentStore(pool, this.#packer, this.#cdc, (id) => this.#ledger.claim(id), defaultPoolSize() + 2, (bytes) => input.progress.advance(bytes));
+    this.#parentTrees = input.parent ? new TreeReader(repository, index, pool) : undefined;
+  }
+
+  async run(): Promise<FileBackupResult> {
+    const { progress } = this.#input;
+    // The total is not known before the walk; the bar shows what was read.
+    progress.start('backup', 0);
+    try {
+      const tree = await this.#rootTree();
+      await this.#packer.flush();
+      progress.done();
+      return await this.#save(tree);
+    } catch (err) {
+      progress.done();
+      await this.#packer.abandon();
+      throw err;
+    }
+  }
+
+  async #rootTree(): Promise<string> {
+    const top = rootTrie(this.#input.source.roots);
+    const previous = this.#input.parent?.manifest.tree;
+    if (!top.isRoot) return this.#storeTree(await this.#nodeEntries(top.children, previous));
+    // Backing up `/` itself: the snapshot's root is the file system's.
+    const folder = await this.#input.source.stat(top.path);
+    const { subtree } = await this.#folderTree(top.path, folder, previous);
+    // A root that cannot be listed is recorded as skipped; the snapshot's root is then empty.
+    return subtree ?? this.#storeTree([]);
+  }
+
+  /** The entries of the paths' ancestors and the paths themselves, at one level of the trie. */
+  async #nodeEntries(nodes: readonly RootNode[], previousTree: string | undefined): Promise<TreeEntry[]> {
+    const previous = await this.#previousEntries(previousTree);
+    const entries = await mapConcurrent(nodes, CHILDREN_AT_ONCE, (node) => this.#nodeEntry(node, previous?.get(keyOf(node.name))));
+    return entries.filter((e): e is TreeEntry => e !== undefined);
+  }
+
+  async #nodeEntry(node: RootNode, previous: TreeEntry | undefined): Promise<TreeEntry | undefined> {
+    let metadata: FileMetadata;
+    try {
+      metadata = await this.#input.source.stat(node.path);
+    } catch (err) {
+      this.#skip(node.path, describeSystemError(err));
+      return undefined;
+    }
+    if (node.isRoot) return this.#entry(node.path, node.name, metadata, previous);
+    if (metadata.type !== 'dir') {
+      this.#skip(node.path, `not a folder (a ${metadata.type}), but the paths to back up are inside it`);
+      return undefined;
+    }
+    this.#stats.dirs++;
+    const children = await this.#nodeEntries(node.children, previous?.type === 'dir' ? previous.subtree : undefined);
+    return { ...entryOf(node.name, metadata), subtree: await this.#storeTree(children) };
+  }
+
+  /** One listed path: a folder with everything in it, a file with its content, or an entry without content. */
+  async #entry(path: Buffer, name: Buffer, metadata: FileMetadata, previous: TreeEntry | undefined): Promise<TreeEntry | undefined> {
+    switch (metadata.type) {
+      case 'socket':
+        this.#input.note?.(`${displayName(path)} is a socket; not backed up`);
+        return undefined;
+      case 'dir': {
+        this.#stats.dirs++;
+        const children = await this.#folderTree(path, metadata, previous?.type === 'dir' ? previous.subtree : undefined);
+        return { ...entryOf(name, metadata), ...children };
+      }
+      case 'file':
+        this.#stats.files++;
+        return this.#fileEntry(path, name, metadata, previous);
+      default:
+        this.#stats.others++;
+        return entryOf(name, metadata);
+    }
+  }
+
+  /** A folder's tree id, or why it has none (it could not be listed). */
+  async #folderTree(path: Buffer, folder: FileMetadata, previousTree: string | undefined): Promise<{ subtree?: string; error?: string }> {
+    let listing;
+    try {
+      listing = await this.#input.source.list(path, folder);
+    } catch (err) {
+      const reason = describeSystemError(err);
+      this.#skip(path, reason);
+      return { error: reason };
+    }
+    for (const problem of listing.problems) {
+      const child = joinPath(path, problem.name);
+      if (problem.kind === 'unreadable') this.#skip(child, problem.reason);
+      else this.#input.note?.(`${displayName(child)} is not backed up: ${problem.reason}`);
+    }
+    const previous = await this.#previousEntries(previousTree);
+    const entries = await mapConcurrent(listing.entries, CHILDREN_AT_ONCE, (child) =>
+      this.#entry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name))),
+    );
+    return { subtree: await this.#storeTree(entries.filter((e): e is TreeEntry => e !== undefined)) };
+  }
+
+  async #fileEntry(path: Buffer, name: Buffer, metadata: FileMetadata, previous: TreeEntry | undefined): Promise<TreeEntry> {
+    const entry = entryOf(name, metadata);
+    if (previous && this.#unchanged(metadata, previous)) {
+      this.#stats.unchangedFiles++;
+      this.#stats.totalBytes += previous.size;
+      this.#content.stats.dataChunks += previous.content!.length;
+      return { ...entry, size: previous.size, content: previous.content! };
+    }
+    if (metadata.size === 0) return { ...entry, content: [] };
+    try {
+      const read = await this.#content.readFile(this.#input.source, path, metadata.size);
+      this.#stats.totalBytes += read.size;
+      const { after } = read;
+      const changed = after.size !== metadata.size || after.mtimeNs !== metadata.mtimeNs || after.ctimeNs !== metadata.ctimeNs;
+      if (changed) {
+        this.#stats.changedWhileRead++;
+        this.#warn(`${displayName(path)} changed while it was read; the snapshot holds what was read, marked as changed`);
+      }
+      return { ...entry, size: read.size, content: read.content, ...(changed && { changed: true }) };
+    } catch (err) {
+      if (!(err instanceof FileReadFailure)) throw err;
+      const reason = describeSystemError(err.error);
+      this.#skip(path, reason);
+      return { ...entry, size: 0, content: [], error: reason };
+    }
+  }
+
+  /** The parent's entry still describes the file (same size, times and inode), and its chunks are all indexed. */
+  #unchanged(metadata: FileMetadata, previous: TreeEntry): boolean {
+    return (
+      previous.type === 'file' &&
+      previous.error === undefined &&
+      !previous.changed &&
+      previous.size === metadata.size &&
+      previous.mtimeNs === metadata.mtimeNs &&
+      previous.ctimeNs === metadata.ctimeNs &&
+      previous.inode === metadata.inode &&
+      previous.content !== undefined &&
+      previous.content.every((chunk) => this.#input.index.has(chunk.id))
+    );
+  }
+
+  /** The parent snapshot's entries of a folder, by name; undefined without one (a new folder, no parent, or a tree that cannot be read). */
+  async #previousEntries(treeId: string | undefined): Promise<Map<string, TreeEntry> | undefined> {
+    if (treeId === undefined || !this.#parentTrees) return undefined;
+    try {
+      return new Map((await this.#parentTrees.read(treeId)).map((entry) => [keyOf(entry.name), entry]));
+    } catch (err) {
+      // Without the parent's tree the folder is only read again in full.
+      if (!this.#parentTreeUnreadable) this.#input.warn?.(`A tree of the parent snapshot cannot be read (${(err as Error).message}); its files are read again`);
+      this.#parentTreeUnreadable = true;
+      return undefined;
+    }
+  }
+
+  /** Stores a folder's tree blob unless the repository has it (an unchanged folder has the same id); returns its id. */
+  async #storeTree(entries: TreeEntry[]): Promise<string> {
+    const plain = encodeTree(entries);
+    const { id, sealed } = await this.#input.pool.sealBytes(plain);
+    const hex = id.toString('hex');
+    this.#stats.treeBlobs++;
+    if (this.#ledger.claim(hex)) await this.#packer.add(BlobType.tree, id, sealed, plain.length);
+    return hex;
+  }
+
+  #skip(path: Buffer, reason: string): void {
+    this.#skippedCount++;
+    if (this.#skipped.length < MAX_SKIPPED_LISTED) this.#skipped.push({ path: displayName(path), reason });
+    this.#warn(`Cannot back up ${displayName(path)}: ${reason}`);
+  }
+
+  #warn(message: string): void {
+    if (this.#warned++ < WARNINGS_SHOWN) this.#input.warn?.(message);
+  }
+
+  async #save(tree: string): Promise<FileBackupResult> {
+    const { source, started, repository, parent } = this.#input;
+    const content = this.#content.stats;
+    const { files, dirs, others, totalBytes, unchangedFiles, treeBlobs, changedWhileRead } = this.#stats;
+    const manifest: FileSnapshotManifest = {
+      version: 3,
+      kind: 'files',
+      time: started.toISOString(),
+      hostname: hostname(),
+      job: this.#input.jobName,
+      ...(this.#input.tags?.length && { tags: this.#input.tags }),
+      source: { type: this.#input.sourceType, path: source.path },
+      paths: source.roots.map((root) => displayName(root)),
+      tree,
+      ...(parent && { parent: parent.id }),
+      chunker: this.#cdc.parameters,
+      compression: this.#input.compression,
+      stats: {
+        files, dirs, others, totalBytes,
+        bytesRead: content.bytesRead,
+        bytesAdded: this.#packer.bytesWritten,
+        unchangedFiles,
+        dataChunks: content.dataChunks,
+        newChunks: content.newChunks,
+        treeBlobs,
+        changedWhileRead,
+        durationMs: Math.round(performance.now() - this.#startedAt),
+      },
+      ...(this.#skippedCount > 0 && { skipped: this.#skipped }),
+      ...(this.#skippedCount > this.#skipped.length && { skippedCount: this.#skippedCount }),
+    };
+    await this.#input.beforeSnapshot?.(manifest);
+    const saved = await repository.saveSnapshot(manifest);
+    return { snapshot: saved.id, manifest, bytesRead: content.bytesRead, bytesAdded: this.#packer.bytesWritten + saved.size, warnings: this.#warnings() };
+  }
+
+  #warnings(): string[] {
+    const warnings: string[] = [];
+    if (this.#warned > WARNINGS_SHOWN) warnings.push(`${this.#warned - WARNINGS_SHOWN} more warning(s) not shown`);
+    if (this.#skippedCount > 0) warnings.push(`${this.#skippedCount} path(s) could not be backed up; the snapshot is incomplete (\`cairn show\` lists them)`);
+    return warnings;
+  }
+}

@@ -1,0 +1,14 @@
+/*
+ * The native POSIX helpers (@cairn/posix: xattrs, nanosecond times, device nodes, holes, owner
+ * names) for core and for plugins, which reach them only through core. Loaded on first use with
+ * a dynamic import, so commands that never touch files (volume backups) do not load the addon.
+ */
+export type Posix = typeof import('@cairn/posix');
+
+let loading: Promise<Posix> | undefined;
+
+/** The @cairn/posix module, imported once. */
+export function loadPosix(): Promise<Posix> {
+  loading ??= import('@cairn/posix');
+  return loading;
+}

@@ -1,0 +1,199 @@
+import { execFileSync } from 'node:child_process';
+import { constants, lstatSync, openSync, closeSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dataRanges, groupName, listXattrs, mknod, setTimes, setXattr, userName, type PosixError } from './index.js';
+
+let dir: string;
+const file = (name: string): string => path.join(dir, name);
+const sh = (command: string, ...args: string[]): string => execFileSync(command, args, { encoding: 'utf8' });
+
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'cairn-posix-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function thrown(fn: () => unknown): PosixError {
+  try {
+    fn();
+  } catch (error) {
+    return error as PosixError;
+  }
+  throw new Error('expected a throw');
+}
+
+describe('listXattrs and setXattr', () => {
+  it('lists what setfattr set, sorted by name, values as bytes', () => {
+    writeFileSync(file('a'), 'x');
+    sh('setfattr', '-n', 'user.zeta', '-v', 'last', file('a'));
+    sh('setfattr', '-n', 'user.alpha', '-v', '0x00ff10', file('a'));
+    sh('setfattr', '-n', 'user.empty', file('a'));
+    expect(listXattrs(file('a'))).toEqual([
+      { name: 'user.alpha', value: Buffer.from([0x00, 0xff, 0x10]) },
+      { name: 'user.empty', value: Buffer.alloc(0) },
+      { name: 'user.zeta', value: Buffer.from('last') },
+    ]);
+  });
+
+  it('round-trips user.* and security.capability, read back by getfattr and getcap', () => {
+    writeFileSync(file('src'), 'x');
+    writeFileSync(file('dst'), 'x');
+    sh('setfattr', '-n', 'user.big', '-v', '0x' + 'ab'.repeat(3000), file('src'));
+    // cap_net_bind_service,cap_net_raw=ep as setcap writes it (VFS_CAP_REVISION_2)
+    sh('setfattr', '-n', 'security.capability', '-v', '0x0100000200240000000000000000000000000000', file('src'));
+    const attrs = listXattrs(file('src'));
+    expect(attrs.map((a) => a.name)).toEqual(['security.capability', 'user.big']);
+    for (const { name, value } of attrs) setXattr(file('dst'), name, value);
+    expect(listXattrs(file('dst'))).toEqual(attrs);
+    const dump = (f: string): string => sh('getfattr', '--absolute-names', '-e', 'hex', '-d', '-m', '-', f).split('\n').slice(1).join('\n');
+    expect(dump(file('dst'))).toBe(dump(file('src')));
+  });
+
+  it('reads POSIX ACLs as system.posix_acl_* attributes', () => {
+    sh('mkdir', file('d'));
+    sh('setfacl', '-m', 'u:1234:rwx', '-m', 'd:g:5678:r-x', file('d'));
+    const names = listXattrs(file('d')).map((a) => a.name);
+    expect(names).toEqual(['system.posix_acl_access', 'system.posix_acl_default']);
+  });
+
+  it('does not follow a symlink, and takes Buffer paths with bytes that are not UTF-8', () => {
+    const name = Buffer.concat([Buffer.from(dir + '/'), Buffer.from([0x66, 0xff, 0xfe, 0x2e])]);
+    writeFileSync(name, 'x');
+    setXattr(name, 'user.raw', Buffer.from('v'));
+    symlinkSync(name, file('link'));
+    expect(listXattrs(name)).toEqual([{ name: 'user.raw', value: Buffer.from('v') }]);
+    expect(listXattrs(file('link'))).toEqual([]);
+    // user.* attributes are not allowed on symlinks: the refusal comes back as an errno error
+    expect(thrown(() => setXattr(file('link'), 'user.x', Buffer.from('v'))).code).toBe('EPERM');
+  });
+
+  it('throws errors carrying code, errno, syscall and path', () => {
+    const error = thrown(() => listXattrs(file('missing')));
+    expect(error).toBeInstanceOf(Error);
+    expect(error).toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'llistxattr', path: file('missing') });
+    expect(error.message).toBe(`ENOENT: no such file or directory, llistxattr '${file('missing')}'`);
+    writeFileSync(file('a'), 'x');
+    expect(thrown(() => setXattr(file('a'), 'nonamespace', Buffer.from('v')))).toMatchObject({ code: 'ENOTSUP', syscall: 'lsetxattr' });
+    expect(() => listXattrs(42 as unknown as string)).toThrow(TypeError);
+    expect(() => listXattrs('a\0b')).toThrow(/NUL/);
+  });
+});
+
+describe('setTimes', () => {
+  it('sets atime and mtime to the nanosecond', () => {
+    writeFileSync(file('a'), 'x');
+    setTimes(file('a'), 1_234_567_890_123_456_789n, 987_654_321_987_654_321n);
+    const stat = lstatSync(file('a'), { bigint: true });
+    expect(stat.atimeNs).toBe(1_234_567_890_123_456_789n);
+    expect(stat.mtimeNs).toBe(987_654_321_987_654_321n);
+  });
+
+  it('sets the times of a symlink itself, and times before 1970', () => {
+    writeFileSync(file('target'), 'x');
+    symlinkSync(file('target'), file('link'));
+    const before = statSync(file('target'), { bigint: true }).mtimeNs;
+    setTimes(file('link'), -1_500_000_001n, -1n);
+    const link = lstatSync(file('link'), { bigint: true });
+    expect(link.atimeNs).toBe(-1_500_000_001n);
+    expect(link.mtimeNs).toBe(-1n);
+    expect(statSync(file('target'), { bigint: true }).mtimeNs).toBe(before);
+  });
+
+  it('throws ENOENT for a missing path', () => {
+    expect(thrown(() => setTimes(file('missing'), 0n, 0n))).toMatchObject({ code: 'ENOENT', syscall: 'utimensat' });
+  });
+});
+
+describe('mknod', () => {
+  it('creates character and block devices with their numbers, and FIFOs', () => {
+    const rdev = (major: number, minor: number): bigint => BigInt((major << 8) | minor);
+    mknod(file('null'), constants.S_IFCHR | 0o640, rdev(1, 3));
+    mknod(file('loop'), constants.S_IFBLK | 0o600, rdev(7, 200));
+    mknod(file('fifo'), constants.S_IFIFO | 0o644, 0n);
+    const nul = lstatSync(file('null'));
+    expect(nul.isCharacterDevice()).toBe(true);
+    expect(nul.mode & 0o7777).toBe(0o640 & ~process.umask());
+    expect(nul.rdev).toBe(0x103);
+    const loop = lstatSync(file('loop'));
+    expect(loop.isBlockDevice()).toBe(true);
+    expect(sh('stat', '-c', '%Hr:%Lr', file('loop')).trim()).toBe('7:200');
+    expect(lstatSync(file('fifo')).isFIFO()).toBe(true);
+  });
+
+  it('keeps large device numbers (major and minor above 255, glibc makedev encoding)', () => {
+    const [major, minor] = [300n, 70_000n];
+    const rdev = ((major & 0xfffn) << 8n) | ((major & ~0xfffn) << 32n) | (minor & 0xffn) | ((minor & ~0xffn) << 12n);
+    mknod(file('big'), constants.S_IFCHR | 0o600, rdev);
+    expect(lstatSync(file('big'), { bigint: true }).rdev).toBe(rdev);
+    expect(sh('stat', '-c', '%Hr:%Lr', file('big')).trim()).toBe('300:70000');
+  });
+
+  it('throws EEXIST when the path exists', () => {
+    writeFileSync(file('a'), 'x');
+    expect(thrown(() => mknod(file('a'), constants.S_IFIFO | 0o600, 0n))).toMatchObject({ code: 'EEXIST', syscall: 'mknod' });
+  });
+});
+
+describe('dataRanges', () => {
+  const MiB = 1024 * 1024;
+
+  it('finds the data of a sparse file made with truncate and writes at offsets', () => {
+    sh('truncate', '-s', String(64 * MiB), file('sparse'));
+    const fd = openSync(file('sparse'), 'r+');
+    try {
+      writeSync(fd, Buffer.alloc(4096, 1), 0, 4096, 8 * MiB);
+      writeSync(fd, Buffer.alloc(3 * MiB, 2), 0, 3 * MiB, 20 * MiB);
+      writeSync(fd, Buffer.alloc(10, 3), 0, 10, 64 * MiB - 10);
+      expect(dataRanges(fd, 64 * MiB)).toEqual([
+        { offset: 8 * MiB, length: 4096 },
+        { offset: 20 * MiB, length: 3 * MiB },
+        { offset: 64 * MiB - 4096, length: 4096 },
+      ]);
+      // Only ranges below the size asked for, cut at it.
+      expect(dataRanges(fd, 21 * MiB)).toEqual([
+        { offset: 8 * MiB, length: 4096 },
+        { offset: 20 * MiB, length: 1 * MiB },
+      ]);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('is one range for a dense file, none for an empty or all-hole file', () => {
+    writeFileSync(file('dense'), Buffer.alloc(100_000, 7));
+    sh('truncate', '-s', '1G', file('hole'));
+    writeFileSync(file('empty'), '');
+    for (const [name, size, expected] of [
+      ['dense', 100_000, [{ offset: 0, length: 100_000 }]],
+      ['hole', 1024 * MiB, []],
+      ['empty', 0, []],
+    ] as const) {
+      const fd = openSync(file(name), 'r');
+      try {
+        expect(dataRanges(fd, size)).toEqual(expected);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  });
+
+  it('throws EBADF for a closed descriptor', () => {
+    writeFileSync(file('a'), 'x');
+    const fd = openSync(file('a'), 'r');
+    closeSync(fd);
+    expect(thrown(() => dataRanges(fd, 1))).toMatchObject({ code: 'EBADF', syscall: 'lseek' });
+  });
+});
+
+describe('userName and groupName', () => {
+  it('names root and what getent knows, and nothing for unknown ids', () => {
+    expect(userName(0)).toBe('root');
+    expect(groupName(0)).toBe('root');
+    expect(userName(65534)).toBe(sh('getent', 'passwd', '65534').split(':')[0]);
+    expect(userName(4_000_000)).toBeUndefined();
+    expect(groupName(4_000_000)).toBeUndefined();
+  });
+});
