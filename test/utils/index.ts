@@ -12,3 +12,4 @@ export * from './smtp.js';
 export * from './nbd.js';
 export * from './process.js';
 export * from './files-job.js';
+export * from './file-tree.js';

@@ -22,6 +22,7 @@ import { PipelineWorkers } from './operations/pipeline-workers.js';
 import { InitOperation } from './operations/init.js';
 import { BackupOperation } from './operations/backup.js';
 import { RestoreOperation } from './operations/restore.js';
+import { FileRestoreOperation } from './operations/file-restore.js';
 import { CheckOperation } from './operations/check.js';
 import { RepairOperation } from './operations/repair.js';
 import { ShowOperation, SnapshotsOperation } from './operations/snapshots.js';
@@ -76,6 +77,7 @@ export const coreModule = new ContainerModule(({ bind }) => {
   bind(InitOperation).toSelf();
   bind(BackupOperation).toSelf();
   bind(RestoreOperation).toSelf();
+  bind(FileRestoreOperation).toSelf();
   bind(CheckOperation).toSelf();
   bind(RepairOperation).toSelf();
   bind(SnapshotsOperation).toSelf();

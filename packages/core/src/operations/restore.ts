@@ -8,7 +8,7 @@ import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
 import type { DamagedObject, Repository } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
-import { requireVolumeManifest, type ImageDigest, type SnapshotManifest } from '../repository/snapshot.js';
+import { isFileManifest, requireVolumeManifest, type AnySnapshotManifest, type ImageDigest, type SnapshotManifest } from '../repository/snapshot.js';
 import { runRestore, type RestoreDamage, type RestoreWindow } from '../pipeline/restore.js';
 import { mergeRanges, rangesInWindow } from '../pipeline/damage.js';
 import type { ByteRange } from '../target.js';
@@ -17,6 +17,8 @@ import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
 import { PipelineWorkers } from './pipeline-workers.js';
+import { FileRestoreOperation, type FileRestoreResult } from './file-restore.js';
+import type { FileRestoreOptions } from '../files/file-restore.js';
 
 export interface RestoreOptions {
   force?: boolean;
@@ -79,23 +81,43 @@ export class RestoreOperation {
     @inject(ProgressFactory) private readonly progress: ProgressFactory,
     @inject(Environment) private readonly environment: Environment,
     @inject(Logger) private readonly logger: Logger,
+    @inject(FileRestoreOperation) private readonly files: FileRestoreOperation,
   ) {}
 
-  /** `to` is relative to the working folder; `ref` is `latest`, an id or an id prefix. */
-  run(job: LoadedJob, ref: string, to: string, options: RestoreOptions = {}): Promise<RunReport<RestoreResult>> {
+  /**
+   * `to` is relative to the working folder; `ref` is `latest`, an id or an id prefix. Given
+   * `files` (what the CLI passes), a file snapshot is restored into the folder `to`; without,
+   * only image snapshots are.
+   */
+  run(job: LoadedJob, ref: string, to: string, options?: RestoreOptions): Promise<RunReport<RestoreResult>>;
+  run(job: LoadedJob, ref: string, to: string, options: RestoreOptions, files: FileRestoreOptions): Promise<RunReport<RestoreResult | FileRestoreResult>>;
+  run(job: LoadedJob, ref: string, to: string, options: RestoreOptions = {}, files?: FileRestoreOptions): Promise<RunReport<RestoreResult | FileRestoreResult>> {
     if (options.size !== undefined && options.partition !== undefined) throw new UsageError('--size applies to whole images, not to --partition');
     const run: RestoreRun = { job: job.info, operation: 'restore', hooks: createRestoreRunHooks() };
     return this.runs.run(run, async (tapFailures) => {
       const { result, done } = await this.workers.withPool((pool) =>
-        this.repositories.withRepository(job, async (repository) => this.#restore(job, run, pool, repository, ref, resolve(this.environment.cwd, to), options)),
+        this.repositories.withRepository(job, async (repository) => {
+          const destination = resolve(this.environment.cwd, to);
+          const { id, manifest } = await this.#resolve(repository, ref);
+          if (files && isFileManifest(manifest)) return { result: await this.files.restore({ job, pool, repository, id, manifest, to: destination, options: checkedFileOptions(options, files) }), done: undefined };
+          if (files) refuseFileOptions(files);
+          return this.#restore(job, run, pool, repository, id, requireVolumeManifest(id, manifest, 'an image restore'), destination, options);
+        }),
       );
-      tapFailures.push(...(await this.runner.after(run.hooks.done, done)));
+      if (done) tapFailures.push(...(await this.runner.after(run.hooks.done, done)));
       return result;
     });
   }
 
-  async #restore(job: LoadedJob, run: RestoreRun, pool: WorkerPool, repository: Repository, ref: string, to: string, options: RestoreOptions) {
-    const plan = await this.#plan(repository, ref, options);
+  async #resolve(repository: Repository, ref: string): Promise<{ id: string; manifest: AnySnapshotManifest }> {
+    const damaged: DamagedObject[] = [];
+    const { id, manifest } = await repository.resolveSnapshot(ref, damaged);
+    for (const object of damaged) this.logger.warn(`${object.message}; it is left out (restoring snapshot ${id.slice(0, 12)}, which does not need it)`);
+    return { id, manifest };
+  }
+
+  async #restore(job: LoadedJob, run: RestoreRun, pool: WorkerPool, repository: Repository, id: string, manifest: SnapshotManifest, to: string, options: RestoreOptions) {
+    const plan = this.#plan(id, manifest, options);
     // The source plugin taps the restore hooks (e.g. to move a GPT backup header to the end of a larger disk).
     await this.plugins.activate(`onSource:${plan.manifest.source.type}`).catch((err: unknown) => this.logger.warn((err as Error).message));
     // Announced once the plugins that may tap it are active.
@@ -139,17 +161,32 @@ export class RestoreOperation {
     });
   }
 
-  async #plan(repository: Repository, ref: string, options: RestoreOptions): Promise<RestorePlan> {
-    const damaged: DamagedObject[] = [];
-    const { id, manifest: any } = await repository.resolveSnapshot(ref, damaged);
-    const manifest = requireVolumeManifest(id, any, 'an image restore');
-    for (const object of damaged) this.logger.warn(`${object.message}; it is left out (restoring snapshot ${id.slice(0, 12)}, which does not need it)`);
+  #plan(id: string, manifest: SnapshotManifest, options: RestoreOptions): RestorePlan {
     if (options.size !== undefined && options.size < manifest.size) {
       throw new UsageError(`--size ${options.size} bytes is smaller than the image of snapshot ${id.slice(0, 12)}, which has ${manifest.size} bytes; --size can only make the restored image larger`);
     }
     const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
     return { id, manifest, window, size: window ? window.length : Math.max(manifest.size, options.size ?? 0) };
   }
+}
+
+/** The image options mean nothing for a file snapshot: refused rather than ignored. */
+function checkedFileOptions(options: RestoreOptions, files: FileRestoreOptions): FileRestoreOptions {
+  const given = [
+    options.partition !== undefined && '--partition',
+    options.size !== undefined && '--size',
+    options.zeroUnused && '--zero-unused',
+    options.ignoreDamage && '--ignore-damage',
+    options.force && '--force (--overwrite says what happens to existing files)',
+  ].filter(Boolean);
+  if (given.length > 0) throw new UsageError(`${given.join(', ')}: not for a file snapshot, which is restored into a folder`);
+  return files;
+}
+
+/** The file options mean nothing for an image snapshot. */
+function refuseFileOptions(files: FileRestoreOptions): void {
+  const given = [files.include?.length && '--include', files.exclude?.length && '--exclude', files.overwrite && '--overwrite', files.verify && '--verify'].filter(Boolean);
+  if (given.length > 0) throw new UsageError(`${given.join(', ')}: only for a file snapshot; this one is a volume image (every restored chunk is verified anyway)`);
 }
 
 function partitionWindow(id: string, manifest: SnapshotManifest, index: number): RestoreWindow {

@@ -1,16 +1,22 @@
 import { ExitCode, UsageError } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { RestoreOperation, type RestoreResult } from '../../operations/restore.js';
+import type { FileRestoreResult } from '../../operations/file-restore.js';
+import { OVERWRITE_MODES, type OverwriteMode } from '../../files/file-restore.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import { exitCodeOf } from '../output.js';
 import { formatBytes, formatRanges, parseSize } from '../format.js';
 
 export const restoreCommand = defineCommand({
   command: 'restore <job> <snapshot>',
-  describe: 'Restore a snapshot (an id, a prefix of one, or latest) to a file or block device',
+  describe: 'Restore a snapshot (an id, a prefix of one, or latest): an image to a file or block device, a file snapshot into a folder',
   builder: (yargs) =>
     withSnapshot(withJob(yargs))
-      .option('to', { type: 'string', demandOption: true, describe: 'Image file or block device to write' })
+      .option('to', { type: 'string', demandOption: true, describe: 'Image file or block device to write; for a file snapshot, the folder to restore into (paths keep their full snapshot path below it)' })
+      .option('include', { type: 'string', array: true, describe: 'File snapshot: restore only paths matching this gitignore-style pattern (repeatable; a folder brings everything below it)' })
+      .option('exclude', { type: 'string', array: true, describe: 'File snapshot: leave out paths matching this pattern (repeatable)' })
+      .option('overwrite', { type: 'string', choices: OVERWRITE_MODES, describe: 'File snapshot: what happens to existing files: always, if-changed (default: keep a file whose size, mtime and content are the snapshot\'s), never' })
+      .option('verify', { type: 'boolean', describe: 'File snapshot: read every restored file back and compare it with the snapshot (exit 13 on a difference)' })
       .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing file or device' })
       .option('partition', { type: 'number', describe: 'Restore only this partition (its number, as in /dev/sda2) of a disk snapshot' })
       .option('zero-unused', { type: 'boolean', default: false, describe: 'On a block device, write zeros over unused blocks instead of leaving them as they are' })
@@ -36,7 +42,18 @@ export const restoreCommand = defineCommand({
       ...(args.size !== undefined && { size: parseSize(args.size) }),
     };
     const job = await core.get(JobLoader).load(args.job);
-    const { result, tapFailures } = await core.get(RestoreOperation).run(job, args.snapshot, args.to, options);
+    const files = {
+      ...(args.include && { include: args.include }),
+      ...(args.exclude && { exclude: args.exclude }),
+      ...(args.overwrite !== undefined && { overwrite: args.overwrite as OverwriteMode }),
+      ...(args.verify && { verify: true }),
+    };
+    const { result, tapFailures } = await core.get(RestoreOperation).run(job, args.snapshot, args.to, options, files);
+    if ('kind' in result) {
+      output.result(result, () => describeFileResult(result));
+      if (result.verified?.mismatches.length) return ExitCode.damage;
+      return exitCodeOf(tapFailures);
+    }
     output.result(result, () => describeResult(result));
     // Zeros written for data lost now: the file is there, and scripts must notice.
     if (result.damage?.length) return ExitCode.damage;
@@ -51,6 +68,19 @@ function describeResult(result: RestoreResult): string {
   for (const damage of result.damage ?? []) lines.push(`DAMAGE ${damage.object}: ${damage.message}; zeros written for ${formatRanges(damage.ranges)}`);
   if (result.repairedFrom) lines.push(`This snapshot was repaired (from ${result.repairedFrom.slice(0, 12)}): zeros stand in for the data it lost`);
   if (result.lost) lines.push(`Zeros stand in for lost data at ${formatRanges(result.lost)} (offsets in ${result.destination})`);
+  return lines.join('\n') + '\n';
+}
+
+function describeFileResult(result: FileRestoreResult): string {
+  const lines = [
+    `Restored snapshot ${result.snapshot.slice(0, 12)} into ${result.destination}: ${result.restored} restored, ${result.unchanged} unchanged, ${result.skipped} skipped (${formatBytes(result.bytesWritten)} written)`,
+  ];
+  if (result.warnings > 0) lines.push(`${result.warnings} warning(s): metadata that could not be set (see above)`);
+  if (result.verified) {
+    const { entries, mismatches } = result.verified;
+    lines.push(mismatches.length === 0 ? `Verified ${entries} entries: all match the snapshot` : `Verified ${entries} entries: ${mismatches.length} difference(s)`);
+    for (const m of mismatches) lines.push(`DIFFERS ${m.path}: ${m.problem}`);
+  }
   return lines.join('\n') + '\n';
 }
 
