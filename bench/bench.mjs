@@ -8,6 +8,7 @@
 //   pnpm bench --runs 3             repeat the cairn steps, report medians
 //   pnpm bench --no-remote          skip the Ceph RGW (S3) and SFTP (sshd, restic sftp:) part
 //   pnpm bench --only-lifecycle     only forget + prune after 10 versions (cairn and restic)
+//   pnpm bench --only-files         only the files part (bench/files.bench.mjs: cairn, restic, borg)
 //   pnpm bench --help               all options
 //
 // Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
@@ -18,6 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FILES_TOOLS, filesGoalsText, filesLegend, filesPart, filesTable } from './files.bench.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CAIRN = path.join(ROOT, 'packages/core/bin/cairn.js');
@@ -46,6 +48,14 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
                      (times, repository size before and after; the newest snapshot restored)
                      --runs times (restic too; the history is rebuilt in every run)
   --only-lifecycle   run only the lifecycle step (restic too unless --no-peers)
+  --no-files         skip the files part (bench/files.bench.mjs): the files of sysvol.img and
+                     sysvol2.img (mounted read-only, one after the other at one mount point) and
+                     a tree of small files, backed up (first, day later, unchanged) and restored
+                     by cairn (a \`files\` job), restic and borg; needs root (mount)
+  --only-files       run only the files part
+  --files-tools T    tools of the files part (default cairn,restic,borg; cairn with --no-peers)
+  --small-files N    files in the small-files tree (default 100000, 10000 with --quick); the tree
+                     is generated once into /tmp/cairn-smallfiles-N (or --small-dir DIR)
   --no-setup         skip scripts/setup.sh (dependencies, build)
   --no-boot          skip the boot step: the Debian test system booted by \`cairn boot\` (QEMU on
                      \`cairn serve\`) against QEMU on the image file (bench/boot.bench.mjs; the
@@ -56,7 +66,8 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
 The shared scripts are found at <repo>/../shared/bench/, else $CAIRN_SHARED/bench/.`;
 
 function parseArgs(argv) {
-  const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, lifecycle: true, onlyLifecycle: false, setup: true, keep: false };
+  const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, lifecycle: true, onlyLifecycle: false, setup: true, keep: false,
+    files: true, onlyFiles: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -79,6 +90,11 @@ function parseArgs(argv) {
       case '--no-remote': o.remote = false; break;
       case '--no-lifecycle': o.lifecycle = false; break;
       case '--only-lifecycle': o.onlyLifecycle = true; break;
+      case '--no-files': o.files = false; break;
+      case '--only-files': o.onlyFiles = true; break;
+      case '--files-tools': o.filesTools = val().split(',').map((s) => s.trim()).filter(Boolean); break;
+      case '--small-files': o.smallFiles = Number(val()); break;
+      case '--small-dir': o.smallDir = path.resolve(val()); break;
       case '--no-setup': o.setup = false; break;
       case '--no-boot': o.boot = false; break;
       case '--keep': o.keep = true; break;
@@ -93,6 +109,15 @@ function parseArgs(argv) {
   const badMode = o.modes.find((m) => m !== 'used' && m !== 'exact');
   if (badMode || !o.modes.length) die(`--mode: unknown mode ${badMode ?? '(none)'}; use used, exact or both`, 2);
   if (o.onlyLifecycle && !o.lifecycle) die('--only-lifecycle and --no-lifecycle exclude each other', 2);
+  if (o.onlyFiles && !o.files) die('--only-files and --no-files exclude each other', 2);
+  if (o.onlyFiles && o.onlyLifecycle) die('--only-files and --only-lifecycle exclude each other', 2);
+  o.filesTools ??= o.peers ? FILES_TOOLS : ['cairn'];
+  const badTool = o.filesTools.find((t) => !FILES_TOOLS.includes(t));
+  if (badTool || !o.filesTools.length) die(`--files-tools: unknown tool ${badTool ?? '(none)'}; use ${FILES_TOOLS.join(', ')}`, 2);
+  o.smallFiles ??= o.quick ? 10000 : 100000;
+  if (!Number.isInteger(o.smallFiles) || o.smallFiles < 100) die('--small-files must be an integer >= 100', 2);
+  if (o.onlyFiles) o.lifecycle = o.remote = o.boot = false;
+  if (o.onlyLifecycle) o.files = false;
   o.corpus ??= o.quick ? '/tmp/cairn-corpus-quick' : '/tmp/cairn-corpus';
   o.work ??= path.join(ROOT, '.bench');
   return o;
@@ -1059,6 +1084,22 @@ function versions() {
   };
 }
 
+// ---------------------------------------------------------------------------- files
+/** The files part (bench/files.bench.mjs) with the tools that are installed; null when it cannot run. */
+function runFiles(o, peers) {
+  if (process.getuid?.() !== 0) { log('files: skipped (mounting the corpus images needs root)'); return null; }
+  const missing = o.filesTools.filter((t) => t !== 'cairn' && !peers.includes(t));
+  if (missing.length) log(`files: continuing without ${missing.join(', ')} (not installed, or --no-peers)`);
+  const tools = o.filesTools.filter((t) => !missing.includes(t));
+  try {
+    return filesPart({ ...o, filesTools: tools }, { sh, q, timed, median, log, duBytes, MB, CAIRN });
+  } catch (e) {
+    failures++;
+    log(`files: FAILED: ${e.stack ?? e.message}`);
+    return null;
+  }
+}
+
 // ---------------------------------------------------------------------------- main
 function main() {
   const o = parseArgs(process.argv.slice(2));
@@ -1096,7 +1137,7 @@ function main() {
   if (loadAtStart[0] > 0.5 * os.cpus().length) {
     log(`note: load average is ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} cores; other work on this machine will skew the timings`);
   }
-  if (!o.onlyLifecycle) {
+  if (!o.onlyLifecycle && !o.onlyFiles) {
     for (const mode of o.modes) cairnRuns(o, o.images, mode);
     if (o.peers) {
       zstdPeer(o, o.images);
@@ -1105,34 +1146,36 @@ function main() {
       if (peers.includes('partclone')) partcloneIncr(o);
     }
   }
+  const files = o.files ? runFiles(o, peers) : null;
   const life = o.lifecycle ? lifecycle(o, o.modes[0], peers.includes('restic')) : null;
   let remote = null;
   if (o.remote && !o.onlyLifecycle) remote = remoteRuns(o, o.modes[0]);
   const boot = o.boot !== false && !o.onlyLifecycle && !o.quick ? bootRuns(o) : null;
-  const goal = o.onlyLifecycle ? null : goals(o.modes[0]);
+  const goal = o.onlyLifecycle || o.onlyFiles ? null : goals(o.modes[0]);
   const remoteCmp = remoteSummary(o.modes[0]);
 
   const title = `cairn bench — ${o.quick ? 'quick corpus' : 'shared corpus'} ${o.corpus} ` +
     `(sysvol.img ${(o.images.sysvol.size / MB).toFixed(0)} MB), ${os.cpus().length} cores, ` +
     `${o.runs} cairn run(s), zstd level ${o.level}`;
-  console.log(`\n${title}\n\n${table()}\n`);
-  console.log('MB = 2^20 bytes. MB/s = image size / wall. added = bytes this step added to the repository ' +
+  console.log(`\n${title}`);
+  if (rows.length) console.log(`\n${table()}\n\n` + 'MB = 2^20 bytes. MB/s = image size / wall. added = bytes this step added to the repository ' +
     '(cairn: bytesAdded from --json; peers: growth of the repository). stored = repository size on disk ' +
     'after the step (du; S3: sum of object sizes). RSS = peak resident set size of the process (/usr/bin/time %M). ' +
     'Restores write a file. "tool → target" rows: the same volume backed up to a local Ceph RGW (S3) or a local OpenSSH sshd (SFTP). ' +
     '"lifecycle" rows: a copy of the volume through 10 versions, then keep the last 3; their added = change of the repository size (du -sb; negative: freed).');
   if (goal) console.log(`\n${goalsText(goal)}`);
+  if (files?.summary) console.log(`\n${filesTable(files.rows)}\n\n${filesLegend(files.summary)}\n\n${filesGoalsText(files.summary.goals)}`);
   if (life) console.log(`\n${lifecycleText(life)}`);
   if (remoteCmp.length) console.log(`\n${remoteText(remoteCmp)}`);
   if (boot) console.log(`\nBoot (issue 16), ${boot.accel}, median of ${boot.runs}: cairn boot ${boot.cairnMarkerS.toFixed(1)} s / QEMU on the image file ${boot.directMarkerS.toFixed(1)} s = ${boot.ratio.toFixed(2)}   (goal <= 1.5)${boot.ratio <= 1.5 ? '  met' : '  NOT met'}`);
 
-  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}.json`);
+  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}${o.onlyFiles ? '-files' : ''}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(),
     title,
     options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote,
-      lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle },
+      lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle, files: o.files, onlyFiles: o.onlyFiles, filesTools: o.filesTools, smallFiles: o.smallFiles },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
@@ -1142,10 +1185,12 @@ function main() {
     durationS: Math.round((Date.now() - started) / 1000),
     goals: goal,
     lifecycle: life,
+    files: files ? { ...files.summary, rows: files.rows } : null,
     remote: remote ? { comparison: remoteCmp, ...remote } : null,
     boot,
     rows,
   }, null, 2) + '\n');
+  if (files?.failures) failures += files.failures;
   console.log(`\nsaved ${path.relative(process.cwd(), out) || out}`);
   if (failures) {
     console.error(`bench: ${failures} cairn failure(s); see the notes above`);
