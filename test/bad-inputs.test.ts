@@ -78,7 +78,7 @@ describe('bad inputs give their exit code and a clear message', () => {
       ['a wrongly typed plugin setting', (j) => (j.target = { type: 'local', path: 5 }), [/\/target\/path: must be string/, /plugin cairn\.target-local/]],
       ['an unknown plugin setting', (j) => (j.target.bucket = 'x'), [/\/target: must NOT have additional property "bucket"/, /plugin cairn\.target-local/]],
       ['a plugin setting out of range', (j) => (j.compression = { type: 'zstd', level: 99 }), [/\/compression\/level: must be <= 19/, /plugin cairn\.codec-zstd/]],
-      ['a source type no plugin provides', (j) => (j.source = { type: 'tape', path: '/dev/st0' }), [/\/source\/type: must be one of "volume", not "tape"/]],
+      ['a source type no plugin provides', (j) => (j.source = { type: 'tape', path: '/dev/st0' }), [/\/source\/type: must be one of "volume", "files", not "tape"/]],
       ['a missing required property', (j) => delete j.password, [/\/: must have required property 'password'/]],
       ['a bad password reference', (j) => (j.password = { literal: 'hunter2' }), [/\/password: must be \{"env": NAME\}, \{"file": PATH\} or \{"command": \[ARGV\.\.\.\]\}/]],
     ];

@@ -45,7 +45,7 @@ describe('the CLI through its injected IO', () => {
     expect(result.exitCode).toBe(0);
     for (const command of COMMANDS) expect(result.stdout).toContain(`cairn ${command.command}`);
     // yargs wraps the epilogue at the terminal's width.
-    expect(result.stdout.replace(/\s+/g, ' ')).toContain('Exit codes: 0 ok, 1 failed, 2 bad usage or job file, 3 snapshot saved incomplete (backup --rescue met unreadable sectors), 10 no repository, 11 locked, 12 wrong password, 13 damage found, 130 and 143 stopped by SIGINT and SIGTERM (locks released).');
+    expect(result.stdout.replace(/\s+/g, ' ')).toContain('Exit codes: 0 ok, 1 failed, 2 bad usage or job file, 3 snapshot saved incomplete (backup --rescue met unreadable sectors, or a files job could not read some paths), 10 no repository, 11 locked, 12 wrong password, 13 damage found, 130 and 143 stopped by SIGINT and SIGTERM (locks released).');
     expect(result.stderr).toBe('');
   });
 

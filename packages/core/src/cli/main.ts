@@ -16,7 +16,7 @@ export type { CliIo } from './command.js';
 /** plugins.json of the cairn installation (the workspace root). */
 const DEFAULT_PLUGINS_FILE = resolve(CORE_PACKAGE_ROOT, '../../plugins.json');
 
-const EXIT_CODES = 'Exit codes: 0 ok, 1 failed, 2 bad usage or job file, 3 snapshot saved incomplete (backup --rescue met unreadable sectors), 10 no repository, 11 locked, 12 wrong password, 13 damage found, 130 and 143 stopped by SIGINT and SIGTERM (locks released).';
+const EXIT_CODES = 'Exit codes: 0 ok, 1 failed, 2 bad usage or job file, 3 snapshot saved incomplete (backup --rescue met unreadable sectors, or a files job could not read some paths), 10 no repository, 11 locked, 12 wrong password, 13 damage found, 130 and 143 stopped by SIGINT and SIGTERM (locks released).';
 
 /** What the command line asks for: help text, or a command with its arguments. */
 type Invocation = { help: string } | { command: CliCommand<any>; args: ArgumentsCamelCase<GlobalOptions> };

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { describeSystemError } from '../errors.js';
 import { BlobType } from '../repository/format.js';
-import { cdcParametersOf } from '../repository/config.js';
+import { blobIdSchemeOf, cdcParametersOf } from '../repository/config.js';
+import { blobIdOf } from '../crypto/crypto.js';
 import type { BlobIndex, Repository } from '../repository/repository.js';
 import { isFileManifest, type FileSnapshotManifest, type SkippedPath } from '../repository/snapshot.js';
 import type { DamagedObject } from '../repository/repository.js';
@@ -373,13 +374,20 @@ class FileBackupSession {
     }
   }
 
-  /** Stores a folder's tree blob unless the repository has it (an unchanged folder has the same id); returns its id. */
+  /**
+   * Stores a folder's tree blob unless the repository has it (an unchanged folder has the same
+   * id); returns its id. The id is hashed here, on the main thread (trees are small), so that
+   * only a new tree pays for a trip to a worker to be compressed and encrypted.
+   */
   async #storeTree(entries: TreeEntry[]): Promise<string> {
     const plain = encodeTree(entries);
-    const { id, sealed } = await this.#input.pool.sealBytes(plain);
-    const hex = id.toString('hex');
+    const { config, masterKey } = this.#input.repository;
+    const hex = blobIdOf(blobIdSchemeOf(config), masterKey.blobId, plain).toString('hex');
     this.#stats.treeBlobs++;
-    if (this.#ledger.claim(hex)) await this.#packer.add(BlobType.tree, id, sealed, plain.length);
+    if (this.#ledger.claim(hex)) {
+      const { id, sealed } = await this.#input.pool.sealBytes(plain);
+      await this.#packer.add(BlobType.tree, id, sealed, plain.length);
+    }
     return hex;
   }
 
