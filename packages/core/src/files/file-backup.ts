@@ -12,7 +12,7 @@ import { defaultPoolSize, type WorkerPool } from '../pipeline/worker-pool.js';
 import type { Progress } from '../pipeline/progress.js';
 import { FastCdc, gearTable } from './cdc.js';
 import { ContentStore, FileReadFailure } from './file-content.js';
-import type { FileMetadata, OpenedFileTree } from './file-source.js';
+import type { FileMetadata, FolderListing, OpenedFileTree } from './file-source.js';
 import { Backlog, Semaphore } from './semaphore.js';
 import { joinPath, pathNames } from './tree-reader.js';
 import { decodeTree, displayName, encodeTree, type EntryType, type TreeEntry } from './tree.js';
@@ -65,6 +65,15 @@ const FILES_IN_FLIGHT = 64;
  * walk, so waiting for them cannot wait for itself (the folders above the walk's position can).
  */
 const ENTRIES_BACKLOG = 4096;
+/** Subfolders of the folder being walked that are listed (and their parent trees fetched) ahead of the walk. */
+const FOLDERS_READ_AHEAD = 8;
+
+/** A folder as the walk needs it: its listing (or why it has none) and the parent snapshot's entries of it. */
+interface FolderRead {
+  listing?: FolderListing;
+  error?: unknown;
+  previous: Map<string, TreeEntry> | undefined;
+}
 
 /**
  * Backs up the source's roots into a file snapshot: trees bottom-up, one blob per folder,
@@ -165,6 +174,8 @@ class FileBackupSession {
   #skippedCount = 0;
   #warned = 0;
   #parentTreeUnreadable = false;
+  /** Folders read ahead of the walk, by path (latin1: every byte kept). */
+  readonly #readAhead = new Map<string, Promise<FolderRead>>();
   readonly #startedAt = performance.now();
 
   constructor(input: FileBackupInput) {
@@ -284,28 +295,68 @@ class FileBackupSession {
   async #walkFolder(path: Buffer, folder: FileMetadata, previousTree: string | undefined): Promise<Later<{ subtree?: string; error?: string }>> {
     await this.#backlog.below(ENTRIES_BACKLOG);
     this.#throwIfFailed();
-    let listing;
-    try {
-      listing = await this.#input.source.list(path, folder);
-    } catch (err) {
-      const reason = describeSystemError(err);
+    const read = await (this.#takeReadAhead(path) ?? this.#readFolder(path, folder, previousTree));
+    if (read.error !== undefined) {
+      const reason = describeSystemError(read.error);
       this.#skip(path, reason);
       return ready({ error: reason });
     }
+    const listing = read.listing!;
     for (const problem of listing.problems) {
       const child = joinPath(path, problem.name);
       if (problem.kind === 'unreadable') this.#skip(child, problem.reason);
       else this.#input.note?.(`${displayName(child)} is not backed up: ${problem.reason}`);
     }
-    const previous = await this.#previousEntries(previousTree);
+    const { previous } = read;
     const children: Array<Later<TreeEntry | undefined>> = [];
+    const readAhead = this.#folderReadAhead(path, listing, previous);
     for (const child of listing.entries) {
+      readAhead.next();
       children.push(await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name))));
     }
     const tree = this.#treeOf(children, previous && { id: previousTree!, entries: previous });
     this.#backlog.add(children.length);
     const stored = tree.done.finally(() => this.#backlog.done(children.length));
     return this.#later(stored.then((subtree) => ({ subtree })));
+  }
+
+  /**
+   * Lists a folder and fetches the parent snapshot's tree of it, at once: each is a round trip
+   * (a thread-pool trip; a pack read and a worker), and the walk waits for both at every folder.
+   */
+  #readFolder(path: Buffer, folder: FileMetadata, previousTree: string | undefined): Promise<FolderRead> {
+    const listing = this.#input.source.list(path, folder).then(
+      (listed) => ({ listing: listed }),
+      (error: unknown) => ({ error }),
+    );
+    return Promise.all([listing, this.#previousEntries(previousTree)]).then(([listed, previous]) => ({ ...listed, previous }));
+  }
+
+  /**
+   * Reads the next few subfolders of a folder ahead of the walk, which goes depth first and
+   * would otherwise wait for one folder's round trips at a time. A generator: each `next()`
+   * (one per entry walked) keeps FOLDERS_READ_AHEAD subfolders read or being read.
+   */
+  *#folderReadAhead(path: Buffer, listing: FolderListing, previous: Map<string, TreeEntry> | undefined): Generator<void> {
+    const folders = listing.entries.filter((entry) => entry.metadata.type === 'dir');
+    let started = 0;
+    for (let walked = 0; ; walked++) {
+      while (started < folders.length && started < walked + FOLDERS_READ_AHEAD) {
+        const { name, metadata } = folders[started++]!;
+        const childPath = joinPath(path, name);
+        const before = previous?.get(keyOf(name));
+        this.#readAhead.set(childPath.toString('latin1'), this.#readFolder(childPath, metadata, before?.type === 'dir' ? before.subtree : undefined));
+      }
+      yield;
+      if (walked >= listing.entries.length) return;
+    }
+  }
+
+  #takeReadAhead(path: Buffer): Promise<FolderRead> | undefined {
+    const key = path.toString('latin1');
+    const read = this.#readAhead.get(key);
+    this.#readAhead.delete(key);
+    return read;
   }
 
   /** A file's entry: the parent's when unchanged, otherwise read (once a place among the files in flight is free). */
