@@ -121,15 +121,4 @@ export function fileText(i: number, length: number): Buffer {
   return Buffer.from(line.repeat(Math.ceil(length / line.length)).slice(0, length));
 }
 
-/** Deterministic pseudo-random bytes (xorshift32), fast for tens of MiB. */
-export function pseudoRandomBytes(length: number, seed: number): Buffer {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return Buffer.from(words.buffer, 0, length);
-}
+export { pseudoRandomBytes } from '@cairn/core/testing';

@@ -3,27 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { newMasterKey } from '../crypto/crypto.js';
 import { DEFAULT_CDC, type RepositoryConfig } from '../repository/config.js';
 import { FastCdc, gearTable } from './cdc.js';
+import { pseudoRandomBytes } from '../testing/pseudo-random.js';
 
 const MiB = 1024 * 1024;
 const config = { version: 5, blobId: 'blake3-keyed' } as RepositoryConfig;
 
-/** Deterministic pseudo-random bytes (xorshift), fast enough for 64 MiB. */
-function pseudoRandom(length: number, seed: number): Buffer {
-  const words = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[i] = x >>> 0;
-  }
-  return Buffer.from(words.buffer, 0, length);
-}
 
 describe('FastCDC', () => {
   const key = newMasterKey();
   const cdc = new FastCdc(gearTable(config, key), DEFAULT_CDC);
-  const data = pseudoRandom(64 * MiB, 7);
+  const data = pseudoRandomBytes(64 * MiB, 7);
 
   it('derives the gear table from the blob-id key: another key, another table', () => {
     expect(gearTable(config, key)).toEqual(gearTable(config, key));

@@ -18,6 +18,7 @@ import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
 import { checkForgetOption } from '../retention/retention-tap.js';
 import { PipelineWorkers } from './pipeline-workers.js';
+import type { AnySnapshotManifest } from '../repository/snapshot.js';
 
 /** How often a running backup takes in index files that other writers wrote meanwhile. */
 const FOLLOW_INDEX_EVERY_MS = 10_000;
@@ -95,50 +96,52 @@ export class BackupOperation {
   }
 
   async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource, options: BackupOptions): Promise<BackupResult> {
+    return this.#storing(job, pool, repository, (index) =>
+      runBackup({
+        ...this.#common(job, run, repository, index, pool, options),
+        source,
+        chunkSize: job.config.chunkSize ?? repository.config.chunkSize,
+        rescue: options.rescue ?? false,
+      }),
+    );
+  }
+
+  async #storeFiles(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedFileTree, options: BackupOptions): Promise<FileBackupResult> {
+    const paths = source.roots.map((root) => root.toString('utf8'));
+    return this.#storing(job, pool, repository, async (index) =>
+      runFileBackup({
+        ...this.#common(job, run, repository, index, pool, options),
+        source,
+        parent: await findParent(repository, job.info.name, paths),
+        warn: (message) => this.logger.warn(message),
+        note: (message) => this.logger.info(message),
+      }),
+    );
+  }
+
+  /** What both pipelines are given: the repository, the job's settings and the run's veto. */
+  #common(job: LoadedJob, run: BackupRun, repository: Repository, index: BlobIndex, pool: WorkerPool, options: BackupOptions) {
+    return {
+      repository,
+      index,
+      pool,
+      sourceType: job.config.source.type,
+      jobName: job.info.name,
+      compression: job.config.compression?.type ?? 'none',
+      progress: this.progress.create(),
+      started: options.time ?? this.clock.now(),
+      ...(options.tags?.length && { tags: [...options.tags] }),
+      beforeSnapshot: (manifest: AnySnapshotManifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
+    };
+  }
+
+  /** Loads the index (adopting what killed writers left), follows other writers' new index files while `store` runs, and logs its warnings. */
+  async #storing<R extends { warnings: string[] }>(job: LoadedJob, pool: WorkerPool, repository: Repository, store: (index: BlobIndex) => Promise<R>): Promise<R> {
     const index = await this.workers.prepare(pool, repository, job, 'write');
     await this.#adoptOrphans(repository, index);
     // Backups running into the same repository share what they store as soon as it is indexed.
     const following = followIndex(repository, index);
-    const result = await runBackup({
-      repository,
-      index,
-      pool,
-      source,
-      sourceType: job.config.source.type,
-      jobName: job.info.name,
-      chunkSize: job.config.chunkSize ?? repository.config.chunkSize,
-      compression: job.config.compression?.type ?? 'none',
-      progress: this.progress.create(),
-      started: options.time ?? this.clock.now(),
-      ...(options.tags?.length && { tags: [...options.tags] }),
-      beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
-      rescue: options.rescue ?? false,
-    }).finally(() => clearInterval(following));
-    for (const warning of result.warnings) this.logger.warn(warning);
-    return result;
-  }
-
-  async #storeFiles(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedFileTree, options: BackupOptions): Promise<FileBackupResult> {
-    const index = await this.workers.prepare(pool, repository, job, 'write');
-    await this.#adoptOrphans(repository, index);
-    const paths = source.roots.map((root) => root.toString('utf8'));
-    const following = followIndex(repository, index);
-    const result = await runFileBackup({
-      repository,
-      index,
-      pool,
-      source,
-      sourceType: job.config.source.type,
-      jobName: job.info.name,
-      compression: job.config.compression?.type ?? 'none',
-      progress: this.progress.create(),
-      started: options.time ?? this.clock.now(),
-      ...(options.tags?.length && { tags: [...options.tags] }),
-      parent: await findParent(repository, job.info.name, paths),
-      beforeSnapshot: (manifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
-      warn: (message) => this.logger.warn(message),
-      note: (message) => this.logger.info(message),
-    }).finally(() => clearInterval(following));
+    const result = await store(index).finally(() => clearInterval(following));
     for (const warning of result.warnings) this.logger.warn(warning);
     return result;
   }

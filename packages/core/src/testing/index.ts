@@ -12,3 +12,4 @@ export { NbdTestClient, goData, metaContextData, type NbdOptionReply, type NbdRe
 export * as NBD from '../nbd/nbd-protocol.js';
 export { storeFolderSnapshot } from './file-snapshots.js';
 export { storeFileSnapshots, writeFileSnapshots, type HandBuiltSnapshot, type NodeSpec, type WriteFileSnapshotsOptions } from './file-snapshot-writer.js';
+export { pseudoRandomBytes } from './pseudo-random.js';
