@@ -157,6 +157,8 @@ async function expectRestoredWithoutLostFile(job: string, snapshot: string, dir:
   const target = join(dir, 'restored');
   const result = await cli(['restore', job, snapshot, '--to', target]);
   expectSuccess(result);
+  // The restore says which file the repair left incomplete.
+  expect(result.stderr).toMatch(/docs\/a\.bin is incomplete in the snapshot \(lost in repair: /);
   const restored = join(target, data);
   expect(await readFile(join(restored, 'docs', 'b.txt'), 'utf8')).toBe('hello\n');
   expect(await sameBytes(join(restored, 'other', 'c.bin'), join(data, 'other', 'c.bin'))).toBe(true);

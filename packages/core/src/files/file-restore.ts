@@ -158,6 +158,8 @@ export class FileTreeRestore {
   async #plan(item: PathEntry): Promise<Planned> {
     const dest = Buffer.concat([Buffer.from(this.#input.to === '/' ? '' : this.#input.to), item.path]);
     const planned: Planned = { ...item, dest, action: 'create' };
+    // Said once per entry, not counted among the metadata warnings: the snapshot holds it so.
+    if (item.entry.error !== undefined) this.#input.warn(`${displayName(item.path)} is incomplete in the snapshot (${item.entry.error}); it is restored as stored`);
     const parent = parentOf(dest).toString('latin1');
     if (this.#skippedFolders.has(parent)) return this.#skip(planned);
     // Nothing can be in a folder this restore creates: no need to look.
