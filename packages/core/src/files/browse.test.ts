@@ -12,6 +12,7 @@ import { listPath } from './list.js';
 import { findVersions } from './find.js';
 import { diffTrees } from './diff.js';
 import { compileGlob } from './glob.js';
+import { spawnTestPool } from '../testing/test-pool.js';
 
 /*
  * ls, find and diff over hand-built file snapshots in a real repository (memory target, real
@@ -68,8 +69,7 @@ describe('browsing file snapshots', () => {
 
   beforeAll(async () => {
     repository = await Repository.init(new MemoryTarget(), 'pw');
-    pool = WorkerPool.spawn(2);
-    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+    pool = await spawnTestPool(repository);
     ids = await storeFileSnapshots(repository, pool, SNAPSHOTS);
     manifests = await Promise.all(ids.map(async (id) => requireFileManifest(id, await repository.loadSnapshot(id), 'test')));
     reader = new TreeReader(repository, await repository.loadIndex(), pool);

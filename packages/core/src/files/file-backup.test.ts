@@ -5,8 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FaultyTarget, MemoryTarget } from '../testing/index.js';
-import { Repository, blobIdSchemeOf } from '../repository/repository.js';
-import { NONE_CODEC } from '../codecs/builtin.js';
+import { Repository } from '../repository/repository.js';
 import { UsageError } from '../errors.js';
 import { WorkerPool } from '../pipeline/worker-pool.js';
 import { silentProgress } from '../pipeline/progress.js';
@@ -14,6 +13,7 @@ import { readBlob } from '../pipeline/chunk-maps.js';
 import type { FileMetadata, FolderListing, OpenedFile, OpenedFileTree } from './file-source.js';
 import { TreeReader } from './tree-reader.js';
 import { findParent, runFileBackup } from './file-backup.js';
+import { spawnTestPool } from '../testing/test-pool.js';
 
 const MiB = 1024 * 1024;
 
@@ -92,8 +92,7 @@ describe('file backup pipeline', () => {
   beforeEach(async () => {
     target = new FaultyTarget(new MemoryTarget());
     repository = await Repository.init(target, 'pw');
-    pool = WorkerPool.spawn(2);
-    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+    pool = await spawnTestPool(repository);
     dir = await mkdtemp(join(tmpdir(), 'cairn-file-backup-'));
   });
   afterEach(async () => {

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/memory-target.js';
 import { writeFileSnapshot } from '../testing/integrity-fixtures.js';
-import { Repository, blobIdSchemeOf } from '../repository/repository.js';
+import { Repository } from '../repository/repository.js';
 import { Keys } from '../repository/format.js';
-import { NONE_CODEC } from '../codecs/builtin.js';
 import { WorkerPool } from './worker-pool.js';
 import { MAX_SHOWN_PATHS, parseReadDataSubset, runCheck } from './check.js';
 import { silentProgress } from './progress.js';
 import { runBackup } from './backup.js';
 import { memorySource } from '../testing/memory-source.js';
+import { spawnTestPool } from '../testing/test-pool.js';
 
 /*
  * check with file snapshots: their trees are read and verified, and a lost content chunk or
@@ -24,8 +24,7 @@ describe('check with file snapshots', () => {
   beforeEach(async () => {
     target = new MemoryTarget();
     repository = await Repository.init(target, 'pw');
-    pool = WorkerPool.spawn(2);
-    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+    pool = await spawnTestPool(repository);
   });
   afterEach(async () => {
     await pool.dispose();

@@ -3,13 +3,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/memory-target.js';
 import { memorySource } from '../testing/memory-source.js';
 import { writeFileSnapshot } from '../testing/integrity-fixtures.js';
-import { Repository, blobIdSchemeOf, type SnapshotSummary } from '../repository/repository.js';
-import { NONE_CODEC } from '../codecs/builtin.js';
+import { Repository, type SnapshotSummary } from '../repository/repository.js';
 import { WorkerPool } from './worker-pool.js';
 import { runBackup } from './backup.js';
 import { addReferencedBlobs, indexOf, packUsage, readIndexFiles, referencedSet } from './prune-usage.js';
 import { planPrune } from './prune-plan.js';
 import { silentProgress } from './progress.js';
+import { spawnTestPool } from '../testing/test-pool.js';
 
 /*
  * What prune keeps with file snapshots in the repository: every tree and content chunk a
@@ -25,8 +25,7 @@ describe('prune with file snapshots', () => {
 
   beforeEach(async () => {
     repository = await Repository.init(new MemoryTarget(), 'pw');
-    pool = WorkerPool.spawn(2);
-    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+    pool = await spawnTestPool(repository);
   });
   afterEach(async () => {
     await pool.dispose();

@@ -2,15 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/memory-target.js';
 import { writeFileSnapshot } from '../testing/integrity-fixtures.js';
-import { Repository, blobIdSchemeOf } from '../repository/repository.js';
+import { Repository } from '../repository/repository.js';
 import { Keys } from '../repository/format.js';
 import { isFileManifest, type FileSnapshotManifest } from '../repository/snapshot.js';
-import { NONE_CODEC } from '../codecs/builtin.js';
 import { TreeReader } from '../files/tree-reader.js';
 import { WorkerPool } from './worker-pool.js';
 import { runCheck } from './check.js';
 import { runRepairIndex, runRepairSnapshots } from './repair.js';
 import { silentProgress } from './progress.js';
+import { spawnTestPool } from '../testing/test-pool.js';
 
 /*
  * repair snapshots with file snapshots: a snapshot that lost content chunks or trees is
@@ -25,8 +25,7 @@ describe('repair snapshots with file snapshots', () => {
   beforeEach(async () => {
     target = new MemoryTarget();
     repository = await Repository.init(target, 'pw');
-    pool = WorkerPool.spawn(2);
-    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+    pool = await spawnTestPool(repository);
   });
   afterEach(async () => {
     await pool.dispose();
