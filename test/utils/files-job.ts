@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { CAIRN_BIN, cliEnv, parseJson, runCli, type CliOptions, type CliResult } from './cli.js';
 import { runCommand } from './exec.js';
 import { PASSWORD_ENV } from './job.js';
+import type { FileSnapshotManifest } from '@cairn/core';
 
 export interface FilesJobOptions {
   name?: string;
@@ -33,21 +34,8 @@ export async function writeFilesJob(dir: string, options: FilesJobOptions, fileN
   return path;
 }
 
-/** The stats a file snapshot records (`FileSnapshotManifest.stats`). */
-export interface FileBackupStats {
-  files: number;
-  dirs: number;
-  others: number;
-  totalBytes: number;
-  bytesRead: number;
-  bytesAdded: number;
-  unchangedFiles: number;
-  dataChunks: number;
-  newChunks: number;
-  treeBlobs: number;
-  changedWhileRead: number;
-  durationMs: number;
-}
+/** The stats a file snapshot records, as `backup --json` prints them. */
+export type FileBackupStats = FileSnapshotManifest['stats'];
 
 /** What `cairn backup --json` prints for a files job. */
 export interface FileBackupSummary {
