@@ -20,8 +20,11 @@ cd "$ROOT"
 # for cairn serve, mount and export (libnbd-bin: nbdinfo, nbdcopy, nbdfuse; qemu-utils: qemu-img,
 # qemu-io), fusefat (FAT without the kernel's vfat); mmdebstrap, qemu-system-x86 and ovmf for the
 # Debian system disk `cairn boot` runs (test/boot.test.ts); acl, attr and rsync to compare a
-# restored file tree with the original independently of cairn (getfacl, getfattr, rsync -aHAX).
-APT_PACKAGES=(e2fsprogs acl attr rsync util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd libnbd-bin fusefat qemu-utils mmdebstrap qemu-system-x86 ovmf)
+# restored file tree with the original independently of cairn (getfacl, getfattr, rsync -aHAX);
+# xfsprogs, lvm2, cryptsetup-bin and partclone for the XFS, Btrfs, LVM, LUKS and swap used-block
+# maps and resizing restores (partclone's used-block restore is the independent reference);
+# chromium for the dashboard's browser tests (driven by puppeteer-core, nothing downloaded).
+APT_PACKAGES=(e2fsprogs xfsprogs lvm2 cryptsetup-bin partclone chromium acl attr rsync util-linux fdisk gdisk dosfstools mtools ntfs-3g btrfs-progs zstd b3sum openssh-server openssh-client ceph-mon ceph-osd ceph-base ceph-common radosgw python3-fusepy systemd libnbd-bin fusefat qemu-utils mmdebstrap qemu-system-x86 ovmf)
 PNPM_DEFAULT=12.4.2
 NODE_MIN_MAJOR=20
 
