@@ -3,9 +3,10 @@ import type { VolumeLayout } from '@cairn/core';
 
 /**
  * Bytes probed from the start of a volume. Covers every signature looked for here, the
- * farthest being a swap header made on a 64 KiB-page machine.
+ * farthest being Btrfs's primary superblock at 64 KiB (and a swap header made on a 64 KiB-page
+ * machine).
  */
-export const PROBE_LENGTH = 64 * 1024;
+export const PROBE_LENGTH = 68 * 1024;
 
 export interface ProbeResult {
   partitionTable: VolumeLayout['partitionTable'];
@@ -125,9 +126,41 @@ function probeSwap(head: Uint8Array): string | undefined {
   return undefined;
 }
 
+/** LUKS1 and LUKS2 share the magic and tell their version in the next two bytes (big-endian). */
+function probeLuks(head: Uint8Array): string | undefined {
+  if (ascii(head, 0, 6) !== 'LUKS\xba\xbe' || head.length < 8) return undefined;
+  const version = view(head).getUint16(6, false);
+  return version === 1 || version === 2 ? 'luks' : undefined;
+}
+
+/** An LVM2 physical volume: the label ("LABELONE", type "LVM2 001") sits in one of the first four 512-byte sectors. */
+function probeLvm(head: Uint8Array): string | undefined {
+  for (let sector = 0; sector < 4; sector++) {
+    const at = sector * 512;
+    if (ascii(head, at, 8) === 'LABELONE' && ascii(head, at + 24, 8) === 'LVM2 001') return 'lvm2';
+  }
+  return undefined;
+}
+
+const XFS_MAGIC = 'XFSB';
+const BTRFS_SUPERBLOCK = 64 * 1024;
+const BTRFS_MAGIC = '_BHRfS_M';
+
+function probeXfs(head: Uint8Array): string | undefined {
+  return ascii(head, 0, 4) === XFS_MAGIC ? 'xfs' : undefined;
+}
+
+function probeBtrfs(head: Uint8Array): string | undefined {
+  return ascii(head, BTRFS_SUPERBLOCK + 0x40, 8) === BTRFS_MAGIC ? 'btrfs' : undefined;
+}
+
+/**
+ * Exact magics come before the FAT and ext heuristics, so that a stale boot sector or ext
+ * superblock left by an earlier filesystem does not hide the one that is there now.
+ */
 function probeFilesystem(head: Uint8Array): string | undefined {
   if (ascii(head, 3, 8) === 'NTFS    ' && hasBootSignature(head)) return 'ntfs';
-  return probeFat(head) ?? probeExt(head) ?? probeSwap(head);
+  return probeLuks(head) ?? probeXfs(head) ?? probeLvm(head) ?? probeBtrfs(head) ?? probeFat(head) ?? probeExt(head) ?? probeSwap(head);
 }
 
 /**
