@@ -44,10 +44,10 @@ async function makeXfs(mkfsArgs: string[], size = SIZE): Promise<string> {
 }
 
 /** Mounts `image` through a loop device, runs `use` on the mount point, unmounts. */
-async function withMount<T>(image: string, use: (dir: string) => Promise<T>): Promise<T> {
+async function withMount<T>(image: string, use: (dir: string) => Promise<T>, options: string[] = []): Promise<T> {
   const dir = path.join(workDir, `mnt-${counter++}`);
   await mkdir(dir);
-  run('mount', ['-o', 'loop', image, dir]);
+  run('mount', ['-o', ['loop', ...options].join(','), image, dir]);
   mounted.push(dir);
   try {
     return await use(dir);
@@ -151,11 +151,13 @@ describe('mapXfsUsedBlocks on real filesystems', () => {
     { name: 'v5, 4 KiB blocks, 4 AGs', args: ['-d', 'agcount=4'] },
     { name: 'v5, 1 KiB blocks, 1 AG', args: ['-b', 'size=1024', '-d', 'agcount=1'] },
     { name: 'v5, 4 KiB sectors, 3 AGs, rmapbt and reflink', args: ['-s', 'size=4096', '-d', 'agcount=3', '-m', 'rmapbt=1,reflink=1'] },
+    // A log stripe unit pads every log record, and 256 KiB log buffers need extended record headers.
+    { name: 'v5, 64 KiB data and log stripe units, 256 KiB log buffers', args: ['-d', 'su=64k,sw=1', '-l', 'su=64k'], mount: ['logbsize=256k'] },
   ];
   for (const variant of variants) {
     it(`${variant.name}: leaves out exactly the bnobt's free extents; a restore of the map alone is clean and holds every file`, async () => {
       const image = await makeXfs(variant.args);
-      const files = await withMount(image, (dir) => writeFiles(dir, 200, 40 * KiB));
+      const files = await withMount(image, (dir) => writeFiles(dir, 200, 40 * KiB), variant.mount);
       const extents = await mapImage(image);
       expectWellFormed(extents, SIZE);
       expectMapMatchesXfsDb(image, extents);
