@@ -1,6 +1,7 @@
 import type { UsedBlockMappers } from '../extents.js';
 import { mapExt4UsedBlocks } from './ext4.js';
 import { mapFatUsedBlocks } from './fat.js';
+import { createLvmMapper } from './lvm.js';
 import { mapNtfsUsedBlocks } from './ntfs.js';
 
 /** Used-block mappers by the filesystem name the probe reports; any other filesystem is imaged exactly. */
@@ -12,4 +13,5 @@ export const USED_BLOCK_MAPPERS: UsedBlockMappers = new Map([
   ['fat16', mapFatUsedBlocks],
   ['fat32', mapFatUsedBlocks],
   ['ntfs', mapNtfsUsedBlocks],
+  ['lvm2', createLvmMapper(() => USED_BLOCK_MAPPERS)],
 ]);
