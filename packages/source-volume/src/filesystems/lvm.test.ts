@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Extent, LvmLayout } from '@cairn/core';
-import { makeLvmDisk, type LvmDisk } from '../../../../test/utils/lvm.js';
+import { makeLvmDisk, writeLvImage, type LvmDisk } from '../../../../test/utils/lvm.js';
 import { planExtents, type UsedBlockMap } from '../extents.js';
 import { mapExt4UsedBlocks } from './ext4.js';
 import { InconsistentMetadataError } from './inconsistent.js';
@@ -48,10 +48,9 @@ beforeAll(async () => {
     const image = path.join(workDir, `${name}.img`);
     const tree = path.join(workDir, `${name}-tree`);
     execFileSync('mkdir', ['-p', tree]);
-    await writeFile(path.join(tree, 'file.bin'), Buffer.alloc((seed + 1) * MiB, seed));
+    await writeFile(path.join(tree, 'file.bin'), Buffer.alloc(MiB + seed * 4096, seed));
     execFileSync('truncate', ['-s', String(disk.lvs[name]!.size), image]);
     execFileSync('mkfs.ext4', ['-q', '-F', '-E', 'nodiscard', '-d', tree, image]);
-    const { writeLvImage } = await import('../../../../test/utils/lvm.js');
     await writeLvImage(disk.path, disk.lvs[name]!, image);
   }
   pristine = new Uint8Array(await readFile(disk.path));
@@ -148,7 +147,7 @@ describe('the LVM2 mapper on a PV made by pvcreate, vgcreate and vgcfgrestore', 
     const bytes = pv();
     const [first, second] = metadataAreas(bytes);
     const { text } = metadataText(bytes, second!);
-    writeMetadataText(bytes, second!, withSeqno(text.replace('"pv0", 16]', '"pv0", 26]'), 50));
+    writeMetadataText(bytes, second!, withSeqno(text.replace(/"pv0", 16\s*\]/, '"pv0", 26]'), 50));
     const { lvm, extents } = await map(bytes);
     expect(lvm!.vg.seqno).toBe(50);
     expect(lvNamed(lvm, 'odd').segments[0]!.areas).toEqual([{ pv: 'pv0', extent: 26 }]);
@@ -197,8 +196,8 @@ describe('the LVM2 mapper on a PV made by pvcreate, vgcreate and vgcfgrestore', 
 
   it('refuses extents given to two LVs, and extents past the PV', async () => {
     for (const [edit, message] of [
-      [(t: string) => t.replace('"pv0", 16]', '"pv0", 11]'), /belongs to both/],
-      [(t: string) => t.replace('"pv0", 16]', '"pv0", 1000]'), /which has \d+/],
+      [(t: string) => t.replace(/"pv0", 16\s*\]/, '"pv0", 11]'), /belongs to both/],
+      [(t: string) => t.replace(/"pv0", 16\s*\]/, '"pv0", 1000]'), /which has \d+/],
     ] as const) {
       const bytes = pv();
       for (const area of metadataAreas(bytes)) writeMetadataText(bytes, area, withSeqno(edit(metadataText(bytes, area).text), 70));
