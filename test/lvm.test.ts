@@ -75,6 +75,7 @@ describeWithLoopDevices('a GPT disk with two LVM partitions: linear, two-segment
   let contents: Record<string, LvContent>;
   let first: Awaited<ReturnType<typeof backup>>;
   let shown: any;
+  let backupWarnings: string;
 
   beforeAll(async () => {
     dir = await tempDir(scope, 'cairn-lvm-');
@@ -100,7 +101,9 @@ describeWithLoopDevices('a GPT disk with two LVM partitions: linear, two-segment
     await fillSwapLv(dir, disk, 'swap');
     job = await writeJob(dir, { source: disk.path, extra: { source: { type: 'volume', path: disk.path, mode: 'used' } } });
     await init(job);
-    first = await backup(job);
+    const backupRun = await cairnOk('backup', job, ['--json']);
+    first = parseJson(backupRun);
+    backupWarnings = backupRun.stderr;
     shown = parseJson(await cairnOk('show', job, ['latest', '--json']));
   }, 300_000);
 
@@ -128,6 +131,12 @@ describeWithLoopDevices('a GPT disk with two LVM partitions: linear, two-segment
     expect([p2Lvs.fast.filesystem, p2Lvs.fast.mode, p2Lvs.fast.segments[0].stripeSize]).toEqual(['ext4', 'used', 64 * 1024]);
     expect(p2Lvs.root).toMatchObject({ mode: 'used', usedBytes: 0, note: 'no extents on this PV' });
     for (const name of ['root', 'data']) expect(p1Lvs[name].usedBytes).toBeLessThan(p1Lvs[name].size * 0.6);
+  });
+
+  test('the backup warns of each LV imaged exactly, with the reason', () => {
+    expect(backupWarnings).toContain(`warning: ${disk.path} partition 1 LV cairnvg/spread: spans other PVs (pv1); imaged exactly`);
+    expect(backupWarnings).toContain(`warning: ${disk.path} partition 2 LV cairnvg/spread: spans other PVs (pv0); imaged exactly`);
+    expect(backupWarnings).not.toMatch(/LV cairnvg\/(root|data|fast)/);
   });
 
   test('show prints the volume group and its LVs', async () => {
