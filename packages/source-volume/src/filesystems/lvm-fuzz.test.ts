@@ -5,7 +5,7 @@
 // a crash, never an allocated extent left out.
 //
 // Rounds: CAIRN_FUZZ_ROUNDS (default 300); the seed CAIRN_LVM_FUZZ_SEED replays a failure.
-// `CAIRN_FUZZ_ROUNDS=100000 npx vitest run packages/source-volume/src/filesystems/lvm-fuzz.test.ts`
+// `node scripts/fuzz-lvm.mjs` (100,000 rounds)
 // is the long run.
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
