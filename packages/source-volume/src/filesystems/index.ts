@@ -1,6 +1,7 @@
 import type { UsedBlockMappers } from '../extents.js';
 import { mapExt4UsedBlocks } from './ext4.js';
 import { mapFatUsedBlocks } from './fat.js';
+import { createLvmMapper } from './lvm.js';
 import { mapLuksUsedBlocks } from './luks.js';
 import { mapNtfsUsedBlocks } from './ntfs.js';
 import { mapSwapUsedBlocks } from './swap.js';
@@ -15,6 +16,7 @@ export const USED_BLOCK_MAPPERS: UsedBlockMappers = new Map([
   ['fat16', mapFatUsedBlocks],
   ['fat32', mapFatUsedBlocks],
   ['ntfs', mapNtfsUsedBlocks],
+  ['lvm2', createLvmMapper(() => USED_BLOCK_MAPPERS)],
   ['swap', mapSwapUsedBlocks],
   ['luks', mapLuksUsedBlocks],
   ['xfs', mapXfsUsedBlocks],
