@@ -68,8 +68,8 @@ export const mapBtrfsUsedBlocks: UsedBlockMapper = async (volume: VolumeReader):
   const raw = new Uint8Array(SUPERBLOCK_SIZE);
   await volume.read(raw, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
   const sb = parseSuperblock(raw, volume.size);
-  const chunks = await readChunkTree(volume, sb);
-  const reader = new TreeReader(volume, sb, chunks);
+  const { chunks, chunkTreeUuid } = await readChunkTree(volume, sb);
+  const reader = new TreeReader(volume, sb, chunks, chunkTreeUuid);
   const roots = await findRoots(reader, sb);
   const allocation: Allocation = { extents: [], blockGroups: [], lastEnd: 0 };
   await reader.walk(roots.extent, (item) => collectExtentTreeItem(item, sb, chunks, allocation, !roots.blockGroup));
@@ -79,7 +79,7 @@ export const mapBtrfsUsedBlocks: UsedBlockMapper = async (volume: VolumeReader):
 };
 
 /** The full chunk map: the chunk tree read through the system chunks, which it must repeat. */
-async function readChunkTree(volume: VolumeReader, sb: Superblock): Promise<ChunkMap> {
+async function readChunkTree(volume: VolumeReader, sb: Superblock): Promise<{ chunks: ChunkMap; chunkTreeUuid?: Uint8Array }> {
   const system = parseSysChunkArray(sb);
   const bootstrap = new TreeReader(volume, sb, new ChunkMap(system));
   const chunks: Chunk[] = [];
@@ -99,7 +99,7 @@ async function readChunkTree(volume: VolumeReader, sb: Superblock): Promise<Chun
     const same = chunks.find((c) => c.logical === sys.logical);
     if (!same || same.length !== sys.length || same.type !== sys.type || same.stripes.join() !== sys.stripes.join()) fail(`the system chunk at logical ${sys.logical} differs between sys_chunk_array and the chunk tree`);
   }
-  return new ChunkMap(chunks);
+  return { chunks: new ChunkMap(chunks), ...(bootstrap.chunkTreeUuid && { chunkTreeUuid: bootstrap.chunkTreeUuid }) };
 }
 
 /** The extent tree's root and, with the block-group-tree feature, the block group tree's, from the root tree. */
