@@ -177,6 +177,33 @@ async function withWritableMount(image: string, mountPoint: string, use: (dir: s
   }
 }
 
+describeWithLoopDevices('a Btrfs volume copied while mounted, after an fsync', () => {
+  test('has a log tree whose blocks the extent tree does not list, so it is imaged exactly with "log tree present"', async () => {
+    const dir = await useTempDir('cairn-btrfs-log-');
+    const image = join(dir, 'live.img');
+    await writeStaleImage(image, 160 * MiB, 'btrfs-log');
+    await run('mkfs.btrfs', ['-q', '-f', '-K', image]);
+    const copy = join(dir, 'copy.img');
+    await withWritableMount(image, join(dir, 'mnt'), async (mnt) => {
+      await run('sync', []);
+      // dd conv=fsync: an fsync, which Btrfs answers by writing a log tree and pointing the superblock at it.
+      await run('dd', ['if=/dev/urandom', `of=${join(mnt, 'fsynced.bin')}`, 'bs=64k', 'count=4', 'conv=fsync', 'status=none']);
+      await run('cp', ['--sparse=never', image, copy]); // what a backup of the live device reads
+    });
+    const logRoot = /^log_root\s+(\d+)$/m.exec(await run('btrfs', ['inspect-internal', 'dump-super', copy]))![1]!;
+    expect(Number(logRoot)).toBeGreaterThan(0);
+    // The log tree's blocks are not in the extent tree: a map from it alone would leave them out.
+    expect(await run('btrfs', ['inspect-internal', 'dump-tree', '-t', 'extent', copy])).not.toContain(`(${logRoot} `);
+    const job = await writeJob(dir, { source: copy, extra: { source: { type: 'volume', path: copy, mode: 'used' } } });
+    await init(job);
+    const result = await cairnOk('backup', job, ['--json']);
+    expect(result.stderr).toMatch(/btrfs: log tree present .*; imaged exactly/);
+    const shown = parseJson(await cairnOk('show', job, ['latest', '--json']));
+    expect(shown.layout.mode).toBe('exact');
+    expect(shown.layout.note).toMatch(/^btrfs: log tree present/);
+  });
+});
+
 describe('a Btrfs RAID1 pair', () => {
   test('each device is imaged exactly, and the snapshot says it is multi-device Btrfs', async () => {
     const dir = await useTempDir('cairn-btrfs-raid-');
