@@ -9,7 +9,10 @@
 // node or to both copies (DUP metadata), so that falling back to the second copy is exercised.
 //
 // The damage is drawn from a seeded PRNG: a failure names its seed and round, and
-// CAIRN_BTRFS_FUZZ_SEED=<seed> replays the same run. CAIRN_FUZZ_ROUNDS=<n> sets the rounds per
+// CAIRN_BTRFS_FUZZ_SEED=<seed> replays the same damage. The filesystems are made with a fixed
+// fsid, but mkfs.btrfs 6.2 still draws the device and chunk tree uuids and the inode times
+// itself, so a replay damages the same places of bytes that may differ a little; the round's
+// message says which bytes were changed, to reproduce it by hand if need be. CAIRN_FUZZ_ROUNDS=<n> sets the rounds per
 // variant (default 100); `scripts/btrfs-fuzz.sh` runs 100,000 in all.
 import { mkdir, mkdtemp, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -175,7 +178,7 @@ async function fuzzVariant(variant: (typeof VARIANTS)[number], index: number, ra
   const source = path.join(workDir, `source-${index}`);
   await writeSourceTree(source, variant.files, random);
   await writeStaleImage(image, VOLUME_SIZE);
-  run('mkfs.btrfs', ['-q', '-f', '-K', ...variant.args, '--rootdir', source, image]);
+  run('mkfs.btrfs', ['-q', '-f', '-K', '-U', `c0ffee00-0000-4000-8000-00000000000${index}`, ...variant.args, '--rootdir', source, image]);
   const bytes = await readFile(image);
   const regions = metadataRegions(image, bytes);
   // The plain reader agrees with btrfs-progs on the pristine image, so it can stand in for it.
