@@ -56,6 +56,8 @@ describe('mountPlan', () => {
   test('swap, LUKS, unknown and absent filesystems are skipped with a reason', () => {
     expect(mountPlan('swap')).toEqual({ skip: expect.stringMatching(/swap/) });
     expect(mountPlan('crypto_LUKS')).toEqual({ skip: expect.stringMatching(/cryptsetup/) });
+    expect(mountPlan('luks')).toEqual({ skip: expect.stringMatching(/cryptsetup/) });
+    expect(mountPlan('lvm2')).toEqual({ skip: expect.stringMatching(/LVM2/) });
     expect(mountPlan('zfs_member')).toEqual({ skip: 'cairn does not mount zfs_member filesystems' });
     expect(mountPlan(undefined)).toEqual({ skip: 'no filesystem found' });
   });

@@ -197,8 +197,11 @@ export function mountPlan(filesystem: string | undefined): MountPlan {
       return { skip: 'no filesystem found' };
     case 'swap':
       return { skip: 'swap space holds no files' };
+    case 'luks':
     case 'crypto_LUKS':
       return { skip: 'encrypted (LUKS): open the partition with cryptsetup to read it' };
+    case 'lvm2':
+      return { skip: 'an LVM2 physical volume: its logical volumes are not mounted by cairn yet' };
     default:
       return { skip: `cairn does not mount ${filesystem} filesystems` };
   }
