@@ -137,7 +137,7 @@ export function checkShrinkFits(plan: ShrinkLayout, request: ResizeRequest): voi
   const minimum = requiredSize(plan, plan.subject.usedBytes);
   if (request.size >= minimum) return;
   throw new TargetTooSmallError(
-    `${request.image} holds ${request.size} bytes, too small for the data of snapshot's disk even with ${describe(plan.subject)} shrunk: it needs at least ${minimum} bytes (${alignUp(minimum) / MIB} MiB, more once the filesystem's own minimum is known); nothing was written`,
+    `${request.image} holds ${request.size} bytes, too small for the data of the snapshot's disk even with ${describe(plan.subject)} shrunk: it needs at least ${minimum} bytes (${alignUp(minimum) / MIB} MiB, more once the filesystem's own minimum is known); nothing was written`,
     minimum,
   );
 }

@@ -39,7 +39,7 @@ function refuseTooSmall(request: ResizeRequest, plan: ShrinkLayout, minimum: num
   const needed = requiredSize(plan, alignUp(minimum));
   const what = plan.subject.partition === undefined ? `its ${plan.subject.filesystem} filesystem` : `partition ${plan.subject.partition} (${plan.subject.filesystem})`;
   throw new TargetTooSmallError(
-    `The target holds ${diskSize} bytes, too small for snapshot's disk even with ${what} shrunk to its minimum of ${minimum} bytes: it needs at least ${needed} bytes (${needed / MIB} MiB); nothing was written to it`,
+    `The target holds ${diskSize} bytes, too small for the snapshot's disk even with ${what} shrunk to its minimum of ${minimum} bytes: it needs at least ${needed} bytes (${needed / MIB} MiB); nothing was written to it`,
     needed,
   );
 }
