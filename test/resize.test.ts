@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, test } from 'vitest';
 import {
@@ -11,6 +11,7 @@ import {
   expectCleanFsck,
   expectCleanGpt,
   expectFilesIntact,
+  expectNtfsFiles,
   expectSuccess,
   ext4Bytes,
   filesystemUuid,
@@ -19,16 +20,21 @@ import {
   init,
   makeExt4,
   makeFatImage,
+  makeBtrfsImage,
   makeGptDisk,
+  makeNtfsImage,
+  mountDevice,
   parseJson,
   plainFiles,
   randomBytesFor,
+  run,
   runCli,
   sha256Of,
   sizeOf,
   tempDir,
   useScope,
   useSuiteScope,
+  writeFileTree,
   writeJob,
   zeroFile,
   type Ext4Partition,
@@ -181,5 +187,97 @@ describeWithLoopDevices('restore --grow and --shrink of a GPT disk with an ESP a
     expect(resized.map((r) => [r.partition, r.tool])).toEqual([[2, 'resize2fs']]);
     const rootPart = await expectRestoredDisk(backing);
     expect(byteOffset(rootPart) + byteSize(rootPart)).toBe(160 * MiB - MiB);
+  });
+});
+
+describeWithLoopDevices('restore --shrink of NTFS and Btrfs disks', () => {
+  const scope = useSuiteScope();
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await tempDir(scope, 'cairn-resize-fs-');
+  });
+
+  async function backUp(disk: string, name: string, mode: 'used' | 'exact'): Promise<string> {
+    const job = await writeJob(dir, { name, source: disk, repository: `./repo-${name}`, chunkSize: MiB, extra: { source: { type: 'volume', path: disk, mode } } }, `${name}.json`);
+    await init(job);
+    await backup(job);
+    return job;
+  }
+
+  async function restoreTo(job: string, to: string, size: number): Promise<ResizedJson[]> {
+    const result = await runCli(['restore', job, 'latest', '--to', to, '--size', String(size), '--json', '--staging-dir', dir], { env: PASSWORD_ENV });
+    expectSuccess(result);
+    expect(await sizeOf(to)).toBe(size);
+    await expectCleanGpt(to);
+    return parseJson<{ resized: ResizedJson[] }>(result).resized;
+  }
+
+  test('an NTFS partition is shrunk with ntfsresize, and the ext4 partition after it moved down', async () => {
+    const ntfsFiles = plainFiles('ntfs', 4, 512 * 1024);
+    const ntfs = await makeNtfsImage(dir, 'ntfs', 160 * MiB, ntfsFiles);
+    const data = await makeExt4(dir, 'data', 48 * MiB, { seed: 77, randomBytes: 2 * MiB, textBytes: 256 * 1024 });
+    const disk = join(dir, 'ntfs-disk.img');
+    await makeGptDisk(disk, DISK, [
+      { image: ntfs, size: 160 * MiB, type: '0700', name: 'Windows data' },
+      { image: data.image, size: 48 * MiB, name: 'linux data' },
+    ]);
+    const before = { p1: await gptPartition(disk, 1), p2: await gptPartition(disk, 2), diskGuid: await gptDiskGuid(disk) };
+    const uuids = [await filesystemUuid(disk, byteOffset(before.p1)), await filesystemUuid(disk, byteOffset(before.p2))];
+    const job = await backUp(disk, 'ntfs', 'used');
+
+    const to = join(dir, 'ntfs-shrunk.img');
+    const resized = await restoreTo(job, to, 153 * MiB);
+    const after = { p1: await gptPartition(to, 1), p2: await gptPartition(to, 2), diskGuid: await gptDiskGuid(to) };
+    expect(resized.map((r) => [r.partition, r.filesystem, r.tool])).toEqual([
+      [1, 'ntfs', 'ntfsresize'],
+      [2, 'ext4', 'moved'],
+    ]);
+    expect(after.diskGuid).toBe(before.diskGuid);
+    for (const key of ['p1', 'p2'] as const) expect([after[key].guid, after[key].typeGuid, after[key].name]).toEqual([before[key].guid, before[key].typeGuid, before[key].name]);
+    expect(byteSize(after.p1)).toBeLessThan(byteSize(before.p1));
+    expect(byteSize(after.p2)).toBe(48 * MiB);
+    expect(byteOffset(after.p2)).toBe(byteOffset(after.p1) + byteSize(after.p1));
+    expect([await filesystemUuid(to, byteOffset(after.p1)), await filesystemUuid(to, byteOffset(after.p2))]).toEqual(uuids);
+
+    const scope = useScope();
+    const ntfsDevice = await attachLoop(scope, to, { offset: byteOffset(after.p1), sizeLimit: byteSize(after.p1), readOnly: true });
+    // ntfsresize --check: the NTFS metadata is consistent, as ntfsresize itself needs it.
+    await run('ntfsresize', ['--check', '-f', '-f', ntfsDevice]);
+    await expectNtfsFiles(ntfsDevice, ntfsFiles, join(dir, 'scratch'));
+    const dataDevice = await attachLoop(scope, to, { offset: byteOffset(after.p2), sizeLimit: byteSize(after.p2), readOnly: true });
+    await expectCleanFsck(dataDevice);
+    await expectFilesIntact(dataDevice, data.tree, data.files, join(dir, 'scratch'));
+  });
+
+  test('a Btrfs partition (imaged exactly) is shrunk with btrfs filesystem resize', async () => {
+    // The kernel resizes no Btrfs device below 256 MiB: a larger disk (sparse), shrunk to 60 %.
+    const btrfsDisk = 640 * MiB;
+    const target = 384 * MiB;
+    const tree = join(dir, 'btrfs-tree');
+    const files = await writeFileTree(tree, { seed: 4242, randomBytes: 3 * MiB, textBytes: MiB });
+    const btrfs = await makeBtrfsImage(dir, 'btrfs', 600 * MiB, tree);
+    const disk = join(dir, 'btrfs-disk.img');
+    await makeGptDisk(disk, btrfsDisk, [{ image: btrfs, size: 600 * MiB, name: 'fedora' }]);
+    const before = await gptPartition(disk, 1);
+    const uuid = await filesystemUuid(disk, byteOffset(before));
+    const job = await backUp(disk, 'btrfs', 'exact');
+
+    const to = join(dir, 'btrfs-shrunk.img');
+    const resized = await restoreTo(job, to, target);
+    const after = await gptPartition(to, 1);
+    expect(resized.map((r) => [r.partition, r.filesystem, r.tool])).toEqual([[1, 'btrfs', 'btrfs filesystem resize']]);
+    expect([after.guid, after.typeGuid, after.name, after.firstSector]).toEqual([before.guid, before.typeGuid, before.name, before.firstSector]);
+    expect(byteOffset(after) + byteSize(after)).toBe(target - MiB);
+    expect(await filesystemUuid(to, byteOffset(after))).toBe(uuid);
+
+    const scope = useScope();
+    const device = await attachLoop(scope, to, { offset: byteOffset(after), sizeLimit: byteSize(after) });
+    await run('btrfs', ['check', '--readonly', device]);
+    // The filesystem's device size is the partition's.
+    expect(await run('btrfs', ['inspect-internal', 'dump-super', device])).toMatch(new RegExp(`dev_item.total_bytes\\s+${byteSize(after)}\\b`));
+    const mountPoint = join(dir, 'btrfs-mnt');
+    await mountDevice(scope, device, mountPoint, ['ro']);
+    for (const file of files) expect((await readFile(join(mountPoint, file.path))).equals(await readFile(join(tree, file.path))), file.path).toBe(true);
   });
 });

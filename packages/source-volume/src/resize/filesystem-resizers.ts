@@ -72,7 +72,8 @@ const btrfs: FilesystemResizer = {
     const output = await withMount(device, async (mountPoint) => (await runTool('btrfs', ['inspect-internal', 'min-dev-size', mountPoint])).stdout);
     const minimum = /^(\d+) bytes/m.exec(output);
     if (!minimum) throw new ResizeError(`btrfs inspect-internal min-dev-size on ${device} printed no size: ${output.trim()}`);
-    return withMargin(Number(minimum[1]));
+    // The kernel refuses to resize a Btrfs device below 256 MiB (EINVAL), whatever it holds.
+    return Math.max(withMargin(Number(minimum[1])), 256 * MiB);
   },
   async shrink(device, size) {
     await withMount(device, (mountPoint) => runTool('btrfs', ['filesystem', 'resize', String(Math.floor(size / 4096) * 4096), mountPoint]));
