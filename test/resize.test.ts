@@ -281,3 +281,127 @@ describeWithLoopDevices('restore --shrink of NTFS and Btrfs disks', () => {
     for (const file of files) expect((await readFile(join(mountPoint, file.path))).equals(await readFile(join(tree, file.path))), file.path).toBe(true);
   });
 });
+
+describeWithLoopDevices('restore --grow and --shrink: XFS, FAT, bare filesystems and MBR disks', () => {
+  const scope = useSuiteScope();
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = await tempDir(scope, 'cairn-resize-more-');
+  });
+
+  async function backUp(image: string, name: string): Promise<string> {
+    const job = await writeJob(dir, { name, source: image, repository: `./repo-${name}`, chunkSize: MiB, extra: { source: { type: 'volume', path: image, mode: 'used' } } }, `${name}.json`);
+    await init(job);
+    await backup(job);
+    return job;
+  }
+
+  const restore = (job: string, to: string, ...args: string[]) => runCli(['restore', job, 'latest', '--to', to, ...args, '--staging-dir', dir], { env: PASSWORD_ENV });
+
+  test('XFS grows with xfs_growfs on a temporary mount; a smaller target is refused (XFS cannot shrink) with the size it needs', async () => {
+    // 300 MiB: the smallest XFS mkfs.xfs makes.
+    const xfs = join(dir, 'xfs.img');
+    await zeroFile(xfs, 300 * MiB);
+    await run('mkfs.xfs', ['-q', '-f', xfs]);
+    const files = await writeFileTree(join(dir, 'xfs-tree'), { seed: 31, randomBytes: 2 * MiB, textBytes: 512 * 1024 });
+    const mountScope = useScope();
+    const source = await attachLoop(mountScope, xfs);
+    await mountDevice(mountScope, source, join(dir, 'xfs-mnt'));
+    await run('cp', ['-a', `${join(dir, 'xfs-tree')}/.`, join(dir, 'xfs-mnt')]);
+    await mountScope.dispose();
+    const disk = join(dir, 'xfs-disk.img');
+    await makeGptDisk(disk, 320 * MiB, [{ image: xfs, size: 300 * MiB, name: 'rhel root' }]);
+    const uuid = await filesystemUuid(disk, MiB);
+    const job = await backUp(disk, 'xfs');
+
+    const grown = join(dir, 'xfs-grown.img');
+    const result = await restore(job, grown, '--size', String(640 * MiB), '--grow', '--json');
+    expectSuccess(result);
+    expect(parseJson<{ resized: ResizedJson[] }>(result).resized.map((r) => [r.partition, r.filesystem, r.tool])).toEqual([[1, 'xfs', 'xfs_growfs']]);
+    await expectCleanGpt(grown);
+    const part = await gptPartition(grown, 1);
+    expect(byteOffset(part) + byteSize(part)).toBe(640 * MiB - MiB);
+    expect(await filesystemUuid(grown, byteOffset(part))).toBe(uuid);
+    const checkScope = useScope();
+    const device = await attachLoop(checkScope, grown, { offset: byteOffset(part), sizeLimit: byteSize(part) });
+    await run('xfs_repair', ['-n', device]);
+    const info = await run('xfs_db', ['-r', '-c', 'sb 0', '-c', 'p blocksize dblocks', device]);
+    const [blockSize, blocks] = [/blocksize = (\d+)/, /dblocks = (\d+)/].map((r) => Number(r.exec(info)![1]));
+    expect(byteSize(part) - blockSize! * blocks!).toBeLessThan(blockSize!);
+    const mountPoint = join(dir, 'xfs-check');
+    await mountDevice(checkScope, device, mountPoint, ['ro']);
+    for (const file of files) expect((await readFile(join(mountPoint, file.path))).equals(await readFile(join(dir, 'xfs-tree', file.path))), file.path).toBe(true);
+    await checkScope.dispose();
+
+    const small = join(dir, 'xfs-small.img');
+    const refused = await restore(job, small, '--size', String(200 * MiB));
+    expectCleanFailure(refused, 2, /XFS cannot shrink/, /needs at least \d+ bytes/, /nothing was written/);
+    const minimum = Number(/needs at least (\d+) bytes/.exec(refused.stderr)![1]);
+    expect(minimum).toBe(302 * MiB);
+    await expect(sizeOf(small)).rejects.toThrow();
+  });
+
+  test('--grow of a FAT partition is refused before anything is written', async () => {
+    const fat = await makeFatImage(dir, 'fat-last', 48 * MiB, plainFiles('fat-last', 2, 10_000));
+    const disk = join(dir, 'fat-disk.img');
+    await makeGptDisk(disk, 64 * MiB, [{ image: fat, size: 48 * MiB, type: 'ef00', name: 'ESP' }]);
+    const job = await backUp(disk, 'fat');
+    const to = join(dir, 'fat-grown.img');
+    expectCleanFailure(await restore(job, to, '--size', String(128 * MiB), '--grow'), 2, /partition 1 \(fat\d+\) cannot be grown/, /no tool here that grows FAT/);
+    await expect(sizeOf(to)).rejects.toThrow();
+  });
+
+  test('a bare ext4 filesystem grows to the larger image, and --shrink without --size makes the smallest image', async () => {
+    const bare = await makeExt4(dir, 'bare', 128 * MiB, { seed: 5, randomBytes: 2 * MiB, textBytes: 256 * 1024 });
+    const uuid = await filesystemUuid(bare.image);
+    const job = await backUp(bare.image, 'bare');
+
+    const grown = join(dir, 'bare-grown.img');
+    const growResult = await restore(job, grown, '--size', String(256 * MiB), '--grow', '--json');
+    expectSuccess(growResult);
+    expect(parseJson<{ resized: ResizedJson[] }>(growResult).resized).toEqual([{ filesystem: 'ext4', oldOffset: 0, newOffset: 0, oldSize: 128 * MiB, newSize: 256 * MiB, tool: 'resize2fs' }]);
+    await expectCleanFsck(grown);
+    expect(await ext4Bytes(grown)).toBe(256 * MiB);
+    await expectFilesIntact(grown, bare.tree, bare.files, join(dir, 'scratch'));
+
+    const smallest = join(dir, 'bare-smallest.img');
+    const shrinkResult = await restore(job, smallest, '--shrink', '--json');
+    expectSuccess(shrinkResult);
+    const size = await sizeOf(smallest);
+    expect(size).toBeLessThan(128 * MiB);
+    expect(parseJson<{ resized: ResizedJson[] }>(shrinkResult).resized[0]!.newSize).toBe(size);
+    await expectCleanFsck(smallest);
+    expect(await ext4Bytes(smallest)).toBe(size);
+    expect(await filesystemUuid(smallest)).toBe(uuid);
+    await expectFilesIntact(smallest, bare.tree, bare.files, join(dir, 'scratch'));
+  });
+
+  test('an MBR disk: the last primary partition grows to the end, and shrinks to fit', async () => {
+    const part = await makeExt4(dir, 'mbr-root', 96 * MiB, { seed: 9, randomBytes: 2 * MiB, textBytes: 256 * 1024 });
+    const disk = join(dir, 'mbr-disk.img');
+    await zeroFile(disk, 128 * MiB);
+    await run('sh', ['-c', 'printf "label: dos\\nlabel-id: 0x1234abcd\\nstart=2048, size=196608, type=83, bootable\\n" | sfdisk -q "$1"', 'sh', disk]);
+    await run('dd', [`if=${part.image}`, `of=${disk}`, 'bs=1M', 'seek=1', 'conv=notrunc', 'status=none']);
+    const job = await backUp(disk, 'mbr');
+
+    const check = async (image: string, size: number) => {
+      const dump = await run('sfdisk', ['-d', image]);
+      expect(dump).toMatch(/label-id: 0x1234abcd/);
+      const match = /start=\s*2048, size=\s*(\d+), type=83, bootable/.exec(dump);
+      expect(match, dump).not.toBeNull();
+      const bytes = Number(match![1]) * SECTOR;
+      expect(MiB + bytes).toBe(size);
+      const device = await attachLoop(useScope(), image, { offset: MiB, sizeLimit: bytes, readOnly: true });
+      await expectCleanFsck(device);
+      expect(await ext4Bytes(device)).toBe(bytes);
+      await expectFilesIntact(device, part.tree, part.files, join(dir, 'scratch'));
+    };
+    const grown = join(dir, 'mbr-grown.img');
+    expectSuccess(await restore(job, grown, '--size', String(256 * MiB), '--grow'));
+    await check(grown, 256 * MiB);
+    const shrunk = join(dir, 'mbr-shrunk.img');
+    expectSuccess(await restore(job, shrunk, '--size', String(80 * MiB)));
+    await check(shrunk, 80 * MiB);
+  });
+});
