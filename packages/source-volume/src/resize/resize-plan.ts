@@ -133,8 +133,9 @@ export function shrunkPlaces(plan: ShrinkLayout, fsSize: number): Array<Partitio
 
 /** Before restoring: a target that cannot hold even the used data is refused now (the exact minimum is known once the filesystem is restored). */
 export function checkShrinkFits(plan: ShrinkLayout, request: ResizeRequest): void {
-  if (request.size === undefined || plan.subject.usedBytes === undefined) return;
-  const minimum = requiredSize(plan, plan.subject.usedBytes);
+  if (request.size === undefined) return;
+  // No filesystem fits in less than a MiB, used data known or not (it is not for a bare filesystem).
+  const minimum = requiredSize(plan, Math.max(plan.subject.usedBytes ?? 0, MIB));
   if (request.size >= minimum) return;
   throw new TargetTooSmallError(
     `${request.image} holds ${request.size} bytes, too small for the data of the snapshot's disk even with ${describe(plan.subject)} shrunk: it needs at least ${minimum} bytes (${alignUp(minimum) / MIB} MiB, more once the filesystem's own minimum is known); nothing was written`,
