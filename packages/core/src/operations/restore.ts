@@ -229,10 +229,13 @@ export class RestoreOperation {
    */
   async #restoreShrunk(run: RestoreRun, resize: ResizeRequest, to: string, options: RestoreOptions, write: (destination: Destination) => Promise<{ bytesWritten: number; damage: RestoreDamage[] }>) {
     await refuseExistingWithoutForce(to, options.force ?? false);
-    const folder = await mkdtemp(join(options.stagingDir ?? tmpdir(), 'cairn-shrink-'));
+    const folder = await mkdtemp(join(options.stagingDir ?? tmpdir(), 'cairn-shrink-')).catch((err: unknown) => {
+      throw new UsageError(`Cannot make the staging folder of the shrink in ${options.stagingDir ?? tmpdir()} (--staging-dir): ${(err as Error).message}`, { cause: err });
+    });
     try {
       const staging = await openDestination(join(folder, 'image'), resize.manifest.size, false);
-      const used = resize.manifest.layout.partitions.reduce((sum, p) => sum + (p.usedBytes ?? p.size), 0);
+      const { partitions } = resize.manifest.layout;
+      const used = partitions.length ? partitions.reduce((sum, p) => sum + (p.usedBytes ?? p.size), 0) : resize.manifest.size;
       this.logger.info(`restoring into the sparse staging file ${staging.path} first (it takes about ${used} bytes of ${folder}: the used data)`);
       const { damage } = await write(staging);
       const resized = await this.#resize(run, { ...resize, image: staging.path });

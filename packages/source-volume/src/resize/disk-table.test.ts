@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { rewriteGpt, rewriteMbr } from './disk-table.js';
+import { updateHiddenSectors } from './hidden-sectors.js';
 
 const MiB = 1024 * 1024;
 const run = (command: string, args: string[], input?: string): string => execFileSync(command, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -72,4 +73,33 @@ it('rewriteMbr rewrites primary entries and keeps the disk id, types and boot fl
   await withHandle(disk, async (handle) => {
     await expect(rewriteMbr(handle, 512, [{ index: 5, offset: MiB, size: MiB }])).rejects.toThrow(/logical MBR partition/);
   });
+});
+
+it('updateHiddenSectors tells a moved NTFS volume its new start, in the boot sector and its backup', async () => {
+  const volume = path.join(workDir, 'ntfs.img');
+  await writeFile(volume, '');
+  await truncate(volume, 16 * MiB);
+  run('mkfs.ntfs', ['-F', '-f', '-Q', '-p', '2048', volume]);
+  const handle = await open(volume, 'r+');
+  try {
+    const read = async (at: number) => {
+      const sector = Buffer.alloc(512);
+      await handle.read(sector, 0, 512, at);
+      return sector;
+    };
+    const boot = await read(0);
+    expect(boot.readUInt32LE(0x1c)).toBe(2048);
+    const backupAt = Number(boot.readBigUInt64LE(0x28)) * 512;
+    await updateHiddenSectors(handle, 'ntfs', 0, 512); // at byte 0 of this file: start sector 0
+    expect((await read(0)).readUInt32LE(0x1c)).toBe(0);
+    expect((await read(backupAt)).readUInt32LE(0x1c)).toBe(0);
+    // Nothing else of the boot sector changed.
+    expect((await read(0)).subarray(0x20)).toEqual(boot.subarray(0x20));
+    // ext4 has no such field: nothing is written.
+    await updateHiddenSectors(handle, 'ext4', 0, 512);
+  } finally {
+    await handle.close();
+  }
+  // ntfsinfo still reads the volume.
+  expect(run('ntfsinfo', ['-m', '-f', volume])).toMatch(/Volume Name/);
 });

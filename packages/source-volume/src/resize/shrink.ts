@@ -3,6 +3,7 @@ import { TargetTooSmallError, type ResizeOutcome, type ResizeRequest, type Resiz
 import { resizerFor } from './filesystem-resizers.js';
 import { MIB, alignUp, rewriteGpt, rewriteMbr, type PartitionPlace } from './disk-table.js';
 import { fittingSize, requiredSize, shrinkLayout, shrunkPlaces, type ShrinkLayout } from './resize-plan.js';
+import { updateHiddenSectors } from './hidden-sectors.js';
 import { withLoopDevice } from './tools.js';
 
 /**
@@ -25,7 +26,7 @@ export async function shrinkImage(request: ResizeRequest): Promise<ResizeOutcome
     return { diskSize, fsSize };
   });
   const places = shrunkPlaces(plan, fsSize);
-  await moveDown(request.image, places.slice(1));
+  await moveDown(request.image, plan, places.slice(1), request.manifest.layout.sectorSize);
   await truncate(request.image, diskSize);
   if (subject.partition !== undefined) await rewriteTable(request, diskSize, places);
   const resized: ResizedPartition[] = [
@@ -66,13 +67,18 @@ const PIECE = 4 * MIB;
 
 /**
  * Copies each partition's bytes from its old offset down to its new one, front to back (so an
- * overlap reads every byte before it is overwritten). Zero pieces are written only where the
+ * overlap reads every byte before it is overwritten), and an NTFS or FAT boot sector told its
+ * new start (hidden-sectors.ts). Zero pieces are written only where the
  * destination does not read as zeros already, so the staging file stays mostly sparse.
  */
-async function moveDown(image: string, places: ReadonlyArray<PartitionPlace & { oldOffset: number }>): Promise<void> {
+async function moveDown(image: string, plan: ShrinkLayout, places: ReadonlyArray<PartitionPlace & { oldOffset: number }>, sectorSize: number): Promise<void> {
   const handle = await open(image, 'r+');
   try {
-    for (const place of places) if (place.offset !== place.oldOffset) await movePartition(handle, place.oldOffset, place.offset, place.size);
+    for (const place of places) {
+      if (place.offset === place.oldOffset) continue;
+      await movePartition(handle, place.oldOffset, place.offset, place.size);
+      await updateHiddenSectors(handle, plan.after.find((p) => p.index === place.index)?.filesystem, place.offset, sectorSize);
+    }
     await handle.sync();
   } finally {
     await handle.close();

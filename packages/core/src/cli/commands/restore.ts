@@ -76,7 +76,7 @@ export const restoreCommand = defineCommand({
 
 function describeResult(result: RestoreResult): string {
   const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
-  const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
+  const verified = (result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified') + (result.resized ? ' before resizing' : '');
   const lines = [`Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}`];
   for (const r of result.resized ?? []) lines.push(describeResized(r));
   for (const damage of result.damage ?? []) lines.push(`DAMAGE ${damage.object}: ${damage.message}; zeros written for ${formatRanges(damage.ranges)}`);
