@@ -1,8 +1,8 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inject, injectable } from '../vendor.js';
-import { RestoreTargetError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { Environment, Logger, ProgressFactory } from '../services.js';
 import { EngineHooks, createRestoreRunHooks, type ResizeOutcome, type ResizeRequest, type ResizedPartition, type RestoreRun } from '../hooks.js';
 import { HookRunner } from '../hook-runner.js';
@@ -15,8 +15,7 @@ import { runRestore, type RestoreDamage, type RestoreWindow } from '../pipeline/
 import { mergeRanges, rangesInWindow } from '../pipeline/damage.js';
 import type { ByteRange } from '../target.js';
 import { openDestination, type Destination } from '../pipeline/destination.js';
-import { copySparseImage } from '../pipeline/copy-image.js';
-import { readBlockDeviceGeometry, splitDeviceNumber } from '../system/block-device.js';
+import { blockDeviceSize, copySparseImage, refuseExistingWithoutForce } from '../pipeline/staging.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
@@ -255,23 +254,6 @@ export class RestoreOperation {
     }
     return outcome;
   }
-}
-
-/** The size of a block device, or undefined when `path` is not one (a file, or nothing yet). */
-async function blockDeviceSize(path: string): Promise<number | undefined> {
-  const stats = await stat(path).catch(() => undefined);
-  if (!stats?.isBlockDevice()) return undefined;
-  const geometry = await readBlockDeviceGeometry(splitDeviceNumber(stats.rdev));
-  if (!geometry) throw new RestoreTargetError(`Cannot read the size of ${path} from /sys/dev/block`);
-  return geometry.size;
-}
-
-/** Said before a shrink stages the image, not after: openDestination says the same, but later. */
-async function refuseExistingWithoutForce(path: string, force: boolean): Promise<void> {
-  const stats = await stat(path).catch(() => undefined);
-  if (!stats || force) return;
-  if (stats.isBlockDevice()) throw new RestoreTargetError(`Restoring onto ${path} overwrites the device; add --force to do it`);
-  throw new RestoreTargetError(`${path} already exists; add --force to overwrite it`);
 }
 
 /** The image options mean nothing for a file snapshot: refused rather than ignored. */

@@ -1,6 +1,13 @@
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { RestoreTargetError } from '../errors.js';
+import { readBlockDeviceGeometry, splitDeviceNumber } from '../system/block-device.js';
 import { loadPosix } from '../files/posix.js';
 import type { Destination } from './destination.js';
+
+/*
+ * A restore that shrinks the disk goes through a staging file (operations/restore.ts): what it
+ * needs to know of the target before, and the copy of the shrunk image to it after.
+ */
 
 /** Bytes copied per read and write. */
 const PIECE = 4 * 1024 * 1024;
@@ -47,4 +54,21 @@ export async function copySparseImage(from: string, size: number, destination: D
   }
   await destination.commit();
   return written;
+}
+
+/** The size of a block device, or undefined when `path` is not one (a file, or nothing yet). */
+export async function blockDeviceSize(path: string): Promise<number | undefined> {
+  const stats = await stat(path).catch(() => undefined);
+  if (!stats?.isBlockDevice()) return undefined;
+  const geometry = await readBlockDeviceGeometry(splitDeviceNumber(stats.rdev));
+  if (!geometry) throw new RestoreTargetError(`Cannot read the size of ${path} from /sys/dev/block`);
+  return geometry.size;
+}
+
+/** Said before a shrink stages the image, not after: openDestination says the same, but later. */
+export async function refuseExistingWithoutForce(path: string, force: boolean): Promise<void> {
+  const stats = await stat(path).catch(() => undefined);
+  if (!stats || force) return;
+  if (stats.isBlockDevice()) throw new RestoreTargetError(`Restoring onto ${path} overwrites the device; add --force to do it`);
+  throw new RestoreTargetError(`${path} already exists; add --force to overwrite it`);
 }
