@@ -1,4 +1,4 @@
-import { open, readFile } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, expect, test } from 'vitest';
 import {
@@ -100,6 +100,8 @@ describeWithLoopDevices('restore --grow and --shrink of a GPT disk with an ESP a
   });
 
   const restore = (to: string, ...args: string[]) => runCli(['restore', job, 'latest', '--to', to, '--json', ...args], { env: PASSWORD_ENV });
+  /** Staging folders a shrink left in `dir` (its --staging-dir): none, whether it worked or was refused. */
+  const stagingLeftovers = async () => (await readdir(dir)).filter((name) => name.startsWith('cairn-shrink-'));
 
   /** The restored disk's GPT is clean, keeps every GUID and name, the ESP's bytes and the root's files; returns the root partition. */
   async function expectRestoredDisk(image: string): Promise<GptPartitionInfo> {
@@ -150,6 +152,7 @@ describeWithLoopDevices('restore --grow and --shrink of a GPT disk with an ESP a
     expect(byteOffset(rootPart) + byteSize(rootPart)).toBe(size - MiB);
     const resized = parseJson<{ resized: ResizedJson[] }>(result).resized;
     expect(resized).toEqual([{ partition: 2, filesystem: 'ext4', oldOffset: byteOffset(original.root), newOffset: byteOffset(original.root), oldSize: ROOT, newSize: byteSize(rootPart), tool: 'resize2fs' }]);
+    expect(await stagingLeftovers()).toEqual([]);
   });
 
   test('a target too small for the data is refused with the minimum size, and left as it was; the minimum given fits', async () => {
@@ -172,9 +175,21 @@ describeWithLoopDevices('restore --grow and --shrink of a GPT disk with an ESP a
     expect(minimum).toBeGreaterThan(estimate);
     expect(minimum).toBeLessThan(DISK);
     expect(await sizeOf(to)).toBe(40 * MiB);
+    expect(await stagingLeftovers()).toEqual([]);
     // And the minimum named is enough.
     expectSuccess(await restore(to, '--size', String(minimum), '--force', '--staging-dir', dir));
     await expectRestoredDisk(to);
+  });
+
+  test('--grow onto a larger block device', async () => {
+    const backing = join(dir, 'large-device.img');
+    await zeroFile(backing, 384 * MiB);
+    const device = await attachLoop(useScope(), backing);
+    const result = await restore(device, '--force', '--grow');
+    expectSuccess(result);
+    expect(parseJson<{ resized: ResizedJson[] }>(result).resized.map((r) => [r.partition, r.tool])).toEqual([[2, 'resize2fs']]);
+    const rootPart = await expectRestoredDisk(backing);
+    expect(byteOffset(rootPart) + byteSize(rootPart)).toBe(384 * MiB - MiB);
   });
 
   test('onto a smaller block device, the shrink is automatic', async () => {
