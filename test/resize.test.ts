@@ -153,6 +153,10 @@ describeWithLoopDevices('restore --grow and --shrink of a GPT disk with an ESP a
     const resized = parseJson<{ resized: ResizedJson[] }>(result).resized;
     expect(resized).toEqual([{ partition: 2, filesystem: 'ext4', oldOffset: byteOffset(original.root), newOffset: byteOffset(original.root), oldSize: ROOT, newSize: byteSize(rootPart), tool: 'resize2fs' }]);
     expect(await stagingLeftovers()).toEqual([]);
+    // --grow onto a smaller target is a contradiction, refused before anything is written.
+    const contradiction = join(dir, 'grow-smaller.img');
+    expectCleanFailure(await runCli(['restore', job, 'latest', '--to', contradiction, '--size', String(size), '--grow'], { env: PASSWORD_ENV }), 2, /--grow: .* is smaller than the image/);
+    await expect(sizeOf(contradiction)).rejects.toThrow();
   });
 
   test('a target too small for the data is refused with the minimum size, and left as it was; the minimum given fits', async () => {

@@ -202,6 +202,7 @@ export class RestoreOperation {
     const { manifest } = plan;
     const request = { image: to, manifest, ...(size !== undefined && { size }) };
     if ((size !== undefined && size < manifest.size) || (options.shrink !== undefined && size === undefined)) {
+      if (options.grow !== undefined) throw new UsageError(`--grow: ${to} (${size} bytes) is smaller than the image (${manifest.size} bytes); without --grow it is shrunk to fit`);
       return { ...request, mode: 'shrink', ...(typeof options.shrink === 'number' && { partition: options.shrink }) };
     }
     if (options.shrink !== undefined) this.logger.warn(`--shrink: ${to} holds the whole image (${manifest.size} bytes): nothing to shrink, the layout is kept`);
