@@ -112,7 +112,9 @@ describe('bad inputs give their exit code and a clear message', () => {
       expectCleanFailure(
         await runCli(['restore', job, 'latest', '--to', never, '--size', '1'], { env: PASSWORD_ENV }),
         2,
-        escape(`--size 1 bytes is smaller than the image of snapshot ${snapshotId.slice(0, 12)}, which has ${32 * MiB} bytes`),
+        // A smaller --size shrinks the image (restore --shrink), but nothing fits in 1 byte.
+        /holds 1 bytes, too small for the data of the snapshot's disk/,
+        /needs at least \d+ bytes/,
       );
       await expect(stat(never)).rejects.toThrow(/ENOENT/);
     });

@@ -122,15 +122,18 @@ describeWithLoopDevices('loop block devices', () => {
     force: boolean;
     /** Mount the device (read-only, so nothing but cairn could write to it) before the restore. */
     mounted: boolean;
+    /** Default 1. */
+    exitCode?: number;
     message: (device: string, mountPoint: string) => RegExp[];
   }
   const refusals: Array<[string, Refusal]> = [
-    ['smaller than the image', { size: 32 * MiB, force: true, mounted: false, message: (device) => [/smaller than the image/, new RegExp(device), new RegExp(String(imageSize))] }],
+    // A smaller device is shrunk onto (restore --shrink) when the data fits; this one is too small for it (exit 2).
+    ['too small for the data', { size: 4 * MiB, force: true, mounted: false, exitCode: 2, message: () => [/too small for the snapshot's disk/, /needs at least \d+ bytes/, /nothing was written/] }],
     ['given without --force', { size: 80 * MiB, force: false, mounted: false, message: (device) => [/--force/, new RegExp(device)] }],
     ['mounted (read-only)', { size: imageSize, force: true, mounted: true, message: (device, mountPoint) => [/is mounted at/, new RegExp(device), new RegExp(mountPoint), /unmount/] }],
   ];
 
-  test.each(refusals)('a device %s is refused (exit 1) and left untouched, every byte', async (name, refusal) => {
+  test.each(refusals)('a device %s is refused and left untouched, every byte', async (name, refusal) => {
     const scope = useScope();
     const slug = name.replace(/\W+/g, '-');
     const backing = join(dir, `refused-${slug}.bin`);
@@ -142,7 +145,7 @@ describeWithLoopDevices('loop block devices', () => {
     const before = { device: await sha256Of(device), backing: await sha256Of(backing) };
 
     const result = await runCli(['restore', job, 'latest', '--to', device, ...(refusal.force ? ['--force'] : [])], { env: PASSWORD_ENV });
-    expectCleanFailure(result, 1, ...refusal.message(device, mountPoint));
+    expectCleanFailure(result, refusal.exitCode ?? 1, ...refusal.message(device, mountPoint));
     expect(result.stdout).toBe('');
     await flushDevice(device);
     expect({ device: await sha256Of(device), backing: await sha256Of(backing) }).toEqual(before);

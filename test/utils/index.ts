@@ -14,3 +14,4 @@ export * from './process.js';
 export * from './files-job.js';
 export * from './file-tree.js';
 export * from './lvm.js';
+export * from './resize.js';

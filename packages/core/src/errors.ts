@@ -90,6 +90,27 @@ export class RestoreTargetError extends CairnError {
   override readonly code = 'CAIRN_RESTORE_DESTINATION';
 }
 
+/**
+ * The restore target is too small for the snapshot's data even with a filesystem shrunk
+ * (`restore --shrink`, `--size` below the image, a smaller device): refused before the target
+ * is written. `minimumSize` is the smallest target, in bytes, that would do.
+ */
+export class TargetTooSmallError extends CairnError {
+  override readonly code = 'CAIRN_TARGET_TOO_SMALL';
+  override readonly exitCode = ExitCode.usage;
+  constructor(
+    message: string,
+    readonly minimumSize: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Growing or shrinking a restored disk failed (a resize tool failed, a layout that cannot be resized). */
+export class ResizeError extends CairnError {
+  override readonly code = 'CAIRN_RESIZE';
+}
+
 /** No repository where the job's target points. */
 export class RepositoryNotFoundError extends CairnError {
   override readonly code = 'CAIRN_REPOSITORY_NOT_FOUND';

@@ -74,6 +74,47 @@ export interface RestoreRunHooks {
   beforeWrite: AsyncSeriesHook<[BeforeWrite]>;
   /** Every byte is written and committed, and the image digest matched the snapshot's. */
   done: AsyncSeriesHook<[RestoreDone]>;
+  /**
+   * Before anything is written, a restore that grows or shrinks the disk (`--grow`, `--shrink`,
+   * a smaller target) asks whether it can be done: the source plugin that can returns true, and
+   * throws (TargetTooSmallError, UsageError) when it cannot; nobody answering means no plugin can.
+   */
+  checkResize: AsyncSeriesBailHook<[ResizeRequest], true | undefined>;
+  /** The restored image is resized: grown in place on the destination, or shrunk in a staging file. */
+  resize: AsyncSeriesBailHook<[ResizeRequest], ResizeOutcome | undefined>;
+}
+
+/** What a restore that changes the disk's size asks the source plugin to do. */
+export interface ResizeRequest {
+  mode: 'grow' | 'shrink';
+  /**
+   * The restored image: the destination itself when growing, the staging file when shrinking.
+   * In `checkResize` (nothing restored yet) the destination the user named.
+   */
+  image: string;
+  /** Bytes the image must end up with; undefined when shrinking as far as the data allows (`--shrink` to a file without `--size`). */
+  size?: number;
+  /** The partition to resize (`--grow N`, `--shrink N`); undefined: the plugin picks (the last one; the shrinkable one). */
+  partition?: number;
+  manifest: RestoreDone['manifest'];
+}
+
+/** One partition (or a bare filesystem: no `partition`) a restore resized. */
+export interface ResizedPartition {
+  partition?: number;
+  filesystem: string;
+  oldOffset: number;
+  newOffset: number;
+  oldSize: number;
+  newSize: number;
+  /** The command that resized the filesystem (`resize2fs`, `ntfsresize`, …), or `moved` for a partition only moved. */
+  tool: string;
+}
+
+export interface ResizeOutcome {
+  /** Bytes of the resized image. */
+  size: number;
+  resized: ResizedPartition[];
 }
 
 export interface RestoreDone {
@@ -152,6 +193,8 @@ export function createRestoreRunHooks(): Readonly<RestoreRunHooks> {
   return Object.freeze({
     beforeWrite: new AsyncSeriesHook<[BeforeWrite]>(['write'], 'beforeWrite'),
     done: new AsyncSeriesHook<[RestoreDone]>(['info'], 'done'),
+    checkResize: new AsyncSeriesBailHook<[ResizeRequest], true | undefined>(['request'], 'checkResize'),
+    resize: new AsyncSeriesBailHook<[ResizeRequest], ResizeOutcome | undefined>(['request'], 'resize'),
   });
 }
 

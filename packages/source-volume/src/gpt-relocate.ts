@@ -32,6 +32,8 @@ export async function relocateBackupGpt(path: string, imageSize: number, sectorS
 
     const oldLast = imageSize / sectorSize - 1;
     const newLast = Math.floor(size / sectorSize) - 1;
+    // Moved already (restore --grow rewrote the table): the old place now lies inside a partition.
+    if (primary.backupLba === BigInt(newLast)) return false;
     const newEntriesLba = newLast - entrySectors;
     const headerSize = primarySector.readUInt32LE(12);
 

@@ -31,7 +31,7 @@ describe('activate', () => {
     const context = await createTestPluginContext(PLUGIN_FOLDER, { logger });
     await activate(context);
     expect(context.sources.get('volume')).toBe(context.container.get(VolumeSourceFactory));
-    expect(context.hooks.restore.taps.map((tap) => tap.name)).toEqual(['GptRelocation']);
+    expect(context.hooks.restore.taps.map((tap) => tap.name)).toEqual(['GptRelocation', 'VolumeResize']);
 
     // A GPT disk image of 4 MiB restored into an 8 MiB file: the injected tap moves the backup GPT to the new end.
     const disk = join(dir, 'disk.img');
@@ -40,6 +40,8 @@ describe('activate', () => {
     await truncate(disk, 8 * MiB);
     const run: RestoreRun = { job: { name: 'j', file: '/j.json', job: {} }, operation: 'restore', hooks: createRestoreRunHooks() };
     context.hooks.restore.call(run);
+    // restore --grow and --shrink: answered by the plugin's resize taps.
+    expect([run.hooks.checkResize.taps.map((t) => t.name), run.hooks.resize.taps.map((t) => t.name)]).toEqual([['VolumeResize'], ['VolumeResize']]);
     const manifest = { size: 4 * MiB, layout: { size: 4 * MiB, sectorSize: 512, kind: 'file' as const, partitionTable: { type: 'gpt' as const }, mode: 'exact' as const, partitions: [] }, source: { type: 'volume', path: '/dev/x' } };
     await run.hooks.done.promise({ destination: disk, snapshot: 'ab'.repeat(32), bytesWritten: 4 * MiB, manifest, partial: false });
     expect(logged).toEqual([`[cairn.source-volume] moved the backup GPT of ${disk} to the end of the larger disk`]);

@@ -1,18 +1,21 @@
-import { resolve } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { inject, injectable } from '../vendor.js';
 import { UsageError } from '../errors.js';
 import { Environment, Logger, ProgressFactory } from '../services.js';
-import { EngineHooks, createRestoreRunHooks, type RestoreRun } from '../hooks.js';
+import { EngineHooks, createRestoreRunHooks, type ResizeOutcome, type ResizeRequest, type ResizedPartition, type RestoreRun } from '../hooks.js';
 import { HookRunner } from '../hook-runner.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { Repositories } from '../repository/repositories.js';
 import type { DamagedObject, Repository } from '../repository/repository.js';
 import { RepositoryLocks } from '../repository/lock.js';
 import { isFileManifest, requireVolumeManifest, type AnySnapshotManifest, type ImageDigest, type SnapshotManifest } from '../repository/snapshot.js';
-import { runRestore, type RestoreDamage, type RestoreWindow } from '../pipeline/restore.js';
+import { runRestore, type RestoreDamage, type RestoreOutcome, type RestoreWindow } from '../pipeline/restore.js';
 import { mergeRanges, rangesInWindow } from '../pipeline/damage.js';
 import type { ByteRange } from '../target.js';
-import { openDestination } from '../pipeline/destination.js';
+import { openDestination, type Destination, type DestinationOptions } from '../pipeline/destination.js';
+import { blockDeviceSize, copySparseImage, refuseExistingWithoutForce } from '../pipeline/staging.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
 import type { LoadedJob } from '../job/job-loader.js';
 import { JobRuns, type RunReport } from './job-runs.js';
@@ -35,6 +38,15 @@ export interface RestoreOptions {
    * chunk with what is there and fetch and write only those that differ. Default true.
    */
   delta?: boolean;
+  /** `--grow [N]`: on a larger destination, extend partition N (true: the last one) and its filesystem to fill it. */
+  grow?: number | true;
+  /**
+   * `--shrink [N]`: fit the image into a smaller target by shrinking partition N's filesystem
+   * (true: the source plugin picks); a target smaller than the image shrinks without it.
+   */
+  shrink?: number | true;
+  /** Folder for the sparse staging file a shrink restores into first (default: the system's temporary folder). */
+  stagingDir?: string;
 }
 
 export interface RestoreResult {
@@ -70,7 +82,12 @@ export interface RestoreResult {
   damage?: RestoreDamage[];
   /** The snapshot was made by `cairn repair snapshots` from this one. */
   repairedFrom?: string;
+  /** What `--grow`/`--shrink` changed: partitions (or the bare filesystem) with their old and new place and size. */
+  resized?: ResizedPartition[];
 }
+
+/** Writes the snapshot's image (or window) to a destination. */
+type WriteImage = (destination: Destination) => Promise<RestoreOutcome>;
 
 /** Unreadable ranges named in the restore's warning; `--json` and `cairn show` list them all. */
 const RANGES_IN_WARNING = 3;
@@ -139,25 +156,33 @@ export class RestoreOperation {
     await this.plugins.activate(`onSource:${plan.manifest.source.type}`).catch((err: unknown) => this.logger.warn((err as Error).message));
     // Announced once the plugins that may tap it are active.
     await this.runner.before(this.hooks.restore, run);
+    const resize = await this.#resizeRequest(plan, to, options);
+    if (resize && !(await run.hooks.checkResize.promise(resize))) {
+      throw new UsageError(`--${resize.mode}: no plugin can resize an image of a ${plan.manifest.source.type} source`);
+    }
     return this.locks.withLock(repository, 'restore', 'shared', async () => {
       const index = await this.workers.prepare(pool, repository, job, 'read');
       // Damage elsewhere is no reason to fail: only what this snapshot needs counts.
       for (const damaged of index.unreadable) this.logger.warn(`${damaged.message}; restoring from the other index files (\`cairn repair index\` rebuilds the index)`);
-      const delta = options.delta !== false && plan.size === (plan.window?.length ?? plan.manifest.size);
-      const destination = await openDestination(to, plan.size, { force: options.force ?? false, delta });
-      const { bytesWritten, bytesFetched, bytesUnchanged, bytesLeftUnused, damage } = await runRestore({
-        repository,
-        index,
-        pool,
-        snapshot: plan.id,
-        manifest: plan.manifest,
-        destination,
-        progress: this.progress.create(),
-        window: plan.window,
-        zeroUnused: options.zeroUnused,
-        ignoreDamage: options.ignoreDamage,
-        beforeWrite: () => this.runner.before(run.hooks.beforeWrite, { destination: destination.path, kind: destination.kind, snapshot: plan.id, manifest: plan.manifest }),
-      });
+      const write = (destination: Destination) =>
+        runRestore({
+          repository,
+          index,
+          pool,
+          snapshot: plan.id,
+          manifest: plan.manifest,
+          destination,
+          progress: this.progress.create(),
+          window: plan.window,
+          zeroUnused: options.zeroUnused,
+          ignoreDamage: options.ignoreDamage,
+          beforeWrite: () => this.runner.before(run.hooks.beforeWrite, { destination: destination.path, kind: destination.kind, snapshot: plan.id, manifest: plan.manifest }),
+        });
+      // A resize changes the image after it is written: only an unchanged layout compares with what is there.
+      const delta = options.delta !== false && resize === undefined && plan.size === (plan.window?.length ?? plan.manifest.size);
+      const { destination, outcome, resized } =
+        resize?.mode === 'shrink' ? await this.#restoreShrunk(run, resize, to, options, write) : await this.#restoreInPlace(run, resize, to, plan.size, { force: options.force ?? false, delta }, write);
+      const { bytesWritten, bytesFetched, bytesUnchanged, bytesLeftUnused, damage } = outcome;
       const partial = plan.window !== undefined;
       // The image digest is checked only where nothing stands in for lost data; otherwise every blob was verified instead.
       const digestChecked = !partial && !options.ignoreDamage && !plan.manifest.lost?.length;
@@ -179,16 +204,83 @@ export class RestoreOperation {
       if (lost.length > 0) result.lost = lost;
       if (options.ignoreDamage) result.damage = damage;
       if (plan.manifest.repairedFrom) result.repairedFrom = plan.manifest.repairedFrom;
+      if (resized) result.resized = resized.resized;
       return { result, done: { destination: destination.path, snapshot: plan.id, bytesWritten, manifest: plan.manifest, partial } };
     });
   }
 
   #plan(id: string, manifest: SnapshotManifest, options: RestoreOptions): RestorePlan {
-    if (options.size !== undefined && options.size < manifest.size) {
-      throw new UsageError(`--size ${options.size} bytes is smaller than the image of snapshot ${id.slice(0, 12)}, which has ${manifest.size} bytes; --size can only make the restored image larger`);
+    if (options.partition !== undefined && (options.grow !== undefined || options.shrink !== undefined)) {
+      throw new UsageError('--grow and --shrink apply to whole images, not to --partition');
     }
+    if (options.grow !== undefined && options.shrink !== undefined) throw new UsageError('--grow and --shrink exclude each other');
     const window = options.partition === undefined ? undefined : partitionWindow(id, manifest, options.partition);
     return { id, manifest, window, size: window ? window.length : Math.max(manifest.size, options.size ?? 0) };
+  }
+
+  /**
+   * Whether the restore changes the disk's size: a shrink when the target (a block device, or
+   * `--size`) is smaller than the image, or `--shrink` to a file without `--size` (as small as
+   * the data allows); a grow with `--grow` onto a larger one. Otherwise the layout is kept.
+   */
+  async #resizeRequest(plan: RestorePlan, to: string, options: RestoreOptions): Promise<ResizeRequest | undefined> {
+    if (plan.window) return undefined;
+    const size = (await blockDeviceSize(to)) ?? options.size;
+    const { manifest } = plan;
+    const request = { image: to, manifest, ...(size !== undefined && { size }) };
+    if ((size !== undefined && size < manifest.size) || (options.shrink !== undefined && size === undefined)) {
+      if (options.grow !== undefined) throw new UsageError(`--grow: ${to} (${size} bytes) is smaller than the image (${manifest.size} bytes); without --grow it is shrunk to fit`);
+      return { ...request, mode: 'shrink', ...(typeof options.shrink === 'number' && { partition: options.shrink }) };
+    }
+    if (options.shrink !== undefined) this.logger.warn(`--shrink: ${to} holds the whole image (${manifest.size} bytes): nothing to shrink, the layout is kept`);
+    if (options.grow === undefined) return undefined;
+    if (size === undefined || size === manifest.size) {
+      this.logger.warn(`--grow: ${to} will be as large as the image (${manifest.size} bytes): nothing to grow (--size makes an image file larger)`);
+      return undefined;
+    }
+    return { ...request, mode: 'grow', ...(typeof options.grow === 'number' && { partition: options.grow }) };
+  }
+
+  /** Restores onto the destination itself, then grows it when asked. */
+  async #restoreInPlace(run: RestoreRun, resize: ResizeRequest | undefined, to: string, size: number, options: DestinationOptions, write: WriteImage) {
+    const destination = await openDestination(to, size, options);
+    const outcome = await write(destination);
+    const resized = resize ? await this.#resize(run, { ...resize, image: destination.path }) : undefined;
+    return { destination, outcome, resized };
+  }
+
+  /**
+   * A shrink: the image is restored (and verified) into a sparse staging file, shrunk there by
+   * the source plugin, and only then copied to the target, which nothing touches before: a
+   * target too small is refused with the target as it was.
+   */
+  async #restoreShrunk(run: RestoreRun, resize: ResizeRequest, to: string, options: RestoreOptions, write: WriteImage) {
+    await refuseExistingWithoutForce(to, options.force ?? false);
+    const folder = await mkdtemp(join(options.stagingDir ?? tmpdir(), 'cairn-shrink-')).catch((err: unknown) => {
+      throw new UsageError(`Cannot make the staging folder of the shrink in ${options.stagingDir ?? tmpdir()} (--staging-dir): ${(err as Error).message}`, { cause: err });
+    });
+    try {
+      const staging = await openDestination(join(folder, 'image'), resize.manifest.size, { force: false });
+      const { partitions } = resize.manifest.layout;
+      const used = partitions.length ? partitions.reduce((sum, p) => sum + (p.usedBytes ?? p.size), 0) : resize.manifest.size;
+      this.logger.info(`restoring into the sparse staging file ${staging.path} first (it takes about ${used} bytes of ${folder}: the used data)`);
+      const staged = await write(staging);
+      const resized = await this.#resize(run, { ...resize, image: staging.path });
+      const destination = await openDestination(to, resized.size, { force: options.force ?? false });
+      const bytesWritten = await copySparseImage(staging.path, resized.size, destination);
+      return { destination, outcome: { ...staged, bytesWritten, bytesUnchanged: 0, bytesLeftUnused: 0 }, resized };
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  }
+
+  async #resize(run: RestoreRun, request: ResizeRequest): Promise<ResizeOutcome> {
+    const outcome = await run.hooks.resize.promise(request);
+    if (!outcome) throw new UsageError(`--${request.mode}: no plugin can resize an image of a ${request.manifest.source.type} source`);
+    for (const r of outcome.resized) {
+      this.logger.info(`${r.partition === undefined ? 'the filesystem' : `partition ${r.partition}`} (${r.filesystem}): ${r.oldSize} → ${r.newSize} bytes at offset ${r.newOffset} (${r.tool})`);
+    }
+    return outcome;
   }
 }
 
@@ -197,6 +289,8 @@ function checkedFileOptions(options: RestoreOptions, files: FileRestoreOptions):
   const given = [
     options.partition !== undefined && '--partition',
     options.size !== undefined && '--size',
+    options.grow !== undefined && '--grow',
+    options.shrink !== undefined && '--shrink',
     options.zeroUnused && '--zero-unused',
     options.ignoreDamage && '--ignore-damage',
     options.force && '--force (--overwrite says what happens to existing files)',

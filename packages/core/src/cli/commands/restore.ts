@@ -1,4 +1,5 @@
 import { ExitCode, UsageError } from '../../errors.js';
+import type { ResizedPartition } from '../../hooks.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { RestoreOperation, type RestoreResult } from '../../operations/restore.js';
 import type { FileRestoreResult } from '../../operations/file-restore.js';
@@ -29,8 +30,17 @@ export const restoreCommand = defineCommand({
         type: 'string',
         // Takes the next word whatever it looks like: `--size -5G` would otherwise read as the flags -5 and -G.
         requiresArg: true,
-        describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): a larger virtual disk; a GPT is moved to the new end',
+        describe: 'Make the restored image file this large (bytes, or with K/M/G/T suffix): larger, a bigger virtual disk (a GPT is moved to the new end); smaller, the image is shrunk to fit (see --shrink)',
       })
+      .option('grow', {
+        type: 'string',
+        describe: 'On a larger disk (a larger device, or --size), extend the last partition (or partition N: --grow N) and grow its filesystem to fill it (ext2/3/4, XFS, Btrfs, NTFS)',
+      })
+      .option('shrink', {
+        type: 'string',
+        describe: 'Fit the image into a smaller disk by shrinking a filesystem (ext2/3/4, Btrfs, NTFS; partition N: --shrink N) in a staging file first; automatic when the device or --size is smaller than the image; to a file without --size: as small as the data allows',
+      })
+      .option('staging-dir', { type: 'string', describe: 'Folder for the sparse staging file of a shrink (about the used data; default: the system temporary folder)' })
       .option('ignore-damage', {
         type: 'boolean',
         default: false,
@@ -46,6 +56,9 @@ export const restoreCommand = defineCommand({
       delta: args.delta,
       ...(args.partition !== undefined && { partition: checkedPartition(args.partition) }),
       ...(args.size !== undefined && { size: parseSize(args.size) }),
+      ...(args.grow !== undefined && { grow: optionalPartition('--grow', args.grow) }),
+      ...(args.shrink !== undefined && { shrink: optionalPartition('--shrink', args.shrink) }),
+      ...(args.stagingDir !== undefined && { stagingDir: args.stagingDir }),
     };
     const job = await core.get(JobLoader).load(args.job);
     const files = {
@@ -70,6 +83,7 @@ export const restoreCommand = defineCommand({
 function describeResult(result: RestoreResult): string {
   const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
   const lines = [`Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination}: ${describeTransfer(result)}; ${describeVerified(result)}`];
+  for (const r of result.resized ?? []) lines.push(describeResized(r));
   for (const damage of result.damage ?? []) lines.push(`DAMAGE ${damage.object}: ${damage.message}; zeros written for ${formatRanges(damage.ranges)}`);
   if (result.repairedFrom) lines.push(`This snapshot was repaired (from ${result.repairedFrom.slice(0, 12)}): zeros stand in for the data it lost`);
   if (result.lost) lines.push(`Zeros stand in for lost data at ${formatRanges(result.lost)} (offsets in ${result.destination})`);
@@ -84,7 +98,7 @@ function describeTransfer(result: RestoreResult): string {
 /** Exactly what the check covered: the image as written, and what a digest of the device itself would not match. */
 function describeVerified(result: RestoreResult): string {
   if (!result.imageDigest) return 'every chunk verified against its id';
-  const verified = `${result.imageDigest.algorithm} of the restored image verified`;
+  const verified = `${result.imageDigest.algorithm} of the restored image verified${result.resized ? ' before resizing' : ''}`;
   if (!result.bytesLeftUnused) return verified;
   return `${verified}, with its ${formatBytes(result.bytesLeftUnused)} of unused blocks counted as zeros: the device keeps its old bytes there (--zero-unused writes the zeros, so that a digest of the device matches)`;
 }
@@ -100,6 +114,21 @@ function describeFileResult(result: FileRestoreResult): string {
     for (const m of mismatches) lines.push(`DIFFERS ${m.path}: ${m.problem}`);
   }
   return lines.join('\n') + '\n';
+}
+
+function describeResized(r: ResizedPartition): string {
+  const what = r.partition === undefined ? `The ${r.filesystem} filesystem` : `Partition ${r.partition} (${r.filesystem})`;
+  const moved = r.newOffset === r.oldOffset ? '' : `, moved from offset ${r.oldOffset} to ${r.newOffset}`;
+  const verb = r.newSize > r.oldSize ? 'grown' : r.newSize < r.oldSize ? 'shrunk' : 'kept at';
+  return `${what} ${verb} ${formatBytes(r.oldSize)} → ${formatBytes(r.newSize)}${moved} (${r.tool})`;
+}
+
+/** `--grow`/`--shrink` alone (an empty value) lets the plugin pick the partition; with a value, it is the partition's number. */
+function optionalPartition(flag: string, value: string): number | true {
+  if (value === '') return true;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new UsageError(`${flag} takes a partition number (1, 2, …) or nothing, not ${value}`);
+  return number;
 }
 
 function checkedPartition(value: unknown): number {
