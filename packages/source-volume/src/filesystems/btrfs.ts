@@ -2,7 +2,6 @@ import type { Extent } from '@cairn/core';
 import type { UsedBlockMapper, VolumeReader } from '../extents.js';
 import { mergeExtents } from '../extent-list.js';
 import {
-  BLOCK_GROUP_SYSTEM,
   BLOCK_GROUP_TREE_OBJECTID,
   EXTENT_TREE_OBJECTID,
   FIRST_CHUNK_TREE_OBJECTID,
@@ -201,13 +200,15 @@ function checkBlockGroups(chunks: ChunkMap, allocation: Allocation, sb: Superblo
   if (total !== sb.bytesUsed) fail(`the superblock says ${sb.bytesUsed} bytes are used, the extents add up to ${total}`);
 }
 
-/** Physical ranges in use: the reserved first MiB, superblock mirrors, system chunks and every copy of every extent. */
+/**
+ * Physical ranges in use: the reserved first MiB, superblock mirrors and every copy of every
+ * extent. The chunk tree's blocks are extents in the system chunks like any tree block (the
+ * block groups' `used` checks above count them); the rest of a system chunk is free space,
+ * 16 MiB of stale bytes on a default mkfs that need not be stored.
+ */
 function usedRanges(sb: Superblock, chunks: ChunkMap, allocation: Allocation): Extent[] {
   const ranges: Extent[] = [{ offset: 0, length: Math.min(MiB, sb.deviceSize) }];
   for (const mirror of SUPERBLOCK_MIRRORS) if (mirror + SUPERBLOCK_SIZE <= sb.deviceSize) ranges.push({ offset: mirror, length: SUPERBLOCK_SIZE });
-  for (const chunk of chunks.chunks) {
-    if (chunk.type & BLOCK_GROUP_SYSTEM) for (const stripe of chunk.stripes) ranges.push({ offset: stripe, length: chunk.length });
-  }
   for (const { logical, length, chunk } of allocation.runs) {
     for (const stripe of chunk.stripes) ranges.push({ offset: stripe + (logical - chunk.logical), length });
   }
