@@ -7,6 +7,8 @@ import {
   FIXTURE_PLUGINS,
   PASSWORD_ENV,
   WEB_FILES_TREE,
+  attachLoop,
+  loopDevicesAvailable,
   parseJson,
   runCli,
   openEventStream,
@@ -194,6 +196,24 @@ describe('cairn daemon --web: the API', () => {
     expect(started.status).toBe(202);
     expect(await waitForRestore(started.body.restoreId)).toMatchObject({ state: 'done' });
     expect((await readFile(to)).equals(await readFile(web.jobs.volume.image))).toBe(true);
+  });
+
+  test('restoring to a block device (a loop device) needs the device name typed as confirmation', async () => {
+    if (!loopDevicesAvailable()) return void console.warn('skipped: no loop devices here');
+    const disk = join(web.dir, 'disk.img');
+    await writeFile(disk, Buffer.alloc(4 * 1024 * 1024));
+    const device = await attachLoop(scope, disk);
+    const preview = await send('POST', '/api/jobs/web-volume/restore/preview', '/api/jobs/{job}/restore/preview', { snapshot: 'latest', to: device });
+    expect(preview.body).toEqual({ to: device, kind: 'device', exists: true, size: 4 * 1024 * 1024, mounted: false, overwrites: [device], needsDeviceConfirmation: true });
+    for (const confirmDevice of [undefined, '/dev/sda', device.replace('/dev/', '')]) {
+      const refused = await send('POST', '/api/jobs/web-volume/restore', '/api/jobs/{job}/restore', { snapshot: 'latest', to: device, ...(confirmDevice && { confirmDevice }) });
+      expect(refused).toMatchObject({ status: 400, body: { error: { code: 'CAIRN_CONFIRM_DEVICE' } } });
+    }
+    expect((await readFile(device)).every((byte) => byte === 0)).toBe(true);
+    const started = await send('POST', '/api/jobs/web-volume/restore', '/api/jobs/{job}/restore', { snapshot: 'latest', to: device, confirmDevice: device });
+    expect(started.status).toBe(202);
+    expect(await waitForRestore(started.body.restoreId)).toMatchObject({ state: 'done' });
+    expect((await readFile(device)).equals(await readFile(web.jobs.volume.image))).toBe(true);
   });
 
   test('forgetting a snapshot needs its id or 8-character prefix as confirmation', async () => {

@@ -77,6 +77,8 @@ interface RequestContext extends WebServerOptions {
 
 async function handle(req: IncomingMessage, res: ServerResponse, context: RequestContext): Promise<void> {
   const url = new URL(req.url ?? '/', context.origin);
+  // A request refused before its body is read still has it read (and dropped): the client gets the answer, not a reset connection.
+  res.once('finish', () => req.resume());
   const api = url.pathname === '/api' || url.pathname.startsWith('/api/');
   setSecurityHeaders(res, api);
   const remote = !isLoopback(context.listen.host);
