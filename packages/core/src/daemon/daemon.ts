@@ -131,9 +131,14 @@ export class Daemon implements DashboardBackend {
     const job = this.#jobs.get(jobName);
     if (!job || this.#stopping) return 'unknown-job';
     const id = `${jobName}/${kind}`;
-    const task = this.#tasks.get(id) ?? this.#adHoc.get(id) ?? { spec: adHocTask(job, kind) };
+    const scheduled = this.#tasks.get(id);
+    const task: Task = scheduled ?? this.#adHoc.get(id) ?? { spec: adHocTask(job, kind) };
     if (task.busy) return 'busy';
-    if (!this.#tasks.has(id)) this.#adHoc.set(id, task);
+    if (!scheduled) {
+      // The job file may have changed since the last run on request.
+      task.spec = adHocTask(job, kind);
+      this.#adHoc.set(id, task);
+    }
     this.options.logger.with(this.#context(task)).info('run requested from the dashboard');
     this.#enqueue(task, undefined, kind === 'check' && options.readData ? ['--read-data'] : []);
     void this.#save();
