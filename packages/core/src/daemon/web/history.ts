@@ -19,8 +19,11 @@ export class RunHistory {
   async append(job: string, record: RunRecord): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const path = this.#path(job);
-    await appendFile(path, JSON.stringify(record) + '\n', { mode: 0o600 });
-    const lines = await this.#lines(job);
+    const before = await this.#text(job);
+    // A line cut short by a crash gets its end, so that this record starts a line of its own.
+    const line = `${before === '' || before.endsWith('\n') ? '' : '\n'}${JSON.stringify(record)}\n`;
+    await appendFile(path, line, { mode: 0o600 });
+    const lines = (before + line).split('\n').filter((l) => l.trim() !== '');
     if (lines.length >= 2 * HISTORY_LIMIT) await writeFile(path, lines.slice(-HISTORY_LIMIT).map((l) => l + '\n').join(''), { mode: 0o600 });
   }
 
@@ -38,11 +41,14 @@ export class RunHistory {
   }
 
   async #lines(job: string): Promise<string[]> {
-    const text = await readFile(this.#path(job), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    return (await this.#text(job)).split('\n').filter((line) => line.trim() !== '');
+  }
+
+  async #text(job: string): Promise<string> {
+    return readFile(this.#path(job), 'utf8').catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return '';
       throw err;
     });
-    return text.split('\n').filter((line) => line.trim() !== '');
   }
 
   /** The job name made safe as a file name (names may hold any character). */
