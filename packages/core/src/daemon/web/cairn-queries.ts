@@ -9,9 +9,27 @@ import { HttpError, statusForCairnError } from './http-error.js';
  * command line shows. A failure becomes an HttpError with the command's error code.
  */
 export async function cairnJson(command: JobCommand, args: string[], logger: Logger): Promise<any> {
-  const outcome = await startCairn([...args, ...command.commonArgs], { env: command.env, cwd: command.cwd, logger: problemsOnly(logger) }).done;
+  const outcome = await limited(() => startCairn([...args, ...command.commonArgs], { env: command.env, cwd: command.cwd, logger: problemsOnly(logger) }).done);
   if (outcome.exitCode === 0 && outcome.result !== undefined) return outcome.result;
   throw errorOf(args[0]!, outcome);
+}
+
+/** Queries running at once: a page opened in several tabs must not start dozens of processes. */
+const MAX_QUERIES = 4;
+let active = 0;
+const waiting: Array<() => void> = [];
+
+async function limited<T>(work: () => Promise<T>): Promise<T> {
+  // A query that ends hands its slot to the next waiting one.
+  if (active >= MAX_QUERIES) await new Promise<void>((resolve) => waiting.push(resolve));
+  else active++;
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else active--;
+  }
 }
 
 /** The HttpError for a command that failed. */
