@@ -311,7 +311,7 @@ function cairnRuns(o, images, mode) {
   const tool = `cairn ${mode}`;
   const base = path.join(o.work, `cairn-${mode}`);
   const env = { CAIRN_PASSWORD: 'bench' };
-  const steps = ['init', 'full', 'incr', 'restore', 'served', 'unchanged'];
+  const steps = ['init', 'full', 'incr', 'restore', 'restoreFull1', 'delta', 'served', 'unchanged'];
   const per = Object.fromEntries(steps.map((s) => [s, []]));
   const identical = [];
   for (let run = 1; run <= o.runs; run++) {
@@ -342,8 +342,12 @@ function cairnRuns(o, images, mode) {
       ['restore', ['restore', job2, 'latest', '--to', restored, '--json'], images.sysvol2.size],
       ['unchanged', ['backup', job2, '--json'], images.sysvol2.size],
     ];
+    let fullSnapshot = null;
     for (const [step, args, bytes] of plan) {
-      if (step === 'unchanged') servedRun(job2, base, env, images.sysvol2.size, per.served);
+      if (step === 'unchanged') {
+        deltaRun({ job: job1, snapshot: fullSnapshot, base, env, images, mode }, per);
+        servedRun(job2, base, env, images.sysvol2.size, per.served);
+      }
       const t = timed(['node', CAIRN, ...args], { env, cwd: base });
       if (!t.ok) {
         failures++;
@@ -355,6 +359,7 @@ function cairnRuns(o, images, mode) {
       if (args.includes('--json')) {
         try { json = JSON.parse(t.stdout); } catch { /* a human message; fine */ }
       }
+      if (step === 'full') fullSnapshot = json?.snapshot ?? null;
       const m = {
         wall: t.wall,
         rssMB: t.rssKiB / 1024,
@@ -388,6 +393,8 @@ function cairnRuns(o, images, mode) {
     full: 'full (sysvol)',
     incr: 'incr (sysvol2)',
     restore: 'restore latest',
+    restoreFull1: 'restore sysvol (full)',
+    delta: 'delta restore sysvol onto sysvol2',
     served: 'nbdcopy of cairn serve',
     unchanged: 'unchanged re-backup',
   };
@@ -402,6 +409,10 @@ function cairnRuns(o, images, mode) {
       note.push(mode === 'exact' ? (ok ? 'cmp identical' : 'cmp DIFFERS')
         : ok ? `e2fsck clean, ${files ?? 'all'} files identical (free space zeroed)` : 'e2fsck or file comparison FAILED');
     }
+    if (s === 'delta' && ok.length) {
+      const r = (k) => median(ok.map((m) => m[k]));
+      note.push(`${r('timeRatio')?.toFixed(2)}x the full restore's time (goal <= 0.5); written (/proc) ${r('writtenRatio')?.toFixed(2)}x and fetched ${r('fetchedRatio')?.toFixed(2)}x the ${r('differingMB')?.toFixed(0)} MB of differing chunks (goal <= 1.1); ${ok.every((m) => m.identical) ? 'identical to the full restore' : 'DIFFERS'}`);
+    }
     if (o.runs > 1 && ok.length) note.push(`median of ${ok.length}`);
     row({
       tool, step: label[s],
@@ -414,6 +425,63 @@ function cairnRuns(o, images, mode) {
       runs: per[s],
     });
   }
+}
+
+/**
+ * Rollback (issue 18): the sysvol snapshot restored onto a copy of the sysvol2 image, by delta,
+ * against a full restore of the same snapshot to a new file. Bytes written come from the
+ * kernel's count for the process (/proc/self/io, bench/io-report.mjs), and are compared, like
+ * the bytes fetched, with the chunks that differ between the two results, counted here by
+ * reading both files (goals: time ≤ 0.5× the full restore; written and fetched ≤ 1.1× the
+ * differing chunks). The result must equal the full restore byte for byte.
+ */
+function deltaRun({ job, snapshot, base, env, images, mode }, per) {
+  if (!snapshot) return;
+  const full = path.join(base, 'restored-sysvol.img');
+  const target = path.join(base, 'delta.img');
+  const ioFile = path.join(base, 'delta-io.json');
+  const restoreTimed = (to, extra = []) => timed(['node', '--import', path.join(ROOT, 'bench/io-report.mjs'), CAIRN, 'restore', job, snapshot, '--to', to, '--json', ...extra], { env: { ...env, CAIRN_BENCH_IO: ioFile }, cwd: base });
+  const f = restoreTimed(full);
+  if (!f.ok) { failures++; per.restoreFull1.push({ failed: true, error: f.stderr.trim().slice(-500) }); return; }
+  per.restoreFull1.push({ wall: f.wall, rssMB: f.rssKiB / 1024, mbps: images.sysvol.size / MB / Math.max(f.wall, 0.01) });
+  sh(`cp --sparse=always ${q(images.sysvol2.path)} ${q(target)}`);
+  const chunkSize = JSON.parse(sh(`node ${q(CAIRN)} show ${q(job)} ${snapshot} --json`, { capture: true, env, cwd: base }).stdout).chunkSize ?? 4 * MB;
+  const differing = differingBytes(full, target, chunkSize);
+  const t = restoreTimed(target, ['--force']);
+  if (!t.ok) { failures++; log(`cairn ${mode} delta restore FAILED: ${t.stderr.trim().slice(-300)}`); per.delta.push({ failed: true, error: t.stderr.trim().slice(-500) }); return; }
+  const json = JSON.parse(t.stdout);
+  const io = JSON.parse(fs.readFileSync(ioFile, 'utf8'));
+  const same = sh(`cmp ${q(full)} ${q(target)}`, { capture: true }).status === 0;
+  if (!same) failures++;
+  const m = { wall: t.wall, rssMB: t.rssKiB / 1024, mbps: images.sysvol.size / MB / Math.max(t.wall, 0.01), delta: json.delta,
+    differingMB: differing / MB, writtenMB: io.write_bytes / MB, reportedWrittenMB: json.bytesWritten / MB, fetchedMB: json.bytesFetched / MB,
+    timeRatio: t.wall / f.wall, writtenRatio: differing ? io.write_bytes / differing : null, fetchedRatio: differing ? json.bytesFetched / differing : null, identical: same };
+  per.delta.push(m);
+  log(`cairn ${mode} delta restore: ${t.wall.toFixed(2)} s (full ${f.wall.toFixed(2)} s), chunks differing ${m.differingMB.toFixed(1)} MB, ` +
+    `written ${m.writtenMB.toFixed(1)} MB (/proc), fetched ${m.fetchedMB.toFixed(1)} MB, ${same ? 'identical to the full restore' : 'DIFFERS from the full restore'}`);
+  fs.rmSync(full, { force: true });
+  fs.rmSync(target, { force: true });
+}
+
+/** Bytes of the chunks (at chunkSize) in which two files of one size differ. */
+function differingBytes(a, b, chunkSize) {
+  const fa = fs.openSync(a, 'r');
+  const fb = fs.openSync(b, 'r');
+  const ba = Buffer.alloc(chunkSize);
+  const bb = Buffer.alloc(chunkSize);
+  let differing = 0;
+  try {
+    for (let at = 0; ; at += chunkSize) {
+      const n = fs.readSync(fa, ba, 0, chunkSize, at);
+      if (n === 0) break;
+      fs.readSync(fb, bb, 0, chunkSize, at);
+      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) differing += n;
+    }
+  } finally {
+    fs.closeSync(fa);
+    fs.closeSync(fb);
+  }
+  return differing;
 }
 
 /**

@@ -180,14 +180,18 @@ describe('--json output of every command', () => {
     }
   });
 
-  test('restore --json: { snapshot, destination, bytesWritten, imageDigest }, the destination as an absolute path', async () => {
+  test('restore --json: { snapshot, destination, bytesWritten, bytesFetched, delta, imageDigest }, the destination as an absolute path', async () => {
     const result = await runCli(['restore', job, 'latest', '--to', 'restored.img', '--json'], { env: PASSWORD_ENV, cwd: dir });
     expectSuccess(result);
     const json = parseJson(result);
-    expectKeys(json, ['snapshot', 'destination', 'bytesWritten', 'imageDigest']);
+    expectKeys(json, ['snapshot', 'destination', 'bytesWritten', 'bytesFetched', 'delta', 'imageDigest']);
     expect(json.snapshot).toBe(backups[1]!.json.snapshot);
     expect(json.destination).toBe(join(dir, 'restored.img'));
-    expect(json.bytesWritten).toBe(SIZE);
+    // A new file: only data chunks are written; zero chunks stay holes.
+    const shown = parseJson(await runCli(['show', job, 'latest', '--json'], { env: PASSWORD_ENV }));
+    expect(json.bytesWritten).toBe(shown.stats.dataChunks * shown.chunkSize);
+    expect(json.bytesFetched).toBeGreaterThan(0);
+    expect(json.delta).toBe(false);
     expect(json.imageDigest).toEqual(backups[1]!.json.imageDigest);
     expect(await sameBytes(image, json.destination)).toBe(true);
   });

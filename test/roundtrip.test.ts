@@ -85,7 +85,7 @@ describe('round trip of a real ext4 image', () => {
 
     const restored = join(dir, 'restored.img');
     const output = await restore(job, 'latest', restored);
-    expect(output.stdout).toMatch(/blake3 of the image verified/);
+    expect(output.stdout).toMatch(/blake3 of the restored image verified/);
     expect(await b3sum(restored)).toBe(result.imageDigest.hex);
     expect(await sameBytes(image, restored)).toBe(true);
     await expectCleanFsck(restored);

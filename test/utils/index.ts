@@ -16,3 +16,4 @@ export * from './file-tree.js';
 export * from './daemon-web.js';
 export * from './web-api-schema.js';
 export * from './sse.js';
+export * from './lvm.js';

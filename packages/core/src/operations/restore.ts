@@ -30,12 +30,29 @@ export interface RestoreOptions {
   size?: number;
   /** Write zeros where data is lost (missing or damaged blobs) instead of failing; the result lists the ranges. */
   ignoreDamage?: boolean;
+  /**
+   * Onto a block device or an existing image file of the same size (with force): compare each
+   * chunk with what is there and fetch and write only those that differ. Default true.
+   */
+  delta?: boolean;
 }
 
 export interface RestoreResult {
   snapshot: string;
   destination: string;
+  /** Bytes written to the destination (zeros included). */
   bytesWritten: number;
+  /** Bytes read from the repository (its packs). */
+  bytesFetched: number;
+  /** Whether the destination was compared with the snapshot and only what differs written. */
+  delta: boolean;
+  /** With delta: bytes the destination held already. */
+  bytesUnchanged?: number;
+  /**
+   * Bytes of unused blocks left as the block device held them (no --zero-unused): the digest
+   * verified covers them as zeros, so a digest of the device itself differs.
+   */
+  bytesLeftUnused?: number;
   /** The verified digest of the whole restored image (a partition is verified blob by blob instead). */
   imageDigest?: ImageDigest;
   partition?: number;
@@ -126,8 +143,9 @@ export class RestoreOperation {
       const index = await this.workers.prepare(pool, repository, job, 'read');
       // Damage elsewhere is no reason to fail: only what this snapshot needs counts.
       for (const damaged of index.unreadable) this.logger.warn(`${damaged.message}; restoring from the other index files (\`cairn repair index\` rebuilds the index)`);
-      const destination = await openDestination(to, plan.size, options.force ?? false);
-      const { bytesWritten, damage } = await runRestore({
+      const delta = options.delta !== false && plan.size === (plan.window?.length ?? plan.manifest.size);
+      const destination = await openDestination(to, plan.size, { force: options.force ?? false, delta });
+      const { bytesWritten, bytesFetched, bytesUnchanged, bytesLeftUnused, damage } = await runRestore({
         repository,
         index,
         pool,
@@ -148,6 +166,10 @@ export class RestoreOperation {
         snapshot: plan.id,
         destination: destination.path,
         bytesWritten,
+        bytesFetched,
+        delta: destination.read !== undefined,
+        ...(destination.read !== undefined && { bytesUnchanged }),
+        ...(bytesLeftUnused > 0 && { bytesLeftUnused }),
         ...(partial ? { partition: options.partition } : digestChecked && { imageDigest: plan.manifest.imageDigest }),
         ...(unreadable.length > 0 && { unreadable }),
       };

@@ -78,7 +78,7 @@ describe('restore destination writes', () => {
       otherFile: `.other.img.cairn-restore-0123456789ab-${dead}@${hostname()}`,
     };
     for (const name of Object.values(names)) await writeFile(join(dir, name), 'partial');
-    const destination = await openDestination(join(dir, 'out.img'), 4096, false);
+    const destination = await openDestination(join(dir, 'out.img'), 4096, { force: false });
     const left = await readdir(dir);
     expect(left).not.toContain(names.dead);
     expect(left).toEqual(expect.arrayContaining([names.running, names.otherHost, names.unknownOwner, names.otherFile]));

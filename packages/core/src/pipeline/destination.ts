@@ -9,15 +9,21 @@ import { suitsDirectIo } from './aligned-memory.js';
 
 /**
  * Where a restore writes. An image file is written under a temporary name next to the
- * destination and renamed over it only after the image's sha256 matched, so a failed
+ * destination and renamed over it only after the image's digest matched, so a failed
  * restore never leaves a file that looks complete (and never destroys the old one).
- * A block device is written in place.
+ * A block device is written in place, and so is an existing image file of the image's size
+ * restored by delta (only what differs is written; a failure leaves it partly restored).
  */
 export interface Destination {
   readonly path: string;
   readonly kind: 'file' | 'block-device';
   /** Block devices keep their old content where nothing is written: zero chunks must be written. */
   readonly needsZeros: boolean;
+  /**
+   * Present for a delta restore: reads what the destination holds now (`into.length` bytes at
+   * `offset`), so that chunks it already holds are neither fetched nor written.
+   */
+  read?(into: Uint8Array, offset: number): Promise<void>;
   write(data: Uint8Array, offset: number): Promise<void>;
   /** Makes the result durable and visible. */
   commit(): Promise<void>;
@@ -25,7 +31,16 @@ export interface Destination {
   abort(): Promise<void>;
 }
 
-export async function openDestination(path: string, imageSize: number, force: boolean): Promise<Destination> {
+export interface DestinationOptions {
+  force: boolean;
+  /**
+   * Restore by delta where the destination allows: a block device, or an existing image file
+   * of exactly `imageSize` bytes (with `force`).
+   */
+  delta?: boolean;
+}
+
+export async function openDestination(path: string, imageSize: number, { force, delta = false }: DestinationOptions): Promise<Destination> {
   const absolute = resolve(path);
   let stats: Stats | undefined;
   try {
@@ -33,9 +48,10 @@ export async function openDestination(path: string, imageSize: number, force: bo
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new RestoreTargetError(`Cannot use ${absolute}: ${(err as Error).message}`, { cause: err });
   }
-  if (stats?.isBlockDevice()) return openDevice(absolute, stats, imageSize, force);
+  if (stats?.isBlockDevice()) return openDevice(absolute, stats, imageSize, force, delta);
   if (stats && !stats.isFile()) throw new RestoreTargetError(`${absolute} is neither a regular file nor a block device`);
   if (stats && !force) throw new RestoreTargetError(`${absolute} already exists; add --force to overwrite it`);
+  if (stats && delta && stats.size === imageSize) return openImageInPlace(absolute);
   return openImageFile(absolute, imageSize);
 }
 
@@ -115,7 +131,44 @@ async function openImageFile(path: string, imageSize: number): Promise<Destinati
   };
 }
 
-async function openDevice(path: string, stats: Stats, imageSize: number, force: boolean): Promise<Destination> {
+/**
+ * An existing image file of the image's size, for a delta restore: read and written in place.
+ * Zero chunks must be written (the file may hold data there); the file keeps its holes where
+ * the image has zeros already.
+ */
+async function openImageInPlace(path: string): Promise<Destination> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r+');
+  } catch (err) {
+    throw new RestoreTargetError(`Cannot open ${path} for writing: ${(err as Error).message}`, { cause: err });
+  }
+  const writer = new Writer(handle, await openDirect(path, constants.O_WRONLY));
+  return {
+    path,
+    kind: 'file',
+    needsZeros: true,
+    read: (into, offset) => readFully(handle, into, offset).catch((err: unknown) => failedRead(path, err)),
+    write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
+    commit: () => syncAndClose(path, writer, handle),
+    async abort() {
+      await writer.settle().catch(() => undefined);
+      await handle.close().catch(() => undefined);
+    },
+  };
+}
+
+async function syncAndClose(path: string, writer: Writer, handle: FileHandle): Promise<void> {
+  try {
+    await writer.settle();
+    await handle.sync();
+    await handle.close();
+  } catch (err) {
+    failed(path, err);
+  }
+}
+
+async function openDevice(path: string, stats: Stats, imageSize: number, force: boolean, delta: boolean): Promise<Destination> {
   const device = splitDeviceNumber(stats.rdev);
   await refuseDeviceInUse(path, device);
   const geometry = await readBlockDeviceGeometry(device);
@@ -137,16 +190,9 @@ async function openDevice(path: string, stats: Stats, imageSize: number, force: 
     path,
     kind: 'block-device',
     needsZeros: true,
+    ...(delta && { read: (into: Uint8Array, offset: number) => readFully(handle, into, offset).catch((err: unknown) => failedRead(path, err)) }),
     write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
-    async commit() {
-      try {
-        await writer.settle();
-        await handle.sync();
-        await handle.close();
-      } catch (err) {
-        failed(path, err);
-      }
-    },
+    commit: () => syncAndClose(path, writer, handle),
     async abort() {
       await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
@@ -266,6 +312,19 @@ class EarlyWriteback {
   async settle(): Promise<void> {
     await this.#flushing;
     if (this.#failure !== undefined) throw this.#failure;
+  }
+}
+
+function failedRead(path: string, err: unknown): never {
+  throw new RestoreTargetError(`Cannot read ${path} to compare it with the snapshot: ${describeSystemError(err)}`, { cause: err });
+}
+
+async function readFully(handle: FileHandle, into: Uint8Array, offset: number): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const { bytesRead } = await handle.read(into, done, into.length - done, offset + done);
+    if (bytesRead === 0) throw new Error(`unexpected end at offset ${offset + done}`);
+    done += bytesRead;
   }
 }
 

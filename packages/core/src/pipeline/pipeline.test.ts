@@ -79,7 +79,7 @@ describe('backup and restore pipeline', () => {
       pool,
       snapshot,
       manifest: await repository.loadSnapshot(snapshot),
-      destination: await openDestination(to, (await repository.loadSnapshot(snapshot)).size, false),
+      destination: await openDestination(to, (await repository.loadSnapshot(snapshot)).size, { force: false }),
       progress: silentProgress,
     });
 

@@ -13,6 +13,8 @@ import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
 
 const FETCH_CONCURRENCY = 4;
+/** Chunks of the destination read and hashed ahead of the planner in a delta restore. */
+const COMPARE_AHEAD = 8;
 
 /** A byte range of the image to restore alone (a partition); the destination receives it at offset 0. */
 export interface RestoreWindow {
@@ -52,12 +54,17 @@ export interface RestoreDamage {
 }
 
 export interface RestoreOutcome {
+  /** Bytes written to the destination, zeros included. */
   bytesWritten: number;
+  /** Bytes read from the repository's packs (ranged reads). */
+  bytesFetched: number;
+  /** Delta restore: bytes the destination held already, neither fetched nor written. */
+  bytesUnchanged: number;
+  /** Unused blocks left as a block device held them (no zeroUnused): the image digest covers them as zeros. */
+  bytesLeftUnused: number;
   /** Empty unless `ignoreDamage` wrote zeros for lost data. */
   damage: RestoreDamage[];
 }
-
-/** Neighbouring blobs of one pack, fetched with one ranged read. */
 
 /**
  * Writes a snapshot's image (or one window of it) to the destination. Blobs are fetched
@@ -125,7 +132,14 @@ class RestoreSession {
   readonly #slotOf: Array<SharedArrayBuffer | undefined>;
   /** Chunks that could not be read (with ignoreDamage), and why: written as zeros. */
   readonly #lost = new Map<number, LostReason>();
+  /** Delta restore: chunks the destination holds already; hashed for the image digest, not written. */
+  readonly #unchanged = new Set<number>();
+  /** Unused chunks must end up as zeros: on a file (its image has zeros there), or on a device with zeroUnused. */
+  readonly #zeroUnused: boolean;
   #bytesWritten = 0;
+  #bytesFetched = 0;
+  #bytesUnchanged = 0;
+  #bytesLeftUnused = 0;
   #failure: unknown;
   #planned = false;
   /** Wakes the writer when the planner has scheduled another chunk. */
@@ -143,6 +157,7 @@ class RestoreSession {
     this.#lastChunk = span.last;
     this.#slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), this.#chunkSize);
     this.#zeros = destination.needsZeros ? new Uint8Array(allocateAligned(this.#chunkSize), 0, this.#chunkSize) : undefined;
+    this.#zeroUnused = input.zeroUnused === true || destination.kind === 'file';
     this.#decoded = new Array(records.length);
     this.#slotOf = new Array(records.length);
   }
@@ -170,7 +185,7 @@ class RestoreSession {
       this.#checkDigest(digest);
       await destination.commit();
       progress.done();
-      return { bytesWritten: this.#bytesWritten, damage: this.#damage() };
+      return { bytesWritten: this.#bytesWritten, bytesFetched: this.#bytesFetched, bytesUnchanged: this.#bytesUnchanged, bytesLeftUnused: this.#bytesLeftUnused, damage: this.#damage() };
     } catch (err) {
       progress.done();
       this.#failure ??= err;
@@ -196,7 +211,8 @@ class RestoreSession {
   /** Schedules every chunk in image order: holes at once, data as ranged reads, as many as slots and fetch concurrency allow. */
   async #fetchAll(): Promise<void> {
     const fetches = new Set<Promise<void>>();
-    for (const item of plan(this.#records, this.#input.index, this.#firstChunk, this.#lastChunk)) {
+    const items = this.#input.destination.read ? this.#deltaPlan() : plan(this.#records, this.#input.index, this.#firstChunk, this.#lastChunk);
+    for await (const item of items) {
       if (this.#failure !== undefined) break;
       if ('kind' in item) {
         if (item.kind === 'lost') this.#lost.set(item.index, { object: NOT_INDEXED, message: 'no index names its blob' });
@@ -206,7 +222,8 @@ class RestoreSession {
       }
       const groupSlots: SharedArrayBuffer[] = [];
       for (const chunk of item.chunks) {
-        const slot = await this.#slots.acquire();
+        // A delta restore's chunk keeps the slot it was compared in.
+        const slot = this.#slotOf[chunk.index] ?? (await this.#slots.acquire());
         this.#slotOf[chunk.index] = slot;
         groupSlots.push(slot);
       }
@@ -219,9 +236,94 @@ class RestoreSession {
     this.#scheduled();
   }
 
+  /**
+   * A delta restore's plan: each chunk the destination must hold is read from it and hashed
+   * (COMPARE_AHEAD at a time, in image order); what it holds already is neither fetched nor
+   * written, the rest is planned as `plan` does. Any chunk that is not fetched ends the
+   * current group, so a group never waits for slots held by chunks after it.
+   */
+  async *#deltaPlan(): AsyncGenerator<PlanItem> {
+    let group: FetchGroup | undefined;
+    for await (const { index, same } of this.#compared()) {
+      const record = this.#records[index]!;
+      const id = record.kind === ChunkKind.data ? record.id!.toString('hex') : undefined;
+      const location = id !== undefined && !same ? this.#input.index.get(id) : undefined;
+      if (location === undefined) {
+        if (group) yield group;
+        group = undefined;
+        yield this.#notFetched(index, record.kind, same === true);
+      } else if (group && joinsFetchGroup(group, location)) {
+        group.length += location.length;
+        group.chunks.push({ index, id: id!, location });
+      } else {
+        if (group) yield group;
+        group = { pack: location.pack, offset: location.offset, length: location.length, chunks: [{ index, id: id!, location }] };
+      }
+    }
+    if (group) yield group;
+  }
+
+  /** A chunk a delta restore does not fetch: unchanged, a hole, or data no index names (its compare slot is freed). */
+  #notFetched(index: number, kind: ChunkKind, same: boolean): PlanItem {
+    if (same) {
+      this.#unchanged.add(index);
+      this.#bytesUnchanged += this.#spanOf(index).end - this.#spanOf(index).start;
+      return { index, kind: 'unchanged' };
+    }
+    const slot = this.#slotOf[index];
+    this.#slotOf[index] = undefined;
+    if (slot) this.#slots.release(slot);
+    return { index, kind: kind === ChunkKind.data ? 'lost' : kind };
+  }
+
+  /** Chunks in image order, each with whether the destination holds it already (undefined: not compared), compared ahead. */
+  async *#compared(): AsyncGenerator<{ index: number; same: boolean | undefined }> {
+    const ahead: Array<{ index: number; same: Promise<boolean | undefined> }> = [];
+    for (let i = this.#firstChunk; i < this.#lastChunk; i++) {
+      const same = this.#compare(i);
+      same.catch(() => undefined);
+      ahead.push({ index: i, same });
+      if (ahead.length >= COMPARE_AHEAD) {
+        const next = ahead.shift()!;
+        yield { index: next.index, same: await next.same };
+      }
+    }
+    for (const next of ahead) yield { index: next.index, same: await next.same };
+  }
+
+  /**
+   * Reads chunk `i` from the destination into a slot and compares its keyed hash with the
+   * snapshot's (zero and unused chunks: whether it is all zeros). A data chunk keeps the slot:
+   * it is written from it unchanged, or its blob is decoded into it. A chunk cut by a
+   * window's edge cannot be compared with its blob, and is restored.
+   */
+  async #compare(i: number): Promise<boolean | undefined> {
+    const record = this.#records[i]!;
+    if (record.kind === ChunkKind.unused && !this.#zeroUnused) return undefined;
+    const { start, end } = this.#spanOf(i);
+    const chunkStart = i * this.#chunkSize;
+    const whole = start === chunkStart && end === Math.min(chunkStart + this.#chunkSize, this.#input.manifest.size);
+    const slot = await this.#slots.acquire();
+    if (record.kind === ChunkKind.data) this.#slotOf[i] = slot;
+    try {
+      if (!whole) return false;
+      await this.#input.destination.read!(new Uint8Array(slot, 0, end - start), start - this.#from);
+      const hash = await this.#input.pool.hash(slot, end - start);
+      return record.kind === ChunkKind.data ? !hash.zero && hash.id.equals(record.id!) : hash.zero;
+    } finally {
+      if (record.kind !== ChunkKind.data) this.#slots.release(slot);
+    }
+  }
+
+  /** The part [start, end) of the image that chunk `i` restores. */
+  #spanOf(i: number): { start: number; end: number } {
+    return { start: Math.max(i * this.#chunkSize, this.#from), end: Math.min((i + 1) * this.#chunkSize, this.#input.manifest.size, this.#to) };
+  }
+
   /** Fetches a group with one ranged read and decodes each blob into its slot; settles when all are done. */
   #fetchGroup(group: FetchGroup, slots: SharedArrayBuffer[]): Promise<void> {
     const { repository, pool, ignoreDamage } = this.#input;
+    this.#bytesFetched += group.length;
     const fetched = repository.readPack(group.pack, { offset: group.offset, length: group.length });
     fetched.catch(() => undefined);
     group.chunks.forEach((chunk, k) => {
@@ -291,15 +393,13 @@ class RestoreSession {
   async #writeInOrder(): Promise<ImageHashResult | undefined> {
     for (let i = this.#firstChunk; i < this.#lastChunk; i++) {
       await this.#whenDecoded(i);
-      const start = Math.max(i * this.#chunkSize, this.#from);
-      const end = Math.min((i + 1) * this.#chunkSize, this.#input.manifest.size, this.#to);
+      const { start, end } = this.#spanOf(i);
       const slot = this.#slotOf[i];
       this.#slotOf[i] = undefined;
       // Lost data is written as a zero chunk would be.
       const kind = this.#lost.has(i) ? ChunkKind.zero : this.#records[i]!.kind;
       if (slot) await this.#writeChunk(slot, i, start, end);
-      else await this.#writeHole(kind, start, end);
-      this.#bytesWritten += kind === ChunkKind.unused ? 0 : end - start;
+      else await this.#writeHole(kind, i, start, end);
       this.#input.progress.advance(end - start);
     }
     return this.#hashImage ? this.#input.pool.imageDigest() : undefined;
@@ -323,7 +423,9 @@ class RestoreSession {
     // A failed update also fails imageDigest(); this rejection (e.g. the pool disposed after a failure) needs no handling here.
     hashed.catch(() => undefined);
     try {
+      if (this.#unchanged.has(i)) return;
       await destination.write(new Uint8Array(slot, start - i * this.#chunkSize, end - start), start - this.#from);
+      this.#bytesWritten += end - start;
     } catch (err) {
       this.#failure ??= err;
       throw this.#failure;
@@ -332,20 +434,26 @@ class RestoreSession {
     }
   }
 
-  /** A zero or unused chunk: hashed as zeros, and written only where the destination keeps old bytes. */
-  async #writeHole(kind: ChunkKind, start: number, end: number): Promise<void> {
+  /** A zero or unused chunk: hashed as zeros, and written only where the destination keeps old bytes (and, by delta, holds others). */
+  async #writeHole(kind: ChunkKind, i: number, start: number, end: number): Promise<void> {
     if (this.#hashImage) this.#input.pool.imageZeros(start, end - start).catch(() => undefined);
-    const writeZeros = this.#zeros !== undefined && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#input.zeroUnused === true));
-    if (writeZeros) await this.#input.destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
+    if (this.#zeros !== undefined && kind === ChunkKind.unused && !this.#zeroUnused) this.#bytesLeftUnused += end - start;
+    const writeZeros = this.#zeros !== undefined && !this.#unchanged.has(i) && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#zeroUnused));
+    if (!writeZeros) return;
+    await this.#input.destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
+    this.#bytesWritten += end - start;
   }
 }
+
+/** A group of chunks to fetch, or one chunk that is not fetched: a hole, data no index names, or (delta) what the destination holds already. */
+type PlanItem = FetchGroup | { index: number; kind: ChunkKind | 'lost' | 'unchanged' };
 
 /**
  * Chunks [first, last) in image order: holes as they are, data coalesced into ranged reads of
  * one pack, data whose blob no index names as `lost` (only with ignoreDamage; otherwise the
  * restore refused to start).
  */
-function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<FetchGroup | { index: number; kind: ChunkKind | 'lost' }> {
+function* plan(records: readonly ChunkRecord[], index: BlobIndex, first: number, last: number): Generator<PlanItem> {
   let group: FetchGroup | undefined;
   for (let i = first; i < last; i++) {
     const record = records[i]!;

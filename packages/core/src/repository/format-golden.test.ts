@@ -575,7 +575,7 @@ describe('a repository written by hand from docs/FORMAT.md', () => {
       pool,
       snapshot: written.snapshotId,
       manifest,
-      destination: await openDestination(to, manifest.size, false),
+      destination: await openDestination(to, manifest.size, { force: false }),
       progress: silentProgress,
     });
     expect((await readFile(to)).equals(written.image)).toBe(true);

@@ -19,6 +19,11 @@ export const restoreCommand = defineCommand({
       .option('verify', { type: 'boolean', describe: 'File snapshot: read every restored file back and compare it with the snapshot (exit 13 on a difference)' })
       .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing file or device' })
       .option('partition', { type: 'number', describe: 'Restore only this partition (its number, as in /dev/sda2) of a disk snapshot' })
+      .option('delta', {
+        type: 'boolean',
+        default: true,
+        describe: 'Onto a block device, or an existing image file of the same size (with --force): read it first and fetch and write only the chunks that differ (--no-delta: write everything; a file is then written under a temporary name and replaced only when complete)',
+      })
       .option('zero-unused', { type: 'boolean', default: false, describe: 'On a block device, write zeros over unused blocks instead of leaving them as they are' })
       .option('size', {
         type: 'string',
@@ -38,6 +43,7 @@ export const restoreCommand = defineCommand({
       force: args.force,
       zeroUnused: args.zeroUnused,
       ignoreDamage: args.ignoreDamage,
+      delta: args.delta,
       ...(args.partition !== undefined && { partition: checkedPartition(args.partition) }),
       ...(args.size !== undefined && { size: parseSize(args.size) }),
     };
@@ -63,12 +69,24 @@ export const restoreCommand = defineCommand({
 
 function describeResult(result: RestoreResult): string {
   const what = result.partition === undefined ? 'snapshot' : `partition ${result.partition} of snapshot`;
-  const verified = result.imageDigest ? `${result.imageDigest.algorithm} of the image verified` : 'every chunk verified';
-  const lines = [`Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination} (${formatBytes(result.bytesWritten)}); ${verified}`];
+  const lines = [`Restored ${what} ${result.snapshot.slice(0, 12)} to ${result.destination}: ${describeTransfer(result)}; ${describeVerified(result)}`];
   for (const damage of result.damage ?? []) lines.push(`DAMAGE ${damage.object}: ${damage.message}; zeros written for ${formatRanges(damage.ranges)}`);
   if (result.repairedFrom) lines.push(`This snapshot was repaired (from ${result.repairedFrom.slice(0, 12)}): zeros stand in for the data it lost`);
   if (result.lost) lines.push(`Zeros stand in for lost data at ${formatRanges(result.lost)} (offsets in ${result.destination})`);
   return lines.join('\n') + '\n';
+}
+
+function describeTransfer(result: RestoreResult): string {
+  const written = `${formatBytes(result.bytesWritten)} written, ${formatBytes(result.bytesFetched)} fetched`;
+  return result.delta ? `${written}, ${formatBytes(result.bytesUnchanged ?? 0)} already there (delta)` : written;
+}
+
+/** Exactly what the check covered: the image as written, and what a digest of the device itself would not match. */
+function describeVerified(result: RestoreResult): string {
+  if (!result.imageDigest) return 'every chunk verified against its id';
+  const verified = `${result.imageDigest.algorithm} of the restored image verified`;
+  if (!result.bytesLeftUnused) return verified;
+  return `${verified}, with its ${formatBytes(result.bytesLeftUnused)} of unused blocks counted as zeros: the device keeps its old bytes there (--zero-unused writes the zeros, so that a digest of the device matches)`;
 }
 
 function describeFileResult(result: FileRestoreResult): string {
