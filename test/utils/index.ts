@@ -13,5 +13,8 @@ export * from './nbd.js';
 export * from './process.js';
 export * from './files-job.js';
 export * from './file-tree.js';
+export * from './daemon-web.js';
+export * from './web-api-schema.js';
+export * from './sse.js';
 export * from './lvm.js';
 export * from './resize.js';
