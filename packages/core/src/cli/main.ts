@@ -10,6 +10,8 @@ import { COMMANDS } from './commands/index.js';
 import { Output } from './output.js';
 import { cliLogger } from './logger.js';
 import { ProgressBar } from './progress-bar.js';
+import { JsonProgress } from './progress-json.js';
+import { PROGRESS_JSON_ENV } from '../daemon/cairn-process.js';
 
 export type { CliIo } from './command.js';
 
@@ -87,6 +89,8 @@ function coreOptions(command: CliCommand<any>, args: ArgumentsCamelCase<GlobalOp
     cwd,
     stderr: io.stderr,
     ...(interactive && { progress: { create: () => new ProgressBar(io.stderr as NodeJS.WriteStream) } }),
+    // A command the daemon runs reports its progress to the daemon (the dashboard shows it).
+    ...(io.env[PROGRESS_JSON_ENV] === '1' && { progress: { create: () => new JsonProgress(io.stderr) } }),
   };
 }
 

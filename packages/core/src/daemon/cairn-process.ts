@@ -28,6 +28,20 @@ export interface CairnProcessOptions {
   cwd: string;
   /** Where the command's log lines go, each tagged with the job and task. */
   logger: Logger;
+  /** Receives the command's progress lines (it prints them when PROGRESS_JSON_ENV is set). */
+  onProgress?(progress: ProgressLine): void;
+}
+
+/** Set to 1 in a command's environment, it prints its progress as JSON lines on stderr (see JsonProgress). */
+export const PROGRESS_JSON_ENV = 'CAIRN_PROGRESS_JSON';
+
+/** One progress line: `{"progress":{"phase":"backup","bytesDone":…,"bytesTotal":…,…}}`. */
+export interface ProgressLine {
+  phase: string;
+  bytesDone: number;
+  bytesTotal?: number;
+  bytesPerSecond?: number;
+  etaSeconds?: number;
 }
 
 const CAIRN_BIN = join(CORE_PACKAGE_ROOT, 'bin', 'cairn.js');
@@ -44,15 +58,18 @@ export function startCairn(args: readonly string[], options: CairnProcessOptions
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  return { pid: child.pid, done: outcomeOf(child, options.logger), signal: (signal) => void child.kill(signal) };
+  return { pid: child.pid, done: outcomeOf(child, options), signal: (signal) => void child.kill(signal) };
 }
 
-function outcomeOf(child: ChildProcess, logger: Logger): Promise<CairnOutcome> {
+function outcomeOf(child: ChildProcess, { logger, onProgress }: CairnProcessOptions): Promise<CairnOutcome> {
   const stdout: Buffer[] = [];
   child.stdout!.on('data', (data: Buffer) => stdout.push(data));
   const outcome: Partial<CairnOutcome> = {};
   const lines = createInterface({ input: child.stderr! });
-  lines.on('line', (line) => relayLine(line, outcome, logger));
+  lines.on('line', (line) => {
+    if (line.startsWith('{"progress":')) return relayProgress(line, onProgress);
+    relayLine(line, outcome, logger);
+  });
   const closed = new Promise<void>((resolve) => lines.once('close', resolve));
   return new Promise((resolve) => {
     child.once('error', (err) => resolve({ exitCode: null, signal: null, error: { message: `cannot start cairn: ${err.message}` } }));
@@ -60,6 +77,14 @@ function outcomeOf(child: ChildProcess, logger: Logger): Promise<CairnOutcome> {
       void closed.then(() => resolve({ ...outcome, exitCode, signal, ...parsedResult(stdout) }));
     });
   });
+}
+
+function relayProgress(line: string, onProgress: CairnProcessOptions['onProgress']): void {
+  try {
+    onProgress?.(JSON.parse(line).progress as ProgressLine);
+  } catch {
+    // A torn line: the next one comes within a second.
+  }
 }
 
 /** Passes one line of the command's stderr on to the daemon's log at its level; keeps its `{ error }`. */

@@ -5,11 +5,12 @@ import { UsageError } from '../errors.js';
 import type { Clock } from '../services.js';
 import { DAEMON_JOB_FILE_ENV, DAEMON_JOB_TEXT_ENV, type LoadedJob } from '../job/job-loader.js';
 import type { DaemonLogger } from './daemon-logger.js';
-import { startCairn, type CairnProcess } from './cairn-process.js';
+import { PROGRESS_JSON_ENV, startCairn, type CairnProcess, type ProgressLine } from './cairn-process.js';
+import type { DashboardBackend, JobCommand, RunNowResult, RunningTask } from './web/dashboard.js';
 import { JobSet, listJobFiles } from './job-files.js';
 import { runRecordOf } from './run-record.js';
 import { SerialQueues } from './serial-queues.js';
-import { tasksOf, type TaskSpec } from './tasks.js';
+import { adHocTask, tasksOf, type RunSpec, type TaskSpec } from './tasks.js';
 import { TaskClock, type TaskHistory } from './task-clock.js';
 import { lastCoveredTime } from './schedule.js';
 import { watchJobFiles } from './watch.js';
@@ -37,6 +38,9 @@ export interface DaemonOptions {
   notify: DaemonNotify;
   /** Called after each change of the state (the metrics textfile). */
   onState?(state: DaemonState): Promise<void>;
+  /** Called when a run ended (the dashboard's history), and with each progress line of a running task. */
+  onRunFinished?(job: string, record: RunRecord): Promise<void>;
+  onProgress?(running: RunningTask): void;
   /** Random numbers in [0, 1) for the jitter. */
   random?: () => number;
   /** Starts the `cairn` command of a task (default: a child process; tests of the timing replace it). */
@@ -50,11 +54,19 @@ const STATE_FILE_STORE = { read: readDaemonState, write: writeDaemonState };
 /** A task as the daemon runs it: its schedule, and whether a run of it is waiting or going. */
 interface Task {
   /** Replaced when the job file is read again. */
-  spec: TaskSpec;
-  clock: TaskClock;
+  spec: RunSpec;
+  /** Absent for a task run only on request (`runNow` of a task the job file does not schedule). */
+  clock?: TaskClock;
   busy?: 'queued' | 'running';
   process?: CairnProcess;
   stoppedByDaemon?: boolean;
+  since?: Date;
+  progress?: ProgressLine;
+}
+
+interface ScheduledTask extends Task {
+  spec: TaskSpec;
+  clock: TaskClock;
 }
 
 /** How long a task told to stop (SIGTERM) may take before it is killed. */
@@ -68,8 +80,11 @@ const MAX_SLEEP_MS = 30_000;
  * child processes, one at a time per repository and never two of the same task, and keeps
  * what happened in the state file.
  */
-export class Daemon {
-  readonly #tasks = new Map<string, Task>();
+export class Daemon implements DashboardBackend {
+  readonly #tasks = new Map<string, ScheduledTask>();
+  /** Tasks run only on request, by id. */
+  readonly #adHoc = new Map<string, Task>();
+  #jobs = new Map<string, LoadedJob>();
   readonly #queues = new SerialQueues();
   readonly #runs = new Set<Promise<void>>();
   /** Tasks queued or running (a job removed from the files meanwhile is no longer in #tasks). */
@@ -91,6 +106,57 @@ export class Daemon {
 
   get state(): DaemonState {
     return this.#state;
+  }
+
+  get stateDir(): string {
+    return this.options.stateDir;
+  }
+
+  jobs(): Map<string, LoadedJob> {
+    return this.#jobs;
+  }
+
+  /** Records where the dashboard is served, for `cairn ui`. */
+  async setWebUrl(url: string | undefined): Promise<void> {
+    if (url) this.#state.daemon.web = { url };
+    else delete this.#state.daemon.web;
+    await this.#save();
+  }
+
+  /**
+   * Queues a run of `kind` now, as a scheduled time would (one at a time per repository); a task
+   * the job file does not schedule runs too, its result then only in the history and the log.
+   */
+  runNow(jobName: string, kind: TaskKind, options: { readData?: boolean } = {}): RunNowResult {
+    const job = this.#jobs.get(jobName);
+    if (!job || this.#stopping) return 'unknown-job';
+    const id = `${jobName}/${kind}`;
+    const task = this.#tasks.get(id) ?? this.#adHoc.get(id) ?? { spec: adHocTask(job, kind) };
+    if (task.busy) return 'busy';
+    if (!this.#tasks.has(id)) this.#adHoc.set(id, task);
+    this.options.logger.with(this.#context(task)).info('run requested from the dashboard');
+    this.#enqueue(task, undefined, kind === 'check' && options.readData ? ['--read-data'] : []);
+    void this.#save();
+    return 'accepted';
+  }
+
+  running(): RunningTask[] {
+    return this.#running().map((task) => ({
+      job: task.spec.job.info.name,
+      task: task.spec.kind,
+      since: (task.since ?? this.options.clock.now()).toISOString(),
+      ...(task.progress && { progress: task.progress }),
+    }));
+  }
+
+  commandFor(jobName: string): JobCommand | undefined {
+    const job = this.#jobs.get(jobName);
+    if (!job) return undefined;
+    return { job, env: this.#commandEnv(job), cwd: job.baseDir, commonArgs: ['--plugins', this.options.pluginsFile] };
+  }
+
+  #commandEnv(job: LoadedJob): NodeJS.ProcessEnv {
+    return { ...this.options.env, [PROGRESS_JSON_ENV]: '1', ...(job.text !== undefined && { [DAEMON_JOB_FILE_ENV]: job.info.file, [DAEMON_JOB_TEXT_ENV]: job.text }) };
   }
 
   /** Loads the jobs, runs what was missed, and starts the timer. UsageError when no job has a schedule. */
@@ -175,6 +241,7 @@ export class Daemon {
       if (!specs.some((spec) => spec.job === job)) this.options.logger.warn(`${job.info.file}: the job "${job.info.name}" has no schedule; the daemon does not run it`);
     }
     this.#replaceTasks(specs, now);
+    this.#jobs = new Map([...jobs].filter(([, job]) => specs.some((spec) => spec.job === job)));
     this.#syncJobStates(jobs, now);
   }
 
@@ -261,10 +328,10 @@ export class Daemon {
     this.options.logger.with(this.#context(task)).warn(`the run scheduled for ${scheduledFor.toISOString()} is skipped: the previous run is still ${task.busy}${task.busy === 'running' ? since : ''}`);
   }
 
-  #enqueue(task: Task, scheduledFor: Date | undefined): void {
+  #enqueue(task: Task, scheduledFor: Date | undefined, extraArgs: string[] = []): void {
     task.busy = 'queued';
     this.#inFlight.add(task);
-    const run = this.#queues.run(task.spec.repository, () => this.#execute(task, scheduledFor));
+    const run = this.#queues.run(task.spec.repository, () => this.#execute(task, scheduledFor, extraArgs));
     this.#runs.add(run);
     void run.finally(() => {
       this.#runs.delete(run);
@@ -272,29 +339,36 @@ export class Daemon {
     });
   }
 
-  async #execute(task: Task, scheduledFor: Date | undefined): Promise<void> {
+  async #execute(task: Task, scheduledFor: Date | undefined, extraArgs: string[]): Promise<void> {
     if (this.#stopping) {
       task.busy = undefined;
       return;
     }
     const started = this.options.clock.now();
     const logger = this.options.logger.with(this.#context(task));
-    const args = [...task.spec.args, '--plugins', this.options.pluginsFile, ...(this.options.verbose ? ['--verbose'] : [])];
-    const { job } = task.spec;
-    const env = { ...this.options.env, ...(job.text !== undefined && { [DAEMON_JOB_FILE_ENV]: job.info.file, [DAEMON_JOB_TEXT_ENV]: job.text }) };
-    task.process = (this.options.startCairn ?? startCairn)(args, { env, cwd: task.spec.job.baseDir, logger });
+    const args = [...task.spec.args, ...extraArgs, '--plugins', this.options.pluginsFile, ...(this.options.verbose ? ['--verbose'] : [])];
+    const env = this.#commandEnv(task.spec.job);
+    const onProgress = (progress: ProgressLine) => {
+      task.progress = progress;
+      this.options.onProgress?.({ job: task.spec.job.info.name, task: task.spec.kind, since: started.toISOString(), progress });
+    };
+    task.process = (this.options.startCairn ?? startCairn)(args, { env, cwd: task.spec.job.baseDir, logger, onProgress });
+    task.since = started;
+    task.progress = undefined;
     task.busy = 'running';
     task.stoppedByDaemon = false;
     this.#setRunning(task, started, scheduledFor);
-    logger.info(`started ${scheduledFor ? `(scheduled for ${scheduledFor.toISOString()})` : ''}: cairn ${task.spec.args.join(' ')}`);
+    logger.info(`started ${scheduledFor ? `(scheduled for ${scheduledFor.toISOString()})` : ''}: cairn ${[...task.spec.args, ...extraArgs].join(' ')}`);
     await this.#save();
     const outcome = await task.process.done;
     const record = runRecordOf(task.spec.kind, outcome, { scheduledFor, started, finished: this.options.clock.now(), stoppedByDaemon: task.stoppedByDaemon ?? false });
     task.busy = undefined;
     task.process = undefined;
+    task.progress = undefined;
     this.#finish(task, record);
+    await this.options.onRunFinished?.(task.spec.job.info.name, record).catch((err: Error) => logger.error(`cannot record the run in the history: ${err.message}`));
     await this.options.notify(task.spec.job, notificationOf(task.spec.kind, record, outcome));
-    if (!this.#stopping) task.clock.plan(this.options.clock.now(), this.#history(task.spec, started));
+    if (!this.#stopping) task.clock?.plan(this.options.clock.now(), this.#history(task.spec, started));
     this.#syncNextRuns();
     this.#arm();
     await this.#save();
@@ -329,7 +403,7 @@ export class Daemon {
   }
 
   /** The task's past from the state: when its job became known (now, for a new one), and what its last run covered. */
-  #history(spec: TaskSpec, now: Date): TaskHistory {
+  #history(spec: RunSpec, now: Date): TaskHistory {
     const job = this.#state.jobs[spec.job.info.name];
     const lastRun = lastCoveredTime(job?.tasks[spec.kind]);
     return { knownSince: job ? new Date(job.knownSince) : now, ...(lastRun && { lastRun }) };

@@ -74,6 +74,8 @@ export interface DaemonState {
     updated: string;
     /** Set when the daemon stopped cleanly. */
     stopped?: string;
+    /** Where it serves the dashboard (`cairn daemon --web`); `cairn ui` prints this address. */
+    web?: { url: string };
   };
   /** By job name. */
   jobs: Record<string, JobState>;

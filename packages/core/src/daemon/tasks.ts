@@ -18,6 +18,9 @@ export interface TaskSpec {
   repository: string;
 }
 
+/** What a run needs of a task: a task run only on request has no schedule. */
+export type RunSpec = Omit<TaskSpec, 'schedule'> & { schedule?: ScheduleSettings };
+
 /** The scheduled tasks of a job: none when its file has no schedule at all. */
 export function tasksOf(job: LoadedJob): TaskSpec[] {
   const { config } = job;
@@ -36,6 +39,13 @@ export function tasksOf(job: LoadedJob): TaskSpec[] {
     args: [task, job.info.file, ...flags[task]],
     repository,
   }));
+}
+
+/** A task the job file does not schedule, run once on request (the dashboard's "run now"). */
+export function adHocTask(job: LoadedJob, kind: TaskKind): RunSpec {
+  const { config } = job;
+  const flags = kind === 'backup' && config.retention ? ['--forget'] : kind === 'prune' && config.prune ? pruneFlags(config.prune) : kind === 'check' && config.check ? checkFlags(config.check) : [];
+  return { kind, id: `${job.info.name}/${kind}`, job, args: [kind, job.info.file, ...flags], repository: repositoryOf(job) };
 }
 
 /** Fields of a target's settings that say where it is (never credentials). */

@@ -8,7 +8,17 @@ export interface PluginManifest {
     targets?: Contribution[];
     codecs?: Array<Contribution & { headerId: number }>;
     notifiers?: Contribution[];
+    /** Web front ends the daemon serves with `--web` (static files; no plugin code runs). */
+    webApps?: WebAppContribution[];
   };
+}
+
+/** A web app: the folder of built static files (with an index.html) the daemon serves at `/`. */
+export interface WebAppContribution {
+  type: 'dashboard';
+  title?: string;
+  /** Folder of the built app, relative to the package folder. */
+  root: string;
 }
 
 export interface Contribution {
@@ -51,6 +61,10 @@ const manifestSchema = {
         sources: { type: 'array', items: contribution },
         targets: { type: 'array', items: contribution },
         notifiers: { type: 'array', items: contribution },
+        webApps: {
+          type: 'array',
+          items: { type: 'object', required: ['type', 'root'], additionalProperties: false, properties: { type: { const: 'dashboard' }, title: { type: 'string' }, root: { type: 'string' } } },
+        },
         codecs: {
           type: 'array',
           items: { ...contribution, required: ['type', 'schema', 'headerId'], properties: { ...contribution.properties, headerId: { type: 'integer', minimum: 1, maximum: 255 } } },

@@ -28,10 +28,20 @@ export interface PluginDescription {
   folder?: string;
   activationEvents: string[];
   contributions: LoadedContribution[];
+  /** Its web apps, `root` made absolute. */
+  webApps: LoadedWebApp[];
   state: 'inactive' | 'active' | 'failed';
   /** Why the plugin cannot be used (broken manifest, incompatible engine, failed activation). */
   problems: string[];
   main?: string;
+}
+
+export interface LoadedWebApp {
+  type: 'dashboard';
+  title?: string;
+  /** Absolute path of the folder of built static files. */
+  root: string;
+  pluginId: string;
 }
 
 interface PluginsFile {
@@ -88,6 +98,11 @@ export class PluginHost {
   /** Contributions of healthy plugins. */
   contributions(point: ContributionPoint): LoadedContribution[] {
     return this.#plugins.filter((p) => p.state !== 'failed').flatMap((p) => p.contributions.filter((c) => c.point === point));
+  }
+
+  /** Web apps of healthy plugins, in the order of plugins.json (the daemon serves the first). */
+  webApps(): LoadedWebApp[] {
+    return this.#plugins.filter((p) => p.state !== 'failed').flatMap((p) => p.webApps);
   }
 
   /** Plugins that could not be loaded, for error messages. */
@@ -156,7 +171,7 @@ export class PluginHost {
  * package name) without running its code; problems are recorded, not thrown.
  */
 export async function describePlugin(entry: string, base: string, coreVersion: string, listedIn = 'plugins.json'): Promise<PluginDescription> {
-  const description: PluginDescription = { id: entry.toLowerCase(), entry, activationEvents: [], contributions: [], state: 'inactive', problems: [] };
+  const description: PluginDescription = { id: entry.toLowerCase(), entry, activationEvents: [], contributions: [], webApps: [], state: 'inactive', problems: [] };
   const fail = (problem: string) => {
     description.state = 'failed';
     description.problems.push(problem);
@@ -190,13 +205,20 @@ export async function describePlugin(entry: string, base: string, coreVersion: s
   const range = pkg.engines?.cairn;
   if (typeof range !== 'string' || !semver.validRange(range)) return fail(`${label} does not declare a valid "engines.cairn" version range`);
   if (!semver.satisfies(coreVersion, range)) return fail(`${label} requires cairn ${range}, but this is cairn ${coreVersion}`);
-  if (typeof pkg.main !== 'string') return fail(`${label} has no "main" entry`);
-  description.main = resolve(description.folder, pkg.main);
-
   const manifest = pkg.cairn as PluginManifest;
+  description.webApps = (manifest.contributes.webApps ?? []).map((app) => ({ type: app.type, ...(app.title && { title: app.title }), root: resolve(description.folder!, app.root), pluginId: description.id }));
+  // A plugin of static web files only has no code to run.
+  if (typeof pkg.main !== 'string' && !onlyWebApps(manifest)) return fail(`${label} has no "main" entry`);
+  if (typeof pkg.main === 'string') description.main = resolve(description.folder, pkg.main);
+
   description.activationEvents = [...new Set([...(manifest.activationEvents ?? []), ...derivedActivationEvents(manifest)])];
   const problem = await readContributions(description, manifest);
   return problem ? fail(problem) : description;
+}
+
+function onlyWebApps(manifest: PluginManifest): boolean {
+  const points = Object.entries(manifest.contributes).filter(([, list]) => Array.isArray(list) && list.length > 0).map(([point]) => point);
+  return points.length > 0 && points.every((point) => point === 'webApps');
 }
 
 /** Reads the schema of each contribution; returns a problem, or undefined when all are readable. */

@@ -6,13 +6,19 @@ import { PluginHost } from '../../plugins/plugin-host.js';
 import { Notifications } from '../../notifications/notifications.js';
 import { Daemon } from '../../daemon/daemon.js';
 import { daemonLogger, type DaemonLogger } from '../../daemon/daemon-logger.js';
-import { defaultStateDir, type DaemonState } from '../../daemon/state.js';
+import { defaultStateDir, type DaemonState, type RunRecord } from '../../daemon/state.js';
+import type { RunningTask } from '../../daemon/web/dashboard.js';
 import { parseDurationMs } from '../../daemon/duration.js';
 import { renderMetrics, startMetricsServer, writeMetricsTextfile } from '../../daemon/metrics.js';
 import { installSystemdService } from '../../daemon/systemd.js';
 import { defineCommand } from '../command.js';
 import type { Output } from '../output.js';
 import { listOf } from '../format.js';
+import { startDashboard } from '../../daemon/web/start-dashboard.js';
+import { DashboardEvents } from '../../daemon/web/dashboard.js';
+import { LogRing, teeLogger } from '../../daemon/web/log-ring.js';
+import { RunHistory } from '../../daemon/web/history.js';
+import { webListenOptions } from '../../daemon/web/web-address.js';
 
 const DEFAULT_JOBS_DIR = '/etc/cairn/jobs';
 
@@ -27,6 +33,10 @@ export const daemonCommand = defineCommand({
       .option('metrics', { type: 'string', describe: 'Serve Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. 127.0.0.1:9564)' })
       .option('metrics-allow-remote', { type: 'boolean', default: false, describe: 'Let --metrics listen on an address other than loopback' })
       .option('metrics-file', { type: 'string', describe: "Write the metrics to this .prom file after every change (node_exporter's textfile collector)" })
+      .option('web', { type: 'string', describe: 'Serve the dashboard and its API at http://ADDRESS:PORT (no value: 127.0.0.1:8780); `cairn ui` prints its address with the token' })
+      .option('web-allow-remote', { type: 'boolean', default: false, describe: 'Let --web listen on an address other than loopback (needs --web-tls-cert and --web-tls-key)' })
+      .option('web-tls-cert', { type: 'string', describe: 'With --web: serve HTTPS with this PEM certificate (chain)' })
+      .option('web-tls-key', { type: 'string', describe: "With --web: the PEM private key of --web-tls-cert's certificate" })
       .option('watch', { type: 'boolean', default: true, describe: 'Read the job files again when they change (--no-watch: only on SIGHUP, e.g. on network file systems that report no changes)' })
       .option('log-format', { choices: ['auto', 'json', 'text'] as const, default: 'auto' as const, describe: 'auto: JSON lines unless stderr is a terminal' })
       .option('systemd-unit-dir', { type: 'string', default: '/etc/systemd/system', describe: 'With --install-systemd: where the unit file goes' })
@@ -40,11 +50,16 @@ export const daemonCommand = defineCommand({
     const graceMs = parseFlagDuration(args.grace, '--grace');
     const environment = core.get<Environment>(Environment);
     const clock = core.get<Clock>(Clock);
-    const logger = core.get<Logger>(Logger) as DaemonLogger;
+    const web = args.web === undefined ? undefined : webListenOptions({ web: args.web, allowRemote: args.webAllowRemote, tlsCert: args.webTlsCert && resolve(environment.cwd, args.webTlsCert), tlsKey: args.webTlsKey && resolve(environment.cwd, args.webTlsKey) });
+    // The dashboard shows recent log lines, and live events of the state, runs and progress.
+    const logRing = new LogRing();
+    const events = new DashboardEvents();
+    const logger = web ? teeLogger(core.get<Logger>(Logger) as DaemonLogger, logRing, args.verbose) : (core.get<Logger>(Logger) as DaemonLogger);
     const loader = core.get(JobLoader);
     const notifications = core.get(Notifications);
     const stateDir = resolve(environment.cwd, args.stateDir ?? defaultStateDir(environment.env));
     const metricsFile = args.metricsFile && resolve(environment.cwd, args.metricsFile);
+    const history = new RunHistory(stateDir);
     const daemon = new Daemon({
       paths: jobs,
       cwd: environment.cwd,
@@ -59,13 +74,21 @@ export const daemonCommand = defineCommand({
       notify: async (job, notification) => {
         if (notification) await notifications.notify(job, { ...notification, job: job.info.name });
       },
-      ...(metricsFile && { onState: (state: DaemonState) => writeMetricsTextfile(metricsFile, renderMetrics(state, clock.now())) }),
+      onState: async (state: DaemonState) => {
+        if (metricsFile) await writeMetricsTextfile(metricsFile, renderMetrics(state, clock.now()));
+        events.emit('state', state);
+      },
+      // Kept also without --web: a dashboard started later shows the runs before it.
+      onRunFinished: (job: string, record: RunRecord) => history.append(job, record),
+      ...(web && { onProgress: (running: RunningTask) => events.emit('progress', running) }),
     });
     await daemon.start();
+    const dashboard = web && (await startDashboard({ listen: web, daemon, events, history, logRing, logger, webApps: core.get(PluginHost).webApps() }));
     const server = args.metrics ? await startMetricsServer(args.metrics, () => renderMetrics(daemon.state, clock.now()), { allowRemote: args.metricsAllowRemote }) : undefined;
     if (server) logger.info(`metrics at http://${server.address}/metrics`);
     await untilSignalled(interrupt, () => void daemon.reload());
     logger.info(`${String(interrupt.reason)} received`);
+    await dashboard?.dispose();
     await daemon.stop(graceMs);
     await server?.dispose();
     return ExitCode.ok;
