@@ -7,7 +7,7 @@ import type { Page } from 'puppeteer-core';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { startBrowser, waitForText, type TestBrowser } from './utils/browser.js';
 import { startWebDaemon, WEB_FILES_TREE, type WebDaemon } from './utils/daemon-web.js';
-import { makeGptDisk, makeExt4, MiB, PASSWORD_ENV, parseJson, runCli, useSuiteScope, waitUntil, type Scope } from './utils/index.js';
+import { makeGptDisk, makeExt4, MiB, PASSWORD_ENV, parseJson, randomBytesFor, runCli, useSuiteScope, waitUntil, type Scope } from './utils/index.js';
 
 /*
  * The dashboard in Debian's headless Chromium against a real `cairn daemon --web` with a
@@ -28,6 +28,13 @@ async function cliSnapshots(web: WebDaemon, job: 'files' | 'volume'): Promise<st
   return parseJson<SnapshotRow[]>(result)
     .filter((row) => row.job === web.jobs[job].name)
     .map((row) => row.id);
+}
+
+/** A GET of the API with the token, its JSON body. */
+async function apiJson(web: WebDaemon, path: string): Promise<any> {
+  const response = await web.api(path);
+  expect(response.status, path).toBe(200);
+  return response.json();
 }
 
 /** The `data-*` attribute of every element matching `selector`, in page order. */
@@ -80,10 +87,11 @@ describe('the dashboard in a browser', () => {
     const card = await textOf(page, `article[data-job="${web.jobs.files.name}"]`);
     expect(card).toContain(web.jobs.files.sourceDir);
     expect(card).toContain(web.jobs.files.repository);
-    expect(card).toMatch(/cron 0 3 1 1 \*/);
+    const summary = (await apiJson(web, '/api/jobs')).jobs.find((job: any) => job.name === web.jobs.files.name);
+    expect(summary.tasks.backup.schedule).toContain('0 3 1 1 *');
+    expect(card).toContain(summary.tasks.backup.schedule);
     expect(card).toContain('Back up now');
     await waitForText(page, 'live');
-    await browser.screenshot(page, 'jobs');
   });
 
   test('a request without the token is refused: the page says how to sign in, the API answers 401', async () => {
@@ -111,7 +119,7 @@ describe('the dashboard in a browser', () => {
 
   test('a cross-site POST is refused and changes nothing', async () => {
     const before = await cliSnapshots(web, 'files');
-    const stateBefore = await (await web.api('/api/jobs')).json();
+    const stateBefore = await apiJson(web, '/api/jobs');
     const target = `${web.url}/api/jobs/${web.jobs.files.name}/run`;
     // Another site on this machine (same host, other port: the session cookie is sent along).
     const evil = createServer((req, res) => {
@@ -148,7 +156,7 @@ describe('the dashboard in a browser', () => {
     await attacker.close();
     await sleep(2000);
     expect(await cliSnapshots(web, 'files')).toEqual(before);
-    const stateAfter = await (await web.api('/api/jobs')).json();
+    const stateAfter = await apiJson(web, '/api/jobs');
     const files = (state: any) => state.jobs.find((job: any) => job.name === web.jobs.files.name);
     expect(files(stateAfter).tasks).toEqual(files(stateBefore).tasks);
     expect(files(stateAfter).history).toEqual(files(stateBefore).history);
@@ -192,7 +200,7 @@ describe('the dashboard in a browser', () => {
     jobFile.hooks = { after: [['sleep', '3']] };
     await writeFile(web.jobs.volume.file, JSON.stringify(jobFile, null, 2));
     await waitUntil('the daemon took the edited job file', async () => {
-      const jobs = (await (await web.api('/api/jobs')).json()).jobs;
+      const jobs = (await apiJson(web, '/api/jobs')).jobs;
       return jobs.find((job: any) => job.name === web.jobs.volume.name)?.source.path === disk;
     });
     const before = await cliSnapshots(web, 'volume');
@@ -300,7 +308,7 @@ describe('the dashboard in a browser', () => {
     expect(await textOf(page, row)).toContain('never run');
     await page.click(`${row} [data-action="run-check"]`);
     await page.waitForSelector(`${row} .badge-success`, { timeout: 60_000 });
-    const checks = (await (await web.api('/api/checks')).json()).checks;
+    const checks = (await apiJson(web, '/api/checks')).checks;
     expect(checks.find((check: any) => check.job === web.jobs.files.name).lastRun.result).toBe('success');
     await browser.screenshot(page, 'checks');
   });
@@ -315,6 +323,30 @@ describe('the dashboard in a browser', () => {
     await page.waitForFunction(`[...document.querySelectorAll('.log-line')].some((line) => line.innerText.includes('${web.jobs.volume.name}') && line.innerText.includes('check'))`, { timeout: 30_000 });
     expect(await page.evaluate('window.notReloaded')).toBe(true);
     await browser.screenshot(page, 'log');
+  });
+
+  test('after a few runs the jobs page draws sparklines of durations and bytes added', async () => {
+    const files = web.jobs.files.name;
+    const history = async () => (await apiJson(web, '/api/jobs')).jobs.find((job: any) => job.name === files).history as any[];
+    for (const [i, size] of [300_000, 40_000].entries()) {
+      const runs = (await history()).length;
+      await writeFile(join(web.jobs.files.sourceDir, `new-${i}.bin`), randomBytesFor(`web-ui-${i}`, size));
+      expect((await web.api(`/api/jobs/${files}/run`, { body: { task: 'backup' } })).status).toBe(202);
+      await waitUntil(`backup ${i + 1} is in the history`, async () => (await history()).length > runs);
+    }
+    const runs = (await history()).filter((run) => run.task === 'backup' && run.result === 'success');
+    expect(runs.length).toBeGreaterThanOrEqual(3);
+    await page.goto(`${web.url}/`);
+    const card = `article[data-job="${files}"]`;
+    await page.waitForSelector(`${card} .sparkline`);
+    const titles = await attributes(page, `${card} .sparkline`, 'title');
+    expect(titles).toHaveLength(2);
+    expect(titles[0]).toContain(`over ${runs.length} runs`);
+    expect(titles[1]).toMatch(new RegExp(`^bytes added: last .* over ${runs.length} runs$`));
+    // The line has a point per run.
+    const points = await page.$eval(`${card} .sparkline polyline`, (line) => line.getAttribute('points')!.split(' ').length);
+    expect(points).toBe(runs.length);
+    await browser.screenshot(page, 'jobs');
   });
 
   test('no page logged an error or broke the Content-Security-Policy', () => {

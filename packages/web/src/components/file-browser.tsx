@@ -75,12 +75,14 @@ function FileRow(props: { entry: FileEntry; selecting: boolean; checked: boolean
         </td>
       )}
       <td class="name">
-        <span class={`icon icon-${entry.type}`} aria-hidden="true" />
-        {entry.type === 'dir' ? (
-          <button class="link" onClick={() => props.onOpen(entry.path)}>{entry.name}</button>
-        ) : (
-          <span>{entry.name}{entry.target !== undefined && <span class="muted"> → {entry.target}</span>}</span>
-        )}
+        <span class="name-cell">
+          <span class={`icon icon-${entry.type}`} aria-hidden="true" />
+          {entry.type === 'dir' ? (
+            <button class="link" onClick={() => props.onOpen(entry.path)}>{entry.name}</button>
+          ) : (
+            <span>{entry.name}{entry.target !== undefined && <span class="muted"> → {entry.target}</span>}</span>
+          )}
+        </span>
       </td>
       <td class="num">{entry.type === 'dir' ? '' : formatBytes(entry.size)}</td>
       <td class="mono small">{entry.permissions ?? ''}</td>

@@ -12,7 +12,7 @@ export function TaskProgress(props: { running: RunningTask }) {
       <div class="task-progress-head">
         <span class="spinner" aria-hidden="true" />
         <strong>{running.task === 'backup' ? 'Backing up' : running.task === 'check' ? 'Checking' : running.task === 'prune' ? 'Pruning' : 'Restoring'}</strong>
-        {progress?.phase && <span class="muted"> · {progress.phase}</span>}
+        {progress?.phase && progress.phase !== running.task && <span class="muted"> · {progress.phase}</span>}
         <span class="muted"> · started {formatRelative(running.since)}</span>
         {fraction !== undefined && <span class="task-progress-percent">{Math.floor(fraction * 100)}%</span>}
       </div>

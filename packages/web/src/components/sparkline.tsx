@@ -1,7 +1,7 @@
 /** A small line chart of a series (oldest first) with its last value marked; no axes, a title tells the range. */
 export function Sparkline(props: { values: number[]; label: string; format: (value: number) => string; width?: number; height?: number }) {
   const { values, label, format } = props;
-  const width = props.width ?? 140;
+  const width = props.width ?? 96;
   const height = props.height ?? 32;
   if (values.length === 0) return <span class="muted small">no runs yet</span>;
   const max = Math.max(...values);

@@ -268,13 +268,18 @@ function Running(props: { job: string; restoreId: string; to: string }) {
   );
 }
 
+/** `bytesWritten` → `bytes written`. */
+function words(key: string): string {
+  return key.replace(/([a-z])([A-Z])/g, (_, a: string, b: string) => `${a} ${b.toLowerCase()}`);
+}
+
 /** The figures `cairn restore --json` printed, those that are numbers or short words. */
 function ResultFacts(props: { result: Record<string, unknown> }) {
   const rows = Object.entries(props.result).filter(([, v]) => typeof v === 'number' || (typeof v === 'string' && v.length < 100));
   return (
     <dl class="facts">
       {rows.map(([key, value]) => (
-        <div key={key}><dt>{key}</dt><dd class={typeof value === 'string' ? 'mono small' : ''}>{typeof value === 'number' && /bytes/i.test(key) ? formatBytes(value) : String(value)}</dd></div>
+        <div key={key}><dt>{words(key)}</dt><dd class={typeof value === 'string' ? 'mono small' : ''}>{typeof value === 'number' && /bytes/i.test(key) ? formatBytes(value) : String(value)}</dd></div>
       ))}
     </dl>
   );

@@ -62,7 +62,7 @@ function Facts(props: { snapshot: SnapshotDetail }) {
       <dl class="facts">
         <div><dt>Time</dt><dd>{formatTime(s.time)}</dd></div>
         <div><dt>Kind</dt><dd>{s.kind ?? 'volume'}</dd></div>
-        <div><dt>Size</dt><dd>{formatBytes(s.size)}</dd></div>
+        <div><dt>Size</dt><dd>{formatBytes(s.size ?? (s.stats?.totalBytes as number | undefined))}</dd></div>
         <div><dt>Added</dt><dd>{formatBytes(s.bytesAdded)}</dd></div>
         <div><dt>Took</dt><dd>{formatSpan(s.stats?.durationMs)}</dd></div>
         <div><dt>Host</dt><dd>{s.hostname ?? '–'}</dd></div>

@@ -28,7 +28,7 @@ export function SnapshotsPage(props: { job: string }) {
           <h1>{job}</h1>
         </div>
         <div class="actions">
-          <button class="button primary" data-action="run-backup" onClick={runBackup}>Back up now</button>
+          <button class="button primary" data-action="run-backup" disabled={!!running} onClick={runBackup}>{running ? 'Backup running…' : 'Back up now'}</button>
           <Link class="button" href={href('jobs', job, 'restore')}>Restore…</Link>
         </div>
       </header>
