@@ -209,6 +209,13 @@ describe('the dashboard in a browser', () => {
     await (await page.waitForSelector(`${card} [data-action="run-backup"]`))!.click();
     await page.waitForSelector(`${card} .task-progress .throughput`, { timeout: 60_000 });
     await page.waitForFunction(`/\\/s$/.test(document.querySelector('${card} .task-progress .throughput').innerText)`, { timeout: 30_000 });
+    // The bar is drawn as wide as the percentage it states (once its short transition is over).
+    await page.waitForFunction(
+      `(() => { const bar = document.querySelector('${card} .bar'); const fill = bar.querySelector('.bar-fill');
+        const percent = Number(bar.getAttribute('aria-valuenow'));
+        return percent > 0 && Math.abs(fill.getBoundingClientRect().width / bar.getBoundingClientRect().width * 100 - percent) < 1.5; })()`,
+      { timeout: 10_000 },
+    );
     const progress = await textOf(page, `${card} .task-progress`);
     expect(progress).toContain('Backing up');
     expect(progress).toMatch(/of \d+(\.\d+)? MiB/);
@@ -339,6 +346,8 @@ describe('the dashboard in a browser', () => {
     await page.goto(`${web.url}/`);
     const card = `article[data-job="${files}"]`;
     await page.waitForSelector(`${card} .sparkline`);
+    // The size comes from the job's snapshot list, a little later than the rest.
+    await page.waitForFunction(`/\\d/.test(document.querySelector('${card} .fact-size dd').innerText)`, { timeout: 30_000 });
     const titles = await attributes(page, `${card} .sparkline`, 'title');
     expect(titles).toHaveLength(2);
     expect(titles[0]).toContain(`over ${runs.length} runs`);

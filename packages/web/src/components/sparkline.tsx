@@ -7,8 +7,9 @@ export function Sparkline(props: { values: number[]; label: string; format: (val
   const max = Math.max(...values);
   const min = Math.min(...values);
   const span = max - min || 1;
-  const step = values.length > 1 ? (width - 4) / (values.length - 1) : 0;
-  const points = values.map((value, i) => [2 + i * step, height - 3 - ((value - min) / span) * (height - 6)] as const);
+  const step = values.length > 1 ? (width - 6) / (values.length - 1) : 0;
+  // Laid out from the right: the newest point sits next to its value, however few runs there are.
+  const points = values.map((value, i) => [width - 3 - (values.length - 1 - i) * step, height - 3 - ((value - min) / span) * (height - 6)] as const);
   const last = points[points.length - 1]!;
   const title = `${label}: last ${format(values[values.length - 1]!)}, min ${format(min)}, max ${format(max)} over ${values.length} runs`;
   return (

@@ -79,7 +79,7 @@ function JobCard(props: { job: JobSummary }) {
         <div><dt>Schedule</dt><dd>{job.schedule ?? backup?.schedule ?? 'none'}</dd></div>
         <div><dt>Next run</dt><dd title={formatTime(backup?.nextRun)}>{backup?.nextRun ? formatRelative(backup.nextRun) : '–'}</dd></div>
         <div class="fact-last-run"><dt>Last run</dt><dd><RunSummary run={backup?.lastRun} showError={false} /></dd></div>
-        <div><dt>Size</dt><dd><LatestSize job={job.name} snapshot={backup?.lastSuccess?.snapshot} /></dd></div>
+        <div class="fact-size"><dt>Size</dt><dd><LatestSize job={job.name} snapshot={backup?.lastSuccess?.snapshot} /></dd></div>
         <div><dt>Duration</dt><dd><Sparkline values={runs.map((run) => run.durationMs)} label="duration" format={formatSpan} /></dd></div>
         <div><dt>Added</dt><dd><Sparkline values={runs.map((run) => run.bytesAdded ?? 0)} label="bytes added" format={formatBytes} /></dd></div>
       </dl>
