@@ -7,7 +7,7 @@ import type { Page } from 'puppeteer-core';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { startBrowser, waitForText, type TestBrowser } from './utils/browser.js';
 import { startWebDaemon, WEB_FILES_TREE, type WebDaemon } from './utils/daemon-web.js';
-import { makeGptDisk, makeExt4, MiB, PASSWORD_ENV, parseJson, randomBytesFor, runCli, useSuiteScope, waitUntil, type Scope } from './utils/index.js';
+import { attachLoop, describeWithLoopDevices, makeExt4, makeGptDisk, MiB, PASSWORD_ENV, parseJson, randomBytesFor, runCli, sameBytes, useScope, useSuiteScope, waitUntil, type Scope } from './utils/index.js';
 
 /*
  * The dashboard in Debian's headless Chromium against a real `cairn daemon --web` with a
@@ -290,6 +290,38 @@ describe('the dashboard in a browser', () => {
     for (const [path, bytes] of expected) expect(restored.get(path)!.equals(bytes), path).toBe(true);
     const source = await readTree(join(sourceDir, 'docs'));
     for (const [path, bytes] of source) expect(restored.get(join('docs', path))!.equals(bytes), path).toBe(true);
+  });
+
+  describeWithLoopDevices('onto a block device', () => {
+    test('restoring a volume snapshot to a block device asks for its name, typed, and writes the image', async () => {
+      const testScope = useScope();
+      const [id] = await cliSnapshots(web, 'volume'); // the first: the job's 4 MiB image, imaged exactly
+      const backing = join(web.dir, 'device.img');
+      await writeFile(backing, Buffer.alloc(4 * MiB));
+      const device = await attachLoop(testScope, backing);
+
+      await page.goto(`${web.url}/jobs/${web.jobs.volume.name}/restore?snapshot=${id}`);
+      await page.waitForSelector(`label.choice.chosen[data-snapshot="${id}"]`);
+      await page.click('[data-action="next"]');
+      await page.type('input[name="to"]', device);
+      await page.click('[data-action="preview"]');
+      await page.waitForSelector('input[name="confirm-device"]');
+      const preview = await textOf(page, '.wizard');
+      expect(preview).toContain('a block device');
+      expect(preview).toContain('4.00 MiB');
+      expect(await textOf(page, '.overwrites')).toBe(device);
+      const startDisabled = () => page.$eval('[data-action="start-restore"]', (button) => (button as unknown as { disabled: boolean }).disabled);
+      expect(await startDisabled()).toBe(true);
+      await page.type('input[name="confirm-device"]', device.slice(0, -1));
+      expect(await startDisabled()).toBe(true);
+      await page.type('input[name="confirm-device"]', device.slice(-1));
+      expect(await startDisabled()).toBe(false);
+      await browser.screenshot(page, 'restore-device');
+      await page.click('[data-action="start-restore"]');
+      await page.waitForSelector('[data-restore-state="done"], [data-restore-state="failed"]', { timeout: 60_000 });
+      expect(await attributes(page, '[data-restore-state]', 'data-restore-state')).toEqual(['done']);
+      expect(await sameBytes(device, web.jobs.volume.image)).toBe(true);
+    });
   });
 
   test('forgetting a snapshot asks for its id prefix, typed', async () => {

@@ -1,41 +1,6 @@
-import type { SnapshotDetail, VolumeLayout } from '../types';
+import type { SnapshotDetail } from '../types';
+import { segments, usedFraction } from './disk-segments';
 import { formatBytes } from '../format';
-
-interface Segment {
-  key: string;
-  label: string;
-  filesystem?: string;
-  offset: number;
-  size: number;
-  /** Bytes in use; undefined when the whole segment was imaged (exact mode) or nothing is known. */
-  used?: number;
-  mode?: 'exact' | 'used';
-  note?: string;
-  free?: boolean;
-}
-
-/** The disk from start to end: partitions in order, with the space between them as unallocated. */
-function segments(layout: VolumeLayout, bytesRead?: number): Segment[] {
-  if (layout.partitions.length === 0) {
-    const used = layout.mode === 'used' ? bytesRead : undefined;
-    return [{ key: 'whole', label: 'whole volume', filesystem: layout.filesystem, offset: 0, size: layout.size, used, mode: layout.mode, note: layout.note }];
-  }
-  const result: Segment[] = [];
-  let at = 0;
-  for (const p of [...layout.partitions].sort((a, b) => a.offset - b.offset)) {
-    if (p.offset - at >= layout.size / 200) result.push({ key: `gap-${at}`, label: 'unallocated', offset: at, size: p.offset - at, free: true });
-    result.push({ key: `p${p.index}`, label: `#${p.index}${p.name ? ` ${p.name}` : ''}`, filesystem: p.filesystem, offset: p.offset, size: p.size, used: p.usedBytes, mode: p.mode, note: p.note });
-    at = Math.max(at, p.offset + p.size);
-  }
-  if (layout.size - at >= layout.size / 200) result.push({ key: `gap-${at}`, label: 'unallocated', offset: at, size: layout.size - at, free: true });
-  return result;
-}
-
-function usedFraction(segment: Segment): number {
-  if (segment.free) return 0;
-  if (segment.mode === 'exact' || segment.used === undefined) return 1;
-  return Math.min(1, segment.used / segment.size);
-}
 
 /** The disk layout of a volume snapshot drawn as partitions with used and free space, then as a table. */
 export function DiskLayout(props: { snapshot: SnapshotDetail }) {
