@@ -378,8 +378,8 @@ describe('the dashboard in a browser', () => {
     await page.goto(`${web.url}/`);
     const card = `article[data-job="${files}"]`;
     await page.waitForSelector(`${card} .sparkline`);
-    // The size comes from the job's snapshot list, a little later than the rest.
-    await page.waitForFunction(`/\\d/.test(document.querySelector('${card} .fact-size dd').innerText)`, { timeout: 30_000 });
+    // The sizes come from each job's snapshot list, a little later than the rest.
+    await page.waitForFunction(`[...document.querySelectorAll('.fact-size dd')].every((size) => /\\d/.test(size.innerText))`, { timeout: 30_000 });
     const titles = await attributes(page, `${card} .sparkline`, 'title');
     expect(titles).toHaveLength(2);
     expect(titles[0]).toContain(`over ${runs.length} runs`);
