@@ -8,6 +8,7 @@ import { taskKey, useLive } from '../live';
 import { href, Link, useLocation } from '../router';
 import type { RestorePreview, RestoreRequest, RestoreState, SnapshotEntry } from '../types';
 import { useFetch } from '../use-fetch';
+import { literalPattern } from '../restore-pattern';
 
 /*
  * The restore wizard: snapshot → (files: what) → where → preview (what will be overwritten;
@@ -188,7 +189,7 @@ function Preview(props: {
   const start = async () => {
     setStarting(true);
     try {
-      const body: RestoreRequest = { ...request, ...(props.overwrite && { overwrite: props.overwrite }) };
+      const body: RestoreRequest = { ...request, ...(request.include && { include: request.include.map(literalPattern) }), ...(props.overwrite && { overwrite: props.overwrite }) };
       if (imageOverwrite && preview.exists) body.force = true;
       if (preview.needsDeviceConfirmation) body.confirmDevice = device;
       props.onStarted((await api.restore(props.job, body)).restoreId);
