@@ -92,7 +92,8 @@ export async function startWebDaemon(scope: Scope, options: WebDaemonOptions = {
   return { url, token, loginUrl: `${url}/?token=${token}`, dir, stateDir, daemon, jobs, api, stop: () => daemon.stop() };
 }
 
-async function writeWebJobs(dir: string): Promise<WebDaemon['jobs']> {
+/** Writes the two jobs (and the files and image they back up) into `dir`. */
+export async function writeWebJobs(dir: string): Promise<WebDaemon['jobs']> {
   const sourceDir = join(dir, 'files-source');
   for (const [path, data] of Object.entries(WEB_FILES_TREE)) {
     await mkdir(join(sourceDir, path, '..'), { recursive: true });

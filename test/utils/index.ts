@@ -14,3 +14,5 @@ export * from './process.js';
 export * from './files-job.js';
 export * from './file-tree.js';
 export * from './daemon-web.js';
+export * from './web-api-schema.js';
+export * from './sse.js';

@@ -62,6 +62,11 @@ export { readDaemonState, writeDaemonState, daemonIsRunning } from './daemon/sta
 export { renderMetrics, startMetricsServer, writeMetricsTextfile, parseListenAddress, METRICS_CONTENT_TYPE, type MetricsServer, type MetricsServerOptions } from './daemon/metrics.js';
 export type { StatusView } from './cli/commands/status.js';
 export { installSystemdService, renderSystemdUnit, SYSTEMD_UNIT_NAME, SYSTEMD_UNIT_TEMPLATE, DEFAULT_JOBS_DIR, type SystemdInstallOptions, type SystemdInstallResult } from './daemon/systemd.js';
+// The dashboard of `cairn daemon --web`: its API (for clients and tests) and the web app contribution point.
+export { OPENAPI_DOCUMENT } from './daemon/web/openapi.js';
+export { apiOperations } from './daemon/web/api.js';
+export type { JobSummary, RunningTask, TaskProgress, RestoreEvent } from './daemon/web/dashboard.js';
+export type { WebAppContribution } from './plugins/manifest.js';
 export { CORE_VERSION } from './version.js';
 // Block devices: geometry, loop devices, mounts, and what is built on a device (used by sources and restore).
 export {

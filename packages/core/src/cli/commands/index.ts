@@ -15,6 +15,7 @@ import { schemaCommand } from './schema.js';
 import { pluginsCommand } from './plugins.js';
 import { daemonCommand } from './daemon.js';
 import { statusCommand } from './status.js';
+import { uiCommand } from './ui.js';
 import { serveCommand } from './serve.js';
 import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
@@ -45,6 +46,7 @@ export const COMMANDS: ReadonlyArray<CliCommand<any>> = [
   pluginsCommand,
   daemonCommand,
   statusCommand,
+  uiCommand,
   mountCommand,
   umountCommand,
   exportCommand,

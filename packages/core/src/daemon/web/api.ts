@@ -4,7 +4,7 @@ import type { LoadedJob } from '../../job/job-loader.js';
 import { statusView } from '../../cli/commands/status.js';
 import { repositoryOf } from '../tasks.js';
 import type { RunRecord, TaskKind, TaskState } from '../state.js';
-import type { DashboardBackend, JobCommand, RunningTask } from './dashboard.js';
+import type { DashboardBackend, JobCommand, JobSummary, RunningTask } from './dashboard.js';
 import { cairnJson } from './cairn-queries.js';
 import { HttpError } from './http-error.js';
 import type { RunHistory } from './history.js';
@@ -37,30 +37,31 @@ type Handler = (services: ApiServices, request: ApiRequest) => Promise<ApiRespon
 
 interface Route {
   method: string;
+  /** As the OpenAPI document writes it: `/api/jobs/{job}/run`. */
+  path: string;
   pattern: RegExp;
   handler: Handler;
 }
 
-const SEGMENT = '([^/]+)';
-const route = (method: string, path: string, handler: Handler): Route => ({ method, pattern: new RegExp(`^${path.replaceAll(':p', SEGMENT)}$`), handler });
+const route = (method: string, path: string, handler: Handler): Route => ({ method, path, pattern: new RegExp(`^${path.replace(/\{[a-zA-Z]+\}/g, '([^/]+)')}$`), handler });
 const ok = (body: unknown, status = 200): ApiResponse => ({ status, body });
 
-/** The API's routes (`:p` is one path segment, passed to the handler decoded). */
+/** The API's routes (each `{name}` is one path segment, passed to the handler decoded, in order). */
 export const ROUTES: Route[] = [
   route('GET', '/api/status', async ({ backend }) => ok(statusView(backend.state, backend.stateDir, undefined, true))),
   route('GET', '/api/jobs', async (services) => ok({ jobs: await Promise.all([...services.backend.jobs().values()].map((job) => jobSummary(services, job))) })),
-  route('GET', '/api/jobs/:p/snapshots', async (s, r) => ok({ snapshots: await query(s, r.params[0]!, (file) => ['snapshots', file]) })),
-  route('GET', '/api/jobs/:p/snapshots/:p', async (s, r) => ok(await query(s, r.params[0]!, (file) => ['show', file, r.params[1]!]))),
-  route('DELETE', '/api/jobs/:p/snapshots/:p', forgetSnapshot),
-  route('GET', '/api/jobs/:p/snapshots/:p/files', listFiles),
-  route('POST', '/api/jobs/:p/run', runNow),
-  route('POST', '/api/jobs/:p/restore/preview', async (s, r) => {
+  route('GET', '/api/jobs/{job}/snapshots', async (s, r) => ok({ snapshots: await query(s, r.params[0]!, (file) => ['snapshots', file]) })),
+  route('GET', '/api/jobs/{job}/snapshots/{id}', async (s, r) => ok(await query(s, r.params[0]!, (file) => ['show', file, r.params[1]!]))),
+  route('DELETE', '/api/jobs/{job}/snapshots/{id}', forgetSnapshot),
+  route('GET', '/api/jobs/{job}/snapshots/{id}/files', listFiles),
+  route('POST', '/api/jobs/{job}/run', runNow),
+  route('POST', '/api/jobs/{job}/restore/preview', async (s, r) => {
     const body = await r.body();
     const command = commandFor(s, r.params[0]!);
     return ok(await previewRestore(command, { snapshot: text(body, 'snapshot'), to: text(body, 'to'), ...optionalList(body, 'include') }, s.logger));
   }),
-  route('POST', '/api/jobs/:p/restore', startRestore),
-  route('GET', '/api/restores/:p', async (s, r) => {
+  route('POST', '/api/jobs/{job}/restore', startRestore),
+  route('GET', '/api/restores/{restoreId}', async (s, r) => {
     const restore = s.restores.get(r.params[0]!);
     if (!restore) throw new HttpError(404, 'CAIRN_NOT_FOUND', `No restore ${r.params[0]} is known to this daemon`);
     return ok(restore);
@@ -75,7 +76,7 @@ export function runningTasks(services: ApiServices): RunningTask[] {
   return [...services.backend.running(), ...services.restores.running()];
 }
 
-async function jobSummary(services: ApiServices, job: LoadedJob) {
+async function jobSummary(services: ApiServices, job: LoadedJob): Promise<JobSummary> {
   const { name, file } = job.info;
   const source = job.config.source as Record<string, unknown>;
   const state = services.backend.state.jobs[name];
@@ -85,7 +86,7 @@ async function jobSummary(services: ApiServices, job: LoadedJob) {
   return {
     name,
     file,
-    kind: source.type === 'files' ? 'files' : 'volume',
+    kind: source.type === 'files' ? ('files' as const) : ('volume' as const),
     source: { type: String(source.type), ...(typeof source.path === 'string' && { path: source.path }), ...(Array.isArray(source.paths) && { paths: source.paths }) },
     target: { type: String((job.config.target as Record<string, unknown>).type), location: repositoryOf(job) },
     ...(tasks.backup?.schedule && { schedule: tasks.backup.schedule }),
@@ -197,4 +198,9 @@ function optionalList(body: Record<string, unknown>, field: 'include' | 'exclude
 function boundedInt(text: string | null, fallback: number, min: number, max: number): number {
   const n = text === null ? fallback : Number(text);
   return Number.isInteger(n) ? Math.min(max, Math.max(min, n)) : fallback;
+}
+
+/** `GET /api/status`, … : every operation the server has (with `GET /api/events`, served outside the table). */
+export function apiOperations(): string[] {
+  return [...ROUTES.map((r) => `${r.method} ${r.path}`), 'GET /api/events'];
 }

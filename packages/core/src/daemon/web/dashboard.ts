@@ -1,5 +1,5 @@
 import type { LoadedJob } from '../../job/job-loader.js';
-import type { DaemonState, RunRecord, TaskKind } from '../state.js';
+import type { DaemonState, RunRecord, TaskKind, TaskState } from '../state.js';
 import type { LogLine } from './log-ring.js';
 
 /** How far a running task is, from the progress lines its `cairn` child prints. */
@@ -18,6 +18,22 @@ export interface RunningTask {
   task: TaskKind | 'restore';
   since: string;
   progress?: TaskProgress;
+}
+
+/** A job as `GET /api/jobs` shows it. */
+export interface JobSummary {
+  name: string;
+  file: string;
+  kind: 'volume' | 'files';
+  source: { type: string; path?: string; paths?: string[] };
+  /** `location`: the repository (never credentials). */
+  target: { type: string; location: string };
+  /** The backup's schedule in words. */
+  schedule?: string;
+  tasks: Partial<Record<TaskKind, TaskState>>;
+  running?: RunningTask;
+  /** Backup runs, newest last, up to 50. */
+  history: RunRecord[];
 }
 
 export type RunNowResult = 'accepted' | 'busy' | 'unknown-job';

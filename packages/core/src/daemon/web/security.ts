@@ -41,11 +41,29 @@ const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  * on: it must carry `X-Cairn-Request: 1`, an `Origin` it carries must be this server's, and a
  * browser that says it comes from another site is believed.
  */
-export function crossSiteProblem(req: IncomingMessage, ownOrigin: string): string | undefined {
+export function crossSiteProblem(req: IncomingMessage, ownOrigins: readonly string[]): string | undefined {
   if (!STATE_CHANGING.has(req.method ?? '')) return undefined;
   if (req.headers[REQUEST_HEADER] !== '1') return `a ${req.method} request must carry the header X-Cairn-Request: 1`;
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== ownOrigin) return `the request comes from ${origin}, not from ${ownOrigin}`;
+  if (origin !== undefined && !ownOrigins.includes(origin)) return `the request comes from ${origin}, not from ${ownOrigins.join(' or ')}`;
   if (req.headers['sec-fetch-site'] === 'cross-site') return 'the browser says the request comes from another site';
   return undefined;
+}
+
+/**
+ * The origins a page of this server has. On loopback: the address it listens on (a name that
+ * only resolves to it, as in DNS rebinding, is another origin). Listening for other hosts
+ * (--web-allow-remote): also the name the browser reached it by, its Host header.
+ */
+export function ownOrigins(req: IncomingMessage, listenOrigin: string, remote: boolean, secure: boolean): string[] {
+  const host = req.headers.host;
+  return remote && host ? [listenOrigin, `${secure ? 'https' : 'http'}://${host}`] : [listenOrigin];
+}
+
+/** On loopback, a request must name this server by its address: a foreign name in Host means a page of another site reached it (DNS rebinding). */
+export function foreignHost(req: IncomingMessage, listenOrigin: string, remote: boolean): boolean {
+  if (remote) return false;
+  const host = req.headers.host;
+  const own = new URL(listenOrigin);
+  return host !== undefined && host !== own.host && host !== `localhost:${own.port}`;
 }

@@ -9,9 +9,9 @@ import { ROUTES, type ApiServices } from './api.js';
 import type { DashboardEvents } from './dashboard.js';
 import { streamEvents } from './events-stream.js';
 import { HttpError } from './http-error.js';
-import { crossSiteProblem, isAuthenticated, sessionCookie, setSecurityHeaders } from './security.js';
+import { crossSiteProblem, foreignHost, isAuthenticated, ownOrigins, sessionCookie, setSecurityHeaders } from './security.js';
 import { page, sendHtml, serveStatic } from './static-files.js';
-import { originOf, type WebListenOptions } from './web-address.js';
+import { isLoopback, originOf, type WebListenOptions } from './web-address.js';
 
 export interface WebServerOptions {
   listen: WebListenOptions;
@@ -77,14 +77,18 @@ interface RequestContext extends WebServerOptions {
 
 async function handle(req: IncomingMessage, res: ServerResponse, context: RequestContext): Promise<void> {
   const url = new URL(req.url ?? '/', context.origin);
+  // A request refused before its body is read still has it read (and dropped): the client gets the answer, not a reset connection.
+  res.once('finish', () => req.resume());
   const api = url.pathname === '/api' || url.pathname.startsWith('/api/');
   setSecurityHeaders(res, api);
+  const remote = !isLoopback(context.listen.host);
+  if (foreignHost(req, context.origin, remote)) return sendJson(res, 403, { error: { code: 'CAIRN_CROSS_SITE', message: `Refused: the request names the server ${req.headers.host}, not ${new URL(context.origin).host}` } });
   if (!api && url.searchParams.has('token')) return login(url, res, context);
   if (!isAuthenticated(req, context.token)) {
     if (api) return sendJson(res, 401, { error: { code: 'CAIRN_UNAUTHORIZED', message: 'This request needs the dashboard token: open the address `cairn ui` prints, or send Authorization: Bearer TOKEN' } });
     return sendHtml(res, 401, page('cairn dashboard', '<p>This page needs the dashboard token: open the address <code>cairn ui</code> prints.</p>'));
   }
-  const refusal = crossSiteProblem(req, context.origin);
+  const refusal = crossSiteProblem(req, ownOrigins(req, context.origin, remote, context.secure));
   if (refusal) return sendJson(res, 403, { error: { code: 'CAIRN_CROSS_SITE', message: `Refused as a possible cross-site request: ${refusal}` } });
   if (api) return handleApi(req, res, url, context);
   if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: { code: 'CAIRN_METHOD', message: `${req.method} is not allowed here` } });
