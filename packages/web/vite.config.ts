@@ -20,7 +20,17 @@ export default defineConfig({
     reportCompressedSize: false,
   },
   server: {
-    // `vite dev` for a person working on the pages: API calls go to a daemon started with --web.
-    proxy: { '/api': { target: process.env.CAIRN_WEB_URL ?? 'http://127.0.0.1:8780', changeOrigin: false } },
+    // `vite dev` for a person working on the pages: API calls go to a daemon started with --web
+    // (CAIRN_WEB_URL, default http://127.0.0.1:8780), signed in with CAIRN_WEB_TOKEN (the
+    // daemon's <state dir>/web-token) as a Bearer token. The dev server's Origin is not the
+    // daemon's, so it is dropped: the proxy stands where the daemon's own page would.
+    proxy: {
+      '/api': {
+        target: process.env.CAIRN_WEB_URL ?? 'http://127.0.0.1:8780',
+        changeOrigin: true,
+        headers: process.env.CAIRN_WEB_TOKEN ? { Authorization: `Bearer ${process.env.CAIRN_WEB_TOKEN}` } : {},
+        configure: (proxy) => proxy.on('proxyReq', (request) => request.removeHeader('origin')),
+      },
+    },
   },
 });
