@@ -117,6 +117,24 @@ describe('the dashboard in a browser', () => {
     }
   });
 
+  test('a page whose session is gone says how to sign in again instead of showing stale data', async () => {
+    const context = await browser.browser.createBrowserContext();
+    try {
+      const visitor = await context.newPage();
+      await visitor.goto(web.loginUrl);
+      await visitor.waitForSelector('article.job-card');
+      const cookies = await context.cookies();
+      expect(cookies.map((cookie) => [cookie.name, cookie.httpOnly, cookie.sameSite])).toEqual([['cairn_session', true, 'Strict']]);
+      await context.deleteCookie(...cookies);
+      await (await visitor.waitForSelector('.sidebar ::-p-text(Checks)'))!.click();
+      await waitForText(visitor, 'Not signed in');
+      expect(await visitor.evaluate('document.body.innerText')).toContain('cairn ui');
+      expect(await visitor.$('table.checks-table')).toBeNull();
+    } finally {
+      await context.close();
+    }
+  });
+
   test('a cross-site POST is refused and changes nothing', async () => {
     const before = await cliSnapshots(web, 'files');
     const stateBefore = await apiJson(web, '/api/jobs');
