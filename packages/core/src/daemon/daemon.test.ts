@@ -5,7 +5,7 @@ import { afterEach, describe, expect, test, vi } from 'vitest';
 import { Daemon } from './daemon.js';
 import { daemonLogger } from './daemon-logger.js';
 import type { CairnOutcome, CairnProcess } from './cairn-process.js';
-import type { DaemonState } from './state.js';
+import type { DaemonState, RunRecord } from './state.js';
 import type { LoadedJob } from '../job/job-loader.js';
 
 /*
@@ -16,6 +16,8 @@ import type { LoadedJob } from '../job/job-loader.js';
 
 interface Started {
   args: string[];
+  /** Every argument the command got. */
+  argv: string[];
   at: string;
 }
 
@@ -31,7 +33,7 @@ async function loadJob(file: string): Promise<LoadedJob> {
 }
 
 /** A daemon over `jobs`, its commands each lasting `runMs` of fake time. */
-async function startDaemon(jobs: Array<Record<string, unknown>>, options: { runMs?: number; state?: DaemonState } = {}) {
+async function startDaemon(jobs: Array<Record<string, unknown>>, options: { runMs?: number; state?: DaemonState; onRunFinished?: (job: string, record: RunRecord) => Promise<void> } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-daemon-'));
   for (const job of jobs) await jobFile(dir, job);
   const started: Started[] = [];
@@ -52,6 +54,7 @@ async function startDaemon(jobs: Array<Record<string, unknown>>, options: { runM
     random: () => 0.5,
     stateStore: { read: async () => stored, write: async (_dir, state) => void (stored = state) },
     startCairn: (args) => fakeProcess(args, options.runMs ?? 60_000, started),
+    ...(options.onRunFinished && { onRunFinished: options.onRunFinished }),
   });
   await daemon.start();
   return { daemon, dir, started, state: () => stored!, log: () => log.map((line) => JSON.parse(line)) };
@@ -59,7 +62,7 @@ async function startDaemon(jobs: Array<Record<string, unknown>>, options: { runM
 
 /** Ends with exit code 0 after `runMs`, or with 143 when told to stop, as `cairn` does. */
 function fakeProcess(args: string[], runMs: number, started: Started[]): CairnProcess {
-  started.push({ args: args.slice(0, 2), at: new Date().toISOString() });
+  started.push({ args: args.slice(0, 2), argv: [...args], at: new Date().toISOString() });
   let end!: (outcome: CairnOutcome) => void;
   const done = new Promise<CairnOutcome>((resolve) => (end = resolve));
   const timer = setTimeout(() => end({ exitCode: 0, signal: null, result: { snapshot: 'ab'.repeat(32), bytesRead: 10, bytesAdded: 5 } }), runMs);
@@ -110,6 +113,36 @@ describe('the daemon on a replaceable clock', () => {
       ['prune', '02:20'],
       ['check', '02:40'],
     ]);
+  });
+
+  test('runNow (the dashboard) queues a task at once, refuses a second while it is queued or running, and runs a task the file does not schedule', async () => {
+    vi.useFakeTimers({ now: new Date('2026-06-01T00:00:00Z') });
+    const finished: Array<[string, RunRecord]> = [];
+    const { daemon, started, state } = await startDaemon([{ name: 'laptop', schedule: { cron: '0 2 * * *', timeZone: 'UTC' } }], {
+      runMs: 5 * 60_000,
+      onRunFinished: async (job, record) => void finished.push([job, record]),
+    });
+    expect(daemon.runNow('laptop', 'backup')).toBe('accepted');
+    expect(daemon.runNow('laptop', 'backup')).toBe('busy');
+    expect(daemon.runNow('nobody', 'backup')).toBe('unknown-job');
+    // The check has no schedule in the file: it runs on request, after the backup (same repository).
+    expect(daemon.runNow('laptop', 'check', { readData: true })).toBe('accepted');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(daemon.running()).toEqual([{ job: 'laptop', task: 'backup', since: '2026-06-01T00:00:00.000Z' }]);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    expect(started.map((s) => [s.argv.slice(0, 3), s.at.slice(11, 16)])).toEqual([
+      [['backup', state().jobs.laptop!.file, '--plugins'], '00:00'],
+      [['check', state().jobs.laptop!.file, '--read-data'], '00:05'],
+    ]);
+    expect(finished.map(([job, record]) => [job, record.task, record.result])).toEqual([
+      ['laptop', 'backup', 'success'],
+      ['laptop', 'check', 'success'],
+    ]);
+    // The scheduled backup keeps its time; the unscheduled check leaves no task in the state.
+    expect(state().jobs.laptop!.tasks).toMatchObject({ backup: { nextRun: '2026-06-01T02:00:00.000Z', lastRun: { result: 'success' } } });
+    expect(state().jobs.laptop!.tasks.check).toBeUndefined();
+    expect(daemon.runNow('laptop', 'check')).toBe('accepted');
+    await daemon.stop(0);
   });
 
   test('a run still going when its next time comes is not doubled: that time is skipped, and counted', async () => {

@@ -47,6 +47,22 @@ describe('PluginHost', () => {
 
   const imported = () => ((globalThis as Record<string, unknown>).__cairnImported as string[] | undefined) ?? [];
 
+  it('takes a web app plugin of static files without code (no main), its root made absolute; a broken webApps entry is a broken manifest', async () => {
+    const web = join(dir, 'web');
+    await mkdir(web, { recursive: true });
+    await writeFile(join(web, 'package.json'), JSON.stringify({ name: '@acme/web', version: '1.0.0', engines: { cairn: '^0.1.0' }, cairn: { contributes: { webApps: [{ type: 'dashboard', title: 'dash', root: './dist/app' }] } } }));
+    const bad = join(dir, 'bad-web');
+    await mkdir(bad, { recursive: true });
+    await writeFile(join(bad, 'package.json'), JSON.stringify({ name: '@acme/bad-web', version: '1.0.0', engines: { cairn: '^0.1.0' }, cairn: { contributes: { webApps: [{ type: 'kiosk' }] } } }));
+    const h = await host([web, bad]);
+    expect(h.plugins.map((p) => [p.id, p.state, p.activationEvents])).toEqual([
+      ['acme.web', 'inactive', []],
+      ['acme.bad-web', 'failed', []],
+    ]);
+    expect(h.plugins[1]!.problems.join('\n')).toMatch(/broken manifest/);
+    expect(h.webApps()).toEqual([{ type: 'dashboard', title: 'dash', root: join(web, 'dist/app'), pluginId: 'acme.web' }]);
+  });
+
   it('reads manifests without importing plugin code, and imports on the activation event only', async () => {
     await plugin('alpha');
     await plugin('beta');

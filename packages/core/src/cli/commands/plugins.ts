@@ -12,7 +12,7 @@ export const pluginsCommand = defineCommand({
       version: p.version ?? null,
       folder: p.folder ?? null,
       state: p.state,
-      contributes: p.contributions.map((c) => `${c.point.replace(/s$/, '')}:${c.type}`),
+      contributes: [...p.contributions.map((c) => `${c.point.replace(/s$/, '')}:${c.type}`), ...p.webApps.map((app) => `webApp:${app.type}`)],
       activationEvents: p.activationEvents,
       problems: p.problems,
     }));

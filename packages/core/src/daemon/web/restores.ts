@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../services.js';
-import { startCairn } from '../cairn-process.js';
+import { startCairn, type CairnProcess } from '../cairn-process.js';
 import type { DashboardEvents, JobCommand, RestoreEvent, RunningTask } from './dashboard.js';
 import { errorOf } from './cairn-queries.js';
 
@@ -18,6 +18,7 @@ interface RestoreRun extends RestoreEvent {
   job: string;
   since: string;
   progress?: RunningTask['progress'];
+  process?: CairnProcess;
 }
 
 /** How many finished restores are remembered for `GET /api/restores/:id`. */
@@ -47,8 +48,10 @@ export class Restores {
       this.events.emit('progress', { job, task: 'restore', since: run.since, progress });
     };
     const child = startCairn([...restoreArgs(command, request), ...command.commonArgs], { env: command.env, cwd: command.cwd, logger, onProgress });
+    run.process = child;
     this.events.emit('restore', publicView(run));
     void child.done.then((outcome) => {
+      delete run.process;
       if (outcome.exitCode === 0) Object.assign(run, { state: 'done', result: outcome.result });
       else Object.assign(run, { state: 'failed', ...(outcome.result && { result: outcome.result }), error: { code: errorOf('restore', outcome).code, message: errorOf('restore', outcome).message } });
       delete run.progress;
@@ -57,6 +60,13 @@ export class Restores {
       this.#forgetOld();
     });
     return restoreId;
+  }
+
+  /** When the daemon stops: running restores are told to stop (SIGTERM: they stop cleanly and release their locks) and awaited. */
+  async stop(): Promise<void> {
+    const running = [...this.#runs.values()].flatMap((run) => (run.process ? [run.process] : []));
+    for (const process of running) process.signal('SIGTERM');
+    await Promise.all(running.map((process) => process.done));
   }
 
   get(restoreId: string): RestoreEvent | undefined {

@@ -45,6 +45,7 @@ export async function startDashboard(options: DashboardOptions): Promise<{ url: 
     async dispose() {
       stopLog();
       await server.dispose();
+      await restores.stop();
       await daemon.setWebUrl(undefined);
     },
   };
