@@ -137,6 +137,10 @@ describe('cairn daemon', () => {
     const stateDir = join(dir, 'state');
     const daemon = startDaemon(scope, [jobs, '--state-dir', stateDir, '--grace', '1s'], { env: PASSWORD_ENV });
     await waitUntil('the backup is running', async () => (await readState(stateDir))?.jobs.slow?.tasks.backup.running, 60_000);
+    // The child has started when the state says so, but only handles SIGTERM once its command
+    // runs: its lock in the repository says it does (on a loaded machine Node's start alone can
+    // outlast the grace period).
+    await waitUntil('the backup holds its lock', async () => (await readdir(join(dir, 'repo', 'locks')).catch(() => [])).length > 0, 60_000);
     const result = await daemon.stop();
     expect(result.exitCode, result.stderr).toBe(0);
 

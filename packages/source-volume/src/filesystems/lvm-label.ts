@@ -38,6 +38,8 @@ export interface PvLabel {
 export interface MetadataCopy {
   area: DiskArea;
   text: string;
+  /** Where the header and the committed text lie on the volume: all LVM reads of the area. */
+  ranges: DiskArea[];
 }
 
 function fail(message: string): never {
@@ -161,7 +163,15 @@ export async function readMetadataCopy(volume: VolumeReader, area: DiskArea): Pr
   }
   const text = await readWrapped(volume, area, offset, size);
   if (lvmCrc(text) !== checksum) fail(`the metadata text in the area at ${area.offset} has a wrong checksum`);
-  return { area, text: Buffer.from(text).toString('latin1') };
+  return { area, text: Buffer.from(text).toString('latin1'), ranges: textRanges(area, offset, size) };
+}
+
+/** The header and the text of an area, the text wrapped past the area's end to just after the header. */
+function textRanges(area: DiskArea, offset: number, size: number): DiskArea[] {
+  const first = Math.min(size, area.size - offset);
+  const ranges = [{ offset: area.offset, size: MDA_HEADER_SIZE }, { offset: area.offset + offset, size: first }];
+  if (first < size) ranges.push({ offset: area.offset + MDA_HEADER_SIZE, size: size - first });
+  return ranges;
 }
 
 /** The text is a ring buffer: past the area's end it continues just after the header. */

@@ -7,8 +7,9 @@ import { readMetadataCopy, readPvLabel, type PvLabel } from './lvm-label.js';
 import { parseVolumeGroup, type LvmLogicalVolume, type LvmPhysicalVolume, type LvmSegment, type LvmVolumeGroup } from './lvm-vg.js';
 
 /**
- * Used blocks of an LVM2 physical volume: the label, everything before the first extent, the
- * metadata areas and whatever lies past the last extent, exactly; each logical volume's
+ * Used blocks of an LVM2 physical volume: the label sectors, each metadata area's header and
+ * committed text (a whole area when it cannot be read), boot loader areas and whatever lies past
+ * the last extent, exactly; each logical volume's
  * extents on this PV by the used-block map of the filesystem inside it (the LV read as one
  * volume, its segments concatenated, the map translated back to PV offsets); LVs this cannot
  * read as a whole (spanning other PVs, parts of thin pools, snapshots, RAID, mirrors, caches)
@@ -16,6 +17,10 @@ import { parseVolumeGroup, type LvmLogicalVolume, type LvmPhysicalVolume, type L
  */
 
 const SECTOR = 512;
+/** An mda_header: one sector at the start of each metadata area. */
+const MDA_HEADER_BYTES = 512;
+/** The label sectors (the label is in one of the first four) and what precedes the first metadata area in every layout LVM writes. */
+const LABEL_BYTES = 4096;
 
 function fail(message: string): never {
   throw new InconsistentMetadataError(`LVM: ${message}`);
@@ -96,10 +101,14 @@ export class LogicalVolumeMap {
  * outweighed by a good one, as LVM does. A verified copy that does not parse (or that this
  * reader does not understand) is not skipped: an older copy could describe fewer extents.
  */
-export async function readNewestVolumeGroup(volume: VolumeReader, label: PvLabel): Promise<LvmVolumeGroup> {
+export async function readNewestVolumeGroup(volume: VolumeReader, label: PvLabel): Promise<{ vg: LvmVolumeGroup; kept: Extent[] }> {
   let newest: LvmVolumeGroup | undefined;
   let newestText = '';
   const damaged: string[] = [];
+  // What of the metadata areas is kept: an area LVM could not read is kept whole; of the others
+  // the header and the committed text, all that LVM reads (the rest holds older texts or whatever
+  // was on the disk before pvcreate, which does not clear it).
+  const kept: Extent[] = [];
   for (const area of label.metadataAreas) {
     let copy: Awaited<ReturnType<typeof readMetadataCopy>>;
     try {
@@ -107,9 +116,14 @@ export async function readNewestVolumeGroup(volume: VolumeReader, label: PvLabel
     } catch (err) {
       if (!(err instanceof InconsistentMetadataError)) throw err;
       damaged.push(err.message);
+      kept.push({ offset: area.offset, length: area.size });
       continue;
     }
-    if (!copy) continue;
+    if (!copy) {
+      kept.push({ offset: area.offset, length: MDA_HEADER_BYTES });
+      continue;
+    }
+    kept.push(...copy.ranges.map((r) => ({ offset: r.offset, length: r.size })));
     const vg = parseVolumeGroup(copy.text);
     if (newest && newest.uuid !== vg.uuid) fail(`the metadata areas describe two volume groups (${newest.name} and ${vg.name})`);
     if (newest && vg.seqno === newest.seqno && copy.text !== newestText) fail(`two metadata copies have seqno ${vg.seqno} but differ`);
@@ -119,7 +133,7 @@ export async function readNewestVolumeGroup(volume: VolumeReader, label: PvLabel
     }
   }
   if (!newest) fail(damaged.length > 0 ? damaged.join('; ') : 'the PV holds no committed metadata (an orphan PV or ignored metadata areas)');
-  return newest;
+  return { vg: newest, kept };
 }
 
 /** This PV in the VG's metadata, checked against its label and the volume it is on. */
@@ -248,14 +262,19 @@ function bytes(extents: readonly Extent[]): number {
 export function createLvmMapper(mappers: () => UsedBlockMappers): UsedBlockMapper {
   return async (volume: VolumeReader): Promise<UsedBlockMap> => {
     const label = await readPvLabel(volume);
-    const vg = await readNewestVolumeGroup(volume, label);
+    const { vg, kept } = await readNewestVolumeGroup(volume, label);
     const pv = findThisPv(vg, label, volume.size);
     checkAllocations(vg, pv);
     const usedBy = usedByOthers(vg);
     const extentBytes = vg.extentSize * SECTOR;
     const peStart = pv.peStart * SECTOR;
     const peEnd = peStart + pv.peCount * extentBytes;
-    const extents: Extent[] = [{ offset: 0, length: peStart }, { offset: peEnd, length: volume.size - peEnd }, ...[...label.metadataAreas, ...label.bootloaderAreas].map((a) => ({ offset: a.offset, length: a.size }))];
+    const extents: Extent[] = [
+      { offset: 0, length: Math.min(LABEL_BYTES, peStart) },
+      { offset: peEnd, length: volume.size - peEnd },
+      ...kept,
+      ...label.bootloaderAreas.map((a) => ({ offset: a.offset, length: a.size })),
+    ].filter((e) => e.length > 0);
     const logicalVolumes: LvmLogicalVolumeLayout[] = [];
     for (const lv of vg.lvs) {
       const mapped = await mapLogicalVolume(volume, vg, pv, lv, usedBy, mappers());
