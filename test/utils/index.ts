@@ -13,3 +13,4 @@ export * from './nbd.js';
 export * from './process.js';
 export * from './files-job.js';
 export * from './file-tree.js';
+export * from './lvm.js';

@@ -27,6 +27,47 @@ export interface PartitionLayout {
   usedBytes?: number;
   /** Why the mode differs from the one asked for (for example "unrecognised filesystem, imaged exactly"). */
   note?: string;
+  /** The volume group and logical volumes, when the partition is an LVM2 physical volume. */
+  lvm?: LvmLayout;
+}
+
+/**
+ * An LVM2 physical volume as the newest valid copy of its metadata describes it. Optional on
+ * layouts: manifests written before it (and of other filesystems) have none.
+ */
+export interface LvmLayout {
+  vg: { name: string; uuid: string; seqno: number; /** Bytes. */ extentSize: number };
+  /** This physical volume: its name in the metadata (`pv0`), uuid, where extents start (bytes) and how many it has. */
+  pv: { name: string; uuid: string; peStart: number; peCount: number };
+  logicalVolumes: LvmLogicalVolumeLayout[];
+}
+
+export interface LvmLogicalVolumeLayout {
+  name: string;
+  uuid: string;
+  /** Bytes. */
+  size: number;
+  segments: LvmSegmentLayout[];
+  /** What the probe found at the start of the LV, when all of it lies on this PV. */
+  filesystem?: string;
+  /** How this LV's extents on this PV were imaged. */
+  mode: ImagingMode;
+  /** Bytes of the LV stored (used mode). */
+  usedBytes?: number;
+  /** Why the LV was imaged exactly. */
+  note?: string;
+}
+
+export interface LvmSegmentLayout {
+  /** First logical extent of the LV this segment covers, and how many. */
+  startExtent: number;
+  extentCount: number;
+  /** The segment type as the metadata names it (`striped`, `thin`, `raid1`, ...). */
+  type: string;
+  /** Stripe size in bytes, for more than one stripe. */
+  stripeSize?: number;
+  /** Where each stripe starts: a PV name and its physical extent. */
+  areas: Array<{ pv: string; extent: number }>;
 }
 
 /**
@@ -46,6 +87,8 @@ export interface VolumeLayout {
   mode: ImagingMode;
   partitions: PartitionLayout[];
   note?: string;
+  /** The volume group and logical volumes, when the volume is a bare LVM2 physical volume. */
+  lvm?: LvmLayout;
 }
 
 /**

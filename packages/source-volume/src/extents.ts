@@ -1,4 +1,4 @@
-import type { Extent, ImagingMode, PartitionLayout, VolumeLayout } from '@cairn/core';
+import type { Extent, ImagingMode, LvmLayout, PartitionLayout, VolumeLayout } from '@cairn/core';
 import { InconsistentMetadataError } from './filesystems/inconsistent.js';
 import { mergeExtents } from './extent-list.js';
 import { PROBE_LENGTH, probeVolume, type ProbeResult } from './probe.js';
@@ -10,12 +10,20 @@ export interface VolumeReader {
   read(into: Uint8Array, offset: number, length: number): Promise<void>;
 }
 
+/** A used-block map with what the mapper found out about the volume's structure, kept on its layout. */
+export interface UsedBlockMap {
+  extents: Extent[];
+  /** An LVM2 physical volume's volume group and logical volumes. */
+  lvm?: LvmLayout;
+}
+
 /**
  * Reads a filesystem's allocation metadata and returns the sorted, non-overlapping byte
  * ranges in use (metadata included), relative to the filesystem's start; everything else
  * restores as zeros. Throws InconsistentMetadataError when the metadata cannot be trusted.
+ * A mapper with details to record returns a UsedBlockMap instead of the bare ranges.
  */
-export type UsedBlockMapper = (volume: VolumeReader) => Promise<Extent[]>;
+export type UsedBlockMapper = (volume: VolumeReader) => Promise<Extent[] | UsedBlockMap>;
 
 /** Used-block mappers by the filesystem name `probeVolume` reports. */
 export type UsedBlockMappers = ReadonlyMap<string, UsedBlockMapper>;
@@ -26,6 +34,7 @@ export interface ExtentPlan {
   extents: Extent[];
   /** Why `mode` differs from the one asked for. */
   note?: string;
+  lvm?: LvmLayout;
 }
 
 function wholeVolume(size: number): Extent[] {
@@ -41,9 +50,10 @@ export async function planExtents(requested: ImagingMode, filesystem: string | u
     return { mode: 'exact', extents: wholeVolume(volume.size), note: `${what}; imaged exactly` };
   }
   try {
-    const extents = await mapper(volume);
+    const mapped = await mapper(volume);
+    const { extents, lvm } = Array.isArray(mapped) ? { extents: mapped, lvm: undefined } : mapped;
     checkExtents(extents, volume.size, filesystem!);
-    return { mode: 'used', extents };
+    return { mode: 'used', extents, ...(lvm !== undefined && { lvm }) };
   } catch (err) {
     if (!(err instanceof InconsistentMetadataError)) throw err;
     return { mode: 'exact', extents: wholeVolume(volume.size), note: `${err.message}; imaged exactly` };
@@ -72,10 +82,11 @@ export interface VolumePlan {
   partitions: PartitionLayout[];
   extents: Extent[];
   note?: string;
+  lvm?: LvmLayout;
 }
 
 /** A window onto part of a volume, for reading one partition as if it were a volume. */
-function window(volume: VolumeReader, offset: number, size: number): VolumeReader {
+export function window(volume: VolumeReader, offset: number, size: number): VolumeReader {
   return {
     size,
     read(into, at, length) {
@@ -85,7 +96,7 @@ function window(volume: VolumeReader, offset: number, size: number): VolumeReade
   };
 }
 
-async function readHead(volume: VolumeReader): Promise<Uint8Array> {
+export async function readHead(volume: VolumeReader): Promise<Uint8Array> {
   const head = new Uint8Array(Math.min(volume.size, PROBE_LENGTH));
   await volume.read(head, 0, head.length);
   return head;
@@ -106,6 +117,7 @@ export async function planVolume(volume: VolumeReader, probe: ProbeResult, reque
       partitions: [],
       extents: plan.extents,
       ...(plan.note !== undefined && { note: plan.note }),
+      ...(plan.lvm !== undefined && { lvm: plan.lvm }),
     };
   }
 
@@ -150,6 +162,7 @@ function partitionLayout(entry: PartitionEntry, filesystem: string | undefined, 
     mode: plan.mode,
     ...(plan.mode === 'used' && { usedBytes: plan.extents.reduce((n, e) => n + e.length, 0) }),
     ...(plan.note !== undefined && { note: plan.note }),
+    ...(plan.lvm !== undefined && { lvm: plan.lvm }),
   };
 }
 

@@ -152,6 +152,7 @@ export class VolumeSource implements OpenedSource, VolumeReader {
       mode: plan.mode,
       partitions: plan.partitions,
       ...(plan.note !== undefined && { note: plan.note }),
+      ...(plan.lvm !== undefined && { lvm: plan.lvm }),
     };
     return new VolumeSource(sourcePath, handle, size, layout, plan.extents, warnings);
   }

@@ -2,6 +2,7 @@ import { ExitCode } from '../../errors.js';
 import { JobLoader } from '../../job/job-loader.js';
 import { ShowOperation } from '../../operations/snapshots.js';
 import { isFileManifest, type FileSnapshotManifest, type SnapshotManifest } from '../../repository/snapshot.js';
+import type { LvmLayout } from '../../source.js';
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import { formatBytes, formatRanges } from '../format.js';
 import { escapeName } from '../format-entries.js';
@@ -40,6 +41,8 @@ function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): 
   if (layout.note) lines.push(`note       ${layout.note}`);
   if (m.repairedFrom) lines.push(`repaired   from ${m.repairedFrom.slice(0, 12)}; zeros stand in for ${m.lost?.length ? formatRanges(m.lost) : 'nothing'} (digest is the original image's)`);
   if (layout.partitions.length > 0) lines.push('', ...describePartitions(m));
+  if (layout.lvm) lines.push('', ...describeLvm(layout.lvm, 'the volume'));
+  for (const p of layout.partitions) if (p.lvm) lines.push('', ...describeLvm(p.lvm, `partition ${p.index}`));
   if (m.unreadable) lines.push('', ...describeUnreadable(m.unreadable));
   return lines.join('\n') + '\n';
 }
@@ -50,6 +53,22 @@ function describePartitions(m: SnapshotManifest): string[] {
     const used = p.usedBytes !== undefined ? formatBytes(p.usedBytes) : '-';
     lines.push(`${String(p.index).padStart(3)}  ${String(p.offset).padEnd(13)}  ${formatBytes(p.size).padEnd(10)}  ${(p.filesystem ?? '-').padEnd(10)}  ${p.mode.padEnd(5)}  ${used.padEnd(10)}  ${p.name || p.type || ''}`);
     if (p.note) lines.push(`     note: ${p.note}`);
+  }
+  return lines;
+}
+
+/** An LVM2 physical volume: its volume group and the logical volumes, with what was stored of each. */
+function describeLvm(lvm: LvmLayout, where: string): string[] {
+  const { vg, pv } = lvm;
+  const lines = [
+    `volume group ${vg.name} (uuid ${vg.uuid}, seqno ${vg.seqno}, extents of ${formatBytes(vg.extentSize)}) on ${where}`,
+    `  physical volume ${pv.name} (uuid ${pv.uuid}): ${pv.peCount} extents from byte ${pv.peStart}`,
+    '  LV                SIZE        SEGS  FILESYSTEM  MODE   USED',
+  ];
+  for (const lv of lvm.logicalVolumes) {
+    const used = lv.usedBytes !== undefined ? formatBytes(lv.usedBytes) : '-';
+    lines.push(`  ${lv.name.padEnd(16)}  ${formatBytes(lv.size).padEnd(10)}  ${String(lv.segments.length).padEnd(4)}  ${(lv.filesystem ?? '-').padEnd(10)}  ${lv.mode.padEnd(5)}  ${used}`);
+    if (lv.note) lines.push(`     note: ${lv.note}`);
   }
   return lines;
 }
