@@ -286,10 +286,15 @@ function variantRows(ctx, kind, s) {
   return out;
 }
 
+/** How cairn stored the disk, from the snapshot's layout: the filesystem and mode, and each LV's on an LVM disk. */
 function mappingText(m) {
   if (!m) return '';
   if (m.error) return `cairn show failed: ${m.error.slice(0, 80)}`;
-  return `mapped: ${m.filesystem ?? 'n/a'}, mode ${m.mode ?? 'n/a'}${m.note ? ` (${m.note})` : ''}`;
+  const mib = (b) => (typeof b === 'number' ? ` ${(b / 1048576).toFixed(b < 1048576 ? 3 : 0)} MiB` : '');
+  const lvs = Array.isArray(m.lvm?.logicalVolumes)
+    ? ` [VG ${m.lvm.vg?.name}: ${m.lvm.logicalVolumes.map((lv) => `${lv.name} ${lv.filesystem ?? '?'} ${lv.mode}${mib(lv.usedBytes)}${lv.note ? ` (${lv.note})` : ''}`).join(', ')}]`
+    : '';
+  return `mapped: ${m.filesystem ?? 'n/a'} ${m.mode ?? 'n/a'}${lvs}${m.note ? ` (${m.note})` : ''}`;
 }
 
 export function variantsGoalsText(summary) {

@@ -5,7 +5,8 @@
 #
 #   lvmxfs.img / lvmxfs2.img   a whole-disk LVM2 physical volume, as RHEL installs it: VG "rhel",
 #                              LV "root" (XFS, the size of sysvol.img) then LV "swap" (256 MiB,
-#                              mkswap; the rest of it stale "memory"), some extents unallocated.
+#                              mkswap; the rest of it stale "memory"), 256 MiB of extents
+#                              unallocated (on volumes under 2 GiB: an eighth of it each).
 #                              The LVs are laid out by vgcfgrestore (no device-mapper here: nothing
 #                              is activated); mkfs.xfs and mount go through a loop device at the
 #                              root LV's offset (losetup -o OFF --sizelimit SIZE).
@@ -14,7 +15,7 @@
 #
 # The "day later" image is a copy of the first with sysvol2.img's files synced in (rsync -aH
 # --delete --inplace: new, edited and deleted files, as corpus.sh's day of use) and, in the swap
-# LV, 32 MiB of new stale memory. Alongside: NAME.manifest (every entry's type, mode, owner,
+# LV, 32 MiB of new stale memory (at most half of it). Alongside: NAME.manifest (every entry's type, mode, owner,
 # links, size, mtime, symlink target, and every file's b3sum: what a restore must reproduce)
 # and lvmxfs.layout (offsets in bytes: root_offset root_size swap_offset swap_size).
 #
@@ -62,7 +63,9 @@ SYNC=(rsync -aH --exclude=/lost+found)
 DAY=(rsync -aH --delete --inplace --exclude=/lost+found)
 
 # ------------------------------------------------------------------ LVM2 + XFS
-EXTENT=$((4 * MIB)); SWAP=$((256 * MIB)); SPARE=$((256 * MIB))
+# Swap and the unallocated extents: 256 MiB each on the 4 GiB corpus, an eighth of the root LV on
+# smaller volumes (--quick, the test), in whole extents.
+EXTENT=$((4 * MIB)); SWAP=$(( (VOL / 8 < 256 * MIB ? VOL / 8 : 256 * MIB) / EXTENT * EXTENT )); SPARE=$SWAP
 lvm_layout() { # DEV: VG rhel with LVs root (first) and swap, laid out by vgcfgrestore
   local dev=$1 meta=$WORK/rhel.vg root_ext=$((VOL / EXTENT)) swap_ext=$((SWAP / EXTENT))
   pvcreate -q -ff -y --devices "$dev" -u bEnch1-0000-0000-0000-0000-0000-0pv001 --norestorefile "$dev" >&2
@@ -132,7 +135,7 @@ build_lvmxfs() {
   detach "$root"
   # A day later: sysvol2.img's files, and new stale memory in the swap LV (past its header page).
   cp --sparse=always "$img" "$img2"
-  dd if=/dev/urandom of="$img2" bs=1M seek=$(((SWAP_OFF + MIB) / MIB)) count=32 conv=notrunc status=none
+  dd if=/dev/urandom of="$img2" bs=1M seek=$(((SWAP_OFF + MIB) / MIB)) count=$((SWAP_SIZE / MIB / 2 < 32 ? SWAP_SIZE / MIB / 2 : 32)) conv=notrunc status=none
   root=$(attach "$img2" "$ROOT_OFF" "$ROOT_SIZE")
   mount_corpus "$CORPUS/sysvol2.img"
   mnt "$root" "$WORK/dst" -t xfs -o nouuid
