@@ -13,6 +13,7 @@ import {
   type SourceOpenContext,
   type SourceSettings,
   type VolumeLayout,
+  type LvmLayout,
   type DeviceMount,
   type RelatedBlockDevice,
   findMounts,
@@ -139,8 +140,10 @@ export class VolumeSource implements OpenedSource, VolumeReader {
 
     const warnings = await mountWarnings(sourcePath, info);
     if (plan.note !== undefined) warnings.push(`${sourcePath}: ${plan.note}`);
+    warnings.push(...exactLvWarnings(sourcePath, plan.lvm));
     for (const partition of plan.partitions) {
       if (partition.note !== undefined) warnings.push(`${sourcePath} partition ${partition.index}: ${partition.note}`);
+      warnings.push(...exactLvWarnings(`${sourcePath} partition ${partition.index}`, partition.lvm));
     }
 
     const layout: VolumeLayout = {
@@ -176,6 +179,11 @@ export class VolumeSource implements OpenedSource, VolumeReader {
     this.#disposed = true;
     await this.handle.close();
   }
+}
+
+/** LVs of an LVM2 physical volume imaged exactly, each with its reason, as partitions are reported. */
+function exactLvWarnings(where: string, lvm: LvmLayout | undefined): string[] {
+  return (lvm?.logicalVolumes ?? []).filter((lv) => lv.mode === 'exact' && lv.note !== undefined).map((lv) => `${where} LV ${lvm!.vg.name}/${lv.name}: ${lv.note}`);
 }
 
 /**

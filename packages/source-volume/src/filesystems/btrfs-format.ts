@@ -30,9 +30,7 @@ export const EXTENT_TREE_OBJECTID = 2n;
 export const BLOCK_GROUP_TREE_OBJECTID = 11n;
 export const FIRST_CHUNK_TREE_OBJECTID = 256n;
 
-export const BLOCK_GROUP_DATA = 1 << 0;
 export const BLOCK_GROUP_SYSTEM = 1 << 1;
-export const BLOCK_GROUP_METADATA = 1 << 2;
 export const BLOCK_GROUP_DUP = 1 << 5;
 /** RAID0, RAID1, RAID10, RAID5, RAID6, RAID1C3, RAID1C4: profiles that spread a chunk over devices. */
 export const RAID_PROFILES: ReadonlyArray<[number, string]> = [
@@ -44,7 +42,6 @@ export const RAID_PROFILES: ReadonlyArray<[number, string]> = [
   [1 << 9, 'raid1c3'],
   [1 << 10, 'raid1c4'],
 ];
-const KNOWN_BLOCK_GROUP_FLAGS = 0x7ff;
 
 // Feature flags (ctree.h / uapi btrfs.h).
 const INCOMPAT_METADATA_UUID = 1n << 10n;

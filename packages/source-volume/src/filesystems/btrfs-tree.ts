@@ -150,11 +150,20 @@ interface NodeExpectation {
 export class TreeReader {
   #chunkTreeUuid: Uint8Array | undefined;
 
+  /** `chunkTreeUuid`: the chunk root's, once the chunk tree has been read (by another reader). */
   constructor(
     private readonly volume: VolumeReader,
     private readonly sb: Superblock,
     private readonly chunks: ChunkMap,
-  ) {}
+    chunkTreeUuid?: Uint8Array,
+  ) {
+    this.#chunkTreeUuid = chunkTreeUuid;
+  }
+
+  /** The chunk tree uuid every node carries, known after the first node is read. */
+  get chunkTreeUuid(): Uint8Array | undefined {
+    return this.#chunkTreeUuid;
+  }
 
   /** Calls `onItem` for every leaf item of the tree, in key order. */
   async walk(root: TreeRoot, onItem: (item: LeafItem) => void): Promise<void> {
@@ -201,7 +210,11 @@ export class TreeReader {
     for (const item of items) onItem(item);
   }
 
-  /** Reads the node at a logical address from the first copy that verifies (DUP has two). */
+  /**
+   * Reads the node at a logical address from the first copy that verifies (DUP has two), with
+   * the checks the kernel makes before it settles on a copy; what it checks only later (the
+   * chunk tree uuid here, keys and items in the walk) refuses the whole filesystem instead.
+   */
   async #readNode(expected: NodeExpectation, tree: string): Promise<Fields> {
     const { logical } = expected;
     if (logical % this.sb.sectorSize !== 0) fail(`${tree} tree: node address ${logical} is not sector-aligned`);
@@ -210,11 +223,20 @@ export class TreeReader {
     for (const stripe of chunk.stripes) {
       const bytes = new Uint8Array(this.sb.nodeSize);
       await this.volume.read(bytes, stripe + (logical - chunk.logical), bytes.length);
-      const problem = this.#nodeProblem(new Fields(bytes), expected);
-      if (problem === undefined) return new Fields(bytes);
+      const node = new Fields(bytes);
+      const problem = this.#nodeProblem(node, expected);
+      if (problem === undefined) return this.#checkChunkTreeUuid(node, logical, tree);
       firstProblem ||= problem;
     }
     return fail(`${tree} tree: node ${logical}: ${firstProblem}`);
+  }
+
+  /** Every node carries the chunk tree's uuid; the first node read (the chunk root) sets it. */
+  #checkChunkTreeUuid(node: Fields, logical: number, tree: string): Fields {
+    const uuid = node.bytes.subarray(0x40, 0x50);
+    this.#chunkTreeUuid ??= uuid.slice();
+    if (!sameBytes(uuid, this.#chunkTreeUuid)) fail(`${tree} tree: node ${logical}: chunk tree uuid differs from the chunk root's`);
+    return node;
   }
 
   /** What is wrong with a node read for `expected`, or undefined. */
@@ -224,8 +246,6 @@ export class TreeReader {
     if (stored !== computed) return `checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${computed.toString(16)})`;
     if (node.u64(0x30) !== BigInt(expected.logical)) return `header bytenr ${node.u64(0x30)} differs from its address`;
     if (!sameBytes(node.bytes.subarray(0x20, 0x30), this.sb.metadataFsid)) return 'fsid does not match the superblock';
-    const chunkTreeUuid = node.bytes.subarray(0x40, 0x50);
-    if (this.#chunkTreeUuid && !sameBytes(chunkTreeUuid, this.#chunkTreeUuid)) return 'chunk tree uuid differs from the chunk root';
     const generation = node.u64(0x50);
     if (generation > this.sb.generation) return `generation ${generation} is newer than the superblock's ${this.sb.generation}`;
     if (generation !== expected.generation) return `generation ${generation}, its parent expects ${expected.generation}`;
@@ -234,7 +254,6 @@ export class TreeReader {
     const nritems = node.u32(0x60);
     const capacity = Math.floor((this.sb.nodeSize - HEADER_SIZE) / (level === 0 ? ITEM_SIZE : KEY_PTR_SIZE));
     if (nritems > capacity || (level > 0 && nritems === 0)) return `${nritems} items do not fit a level ${level} node`;
-    this.#chunkTreeUuid ??= chunkTreeUuid.slice();
     return undefined;
   }
 }

@@ -53,6 +53,8 @@ function fail(message: string): never {
 /** Keys of a segment that hold no names of LVs or PVs. */
 const NON_REFERENCE_KEYS = new Set(['type', 'tags', 'start_extent', 'extent_count', 'flags', 'status', 'policy', 'cache_mode', 'discards', 'metadata_format', 'zero_new_blocks', 'vdo_pool_header_size', 'vdo_pool_virtual_extents']);
 
+const VG_SECTIONS = new Set(['physical_volumes', 'logical_volumes', 'historical_logical_volumes']);
+
 /** Parses one copy of the metadata text; the VG is its only top-level section. */
 export function parseVolumeGroup(text: string): LvmVolumeGroup {
   const top = new SectionReader(parseLvmText(text), 'metadata');
@@ -60,6 +62,8 @@ export function parseVolumeGroup(text: string): LvmVolumeGroup {
   if (sections.length !== 1) fail(`the text holds ${sections.length} top-level sections, not one volume group`);
   if (top.has('version') && top.integer('version') !== 1) fail(`the text format version is ${top.integer('version')}, not 1`);
   const vg = sections[0]!;
+  // A section LVM does not write here (a brace out of place can make an LV one) is not ignored.
+  for (const name of vg.section.sections.keys()) if (!VG_SECTIONS.has(name)) fail(`the volume group holds an unknown section "${name}"`);
   const extentSize = vg.integer('extent_size', 1);
   const pvs = new Map<string, LvmPhysicalVolume>();
   for (const pv of vg.child('physical_volumes').children()) pvs.set(pv.name, parsePv(pv));
@@ -68,6 +72,7 @@ export function parseVolumeGroup(text: string): LvmVolumeGroup {
 }
 
 function parsePv(pv: SectionReader): LvmPhysicalVolume {
+  if (pv.section.sections.size > 0) fail(`${pv.where} holds sections, which a PV never has`);
   return { name: pv.name, uuid: pv.string('id').replaceAll('-', ''), peStart: pv.integer('pe_start'), peCount: pv.integer('pe_count') };
 }
 

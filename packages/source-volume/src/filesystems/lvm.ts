@@ -91,23 +91,34 @@ export class LogicalVolumeMap {
   }
 }
 
-/** Newest metadata among the copies whose checksums verify; a damaged copy is outweighed by a good one. */
+/**
+ * The newest metadata among the copies whose checksums verify: a copy damaged on disk is
+ * outweighed by a good one, as LVM does. A verified copy that does not parse (or that this
+ * reader does not understand) is not skipped: an older copy could describe fewer extents.
+ */
 export async function readNewestVolumeGroup(volume: VolumeReader, label: PvLabel): Promise<LvmVolumeGroup> {
   let newest: LvmVolumeGroup | undefined;
-  const problems: string[] = [];
+  let newestText = '';
+  const damaged: string[] = [];
   for (const area of label.metadataAreas) {
+    let copy: Awaited<ReturnType<typeof readMetadataCopy>>;
     try {
-      const copy = await readMetadataCopy(volume, area);
-      if (!copy) continue;
-      const vg = parseVolumeGroup(copy.text);
-      if (newest && newest.uuid !== vg.uuid) fail(`the metadata areas describe two volume groups (${newest.name} and ${vg.name})`);
-      if (!newest || vg.seqno > newest.seqno) newest = vg;
+      copy = await readMetadataCopy(volume, area);
     } catch (err) {
       if (!(err instanceof InconsistentMetadataError)) throw err;
-      problems.push(err.message);
+      damaged.push(err.message);
+      continue;
+    }
+    if (!copy) continue;
+    const vg = parseVolumeGroup(copy.text);
+    if (newest && newest.uuid !== vg.uuid) fail(`the metadata areas describe two volume groups (${newest.name} and ${vg.name})`);
+    if (newest && vg.seqno === newest.seqno && copy.text !== newestText) fail(`two metadata copies have seqno ${vg.seqno} but differ`);
+    if (!newest || vg.seqno > newest.seqno) {
+      newest = vg;
+      newestText = copy.text;
     }
   }
-  if (!newest) fail(problems.length > 0 ? problems.join('; ') : 'the PV holds no committed metadata (an orphan PV or ignored metadata areas)');
+  if (!newest) fail(damaged.length > 0 ? damaged.join('; ') : 'the PV holds no committed metadata (an orphan PV or ignored metadata areas)');
   return newest;
 }
 

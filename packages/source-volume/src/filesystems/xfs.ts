@@ -43,6 +43,8 @@ const LOG_UNMOUNT_TRANS = 0x20;
 const LOG_CLIENT_XFS = 0xaa;
 /** Log record headers carry the cycle data of 32 KiB of record; larger records add extended headers. */
 const LOG_HEADER_CYCLE_SIZE = 32 * 1024;
+/** XFS_MAX_LOG_BYTES: no log is larger, and the log is read whole. */
+const MAX_LOG_BYTES = 2 ** 31;
 /** Bytes of the log read at once when collecting cycle numbers. */
 const LOG_CHUNK = 1024 * 1024;
 
@@ -173,7 +175,7 @@ const agLength = (sb: Superblock, ag: number): number => Math.min(sb.agBlocks, s
 
 function checkLogPlace(sb: Superblock): void {
   const { ag, agBlock } = splitFsBlock(sb, sb.logStart);
-  if (ag >= sb.agCount || sb.logBlocks < 64 || agBlock + sb.logBlocks > agLength(sb, ag)) {
+  if (ag >= sb.agCount || sb.logBlocks < 64 || sb.logBlocks * sb.blockSize > MAX_LOG_BYTES || agBlock + sb.logBlocks > agLength(sb, ag)) {
     fail(`the internal log (${sb.logBlocks} blocks from block ${sb.logStart}) does not fit in an AG`);
   }
 }
@@ -402,9 +404,23 @@ function checkFreeExtents(ag: AgHeader, free: readonly FreeExtent[], treeBlocks:
   if (longest !== ag.longest) fail(`the longest free extent of AG ${ag.ag} is ${longest} blocks where the AGF says ${ag.longest}`);
   const inUse: Array<[number, number]> = [...ag.reserved, ...treeBlocks.map((block): [number, number] => [block, 1])];
   for (const [start, count] of inUse) {
-    const clash = free.find((extent) => extent.start < start + count && start < extent.start + extent.count);
+    const clash = freeExtentOverlapping(free, start, count);
     if (clash) fail(`the bnobt of AG ${ag.ag} lists blocks ${clash.start}..${clash.start + clash.count - 1} as free, but block ${Math.max(start, clash.start)} is in use (metadata)`);
   }
+}
+
+/** The free extent (sorted, not overlapping) that overlaps blocks start..start+count-1, by binary search: AGs may hold millions. */
+function freeExtentOverlapping(free: readonly FreeExtent[], start: number, count: number): FreeExtent | undefined {
+  let low = 0;
+  let high = free.length;
+  // The first extent that ends after `start`.
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (free[middle]!.start + free[middle]!.count <= start) low = middle + 1;
+    else high = middle;
+  }
+  const candidate = free[low];
+  return candidate && candidate.start < start + count ? candidate : undefined;
 }
 
 export const mapXfsUsedBlocks: UsedBlockMapper = async (volume) => {

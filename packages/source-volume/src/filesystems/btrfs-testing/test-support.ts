@@ -51,22 +51,27 @@ export function dumpSuper(image: string): Record<string, string> {
   return fields;
 }
 
+/** Physical ranges of every copy of every extent btrfs-progs lists, merged. */
+export function progsExtentRanges(image: string): Extent[] {
+  const chunks = dumpChunks(image);
+  const ranges: Extent[] = [];
+  for (const [logical, length] of dumpExtents(image, Number(dumpSuper(image)['nodesize']))) {
+    const chunk = chunks.find((c) => logical >= c.logical && logical + length <= c.logical + c.length);
+    if (!chunk) throw new Error(`btrfs-progs lists an extent at ${logical} outside every chunk`);
+    for (const stripe of chunk.stripes) ranges.push({ offset: stripe + logical - chunk.logical, length });
+  }
+  return mergeExtents(ranges);
+}
+
 /**
  * The used-block map btrfs-progs' view of an image implies: the first MiB, the superblock
  * mirrors inside the device, every system chunk and every copy of every extent.
  */
 export function expectedMap(image: string): Extent[] {
-  const sb = dumpSuper(image);
-  const deviceSize = Number(sb['total_bytes']);
-  const chunks = dumpChunks(image);
-  const ranges: Extent[] = [{ offset: 0, length: MiB }];
+  const deviceSize = Number(dumpSuper(image)['total_bytes']);
+  const ranges: Extent[] = [{ offset: 0, length: MiB }, ...progsExtentRanges(image)];
   for (const mirror of [64 * 1024, 64 * MiB, 256 * 1024 * MiB]) if (mirror + 4096 <= deviceSize) ranges.push({ offset: mirror, length: 4096 });
-  for (const chunk of chunks) if (chunk.type.startsWith('SYSTEM')) for (const stripe of chunk.stripes) ranges.push({ offset: stripe, length: chunk.length });
-  for (const [logical, length] of dumpExtents(image, Number(sb['nodesize']))) {
-    const chunk = chunks.find((c) => logical >= c.logical && logical + length <= c.logical + c.length);
-    if (!chunk) throw new Error(`btrfs-progs lists an extent at ${logical} outside every chunk`);
-    for (const stripe of chunk.stripes) ranges.push({ offset: stripe + logical - chunk.logical, length });
-  }
+  for (const chunk of dumpChunks(image)) if (chunk.type.startsWith('SYSTEM')) for (const stripe of chunk.stripes) ranges.push({ offset: stripe, length: chunk.length });
   return mergeExtents(ranges);
 }
 
