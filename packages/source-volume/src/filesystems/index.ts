@@ -4,7 +4,6 @@ import { mapExt4UsedBlocks } from './ext4.js';
 import { mapFatUsedBlocks } from './fat.js';
 import { mapLuksUsedBlocks } from './luks.js';
 import { createLvmMapper } from './lvm.js';
-import { mapLuksUsedBlocks } from './luks.js';
 import { mapNtfsUsedBlocks } from './ntfs.js';
 import { mapSwapUsedBlocks } from './swap.js';
 import { mapXfsUsedBlocks } from './xfs.js';
@@ -23,7 +22,4 @@ export const USED_BLOCK_MAPPERS: UsedBlockMappers = new Map([
   ['luks', mapLuksUsedBlocks],
   ['xfs', mapXfsUsedBlocks],
   ['lvm2', createLvmMapper(() => USED_BLOCK_MAPPERS)],
-  ['swap', mapSwapUsedBlocks],
-  ['luks', mapLuksUsedBlocks],
-  ['xfs', mapXfsUsedBlocks],
 ]);
