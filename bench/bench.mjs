@@ -63,6 +63,8 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
                      header, every file) next to restic and partclone.xfs/btrfs | zstd -T2 -3
   --only-variants    run only the variants part
   --variants V[,V]   which variants (default ${VARIANTS.join(',')})
+  --variant-peers P  peers of the variants part (default restic,partclone; their sizes do not
+                     change from run to run, so a median of restic's times may skip partclone)
   --files-tools T    tools of the files part (default cairn,restic,borg; cairn with --no-peers)
   --small-files N    files in the small-files tree (default 100000, 10000 with --quick); the tree
                      is generated once into /tmp/cairn-smallfiles-N (or --small-dir DIR)
@@ -105,6 +107,7 @@ function parseArgs(argv) {
       case '--no-variants': o.variantsPart = false; break;
       case '--only-variants': o.onlyVariants = true; break;
       case '--variants': o.variants = val().split(',').map((s) => s.trim()).filter(Boolean); break;
+      case '--variant-peers': o.variantPeers = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--files-tools': o.filesTools = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--small-files': o.smallFiles = Number(val()); break;
       case '--small-dir': o.smallDir = path.resolve(val()); break;
@@ -127,6 +130,8 @@ function parseArgs(argv) {
   if (o.onlyVariants && !o.variantsPart) die('--only-variants and --no-variants exclude each other', 2);
   if (o.onlyVariants && (o.onlyFiles || o.onlyLifecycle)) die('--only-variants excludes --only-files and --only-lifecycle', 2);
   const badVariant = (o.variants ?? VARIANTS).find((v) => !VARIANTS.includes(v));
+  const badPeer = (o.variantPeers ?? []).find((p) => p !== 'restic' && p !== 'partclone');
+  if (badPeer) die(`--variant-peers: unknown peer ${badPeer}; use restic, partclone`, 2);
   if (badVariant || o.variants?.length === 0) die(`--variants: unknown variant ${badVariant ?? '(none)'}; use ${VARIANTS.join(', ')}`, 2);
   o.filesTools ??= o.peers ? FILES_TOOLS : ['cairn'];
   const badTool = o.filesTools.find((t) => !FILES_TOOLS.includes(t));
@@ -1124,7 +1129,8 @@ function runFiles(o, peers) {
 function runVariants(o, peers) {
   if (process.getuid?.() !== 0) { log('variants: skipped (building and checking them needs root: loop devices, mount)'); return null; }
   try {
-    const v = variantsPart({ ...o, peerTools: peers }, { sh, q, timed, median, log, duBytes, allocBytes, MB, CAIRN, ROOT });
+    const peerTools = peers.filter((p) => (o.variantPeers ?? ['restic', 'partclone']).includes(p));
+    const v = variantsPart({ ...o, peerTools }, { sh, q, timed, median, log, duBytes, allocBytes, MB, CAIRN, ROOT });
     rows.push(...v.rows.map((r) => ({ wall: null, mbps: null, rssMB: null, addedMB: null, storedMB: null, note: '', ...r })));
     failures += v.failures;
     return v.summary;
@@ -1213,7 +1219,7 @@ function main() {
     title,
     options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote,
       lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle, files: o.files, onlyFiles: o.onlyFiles, filesTools: o.filesTools, smallFiles: o.smallFiles,
-      variantsPart: o.variantsPart, onlyVariants: o.onlyVariants, variants: o.variantsPart ? (o.variants ?? VARIANTS) : [] },
+      variantsPart: o.variantsPart, onlyVariants: o.onlyVariants, variants: o.variantsPart ? (o.variants ?? VARIANTS) : [], variantPeers: o.variantPeers ?? null },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
