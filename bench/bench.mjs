@@ -9,6 +9,7 @@
 //   pnpm bench --no-remote          skip the Ceph RGW (S3) and SFTP (sshd, restic sftp:) part
 //   pnpm bench --only-lifecycle     only forget + prune after 10 versions (cairn and restic)
 //   pnpm bench --only-files         only the files part (bench/files.bench.mjs: cairn, restic, borg)
+//   pnpm bench --only-variants      only the LVM+XFS and Btrfs variants (bench/variants.bench.mjs)
 //   pnpm bench --help               all options
 //
 // Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
@@ -20,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FILES_TOOLS, filesGoalsText, filesLegend, filesPart, filesTable } from './files.bench.mjs';
+import { VARIANTS, variantsGoalsText, variantsPart } from './variants.bench.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CAIRN = path.join(ROOT, 'packages/core/bin/cairn.js');
@@ -53,6 +55,16 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
                      a tree of small files, backed up (first, day later, unchanged) and restored
                      by cairn (a \`files\` job), restic and borg; needs root (mount)
   --only-files       run only the files part
+  --no-variants      skip the variants part (bench/variants.bench.mjs, issue 17): the corpus
+                     volume's files on an LVM2 disk as RHEL lays it out (VG rhel, XFS root LV,
+                     swap LV) and on a Btrfs with Fedora's subvolumes, each disk filled with
+                     random data first (built once by bench/variants.sh next to the corpus; root);
+                     cairn (first --mode) full, incr, restore (checked: fsck, LVM metadata, swap
+                     header, every file) next to restic and partclone.xfs/btrfs | zstd -T2 -3
+  --only-variants    run only the variants part
+  --variants V[,V]   which variants (default ${VARIANTS.join(',')})
+  --variant-peers P  peers of the variants part (default restic,partclone; their sizes do not
+                     change from run to run, so a median of restic's times may skip partclone)
   --files-tools T    tools of the files part (default cairn,restic,borg; cairn with --no-peers)
   --small-files N    files in the small-files tree (default 100000, 10000 with --quick); the tree
                      is generated once into /tmp/cairn-smallfiles-N (or --small-dir DIR)
@@ -67,7 +79,7 @@ The shared scripts are found at <repo>/../shared/bench/, else $CAIRN_SHARED/benc
 
 function parseArgs(argv) {
   const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, lifecycle: true, onlyLifecycle: false, setup: true, keep: false,
-    files: true, onlyFiles: false };
+    files: true, onlyFiles: false, variantsPart: true, onlyVariants: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -92,6 +104,10 @@ function parseArgs(argv) {
       case '--only-lifecycle': o.onlyLifecycle = true; break;
       case '--no-files': o.files = false; break;
       case '--only-files': o.onlyFiles = true; break;
+      case '--no-variants': o.variantsPart = false; break;
+      case '--only-variants': o.onlyVariants = true; break;
+      case '--variants': o.variants = val().split(',').map((s) => s.trim()).filter(Boolean); break;
+      case '--variant-peers': o.variantPeers = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--files-tools': o.filesTools = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--small-files': o.smallFiles = Number(val()); break;
       case '--small-dir': o.smallDir = path.resolve(val()); break;
@@ -111,6 +127,12 @@ function parseArgs(argv) {
   if (o.onlyLifecycle && !o.lifecycle) die('--only-lifecycle and --no-lifecycle exclude each other', 2);
   if (o.onlyFiles && !o.files) die('--only-files and --no-files exclude each other', 2);
   if (o.onlyFiles && o.onlyLifecycle) die('--only-files and --only-lifecycle exclude each other', 2);
+  if (o.onlyVariants && !o.variantsPart) die('--only-variants and --no-variants exclude each other', 2);
+  if (o.onlyVariants && (o.onlyFiles || o.onlyLifecycle)) die('--only-variants excludes --only-files and --only-lifecycle', 2);
+  const badVariant = (o.variants ?? VARIANTS).find((v) => !VARIANTS.includes(v));
+  const badPeer = (o.variantPeers ?? []).find((p) => p !== 'restic' && p !== 'partclone');
+  if (badPeer) die(`--variant-peers: unknown peer ${badPeer}; use restic, partclone`, 2);
+  if (badVariant || o.variants?.length === 0) die(`--variants: unknown variant ${badVariant ?? '(none)'}; use ${VARIANTS.join(', ')}`, 2);
   o.filesTools ??= o.peers ? FILES_TOOLS : ['cairn'];
   const badTool = o.filesTools.find((t) => !FILES_TOOLS.includes(t));
   if (badTool || !o.filesTools.length) die(`--files-tools: unknown tool ${badTool ?? '(none)'}; use ${FILES_TOOLS.join(', ')}`, 2);
@@ -118,6 +140,8 @@ function parseArgs(argv) {
   if (!Number.isInteger(o.smallFiles) || o.smallFiles < 100) die('--small-files must be an integer >= 100', 2);
   if (o.onlyFiles) o.lifecycle = o.remote = o.boot = false;
   if (o.onlyLifecycle) o.files = false;
+  if (o.onlyFiles || o.onlyLifecycle) o.variantsPart = false;
+  if (o.onlyVariants) o.files = o.lifecycle = o.remote = o.boot = false;
   o.corpus ??= o.quick ? '/tmp/cairn-corpus-quick' : '/tmp/cairn-corpus';
   o.work ??= path.join(ROOT, '.bench');
   return o;
@@ -1168,6 +1192,23 @@ function runFiles(o, peers) {
   }
 }
 
+// ---------------------------------------------------------------------------- variants
+/** The variants part (bench/variants.bench.mjs): its rows join the table; null when it cannot run. */
+function runVariants(o, peers) {
+  if (process.getuid?.() !== 0) { log('variants: skipped (building and checking them needs root: loop devices, mount)'); return null; }
+  try {
+    const peerTools = peers.filter((p) => (o.variantPeers ?? ['restic', 'partclone']).includes(p));
+    const v = variantsPart({ ...o, peerTools }, { sh, q, timed, median, log, duBytes, allocBytes, MB, CAIRN, ROOT });
+    rows.push(...v.rows.map((r) => ({ wall: null, mbps: null, rssMB: null, addedMB: null, storedMB: null, note: '', ...r })));
+    failures += v.failures;
+    return v.summary;
+  } catch (e) {
+    failures++;
+    log(`variants: FAILED: ${e.stack ?? e.message}`);
+    return null;
+  }
+}
+
 // ---------------------------------------------------------------------------- main
 function main() {
   const o = parseArgs(process.argv.slice(2));
@@ -1205,7 +1246,7 @@ function main() {
   if (loadAtStart[0] > 0.5 * os.cpus().length) {
     log(`note: load average is ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} cores; other work on this machine will skew the timings`);
   }
-  if (!o.onlyLifecycle && !o.onlyFiles) {
+  if (!o.onlyLifecycle && !o.onlyFiles && !o.onlyVariants) {
     for (const mode of o.modes) cairnRuns(o, o.images, mode);
     if (o.peers) {
       zstdPeer(o, o.images);
@@ -1215,11 +1256,12 @@ function main() {
     }
   }
   const files = o.files ? runFiles(o, peers) : null;
+  const variants = o.variantsPart ? runVariants(o, peers) : null;
   const life = o.lifecycle ? lifecycle(o, o.modes[0], peers.includes('restic')) : null;
   let remote = null;
   if (o.remote && !o.onlyLifecycle) remote = remoteRuns(o, o.modes[0]);
   const boot = o.boot !== false && !o.onlyLifecycle && !o.quick ? bootRuns(o) : null;
-  const goal = o.onlyLifecycle || o.onlyFiles ? null : goals(o.modes[0]);
+  const goal = o.onlyLifecycle || o.onlyFiles || o.onlyVariants ? null : goals(o.modes[0]);
   const remoteCmp = remoteSummary(o.modes[0]);
 
   const title = `cairn bench — ${o.quick ? 'quick corpus' : 'shared corpus'} ${o.corpus} ` +
@@ -1232,18 +1274,20 @@ function main() {
     'Restores write a file. "tool → target" rows: the same volume backed up to a local Ceph RGW (S3) or a local OpenSSH sshd (SFTP). ' +
     '"lifecycle" rows: a copy of the volume through 10 versions, then keep the last 3; their added = change of the repository size (du -sb; negative: freed).');
   if (goal) console.log(`\n${goalsText(goal)}`);
+  if (variants) console.log(`\n${variantsGoalsText(variants)}`);
   if (files?.summary) console.log(`\n${filesTable(files.rows)}\n\n${filesLegend(files.summary)}\n\n${filesGoalsText(files.summary.goals)}`);
   if (life) console.log(`\n${lifecycleText(life)}`);
   if (remoteCmp.length) console.log(`\n${remoteText(remoteCmp)}`);
   if (boot) console.log(`\nBoot (issue 16), ${boot.accel}, median of ${boot.runs}: cairn boot ${boot.cairnMarkerS.toFixed(1)} s / QEMU on the image file ${boot.directMarkerS.toFixed(1)} s = ${boot.ratio.toFixed(2)}   (goal <= 1.5)${boot.ratio <= 1.5 ? '  met' : '  NOT met'}`);
 
-  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}${o.onlyFiles ? '-files' : ''}.json`);
+  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}${o.onlyFiles ? '-files' : ''}${o.onlyVariants ? '-variants' : ''}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(),
     title,
     options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote,
-      lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle, files: o.files, onlyFiles: o.onlyFiles, filesTools: o.filesTools, smallFiles: o.smallFiles },
+      lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle, files: o.files, onlyFiles: o.onlyFiles, filesTools: o.filesTools, smallFiles: o.smallFiles,
+      variantsPart: o.variantsPart, onlyVariants: o.onlyVariants, variants: o.variantsPart ? (o.variants ?? VARIANTS) : [], variantPeers: o.variantPeers ?? null },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
@@ -1254,6 +1298,7 @@ function main() {
     goals: goal,
     lifecycle: life,
     files: files ? { ...files.summary, rows: files.rows } : null,
+    variants,
     remote: remote ? { comparison: remoteCmp, ...remote } : null,
     boot,
     rows,

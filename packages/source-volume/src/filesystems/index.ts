@@ -2,8 +2,8 @@ import type { UsedBlockMappers } from '../extents.js';
 import { mapBtrfsUsedBlocks } from './btrfs.js';
 import { mapExt4UsedBlocks } from './ext4.js';
 import { mapFatUsedBlocks } from './fat.js';
-import { createLvmMapper } from './lvm.js';
 import { mapLuksUsedBlocks } from './luks.js';
+import { createLvmMapper } from './lvm.js';
 import { mapNtfsUsedBlocks } from './ntfs.js';
 import { mapSwapUsedBlocks } from './swap.js';
 import { mapXfsUsedBlocks } from './xfs.js';
@@ -18,8 +18,8 @@ export const USED_BLOCK_MAPPERS: UsedBlockMappers = new Map([
   ['fat16', mapFatUsedBlocks],
   ['fat32', mapFatUsedBlocks],
   ['ntfs', mapNtfsUsedBlocks],
-  ['lvm2', createLvmMapper(() => USED_BLOCK_MAPPERS)],
   ['swap', mapSwapUsedBlocks],
   ['luks', mapLuksUsedBlocks],
   ['xfs', mapXfsUsedBlocks],
+  ['lvm2', createLvmMapper(() => USED_BLOCK_MAPPERS)],
 ]);
