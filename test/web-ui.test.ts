@@ -260,6 +260,14 @@ describe('the dashboard in a browser', () => {
     }
     expect(await textOf(page, '.disk table')).toContain('data');
     await browser.screenshot(page, 'snapshot-volume');
+
+    // Its files: the daemon mounts the snapshot read-only (cairn mount), one folder per partition.
+    await (await page.waitForSelector('button[data-action="browse-image"]'))!.click();
+    await page.waitForSelector('tr[data-entry="p2"]', { timeout: 60_000 });
+    expect(await attributes(page, 'tr[data-entry]', 'data-entry')).toEqual(['p1', 'p2']);
+    await (await page.waitForSelector('tr[data-entry="p2"] button'))!.click();
+    await page.waitForSelector('tr[data-entry="lost+found"]', { timeout: 30_000 });
+    await browser.screenshot(page, 'snapshot-volume-files');
   });
 
   test("a file snapshot's folders are browsed through /files", async () => {
@@ -410,5 +418,10 @@ describe('the dashboard in a browser', () => {
 
   test('no page logged an error or broke the Content-Security-Policy', () => {
     expect(browser.problems).toEqual([]);
+  });
+
+  test('the daemon stops cleanly and unmounts the image snapshot it mounted for browsing', async () => {
+    expect((await web.stop()).exitCode).toBe(0);
+    expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(join(web.stateDir, 'mounts'));
   });
 });

@@ -7,7 +7,7 @@ import { href, Link, navigate, useLocation } from '../router';
 import type { SnapshotDetail } from '../types';
 import { useFetch } from '../use-fetch';
 
-/** One snapshot: its facts, then the disk layout (volume) or its files (files snapshot). */
+/** One snapshot: its facts, then the disk layout (volume) and its files (a volume's through the daemon's read-only mount). */
 export function SnapshotPage(props: { job: string; id: string }) {
   const { job, id } = props;
   const location = useLocation();
@@ -39,6 +39,19 @@ export function SnapshotPage(props: { job: string; id: string }) {
         <section class="card">
           <h2>Files</h2>
           <FileBrowser job={job} snapshot={id} path={path} onOpen={open} />
+        </section>
+      )}
+      {detail && detail.kind !== 'files' && (
+        <section class="card">
+          <h2>Files</h2>
+          {location.query.get('path') === null ? (
+            <p>
+              The daemon mounts the snapshot's filesystems read-only to list them (p1, p2, … by partition number).{' '}
+              <button class="button small" data-action="browse-image" onClick={() => open('/')}>Browse files</button>
+            </p>
+          ) : (
+            <FileBrowser job={job} snapshot={id} path={path} onOpen={open} />
+          )}
         </section>
       )}
     </>

@@ -12,9 +12,12 @@ import type { LogRing } from './log-ring.js';
 import { previewRestore } from './restore-preview.js';
 import type { Restores } from './restores.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
+import type { ImageMounts } from './image-mounts.js';
 
 export interface ApiServices {
   backend: DashboardBackend;
+  /** Image snapshots' files, through `cairn mount`. */
+  mounts: ImageMounts;
   restores: Restores;
   history: RunHistory;
   log: LogRing;
@@ -110,7 +113,12 @@ async function query(services: ApiServices, job: string, args: (file: string) =>
 async function listFiles(services: ApiServices, request: ApiRequest): Promise<ApiResponse> {
   const path = request.query.get('path') || '/';
   if (!path.startsWith('/')) throw new HttpError(400, 'CAIRN_USAGE', `path must be absolute, not "${path}"`);
-  const entries = await query(services, request.params[0]!, (file) => ['ls', file, request.params[1]!, path]);
+  const command = commandFor(services, request.params[0]!);
+  // A file snapshot is read from its trees; an image snapshot's filesystems are mounted read-only.
+  const entries =
+    command.job.config.source.type === 'files'
+      ? await cairnJson(command, ['ls', command.job.info.file, request.params[1]!, path], services.logger)
+      : await services.mounts.list(command, request.params[1]!, path);
   return ok({ path, entries });
 }
 

@@ -202,7 +202,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'No token: a session cookie or Authorization: Bearer TOKEN is needed',
   403: 'Refused as a possible cross-site request (CAIRN_CROSS_SITE)',
   404: 'No such job, snapshot or path',
-  409: 'Conflict: the task is already running or queued, the destination exists, the repository is locked, or a volume snapshot has no files to list (CAIRN_NOT_FILES)',
+  409: 'Conflict: the task is already running or queued, the destination exists, the repository is locked',
   500: 'The cairn command failed',
 };
 
@@ -228,7 +228,7 @@ export const OPENAPI_DOCUMENT: Record<string, unknown> = {
     },
     '/api/jobs/{job}/snapshots/{id}/files': {
       get: {
-        summary: 'A folder of a file snapshot (`cairn ls <job> <id> <path> --json`)',
+        summary: 'A folder of a snapshot: of a file snapshot as `cairn ls <job> <id> <path> --json` lists it; of an image snapshot from its filesystems mounted read-only by `cairn mount` (`/p1`, `/p2`, …; unmounted after 10 idle minutes), in the same shape',
         parameters: [jobParam, snapshotParam, { name: 'path', in: 'query', required: false, schema: { type: 'string', default: '/' } }],
         responses: { 200: reply('The folder\'s entries', ref('Files')), ...errors(400, 401, 404, 409, 500) },
       },

@@ -5,6 +5,8 @@ import type { DashboardEvents } from './dashboard.js';
 import type { RunHistory } from './history.js';
 import type { LogRing } from './log-ring.js';
 import { Restores } from './restores.js';
+import { ImageMounts } from './image-mounts.js';
+import { join } from 'node:path';
 import type { WebListenOptions } from './web-address.js';
 import { startWebServer } from './web-server.js';
 import { loadOrCreateWebToken } from './web-token.js';
@@ -28,12 +30,14 @@ export async function startDashboard(options: DashboardOptions): Promise<{ url: 
   const { daemon, logger } = options;
   const token = await loadOrCreateWebToken(daemon.stateDir);
   const restores = new Restores(options.events, logger);
+  const mounts = new ImageMounts(join(daemon.stateDir, 'mounts'), logger);
+  await mounts.removeLeftovers();
   const stopLog = options.logRing.listen((line) => options.events.emit('log', line));
   const app = options.webApps[0];
   const server = await startWebServer({
     listen: options.listen,
     token,
-    services: { backend: daemon, restores, history: options.history, log: options.logRing, logger },
+    services: { backend: daemon, restores, mounts, history: options.history, log: options.logRing, logger },
     events: options.events,
     ...(app && { appRoot: app.root }),
     logger,
@@ -46,6 +50,7 @@ export async function startDashboard(options: DashboardOptions): Promise<{ url: 
       stopLog();
       await server.dispose();
       await restores.stop();
+      await mounts.dispose();
       await daemon.setWebUrl(undefined);
     },
   };
