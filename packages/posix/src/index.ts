@@ -60,6 +60,7 @@ interface Native {
   setTimes(path: PathLike, atimeNs: bigint, mtimeNs: bigint): void;
   mknod(path: PathLike, mode: number, rdev: bigint): void;
   dataRanges(fd: number, size: number): DataRange[];
+  punchHole(fd: number, offset: number, length: number): boolean;
   userName(uid: number): string | undefined;
   groupName(gid: number): string | undefined;
 }
@@ -106,6 +107,15 @@ export function mknod(path: PathLike, mode: number, rdev: bigint): void {
  */
 export function dataRanges(fd: number, size: number): DataRange[] {
   return native.dataRanges(fd, size);
+}
+
+/**
+ * Deallocates `length` bytes at `offset` of an open file (fd), which then read as zeros
+ * (fallocate with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE); false when the file system
+ * cannot (write zeros instead).
+ */
+export function punchHole(fd: number, offset: number, length: number): boolean {
+  return native.punchHole(fd, offset, length);
 }
 
 /** The name of a user id (getpwuid_r), or undefined when it has none. */

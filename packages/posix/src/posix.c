@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/falloc.h>
 #include <pwd.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -320,6 +321,25 @@ static napi_value data_ranges(napi_env env, napi_callback_info info) {
     at = hole;
   }
   return array;
+}
+
+/*
+ * Deallocates a range of an open file, which then reads as zeros (fallocate with
+ * FALLOC_FL_PUNCH_HOLE, the size kept). False when the file system cannot: the caller writes
+ * zeros instead.
+ */
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  int32_t fd;
+  int64_t offset, length;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_type(env, "fd must be a number");
+  if (!get_bigint_or_number(env, argv[1], &offset) || offset < 0) return throw_type(env, "offset must be a number >= 0");
+  if (!get_bigint_or_number(env, argv[2], &length) || length < 0) return throw_type(env, "length must be a number >= 0");
+  int punched = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0;
+  if (!punched && errno != EOPNOTSUPP && errno != ENOSYS) return throw_errno(env, errno, "fallocate", NULL);
+  CHECK(napi_get_boolean(env, punched, &result));
+  return result;
 }
 
 /* ---- user and group names ---------------------------------------------------------- */
@@ -742,6 +762,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setTimes", NULL, set_times, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mknod", NULL, make_node, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dataRanges", NULL, data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},

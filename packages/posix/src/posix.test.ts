@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { constants, lstatSync, openSync, closeSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { constants, lstatSync, openSync, closeSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, readWhole, setTimes, setXattr, statChildren, userName, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -134,6 +134,32 @@ describe('mknod', () => {
   it('throws EEXIST when the path exists', () => {
     writeFileSync(file('a'), 'x');
     expect(thrown(() => mknod(file('a'), constants.S_IFIFO | 0o600, 0n))).toMatchObject({ code: 'EEXIST', syscall: 'mknod' });
+  });
+});
+
+describe('punchHole', () => {
+  const MiB = 1024 * 1024;
+
+  it('deallocates a range of a file on this file system: it reads as zeros, the size and the rest kept', () => {
+    writeFileSync(file('punched'), Buffer.alloc(4 * MiB, 9));
+    const fd = openSync(file('punched'), 'r+');
+    try {
+      expect(punchHole(fd, 1 * MiB, 2 * MiB)).toBe(true);
+      expect(dataRanges(fd, 4 * MiB)).toEqual([
+        { offset: 0, length: 1 * MiB },
+        { offset: 3 * MiB, length: 1 * MiB },
+      ]);
+    } finally {
+      closeSync(fd);
+    }
+    const bytes = readFileSync(file('punched'));
+    expect(bytes.length).toBe(4 * MiB);
+    expect(bytes.subarray(1 * MiB, 3 * MiB).every((b) => b === 0)).toBe(true);
+    expect(bytes.subarray(0, 1 * MiB).every((b) => b === 9) && bytes.subarray(3 * MiB).every((b) => b === 9)).toBe(true);
+  });
+
+  it('throws a fs-style error for a bad descriptor', () => {
+    expect(thrown(() => punchHole(987654, 0, 4096))).toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
   });
 });
 

@@ -6,6 +6,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { RestoreTargetError, describeSystemError } from '../errors.js';
 import { type DeviceNumber, describeBlockDevice, findMounts, readBlockDeviceGeometry, splitDeviceNumber } from '../system/block-device.js';
 import { suitsDirectIo } from './aligned-memory.js';
+import { loadPosix } from '../files/posix.js';
 
 /**
  * Where a restore writes. An image file is written under a temporary name next to the
@@ -25,6 +26,12 @@ export interface Destination {
    */
   read?(into: Uint8Array, offset: number): Promise<void>;
   write(data: Uint8Array, offset: number): Promise<void>;
+  /**
+   * Present where zeros can be had without writing them: makes [offset, offset + length) read
+   * as zeros (an image file restored in place: a hole punched, or zeros written where the file
+   * system cannot punch).
+   */
+  zero?(offset: number, length: number): Promise<void>;
   /** Makes the result durable and visible. */
   commit(): Promise<void>;
   /** Removes a partial file; leaves a device as it is. */
@@ -150,12 +157,20 @@ async function openImageInPlace(path: string): Promise<Destination> {
     needsZeros: true,
     read: (into, offset) => readFully(handle, into, offset).catch((err: unknown) => failedRead(path, err)),
     write: (data, offset) => writer.write(data, offset).catch((err: unknown) => failed(path, err)),
+    zero: (offset, length) => punchOrWriteZeros(handle, writer, offset, length).catch((err: unknown) => failed(path, err)),
     commit: () => syncAndClose(path, writer, handle),
     async abort() {
       await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
     },
   };
+}
+
+/** Zeros in a file: a punched hole (no data written, and the file stays sparse), else written zeros. */
+async function punchOrWriteZeros(handle: FileHandle, writer: Writer, offset: number, length: number): Promise<void> {
+  const { punchHole } = await loadPosix();
+  if (punchHole(handle.fd, offset, length)) return;
+  await writer.write(Buffer.alloc(length), offset);
 }
 
 async function syncAndClose(path: string, writer: Writer, handle: FileHandle): Promise<void> {

@@ -54,7 +54,7 @@ export interface RestoreDamage {
 }
 
 export interface RestoreOutcome {
-  /** Bytes written to the destination, zeros included. */
+  /** Bytes written to the destination, zeros included (also where they were punched as holes in a file). */
   bytesWritten: number;
   /** Bytes read from the repository's packs (ranged reads). */
   bytesFetched: number;
@@ -440,7 +440,9 @@ class RestoreSession {
     if (this.#zeros !== undefined && kind === ChunkKind.unused && !this.#zeroUnused) this.#bytesLeftUnused += end - start;
     const writeZeros = this.#zeros !== undefined && !this.#unchanged.has(i) && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#zeroUnused));
     if (!writeZeros) return;
-    await this.#input.destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
+    const { destination } = this.#input;
+    if (destination.zero) await destination.zero(start - this.#from, end - start);
+    else await destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
     this.#bytesWritten += end - start;
   }
 }
