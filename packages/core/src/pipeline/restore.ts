@@ -54,8 +54,10 @@ export interface RestoreDamage {
 }
 
 export interface RestoreOutcome {
-  /** Bytes written to the destination, zeros included (also where they were punched as holes in a file). */
+  /** Bytes written to the destination, zeros included. */
   bytesWritten: number;
+  /** Zeros made in an image file restored in place by punching holes: nothing written, nothing compared. */
+  bytesPunched: number;
   /** Bytes read from the repository's packs (ranged reads). */
   bytesFetched: number;
   /** Delta restore: bytes the destination held already, neither fetched nor written. */
@@ -140,6 +142,7 @@ class RestoreSession {
   #bytesFetched = 0;
   #bytesUnchanged = 0;
   #bytesLeftUnused = 0;
+  #bytesPunched = 0;
   #failure: unknown;
   #planned = false;
   /** Wakes the writer when the planner has scheduled another chunk. */
@@ -185,7 +188,7 @@ class RestoreSession {
       this.#checkDigest(digest);
       await destination.commit();
       progress.done();
-      return { bytesWritten: this.#bytesWritten, bytesFetched: this.#bytesFetched, bytesUnchanged: this.#bytesUnchanged, bytesLeftUnused: this.#bytesLeftUnused, damage: this.#damage() };
+      return { bytesWritten: this.#bytesWritten, bytesFetched: this.#bytesFetched, bytesUnchanged: this.#bytesUnchanged, bytesLeftUnused: this.#bytesLeftUnused, bytesPunched: this.#bytesPunched, damage: this.#damage() };
     } catch (err) {
       progress.done();
       this.#failure ??= err;
@@ -293,13 +296,16 @@ class RestoreSession {
 
   /**
    * Reads chunk `i` from the destination into a slot and compares its keyed hash with the
-   * snapshot's (zero and unused chunks: whether it is all zeros). A data chunk keeps the slot:
+   * snapshot's (zero and unused chunks: whether it is all zeros; in a file they are punched
+   * without a look). A data chunk keeps the slot:
    * it is written from it unchanged, or its blob is decoded into it. A chunk cut by a
    * window's edge cannot be compared with its blob, and is restored.
    */
   async #compare(i: number): Promise<boolean | undefined> {
     const record = this.#records[i]!;
     if (record.kind === ChunkKind.unused && !this.#zeroUnused) return undefined;
+    // Punching a hole costs less than reading what is there to see whether it is zeros already.
+    if (record.kind !== ChunkKind.data && this.#input.destination.zero) return false;
     const { start, end } = this.#spanOf(i);
     const chunkStart = i * this.#chunkSize;
     const whole = start === chunkStart && end === Math.min(chunkStart + this.#chunkSize, this.#input.manifest.size);
@@ -441,8 +447,12 @@ class RestoreSession {
     const writeZeros = this.#zeros !== undefined && !this.#unchanged.has(i) && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#zeroUnused));
     if (!writeZeros) return;
     const { destination } = this.#input;
-    if (destination.zero) await destination.zero(start - this.#from, end - start);
-    else await destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
+    if (destination.zero) {
+      await destination.zero(start - this.#from, end - start);
+      this.#bytesPunched += end - start;
+      return;
+    }
+    await destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);
     this.#bytesWritten += end - start;
   }
 }
