@@ -21,37 +21,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Extent } from '@cairn/core';
 import { mapBtrfsUsedBlocks } from './btrfs.js';
 import { InconsistentMetadataError } from './inconsistent.js';
-import { bytesReader, expectWellFormed, writeStaleImage } from './test-support.js';
+import { bytesReader, envInteger, expectWellFormed, mulberry32, writeStaleImage } from './test-support.js';
 import { mergeExtents } from '../extent-list.js';
 import { MiB, dumpChunks, dumpSuper, expectedMap, progsExtentRanges, run } from './btrfs-testing/test-support.js';
 
 const VOLUME_SIZE = 128 * MiB;
 const DEFAULT_SEED = 20261202;
 
-function positiveIntegerFromEnv(name: string, fallback: number, max: number): number {
-  const value = process.env[name];
-  if (value === undefined || value === '') return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0 || number > max) throw new Error(`${name} must be an integer from 0 to ${max}, not "${value}"`);
-  return number;
-}
-
-const SEED = positiveIntegerFromEnv('CAIRN_BTRFS_FUZZ_SEED', DEFAULT_SEED, 0xffffffff);
-const ROUNDS = positiveIntegerFromEnv('CAIRN_FUZZ_ROUNDS', 100, 10_000_000);
+const SEED = envInteger('CAIRN_BTRFS_FUZZ_SEED', DEFAULT_SEED, 0xffffffff);
+const ROUNDS = envInteger('CAIRN_FUZZ_ROUNDS', 100, 10_000_000);
 /** dump-tree takes ~50 ms a call: a sample of mapped rounds is judged by it too. */
 const PROGS_SAMPLES_PER_VARIANT = Math.min(40, Math.max(5, Math.floor(ROUNDS / 25)));
-
-/** mulberry32: a tiny deterministic PRNG (32 bits of state), plenty to spread damage; not for cryptography. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // 4 KiB nodes make trees of more than one level out of a few hundred files.
 const VARIANTS = [

@@ -13,33 +13,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Extent } from '@cairn/core';
 import { mapExt4UsedBlocks } from './ext4.js';
 import { InconsistentMetadataError } from './inconsistent.js';
-import { bytesReader, expectWellFormed } from './test-support.js';
+import { bytesReader, envInteger, expectWellFormed, mulberry32 } from './test-support.js';
 
 const MiB = 1024 * 1024;
 const VOLUME_SIZE = 8 * MiB;
 const ROUNDS = 100;
 const DEFAULT_SEED = 20261201;
-
-/** The seed of this run: CAIRN_EXT4_FUZZ_SEED when set (to replay a failure), else a fixed one. */
-function fuzzSeed(): number {
-  const value = process.env['CAIRN_EXT4_FUZZ_SEED'];
-  if (value === undefined || value === '') return DEFAULT_SEED;
-  const seed = Number(value);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`CAIRN_EXT4_FUZZ_SEED must be an integer from 0 to 4294967295, not "${value}"`);
-  return seed;
-}
-
-/** mulberry32: a tiny deterministic PRNG (32 bits of state), plenty to spread damage; not for cryptography. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Checksums are off in every variant: with them, nearly every change is caught by a checksum,
 // and what this test is after is damage that the mapper has to judge by the numbers.
@@ -249,7 +228,7 @@ async function judgeRound(bytes: Buffer, image: string, where: string, tally: Ta
 }
 
 describe('mapExt4UsedBlocks on randomly damaged metadata', () => {
-  const seed = fuzzSeed();
+  const seed = envInteger('CAIRN_EXT4_FUZZ_SEED', DEFAULT_SEED);
 
   it(`maps every block the damaged bitmaps mark as in use, or refuses (seed ${seed})`, async () => {
     const random = mulberry32(seed);

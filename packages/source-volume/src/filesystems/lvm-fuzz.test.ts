@@ -21,7 +21,7 @@ import { USED_BLOCK_MAPPERS } from './index.js';
 import { lvmCrc } from './lvm-label.js';
 import { createLvmMapper } from './lvm.js';
 import { fixLabel, fixMdaHeader, metadataAreas, metadataText, writeMetadataText, type Area } from './lvm-testing/test-support.js';
-import { bytesReader } from './test-support.js';
+import { bytesReader, envInteger, mulberry32 } from './test-support.js';
 
 const MiB = 1024 * 1024;
 const DEFAULT_SEED = 20261202;
@@ -70,26 +70,6 @@ function memoized(mapper: UsedBlockMapper): UsedBlockMapper {
 const FUZZ_MAPPERS: UsedBlockMappers = new Map([...USED_BLOCK_MAPPERS].filter(([name]) => name !== 'lvm2').map(([name, mapper]) => [name, memoized(mapper)]));
 /** The mapper under test: the production LVM2 mapper, with the memoized filesystem mappers inside. */
 const mapLvm = createLvmMapper(() => FUZZ_MAPPERS);
-
-function envInteger(name: string, fallback: number): number {
-  const value = process.env[name];
-  if (value === undefined || value === '') return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`${name} must be an integer from 0 to 4294967295, not "${value}"`);
-  return n;
-}
-
-/** mulberry32: a tiny deterministic PRNG, plenty to spread damage; not for cryptography. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let workDir: string;
 let image: Uint8Array;

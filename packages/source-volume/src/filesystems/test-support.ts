@@ -40,3 +40,24 @@ export function expectWellFormed(extents: readonly Extent[], size: number, messa
   }
   expect(end, message).toBeLessThanOrEqual(size);
 }
+
+/** mulberry32: a tiny deterministic PRNG (32 bits of state), plenty to spread damage in the fuzz tests; not for cryptography. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A whole number from 0 to `max` in the environment variable `name` (a fuzz seed or round count), else `fallback`. */
+export function envInteger(name: string, fallback: number, max = 0xffffffff): number {
+  const value = process.env[name];
+  if (value === undefined || value === '') return fallback;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0 || number > max) throw new Error(`${name} must be an integer from 0 to ${max}, not "${value}"`);
+  return number;
+}

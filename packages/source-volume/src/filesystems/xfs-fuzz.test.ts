@@ -17,7 +17,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Extent } from '@cairn/core';
 import { InconsistentMetadataError } from './inconsistent.js';
-import { bytesReader, writeStaleImage } from './test-support.js';
+import { bytesReader, envInteger, mulberry32, writeStaleImage } from './test-support.js';
 import { mapXfsUsedBlocks, xfsChecksum } from './xfs.js';
 
 const MiB = 1024 * 1024;
@@ -25,29 +25,9 @@ const VOLUME_SIZE = 64 * MiB;
 const DEFAULT_SEED = 20261202;
 const MKFS_ENV = { ...process.env, TEST_DIR: '1', TEST_DEV: '1', QA_CHECK_FS: '1' };
 
-function envInteger(name: string, fallback: number, max: number): number {
-  const value = process.env[name];
-  if (value === undefined || value === '') return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0 || number > max) throw new Error(`${name} must be an integer from 0 to ${max}, not "${value}"`);
-  return number;
-}
-
 const ROUNDS = envInteger('CAIRN_XFS_FUZZ_ROUNDS', 100, 10_000_000);
 /** xfs_db judges every mapped round in the suite, every 50th in a long run. */
 const XFS_DB_EVERY = ROUNDS > 1000 ? 50 : 1;
-
-/** mulberry32: a tiny deterministic PRNG (32 bits of state), plenty to spread damage; not for cryptography. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const VARIANTS = [
   { name: 'v4, 4 KiB blocks, 4 AGs', mkfs: ['-m', 'crc=0', '-d', 'agcount=4'], fragment: false },
