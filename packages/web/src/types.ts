@@ -1,67 +1,11 @@
 /*
- * The shapes of the daemon's /api/ as the dashboard contract writes them (see
- * docs/api/openapi.yaml). Only what the pages read is typed; the rest passes through.
+ * The shapes of the daemon's /api/: the daemon's state and job types come from @cairn/core (as
+ * types only); the command outputs the pages read are typed here, the rest passes through.
  */
 
-export type TaskKind = 'backup' | 'prune' | 'check';
-export type RunResult = 'success' | 'warning' | 'failure' | 'skipped' | 'interrupted';
-
-export interface RunRecord {
-  task: TaskKind;
-  result: RunResult;
-  scheduledFor?: string;
-  started: string;
-  finished: string;
-  durationMs: number;
-  exitCode?: number;
-  snapshot?: string;
-  bytesRead?: number;
-  bytesAdded?: number;
-  error?: string;
-}
-
-export interface TaskState {
-  schedule: string;
-  nextRun?: string;
-  running?: { since: string; pid?: number; scheduledFor?: string };
-  lastRun?: RunRecord;
-  lastSuccess?: RunRecord;
-  counts: Partial<Record<RunResult, number>>;
-}
-
-export interface Progress {
-  bytesDone: number;
-  bytesTotal?: number;
-  bytesPerSecond?: number;
-  etaSeconds?: number;
-  phase?: string;
-}
-
-export interface RunningTask {
-  job: string;
-  task: TaskKind | 'restore';
-  since: string;
-  progress?: Progress;
-}
-
-export interface JobSummary {
-  name: string;
-  file: string;
-  kind: 'volume' | 'files';
-  source: { type: string; path?: string; paths?: string[] };
-  target: { type: string; location: string };
-  schedule?: string;
-  tasks: Partial<Record<TaskKind, TaskState>>;
-  running?: RunningTask;
-  history: RunRecord[];
-}
-
-export interface JobState {
-  name: string;
-  file: string;
-  repository: string;
-  tasks: Partial<Record<TaskKind, TaskState>>;
-}
+// The daemon's own types, imported for their shapes only (erased from the bundle).
+export type { JobState, JobSummary, RunningTask, RunRecord, RunResult, TaskKind, TaskState, TaskProgress as Progress } from '@cairn/core';
+import type { JobState, RunRecord } from '@cairn/core';
 
 export interface StatusView {
   daemon: { running: boolean; pid: number; hostname: string; started: string; updated: string; stopped?: string };
