@@ -14,7 +14,7 @@
 #                              subvolumes "root" (the corpus's /usr) and "home" (/home).
 #
 # The "day later" image is a copy of the first with sysvol2.img's files synced in (rsync -aH
-# --delete --inplace: new, edited and deleted files, as corpus.sh's day of use) and, in the swap
+# --checksum --delete --inplace: new, edited and deleted files, as corpus.sh's day of use) and, in the swap
 # LV, 32 MiB of new stale memory (at most half of it). Alongside: NAME.manifest (every entry's type, mode, owner,
 # links, size, mtime, symlink target, and every file's b3sum: what a restore must reproduce)
 # and lvmxfs.layout (offsets in bytes: root_offset root_size swap_offset swap_size).
@@ -60,7 +60,9 @@ manifest() {
    cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r b3sum)
 }
 SYNC=(rsync -aH --exclude=/lost+found)
-DAY=(rsync -aH --delete --inplace --exclude=/lost+found)
+# --checksum: a file changed within the same second at the same size (as in the test's small
+# corpus) would pass rsync's size-and-mtime check and keep the first day's content.
+DAY=(rsync -aH --checksum --delete --inplace --exclude=/lost+found)
 
 # ------------------------------------------------------------------ LVM2 + XFS
 # Swap and the unallocated extents: 256 MiB each on the 4 GiB corpus, an eighth of the root LV on
