@@ -45,8 +45,8 @@ export class ImageMounts {
     if (names.includes('..') || names[0] === MOUNT_STATE) throw new HttpError(400, 'CAIRN_USAGE', `path must name a place in the snapshot, not "${path}"`);
     const absolute = join(dir, ...names);
     // A symbolic link inside a mounted filesystem must not lead out of the snapshot.
-    const real = await realpath(absolute).catch(() => absolute);
-    if (real !== dir && !real.startsWith(`${dir}/`)) throw new HttpError(400, 'CAIRN_USAGE', `${path} leads out of the snapshot`);
+    const [real, root] = await Promise.all([realpath(absolute).catch(() => absolute), realpath(dir)]);
+    if (real !== root && !real.startsWith(`${root}/`)) throw new HttpError(400, 'CAIRN_USAGE', `${path} leads out of the snapshot`);
     const stats = await lstat(absolute).catch(() => {
       throw new HttpError(404, 'CAIRN_PATH_NOT_FOUND', `Snapshot ${snapshot.slice(0, 8)} has no ${path}`);
     });
