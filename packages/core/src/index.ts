@@ -66,6 +66,7 @@ export { installSystemdService, renderSystemdUnit, SYSTEMD_UNIT_NAME, SYSTEMD_UN
 export { OPENAPI_DOCUMENT } from './daemon/web/openapi.js';
 export { apiOperations } from './daemon/web/api.js';
 export type { JobSummary, RunningTask, TaskProgress, RestoreEvent } from './daemon/web/dashboard.js';
+export type { RestorePreview } from './daemon/web/restore-preview.js';
 export type { WebAppContribution } from './plugins/manifest.js';
 export { CORE_VERSION } from './version.js';
 // Block devices: geometry, loop devices, mounts, and what is built on a device (used by sources and restore).

@@ -4,7 +4,7 @@
  */
 
 // The daemon's own types, imported for their shapes only (erased from the bundle).
-export type { JobState, JobSummary, RunningTask, RunRecord, RunResult, TaskKind, TaskState, TaskProgress as Progress } from '@cairn/core';
+export type { JobState, JobSummary, RestorePreview, RunningTask, RunRecord, RunResult, TaskKind, TaskState, TaskProgress as Progress } from '@cairn/core';
 import type { JobState, RunRecord } from '@cairn/core';
 
 export interface StatusView {
@@ -84,16 +84,6 @@ export interface LogLine {
   job?: string;
   task?: string;
   message: string;
-}
-
-export interface RestorePreview {
-  to: string;
-  kind: 'file' | 'device' | 'folder' | 'new';
-  exists: boolean;
-  size?: number;
-  mounted?: boolean;
-  overwrites: string[];
-  needsDeviceConfirmation: boolean;
 }
 
 export interface RestoreRequest {
