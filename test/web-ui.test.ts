@@ -94,6 +94,18 @@ describe('the dashboard in a browser', () => {
     await waitForText(page, 'live');
   });
 
+  test('a page left for another closes its event stream: after eight pages in one tab the next still loads', async () => {
+    // Chromium keeps a page it may show again on "back" with its event stream open, and opens
+    // at most six connections to one HTTP/1.1 server: without closing, the seventh page hung.
+    for (const path of ['/', '/checks', '/log', '/', '/checks', '/log', '/', '/checks']) {
+      await page.goto(`${web.url}${path}`);
+      await page.waitForSelector('.dot-on');
+    }
+    await page.goto(`${web.url}/jobs/${web.jobs.files.name}`);
+    await page.waitForSelector('tr[data-snapshot]', { timeout: 10_000 });
+    await page.waitForSelector('.dot-on', { timeout: 10_000 });
+  });
+
   test('a request without the token is refused: the page says how to sign in, the API answers 401', async () => {
     const context = await browser.browser.createBrowserContext();
     try {

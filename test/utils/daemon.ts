@@ -12,13 +12,22 @@ export interface RunningDaemon extends RunningCli {
   stop(): Promise<CliResult>;
 }
 
-/** Starts `cairn daemon ...args`; the scope kills it if the test ends without stopping it. */
+/** How long the scope lets a daemon that is still running stop by itself before it is killed. */
+const STOP_GRACE_MS = 15_000;
+
+/**
+ * Starts `cairn daemon ...args`; if the test ends without stopping it, the scope sends SIGTERM
+ * (so it unmounts what it mounted and ends its children) and kills it if it does not end in time.
+ */
 export function startDaemon(scope: Scope, args: readonly string[], options: CliOptions = {}): RunningDaemon {
   const running = startCli(['daemon', ...args], { timeoutMs: 300_000, ...options });
   let stderr = '';
   running.child.stderr!.on('data', (data: Buffer) => (stderr += data.toString('utf8')));
-  scope.defer('kill the daemon', () => {
-    if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill('SIGKILL');
+  scope.defer('stop the daemon', async () => {
+    if (running.child.exitCode !== null || running.child.signalCode !== null) return;
+    running.child.kill('SIGTERM');
+    const ended = await Promise.race([running.result.then(() => true, () => true), sleep(STOP_GRACE_MS).then(() => false)]);
+    if (!ended) running.child.kill('SIGKILL');
   });
   const log = () =>
     stderr

@@ -44,9 +44,18 @@ function keepRunning(progress: Record<string, RunningTask>, status: StatusView):
 
 let source: EventSource | undefined;
 
-/** Opens the event stream once; EventSource reconnects by itself when the daemon restarts. */
+/**
+ * Opens the event stream once; EventSource reconnects by itself when the daemon restarts.
+ * A page left for another keeps its stream open while the browser caches it for "back": the
+ * stream is closed then, since a browser opens at most six connections to one HTTP/1.1 server
+ * and six cached pages would leave none for the next page's requests.
+ */
 export function connectLive(): void {
   if (source) return;
+  addEventListener('pagehide', disconnectLive);
+  addEventListener('pageshow', (event) => {
+    if (event.persisted) connectLive();
+  });
   source = new EventSource('/api/events');
   source.onopen = () => update({ connected: true });
   source.onerror = () => update({ connected: false });
@@ -66,6 +75,11 @@ export function connectLive(): void {
     const restore = JSON.parse((event as MessageEvent).data) as RestoreState & { restoreId: string };
     update({ restores: { ...live.restores, [restore.restoreId]: restore } });
   });
+}
+
+function disconnectLive(): void {
+  source?.close();
+  source = undefined;
 }
 
 /** The log lines fetched when the Log page opens, merged before those that came live. */
