@@ -18,3 +18,4 @@ export * from './web-api-schema.js';
 export * from './sse.js';
 export * from './lvm.js';
 export * from './resize.js';
+export * from './image-digest.js';

@@ -47,7 +47,7 @@ export interface BackupSummary {
 
 /** The digest of a snapshot's whole image, as `--json` prints it. */
 export interface ImageDigestJson {
-  algorithm: 'sha256' | 'blake3';
+  algorithm: 'sha256' | 'blake3' | 'blake3-chunks';
   hex: string;
 }
 

@@ -93,26 +93,35 @@ export function packIdOf(scheme: PackIdScheme, bytes: Uint8Array): Buffer {
 
 /**
  * The digest of the whole logical image that every snapshot records and every full restore
- * checks: SHA-256 in format versions 1 and 2, BLAKE3 (256 bits, unkeyed: what `b3sum`
- * prints) from version 3 on. It is one serial chain through every byte of the image, unused
- * space included, so its speed bounds every backup and restore: on one core here SHA-256
- * runs at 1.8 GB/s with SHA-NI, BLAKE3 at about 6 GB/s (its tree lets one thread hash many
- * 1 KiB pieces at once with SIMD).
+ * checks. SHA-256 in format versions 1 and 2, BLAKE3 (256 bits, unkeyed: what `b3sum`
+ * prints) in versions 3 to 5: one serial chain through every byte of the image, unused space
+ * included, so its speed bounds every backup and restore and grows with the disk, not its data.
+ * From version 6 on, `blake3-chunks`: BLAKE3 over one line per chunk, the chunk's own BLAKE3
+ * in hex and a newline (see ChunkDigests): chunks are hashed in parallel where they are
+ * processed anyway, and a zero or unused chunk costs one precomputed line.
  */
-export type ImageDigestAlgorithm = 'sha256' | 'blake3';
+export type ImageDigestAlgorithm = 'sha256' | 'blake3' | 'blake3-chunks';
 
 export interface StreamingHash {
   update(bytes: Uint8Array): void;
   digestHex(): string;
 }
 
-export function createImageHash(algorithm: ImageDigestAlgorithm): StreamingHash {
+/** The image digests computed as one stream through the image (format versions up to 5). */
+export type StreamedDigestAlgorithm = Exclude<ImageDigestAlgorithm, 'blake3-chunks'>;
+
+export function createImageHash(algorithm: StreamedDigestAlgorithm): StreamingHash {
   if (algorithm === 'blake3') {
     const hasher = new Blake3Hasher();
     return { update: (bytes) => void hasher.update(bytes), digestHex: () => hasher.digest('hex') };
   }
   const hash = createHash('sha256');
   return { update: (bytes) => void hash.update(bytes), digestHex: () => hash.digest('hex') };
+}
+
+/** Plain (unkeyed) BLAKE3-256, what `b3sum` prints. */
+export function blake3Digest(data: Uint8Array): Buffer {
+  return blake3(data);
 }
 
 export function sha256(data: Uint8Array): Buffer {

@@ -9,6 +9,7 @@ import { SEALED_CHUNK_OVERHEAD, SlotPool, defaultPoolSize, type WorkerPool } fro
 import { ImageFeed, type FeedTicket } from './image-feed.js';
 import { DEFAULT_DETACH, DetachScheduler, type DetachPolicy } from './detach.js';
 import { ChunkLedger } from './chunk-ledger.js';
+import { ChunkDigests, zeroChunkDigest } from './chunk-digests.js';
 import { TaskGroup } from './task-group.js';
 import { SourceReader } from './source-reader.js';
 import type { Progress } from './progress.js';
@@ -118,6 +119,8 @@ class BackupSession {
   readonly #detach: DetachScheduler;
   readonly #tasks = new TaskGroup();
   readonly #digestAlgorithm: ImageDigestAlgorithm;
+  /** The `blake3-chunks` digest, built from each chunk's own hash; undefined for a digest streamed through the image hasher. */
+  readonly #chunkDigests: ChunkDigests | undefined;
   readonly #reader: SourceReader;
   /** The read before the next one: reads run one at a time, in order. */
   #previousRead: Promise<unknown> = Promise.resolve();
@@ -137,12 +140,13 @@ class BackupSession {
     this.#detach = new DetachScheduler(input.rescue ? NEVER_DETACH : (input.detach ?? DEFAULT_DETACH));
     this.#reader = new SourceReader(input.source, input.rescue ?? false);
     this.#digestAlgorithm = imageDigestOf(input.repository.config);
+    this.#chunkDigests = this.#digestAlgorithm === 'blake3-chunks' ? new ChunkDigests(0, this.#chunkCount) : undefined;
   }
 
   async run(): Promise<BackupResult> {
     const { progress } = this.#input;
     const extents = new ExtentCursor(this.#input.source.extents, this.#size);
-    await this.#pool.imageReset(this.#digestAlgorithm);
+    if (this.#digestAlgorithm !== 'blake3-chunks') await this.#pool.imageReset(this.#digestAlgorithm);
     progress.start('backup', this.#size);
     try {
       await this.#readAll(extents);
@@ -150,16 +154,21 @@ class BackupSession {
       await this.#tasks.settle();
       const chunkMaps = await this.#storeChunkMaps();
       await this.#packer.flush();
-      await this.#feed.posted();
-      const digest = await this.#pool.imageDigest();
+      const digest = await this.#imageDigest();
       progress.done();
-      return await this.#saveSnapshot(chunkMaps, digest.image!);
+      return await this.#saveSnapshot(chunkMaps, digest);
     } catch (err) {
       progress.done();
       await this.#tasks.settleAll();
       await this.#packer.abandon();
       throw this.#tasks.failed ? this.#tasks.failure : err;
     }
+  }
+
+  async #imageDigest(): Promise<string> {
+    if (this.#chunkDigests) return this.#chunkDigests.hex();
+    await this.#feed.posted();
+    return (await this.#pool.imageDigest()).image!;
   }
 
   /** Reads every chunk in order (unused ones only go to the image hash), each as soon as a slot is free. */
@@ -170,6 +179,7 @@ class BackupSession {
       const length = Math.min(chunkSize, this.#size - start);
       const ranges = extents.within(start, length);
       if (ranges.length === 0) this.#queueUnused(i, start, length);
+      else if (this.#chunkDigests) await this.#queueHashedAlone(i, start, length, ranges);
       else await this.#queueUsed(i, start, length, ranges);
     }
     this.#tasks.throwIfFailed();
@@ -177,6 +187,11 @@ class BackupSession {
 
   #queueUnused(i: number, start: number, length: number): void {
     this.#ledger.recordUnused(i);
+    if (this.#chunkDigests) {
+      this.#chunkDigests.set(i, zeroChunkDigest(length));
+      this.#input.progress.advance(length);
+      return;
+    }
     this.#detach.queueZeros(length);
     const ticket = this.#feed.enqueue(
       () => undefined,
@@ -184,6 +199,27 @@ class BackupSession {
     );
     ticket.hashed.catch(() => undefined);
     this.#input.progress.advance(length);
+  }
+
+  /**
+   * A used chunk of an image whose digest is made of each chunk's own hash (`blake3-chunks`):
+   * read into a free slot (one read at a time, in order, as in #queueUsed), then hashed, with
+   * its plain BLAKE3 for the digest, and stored if new, while the next chunks are read.
+   */
+  async #queueHashedAlone(i: number, start: number, length: number, ranges: readonly Extent[]): Promise<void> {
+    const slot = await this.#slots.acquire();
+    const read = this.#previousRead.then(() => readUsedParts(this.#reader, new Uint8Array(slot, 0, length), start, ranges));
+    this.#previousRead = read.catch(() => undefined);
+    const stored = read
+      .then(async () => {
+        this.#ledger.stats.bytesRead += bytesReadOf(ranges, length);
+        const hash = await this.#pool.hash(slot, length, true);
+        this.#chunkDigests!.set(i, hash.zero ? zeroChunkDigest(length) : hash.chunkDigest!);
+        const id = this.#ledger.record(i, hash);
+        if (id) await this.#seal(id, slot, length);
+      })
+      .finally(() => this.#slots.release(slot));
+    this.#tasks.track(stored.then(() => this.#input.progress.advance(length)));
   }
 
   /**
@@ -203,7 +239,7 @@ class BackupSession {
     );
     const stored = read.then(
       () => {
-        this.#ledger.stats.bytesRead += ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
+        this.#ledger.stats.bytesRead += bytesReadOf(ranges, length);
         return this.#storeChunk(chunk);
       },
       (err: unknown) => {
@@ -340,6 +376,11 @@ class BackupSession {
     }
     return warnings;
   }
+}
+
+/** What reading a chunk's used ranges reads: the whole chunk when they are scattered (see readUsedParts). */
+function bytesReadOf(ranges: readonly Extent[], length: number): number {
+  return ranges.length > SCATTERED_RANGES ? length : ranges.reduce((n, r) => n + r.length, 0);
 }
 
 /** Fills `bytes` (the chunk at `start`) with the used ranges and zeros elsewhere. */

@@ -33,6 +33,13 @@ function sampleImage(): Buffer {
   return image;
 }
 
+/** The `blake3-chunks` digest of an image cut into `chunk`-byte chunks, computed as docs/FORMAT.md defines it. */
+function chunkDigestOf(image: Buffer, chunk = CHUNK): string {
+  const lines: string[] = [];
+  for (let at = 0; at < image.length; at += chunk) lines.push(blake3(image.subarray(at, at + chunk)).toString('hex') + '\n');
+  return blake3(Buffer.from(lines.join(''))).toString('hex');
+}
+
 async function startPool(repository: Repository): Promise<WorkerPool> {
   const pool = WorkerPool.spawn(2);
   await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
@@ -86,8 +93,8 @@ describe('backup and restore pipeline', () => {
   it('restores byte for byte, stores zero chunks as holes and duplicates once', async () => {
     const image = sampleImage();
     const result = await backup(image);
-    expect(result.manifest.imageDigest).toEqual({ algorithm: 'blake3', hex: blake3(image).toString('hex') });
-    expect(result.manifest.version).toBe(2);
+    expect(result.manifest.imageDigest).toEqual({ algorithm: 'blake3-chunks', hex: chunkDigestOf(image) });
+    expect(result.manifest.version).toBe(4);
     expect(result.manifest.stats.zeroChunks).toBe(20 + 1 - 3 - 4 - 2 - 1 - 1);
     expect(result.manifest.stats.dataChunks).toBe(3 + 4 + 2 + 1 + 1);
     expect(result.manifest.stats.newChunks).toBe(result.manifest.stats.dataChunks - 1 - 3); // chunk 16 = chunk 0; 'text' chunks are equal
@@ -148,7 +155,12 @@ describe('backup and restore pipeline', () => {
     expect((await readFile(join(dir, 'partly-used.img'))).equals(expected)).toBe(true);
   });
 
-  describe('new chunks stored ahead of the image digest', () => {
+  describe('new chunks stored ahead of the image digest (format 5: one BLAKE3 of the whole image)', () => {
+    beforeEach(async () => {
+      target = new FaultyTarget(new MemoryTarget());
+      await Repository.init(target, 'pw', { formatVersion: 5 });
+      repository = await Repository.open(target, 'pw');
+    });
     // Detach every new chunk: the default waits for long runs of unused space, which small images lack.
     const eager: DetachPolicy = { zerosAhead: 0, maxPending: Infinity };
     const digestOf = (bytes: Buffer) => ({ algorithm: 'blake3', hex: blake3(bytes).toString('hex') });
@@ -316,7 +328,7 @@ describe('backup and restore pipeline', () => {
       expect(result.manifest.unreadable).toEqual(unreadable);
       const expected = Buffer.from(image);
       for (const { offset, length } of unreadable) expected.fill(0, offset, offset + length);
-      expect(result.manifest.imageDigest.hex).toBe(blake3(expected).toString('hex'));
+      expect(result.manifest.imageDigest.hex).toBe(chunkDigestOf(expected));
       expect(result.warnings).toEqual([
         `2 range(s) of memory could not be read (${4096 + CHUNK} bytes in all) and were stored as zeros: 4096 bytes at offset ${CHUNK * 3 + 8192}, ${CHUNK} bytes at offset ${CHUNK * 7 + CHUNK / 2}; \`cairn show\` lists them all`,
       ]);
@@ -336,7 +348,7 @@ describe('backup and restore pipeline', () => {
       for (const rescue of [false, true]) {
         const result = await backup(image, extents, { source: sourceWithBadRanges(image, bad, extents), rescue });
         expect(result.manifest).not.toHaveProperty('unreadable');
-        expect(result.manifest.imageDigest.hex).toBe(blake3(expected).toString('hex'));
+        expect(result.manifest.imageDigest.hex).toBe(chunkDigestOf(expected));
       }
       // A bad sector under a used range loses only the used bytes there.
       const underUsed: Array<[number, number]> = [[CHUNK + 5 * 4096, 4096]];
@@ -364,15 +376,35 @@ describe('backup and restore pipeline', () => {
     expect(report.problems).toEqual([]);
   });
 
-  it('commits no restored image whose digest differs from the snapshot\'s', async () => {
+  it.each([6, 5])('commits no restored image whose digest differs from the snapshot\'s (format %i)', async (formatVersion) => {
+    target = new FaultyTarget(new MemoryTarget());
+    await Repository.init(target, 'pw', { formatVersion });
+    repository = await Repository.open(target, 'pw');
     const image = sampleImage();
     const { manifest } = await backup(image);
+    expect(manifest.imageDigest.algorithm).toBe(formatVersion === 6 ? 'blake3-chunks' : 'blake3');
     // Every blob is intact and matches its id; only the recorded digest disagrees with them.
     const hex = manifest.imageDigest.hex.replace(/^./, (c) => (c === '0' ? '1' : '0'));
     const forged = await repository.saveSnapshot({ ...manifest, imageDigest: { ...manifest.imageDigest, hex } });
     const to = join(dir, 'forged.img');
-    await expect(restore(forged.id, to)).rejects.toThrow(/The restored image's blake3 .* differs from the snapshot's .*not committed/);
+    await expect(restore(forged.id, to)).rejects.toThrow(/The restored image's blake3(-chunks)? .* differs from the snapshot's .*not committed/);
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('restores a format-5 snapshot (one BLAKE3 of the whole image) and a format-6 one from the same data alike', async () => {
+    const image = sampleImage();
+    const extents = [{ offset: 0, length: CHUNK * 10 }, { offset: CHUNK * 12, length: image.length - CHUNK * 12 }];
+    const expected = Buffer.from(image);
+    expected.fill(0, CHUNK * 10, CHUNK * 12);
+    for (const formatVersion of [5, 6]) {
+      target = new FaultyTarget(new MemoryTarget());
+      await Repository.init(target, 'pw', { formatVersion });
+      repository = await Repository.open(target, 'pw');
+      const result = await backup(image, extents);
+      expect(result.manifest.imageDigest.hex).toBe(formatVersion === 5 ? blake3(expected).toString('hex') : chunkDigestOf(expected));
+      await restore(result.snapshot, join(dir, `v${formatVersion}.img`));
+      expect((await readFile(join(dir, `v${formatVersion}.img`))).equals(expected)).toBe(true);
+    }
   });
 
   it('fails loudly on damaged data and leaves no destination file behind', async () => {

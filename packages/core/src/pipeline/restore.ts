@@ -8,7 +8,7 @@ import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
 import { NOT_INDEXED, aboutObject, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
 import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
-import type { ImageHashResult } from './worker-protocol.js';
+import { ChunkDigests, zeroChunkDigest } from './chunk-digests.js';
 import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
 
@@ -138,6 +138,9 @@ class RestoreSession {
   readonly #unchanged = new Set<number>();
   /** Unused chunks must end up as zeros: on a file (its image has zeros there), or on a device with zeroUnused. */
   readonly #zeroUnused: boolean;
+  /** A `blake3-chunks` digest being checked: each data chunk's own BLAKE3, from where it was decoded or compared. */
+  readonly #chunkDigests: ChunkDigests | undefined;
+  readonly #digestOf: Array<Buffer | undefined>;
   #bytesWritten = 0;
   #bytesFetched = 0;
   #bytesUnchanged = 0;
@@ -163,6 +166,13 @@ class RestoreSession {
     this.#zeroUnused = input.zeroUnused === true || destination.kind === 'file';
     this.#decoded = new Array(records.length);
     this.#slotOf = new Array(records.length);
+    this.#chunkDigests = this.#hashImage && manifest.imageDigest.algorithm === 'blake3-chunks' ? new ChunkDigests(this.#firstChunk, this.#lastChunk) : undefined;
+    this.#digestOf = new Array(this.#chunkDigests ? records.length : 0);
+  }
+
+  /** Whether the image digest is streamed through the pool's image hasher (format versions up to 5). */
+  get #streamsDigest(): boolean {
+    return this.#hashImage && this.#chunkDigests === undefined;
   }
 
   /**
@@ -176,7 +186,8 @@ class RestoreSession {
 
   async run(): Promise<RestoreOutcome> {
     const { pool, manifest, destination, progress } = this.#input;
-    if (this.#hashImage) await pool.imageReset(manifest.imageDigest.algorithm);
+    const { algorithm } = manifest.imageDigest;
+    if (this.#streamsDigest && algorithm !== 'blake3-chunks') await pool.imageReset(algorithm);
     progress.start('restore', this.#to - this.#from);
     const writing = this.#writeInOrder();
     // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
@@ -199,10 +210,10 @@ class RestoreSession {
     }
   }
 
-  #checkDigest(digest: ImageHashResult | undefined): void {
+  #checkDigest(digest: string | undefined): void {
     const expected = this.#input.manifest.imageDigest;
-    if (this.#hashImage && digest?.image !== expected.hex) {
-      throw new DamageError(`The restored image's ${expected.algorithm} ${digest?.image?.slice(0, 16)}… differs from the snapshot's ${expected.hex.slice(0, 16)}…; the destination was not committed`);
+    if (this.#hashImage && digest !== expected.hex) {
+      throw new DamageError(`The restored image's ${expected.algorithm} ${digest?.slice(0, 16)}… differs from the snapshot's ${expected.hex.slice(0, 16)}…; the destination was not committed`);
     }
   }
 
@@ -314,8 +325,10 @@ class RestoreSession {
     try {
       if (!whole) return false;
       await this.#input.destination.read!(new Uint8Array(slot, 0, end - start), start - this.#from);
-      const hash = await this.#input.pool.hash(slot, end - start);
-      return record.kind === ChunkKind.data ? !hash.zero && hash.id.equals(record.id!) : hash.zero;
+      const hash = await this.#input.pool.hash(slot, end - start, this.#chunkDigests !== undefined);
+      const same = record.kind === ChunkKind.data ? !hash.zero && hash.id.equals(record.id!) : hash.zero;
+      if (same && !hash.zero && this.#chunkDigests) this.#digestOf[i] = hash.chunkDigest;
+      return same;
     } finally {
       if (record.kind !== ChunkKind.data) this.#slots.release(slot);
     }
@@ -341,9 +354,12 @@ class RestoreSession {
       );
       const decoded = sealed
         .then((bytes) =>
-          pool.openInto(slots[k]!, bytes, location.rawLength, chunk.id, !this.#hashImage).catch((err: unknown) => {
-            throw err instanceof DamageError ? new DamageError(`pack ${Keys.pack(group.pack)} is damaged: ${err.message}`, { cause: err }) : err;
-          }),
+          pool.openInto(slots[k]!, bytes, location.rawLength, chunk.id, !this.#hashImage, this.#chunkDigests !== undefined).then(
+            (digest) => void (this.#chunkDigests && (this.#digestOf[chunk.index] = digest)),
+            (err: unknown) => {
+              throw err instanceof DamageError ? new DamageError(`pack ${Keys.pack(group.pack)} is damaged: ${err.message}`, { cause: err }) : err;
+            },
+          ),
         )
         .catch((err: unknown) => this.#chunkFailed(chunk, slots[k]!, err));
       decoded.catch(() => undefined);
@@ -396,7 +412,7 @@ class RestoreSession {
    * they cost several times the CPU of the same writes in sequence), and sequential writes
    * let the filesystem allocate contiguous extents.
    */
-  async #writeInOrder(): Promise<ImageHashResult | undefined> {
+  async #writeInOrder(): Promise<string | undefined> {
     for (let i = this.#firstChunk; i < this.#lastChunk; i++) {
       await this.#whenDecoded(i);
       const { start, end } = this.#spanOf(i);
@@ -404,11 +420,14 @@ class RestoreSession {
       this.#slotOf[i] = undefined;
       // Lost data is written as a zero chunk would be.
       const kind = this.#lost.has(i) ? ChunkKind.zero : this.#records[i]!.kind;
+      this.#chunkDigests?.set(i, slot ? this.#digestOf[i]! : zeroChunkDigest(end - start));
+      this.#digestOf[i] = undefined;
       if (slot) await this.#writeChunk(slot, i, start, end);
       else await this.#writeHole(kind, i, start, end);
       this.#input.progress.advance(end - start);
     }
-    return this.#hashImage ? this.#input.pool.imageDigest() : undefined;
+    if (this.#chunkDigests) return this.#chunkDigests.hex();
+    return this.#streamsDigest ? (await this.#input.pool.imageDigest()).image : undefined;
   }
 
   async #whenDecoded(i: number): Promise<void> {
@@ -425,7 +444,7 @@ class RestoreSession {
   async #writeChunk(slot: SharedArrayBuffer, i: number, start: number, end: number): Promise<void> {
     const { pool, destination } = this.#input;
     // The hash reads the slot while it is written; the slot is free once both are done.
-    const hashed = this.#hashImage ? pool.imageUpdate(slot, start, end - start) : Promise.resolve();
+    const hashed = this.#streamsDigest ? pool.imageUpdate(slot, start, end - start) : Promise.resolve();
     // A failed update also fails imageDigest(); this rejection (e.g. the pool disposed after a failure) needs no handling here.
     hashed.catch(() => undefined);
     try {
@@ -442,7 +461,7 @@ class RestoreSession {
 
   /** A zero or unused chunk: hashed as zeros, and written only where the destination keeps old bytes (and, by delta, holds others). */
   async #writeHole(kind: ChunkKind, i: number, start: number, end: number): Promise<void> {
-    if (this.#hashImage) this.#input.pool.imageZeros(start, end - start).catch(() => undefined);
+    if (this.#streamsDigest) this.#input.pool.imageZeros(start, end - start).catch(() => undefined);
     if (this.#zeros !== undefined && kind === ChunkKind.unused && !this.#zeroUnused) this.#bytesLeftUnused += end - start;
     const writeZeros = this.#zeros !== undefined && !this.#unchanged.has(i) && (kind === ChunkKind.zero || (kind === ChunkKind.unused && this.#zeroUnused));
     if (!writeZeros) return;

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { CodecRegistration, CodecSettings } from '../codec.js';
-import { SEAL_OVERHEAD, type BlobIdScheme, type ImageDigestAlgorithm, type MasterKey } from '../crypto/crypto.js';
+import { SEAL_OVERHEAD, type BlobIdScheme, type StreamedDigestAlgorithm, type MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageHashResult, ReplyFor, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -101,10 +101,11 @@ export class WorkerPool implements IDisposable {
     return best;
   }
 
-  /** Keyed id of a chunk, or `zero` when every byte is 0. */
-  async hash(slot: SharedArrayBuffer, length: number): Promise<ChunkHash> {
-    const reply = await this.#leastBusy().request({ op: 'hash', slot, length });
-    return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id) };
+  /** Keyed id of a chunk, or `zero` when every byte is 0; with `chunkDigest`, also its plain BLAKE3 (see ChunkDigests). */
+  async hash(slot: SharedArrayBuffer, length: number, chunkDigest = false): Promise<ChunkHash> {
+    const reply = await this.#leastBusy().request({ op: 'hash', slot, length, chunkDigest });
+    if (reply.zero) return { zero: true };
+    return { zero: false, id: Buffer.from(reply.id), ...(reply.chunkDigest && { chunkDigest: Buffer.from(reply.chunkDigest) }) };
   }
 
   /**
@@ -143,14 +144,16 @@ export class WorkerPool implements IDisposable {
   /**
    * Decrypts and decompresses a blob into the start of `into`. With `verifyId` it is also
    * checked against its id; without, only authenticated (when the image digest checks it).
+   * With `chunkDigest`, resolves to the plain BLAKE3 of what it wrote (see ChunkDigests).
    */
-  async openInto(into: SharedArrayBuffer, sealed: Buffer, rawLength: number, id: string, verifyId: boolean): Promise<void> {
+  async openInto(into: SharedArrayBuffer, sealed: Buffer, rawLength: number, id: string, verifyId: boolean, chunkDigest = false): Promise<Buffer | undefined> {
     const own = new Uint8Array(sealed);
-    await this.#leastBusy().request({ op: 'openInto', sealed: own, rawLength, id, verifyId, into }, [own.buffer]);
+    const reply = await this.#leastBusy().request({ op: 'openInto', sealed: own, rawLength, id, verifyId, into, chunkDigest }, [own.buffer]);
+    return reply.chunkDigest && Buffer.from(reply.chunkDigest);
   }
 
   /** Starts a new image digest, discarding whatever an earlier, failed run fed in. */
-  imageReset(algorithm: ImageDigestAlgorithm): Promise<unknown> {
+  imageReset(algorithm: StreamedDigestAlgorithm): Promise<unknown> {
     return this.#imageHasher.request({ op: 'imageReset', algorithm });
   }
 
@@ -172,8 +175,8 @@ export class WorkerPool implements IDisposable {
   }
 }
 
-/** A chunk's keyed id, or `zero` when every byte is 0. */
-export type ChunkHash = { zero: true } | { zero: false; id: Buffer };
+/** A chunk's keyed id (and its plain BLAKE3 when asked for), or `zero` when every byte is 0. */
+export type ChunkHash = { zero: true } | { zero: false; id: Buffer; chunkDigest?: Buffer };
 
 function errorOf(failure: WorkerFailure): Error {
   if (failure.kind === 'damage') return new DamageError(failure.message);

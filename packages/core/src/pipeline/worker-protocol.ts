@@ -1,5 +1,5 @@
 import type { CodecRegistration, CodecSettings } from '../codec.js';
-import type { BlobIdScheme, ImageDigestAlgorithm } from '../crypto/crypto.js';
+import type { BlobIdScheme, StreamedDigestAlgorithm } from '../crypto/crypto.js';
 
 /*
  * The messages between the main thread and the worker threads (worker.ts). Chunks travel in
@@ -8,13 +8,14 @@ import type { BlobIdScheme, ImageDigestAlgorithm } from '../crypto/crypto.js';
 
 export type WorkerRequest =
   | { op: 'init'; role: 'pool' | 'image-hasher'; encryptionKey: Uint8Array; blobIdKey: Uint8Array; blobIdScheme: BlobIdScheme; codecs: CodecRegistration[]; writeCodec: CodecSettings; writeCodecId: number }
-  | { op: 'hash'; slot: SharedArrayBuffer; length: number }
+  /** `chunkDigest`: also the chunk's plain BLAKE3, for a `blake3-chunks` image digest. */
+  | { op: 'hash'; slot: SharedArrayBuffer; length: number; chunkDigest?: boolean }
   | { op: 'sealInSlot'; slot: SharedArrayBuffer; length: number }
   | { op: 'hashAndSeal'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean }
-  | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer }
-  | { op: 'imageReset'; algorithm: ImageDigestAlgorithm }
+  | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer; chunkDigest?: boolean }
+  | { op: 'imageReset'; algorithm: StreamedDigestAlgorithm }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
   | { op: 'imageDigest' };
@@ -28,9 +29,10 @@ export interface ImageHashResult {
 
 /** One reply per operation; `ok: false` for any operation that failed. */
 export type WorkerReply =
-  | { ok: true; op: 'init' | 'imageReset' | 'imageUpdate' | 'imageZeros' | 'openInto' }
+  | { ok: true; op: 'init' | 'imageReset' | 'imageUpdate' | 'imageZeros' }
+  | { ok: true; op: 'openInto'; chunkDigest?: Uint8Array }
   | { ok: true; op: 'hash'; zero: true }
-  | { ok: true; op: 'hash'; zero: false; id: Uint8Array }
+  | { ok: true; op: 'hash'; zero: false; id: Uint8Array; chunkDigest?: Uint8Array }
   | { ok: true; op: 'sealInSlot'; sealedLength: number }
   | { ok: true; op: 'hashAndSeal'; zero: true }
   | { ok: true; op: 'hashAndSeal'; zero: false; id: Uint8Array; sealedLength: number }

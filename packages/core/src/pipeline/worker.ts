@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
 import type { Codec, CodecModule } from '../codec.js';
-import { blobIdOf, createImageHash, open, seal, type BlobIdScheme, type ImageDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
+import { blake3Digest, blobIdOf, createImageHash, open, seal, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { CODEC_NONE } from '../repository/format.js';
 import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
@@ -22,7 +22,7 @@ const decoders = new Map<number, Codec>();
 
 /** The ordered digest of an image, fed in image order; void if a piece is skipped. */
 class ImageHasher {
-  #algorithm: ImageDigestAlgorithm = 'sha256';
+  #algorithm: StreamedDigestAlgorithm = 'sha256';
   #hash: StreamingHash = createImageHash(this.#algorithm);
   #contiguous = true;
   #position = 0;
@@ -147,7 +147,8 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       return done({ ok: true, op: 'init' });
     case 'hash': {
       const bytes = Buffer.from(request.slot, 0, request.length);
-      return done(isAllZero(bytes) ? { ok: true, op: 'hash', zero: true } : { ok: true, op: 'hash', zero: false, id: blobId(bytes) });
+      if (isAllZero(bytes)) return done({ ok: true, op: 'hash', zero: true });
+      return done({ ok: true, op: 'hash', zero: false, id: blobId(bytes), ...(request.chunkDigest && { chunkDigest: blake3Digest(bytes) }) });
     }
     case 'sealInSlot': {
       // The blob replaces the chunk in its slot, which has room for the seal's overhead:
@@ -169,9 +170,10 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       const sealed = sealPlain(plain);
       return done({ ok: true, op: 'sealBytes', sealed, id: blobId(plain) }, [sealed.buffer as ArrayBuffer]);
     }
-    case 'openInto':
-      openBlob(request.sealed, request.rawLength, request.id, request.verifyId, new Uint8Array(request.into, 0, request.rawLength));
-      return done({ ok: true, op: 'openInto' });
+    case 'openInto': {
+      const plain = openBlob(request.sealed, request.rawLength, request.id, request.verifyId, new Uint8Array(request.into, 0, request.rawLength));
+      return done({ ok: true, op: 'openInto', ...(request.chunkDigest && { chunkDigest: blake3Digest(plain) }) });
+    }
     case 'open': {
       const plain = new Uint8Array(openBlob(request.sealed, request.rawLength, request.id, request.verifyId));
       return done({ ok: true, op: 'open', plain }, [plain.buffer]);

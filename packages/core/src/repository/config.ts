@@ -16,7 +16,7 @@ export interface RepositoryConfig {
   blobId?: BlobIdScheme;
   /** How packs are named: "blake3" from version 2 on; version 1 configs have no such field and use SHA-256. */
   packId?: PackIdScheme;
-  /** What digest snapshots record of their whole image: "blake3" from version 3 on; earlier configs have no such field and use SHA-256. */
+  /** What digest snapshots record of their whole image: "blake3" in versions 3 to 5, "blake3-chunks" from 6 on; earlier configs have no such field and use SHA-256. */
   imageDigest?: ImageDigestAlgorithm;
   /** Content-defined chunking of file snapshots (version 5 on): FastCDC with these sizes, its gear table derived from the blob-id key. */
   cdc?: ChunkerParameters;
@@ -24,6 +24,15 @@ export interface RepositoryConfig {
 
 /** The first format version that holds file snapshots (tree blobs, manifest version 3, `cdc` in the config). */
 export const FILE_SNAPSHOTS_VERSION = 5;
+
+/** The first format version whose image digest is made of each chunk's own BLAKE3 (`blake3-chunks`, manifest version 4). */
+export const CHUNK_DIGEST_VERSION = 6;
+
+/** The image digest a repository of this format version names in its config (none before version 3). */
+export function imageDigestForVersion(version: number): ImageDigestAlgorithm | undefined {
+  if (version >= CHUNK_DIGEST_VERSION) return 'blake3-chunks';
+  return version >= 3 ? 'blake3' : undefined;
+}
 
 /**
  * File content is cut at content-defined boundaries between 512 KiB and 8 MiB, 1 MiB on
@@ -105,7 +114,7 @@ function configProblem(config: RepositoryConfig): string | undefined {
   if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
     return `it names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`;
   }
-  if (config.version >= 3 && config.imageDigest !== 'blake3') return `it names an unknown image digest ${JSON.stringify(config.imageDigest)}`;
+  if (config.version >= 3 && config.imageDigest !== imageDigestForVersion(config.version)) return `it names an unknown image digest ${JSON.stringify(config.imageDigest)}`;
   if (config.version >= FILE_SNAPSHOTS_VERSION && !validCdc(config.cdc)) return `it names no valid content-defined chunker (${JSON.stringify(config.cdc)})`;
   return undefined;
 }

@@ -8,7 +8,7 @@
  */
 
 /** The version this cairn writes; it reads every version from 1 to this one. */
-export const FORMAT_VERSION = 5;
+export const FORMAT_VERSION = 6;
 export const ID_LENGTH = 32;
 
 /** What a blob holds. Stored in pack headers and indexes. */

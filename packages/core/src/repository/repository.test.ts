@@ -45,11 +45,14 @@ describe('Repository', () => {
     await expect(Repository.open(target, 'x')).rejects.toThrow(new RegExp(`format version ${FORMAT_VERSION + 1}.*Upgrade cairn`));
   });
 
-  it('records BLAKE3 image digests in new repositories, SHA-256 in those of versions 1 and 2', async () => {
+  it('records blake3-chunks image digests in new repositories, BLAKE3 in those of versions 3 to 5, SHA-256 in those of versions 1 and 2', async () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
-    expect(repository.config).toMatchObject({ version: FORMAT_VERSION, imageDigest: 'blake3' });
-    expect(imageDigestOf(repository.config)).toBe('blake3');
+    expect(repository.config).toMatchObject({ version: FORMAT_VERSION, imageDigest: 'blake3-chunks' });
+    expect(imageDigestOf(repository.config)).toBe('blake3-chunks');
+    expect((await Repository.init(new MemoryTarget(), 'x', { formatVersion: 5 })).config).toMatchObject({ version: 5, imageDigest: 'blake3' });
+    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, imageDigest: 'blake3' })));
+    await expect(Repository.readConfig(target)).rejects.toThrow(/unknown image digest "blake3"/);
     const { imageDigest: _imageDigest, ...older } = repository.config;
     expect(imageDigestOf({ ...older, version: 2 })).toBe('sha256');
     expect(imageDigestOf({ ...older, version: 1 })).toBe('sha256');
@@ -59,7 +62,7 @@ describe('Repository', () => {
     await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
   });
 
-  it('reads manifests of versions 1 to 3, and refuses newer or broken ones clearly', async () => {
+  it('reads manifests of versions 1 to 4, and refuses newer or broken ones clearly', async () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
     const hex = 'ab'.repeat(32);
@@ -71,11 +74,13 @@ describe('Repository', () => {
     const chunker = { algorithm: 'fastcdc', min: 1, avg: 2, max: 4 };
     const v3 = await save({ version: 3, kind: 'files', tree: hex, paths: ['/srv'], chunker });
     expect(await repository.loadSnapshot(v3)).toMatchObject({ kind: 'files', tree: hex });
-    const newer = await save({ version: 4, digest: 'whatever' });
+    const v4 = await save({ version: 4, imageDigest: { algorithm: 'blake3-chunks', hex } });
+    expect(await repository.loadSnapshot(v4)).toMatchObject({ imageDigest: { algorithm: 'blake3-chunks', hex } });
+    const newer = await save({ version: 5, digest: 'whatever' });
     await expect(repository.loadSnapshot(newer)).rejects.toThrow(UnsupportedFormatError);
-    await expect(repository.loadSnapshot(newer)).rejects.toThrow(/manifest version 4; this cairn reads up to version 3\. Upgrade cairn/);
+    await expect(repository.loadSnapshot(newer)).rejects.toThrow(/manifest version 5; this cairn reads up to version 4\. Upgrade cairn/);
     const brokenFiles = [{ version: 3, tree: hex, paths: [], chunker }, { version: 3, kind: 'files', tree: 'x', paths: [], chunker }, { version: 3, kind: 'files', tree: hex, paths: [1], chunker }, { version: 3, kind: 'files', tree: hex, paths: [] }];
-    for (const broken of [{ version: 1 }, { version: 1, sha256: 'xyz' }, { version: 2, imageDigest: { algorithm: 'md5', hex } }, { version: 2, sha256: hex }, { time: 'no version' }, [1, 2], ...brokenFiles]) {
+    for (const broken of [{ version: 1 }, { version: 1, sha256: 'xyz' }, { version: 2, imageDigest: { algorithm: 'md5', hex } }, { version: 2, sha256: hex }, { version: 2, imageDigest: { algorithm: 'blake3-chunks', hex } }, { version: 4, imageDigest: { algorithm: 'blake3', hex } }, { time: 'no version' }, [1, 2], ...brokenFiles]) {
       await expect(repository.loadSnapshot(await save(broken)), JSON.stringify(broken)).rejects.toThrow(DamageError);
     }
     const notJson = (await repository.putSealed('snapshots', Buffer.from('{'))).id;
@@ -86,7 +91,7 @@ describe('Repository', () => {
     const edit = async (target: MemoryTarget, change: (text: string) => string) => target.put(Keys.config, Buffer.from(change((await target.get(Keys.config)).toString('utf8'))));
 
     it('treats an edited but plausible config as damage, never as a setting', async () => {
-      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 5', '"version": 4'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
+      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 6', '"version": 5').replace('"blake3-chunks"', '"blake3"'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
         const target = new MemoryTarget();
         await Repository.init(target, 'x');
         await edit(target, change);
@@ -99,7 +104,7 @@ describe('Repository', () => {
       await Repository.init(target, 'x');
       await edit(target, (t) => t.replace('"chunkSize": 4194304', '"chunkSize": 4194305'));
       await expect(Repository.readConfig(target)).rejects.toThrow(/damaged: chunk size 4194305 is not a power of two/);
-      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 5', '"version": 0'));
+      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 6', '"version": 0'));
       await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
     });
 

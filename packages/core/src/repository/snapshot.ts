@@ -2,7 +2,11 @@ import type { VolumeLayout } from '../source.js';
 import type { ImageDigestAlgorithm } from '../crypto/crypto.js';
 import { DamageError, UnsupportedFormatError, UsageError } from '../errors.js';
 
-/** A digest of a whole logical image, as hex; `b3sum` or `sha256sum` of the restored image prints the same. */
+/**
+ * A digest of a whole logical image, as hex: for `sha256` and `blake3`, what `sha256sum` or
+ * `b3sum` of the restored image prints; for `blake3-chunks`, what `split -b CHUNK_SIZE
+ * --filter='b3sum --no-names' IMAGE | b3sum --no-names` prints (see ChunkDigests).
+ */
 export interface ImageDigest {
   algorithm: ImageDigestAlgorithm;
   hex: string;
@@ -10,11 +14,12 @@ export interface ImageDigest {
 
 /**
  * The manifest of one backup run, stored encrypted as snapshots/<id> (docs/FORMAT.md).
- * Version 1 stores the image digest as a `sha256` field, version 2 as `imageDigest`; in
- * memory both read as `imageDigest`.
+ * Version 1 stores the image digest as a `sha256` field, version 2 as `imageDigest` (blake3),
+ * version 4 as `imageDigest` (blake3-chunks); in memory all read as `imageDigest`.
+ * (Version 3 is a file snapshot's manifest.)
  */
 export interface SnapshotManifest {
-  version: 1 | 2;
+  version: 1 | 2 | 4;
   /** ISO 8601 time the backup started. */
   time: string;
   hostname: string;
@@ -142,12 +147,16 @@ export function isIncompleteSnapshot(manifest: AnySnapshotManifest): boolean {
 }
 
 /** The newest manifest version this cairn reads. */
-export const MANIFEST_VERSION = 3;
+export const MANIFEST_VERSION = 4;
 
 /** The manifest version that records a digest of this algorithm: older readers know SHA-256 as version 1. */
 export function manifestVersionFor(algorithm: ImageDigestAlgorithm): SnapshotManifest['version'] {
+  if (algorithm === 'blake3-chunks') return 4;
   return algorithm === 'sha256' ? 1 : 2;
 }
+
+/** The image digest a volume manifest of version 2 or 4 records. */
+const DIGEST_OF_MANIFEST: Record<number, ImageDigestAlgorithm> = { 2: 'blake3', 4: 'blake3-chunks' };
 
 export function encodeManifest(manifest: AnySnapshotManifest): Buffer {
   if (isFileManifest(manifest)) return Buffer.from(JSON.stringify(manifest));
@@ -182,9 +191,9 @@ export function decodeManifest(id: string, plain: Buffer): AnySnapshotManifest {
     checkRepairFields(id, stored);
     return { ...rest, imageDigest: { algorithm: 'sha256', hex: sha256 } } as unknown as SnapshotManifest;
   }
-  if (version === 2) {
+  if (version === 2 || version === 4) {
     const digest = stored.imageDigest as Partial<ImageDigest> | undefined;
-    if (digest?.algorithm !== 'blake3' || typeof digest.hex !== 'string' || !HEX_DIGEST.test(digest.hex)) {
+    if (digest?.algorithm !== DIGEST_OF_MANIFEST[version] || typeof digest.hex !== 'string' || !HEX_DIGEST.test(digest.hex)) {
       throw new DamageError(`Snapshot ${id} has no valid digest of its image`);
     }
     checkRepairFields(id, stored);

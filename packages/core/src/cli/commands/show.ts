@@ -36,6 +36,7 @@ function describeSnapshot(id: string, m: SnapshotManifest, bytesAdded: number): 
     `table      ${layout.partitionTable.type}${layout.partitionTable.diskId ? ` (disk id ${layout.partitionTable.diskId})` : ''}`,
     `mode       ${layout.mode}${layout.filesystem ? `, filesystem ${layout.filesystem}` : ''}`,
     `digest     ${m.imageDigest.algorithm} ${m.imageDigest.hex}`,
+    ...(m.imageDigest.algorithm === 'blake3-chunks' ? [`           (of an image file: split -b ${m.chunkSize} --filter='b3sum --no-names' IMAGE | b3sum --no-names)`] : []),
     `stored     ${formatBytes(bytesAdded)} added by this run; ${m.stats.dataChunks} data, ${m.stats.zeroChunks} zero, ${m.stats.unusedChunks} unused chunks`,
   ];
   if (layout.note) lines.push(`note       ${layout.note}`);
