@@ -134,13 +134,15 @@ class BackupSession {
     this.#size = input.source.layout.size;
     this.#chunkCount = Math.ceil(this.#size / input.chunkSize);
     this.#slots = new SlotPool(2 * defaultPoolSize() + 6, input.chunkSize + SEALED_CHUNK_OVERHEAD);
-    this.#rereadSlots = new SlotPool(REREAD_SLOTS, input.chunkSize + SEALED_CHUNK_OVERHEAD);
+
     this.#ledger = new ChunkLedger(this.#chunkCount, input.index);
     this.#packer = new Packer(input.repository);
     this.#detach = new DetachScheduler(input.rescue ? NEVER_DETACH : (input.detach ?? DEFAULT_DETACH));
     this.#reader = new SourceReader(input.source, input.rescue ?? false);
     this.#digestAlgorithm = imageDigestOf(input.repository.config);
     this.#chunkDigests = this.#digestAlgorithm === 'blake3-chunks' ? new ChunkDigests(0, this.#chunkCount) : undefined;
+    // Second reads serve only a digest streamed through the image hasher.
+    this.#rereadSlots = new SlotPool(this.#chunkDigests ? 0 : REREAD_SLOTS, input.chunkSize + SEALED_CHUNK_OVERHEAD);
   }
 
   async run(): Promise<BackupResult> {

@@ -59,17 +59,17 @@ class PooledWorker {
 }
 
 /**
- * Worker threads for hashing, compression and encryption, plus one dedicated worker that
- * keeps the ordered digest of the whole image (one serial chain; keeping it off the main
- * thread keeps I/O flowing).
+ * Worker threads for hashing, compression and encryption, plus, for the whole-image digests
+ * of repository formats up to 5, one dedicated worker that keeps that digest (one serial
+ * chain; keeping it off the main thread keeps I/O flowing), started when first needed.
  */
 export class WorkerPool implements IDisposable {
   readonly #workers: PooledWorker[];
-  readonly #imageHasher: PooledWorker;
+  #imageHasherThread: PooledWorker | undefined;
+  #setup: CryptoSetup | undefined;
 
   private constructor(size: number) {
     this.#workers = Array.from({ length: size }, () => new PooledWorker());
-    this.#imageHasher = new PooledWorker();
   }
 
   /**
@@ -82,17 +82,18 @@ export class WorkerPool implements IDisposable {
 
   /** Hands every worker its keys and codecs. On failure the pool is unusable; dispose it. */
   async init(setup: CryptoSetup): Promise<void> {
-    const init = (role: 'pool' | 'image-hasher') => ({
-      op: 'init' as const,
-      role,
-      encryptionKey: setup.masterKey.encryption,
-      blobIdKey: setup.masterKey.blobId,
-      blobIdScheme: setup.blobIdScheme,
-      codecs: setup.codecs,
-      writeCodec: setup.writeCodec,
-      writeCodecId: setup.writeCodecId,
-    });
-    await Promise.all([...this.#workers.map((w) => w.request(init('pool'))), this.#imageHasher.request(init('image-hasher'))]);
+    this.#setup = setup;
+    await Promise.all(this.#workers.map((w) => w.request(initRequest(setup, 'pool'))));
+  }
+
+  /** The image hasher's thread, started (and handed its keys: requests are answered in order) on first use. */
+  get #imageHasher(): PooledWorker {
+    if (!this.#imageHasherThread) {
+      if (!this.#setup) throw new Error('internal error: the worker pool was used before init');
+      this.#imageHasherThread = new PooledWorker();
+      this.#imageHasherThread.request(initRequest(this.#setup, 'image-hasher')).catch(() => undefined); // its failure fails the requests after it
+    }
+    return this.#imageHasherThread;
   }
 
   #leastBusy(): PooledWorker {
@@ -171,8 +172,22 @@ export class WorkerPool implements IDisposable {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([...this.#workers, this.#imageHasher].map((w) => w.terminate()));
+    const threads = this.#imageHasherThread ? [...this.#workers, this.#imageHasherThread] : this.#workers;
+    await Promise.all(threads.map((w) => w.terminate()));
   }
+}
+
+function initRequest(setup: CryptoSetup, role: 'pool' | 'image-hasher'): WorkerRequest {
+  return {
+    op: 'init',
+    role,
+    encryptionKey: setup.masterKey.encryption,
+    blobIdKey: setup.masterKey.blobId,
+    blobIdScheme: setup.blobIdScheme,
+    codecs: setup.codecs,
+    writeCodec: setup.writeCodec,
+    writeCodecId: setup.writeCodecId,
+  };
 }
 
 /** A chunk's keyed id (and its plain BLAKE3 when asked for), or `zero` when every byte is 0. */
