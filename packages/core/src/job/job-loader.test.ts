@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createCore, type Core } from '../create-core.js';
 import { JobFileError } from '../errors.js';
 import { JobLoader } from './job-loader.js';
+import { JobSchema } from './job-schema.js';
 
 const WORKSPACE = fileURLToPath(new URL('../../../../', import.meta.url));
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -49,6 +50,24 @@ describe('JobLoader', () => {
   it('gives no compression default without a plugin that provides it', async () => {
     const loaded = await load(job, ['source-volume', 'target-local']);
     expect(loaded.config.compression).toBeUndefined();
+  });
+
+  it('validates each job against the plugins it names: jobs of other kinds in one process, an unknown type refused', async () => {
+    await load(job, ['source-volume', 'source-files', 'target-local', 'target-sftp', 'codec-zstd']);
+    const schema = cores.at(-1)!.get(JobSchema);
+    const volume = schema.validate({ ...job, source: { type: 'volume', path: 'disk.img', mode: 'sometimes' } });
+    expect(volume.problems).toEqual(['/source/mode: must be one of "used", "exact", not "sometimes" (plugin cairn.source-volume)']);
+    const files = schema.validate({ ...job, source: { type: 'files', paths: [] }, target: { type: 'sftp' } });
+    expect(files.problems).toEqual([
+      '/source/paths: must NOT have fewer than 1 items (plugin cairn.source-files)',
+      "/target: must have required property 'host' (plugin cairn.target-sftp)",
+      "/target: must have required property 'username' (plugin cairn.target-sftp)",
+      "/target: must have required property 'path' (plugin cairn.target-sftp)",
+    ]);
+    expect(schema.validate({ ...job, target: { type: 'tape', path: 'x' } }).problems).toEqual(['/target/type: must be one of "local", "sftp", not "tape"']);
+    expect(schema.validate(job)).toMatchObject({ problems: [], job: { source: { mode: 'used' }, compression: { type: 'zstd', level: 3 } } });
+    // What `cairn schema` prints still holds every plugin's rules.
+    expect(JSON.stringify(schema.schema)).toContain('"const":"sftp"');
   });
 
   it('refuses an invalid job with every problem, before any other I/O', async () => {

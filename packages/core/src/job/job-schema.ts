@@ -114,21 +114,27 @@ function coreJobSchema(): Record<string, any> {
   };
 }
 
-/** `common`: properties every branch has besides its own (a plugin's schema may refine them, e.g. with a default). */
-function branch(point: ContributionPoint, contributions: LoadedContribution[], builtIn: Array<{ type: string; schema: object }>, common: Record<string, object> = {}): object {
+/**
+ * `common`: properties every branch has besides its own (a plugin's schema may refine them, e.g. with a default).
+ * `used`: when given, only these types' schemas are spliced in (every type still names a valid `type`).
+ */
+function branch(point: ContributionPoint, contributions: LoadedContribution[], builtIn: Array<{ type: string; schema: object }>, common: Record<string, object> = {}, used?: ReadonlySet<string>): object {
   const all = [...builtIn.map((b) => ({ ...b, pluginId: 'core' })), ...contributions];
   if (all.length === 0) {
     // Nothing can satisfy it; `describeErrors` turns the `not` failure into a sentence.
     return { type: 'object', required: ['type'], properties: { type: { not: {}, description: `No enabled plugin contributes ${point}.` } } };
   }
+  const chosen = all.filter((c) => !used || used.has(c.type));
   return {
     type: 'object',
     required: ['type'],
     properties: { type: { enum: all.map((c) => c.type), description: `One of the ${point} contributed by the enabled plugins.` } },
-    allOf: all.map((c) => ({
-      if: { properties: { type: { const: c.type } }, required: ['type'] },
-      then: { ...stripMeta(c.schema), properties: { ...withCommon(common, (c.schema as any).properties ?? {}), type: { const: c.type } } },
-    })),
+    ...(chosen.length > 0 && {
+      allOf: chosen.map((c) => ({
+        if: { properties: { type: { const: c.type } }, required: ['type'] },
+        then: { ...stripMeta(c.schema), properties: { ...withCommon(common, (c.schema as any).properties ?? {}), type: { const: c.type } } },
+      })),
+    }),
   };
 }
 
@@ -147,14 +153,20 @@ const NONE_CODEC_SCHEMA = { type: 'object', additionalProperties: false, propert
 /** What a job without `compression` gets, when a plugin provides it. */
 const DEFAULT_COMPRESSION = { type: 'zstd', level: 3 };
 
-/** The job schema with every enabled plugin's contribution spliced in (what `cairn schema` prints). */
-export function buildJobSchema(host: PluginHost): Record<string, any> {
+/** The types a job file names, per contribution point (see typesNamedBy). */
+type NamedTypes = Partial<Record<'sources' | 'targets' | 'codecs' | 'notifiers', ReadonlySet<string>>>;
+
+/**
+ * The job schema with every enabled plugin's contribution spliced in (what `cairn schema` prints),
+ * or, with `named`, only the contributions of those types: what validating one job file needs.
+ */
+export function buildJobSchema(host: PluginHost, named?: NamedTypes): Record<string, any> {
   const schema = coreJobSchema();
-  schema.properties.source = { ...schema.properties.source, ...branch('sources', host.contributions('sources'), []) };
-  schema.properties.target = { ...schema.properties.target, ...branch('targets', host.contributions('targets'), []) };
+  schema.properties.source = { ...schema.properties.source, ...branch('sources', host.contributions('sources'), [], {}, named?.sources) };
+  schema.properties.target = { ...schema.properties.target, ...branch('targets', host.contributions('targets'), [], {}, named?.targets) };
   const codecs = host.contributions('codecs');
-  schema.properties.compression = { ...schema.properties.compression, ...branch('codecs', codecs, [{ type: 'none', schema: NONE_CODEC_SCHEMA }]) };
-  schema.properties.notify.items = branch('notifiers', host.contributions('notifiers'), [], notifyCommonProperties);
+  schema.properties.compression = { ...schema.properties.compression, ...branch('codecs', codecs, [{ type: 'none', schema: NONE_CODEC_SCHEMA }], {}, named?.codecs) };
+  schema.properties.notify.items = branch('notifiers', host.contributions('notifiers'), [], notifyCommonProperties, named?.notifiers);
   // The validator applies defaults (ajv's useDefaults), so a job gets them from here and nowhere else.
   if (codecs.some((c) => c.type === DEFAULT_COMPRESSION.type)) schema.properties.compression.default = DEFAULT_COMPRESSION;
   return schema;
@@ -166,31 +178,51 @@ export interface JobValidator {
   validate(job: unknown): string[];
 }
 
-/** The job schema of the enabled plugins, compiled once, on first use (many commands never need it). */
+/**
+ * The job schema of the enabled plugins. A job file is validated against the schema with only
+ * the contributions it names (compiled on first use, once per combination of types): compiling
+ * every plugin's schema is on every command's startup path, and most commands read one job.
+ */
 @injectable()
 export class JobSchema {
-  #validator: JobValidator | undefined;
+  readonly #validators = new Map<string, JobValidator>();
 
   constructor(@inject(PluginHost) private readonly plugins: PluginHost) {}
 
-  get #compiled(): JobValidator {
-    return (this.#validator ??= createJobValidator(this.plugins));
+  #compiled(named?: NamedTypes): JobValidator {
+    const key = JSON.stringify(named, (_key, value) => (value instanceof Set ? [...value].sort() : value)) ?? 'all';
+    let validator = this.#validators.get(key);
+    if (!validator) this.#validators.set(key, (validator = createJobValidator(this.plugins, named)));
+    return validator;
   }
 
   /** What `cairn schema` prints. */
   get schema(): Record<string, any> {
-    return this.#compiled.schema;
+    return this.#compiled().schema;
   }
 
   /** A copy of `job` with the schema's defaults filled in, and the problems found (empty when valid). */
   validate(job: unknown): { job: unknown; problems: string[] } {
     const copy = structuredClone(job);
-    return { job: copy, problems: this.#compiled.validate(copy) };
+    return { job: copy, problems: this.#compiled(typesNamedBy(copy)).validate(copy) };
   }
 }
 
-export function createJobValidator(host: PluginHost): JobValidator {
-  const schema = buildJobSchema(host);
+/** The source, target, codec and notifier types a job file names (a codec when it names none: the default's). */
+function typesNamedBy(job: unknown): NamedTypes {
+  const of = (value: unknown) => new Set(typeof (value as any)?.type === 'string' ? [(value as any).type as string] : []);
+  const compression = (job as any)?.compression;
+  const notify: unknown[] = Array.isArray((job as any)?.notify) ? (job as any).notify : [];
+  return {
+    sources: of((job as any)?.source),
+    targets: of((job as any)?.target),
+    codecs: compression === undefined ? new Set([DEFAULT_COMPRESSION.type]) : of(compression),
+    notifiers: new Set(notify.flatMap((entry) => [...of(entry)])),
+  };
+}
+
+export function createJobValidator(host: PluginHost, named?: NamedTypes): JobValidator {
+  const schema = buildJobSchema(host, named);
   // verbose: errors carry the offending value. optimize: off, because the validator checks one
   // small file per run and compiling it is on every command's startup path (50 → 30 ms here).
   const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, code: { optimize: false } });
