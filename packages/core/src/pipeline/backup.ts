@@ -134,7 +134,6 @@ class BackupSession {
     this.#size = input.source.layout.size;
     this.#chunkCount = Math.ceil(this.#size / input.chunkSize);
     this.#slots = new SlotPool(2 * defaultPoolSize() + 6, input.chunkSize + SEALED_CHUNK_OVERHEAD);
-
     this.#ledger = new ChunkLedger(this.#chunkCount, input.index);
     this.#packer = new Packer(input.repository);
     this.#detach = new DetachScheduler(input.rescue ? NEVER_DETACH : (input.detach ?? DEFAULT_DETACH));
