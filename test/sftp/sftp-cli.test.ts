@@ -37,6 +37,26 @@ async function addFile(image: string, name: string, data: Buffer): Promise<void>
   await run('debugfs', ['-w', '-R', `write ${file} ${name}`, image]);
 }
 
+/**
+ * Stops the process and waits until the repository's temp files stay the same for 300 ms (the
+ * server has carried out the requests already sent). True when some are left; otherwise the
+ * process is resumed.
+ */
+async function frozenWithTemps(pid: number, temps: () => Promise<string[]>): Promise<boolean> {
+  if ((await temps()).length === 0) return false;
+  process.kill(pid, 'SIGSTOP');
+  let seen = (await temps()).join('\n');
+  for (let stableMs = 0; stableMs < 300; ) {
+    await sleep(50);
+    const now = (await temps()).join('\n');
+    stableMs = now === seen ? stableMs + 50 : 0;
+    seen = now;
+  }
+  if (seen !== '') return true;
+  process.kill(pid, 'SIGCONT');
+  return false;
+}
+
 let server: SshServer;
 let work: string;
 let pluginsFile: string;
@@ -138,7 +158,9 @@ describe('cairn CLI over SFTP (OpenSSH sshd)', () => {
     const running = startCli(['backup', job], { env: { ...PASSWORD_ENV, SSH_AUTH_SOCK: '' }, plugins: pluginsFile, timeoutMs: COMMAND_TIMEOUT_MS });
     let exited: CliResult | undefined;
     void running.result.then((r) => (exited = r));
-    for (const deadline = Date.now() + 30_000; (await temps()).length === 0; await sleep(2)) {
+    // A temp file seen may be renamed a moment later; so the backup is frozen (SIGSTOP) and killed
+    // only once its requests already sent have settled with temp files still there.
+    for (const deadline = Date.now() + 30_000; !(await frozenWithTemps(running.child.pid!, temps)); await sleep(2)) {
       if (exited) throw new Error(`the backup ended before a temp file was seen: ${exited.stderr}`);
       if (Date.now() > deadline) throw new Error('no temp file appeared within 30 s');
     }
