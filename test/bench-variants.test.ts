@@ -48,9 +48,9 @@ const loopsOn = async (file: string): Promise<string> => run('losetup', ['-j', f
 
 describeWithLoopDevices('bench variants: variants.sh and verify-variant.sh', () => {
   const trees: Record<string, string> = {};
+  const scope = useSuiteScope();
 
   beforeAll(async () => {
-    const scope = useSuiteScope();
     corpus = await tempDir(scope, 'cairn-bench-variants-');
     for (const day of [1, 2]) {
       const tree = join(corpus, `tree${day}`);

@@ -69,9 +69,10 @@ describe('delta restore onto an existing image or device', () => {
   let image: string;
   let job: string;
   let made: BackupSummary;
+  const suite = useSuiteScope();
 
   beforeAll(async () => {
-    dir = await tempDir(useSuiteScope());
+    dir = await tempDir(suite);
     ({ image } = await makeVolume(dir, 'disk', SIZE, { seed: 7, randomBytes: 20 * MiB, textBytes: 4 * MiB, zeroBytes: 2 * MiB }));
     job = await writeJob(dir, { source: 'disk.img', chunkSize: CHUNK, extra: { source: { type: 'volume', path: 'disk.img', mode: 'used' } } });
     await init(job);

@@ -39,7 +39,10 @@ export function useScope(): Scope {
   return scope;
 }
 
-/** A scope disposed after all tests of the enclosing `describe` (or file). Call at describe level. */
+/**
+ * A scope disposed after all tests of the enclosing `describe` (or file). Call at describe level:
+ * called inside a hook, its `afterAll` is never registered and nothing is cleaned up.
+ */
 export function useSuiteScope(): Scope {
   const scope = new Scope();
   afterAll(() => scope.dispose());
