@@ -1,7 +1,7 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, test, vi } from 'vitest';
+import { afterEach, describe, expect, onTestFinished, test, vi } from 'vitest';
 import { Daemon } from './daemon.js';
 import { daemonLogger } from './daemon-logger.js';
 import type { CairnOutcome, CairnProcess } from './cairn-process.js';
@@ -35,6 +35,7 @@ async function loadJob(file: string): Promise<LoadedJob> {
 /** A daemon over `jobs`, its commands each lasting `runMs` of fake time. */
 async function startDaemon(jobs: Array<Record<string, unknown>>, options: { runMs?: number; state?: DaemonState; onRunFinished?: (job: string, record: RunRecord) => Promise<void> } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'cairn-daemon-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
   for (const job of jobs) await jobFile(dir, job);
   const started: Started[] = [];
   let stored = options.state;

@@ -1,7 +1,7 @@
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, onTestFinished, test } from 'vitest';
 import { JobSet, listJobFiles } from './job-files.js';
 import type { LoadedJob } from '../job/job-loader.js';
 
@@ -13,9 +13,15 @@ async function load(file: string): Promise<LoadedJob> {
   return { info: { name: job.name, file, job }, config: job, baseDir: '/' };
 }
 
+async function tempFolder(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cairn-jobs-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 describe('job files of a daemon', () => {
   test('folders give their *.json files, sorted; files are taken as named', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-jobs-'));
+    const dir = await tempFolder();
     await mkdir(join(dir, 'jobs'));
     for (const name of ['b.json', 'a.json', 'notes.txt', '.hidden.json']) await writeFile(join(dir, 'jobs', name), '{}');
     await writeFile(join(dir, 'extra.json'), '{}');
@@ -24,7 +30,7 @@ describe('job files of a daemon', () => {
   });
 
   test('an invalid file is reported and its previous valid version kept; a duplicate name is refused', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'cairn-jobs-'));
+    const dir = await tempFolder();
     const [a, b] = [join(dir, 'a.json'), join(dir, 'b.json')];
     await writeFile(a, JSON.stringify({ name: 'a', v: 1 }));
     await writeFile(b, JSON.stringify({ name: 'a' }));
