@@ -75,10 +75,14 @@ export class BackupOperation {
 
   async #backup(job: LoadedJob, run: BackupRun, options: BackupOptions): Promise<AnyBackupResult> {
     const sourceFactory = await this.#sourceFactory(job.config.source.type);
-    return this.workers.withPool((pool) =>
-      this.repositories.withRepository(job, async (repository) => {
-        const source = await sourceFactory.open(job.config.source, { baseDir: job.baseDir });
-        try {
+    // The source opens (a volume's used-block map is read) while the password's key is derived.
+    const opening = sourceFactory.open(job.config.source, { baseDir: job.baseDir });
+    // Its failure is thrown where the source is awaited, not reported as unhandled before.
+    opening.catch(() => undefined);
+    try {
+      return await this.workers.withPool((pool) =>
+        this.repositories.withRepository(job, async (repository) => {
+          const source = await opening;
           for (const warning of source.warnings) this.logger.warn(warning);
           await this.runner.before(run.hooks.sourceOpened, source);
           if (isFileTree(source)) {
@@ -88,11 +92,12 @@ export class BackupOperation {
             return await this.locks.withLock(repository, 'backup', false, () => this.#storeFiles(job, run, pool, repository, source, options));
           }
           return await this.locks.withLock(repository, 'backup', false, () => this.#store(job, run, pool, repository, source, options));
-        } finally {
-          await source.dispose();
-        }
-      }),
-    );
+        }),
+      );
+    } finally {
+      // Whatever failed first, an opened source is closed; a failed opening was reported above or is moot.
+      await opening.then((source) => source.dispose(), () => undefined);
+    }
   }
 
   async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource, options: BackupOptions): Promise<BackupResult> {
