@@ -193,7 +193,7 @@ describe('bad inputs give their exit code and a clear message', () => {
     const copy = await repositoryCopy();
     const configPath = join(copy.repository, 'config');
     const config = JSON.parse(await readFile(configPath, 'utf8'));
-    expect(config.version).toBe(6);
+    expect(config.version).toBe(7);
     await writeFile(configPath, JSON.stringify({ ...config, version: 99 }, null, 2));
     const before = await snapshotTree(copy.repository);
     for (const command of ['snapshots', 'backup']) {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { AuthenticationError, SEAL_OVERHEAD, blobIdOf, createImageHash, packIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
+import { AuthenticationError, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, newMasterKey, open, seal } from './crypto.js';
 
 describe('crypto', () => {
   const key = newMasterKey();
@@ -32,7 +32,7 @@ describe('crypto', () => {
     expect(() => open(key.encryption, sealed.subarray(0, 10))).toThrow(AuthenticationError);
   });
 
-  it.each(['hmac-sha256', 'blake3-keyed'] as const)('derives %s blob ids with a key, so ids differ between repositories', (scheme) => {
+  it.each(['hmac-sha256', 'blake3-keyed', 'blake3-keyed-digest'] as const)('derives %s blob ids with a key, so ids differ between repositories', (scheme) => {
     const data = Buffer.from('same content');
     expect(blobIdOf(scheme, key.blobId, data).equals(blobIdOf(scheme, key.blobId, data))).toBe(true);
     expect(blobIdOf(scheme, key.blobId, data).equals(blobIdOf(scheme, newMasterKey().blobId, data))).toBe(false);
@@ -45,6 +45,9 @@ describe('crypto', () => {
     const input = (length: number) => Buffer.from(Array.from({ length }, (_, i) => i % 251));
     expect(blobIdOf('blake3-keyed', blake3Key, input(0)).toString('hex')).toBe('92b2b75604ed3c761f9d6f62392c8a9227ad0ea3f09573e783f1498a4ed60d26');
     expect(blobIdOf('blake3-keyed', blake3Key, input(1024)).toString('hex')).toBe('75c46f6f3d9eb4f55ecaaee480db732e6c2105546f1e675003687c31719c7ba4');
+    // blake3-keyed-digest (format 7): `b3sum --raw INPUT > D; printf KEY | b3sum --keyed --no-names D`.
+    expect(blobIdOf('blake3-keyed-digest', blake3Key, input(0)).toString('hex')).toBe('f3df7666701d6c0a56d512ce81bc1b88f62c8fbcdda7e2b54369850467a5f06b');
+    expect(blobIdOf('blake3-keyed-digest', blake3Key, input(1024)).toString('hex')).toBe('3f7a41018857609611f77680cdb00efa271f650748dc27d7d0e75fdfcd1f7b2d');
     expect(packIdOf('blake3', Buffer.alloc(0)).toString('hex')).toBe('af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262');
     expect(packIdOf('sha256', Buffer.from('abc')).toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
     // RFC 4231, test case 2.
@@ -66,6 +69,14 @@ describe('crypto', () => {
     shared.set(randomBytes(shared.length));
     const whole = digest('blake3', [Buffer.from(shared)]);
     expect(digest('blake3', [shared.subarray(0, 1025), shared.subarray(1025, 2 * 1024 * 1024 + 3), shared.subarray(2 * 1024 * 1024 + 3)])).toBe(whole);
+  });
+
+  it.each(['hmac-sha256', 'blake3-keyed', 'blake3-keyed-digest'] as const)('gives a %s blob id with the plain BLAKE3 of the same bytes, or the id alone', (scheme) => {
+    const data = randomBytes(5000);
+    const both = blobIdAndDigest(scheme, key.blobId, data, true);
+    expect(both.id.equals(blobIdOf(scheme, key.blobId, data))).toBe(true);
+    expect(both.digest?.toString('hex')).toBe(blake3Digest(data).toString('hex'));
+    expect(blobIdAndDigest(scheme, key.blobId, data, false)).toEqual({ id: both.id });
   });
 
   it('hashes a view into shared memory like a copy of the same bytes', () => {

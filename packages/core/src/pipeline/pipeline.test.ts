@@ -376,13 +376,13 @@ describe('backup and restore pipeline', () => {
     expect(report.problems).toEqual([]);
   });
 
-  it.each([6, 5])('commits no restored image whose digest differs from the snapshot\'s (format %i)', async (formatVersion) => {
+  it.each([7, 6, 5])('commits no restored image whose digest differs from the snapshot\'s (format %i)', async (formatVersion) => {
     target = new FaultyTarget(new MemoryTarget());
     await Repository.init(target, 'pw', { formatVersion });
     repository = await Repository.open(target, 'pw');
     const image = sampleImage();
     const { manifest } = await backup(image);
-    expect(manifest.imageDigest.algorithm).toBe(formatVersion === 6 ? 'blake3-chunks' : 'blake3');
+    expect(manifest.imageDigest.algorithm).toBe(formatVersion >= 6 ? 'blake3-chunks' : 'blake3');
     // Every blob is intact and matches its id; only the recorded digest disagrees with them.
     const hex = manifest.imageDigest.hex.replace(/^./, (c) => (c === '0' ? '1' : '0'));
     const forged = await repository.saveSnapshot({ ...manifest, imageDigest: { ...manifest.imageDigest, hex } });
@@ -391,12 +391,12 @@ describe('backup and restore pipeline', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('restores a format-5 snapshot (one BLAKE3 of the whole image) and a format-6 one from the same data alike', async () => {
+  it('restores a format-5 snapshot (one BLAKE3 of the whole image), a format-6 and a format-7 one (blob ids keyed over chunk digests) from the same data alike; check reads each clean', async () => {
     const image = sampleImage();
     const extents = [{ offset: 0, length: CHUNK * 10 }, { offset: CHUNK * 12, length: image.length - CHUNK * 12 }];
     const expected = Buffer.from(image);
     expected.fill(0, CHUNK * 10, CHUNK * 12);
-    for (const formatVersion of [5, 6]) {
+    for (const formatVersion of [5, 6, 7]) {
       target = new FaultyTarget(new MemoryTarget());
       await Repository.init(target, 'pw', { formatVersion });
       repository = await Repository.open(target, 'pw');
@@ -404,6 +404,8 @@ describe('backup and restore pipeline', () => {
       expect(result.manifest.imageDigest.hex).toBe(formatVersion === 5 ? blake3(expected).toString('hex') : chunkDigestOf(expected));
       await restore(result.snapshot, join(dir, `v${formatVersion}.img`));
       expect((await readFile(join(dir, `v${formatVersion}.img`))).equals(expected)).toBe(true);
+      const report = await runCheck({ repository, pool, loadIndex: () => repository.loadIndex(), readData: true, progress: silentProgress });
+      expect(report.problems).toEqual([]);
     }
   });
 

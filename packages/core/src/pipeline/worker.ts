@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
 import type { Codec, CodecModule } from '../codec.js';
-import { blake3Digest, blobIdOf, createImageHash, open, seal, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
+import { blake3Digest, blobIdAndDigest, createImageHash, open, seal, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { CODEC_NONE } from '../repository/format.js';
 import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
@@ -15,7 +15,8 @@ import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from 
 let encryptionKey: Buffer;
 let blobIdKey: Buffer;
 let blobIdScheme: BlobIdScheme;
-const blobId = (plaintext: Uint8Array) => blobIdOf(blobIdScheme, blobIdKey, plaintext);
+const blobId = (plaintext: Uint8Array) => blobIdAndDigest(blobIdScheme, blobIdKey, plaintext, false).id;
+const blobIdWithDigest = (plaintext: Uint8Array, withDigest: boolean) => blobIdAndDigest(blobIdScheme, blobIdKey, plaintext, withDigest);
 let writeCodec: Codec;
 let writeCodecId = CODEC_NONE;
 const decoders = new Map<number, Codec>();
@@ -109,9 +110,10 @@ class MissingCodec extends Error {}
 /**
  * Decrypts (GCM authenticates every byte) and decompresses a blob. `verifyId` also checks
  * the plaintext's keyed hash against the id the blob is known by: needed where nothing else
- * checks the result (check, partial restores), redundant where the whole image's sha256 does.
+ * checks the result (check, partial restores), redundant where the image digest does.
+ * `withDigest` also gives the plaintext's plain BLAKE3 (its line of a `blake3-chunks` digest).
  */
-function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: boolean, into?: Uint8Array): Uint8Array {
+function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: boolean, into?: Uint8Array, withDigest = false): { plain: Uint8Array; digest?: Buffer } {
   let framed: Buffer;
   try {
     framed = open(encryptionKey, sealed);
@@ -134,8 +136,14 @@ function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: b
     throw new BlobDamage(`blob ${id.slice(0, 12)} does not decompress: ${(err as Error).message}`);
   }
   if (plain.length !== rawLength) throw new BlobDamage(`blob ${id.slice(0, 12)} has ${plain.length} bytes, expected ${rawLength}`);
-  if (verifyId && blobId(plain).toString('hex') !== id) throw new BlobDamage(`blob ${id.slice(0, 12)} does not match its id`);
-  return plain;
+  return { plain, digest: verifiedDigest(plain, id, verifyId, withDigest) };
+}
+
+function verifiedDigest(plain: Uint8Array, id: string, verifyId: boolean, withDigest: boolean): Buffer | undefined {
+  if (!verifyId) return withDigest ? blake3Digest(plain) : undefined;
+  const { id: actual, digest } = blobIdWithDigest(plain, withDigest);
+  if (actual.toString('hex') !== id) throw new BlobDamage(`blob ${id.slice(0, 12)} does not match its id`);
+  return digest;
 }
 
 /** Answers one request; what a reply carries is transferred, except chunk bytes, which stay in their slot. */
@@ -148,7 +156,8 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
     case 'hash': {
       const bytes = Buffer.from(request.slot, 0, request.length);
       if (isAllZero(bytes)) return done({ ok: true, op: 'hash', zero: true });
-      return done({ ok: true, op: 'hash', zero: false, id: blobId(bytes), ...(request.chunkDigest && { chunkDigest: blake3Digest(bytes) }) });
+      const { id, digest } = blobIdWithDigest(bytes, request.chunkDigest === true);
+      return done({ ok: true, op: 'hash', zero: false, id, ...(digest && { chunkDigest: digest }) });
     }
     case 'sealInSlot': {
       // The blob replaces the chunk in its slot, which has room for the seal's overhead:
@@ -171,11 +180,12 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       return done({ ok: true, op: 'sealBytes', sealed, id: blobId(plain) }, [sealed.buffer as ArrayBuffer]);
     }
     case 'openInto': {
-      const plain = openBlob(request.sealed, request.rawLength, request.id, request.verifyId, new Uint8Array(request.into, 0, request.rawLength));
-      return done({ ok: true, op: 'openInto', ...(request.chunkDigest && { chunkDigest: blake3Digest(plain) }) });
+      const into = new Uint8Array(request.into, 0, request.rawLength);
+      const { digest } = openBlob(request.sealed, request.rawLength, request.id, request.verifyId, into, request.chunkDigest === true);
+      return done({ ok: true, op: 'openInto', ...(digest && { chunkDigest: digest }) });
     }
     case 'open': {
-      const plain = new Uint8Array(openBlob(request.sealed, request.rawLength, request.id, request.verifyId));
+      const plain = new Uint8Array(openBlob(request.sealed, request.rawLength, request.id, request.verifyId).plain);
       return done({ ok: true, op: 'open', plain }, [plain.buffer]);
     }
     default:

@@ -12,7 +12,7 @@ export interface RepositoryConfig {
   chunkSize: number;
   /** Packs are closed once they reach this many bytes. */
   packSize: number;
-  /** How blob ids are computed: "blake3-keyed" from version 2 on; version 1 configs have no such field and use HMAC-SHA256. */
+  /** How blob ids are computed: "blake3-keyed" in versions 2 to 6, "blake3-keyed-digest" from 7 on; version 1 configs have no such field and use HMAC-SHA256. */
   blobId?: BlobIdScheme;
   /** How packs are named: "blake3" from version 2 on; version 1 configs have no such field and use SHA-256. */
   packId?: PackIdScheme;
@@ -27,6 +27,15 @@ export const FILE_SNAPSHOTS_VERSION = 5;
 
 /** The first format version whose image digest is made of each chunk's own BLAKE3 (`blake3-chunks`, manifest version 4). */
 export const CHUNK_DIGEST_VERSION = 6;
+
+/** The first format version whose blob ids key the hash of each blob's plain BLAKE3 (`blake3-keyed-digest`). */
+export const DIGEST_BLOB_ID_VERSION = 7;
+
+/** The blob id scheme a repository of this format version names in its config (none in version 1). */
+export function blobIdSchemeForVersion(version: number): BlobIdScheme | undefined {
+  if (version >= DIGEST_BLOB_ID_VERSION) return 'blake3-keyed-digest';
+  return version >= 2 ? 'blake3-keyed' : undefined;
+}
 
 /** The image digest a repository of this format version names in its config (none before version 3). */
 export function imageDigestForVersion(version: number): ImageDigestAlgorithm | undefined {
@@ -111,7 +120,7 @@ function configProblem(config: RepositoryConfig): string | undefined {
   if (typeof config.created !== 'string' || Number.isNaN(Date.parse(config.created))) return 'its creation time is not a date';
   if (!isPowerOfTwoBetween(config.chunkSize, 512, MAX_CHUNK_SIZE)) return `chunk size ${JSON.stringify(config.chunkSize)} is not a power of two up to 16 MiB`;
   if (!Number.isInteger(config.packSize) || config.packSize < 1024 * 1024 || config.packSize > 1024 * 1024 * 1024) return `pack size ${JSON.stringify(config.packSize)} is out of range`;
-  if (config.version >= 2 && (config.blobId !== 'blake3-keyed' || config.packId !== 'blake3')) {
+  if (config.version >= 2 && (config.blobId !== blobIdSchemeForVersion(config.version) || config.packId !== 'blake3')) {
     return `it names unknown id schemes (blobId ${JSON.stringify(config.blobId)}, packId ${JSON.stringify(config.packId)})`;
   }
   if (config.version >= 3 && config.imageDigest !== imageDigestForVersion(config.version)) return `it names an unknown image digest ${JSON.stringify(config.imageDigest)}`;

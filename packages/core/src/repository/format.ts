@@ -1,14 +1,13 @@
 /*
- * Binary layouts of the repository format (v4; v4 adds prune marks and authenticated configs,
- * no layout). v1 differs in how blobs and packs are named;
- * v1 and v2 record a SHA-256 of each snapshot's image, v3 a BLAKE3. Binary layouts are the
- * same in all three.
+ * Binary layouts of the repository format. They are the same in every version: versions differ
+ * in which hash does what (config.ts: blob ids, pack names, the image digest), version 4 adds
+ * prune marks and authenticated configs, version 5 tree blobs for file snapshots.
  * docs/FORMAT.md is the prose version of this file; change both together. All integers are
  * little-endian.
  */
 
 /** The version this cairn writes; it reads every version from 1 to this one. */
-export const FORMAT_VERSION = 6;
+export const FORMAT_VERSION = 7;
 export const ID_LENGTH = 32;
 
 /** What a blob holds. Stored in pack headers and indexes. */

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { MemoryTarget } from '../testing/index.js';
 import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
-import { Repository, imageDigestOf } from './repository.js';
+import { Repository, blobIdSchemeOf, imageDigestOf } from './repository.js';
 import { RepositoryLocks } from './lock.js';
 
 /** Locks whose clock reads `now()`. */
@@ -62,6 +62,18 @@ describe('Repository', () => {
     await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
   });
 
+  it('names blob ids blake3-keyed-digest in new repositories and blake3-keyed in those of versions 2 to 6, and refuses a mix', async () => {
+    const target = new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
+    expect(blobIdSchemeOf(repository.config)).toBe('blake3-keyed-digest');
+    expect(blobIdSchemeOf((await Repository.init(new MemoryTarget(), 'x', { formatVersion: 6 })).config)).toBe('blake3-keyed');
+    expect(blobIdSchemeOf((await Repository.init(new MemoryTarget(), 'x', { formatVersion: 1 })).config)).toBe('hmac-sha256');
+    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, blobId: 'blake3-keyed' })));
+    await expect(Repository.readConfig(target)).rejects.toThrow(/unknown id schemes \(blobId "blake3-keyed"/);
+    await target.put(Keys.config, Buffer.from(JSON.stringify({ ...repository.config, version: 6 })));
+    await expect(Repository.readConfig(target)).rejects.toThrow(/unknown id schemes \(blobId "blake3-keyed-digest"/);
+  });
+
   it('reads manifests of versions 1 to 4, and refuses newer or broken ones clearly', async () => {
     const target = new MemoryTarget();
     const repository = await Repository.init(target, 'x');
@@ -91,7 +103,7 @@ describe('Repository', () => {
     const edit = async (target: MemoryTarget, change: (text: string) => string) => target.put(Keys.config, Buffer.from(change((await target.get(Keys.config)).toString('utf8'))));
 
     it('treats an edited but plausible config as damage, never as a setting', async () => {
-      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 6', '"version": 5').replace('"blake3-chunks"', '"blake3"'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
+      for (const change of [(t: string) => t.replace('"chunkSize": 4194304', '"chunkSize": 1048576'), (t: string) => t.replace('"version": 7', '"version": 6').replace('"blake3-keyed-digest"', '"blake3-keyed"'), (t: string) => t.replace(/"id": "(.)/, (_m, c: string) => `"id": "${c === 'a' ? 'b' : 'a'}`)]) {
         const target = new MemoryTarget();
         await Repository.init(target, 'x');
         await edit(target, change);
@@ -104,7 +116,7 @@ describe('Repository', () => {
       await Repository.init(target, 'x');
       await edit(target, (t) => t.replace('"chunkSize": 4194304', '"chunkSize": 4194305'));
       await expect(Repository.readConfig(target)).rejects.toThrow(/damaged: chunk size 4194305 is not a power of two/);
-      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 6', '"version": 0'));
+      await edit(target, (t) => t.replace('"chunkSize": 4194305', '"chunkSize": 4194304').replace('"version": 7', '"version": 0'));
       await expect(Repository.readConfig(target)).rejects.toBeInstanceOf(DamageError);
     });
 

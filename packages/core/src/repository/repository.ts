@@ -4,7 +4,7 @@ import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNo
 import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, type MasterKey } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type IndexedPack } from './format.js';
 import { decodeManifest, encodeManifest, type AnySnapshotManifest } from './snapshot.js';
-import { DEFAULT_CDC, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, FILE_SNAPSHOTS_VERSION, decodeConfig, imageDigestForVersion, encodeConfig, type RepositoryConfig } from './config.js';
+import { DEFAULT_CDC, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, FILE_SNAPSHOTS_VERSION, decodeConfig, imageDigestForVersion, blobIdSchemeForVersion, encodeConfig, type RepositoryConfig } from './config.js';
 import { Keyring, type KeyInfo, type StoredConfig } from './keyring.js';
 import { BlobIndex, type DamagedObject, type IndexPurpose } from './blob-index.js';
 import { loadMarks } from './marks.js';
@@ -303,7 +303,7 @@ function decodeIndexOrThrow(plain: Buffer, id: string): IndexedPack[] {
 
 function newConfig(version: number, chunkSize: number, now: Date): RepositoryConfig {
   const config: RepositoryConfig = { format: 'cairn', version, id: randomBytes(32).toString('hex'), created: now.toISOString(), chunkSize, packSize: DEFAULT_PACK_SIZE };
-  if (version >= 2) Object.assign(config, { blobId: 'blake3-keyed', packId: 'blake3' });
+  if (version >= 2) Object.assign(config, { blobId: blobIdSchemeForVersion(version), packId: 'blake3' });
   if (version >= 3) config.imageDigest = imageDigestForVersion(version);
   if (version >= FILE_SNAPSHOTS_VERSION) config.cdc = { ...DEFAULT_CDC };
   return config;
