@@ -63,6 +63,7 @@ const BG_BLOCK_UNINIT = 0x0002;
 /** Offset of bg_checksum in a group descriptor, and the end of bg_block_bitmap_csum_hi. */
 const BG_CHECKSUM_OFFSET = 0x1e;
 const BG_BLOCK_BITMAP_CSUM_HI_END = 0x3a;
+const BG_ITABLE_UNUSED_HI_END = 0x34;
 
 /** Bitmap reads are batched: neighbours closer than this are read in one call, up to MAX_BATCH bytes. */
 const MAX_GAP_BYTES = 64 * 1024;
@@ -367,6 +368,8 @@ interface GroupDesc {
   inodeTable: number;
   flags: number;
   blockBitmapCsum: number;
+  /** Inodes at the end of the group's table never handed out (bg_itable_unused). */
+  itableUnused: number;
 }
 
 async function readDescriptorTable(volume: VolumeReader, sb: Superblock): Promise<Uint8Array> {
@@ -420,6 +423,7 @@ function parseDescriptors(sb: Superblock, table: Uint8Array): GroupDesc[] {
       inodeTable: lo(0x08) + hi(0x28),
       flags: view.getUint16(at + 0x12, true),
       blockBitmapCsum: view.getUint16(at + 0x18, true) + (sb.descSize >= BG_BLOCK_BITMAP_CSUM_HI_END ? view.getUint16(at + 0x38, true) * 0x10000 : 0),
+      itableUnused: view.getUint16(at + 0x1c, true) + (sb.descSize >= BG_ITABLE_UNUSED_HI_END ? view.getUint16(at + 0x32, true) * 0x10000 : 0),
     };
 
     if (sb.metadataCsum || sb.gdtCsum) {
@@ -444,6 +448,9 @@ function parseDescriptors(sb: Superblock, table: Uint8Array): GroupDesc[] {
     check('block bitmap', desc.blockBitmap, 1);
     check('inode bitmap', desc.inodeBitmap, 1);
     check('inode table', desc.inodeTable, inodeTableBlocks);
+    if ((sb.metadataCsum || sb.gdtCsum) && desc.itableUnused > sb.inodesPerGroup) {
+      fail(`group ${group} says ${desc.itableUnused} inodes of its table are unused, more than the ${sb.inodesPerGroup} it has`);
+    }
     descs.push(desc);
   }
   return descs;
@@ -783,6 +790,35 @@ function mergeRanges(flat: number[]): Array<[number, number]> {
   return merged;
 }
 
+/**
+ * The blocks at the start of a group's inode table that can hold inodes in use. With group
+ * descriptor checksums the kernel hands out a group's inodes from the start of its table and
+ * keeps the count never handed out (bg_itable_unused; the whole table with INODE_UNINIT), and
+ * neither it nor e2fsck reads past them; the rest is not data: on a large disk it is most of the
+ * metadata (32 GiB of a 2 TiB disk at 16 KiB per inode). Without checksums the whole table counts.
+ */
+function usedInodeTableBlocks(sb: Superblock, desc: GroupDesc, inodeTableBlocks: number): number {
+  if (!(sb.metadataCsum || sb.gdtCsum)) return inodeTableBlocks;
+  if (desc.flags & BG_INODE_UNINIT) return 0;
+  return Math.ceil(((sb.inodesPerGroup - desc.itableUnused) * sb.inodeSize) / sb.blockSize);
+}
+
+/** Removes sorted, disjoint [start, end) `holes` from sorted, merged ranges. */
+function subtractRanges(ranges: Array<[number, number]>, holes: Array<[number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let h = 0;
+  for (const [start, end] of ranges) {
+    let from = start;
+    while (h < holes.length && holes[h]![1] <= from) h++;
+    for (let k = h; k < holes.length && holes[k]![0] < end; k++) {
+      if (holes[k]![0] > from) out.push([from, holes[k]![0]]);
+      from = Math.max(from, holes[k]![1]);
+    }
+    if (from < end) out.push([from, end]);
+  }
+  return out;
+}
+
 /** BLOCK_UNINIT is honoured only with group descriptor checksums, as the kernel does. */
 function honourUninitGroup(sb: Superblock, desc: GroupDesc): boolean {
   return (sb.metadataCsum || sb.gdtCsum) && (desc.flags & BG_BLOCK_UNINIT) !== 0;
@@ -817,7 +853,7 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
   for (let group = 0; group < sb.groupCount; group++) {
     const desc = descs[group]!;
     pushBaseMetadata(sb, group, fixed);
-    fixed.push(desc.blockBitmap, desc.blockBitmap + 1, desc.inodeBitmap, desc.inodeBitmap + 1, desc.inodeTable, desc.inodeTable + inodeTableBlocks);
+    fixed.push(desc.blockBitmap, desc.blockBitmap + 1, desc.inodeBitmap, desc.inodeBitmap + 1, desc.inodeTable, desc.inodeTable + usedInodeTableBlocks(sb, desc, inodeTableBlocks));
   }
 
   // Allocated blocks per the bitmaps. A BLOCK_UNINIT group uses only its metadata, already in `fixed`.
@@ -858,8 +894,13 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
 
   const all = fixed;
   for (const runs of runsByGroup) if (runs) for (const value of runs) all.push(value);
+  // The bitmaps mark whole inode tables; their never-used ends are left out.
+  const unusedInodeTables = descs
+    .map((desc): [number, number] => [desc.inodeTable + usedInodeTableBlocks(sb, desc, inodeTableBlocks), desc.inodeTable + inodeTableBlocks])
+    .filter(([start, end]) => end > start)
+    .sort((a, b) => a[0] - b[0]);
   const extents: Extent[] = [];
-  for (const [start, end] of mergeRanges(all)) {
+  for (const [start, end] of subtractRanges(mergeRanges(all), unusedInodeTables)) {
     const clippedEnd = Math.min(end, sb.blocksCount);
     if (clippedEnd > start) extents.push({ offset: start * sb.blockSize, length: (clippedEnd - start) * sb.blockSize });
   }
