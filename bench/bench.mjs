@@ -10,6 +10,7 @@
 //   pnpm bench --only-lifecycle     only forget + prune after 10 versions (cairn and restic)
 //   pnpm bench --only-files         only the files part (bench/files.bench.mjs: cairn, restic, borg)
 //   pnpm bench --only-variants      only the LVM+XFS and Btrfs variants (bench/variants.bench.mjs)
+//   pnpm bench --only-scale         only the scale part (bench/scale.bench.mjs; --scale adds it)
 //   pnpm bench --help               all options
 //
 // Units: MB = 2^20 bytes (MiB), as `du -m` and ../shared/bench/peers.sh use;
@@ -22,6 +23,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FILES_TOOLS, filesGoalsText, filesLegend, filesPart, filesTable } from './files.bench.mjs';
 import { VARIANTS, variantsGoalsText, variantsPart } from './variants.bench.mjs';
+import { scaleGoalsText, scalePart } from './scale.bench.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CAIRN = path.join(ROOT, 'packages/core/bin/cairn.js');
@@ -68,6 +70,16 @@ const USAGE = `usage: node bench/bench.mjs [options]   (pnpm bench -- [options])
   --files-tools T    tools of the files part (default cairn,restic,borg; cairn with --no-peers)
   --small-files N    files in the small-files tree (default 100000, 10000 with --quick); the tree
                      is generated once into /tmp/cairn-smallfiles-N (or --small-dir DIR)
+  --scale            add the scale part (bench/scale.bench.mjs, issue 18; root; about 45 GB of
+                     disk and half an hour): --scale-data GiB of files on an ext4 volume their
+                     size and on a sparse --scale-disk GiB ext4 disk, each backed up and
+                     restored cold (goal: the large disk <= 2x the small volume's times), index
+                     memory per TB (goal <= 64 MB); --scale-snapshots backups into one repository,
+                     then snapshots (goal < 1 s), check, restore and backup timed there
+  --only-scale       run only the scale part
+  --scale-data G     GiB of files for the scale part (default 10)
+  --scale-disk G     size of its sparse disk in GiB (default 2048)
+  --scale-snapshots N  snapshots of its many-snapshots repository (default 1000)
   --no-setup         skip scripts/setup.sh (dependencies, build)
   --no-boot          skip the boot step: the Debian test system booted by \`cairn boot\` (QEMU on
                      \`cairn serve\`) against QEMU on the image file (bench/boot.bench.mjs; the
@@ -79,7 +91,7 @@ The shared scripts are found at <repo>/../shared/bench/, else $CAIRN_SHARED/benc
 
 function parseArgs(argv) {
   const o = { quick: false, runs: 1, modes: ['used', 'exact'], level: 3, peers: true, remote: true, lifecycle: true, onlyLifecycle: false, setup: true, keep: false,
-    files: true, onlyFiles: false, variantsPart: true, onlyVariants: false };
+    files: true, onlyFiles: false, variantsPart: true, onlyVariants: false, scale: false, onlyScale: false, scaleData: 10, scaleDisk: 2048, scaleSnapshots: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -111,6 +123,11 @@ function parseArgs(argv) {
       case '--files-tools': o.filesTools = val().split(',').map((s) => s.trim()).filter(Boolean); break;
       case '--small-files': o.smallFiles = Number(val()); break;
       case '--small-dir': o.smallDir = path.resolve(val()); break;
+      case '--scale': o.scale = true; break;
+      case '--only-scale': o.scale = o.onlyScale = true; break;
+      case '--scale-data': o.scaleData = Number(val()); break;
+      case '--scale-disk': o.scaleDisk = Number(val()); break;
+      case '--scale-snapshots': o.scaleSnapshots = Number(val()); break;
       case '--no-setup': o.setup = false; break;
       case '--no-boot': o.boot = false; break;
       case '--keep': o.keep = true; break;
@@ -142,6 +159,10 @@ function parseArgs(argv) {
   if (o.onlyLifecycle) o.files = false;
   if (o.onlyFiles || o.onlyLifecycle) o.variantsPart = false;
   if (o.onlyVariants) o.files = o.lifecycle = o.remote = o.boot = false;
+  if ([o.scaleData, o.scaleDisk, o.scaleSnapshots].some((n) => !Number.isInteger(n) || n < 1)) die('--scale-data, --scale-disk and --scale-snapshots take positive integers', 2);
+  if (o.scaleDisk < 2 * o.scaleData) die('--scale-disk must be at least twice --scale-data', 2);
+  if (o.onlyScale && (o.onlyVariants || o.onlyFiles || o.onlyLifecycle)) die('--only-scale excludes the other --only options', 2);
+  if (o.onlyScale) o.files = o.lifecycle = o.remote = o.boot = o.variantsPart = false;
   o.corpus ??= o.quick ? '/tmp/cairn-corpus-quick' : '/tmp/cairn-corpus';
   o.work ??= path.join(ROOT, '.bench');
   return o;
@@ -1209,6 +1230,22 @@ function runVariants(o, peers) {
   }
 }
 
+// ---------------------------------------------------------------------------- scale
+/** The scale part (bench/scale.bench.mjs): its rows join the table; null when it cannot run. */
+function runScale(o) {
+  if (process.getuid?.() !== 0) { log('scale: skipped (it needs root: loop mounts, dropping caches)'); return null; }
+  try {
+    const s = scalePart(o, { sh, q, timed, median, log, duBytes, allocBytes, MB, CAIRN, ROOT });
+    rows.push(...s.rows.map((r) => ({ mbps: null, addedMB: null, storedMB: null, ...r })));
+    failures += s.failures;
+    return s.summary;
+  } catch (e) {
+    failures++;
+    log(`scale: FAILED: ${e.stack ?? e.message}`);
+    return null;
+  }
+}
+
 // ---------------------------------------------------------------------------- main
 function main() {
   const o = parseArgs(process.argv.slice(2));
@@ -1246,7 +1283,7 @@ function main() {
   if (loadAtStart[0] > 0.5 * os.cpus().length) {
     log(`note: load average is ${loadAtStart[0].toFixed(1)} on ${os.cpus().length} cores; other work on this machine will skew the timings`);
   }
-  if (!o.onlyLifecycle && !o.onlyFiles && !o.onlyVariants) {
+  if (!o.onlyLifecycle && !o.onlyFiles && !o.onlyVariants && !o.onlyScale) {
     for (const mode of o.modes) cairnRuns(o, o.images, mode);
     if (o.peers) {
       zstdPeer(o, o.images);
@@ -1261,7 +1298,8 @@ function main() {
   let remote = null;
   if (o.remote && !o.onlyLifecycle) remote = remoteRuns(o, o.modes[0]);
   const boot = o.boot !== false && !o.onlyLifecycle && !o.quick ? bootRuns(o) : null;
-  const goal = o.onlyLifecycle || o.onlyFiles || o.onlyVariants ? null : goals(o.modes[0]);
+  const scale = o.scale ? runScale(o) : null;
+  const goal = o.onlyLifecycle || o.onlyFiles || o.onlyVariants || o.onlyScale ? null : goals(o.modes[0]);
   const remoteCmp = remoteSummary(o.modes[0]);
 
   const title = `cairn bench — ${o.quick ? 'quick corpus' : 'shared corpus'} ${o.corpus} ` +
@@ -1275,19 +1313,21 @@ function main() {
     '"lifecycle" rows: a copy of the volume through 10 versions, then keep the last 3; their added = change of the repository size (du -sb; negative: freed).');
   if (goal) console.log(`\n${goalsText(goal)}`);
   if (variants) console.log(`\n${variantsGoalsText(variants)}`);
+  if (scale) console.log(`\n${scaleGoalsText(scale)}`);
   if (files?.summary) console.log(`\n${filesTable(files.rows)}\n\n${filesLegend(files.summary)}\n\n${filesGoalsText(files.summary.goals)}`);
   if (life) console.log(`\n${lifecycleText(life)}`);
   if (remoteCmp.length) console.log(`\n${remoteText(remoteCmp)}`);
   if (boot) console.log(`\nBoot (issue 16), ${boot.accel}, median of ${boot.runs}: cairn boot ${boot.cairnMarkerS.toFixed(1)} s / QEMU on the image file ${boot.directMarkerS.toFixed(1)} s = ${boot.ratio.toFixed(2)}   (goal <= 1.5)${boot.ratio <= 1.5 ? '  met' : '  NOT met'}`);
 
-  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}${o.onlyFiles ? '-files' : ''}${o.onlyVariants ? '-variants' : ''}.json`);
+  const out = o.out ?? path.join(ROOT, 'bench', 'results', `${stamp()}${o.quick ? '-quick' : ''}${o.onlyLifecycle ? '-lifecycle' : ''}${o.onlyFiles ? '-files' : ''}${o.onlyVariants ? '-variants' : ''}${o.onlyScale ? '-scale' : ''}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({
     date: new Date().toISOString(),
     title,
     options: { quick: o.quick, runs: o.runs, peerRuns: o.peerRuns, modes: o.modes, level: o.level, peers: o.peers, remote: o.remote,
       lifecycle: o.lifecycle, onlyLifecycle: o.onlyLifecycle, files: o.files, onlyFiles: o.onlyFiles, filesTools: o.filesTools, smallFiles: o.smallFiles,
-      variantsPart: o.variantsPart, onlyVariants: o.onlyVariants, variants: o.variantsPart ? (o.variants ?? VARIANTS) : [], variantPeers: o.variantPeers ?? null },
+      variantsPart: o.variantsPart, onlyVariants: o.onlyVariants, variants: o.variantsPart ? (o.variants ?? VARIANTS) : [], variantPeers: o.variantPeers ?? null,
+      scale: o.scale, ...(o.scale && { scaleData: o.scaleData, scaleDisk: o.scaleDisk, scaleSnapshots: o.scaleSnapshots }) },
     machine: {
       cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? null, memMB: Math.round(os.totalmem() / MB),
       kernel: os.release(), loadAvgAtStart: loadAtStart, loadAvgAtEnd: os.loadavg(), ...versions(),
@@ -1299,6 +1339,7 @@ function main() {
     lifecycle: life,
     files: files ? { ...files.summary, rows: files.rows } : null,
     variants,
+    scale,
     remote: remote ? { comparison: remoteCmp, ...remote } : null,
     boot,
     rows,
