@@ -853,7 +853,7 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
   for (let group = 0; group < sb.groupCount; group++) {
     const desc = descs[group]!;
     pushBaseMetadata(sb, group, fixed);
-    fixed.push(desc.blockBitmap, desc.blockBitmap + 1, desc.inodeBitmap, desc.inodeBitmap + 1, desc.inodeTable, desc.inodeTable + usedInodeTableBlocks(sb, desc, inodeTableBlocks));
+    fixed.push(desc.blockBitmap, desc.blockBitmap + 1, desc.inodeBitmap, desc.inodeBitmap + 1, desc.inodeTable, desc.inodeTable + inodeTableBlocks);
   }
 
   // Allocated blocks per the bitmaps. A BLOCK_UNINIT group uses only its metadata, already in `fixed`.
@@ -894,15 +894,23 @@ export const mapExt4UsedBlocks: UsedBlockMapper = async (volume) => {
 
   const all = fixed;
   for (const runs of runsByGroup) if (runs) for (const value of runs) all.push(value);
-  // The bitmaps mark whole inode tables; their never-used ends are left out.
-  const unusedInodeTables = descs
+  return toExtents(sb, subtractRanges(mergeRanges(all), unusedInodeTableEnds(sb, descs, inodeTableBlocks)));
+};
+
+/** The never-used ends of the inode tables, sorted: in `fixed` and the bitmaps whole, left out of the map. */
+function unusedInodeTableEnds(sb: Superblock, descs: GroupDesc[], inodeTableBlocks: number): Array<[number, number]> {
+  return descs
     .map((desc): [number, number] => [desc.inodeTable + usedInodeTableBlocks(sb, desc, inodeTableBlocks), desc.inodeTable + inodeTableBlocks])
     .filter(([start, end]) => end > start)
     .sort((a, b) => a[0] - b[0]);
+}
+
+/** Block ranges as byte extents, clipped to the filesystem. */
+function toExtents(sb: Superblock, ranges: Array<[number, number]>): Extent[] {
   const extents: Extent[] = [];
-  for (const [start, end] of subtractRanges(mergeRanges(all), unusedInodeTables)) {
+  for (const [start, end] of ranges) {
     const clippedEnd = Math.min(end, sb.blocksCount);
     if (clippedEnd > start) extents.push({ offset: start * sb.blockSize, length: (clippedEnd - start) * sb.blockSize });
   }
   return extents;
-};
+}
