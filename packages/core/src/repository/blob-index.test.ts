@@ -1,0 +1,89 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, test } from 'vitest';
+import { BlobIndex, type BlobLocation } from './blob-index.js';
+import { BlobType, type IndexedPack } from './format.js';
+
+function pack(id: Buffer, blobs: { id: Buffer; type?: BlobType; offset: number; length: number; rawLength?: number }[]): IndexedPack {
+  return { id, blobs: blobs.map((b) => ({ type: b.type ?? BlobType.chunk, id: b.id, offset: b.offset, length: b.length, rawLength: b.rawLength ?? b.length + 7 })) };
+}
+
+/** `count` packs of `perPack` blobs with ids from `idOf`, and what a Map would say of them. */
+function packsOf(count: number, perPack: number, idOf: (n: number) => Buffer) {
+  const packs: IndexedPack[] = [];
+  const expected = new Map<string, BlobLocation>();
+  for (let p = 0; p < count; p++) {
+    const packId = createHash('sha256').update(`pack ${p}`).digest();
+    const blobs = Array.from({ length: perPack }, (_, b) => ({ id: idOf(p * perPack + b), type: (b % 3) as BlobType, offset: b * 1000, length: 900 + b, rawLength: 4_000_000 + p }));
+    packs.push(pack(packId, blobs));
+    for (const blob of blobs) expected.set(blob.id.toString('hex'), { pack: packId.toString('hex'), type: blob.type, offset: blob.offset, length: blob.length, rawLength: blob.rawLength });
+  }
+  return { packs, expected };
+}
+
+describe('BlobIndex', () => {
+  test('finds every blob of 30,000 (past several growths) where its index put it, in the order added', () => {
+    const { packs, expected } = packsOf(300, 100, () => randomBytes(32));
+    const index = new BlobIndex();
+    index.addPacks(packs.slice(0, 120));
+    index.addPacks(packs.slice(120));
+    expect(index.blobCount).toBe(30_000);
+    for (const [id, location] of expected) expect(index.get(id)).toEqual(location);
+    expect([...index.entries()]).toEqual([...expected.entries()]);
+    expect(index.packIds).toEqual(packs.map((p) => p.id.toString('hex')));
+    expect(index.packDataEnd(packs[5]!.id.toString('hex'))).toBe(99 * 1000 + 999);
+  });
+
+  test('ids that differ only in their last bytes are told apart and found quickly', () => {
+    const idOf = (n: number) => {
+      const id = Buffer.alloc(32, 0xab);
+      id.writeUInt32BE(n, 28);
+      return id;
+    };
+    const { packs, expected } = packsOf(50, 400, idOf);
+    const index = new BlobIndex();
+    index.addPacks(packs);
+    for (const [id, location] of expected) expect(index.get(id)).toEqual(location);
+    expect(index.has(idOf(20_000).toString('hex'))).toBe(false);
+  });
+
+  test('unknown and malformed ids are not found', () => {
+    const { packs, expected } = packsOf(2, 10, () => randomBytes(32));
+    const index = new BlobIndex();
+    index.addPacks(packs);
+    const known = [...expected.keys()][3]!;
+    expect(index.has(known)).toBe(true);
+    expect(index.has(randomBytes(32).toString('hex'))).toBe(false);
+    expect(index.has(known.slice(0, 62))).toBe(false);
+    expect(index.has(`${known.slice(0, 62)}zz`)).toBe(false);
+    expect(index.has(`${known}00`)).toBe(false);
+    expect(index.get('')).toBeUndefined();
+    expect(index.packDataEnd(randomBytes(32).toString('hex'))).toBeUndefined();
+  });
+
+  test('a blob in two packs stays where it was first seen, unless that pack is marked for deletion', () => {
+    const id = randomBytes(32);
+    const [first, second, third] = [randomBytes(32), randomBytes(32), randomBytes(32)];
+    const marked = new Set([first.toString('hex')]);
+    const reader = new BlobIndex(marked, 'read');
+    reader.addPacks([pack(first, [{ id, offset: 0, length: 10 }])]);
+    expect(reader.get(id.toString('hex'))?.pack).toBe(first.toString('hex'));
+    reader.addPacks([pack(second, [{ id, offset: 50, length: 11 }]), pack(third, [{ id, offset: 90, length: 12 }])]);
+    expect(reader.get(id.toString('hex'))).toMatchObject({ pack: second.toString('hex'), offset: 50, length: 11 });
+    expect(reader.blobCount).toBe(1);
+    expect(reader.packIds).toHaveLength(3);
+
+    const writer = new BlobIndex(marked, 'write');
+    writer.addPacks([pack(first, [{ id, offset: 0, length: 10 }])]);
+    expect(writer.has(id.toString('hex'))).toBe(false);
+    expect(writer.packDataEnd(first.toString('hex'))).toBeUndefined();
+  });
+
+  test('a location handed out is a copy: changing it changes nothing in the index', () => {
+    const { packs, expected } = packsOf(1, 3, () => randomBytes(32));
+    const index = new BlobIndex();
+    index.addPacks(packs);
+    const id = [...expected.keys()][1]!;
+    index.get(id)!.offset = 123_456;
+    expect(index.get(id)).toEqual(expected.get(id));
+  });
+});
