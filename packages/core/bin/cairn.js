@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+// The bundled build (scripts/bundle-core.mjs): one module loaded instead of two hundred.
+import { main } from '../bundle/cli.js';
 
 // SIGTERM and SIGINT become an abort the CLI acts on: the daemon stops cleanly, other commands
 // release their repository locks first. A second signal ends the process at once.

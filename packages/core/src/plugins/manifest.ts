@@ -48,7 +48,7 @@ const contribution = {
   },
 } as const;
 
-const manifestSchema = {
+export const manifestSchema = {
   type: 'object',
   required: ['contributes'],
   additionalProperties: false,
@@ -79,7 +79,9 @@ let validateManifest: ReturnType<Ajv['compile']> | undefined;
 /** Checks a manifest; returns readable problems (empty when valid). */
 export function manifestProblems(manifest: unknown): string[] {
   // Unoptimised code compiles faster, and it validates a handful of small manifests per run.
-  validateManifest ??= new Ajv({ allErrors: true, strict: false, code: { optimize: false } }).compile(manifestSchema);
+  // The schema is this file's own constant (its unit tests compile it checked), so it is not
+  // checked against the JSON Schema meta-schema on every start: compiling that cost 60 ms.
+  validateManifest ??= new Ajv({ allErrors: true, strict: false, validateSchema: false, code: { optimize: false } }).compile(manifestSchema);
   if (validateManifest(manifest)) return [];
   return (validateManifest.errors ?? []).map((e: ErrorObject) => `cairn${e.instancePath.replaceAll('/', '.')} ${e.message}`);
 }

@@ -1,7 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BootError, ExitCode, UsageError } from '../../errors.js';
 import { Environment } from '../../services.js';
 import { JobLoader } from '../../job/job-loader.js';
@@ -11,9 +10,10 @@ import { findOvmf, firmwareFor, kvmAvailable, nbdUnixUrl, qemuArgs, qemuMemory, 
 import { defineCommand, withJob, withSnapshot } from '../command.js';
 import type { Output } from '../output.js';
 import { requireVolumeManifest } from '../../repository/snapshot.js';
+import { CORE_PACKAGE_ROOT } from '../../version.js';
 
 /** This package's `cairn` executable: `cairn boot` runs `cairn serve` with it. */
-const CAIRN_SCRIPT = fileURLToPath(new URL('../../../bin/cairn.js', import.meta.url));
+const CAIRN_SCRIPT = join(CORE_PACKAGE_ROOT, 'bin', 'cairn.js');
 /** How long `cairn serve` may take to open the repository and listen (a remote target can be slow). */
 const SERVE_READY_MS = 120_000;
 /** How long `cairn serve` gets to flush the overlay and exit after SIGTERM. */
