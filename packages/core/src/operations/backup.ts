@@ -142,8 +142,10 @@ export class BackupOperation {
 
   /** Loads the index (adopting what killed writers left), follows other writers' new index files while `store` runs, and logs its warnings. */
   async #storing<R extends { warnings: string[] }>(job: LoadedJob, pool: WorkerPool, repository: Repository, store: (index: BlobIndex) => Promise<R>): Promise<R> {
+    const listing = repository.listPacks();
+    listing.catch(() => undefined); // awaited by #adoptOrphans; a failed index load ends the run first
     const index = await this.workers.prepare(pool, repository, job, 'write');
-    await this.#adoptOrphans(repository, index);
+    await this.#adoptOrphans(repository, index, listing);
     // Backups running into the same repository share what they store as soon as it is indexed.
     const following = followIndex(repository, index);
     const result = await store(index).finally(() => clearInterval(following));
@@ -151,9 +153,9 @@ export class BackupOperation {
     return result;
   }
 
-  async #adoptOrphans(repository: Repository, index: BlobIndex): Promise<void> {
+  async #adoptOrphans(repository: Repository, index: BlobIndex, listing: ReturnType<Repository['listPacks']>): Promise<void> {
     for (const problem of index.unreadable) this.logger.warn(`${problem.message}; the packs only it named are indexed again from their own headers (\`cairn repair index\` replaces it)`);
-    const adopted = await adoptOrphanPacks(repository, index);
+    const adopted = await adoptOrphanPacks(repository, index, listing);
     if (adopted.packs > 0) this.logger.info(`Indexed ${adopted.packs} pack(s) (${(adopted.bytes / 1e6).toFixed(1)} MB) that an interrupted backup left; their data is not stored again`);
   }
 

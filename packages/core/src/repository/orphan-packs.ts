@@ -13,9 +13,18 @@ export const PACKS_PER_INDEX_FILE = 256;
  * is whole; its header says what it holds. Writes index files for them and adds them to
  * `index`, so this run stores none of their blobs again. Packs that are unreadable are left
  * for `check` and `prune`.
+ *
+ * `listing` is the repository's packs (`listPacks()`), which the caller may list while the
+ * index loads (on a remote target with many packs the listing is the slow part). Listed first
+ * or last, a pack another writer uploads meanwhile is indexed by its writer or, if that one
+ * dies first, adopted by the next backup.
  */
-export async function adoptOrphanPacks(repository: Repository, index: BlobIndex): Promise<{ packs: number; bytes: number; unreadable: string[] }> {
-  const orphans = (await repository.listPacks()).filter((p) => index.packDataEnd(p.id) === undefined && !index.marked.has(p.id));
+export async function adoptOrphanPacks(
+  repository: Repository,
+  index: BlobIndex,
+  listing: Promise<Array<{ id: string; size: number }>> = repository.listPacks(),
+): Promise<{ packs: number; bytes: number; unreadable: string[] }> {
+  const orphans = (await listing).filter((p) => index.packDataEnd(p.id) === undefined && !index.marked.has(p.id));
   const adopted: IndexedPack[] = [];
   const unreadable: string[] = [];
   let bytes = 0;
