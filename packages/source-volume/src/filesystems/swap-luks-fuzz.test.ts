@@ -5,7 +5,7 @@
 // fit the volume, which blkid also takes for swap; the LUKS mapper must refuse every time (it
 // never maps: the payload is opaque). Never another error, never a crash.
 //
-// Rounds per parser: CAIRN_FUZZ_ROUNDS (default 2,000); the seed CAIRN_SWAP_LUKS_FUZZ_SEED
+// Rounds per parser: CAIRN_FUZZ_ROUNDS (default 1,000); the seed CAIRN_SWAP_LUKS_FUZZ_SEED
 // replays a failure. `node scripts/fuzz-swap-luks.mjs` (100,000 per parser) is the long run.
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { mapSwapUsedBlocks, parseSwapHeader } from './swap.js';
 import { bytesReader, envInteger, mulberry32, writeStaleImage } from './test-support.js';
 
 const MiB = 1024 * 1024;
-const ROUNDS = envInteger('CAIRN_FUZZ_ROUNDS', 2000);
+const ROUNDS = envInteger('CAIRN_FUZZ_ROUNDS', 1000);
 const SEED = envInteger('CAIRN_SWAP_LUKS_FUZZ_SEED', 20261202);
 /** Rounds whose accepted swap header blkid is asked about too (each one a process). */
 const BLKID_SAMPLES = 40;
