@@ -78,6 +78,18 @@ describe('BlobIndex', () => {
     expect(writer.packDataEnd(first.toString('hex'))).toBeUndefined();
   });
 
+  test('entries() goes on through blobs added while it runs, past a growth of the columns', () => {
+    const { packs, expected } = packsOf(30, 100, () => randomBytes(32));
+    const index = new BlobIndex();
+    index.addPacks(packs.slice(0, 10));
+    const seen: string[] = [];
+    for (const [id] of index.entries()) {
+      if (seen.length === 500) index.addPacks(packs.slice(10));
+      seen.push(id);
+    }
+    expect(seen).toEqual([...expected.keys()]);
+  });
+
   test('a location handed out is a copy: changing it changes nothing in the index', () => {
     const { packs, expected } = packsOf(1, 3, () => randomBytes(32));
     const index = new BlobIndex();
