@@ -25,7 +25,7 @@ export type IndexPurpose = 'read' | 'write';
 interface PackInfo {
   id: string;
   marked: boolean;
-  blobs: number;
+  /** End of the last indexed blob in the pack. */
   end: number;
 }
 
@@ -81,7 +81,7 @@ export class BlobIndex {
       const packId = pack.id.toString('hex');
       const marked = this.marked.has(packId);
       if (marked && this.purpose === 'write') continue;
-      const number = this.#packNumber(packId, marked, pack.blobs.length);
+      const number = this.#packNumber(packId, marked);
       const info = this.#packs[number]!;
       for (const blob of pack.blobs) {
         info.end = Math.max(info.end, blob.offset + blob.length);
@@ -117,10 +117,10 @@ export class BlobIndex {
     return number === undefined ? undefined : this.#packs[number]!.end;
   }
 
-  #packNumber(packId: string, marked: boolean, blobs: number): number {
+  #packNumber(packId: string, marked: boolean): number {
     let number = this.#packNumbers.get(packId);
     if (number === undefined) {
-      number = this.#packs.push({ id: packId, marked, blobs, end: 0 }) - 1;
+      number = this.#packs.push({ id: packId, marked, end: 0 }) - 1;
       this.#packNumbers.set(packId, number);
     }
     return number;

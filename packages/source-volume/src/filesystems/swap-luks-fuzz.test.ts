@@ -12,6 +12,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { UsedBlockMapper } from '../extents.js';
 import { InconsistentMetadataError } from './inconsistent.js';
 import { mapLuksUsedBlocks } from './luks.js';
 import { mapSwapUsedBlocks, parseSwapHeader } from './swap.js';
@@ -61,7 +62,7 @@ function tally(counts: Map<string, number>, key: string): void {
 }
 
 /** The mapper's outcome: its map, or the refusal's reason; any other error fails the test. */
-async function outcome(mapper: typeof mapSwapUsedBlocks, bytes: Buffer, where: string): Promise<{ map?: Awaited<ReturnType<typeof mapSwapUsedBlocks>>; refused?: string }> {
+async function outcome(mapper: UsedBlockMapper, bytes: Buffer, where: string): Promise<{ map?: Awaited<ReturnType<UsedBlockMapper>>; refused?: string }> {
   try {
     return { map: await mapper(bytesReader(bytes)) };
   } catch (err) {
