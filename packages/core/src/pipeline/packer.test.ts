@@ -55,6 +55,30 @@ describe('Packer', () => {
     expect(packs).toBeLessThanOrEqual(6);
   });
 
+  it('takes no new pack buffer while a full pack waits for an upload slot, however many blobs are added at once', async () => {
+    // Uploads hang until released: three are in flight, the fourth full pack waits for a slot,
+    // and every blob beyond it must wait too instead of filling a fifth, sixth… buffer.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    class SlowTarget extends MemoryTarget {
+      override async put(key: string, data: Uint8Array): Promise<void> {
+        if (key.startsWith('data/')) await released;
+        return super.put(key, data);
+      }
+    }
+    const repository = await Repository.init(new SlowTarget(), 'pw', { chunkSize: MiB });
+    const packer = new Packer(repository);
+    const blobsPerPack = Math.ceil((16 * MiB) / (MiB - 100)); // a pack closes at the blob that reaches 16 MiB
+    let accepted = 0;
+    const adds = Array.from({ length: 8 * blobsPerPack }, () => packer.add(BlobType.chunk, randomBytes(32), randomBytes(MiB - 100), MiB).then(() => accepted++));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(accepted).toBeLessThanOrEqual(4 * blobsPerPack);
+    release();
+    await Promise.all(adds);
+    await packer.flush();
+    expect((await repository.loadIndex()).blobCount).toBe(8 * blobsPerPack);
+  });
+
   it('keeps a full-size sealed chunk that arrives when a pack is nearly full', async () => {
     // 16 MiB - 1 bytes leave the pack one byte short of the pack size; a whole sealed 1 MiB
     // chunk (codec byte, nonce and tag: 29 bytes more) still goes into it and closes it.

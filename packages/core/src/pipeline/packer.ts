@@ -41,6 +41,8 @@ export class Packer {
   readonly #reusable = new WeakSet<ArrayBufferLike>();
   readonly #bufferLength: number;
   readonly #uploads = new Set<Promise<void>>();
+  /** Settles once the pack being closed has an upload slot; undefined when no close waits. */
+  #closing: Promise<void> | undefined;
   #uploaded: IndexedPack[] = [];
   #failure: unknown;
   #lastIndexAt = performance.now();
@@ -55,6 +57,9 @@ export class Packer {
   }
 
   async add(type: BlobType, id: Buffer, sealed: Uint8Array, rawLength: number): Promise<void> {
+    // Blobs are added by many chunks at once: while a closed pack waits for an upload slot,
+    // each of them would otherwise take a buffer of its own (five or six 20 MiB buffers seen).
+    while (this.#closing) await this.#closing;
     this.#throwIfFailed();
     if (this.#buffer && this.#size + sealed.length + packTailLength(this.#blobs.length + 1) > this.#buffer.length) await this.#closePack();
     const buffer = (this.#buffer ??= this.#takeBuffer(sealed.length));
@@ -105,12 +110,15 @@ export class Packer {
     this.#blobs = [];
     this.#size = 0;
 
+    const slot = this.#uploadSlot();
+    const closing = (this.#closing = slot.catch(() => undefined));
     try {
-      while (this.#uploads.size >= UPLOAD_CONCURRENCY) await Promise.race(this.#uploads);
-      this.#throwIfFailed();
+      await slot;
     } catch (err) {
       this.#recycle(buffer);
       throw err;
+    } finally {
+      if (this.#closing === closing) this.#closing = undefined;
     }
     const id = packIdOf(packIdSchemeOf(this.repository.config), pack);
     const upload = this.repository
@@ -128,6 +136,11 @@ export class Packer {
       .finally(() => this.#recycle(buffer));
     const tracked = upload.finally(() => this.#uploads.delete(tracked));
     this.#uploads.add(tracked);
+  }
+
+  async #uploadSlot(): Promise<void> {
+    while (this.#uploads.size >= UPLOAD_CONCURRENCY) await Promise.race(this.#uploads);
+    this.#throwIfFailed();
   }
 
   async #writeIndex(): Promise<void> {
