@@ -27,7 +27,8 @@ class ZstdCodec implements Codec {
     const bound = binding.compressBound(data.length);
     if (this.#scratch.length < bound) this.#scratch = Buffer.allocUnsafe(bound);
     const written = this.#compressor.compress(this.#scratch, data, this.level);
-    return Buffer.from(this.#scratch.subarray(0, written));
+    // A view, not a copy (Codec.compress allows it): valid until the next call.
+    return this.#scratch.subarray(0, written);
   }
 
   decompress(data: Uint8Array, rawLength: number): Uint8Array {

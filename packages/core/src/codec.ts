@@ -7,6 +7,10 @@
  * repository may mix codecs over time and a restore picks the right decoder.
  */
 export interface Codec {
+  /**
+   * The result may be a view of the codec's own buffer, valid until its next call: the
+   * pipeline seals it at once, and a copy per chunk was garbage the size of the chunk.
+   */
   compress(data: Uint8Array): Uint8Array;
   /**
    * `rawLength` is the exact length the data had before compression. Decoding must not

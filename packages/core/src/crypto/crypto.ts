@@ -42,6 +42,50 @@ export function seal(key: Buffer, ...plaintext: Uint8Array[]): Buffer {
   return out;
 }
 
+/**
+ * The cipher encrypts and decrypts chunks this many bytes at a time: Node's cipher returns a
+ * new buffer per call, and pieces of this size are freed and reused by malloc, where
+ * chunk-sized ones piled up in each worker's arena.
+ */
+const CIPHER_PIECE = 1024 * 1024;
+
+/** `seal` into `out` (which must not overlap the plaintext), without a buffer of the plaintext's size; the sealed length. */
+export function sealInto(key: Buffer, out: Uint8Array, ...plaintext: Uint8Array[]): number {
+  const nonce = randomBytes(NONCE_LENGTH);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  out.set(nonce, 0);
+  let written = NONCE_LENGTH;
+  const put = (bytes: Uint8Array) => {
+    out.set(bytes, written);
+    written += bytes.length;
+  };
+  for (const part of plaintext) for (let at = 0; at < part.length; at += CIPHER_PIECE) put(cipher.update(part.subarray(at, at + CIPHER_PIECE)));
+  put(cipher.final());
+  put(cipher.getAuthTag());
+  return written;
+}
+
+/** `open` into `out` (room for the plaintext, not overlapping `sealed`), in pieces; the plaintext's length. Throws AuthenticationError as `open`. */
+export function openInto(key: Buffer, sealed: Uint8Array, out: Uint8Array): number {
+  const length = sealed.length - SEAL_OVERHEAD;
+  if (length < 0 || length > out.length) throw new AuthenticationError();
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE_LENGTH));
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
+  const ciphertext = sealed.subarray(NONCE_LENGTH, NONCE_LENGTH + length);
+  let written = 0;
+  try {
+    for (let at = 0; at < length; at += CIPHER_PIECE) {
+      const piece = decipher.update(ciphertext.subarray(at, at + CIPHER_PIECE));
+      out.set(piece, written);
+      written += piece.length;
+    }
+    out.set(decipher.final(), written);
+  } catch {
+    throw new AuthenticationError();
+  }
+  return length;
+}
+
 export class AuthenticationError extends Error {
   constructor() {
     super('authentication failed: the data was modified or the key is wrong');

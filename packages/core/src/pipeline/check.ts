@@ -12,6 +12,7 @@ import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostP
 import { FileLossWalker, byObject } from './file-damage.js';
 import type { WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
+import { mainThreadGarbage } from './young-garbage.js';
 
 export interface CheckProblem {
   /** The damaged object, e.g. `data/ab/ab12…`, `index/…` or `snapshots/…`. */
@@ -299,6 +300,7 @@ async function verifyPack(input: CheckInput, pack: string, blobs: ReadonlyArray<
     if (misplaced.length > 0) messages.push(`${misplaced.length} blob(s) are at a different place than the index says, e.g. ${misplaced[0]![0].slice(0, 12)}`);
   }
   const damaged = await verifyBlobs(pool, bytes, blobs);
+  mainThreadGarbage.dropped(bytes.length); // the pack, read whole; its blobs went to the workers as copies
   for (const [id, message] of damaged) lost.add(id, { object: key, message });
   if (damaged.length > 0) messages.push(`${damaged.length} of ${blobs.length} blob(s) are damaged: ${damaged[0]![1]}${damaged.length > 1 ? ', …' : ''}`);
   else if (messages.length > 0) messages.push('every blob the index places in it verified');

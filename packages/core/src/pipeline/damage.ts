@@ -142,7 +142,7 @@ export async function verifyBlobs(pool: WorkerPool, bytes: Buffer, blobs: Readon
       continue;
     }
     try {
-      await pool.open(bytes.subarray(location.offset, location.offset + location.length), location.rawLength, id);
+      await pool.verify(bytes.subarray(location.offset, location.offset + location.length), location.rawLength, id);
     } catch (err) {
       if (!(err instanceof DamageError)) throw err;
       damaged.push([id, err.message]);

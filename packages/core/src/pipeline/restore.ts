@@ -11,6 +11,7 @@ import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
 import { ChunkDigests, zeroChunkDigest } from './chunk-digests.js';
 import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
+import { mainThreadGarbage } from './young-garbage.js';
 
 const FETCH_CONCURRENCY = 4;
 /** Chunks of the destination read and hashed ahead of the planner in a delta restore. */
@@ -366,7 +367,8 @@ class RestoreSession {
       this.#decoded[chunk.index] = decoded;
     });
     this.#scheduled();
-    return Promise.allSettled(group.chunks.map((c) => this.#decoded[c.index])).then(() => undefined);
+    // Every blob was copied out of the read by now: it is garbage the main thread should free soon.
+    return Promise.allSettled(group.chunks.map((c) => this.#decoded[c.index])).then(() => mainThreadGarbage.dropped(group.length));
   }
 
   /** A chunk that could not be read: zeros instead with ignoreDamage, else the restore fails naming its blob and pack. */

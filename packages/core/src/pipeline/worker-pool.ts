@@ -142,6 +142,12 @@ export class WorkerPool implements IDisposable {
     return toBuffer(reply.plain);
   }
 
+  /** Checks a blob as `open` does, without sending its plaintext back (`check --read-data`). Rejects with DamageError. */
+  async verify(sealed: Buffer, rawLength: number, id: string): Promise<void> {
+    const own = new Uint8Array(sealed);
+    await this.#leastBusy().request({ op: 'verify', sealed: own, rawLength, id }, [own.buffer]);
+  }
+
   /**
    * Decrypts and decompresses a blob into the start of `into`. With `verifyId` it is also
    * checked against its id; without, only authenticated (when the image digest checks it).

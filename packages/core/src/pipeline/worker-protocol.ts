@@ -14,6 +14,7 @@ export type WorkerRequest =
   | { op: 'hashAndSeal'; slot: SharedArrayBuffer; length: number }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean }
+  | { op: 'verify'; sealed: Uint8Array; rawLength: number; id: string }
   | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer; chunkDigest?: boolean }
   | { op: 'imageReset'; algorithm: StreamedDigestAlgorithm }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
@@ -38,6 +39,7 @@ export type WorkerReply =
   | { ok: true; op: 'hashAndSeal'; zero: false; id: Uint8Array; sealedLength: number }
   | { ok: true; op: 'sealBytes'; id: Uint8Array; sealed: Uint8Array }
   | { ok: true; op: 'open'; plain: Uint8Array }
+  | { ok: true; op: 'verify' }
   | { ok: true; op: 'imageDigest'; digest: ImageHashResult }
   | WorkerFailure;
 

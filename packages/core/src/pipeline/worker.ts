@@ -1,9 +1,11 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
 import type { Codec, CodecModule } from '../codec.js';
-import { blake3Digest, blobIdAndDigest, createImageHash, open, seal, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
+import { SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
+import { MAX_CHUNK_SIZE } from '../repository/config.js';
 import { CODEC_NONE } from '../repository/format.js';
 import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { YoungGarbage } from './young-garbage.js';
 
 /*
  * The CPU-heavy per-chunk work, off the main thread: zero detection, keyed hashing,
@@ -52,6 +54,8 @@ const imageHasher = new ImageHasher();
 /** How much less CPU share pool threads take than the image hasher and the main thread under contention (nice 5: about a third). */
 const POOL_NICENESS = 5;
 const zeroBlock = Buffer.alloc(1024 * 1024);
+/** Sealing and opening leave a chunk-sized buffer or two behind each time. */
+const garbage = new YoungGarbage();
 
 async function init(request: Extract<WorkerRequest, { op: 'init' }>): Promise<void> {
   encryptionKey = Buffer.from(request.encryptionKey);
@@ -93,14 +97,48 @@ function isAllZero(bytes: Buffer): boolean {
 }
 
 /** Blob plaintext: u8 codec id ‖ payload. Falls back to `none` when compression does not help. */
+function framedPlain(plain: Buffer): [codecId: Uint8Array, payload: Uint8Array] {
+  const payload = writeCodecId === CODEC_NONE ? plain : writeCodec.compress(plain);
+  return payload.length >= plain.length ? [Uint8Array.of(CODEC_NONE), plain] : [Uint8Array.of(writeCodecId), payload];
+}
+
 function sealPlain(plain: Buffer): Buffer {
-  let codecId = writeCodecId;
-  let payload: Uint8Array = writeCodecId === CODEC_NONE ? plain : writeCodec.compress(plain);
-  if (payload.length >= plain.length) {
-    codecId = CODEC_NONE;
-    payload = plain;
+  return seal(encryptionKey, ...framedPlain(plain));
+}
+
+/**
+ * A buffer kept for the plaintext of a chunk: the copy of a chunk sealed uncompressed (the
+ * seal cannot be written over its own plaintext), or a chunk decoded only to be verified.
+ */
+let spareBuffer = Buffer.alloc(0);
+
+function spare(length: number): Buffer {
+  if (spareBuffer.length < length) spareBuffer = Buffer.allocUnsafeSlow(length);
+  return spareBuffer.subarray(0, length);
+}
+
+/** Seals the chunk in the first `length` bytes of its slot into the slot; the sealed length. */
+function sealInSlot(slot: SharedArrayBuffer, length: number): number {
+  const plain = Buffer.from(slot, 0, length);
+  let [codecId, payload] = framedPlain(plain);
+  if (payload === plain) {
+    const copy = spare(length);
+    plain.copy(copy);
+    payload = copy;
   }
-  return seal(encryptionKey, Uint8Array.of(codecId), payload);
+  return sealInto(encryptionKey, new Uint8Array(slot), codecId, payload);
+}
+
+/** Where blobs up to a large chunk's size are decrypted, used again for every blob. */
+let framedScratch = Buffer.alloc(0);
+const LARGEST_SCRATCH = MAX_CHUNK_SIZE + 1; // a codec byte and the largest chunk
+
+/** A blob's plaintext; a view of `framedScratch`, valid until the next blob, unless the blob is larger than any chunk. */
+function decrypted(sealed: Uint8Array): Buffer {
+  const length = sealed.length - SEAL_OVERHEAD;
+  if (length > LARGEST_SCRATCH) return open(encryptionKey, sealed);
+  if (framedScratch.length < length) framedScratch = Buffer.allocUnsafeSlow(Math.max(length, 1));
+  return framedScratch.subarray(0, openInto(encryptionKey, sealed, framedScratch));
 }
 
 class BlobDamage extends Error {}
@@ -116,7 +154,7 @@ class MissingCodec extends Error {}
 function openBlob(sealed: Uint8Array, rawLength: number, id: string, verifyId: boolean, into?: Uint8Array, withDigest = false): { plain: Uint8Array; digest?: Buffer } {
   let framed: Buffer;
   try {
-    framed = open(encryptionKey, sealed);
+    framed = decrypted(sealed);
   } catch (err) {
     throw new BlobDamage(`blob ${id.slice(0, 12)} fails authentication (${(err as Error).message})`);
   }
@@ -162,17 +200,17 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
     case 'sealInSlot': {
       // The blob replaces the chunk in its slot, which has room for the seal's overhead:
       // nothing is transferred, so the main thread gets no new memory to collect per chunk.
-      const sealed = sealPlain(Buffer.from(request.slot, 0, request.length));
-      new Uint8Array(request.slot).set(sealed);
-      return done({ ok: true, op: 'sealInSlot', sealedLength: sealed.length });
+      const sealedLength = sealInSlot(request.slot, request.length);
+      garbage.dropped(sealedLength); // the cipher's output, a piece at a time
+      return done({ ok: true, op: 'sealInSlot', sealedLength });
     }
     case 'hashAndSeal': {
       const bytes = Buffer.from(request.slot, 0, request.length);
       if (isAllZero(bytes)) return done({ ok: true, op: 'hashAndSeal', zero: true });
       const id = blobId(bytes);
-      const sealed = sealPlain(bytes);
-      new Uint8Array(request.slot).set(sealed);
-      return done({ ok: true, op: 'hashAndSeal', zero: false, id, sealedLength: sealed.length });
+      const sealedLength = sealInSlot(request.slot, request.length);
+      garbage.dropped(sealedLength);
+      return done({ ok: true, op: 'hashAndSeal', zero: false, id, sealedLength });
     }
     case 'sealBytes': {
       const plain = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
@@ -182,10 +220,18 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
     case 'openInto': {
       const into = new Uint8Array(request.into, 0, request.rawLength);
       const { digest } = openBlob(request.sealed, request.rawLength, request.id, request.verifyId, into, request.chunkDigest === true);
+      garbage.dropped(2 * request.sealed.length); // the blob as received and decrypted; its plaintext is in the slot
       return done({ ok: true, op: 'openInto', ...(digest && { chunkDigest: digest }) });
+    }
+    case 'verify': {
+      // A tree can be larger than any chunk: that one gets a buffer of its own, not a larger spare.
+      openBlob(request.sealed, request.rawLength, request.id, true, request.rawLength <= MAX_CHUNK_SIZE ? spare(request.rawLength) : undefined);
+      garbage.dropped(2 * request.sealed.length);
+      return done({ ok: true, op: 'verify' });
     }
     case 'open': {
       const plain = new Uint8Array(openBlob(request.sealed, request.rawLength, request.id, request.verifyId).plain);
+      garbage.dropped(2 * request.sealed.length);
       return done({ ok: true, op: 'open', plain }, [plain.buffer]);
     }
     default:
