@@ -34,6 +34,19 @@ export interface Target extends IDisposable {
   readonly location: string;
   put(key: string, data: Uint8Array): Promise<void>;
   get(key: string, range?: ByteRange): Promise<Buffer>;
+  /**
+   * Optional: reads the object's bytes from `offset` on straight into `into`, filling each
+   * buffer in turn (as `preadv` does), and fails as `get` of that range would. A restore reads
+   * blobs into its chunk slots this way, so a pack read costs no memory of its own; without
+   * it the repository copies from `get`.
+   */
+  readInto?(key: string, offset: number, into: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Optional: how many `put`s are worth running at once (default 3). A local disk gains nothing
+   * past one, and each pack in flight holds a pack's worth of memory; a remote store's latency
+   * wants several.
+   */
+  readonly concurrentPuts?: number;
   stat(key: string): Promise<ObjectInfo>;
   list(prefix: string): AsyncIterable<ObjectInfo>;
   remove(key: string): Promise<void>;

@@ -41,6 +41,8 @@ export const localTargetFactory: TargetFactory = {
 /** A repository in a directory: each key is a file under `root`, with its `/`-separated segments as folders. */
 export class LocalTarget implements Target {
   readonly location: string;
+  /** A pack is written with direct I/O while the next one fills: a second write in flight only holds another pack in memory. */
+  readonly concurrentPuts = 1;
   /** Folder creations under way, so that concurrent puts into a new folder wait for it to be durable. */
   readonly #foldersInProgress = new Map<string, Promise<void>>();
   /** Cleared for good once the filesystem refuses direct I/O. */
@@ -70,6 +72,15 @@ export class LocalTarget implements Target {
     try {
       if (range === undefined) return await readFile(path);
       return await readRange(path, range);
+    } catch (err) {
+      throw wrapErrorUnlessNotFound(err, 'read', path);
+    }
+  }
+
+  async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+    const path = this.#pathOf(key);
+    try {
+      await readRangeInto(path, offset, into);
     } catch (err) {
       throw wrapErrorUnlessNotFound(err, 'read', path);
     }
@@ -268,23 +279,54 @@ async function makeFolder(folder: string): Promise<boolean> {
 }
 
 async function readRange(path: string, { offset, length }: ByteRange): Promise<Buffer> {
+  return withRange(path, offset, length, async (handle) => {
+    const buffer = Buffer.allocUnsafe(length);
+    await fill(handle, path, offset, [buffer]);
+    return buffer;
+  });
+}
+
+async function readRangeInto(path: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+  const length = into.reduce((sum, buffer) => sum + buffer.length, 0);
+  await withRange(path, offset, length, (handle) => fill(handle, path, offset, into));
+}
+
+/** Opens the file and runs `read` once the range is known to lie inside it. */
+async function withRange<T>(path: string, offset: number, length: number, read: (handle: FileHandle) => Promise<T>): Promise<T> {
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();
     if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > size) {
       throw new TargetError(`Cannot read ${length} bytes at offset ${offset} of ${path}: the object has ${size} bytes`);
     }
-    const buffer = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const { bytesRead } = await handle.read(buffer, filled, length - filled, offset + filled);
-      if (bytesRead === 0) throw new TargetError(`${path} ended at ${offset + filled} bytes while being read`);
-      filled += bytesRead;
-    }
-    return buffer;
+    return await read(handle);
   } finally {
     await handle.close();
   }
+}
+
+/** Fills `into` with the file's bytes from `offset` on, with as few `preadv` calls as the kernel allows. */
+async function fill(handle: FileHandle, path: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+  let pending = into.filter((buffer) => buffer.length > 0);
+  for (let filled = 0; pending.length > 0; ) {
+    const { bytesRead } = await handle.readv(pending, offset + filled);
+    if (bytesRead === 0) throw new TargetError(`${path} ended at ${offset + filled} bytes while being read`);
+    filled += bytesRead;
+    pending = unfilled(pending, bytesRead);
+  }
+}
+
+/** What is left of `buffers` once their first `count` bytes are filled. */
+function unfilled(buffers: readonly Uint8Array[], count: number): Uint8Array[] {
+  const rest: Uint8Array[] = [];
+  for (const buffer of buffers) {
+    if (count >= buffer.length) count -= buffer.length;
+    else {
+      rest.push(count > 0 ? buffer.subarray(count) : buffer);
+      count = 0;
+    }
+  }
+  return rest;
 }
 
 async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {

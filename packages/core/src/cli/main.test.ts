@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -56,6 +56,14 @@ describe('the CLI through its injected IO', () => {
     const json = await cli(['validate', 'nowhere.json', '--json'], dir);
     expect(json.exitCode).toBe(2);
     expect(JSON.parse(json.stderr)).toEqual({ error: { code: 'CAIRN_JOB_INVALID', message: expect.stringContaining(join(dir, 'nowhere.json')) } });
+  });
+
+  it('refuses an unknown CAIRN_MEMORY with exit 2 before doing anything', async () => {
+    const job = { name: 'j', source: { type: 'volume', path: './disk.img' }, target: { type: 'local', path: './repo' }, password: { env: 'PW' } };
+    await writeFile(join(dir, 'job.json'), JSON.stringify(job));
+    const result = await cli(['init', 'job.json'], dir, { CAIRN_MEMORY: 'lots', PW: 'pw' });
+    expect(result).toEqual({ exitCode: 2, stdout: '', stderr: 'cairn: CAIRN_MEMORY must be "low" or "high", not "lots"\n' });
+    expect(await readdir(dir)).toEqual(['job.json']);
   });
 
   it('applies the schema defaults: a job without compression gets zstd level 3', async () => {

@@ -182,7 +182,7 @@ class FileBackupSession {
     const { repository, index, pool } = input;
     this.#input = input;
     this.#cdc = new FastCdc(gearTable(repository.config, repository.masterKey), cdcParametersOf(repository.config, repository.location));
-    this.#packer = new Packer(repository);
+    this.#packer = new Packer(repository, pool.memory.uploadsInFlight(repository.concurrentPuts));
     // Only its claims are used: a blob this run or another writer stored already is not stored again.
     this.#ledger = new ChunkLedger(0, index);
     this.#content = new ContentStore(pool, this.#packer, this.#cdc, (id) => this.#ledger.claim(id), defaultPoolSize() + 2, (bytes) => input.progress.advance(bytes));

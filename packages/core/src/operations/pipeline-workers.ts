@@ -1,6 +1,6 @@
 import { inject, injectable } from '../vendor.js';
 import { PluginError } from '../errors.js';
-import { CodecRegistry } from '../services.js';
+import { CodecRegistry, Environment } from '../services.js';
 import type { CodecRegistration, CodecSettings } from '../codec.js';
 import { PluginHost } from '../plugins/plugin-host.js';
 import { blobIdSchemeOf, type BlobIndex, type Repository } from '../repository/repository.js';
@@ -16,6 +16,7 @@ export class PipelineWorkers {
   constructor(
     @inject(CodecRegistry) private readonly codecs: CodecRegistry,
     @inject(PluginHost) private readonly plugins: PluginHost,
+    @inject(Environment) private readonly environment: Environment,
   ) {}
 
   /**
@@ -23,7 +24,7 @@ export class PipelineWorkers {
    * plugins, the repository (scrypt) and the source open; `prepare` then gives them their keys.
    */
   async withPool<T>(fn: (pool: WorkerPool) => Promise<T>): Promise<T> {
-    const pool = WorkerPool.spawn();
+    const pool = WorkerPool.spawn(undefined, this.environment.env);
     try {
       return await fn(pool);
     } finally {

@@ -5,7 +5,7 @@ import { BlobType, CHUNKS_PER_MAP, encodeChunkMap } from '../repository/format.j
 import { manifestVersionFor, type SnapshotManifest } from '../repository/snapshot.js';
 import type { ImageDigestAlgorithm } from '../crypto/crypto.js';
 import { Packer } from './packer.js';
-import { SEALED_CHUNK_OVERHEAD, SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import { SEALED_CHUNK_OVERHEAD, SlotPool, type WorkerPool } from './worker-pool.js';
 import { ImageFeed, type FeedTicket } from './image-feed.js';
 import { DEFAULT_DETACH, DetachScheduler, type DetachPolicy } from './detach.js';
 import { ChunkLedger } from './chunk-ledger.js';
@@ -133,9 +133,9 @@ class BackupSession {
     this.#pool = input.pool;
     this.#size = input.source.layout.size;
     this.#chunkCount = Math.ceil(this.#size / input.chunkSize);
-    this.#slots = new SlotPool(2 * defaultPoolSize() + 6, input.chunkSize + SEALED_CHUNK_OVERHEAD);
+    this.#slots = new SlotPool(input.pool.memory.backupSlots, input.chunkSize + SEALED_CHUNK_OVERHEAD);
     this.#ledger = new ChunkLedger(this.#chunkCount, input.index);
-    this.#packer = new Packer(input.repository);
+    this.#packer = new Packer(input.repository, input.pool.memory.uploadsInFlight(input.repository.concurrentPuts));
     this.#detach = new DetachScheduler(input.rescue ? NEVER_DETACH : (input.detach ?? DEFAULT_DETACH));
     this.#reader = new SourceReader(input.source, input.rescue ?? false);
     this.#digestAlgorithm = imageDigestOf(input.repository.config);

@@ -2,7 +2,7 @@ import { packIdOf } from '../crypto/crypto.js';
 import { DamageError, UsageError } from '../errors.js';
 import type { ByteRange } from '../target.js';
 import { ChunkKind, Keys } from '../repository/format.js';
-import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation, type Repository } from '../repository/repository.js';
+import { forEachConcurrently, packIdSchemeOf, type BlobIndex, type BlobLocation, type Repository, type RepositoryConfig } from '../repository/repository.js';
 import { packHeaderOf } from '../repository/pack-header.js';
 import { isFileManifest, type AnySnapshotManifest, type FileSnapshotManifest, type SnapshotManifest } from '../repository/snapshot.js';
 import { TreeReader } from '../files/tree-reader.js';
@@ -10,7 +10,7 @@ import { displayName } from '../files/tree.js';
 import { loadChunkRecords } from './chunk-maps.js';
 import { LostBlobs, NOT_INDEXED, aboutObject, blobsByPack, chunkRange, findLostPacks, mergeRanges, verifyBlobs, type LostReason } from './damage.js';
 import { FileLossWalker, byObject } from './file-damage.js';
-import type { WorkerPool } from './worker-pool.js';
+import { SEALED_CHUNK_OVERHEAD, SlotPool, type WorkerPool } from './worker-pool.js';
 import type { Progress } from './progress.js';
 import { mainThreadGarbage } from './young-garbage.js';
 
@@ -120,8 +120,10 @@ export async function runCheck(input: CheckInput): Promise<CheckReport> {
     const readable = [...stored].filter(([id, size]) => blobsOfPack.has(id) && size >= index.packDataEnd(id)! + 4);
     const chosen = selectPacks(readable, input.subset, input.random ?? Math.random);
     input.progress.start('check', chosen.reduce((n, [, size]) => n + size, 0));
-    await forEachConcurrently(chosen, 2, async ([pack, size]) => {
-      await verifyPack(input, pack, blobsOfPack.get(pack) ?? [], lost, problems);
+    const packsAtOnce = input.pool.memory.packsChecked;
+    const packBuffers = new PackBuffers(packsAtOnce, repository.config);
+    await forEachConcurrently(chosen, packsAtOnce, async ([pack, size]) => {
+      await packBuffers.with(size, (buffer) => verifyPack(input, pack, buffer, blobsOfPack.get(pack) ?? [], lost, problems));
       bytesRead += size;
       packsRead++;
       input.progress.advance(size);
@@ -274,18 +276,44 @@ export function selectPacks(packs: ReadonlyArray<[string, number]>, subset: Read
   return chosen;
 }
 
-/** Reads a pack whole and verifies its name, its header and every blob the index places in it. */
-async function verifyPack(input: CheckInput, pack: string, blobs: ReadonlyArray<[string, BlobLocation]>, lost: LostBlobs, problems: Problems): Promise<void> {
+/**
+ * Buffers packs are read into, used again for every pack: a fresh 16 MiB buffer per pack left
+ * the main thread's heap with as much again of garbage, and a blob sent to a worker from
+ * shared memory is not copied. A pack larger than the repository writes gets a buffer of its own.
+ */
+class PackBuffers {
+  readonly #slots: SlotPool;
+  readonly #size: number;
+
+  constructor(count: number, config: RepositoryConfig) {
+    // A pack closes once it holds packSize bytes: one more sealed chunk and its header can follow.
+    this.#size = config.packSize + config.chunkSize + SEALED_CHUNK_OVERHEAD + 1024 * 1024;
+    this.#slots = new SlotPool(count, this.#size);
+  }
+
+  async with<T>(size: number, use: (buffer: Uint8Array) => Promise<T>): Promise<T> {
+    if (size > this.#size) return use(new Uint8Array(size));
+    const slot = await this.#slots.acquire();
+    try {
+      return await use(new Uint8Array(slot, 0, size));
+    } finally {
+      this.#slots.release(slot);
+    }
+  }
+}
+
+/** Reads a pack whole into `buffer` (its size) and verifies its name, its header and every blob the index places in it. */
+async function verifyPack(input: CheckInput, pack: string, buffer: Uint8Array, blobs: ReadonlyArray<[string, BlobLocation]>, lost: LostBlobs, problems: Problems): Promise<void> {
   const { repository, pool } = input;
   const key = Keys.pack(pack);
-  let bytes: Buffer;
   try {
-    bytes = await repository.readPack(pack);
+    await repository.readPackInto(pack, 0, [buffer]);
   } catch (err) {
     if (!(err instanceof DamageError)) throw err;
     // Gone since it was listed: prune removed it, or it is lost; the structure check decides below.
     return;
   }
+  const bytes = Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   const messages: string[] = [];
   if (packIdOf(packIdSchemeOf(repository.config), bytes).toString('hex') !== pack) messages.push('content does not match its name (bytes were changed)');
   const header = packHeaderOf(repository, bytes, bytes.length);
@@ -300,7 +328,7 @@ async function verifyPack(input: CheckInput, pack: string, blobs: ReadonlyArray<
     if (misplaced.length > 0) messages.push(`${misplaced.length} blob(s) are at a different place than the index says, e.g. ${misplaced[0]![0].slice(0, 12)}`);
   }
   const damaged = await verifyBlobs(pool, bytes, blobs);
-  mainThreadGarbage.dropped(bytes.length); // the pack, read whole; its blobs went to the workers as copies
+  if (!repository.readsPacksInPlace) mainThreadGarbage.dropped(bytes.length); // what the target's read gave, copied into the buffer
   for (const [id, message] of damaged) lost.add(id, { object: key, message });
   if (damaged.length > 0) messages.push(`${damaged.length} of ${blobs.length} blob(s) are damaged: ${damaged[0]![1]}${damaged.length > 1 ? ', …' : ''}`);
   else if (messages.length > 0) messages.push('every blob the index places in it verified');

@@ -55,6 +55,33 @@ describe('Packer', () => {
     expect(packs).toBeLessThanOrEqual(6);
   });
 
+  it.each([1, 3])('with %i upload(s) in flight, fills at most one more pack while they hang', async (uploads) => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let packsPut = 0;
+    class SlowTarget extends MemoryTarget {
+      override async put(key: string, data: Uint8Array): Promise<void> {
+        if (key.startsWith('data/')) {
+          packsPut++;
+          await released;
+        }
+        return super.put(key, data);
+      }
+    }
+    const repository = await Repository.init(new SlowTarget(), 'pw', { chunkSize: MiB });
+    const packer = new Packer(repository, uploads);
+    const blobsPerPack = Math.ceil((16 * MiB) / (MiB - 100));
+    let accepted = 0;
+    const adds = Array.from({ length: 6 * blobsPerPack }, () => packer.add(BlobType.chunk, randomBytes(32), randomBytes(MiB - 100), MiB).then(() => accepted++));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(packsPut).toBe(uploads);
+    expect(accepted).toBeLessThanOrEqual((uploads + 1) * blobsPerPack);
+    release();
+    await Promise.all(adds);
+    await packer.flush();
+    expect((await repository.loadIndex()).blobCount).toBe(6 * blobsPerPack);
+  });
+
   it('takes no new pack buffer while a full pack waits for an upload slot, however many blobs are added at once', async () => {
     // Uploads hang until released: three are in flight, the fourth full pack waits for a slot,
     // and every blob beyond it must wait too instead of filling a fifth, sixth… buffer.

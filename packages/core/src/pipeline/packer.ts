@@ -11,8 +11,6 @@ import { SEALED_CHUNK_OVERHEAD } from './worker-pool.js';
  */
 const PACKS_PER_INDEX = 16;
 const INDEX_EVERY_MS = 10_000;
-/** Pack uploads in flight at once. */
-const UPLOAD_CONCURRENCY = 3;
 /** Blobs a pack buffer has header room for beyond what fills it; more small blobs close a pack early. */
 const HEADER_ROOM_BLOBS = 256;
 
@@ -49,7 +47,14 @@ export class Packer {
   /** Bytes of packs and indexes this packer stored. */
   bytesWritten = 0;
 
-  constructor(private readonly repository: Repository) {
+  readonly #uploadsInFlight: number;
+
+  /** `uploadsInFlight` defaults to what the repository's target serves at once (see MemoryProfile.uploadsInFlight). */
+  constructor(
+    private readonly repository: Repository,
+    uploadsInFlight = repository.concurrentPuts,
+  ) {
+    this.#uploadsInFlight = uploadsInFlight;
     const { packSize, chunkSize } = repository.config;
     // A pack closes once it holds packSize bytes, so it can go over by one blob: a whole
     // sealed chunk must fit after packSize - 1 bytes.
@@ -139,7 +144,7 @@ export class Packer {
   }
 
   async #uploadSlot(): Promise<void> {
-    while (this.#uploads.size >= UPLOAD_CONCURRENCY) await Promise.race(this.#uploads);
+    while (this.#uploads.size >= this.#uploadsInFlight) await Promise.race(this.#uploads);
     this.#throwIfFailed();
   }
 

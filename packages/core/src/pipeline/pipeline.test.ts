@@ -102,6 +102,29 @@ describe('backup and restore pipeline', () => {
     expect((await readFile(join(dir, 'out.img'))).equals(image)).toBe(true);
   });
 
+  it.each(['low', 'high'])('restores byte for byte with blobs read straight into their slots, at memory profile %s', async (profile) => {
+    const reads: number[] = [];
+    class ReadIntoTarget extends MemoryTarget {
+      async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+        reads.push(into.length);
+        const bytes = await this.get(key, { offset, length: into.reduce((n, b) => n + b.length, 0) });
+        let at = 0;
+        for (const buffer of into) at += bytes.copy(buffer, 0, at, at + buffer.length);
+      }
+    }
+    await pool.dispose();
+    repository = await Repository.init(new ReadIntoTarget(), 'pw');
+    pool = WorkerPool.spawn(2, { CAIRN_MEMORY: profile });
+    await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
+    expect(pool.memory.name).toBe(profile);
+    const image = sampleImage();
+    const result = await backup(image);
+    await restore(result.snapshot, join(dir, 'out.img'));
+    expect((await readFile(join(dir, 'out.img'))).equals(image)).toBe(true);
+    // Every data chunk came through readInto, into a slot of its own (neighbouring blobs of a pack in one read).
+    expect(reads.reduce((a, b) => a + b, 0)).toBe(result.manifest.stats.dataChunks);
+  });
+
   it('adds almost nothing when backing up the same image again', async () => {
     const image = sampleImage();
     const first = await backup(image);

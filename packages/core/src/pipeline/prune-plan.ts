@@ -61,7 +61,7 @@ function isMostlyUnused(entry: PackUsage, threshold: number): boolean {
  * anything is marked: the old pack stays, and so does everything else.
  */
 export async function repackPacks(repository: Repository, pool: WorkerPool, packs: readonly PackUsage[], progress: Progress): Promise<number> {
-  const packer = new Packer(repository);
+  const packer = new Packer(repository, pool.memory.uploadsInFlight(repository.concurrentPuts));
   progress.start('repack', packs.reduce((n, p) => n + p.pack.size, 0));
   try {
     for (const { pack, used } of packs) {

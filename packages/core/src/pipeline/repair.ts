@@ -175,7 +175,7 @@ export async function runRepairSnapshots(input: RepairSnapshotsInput): Promise<R
   });
   plans.sort((a, b) => a.summary.manifest.time.localeCompare(b.summary.manifest.time) || a.summary.id.localeCompare(b.summary.id));
 
-  const packer = input.dryRun ? undefined : new Packer(repository);
+  const packer = input.dryRun ? undefined : new Packer(repository, input.pool.memory.uploadsInFlight(repository.concurrentPuts));
   let volumeManifests: SnapshotManifest[] = [];
   let fileRepairs: FileRepair[];
   try {

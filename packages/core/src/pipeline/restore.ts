@@ -1,5 +1,5 @@
 import { DamageError } from '../errors.js';
-import { MAX_CHUNKS_PER_READ, joinsFetchGroup, type FetchGroup } from './fetch-groups.js';
+import { joinsFetchGroup, type FetchGroup } from './fetch-groups.js';
 import type { ByteRange } from '../target.js';
 import { ChunkKind, Keys, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex, Repository } from '../repository/repository.js';
@@ -7,7 +7,7 @@ import type { SnapshotManifest } from '../repository/snapshot.js';
 import type { Destination } from './destination.js';
 import { loadChunkRecords, missingBlobs } from './chunk-maps.js';
 import { NOT_INDEXED, aboutObject, chunkRange, mergeRanges, rangesInWindow, type LostReason } from './damage.js';
-import { SlotPool, defaultPoolSize, type WorkerPool } from './worker-pool.js';
+import { SEALED_CHUNK_OVERHEAD, SlotPool, type WorkerPool } from './worker-pool.js';
 import { ChunkDigests, zeroChunkDigest } from './chunk-digests.js';
 import { allocateAligned } from './aligned-memory.js';
 import type { Progress } from './progress.js';
@@ -129,6 +129,7 @@ class RestoreSession {
   /** Exclusive. */
   readonly #lastChunk: number;
   readonly #slots: SlotPool;
+  readonly #slotSize: number;
   readonly #zeros: Uint8Array | undefined;
   /** Per chunk: resolves when it is ready to be written: decoded into `#slotOf[i]`, or nothing to fetch. */
   readonly #decoded: Array<Promise<void>>;
@@ -162,7 +163,9 @@ class RestoreSession {
     this.#to = span.to;
     this.#firstChunk = span.first;
     this.#lastChunk = span.last;
-    this.#slots = new SlotPool(2 * MAX_CHUNKS_PER_READ + defaultPoolSize(), this.#chunkSize);
+    // A slot takes a chunk's blob as read from its pack, then the chunk it decodes to.
+    this.#slotSize = this.#chunkSize + SEALED_CHUNK_OVERHEAD;
+    this.#slots = new SlotPool(input.pool.memory.restoreSlots, this.#slotSize);
     this.#zeros = destination.needsZeros ? new Uint8Array(allocateAligned(this.#chunkSize), 0, this.#chunkSize) : undefined;
     this.#zeroUnused = input.zeroUnused === true || destination.kind === 'file';
     this.#decoded = new Array(records.length);
@@ -342,33 +345,59 @@ class RestoreSession {
 
   /** Fetches a group with one ranged read and decodes each blob into its slot; settles when all are done. */
   #fetchGroup(group: FetchGroup, slots: SharedArrayBuffer[]): Promise<void> {
-    const { repository, pool, ignoreDamage } = this.#input;
+    const { repository } = this.#input;
     this.#bytesFetched += group.length;
-    const fetched = repository.readPack(group.pack, { offset: group.offset, length: group.length });
-    fetched.catch(() => undefined);
+    // Blobs are read into their slots unless one is larger than any sealed chunk (only in a damaged repository).
+    const inPlace = group.chunks.every((chunk) => chunk.location.length <= this.#slotSize);
+    const opened = inPlace ? this.#openedInSlots(group, slots) : this.#openedFromRead(group, slots);
     group.chunks.forEach((chunk, k) => {
-      const { location } = chunk;
-      const sealed = fetched.then(
-        (bytes) => bytes.subarray(location.offset - group.offset, location.offset - group.offset + location.length),
-        // A truncated pack may still hold the first blobs of the group: read them one by one.
-        (err: unknown) => (ignoreDamage && err instanceof DamageError && group.chunks.length > 1 ? repository.readPack(group.pack, { offset: location.offset, length: location.length }) : Promise.reject(err)),
-      );
-      const decoded = sealed
-        .then((bytes) =>
-          pool.openInto(slots[k]!, bytes, location.rawLength, chunk.id, !this.#hashImage, this.#chunkDigests !== undefined).then(
-            (digest) => void (this.#chunkDigests && (this.#digestOf[chunk.index] = digest)),
-            (err: unknown) => {
-              throw err instanceof DamageError ? new DamageError(`pack ${Keys.pack(group.pack)} is damaged: ${err.message}`, { cause: err }) : err;
-            },
-          ),
-        )
-        .catch((err: unknown) => this.#chunkFailed(chunk, slots[k]!, err));
+      const decoded = opened[k]!.then((digest) => void (this.#chunkDigests && (this.#digestOf[chunk.index] = digest))).catch((err: unknown) => this.#chunkFailed(chunk, slots[k]!, err));
       decoded.catch(() => undefined);
       this.#decoded[chunk.index] = decoded;
     });
     this.#scheduled();
+    const settled = Promise.allSettled(group.chunks.map((c) => this.#decoded[c.index]));
+    if (inPlace && repository.readsPacksInPlace) return settled.then(() => undefined);
     // Every blob was copied out of the read by now: it is garbage the main thread should free soon.
-    return Promise.allSettled(group.chunks.map((c) => this.#decoded[c.index])).then(() => mainThreadGarbage.dropped(group.length));
+    return settled.then(() => mainThreadGarbage.dropped(group.length));
+  }
+
+  /** Reads the group's blobs straight into their slots (one ranged read) and opens each where it lies. */
+  #openedInSlots(group: FetchGroup, slots: SharedArrayBuffer[]): Array<Promise<Buffer | undefined>> {
+    const { repository, pool, ignoreDamage } = this.#input;
+    const sealedIn = (k: number) => new Uint8Array(slots[k]!, 0, group.chunks[k]!.location.length);
+    const read = repository.readPackInto(group.pack, group.offset, group.chunks.map((_, k) => sealedIn(k)));
+    read.catch(() => undefined);
+    return group.chunks.map((chunk, k) => {
+      const { location } = chunk;
+      const sealed = read.catch((err: unknown) =>
+        // A truncated pack may still hold the first blobs of the group: read them one by one.
+        ignoreDamage && err instanceof DamageError && group.chunks.length > 1 ? repository.readPackInto(group.pack, location.offset, [sealedIn(k)]) : Promise.reject(err),
+      );
+      return sealed.then(() => this.#namingPack(group, pool.openInSlot(slots[k]!, location.length, location.rawLength, chunk.id, !this.#hashImage, this.#chunkDigests !== undefined)));
+    });
+  }
+
+  /** Reads the group into a buffer of its own and opens each blob from there into its slot. */
+  #openedFromRead(group: FetchGroup, slots: SharedArrayBuffer[]): Array<Promise<Buffer | undefined>> {
+    const { repository, pool, ignoreDamage } = this.#input;
+    const fetched = repository.readPack(group.pack, { offset: group.offset, length: group.length });
+    fetched.catch(() => undefined);
+    return group.chunks.map((chunk, k) => {
+      const { location } = chunk;
+      const sealed = fetched.then(
+        (bytes) => bytes.subarray(location.offset - group.offset, location.offset - group.offset + location.length),
+        (err: unknown) => (ignoreDamage && err instanceof DamageError && group.chunks.length > 1 ? repository.readPack(group.pack, { offset: location.offset, length: location.length }) : Promise.reject(err)),
+      );
+      return sealed.then((bytes) => this.#namingPack(group, pool.openInto(slots[k]!, bytes, location.rawLength, chunk.id, !this.#hashImage, this.#chunkDigests !== undefined)));
+    });
+  }
+
+  /** A blob that fails to open is damage of its pack: the message names it. */
+  #namingPack<T>(group: FetchGroup, opening: Promise<T>): Promise<T> {
+    return opening.catch((err: unknown) => {
+      throw err instanceof DamageError ? new DamageError(`pack ${Keys.pack(group.pack)} is damaged: ${err.message}`, { cause: err }) : err;
+    });
   }
 
   /** A chunk that could not be read: zeros instead with ignoreDamage, else the restore fails naming its blob and pack. */

@@ -5,6 +5,7 @@ import { SEAL_OVERHEAD, type BlobIdScheme, type StreamedDigestAlgorithm, type Ma
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageHashResult, ReplyFor, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { memoryProfile, type MemoryProfile } from './memory-profile.js';
 import { allocateAligned } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
@@ -68,7 +69,11 @@ export class WorkerPool implements IDisposable {
   #imageHasherThread: PooledWorker | undefined;
   #setup: CryptoSetup | undefined;
 
-  private constructor(size: number) {
+  /** How much the pipeline using this pool keeps in flight. */
+  readonly memory: MemoryProfile;
+
+  private constructor(size: number, env: NodeJS.ProcessEnv) {
+    this.memory = memoryProfile(env, size);
     this.#workers = Array.from({ length: size }, () => new PooledWorker());
   }
 
@@ -76,8 +81,8 @@ export class WorkerPool implements IDisposable {
    * Starts the threads without keys: they load their code while the caller opens the
    * repository and the source. `init` must come before any other request.
    */
-  static spawn(size = defaultPoolSize()): WorkerPool {
-    return new WorkerPool(size);
+  static spawn(size = defaultPoolSize(), env: NodeJS.ProcessEnv = {}): WorkerPool {
+    return new WorkerPool(size, env);
   }
 
   /** Hands every worker its keys and codecs. On failure the pool is unusable; dispose it. */
@@ -144,6 +149,8 @@ export class WorkerPool implements IDisposable {
 
   /** Checks a blob as `open` does, without sending its plaintext back (`check --read-data`). Rejects with DamageError. */
   async verify(sealed: Buffer, rawLength: number, id: string): Promise<void> {
+    // A blob in shared memory (a pack read into a slot) is shared with the worker, not copied.
+    if (sealed.buffer instanceof SharedArrayBuffer) return void (await this.#leastBusy().request({ op: 'verify', sealed, rawLength, id }));
     const own = new Uint8Array(sealed);
     await this.#leastBusy().request({ op: 'verify', sealed: own, rawLength, id }, [own.buffer]);
   }
@@ -156,6 +163,15 @@ export class WorkerPool implements IDisposable {
   async openInto(into: SharedArrayBuffer, sealed: Buffer, rawLength: number, id: string, verifyId: boolean, chunkDigest = false): Promise<Buffer | undefined> {
     const own = new Uint8Array(sealed);
     const reply = await this.#leastBusy().request({ op: 'openInto', sealed: own, rawLength, id, verifyId, into, chunkDigest }, [own.buffer]);
+    return reply.chunkDigest && Buffer.from(reply.chunkDigest);
+  }
+
+  /**
+   * As `openInto`, for a blob read into the first `sealedLength` bytes of the slot it is
+   * decoded into: nothing is copied between threads.
+   */
+  async openInSlot(slot: SharedArrayBuffer, sealedLength: number, rawLength: number, id: string, verifyId: boolean, chunkDigest = false): Promise<Buffer | undefined> {
+    const reply = await this.#leastBusy().request({ op: 'openInSlot', slot, sealedLength, rawLength, id, verifyId, chunkDigest });
     return reply.chunkDigest && Buffer.from(reply.chunkDigest);
   }
 

@@ -16,6 +16,7 @@ export type WorkerRequest =
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean }
   | { op: 'verify'; sealed: Uint8Array; rawLength: number; id: string }
   | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer; chunkDigest?: boolean }
+  | { op: 'openInSlot'; slot: SharedArrayBuffer; sealedLength: number; rawLength: number; id: string; verifyId: boolean; chunkDigest?: boolean }
   | { op: 'imageReset'; algorithm: StreamedDigestAlgorithm }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
@@ -32,6 +33,7 @@ export interface ImageHashResult {
 export type WorkerReply =
   | { ok: true; op: 'init' | 'imageReset' | 'imageUpdate' | 'imageZeros' }
   | { ok: true; op: 'openInto'; chunkDigest?: Uint8Array }
+  | { ok: true; op: 'openInSlot'; chunkDigest?: Uint8Array }
   | { ok: true; op: 'hash'; zero: true }
   | { ok: true; op: 'hash'; zero: false; id: Uint8Array; chunkDigest?: Uint8Array }
   | { ok: true; op: 'sealInSlot'; sealedLength: number }

@@ -223,6 +223,14 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       garbage.dropped(2 * request.sealed.length); // the blob as received and decrypted; its plaintext is in the slot
       return done({ ok: true, op: 'openInto', ...(digest && { chunkDigest: digest }) });
     }
+    case 'openInSlot': {
+      // The blob is decrypted out of the slot into the scratch before its plaintext is written over it.
+      const sealed = new Uint8Array(request.slot, 0, request.sealedLength);
+      const into = new Uint8Array(request.slot, 0, request.rawLength);
+      const { digest } = openBlob(sealed, request.rawLength, request.id, request.verifyId, into, request.chunkDigest === true);
+      garbage.dropped(request.sealedLength); // the cipher's output, a piece at a time
+      return done({ ok: true, op: 'openInSlot', ...(digest && { chunkDigest: digest }) });
+    }
     case 'verify': {
       // A tree can be larger than any chunk: that one gets a buffer of its own, not a larger spare.
       openBlob(request.sealed, request.rawLength, request.id, true, request.rawLength <= MAX_CHUNK_SIZE ? spare(request.rawLength) : undefined);

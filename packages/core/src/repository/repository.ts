@@ -36,6 +36,9 @@ export interface StoredPack {
  * Every object is written once under a name derived from its content and never modified.
  * The caller that opened the target disposes it.
  */
+/** Puts in flight for a target that does not say (see Target.concurrentPuts). */
+const DEFAULT_CONCURRENT_PUTS = 3;
+
 export class Repository {
   readonly #target: Target;
   readonly #stored: StoredConfig;
@@ -159,19 +162,53 @@ export class Repository {
     try {
       return await this.#target.get(key, range);
     } catch (err) {
-      if (this.#target.isNotFound(err)) throw new DamageError(`pack ${key} is missing`, { cause: err });
-      if (!range) throw err;
-      // Targets fail a range past the end each in their own words; the size tells.
-      const size = await this.#target.stat(key).then(
-        (info) => info.size,
-        (statErr: unknown) => (this.#target.isNotFound(statErr) ? -1 : undefined),
-      );
-      if (size === -1) throw new DamageError(`pack ${key} is missing`, { cause: err });
-      if (size !== undefined && size < range.offset + range.length) {
-        throw new DamageError(`pack ${key} is truncated: it has ${size} bytes, the read needs ${range.offset + range.length}`, { cause: err });
-      }
-      throw err;
+      throw await this.#packReadFailure(key, range, err);
     }
+  }
+
+  /** How many pack uploads are worth running at once (see Target.concurrentPuts). */
+  get concurrentPuts(): number {
+    return this.#target.concurrentPuts ?? DEFAULT_CONCURRENT_PUTS;
+  }
+
+  /** Whether `readPackInto` reads straight into its buffers (else through a buffer of `get`'s). */
+  get readsPacksInPlace(): boolean {
+    return this.#target.readInto !== undefined;
+  }
+
+  /**
+   * Reads a pack's bytes from `offset` on into `into`, filling each buffer in turn; fails as
+   * `readPack` of that range would.
+   */
+  async readPackInto(id: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+    const key = Keys.pack(id);
+    const length = into.reduce((sum, buffer) => sum + buffer.length, 0);
+    try {
+      if (this.#target.readInto) return await this.#target.readInto(key, offset, into);
+      const bytes = await this.#target.get(key, { offset, length });
+      if (bytes.length !== length) throw new DamageError(`pack ${key} gave ${bytes.length} bytes for a read of ${length}`);
+      let at = 0;
+      for (const buffer of into) at += bytes.copy(buffer, 0, at, at + buffer.length);
+    } catch (err) {
+      throw await this.#packReadFailure(key, { offset, length }, err);
+    }
+  }
+
+  /** What a failed pack read means: a missing or truncated pack is damage; anything else stays as it was. */
+  async #packReadFailure(key: string, range: ByteRange | undefined, err: unknown): Promise<unknown> {
+    if (err instanceof DamageError) return err;
+    if (this.#target.isNotFound(err)) return new DamageError(`pack ${key} is missing`, { cause: err });
+    if (!range) return err;
+    // Targets fail a range past the end each in their own words; the size tells.
+    const size = await this.#target.stat(key).then(
+      (info) => info.size,
+      (statErr: unknown) => (this.#target.isNotFound(statErr) ? -1 : undefined),
+    );
+    if (size === -1) return new DamageError(`pack ${key} is missing`, { cause: err });
+    if (size !== undefined && size < range.offset + range.length) {
+      return new DamageError(`pack ${key} is truncated: it has ${size} bytes, the read needs ${range.offset + range.length}`, { cause: err });
+    }
+    return err;
   }
 
   /** Removes what killed writers left on the target before `before` (see Target.removeLeftovers). */

@@ -116,6 +116,34 @@ export function describeTargetConformance(name: string, makeTarget: () => Promis
       });
     });
 
+    describe('readInto (optional)', () => {
+      const data = randomBytes(3 * MiB + 1234);
+      const views = (lengths: number[], shared: boolean) =>
+        lengths.map((length) => (shared ? new Uint8Array(new SharedArrayBuffer(length + 64), 32, length) : new Uint8Array(length)));
+
+      it.for([
+        ['one buffer from the start', 0, [4096], false],
+        ['several buffers in order', 777, [100, 0, MiB + 5, 3, 2 * MiB], false],
+        ['views of shared memory, to the object\'s last byte', 1234, [MiB, 2 * MiB], true],
+      ] as const)('fills %s with the bytes `get` gives', async ([, offset, lengths, shared], context) => {
+        if (!target.readInto) return context.skip();
+        await target.put('data/ac/into', data);
+        const into = views([...lengths], shared);
+        await target.readInto('data/ac/into', offset, into);
+        const length = lengths.reduce((a, b) => a + b, 0);
+        expectSameBytes(Buffer.concat(into), data.subarray(offset, offset + length));
+      });
+
+      it('rejects a read past the end, and a missing key as not found', async (context) => {
+        if (!target.readInto) return context.skip();
+        await target.put('data/ac/into', data);
+        const pastEnd = await rejectionOf(target.readInto('data/ac/into', data.length - 10, views([5, 6], false)));
+        expect(target.isNotFound(pastEnd)).toBe(false);
+        const missing = await rejectionOf(target.readInto('data/ac/missing', 0, views([1], false)));
+        expect(target.isNotFound(missing)).toBe(true);
+      });
+    });
+
     describe('stat', () => {
       it('returns the key and the size', async () => {
         await target.put('index/sized', randomBytes(12_345));

@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../errors.js';
+import { memoryProfile } from './memory-profile.js';
+
+describe('memoryProfile', () => {
+  it('is low unless CAIRN_MEMORY says high, and high keeps more of everything in flight', () => {
+    const low = memoryProfile({}, 2);
+    const high = memoryProfile({ CAIRN_MEMORY: ' high ' }, 2);
+    expect(memoryProfile({ CAIRN_MEMORY: '' }, 2).name).toBe('low');
+    expect([low.name, high.name]).toEqual(['low', 'high']);
+    expect(high.backupSlots).toBeGreaterThan(low.backupSlots);
+    expect(high.restoreSlots).toBeGreaterThan(low.restoreSlots);
+    expect(high.packsChecked).toBeGreaterThan(low.packsChecked);
+    // A local disk (one put at a time) gets one upload in flight when low, three when high; a remote store its own number.
+    expect([low.uploadsInFlight(1), high.uploadsInFlight(1), low.uploadsInFlight(3), high.uploadsInFlight(5)]).toEqual([1, 3, 3, 5]);
+  });
+
+  it('refuses any other value as a usage error naming the two', () => {
+    expect(() => memoryProfile({ CAIRN_MEMORY: 'huge' }, 2)).toThrow(UsageError);
+    expect(() => memoryProfile({ CAIRN_MEMORY: 'huge' }, 2)).toThrow(/CAIRN_MEMORY must be "low" or "high", not "huge"/);
+  });
+});
