@@ -26,8 +26,8 @@ export interface MemoryProfile {
 const PROFILES: Record<MemoryProfileName, (workers: number) => MemoryProfile> = {
   low: (workers) => ({
     name: 'low',
-    // Each worker sealing one chunk with the next queued, and one being read.
-    backupSlots: 2 * workers + 2,
+    // Each worker sealing one chunk with the next queued for it, and one being read.
+    backupSlots: 2 * workers + 1,
     uploadsInFlight: (targetPuts) => targetPuts,
     // One group being written while the next is fetched and decoded.
     restoreSlots: MAX_CHUNKS_PER_READ + workers,

@@ -70,7 +70,7 @@ describe('Packer', () => {
     }
     const repository = await Repository.init(new SlowTarget(), 'pw', { chunkSize: MiB });
     const packer = new Packer(repository, uploads);
-    const blobsPerPack = Math.ceil((16 * MiB) / (MiB - 100));
+    const blobsPerPack = Math.floor((16 * MiB) / (MiB - 100));
     let accepted = 0;
     const adds = Array.from({ length: 6 * blobsPerPack }, () => packer.add(BlobType.chunk, randomBytes(32), randomBytes(MiB - 100), MiB).then(() => accepted++));
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -95,7 +95,7 @@ describe('Packer', () => {
     }
     const repository = await Repository.init(new SlowTarget(), 'pw', { chunkSize: MiB });
     const packer = new Packer(repository);
-    const blobsPerPack = Math.ceil((16 * MiB) / (MiB - 100)); // a pack closes at the blob that reaches 16 MiB
+    const blobsPerPack = Math.floor((16 * MiB) / (MiB - 100)); // a pack holds the whole blobs that fit in 16 MiB
     let accepted = 0;
     const adds = Array.from({ length: 8 * blobsPerPack }, () => packer.add(BlobType.chunk, randomBytes(32), randomBytes(MiB - 100), MiB).then(() => accepted++));
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -106,17 +106,19 @@ describe('Packer', () => {
     expect((await repository.loadIndex()).blobCount).toBe(8 * blobsPerPack);
   });
 
-  it('keeps a full-size sealed chunk that arrives when a pack is nearly full', async () => {
-    // 16 MiB - 1 bytes leave the pack one byte short of the pack size; a whole sealed 1 MiB
-    // chunk (codec byte, nonce and tag: 29 bytes more) still goes into it and closes it.
-    const blobs = [randomBytes(16 * MiB - 1), randomBytes(MiB + 29), randomBytes(MiB + 29), randomBytes(10)];
-    const { ids, index, headers } = await packAndVerify(blobs);
-    expect(blobsPerPack(ids, index, headers)).toEqual([[0, 1], [2, 3]]);
+  it('closes a pack before a blob that would take it past the pack size, and when a blob fills it exactly', async () => {
+    // 16 MiB - 1 bytes leave the pack one byte short of the pack size: a whole sealed 1 MiB
+    // chunk (codec byte, nonce and tag: 29 bytes more) starts the next pack.
+    const short = await packAndVerify([randomBytes(16 * MiB - 1), randomBytes(MiB + 29), randomBytes(MiB + 29), randomBytes(10)]);
+    expect(blobsPerPack(short.ids, short.index, short.headers)).toEqual([[0], [1, 2, 3]]);
+    const exact = await packAndVerify([randomBytes(16 * MiB - 10), randomBytes(10), randomBytes(5)]);
+    expect(blobsPerPack(exact.ids, exact.index, exact.headers)).toEqual([[0, 1], [2]]);
+    expect(Math.max(...exact.index.packIds.map((id) => exact.index.packDataEnd(id)!))).toBe(16 * MiB);
   });
 
   it('closes a pack early rather than overflow its header room with many small blobs', async () => {
-    // A pack buffer has room for one chunk (64 KiB here) past the pack size; 4,200 blobs of
-    // 4,000 bytes fill a 16 MiB pack, and their header entries (41 bytes each) take 172 KB.
+    // A pack buffer has header room for 256 blobs past the pack size; 4,200 blobs of 4,000
+    // bytes fill a 16 MiB pack, and their header entries (41 bytes each) take 172 KB.
     const blobs = Array.from({ length: 5000 }, () => randomBytes(4000));
     const { index } = await packAndVerify(blobs, 64 * 1024);
     const packEnds = index.packIds.map((id) => index.packDataEnd(id)!);

@@ -56,22 +56,33 @@ export class Packer {
   ) {
     this.#uploadsInFlight = uploadsInFlight;
     const { packSize, chunkSize } = repository.config;
-    // A pack closes once it holds packSize bytes, so it can go over by one blob: a whole
-    // sealed chunk must fit after packSize - 1 bytes.
-    this.#bufferLength = packSize + chunkSize + SEALED_CHUNK_OVERHEAD + packTailLength(HEADER_ROOM_BLOBS);
+    // A pack closes before a blob that would take it past packSize, so a buffer of packSize
+    // holds any pack (a sealed chunk larger than packSize gets one of its own): every page of
+    // a buffer that fills is resident, so room past packSize would cost memory, not just address space.
+    this.#bufferLength = Math.max(packSize, chunkSize + SEALED_CHUNK_OVERHEAD) + packTailLength(HEADER_ROOM_BLOBS);
   }
 
   async add(type: BlobType, id: Buffer, sealed: Uint8Array, rawLength: number): Promise<void> {
     // Blobs are added by many chunks at once: while a closed pack waits for an upload slot,
     // each of them would otherwise take a buffer of its own (five or six 20 MiB buffers seen).
-    while (this.#closing) await this.#closing;
-    this.#throwIfFailed();
-    if (this.#buffer && this.#size + sealed.length + packTailLength(this.#blobs.length + 1) > this.#buffer.length) await this.#closePack();
+    // Other adds run while this one waits: the open pack is looked at again after every wait,
+    // and the blob is placed with no wait between that look and its copy.
+    for (;;) {
+      while (this.#closing) await this.#closing;
+      this.#throwIfFailed();
+      if (!this.#buffer || this.#fits(sealed.length)) break;
+      await this.#closePack();
+    }
     const buffer = (this.#buffer ??= this.#takeBuffer(sealed.length));
     buffer.set(sealed, this.#size);
     this.#blobs.push({ type, id, offset: this.#size, length: sealed.length, rawLength });
     this.#size += sealed.length;
     if (this.#size >= this.repository.config.packSize) await this.#closePack();
+  }
+
+  /** Whether a blob of `length` bytes joins the open pack without taking it past packSize or its buffer. */
+  #fits(length: number): boolean {
+    return this.#size + length <= this.repository.config.packSize && this.#size + length + packTailLength(this.#blobs.length + 1) <= this.#buffer!.length;
   }
 
   /** Closes the open pack, waits for every upload and writes the remaining index. */
