@@ -286,7 +286,7 @@ class PackBuffers {
   readonly #size: number;
 
   constructor(count: number, config: RepositoryConfig) {
-    // A pack closes once it holds packSize bytes: one more sealed chunk and its header can follow.
+    // Packs stay within packSize now, but those written before could pass it by a sealed chunk; and a header follows.
     this.#size = config.packSize + config.chunkSize + SEALED_CHUNK_OVERHEAD + 1024 * 1024;
     this.#slots = new SlotPool(count, this.#size);
   }
