@@ -30,15 +30,15 @@ export interface StoredPack {
   size: number;
 }
 
+/** Puts in flight for a target that does not say (see Target.concurrentPuts). */
+const DEFAULT_CONCURRENT_PUTS = 3;
+
 /**
  * A repository on a target: its config, keys, packs, index, snapshots and locks. Everything
  * stored goes through here, so no other module knows the target or how objects are named.
  * Every object is written once under a name derived from its content and never modified.
  * The caller that opened the target disposes it.
  */
-/** Puts in flight for a target that does not say (see Target.concurrentPuts). */
-const DEFAULT_CONCURRENT_PUTS = 3;
-
 export class Repository {
   readonly #target: Target;
   readonly #stored: StoredConfig;
