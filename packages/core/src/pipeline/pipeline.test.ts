@@ -440,6 +440,14 @@ describe('backup and restore pipeline', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('fails, not hangs, when a damaged blob stops the writer while the planner waits for slots', async () => {
+    // 64 data chunks, far more than the restore's slots: the writer fails at the first one and frees no slot again.
+    const result = await backup(randomBytes(CHUNK * 64));
+    target.corruptNextGets(1);
+    await expect(restore(result.snapshot, join(dir, 'damaged.img'))).rejects.toBeInstanceOf(DamageError);
+    expect(await readdir(dir)).toEqual([]);
+  }, 20_000);
+
   it('check --read-data names the damaged pack and the snapshots that need it', async () => {
     const result = await backup(sampleImage());
     const [pack] = (await repository.listPacks()).map((p) => p.id);

@@ -150,6 +150,8 @@ class RestoreSession {
   #bytesPunched = 0;
   #failure: unknown;
   #planned = false;
+  /** Settles when the writer stops, done or failed: from then on no slot is freed, so the planner must not wait for one. */
+  #writerStopped: Promise<undefined> = Promise.resolve(undefined);
   /** Wakes the writer when the planner has scheduled another chunk. */
   #wakeWriter: (() => void) | undefined;
 
@@ -195,7 +197,10 @@ class RestoreSession {
     progress.start('restore', this.#to - this.#from);
     const writing = this.#writeInOrder();
     // Awaited below; handled now so that a failure while the planner is waiting does not crash the process as an unhandled rejection.
-    writing.catch(() => undefined);
+    this.#writerStopped = writing.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
       await this.#fetchAll();
       const digest = await writing;
@@ -241,10 +246,12 @@ class RestoreSession {
       const groupSlots: SharedArrayBuffer[] = [];
       for (const chunk of item.chunks) {
         // A delta restore's chunk keeps the slot it was compared in.
-        const slot = this.#slotOf[chunk.index] ?? (await this.#slots.acquire());
+        const slot = this.#slotOf[chunk.index] ?? (await this.#slotUnlessStopped());
+        if (!slot) break;
         this.#slotOf[chunk.index] = slot;
         groupSlots.push(slot);
       }
+      if (groupSlots.length < item.chunks.length) break;
       while (fetches.size >= FETCH_CONCURRENCY) await Promise.race(fetches);
       const fetched = this.#fetchGroup(item, groupSlots);
       const tracked = fetched.finally(() => fetches.delete(tracked));
@@ -324,7 +331,8 @@ class RestoreSession {
     const { start, end } = this.#spanOf(i);
     const chunkStart = i * this.#chunkSize;
     const whole = start === chunkStart && end === Math.min(chunkStart + this.#chunkSize, this.#input.manifest.size);
-    const slot = await this.#slots.acquire();
+    const slot = await this.#slotUnlessStopped();
+    if (!slot) throw this.#failure ?? new Error('internal error: the restore stopped writing before comparing every chunk');
     if (record.kind === ChunkKind.data) this.#slotOf[i] = slot;
     try {
       if (!whole) return false;
@@ -336,6 +344,11 @@ class RestoreSession {
     } finally {
       if (record.kind !== ChunkKind.data) this.#slots.release(slot);
     }
+  }
+
+  /** A free slot, or undefined once the writer stopped (it failed): only the writer frees slots. */
+  #slotUnlessStopped(): Promise<SharedArrayBuffer | undefined> {
+    return Promise.race([this.#slots.acquire(), this.#writerStopped]);
   }
 
   /** The part [start, end) of the image that chunk `i` restores. */
