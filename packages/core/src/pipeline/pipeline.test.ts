@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { blake3 } from '@napi-rs/blake-hash';
-import { FaultyTarget, MemoryTarget } from '../testing/index.js';
+import { FaultyTarget, MemoryTarget, ReadIntoMemoryTarget } from '../testing/index.js';
 import { DamageError, SourceReadError } from '../errors.js';
 import type { OpenedSource } from '../source.js';
 import { memorySource } from '../testing/memory-source.js';
@@ -103,17 +103,9 @@ describe('backup and restore pipeline', () => {
   });
 
   it.each(['low', 'high'])('restores byte for byte with blobs read straight into their slots, at memory profile %s', async (profile) => {
-    const reads: number[] = [];
-    class ReadIntoTarget extends MemoryTarget {
-      async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
-        reads.push(into.length);
-        const bytes = await this.get(key, { offset, length: into.reduce((n, b) => n + b.length, 0) });
-        let at = 0;
-        for (const buffer of into) at += bytes.copy(buffer, 0, at, at + buffer.length);
-      }
-    }
+    const readInto = new ReadIntoMemoryTarget();
     await pool.dispose();
-    repository = await Repository.init(new ReadIntoTarget(), 'pw');
+    repository = await Repository.init(readInto, 'pw');
     pool = WorkerPool.spawn(2, { CAIRN_MEMORY: profile });
     await pool.init({ masterKey: repository.masterKey, blobIdScheme: blobIdSchemeOf(repository.config), codecs: [NONE_CODEC], writeCodec: { type: 'none' }, writeCodecId: 0 });
     expect(pool.memory.name).toBe(profile);
@@ -122,7 +114,7 @@ describe('backup and restore pipeline', () => {
     await restore(result.snapshot, join(dir, 'out.img'));
     expect((await readFile(join(dir, 'out.img'))).equals(image)).toBe(true);
     // Every data chunk came through readInto, into a slot of its own (neighbouring blobs of a pack in one read).
-    expect(reads.reduce((a, b) => a + b, 0)).toBe(result.manifest.stats.dataChunks);
+    expect(readInto.reads.reduce((n, read) => n + read.buffers, 0)).toBe(result.manifest.stats.dataChunks);
   });
 
   it('adds almost nothing when backing up the same image again', async () => {

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { MemoryTarget } from '../testing/index.js';
+import { MemoryTarget, ReadIntoMemoryTarget } from '../testing/index.js';
 import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError, UnsupportedFormatError, WrongPasswordError, RepositoryLockedError } from '../errors.js';
 import { Repository, blobIdSchemeOf, imageDigestOf } from './repository.js';
 import { RepositoryLocks } from './lock.js';
@@ -166,16 +166,8 @@ describe('Repository', () => {
     ['copies from a ranged get for a target without readInto', false],
     ['reads through the target\'s readInto when it has one', true],
   ])('reads a pack into buffers in turn: %s; a missing or truncated pack is damage', async (_, withReadInto) => {
-    const reads: string[] = [];
-    class ReadIntoTarget extends MemoryTarget {
-      async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
-        reads.push(key);
-        const bytes = await this.get(key, { offset, length: into.reduce((n, b) => n + b.length, 0) });
-        let at = 0;
-        for (const buffer of into) at += bytes.copy(buffer, 0, at, at + buffer.length);
-      }
-    }
-    const repository = await Repository.init(withReadInto ? new ReadIntoTarget() : new MemoryTarget(), 'x');
+    const target = withReadInto ? new ReadIntoMemoryTarget() : new MemoryTarget();
+    const repository = await Repository.init(target, 'x');
     expect(repository.readsPacksInPlace).toBe(withReadInto);
     const id = 'ab'.repeat(32);
     const pack = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
@@ -183,7 +175,7 @@ describe('Repository', () => {
     const into = [new Uint8Array(100), new Uint8Array(0), new Uint8Array(new SharedArrayBuffer(300))];
     await repository.readPackInto(id, 600, into);
     expect(Buffer.concat(into)).toEqual(pack.subarray(600));
-    expect(reads).toEqual(withReadInto ? [Keys.pack(id)] : []);
+    expect(target instanceof ReadIntoMemoryTarget ? target.reads.map((r) => r.key) : []).toEqual(withReadInto ? [Keys.pack(id)] : []);
     await expect(repository.readPackInto(id, 900, [new Uint8Array(101)])).rejects.toThrow(/is truncated: it has 1000 bytes, the read needs 1001/);
     await expect(repository.readPackInto('cd'.repeat(32), 0, [new Uint8Array(1)])).rejects.toThrow(DamageError);
   });

@@ -1,6 +1,6 @@
 // Test helpers for cairn and its plugins, imported as `@cairn/core/testing` (needs vitest).
 export { describeTargetConformance, type ConformanceOptions, type TargetUnderTest } from './target-conformance.js';
-export { MemoryTarget, ObjectNotFoundError, sharedView } from './memory-target.js';
+export { MemoryTarget, ObjectNotFoundError, ReadIntoMemoryTarget, sharedView } from './memory-target.js';
 export { FaultyTarget, InjectedFaultError, type TargetOperation } from './faulty-target.js';
 export { createTestPluginContext } from './plugin-context.js';
 export { holdRepositoryLock, writeForeignLock, type ForeignLockOptions, type HoldLockOptions } from './hold-lock.js';

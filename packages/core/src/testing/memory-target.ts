@@ -102,3 +102,15 @@ export function sharedView(target: Target): Target {
     dispose() {},
   };
 }
+
+/** A MemoryTarget that also reads straight into buffers (`Target.readInto`), and records each such read. */
+export class ReadIntoMemoryTarget extends MemoryTarget {
+  readonly reads: Array<{ key: string; buffers: number }> = [];
+
+  async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+    this.reads.push({ key, buffers: into.length });
+    const bytes = await this.get(key, { offset, length: into.reduce((n, b) => n + b.length, 0) });
+    let at = 0;
+    for (const buffer of into) at += bytes.copy(buffer, 0, at, at + buffer.length);
+  }
+}
