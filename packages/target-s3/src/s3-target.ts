@@ -8,6 +8,7 @@ import type { CompletedPart, S3Client, S3ClientConfig } from '@aws-sdk/client-s3
 import { describeError, isBucketMissing, isNotFoundResponse, retrying, type RequestFailed, type RetryPolicy } from './retry.js';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
+type GetObjectBody = NonNullable<import('@aws-sdk/client-s3').GetObjectCommandOutput['Body']>;
 
 export interface S3TargetSettings extends TargetSettings {
   type: 's3';
@@ -158,7 +159,6 @@ export class S3Target implements Target {
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
-    const objectKey = this.#objectKey(key);
     if (range && (range.offset < 0 || range.length < 0 || !Number.isInteger(range.offset) || !Number.isInteger(range.length))) {
       throw new TargetError(`Invalid range ${JSON.stringify(range)} for '${key}' in ${this.where}`);
     }
@@ -167,7 +167,29 @@ export class S3Target implements Target {
       if (range.offset > size) throw this.#rangeError(key, range, size);
       return Buffer.alloc(0);
     }
-    const bytes = await this.#call(`download '${key}'`, async () => {
+    const bytes = await this.#download(key, range, async (body) => {
+      const array = body ? await body.transformToByteArray() : new Uint8Array();
+      return Buffer.from(array.buffer, array.byteOffset, array.byteLength);
+    });
+    if (range && bytes.length !== range.length) throw this.#rangeError(key, range, undefined);
+    return bytes;
+  }
+
+  /** Streams a ranged download straight into `into` (a restore's chunk slots): no buffer of its own per read. */
+  async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+    const range = { offset, length: into.reduce((sum, buffer) => sum + buffer.length, 0) };
+    if (range.length === 0 || !Number.isInteger(offset) || offset < 0) {
+      await this.get(key, range);
+      return;
+    }
+    const filled = await this.#download(key, range, (body) => fill(body as AsyncIterable<Uint8Array> | undefined, into));
+    if (filled !== range.length) throw this.#rangeError(key, range, undefined);
+  }
+
+  /** Downloads the object (or a range of it) and hands its body to `read`, inside the retried call. */
+  async #download<T>(key: string, range: ByteRange | undefined, read: (body: GetObjectBody | undefined) => Promise<T>): Promise<T> {
+    const objectKey = this.#objectKey(key);
+    return this.#call(`download '${key}'`, async () => {
       try {
         const response = await this.client.send(
           new this.sdk.GetObjectCommand({
@@ -177,8 +199,7 @@ export class S3Target implements Target {
           }),
         );
         // Read the body inside the retried call: a connection dropped mid-body is retried too.
-        const body = response.Body ? await response.Body.transformToByteArray() : new Uint8Array();
-        return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+        return await read(response.Body);
       } catch (err) {
         throw await this.#notFound(key, err);
       }
@@ -186,8 +207,6 @@ export class S3Target implements Target {
       if (range && httpStatus(causeOf(err)) === 416) throw this.#rangeError(key, range, undefined, err);
       throw err;
     });
-    if (range && bytes.length !== range.length) throw this.#rangeError(key, range, undefined);
-    return bytes;
   }
 
   async stat(key: string): Promise<ObjectInfo> {
@@ -470,4 +489,31 @@ function isNotImplemented(err: unknown): boolean {
 
 function causeOf(err: unknown): unknown {
   return err instanceof Error && err.cause !== undefined ? err.cause : err;
+}
+
+/**
+ * Copies a download's body into `into`, filling each buffer in turn; returns the bytes it held.
+ * A body longer than `into` is cut short and reported by its length (a range the server got wrong).
+ */
+async function fill(body: AsyncIterable<Uint8Array> | undefined, into: readonly Uint8Array[]): Promise<number> {
+  const capacity = into.reduce((sum, buffer) => sum + buffer.length, 0);
+  let index = 0;
+  let at = 0;
+  let total = 0;
+  for await (const chunk of body ?? []) {
+    total += chunk.length;
+    if (total > capacity) return total;
+    for (let from = 0; from < chunk.length; ) {
+      while (at === into[index]!.length) {
+        index++;
+        at = 0;
+      }
+      const buffer = into[index]!;
+      const count = Math.min(chunk.length - from, buffer.length - at);
+      buffer.set(chunk.subarray(from, from + count), at);
+      from += count;
+      at += count;
+    }
+  }
+  return total;
 }

@@ -189,22 +189,43 @@ export class SftpTarget implements Target {
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
+    if (range !== undefined) {
+      const out = Buffer.allocUnsafe(range.length >= 0 ? range.length : 0);
+      await this.#readRange(key, range.offset, range.length, [out]);
+      return out;
+    }
     const path = this.#pathOf(key);
     return this.#run('read', path, async (sftp, connection) => {
       const handle = await call<Buffer>((cb) => sftp.open(path, 'r', {}, cb));
       try {
-        if (range === undefined) {
-          const attrs = await call<{ size: number; mode: number }>((cb) => sftp.fstat(handle, cb));
-          if ((attrs.mode & S_IFMT) !== S_IFREG) throw new SftpObjectNotFoundError(`No object at ${this.#describe(path)} (not a file)`);
-          return await this.#readAll(connection, handle, 0, attrs.size).catch((err: unknown) => {
-            throw err instanceof EndOfFile ? new TargetError(`${this.#describe(path)} ended early: it changed while being read`) : err;
-          });
-        }
-        // A ranged read (restore's hot path) skips the fstat: open and the pipelined reads are the only round trips.
-        const { offset, length } = range;
+        const attrs = await call<{ size: number; mode: number }>((cb) => sftp.fstat(handle, cb));
+        if ((attrs.mode & S_IFMT) !== S_IFREG) throw new SftpObjectNotFoundError(`No object at ${this.#describe(path)} (not a file)`);
+        const out = Buffer.allocUnsafe(attrs.size);
+        await this.#readAll(connection, handle, 0, [out]).catch((err: unknown) => {
+          throw err instanceof EndOfFile ? new TargetError(`${this.#describe(path)} ended early: it changed while being read`) : err;
+        });
+        return out;
+      } finally {
+        // Nothing waits for the close: the reply only costs another round trip.
+        sftp.close(handle, () => undefined);
+      }
+    });
+  }
+
+  /** Reads straight into `into` (a restore's chunk slots): no buffer of its own per read. */
+  async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
+    await this.#readRange(key, offset, into.reduce((sum, buffer) => sum + buffer.length, 0), into);
+  }
+
+  /** A ranged read (restore's hot path) into `into`: open and the pipelined reads are the only round trips, no fstat. */
+  #readRange(key: string, offset: number, length: number, into: readonly Uint8Array[]): Promise<void> {
+    const path = this.#pathOf(key);
+    return this.#run('read', path, async (sftp, connection) => {
+      const handle = await call<Buffer>((cb) => sftp.open(path, 'r', {}, cb));
+      try {
         if (!(offset >= 0 && length >= 0)) throw new TargetError(`Invalid range ${offset}+${length} for ${this.#describe(path)}`);
         try {
-          return await this.#readAll(connection, handle, offset, length);
+          await this.#readAll(connection, handle, offset, into);
         } catch (err) {
           if (err instanceof EndOfFile) throw new TargetError(`Range ${offset}+${length} is past the end of ${this.#describe(path)}`);
           if (statusOf(err) === SFTP_FAILURE) {
@@ -215,7 +236,6 @@ export class SftpTarget implements Target {
           throw err;
         }
       } finally {
-        // Nothing waits for the close: the reply only costs another round trip.
         sftp.close(handle, () => undefined);
       }
     });
@@ -462,11 +482,14 @@ export class SftpTarget implements Target {
     });
   }
 
-  /** Reads `length` bytes from `start` with up to `requestsInFlight` read requests outstanding; short reads are continued. */
-  #readAll(connection: SftpConnection, handle: Buffer, start: number, length: number): Promise<Buffer> {
+  /**
+   * Fills `into` in turn with the bytes from `start` on, with up to `requestsInFlight` read
+   * requests outstanding; a request never spans two buffers, and short reads are continued.
+   */
+  #readAll(connection: SftpConnection, handle: Buffer, start: number, into: readonly Uint8Array[]): Promise<void> {
     const { sftp } = connection;
     const size = this.#requestSize(sftp, '_maxReadLen');
-    const out = Buffer.allocUnsafe(length);
+    const parts = readParts(start, into, size);
     return new Promise((resolve, reject) => {
       let next = 0;
       let active = 0;
@@ -476,9 +499,9 @@ export class SftpTarget implements Target {
         failed = true;
         reject(err);
       };
-      const readPart = (offset: number, count: number) => {
+      const readPart = ({ buffer, at, count, position }: ReadPart) => {
         active++;
-        sftp.read(handle, out, offset, count, start + offset, (err, bytesRead) => {
+        sftp.read(handle, buffer, at, count, position, (err, bytesRead) => {
           active--;
           connection.lastReply = Date.now();
           if (failed) return;
@@ -488,20 +511,15 @@ export class SftpTarget implements Target {
           }
           if (bytesRead < count) {
             if (bytesRead === 0) return fail(new EndOfFile());
-            readPart(offset + bytesRead, count - bytesRead);
-          } else if (next >= length && active === 0) resolve(out);
+            readPart({ buffer, at: at + bytesRead, count: count - bytesRead, position: position + bytesRead });
+          } else if (next >= parts.length && active === 0) resolve();
           else pump();
         });
       };
       const pump = () => {
-        while (!failed && active < this.tuning.requestsInFlight && next < length) {
-          const offset = next;
-          const count = Math.min(size, length - offset);
-          next += count;
-          readPart(offset, count);
-        }
+        while (!failed && active < this.tuning.requestsInFlight && next < parts.length) readPart(parts[next++]!);
       };
-      if (length === 0) resolve(out);
+      if (parts.length === 0) resolve();
       else pump();
     });
   }
@@ -635,3 +653,26 @@ function sleep(ms: number): Promise<void> {
 }
 
 export { ConnectionRefusedError };
+
+/** One read request: `count` bytes at `position` of the file into `buffer` at `at`. */
+interface ReadPart {
+  buffer: Buffer;
+  at: number;
+  count: number;
+  position: number;
+}
+
+/** The read requests that fill `into` in turn from `start` on, each at most `size` bytes and within one buffer. */
+function readParts(start: number, into: readonly Uint8Array[], size: number): ReadPart[] {
+  const parts: ReadPart[] = [];
+  let position = start;
+  for (const view of into) {
+    const buffer = Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+    for (let at = 0; at < buffer.length; at += size) {
+      const count = Math.min(size, buffer.length - at);
+      parts.push({ buffer, at, count, position });
+      position += count;
+    }
+  }
+  return parts;
+}
