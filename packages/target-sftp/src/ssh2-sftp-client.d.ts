@@ -68,7 +68,7 @@ declare module 'ssh2-sftp-client' {
   export default class Client {
     constructor(name?: string, callbacks?: EventCallbacks);
     /** The ssh2 Client underneath. */
-    readonly client: EventEmitter & { end(): void; destroy(): void };
+    readonly client: EventEmitter & { end(): void; destroy(): void; setNoDelay(noDelay: boolean): unknown };
     sftp: SFTPWrapper | undefined;
     connect(options: ConnectOptions): Promise<SFTPWrapper>;
     end(): Promise<boolean>;
