@@ -49,6 +49,33 @@ describe('FastCDC', () => {
     expect(streamed).toEqual(whole);
   });
 
+  it('boundary: the same chunks with data arriving in uneven pieces, undefined until the data decides', () => {
+    const total = 24 * MiB;
+    // Zeros in the middle: no boundary there, so chunks of max bytes are cut from them too.
+    const mixed = Buffer.concat([data.subarray(0, 10 * MiB), Buffer.alloc(9 * MiB), data.subarray(19 * MiB, total)]);
+    const whole = cdc.lengths(mixed);
+    const pieces = [1, 300 * 1024, 3 * MiB, 700 * 1024, 5 * MiB];
+    const cut: number[] = [];
+    let chunkStart = 0;
+    let available = 0;
+    for (let piece = 0; ; piece++) {
+      const final = available === total;
+      const length = cdc.boundary(mixed, chunkStart, available, final);
+      if (length === 0) break;
+      if (length === undefined) {
+        expect(final).toBe(false);
+        available = Math.min(total, available + pieces[piece % pieces.length]!);
+        continue;
+      }
+      expect(chunkStart + length).toBeLessThanOrEqual(available);
+      cut.push(length);
+      chunkStart += length;
+    }
+    expect(cut).toEqual(whole);
+    expect(cdc.boundary(mixed, 0, DEFAULT_CDC.min, false)).toBeUndefined();
+    expect(cdc.boundary(Buffer.alloc(8 * MiB), 0, 8 * MiB, false)).toBe(8 * MiB);
+  });
+
   it('changes only the first chunk or two when bytes are inserted at the start of 64 MiB', () => {
     const before = cdc.lengths(data);
     const after = cdc.lengths(Buffer.concat([randomBytes(100), data]));

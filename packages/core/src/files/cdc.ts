@@ -63,10 +63,23 @@ export class FastCdc {
    * (or the answer might change with more data).
    */
   cut(data: Uint8Array, start: number, end: number, final: boolean): number {
-    const { min, avg, max } = this.parameters;
+    const { min, max } = this.parameters;
     const available = end - start;
     if (available <= min) return available;
     if (!final && available < max) throw new Error(`FastCdc.cut needs ${max} bytes or the end of the data, got ${available}`);
+    return this.boundary(data, start, end, final)!;
+  }
+
+  /**
+   * As `cut`, for any amount of data: the length of the chunk that starts at `data[start]` when
+   * `data[start…end)` decides it (a boundary in it, `max` bytes, or the end of the data when
+   * `final`), undefined when it takes more data. A boundary found depends only on the bytes up to
+   * it, so cutting as data arrives gives the same chunks as cutting it whole.
+   */
+  boundary(data: Uint8Array, start: number, end: number, final: boolean): number | undefined {
+    const { min, avg, max } = this.parameters;
+    const available = end - start;
+    if (available <= min) return final ? available : undefined;
     const limit = start + Math.min(available, max);
     const normal = Math.min(start + avg - 1, limit);
     const gear = this.#gear;
@@ -80,7 +93,7 @@ export class FastCdc {
       h = ((h << 1) + gear[data[i]!]!) | 0;
       if ((h & mask) === 0) return i + 1 - start;
     }
-    return limit - start;
+    return final || available >= max ? limit - start : undefined;
   }
 
   /** Every chunk length of a whole buffer, in order (tests and benchmarks). */

@@ -170,7 +170,7 @@ describe('file backup pipeline', () => {
     await writeFile(join(data, 'fine.txt'), 'fine\n');
     const source = new TestFileTree([Buffer.from(data)]);
     source.unlistable.add(join(data, 'locked'));
-    source.failingReads.set(join(data, 'failing.bin'), 9 * MiB);
+    source.failingReads.set(join(data, 'failing.bin'), MiB); // its first read (a window of 8 MiB) succeeds, the next fails
 
     const result = await backup(source);
     const skipped = [...result.manifest.skipped!].sort((x, y) => x.path.localeCompare(y.path));

@@ -134,33 +134,40 @@ export class ContentStore {
     return { content, size: readEnd };
   }
 
-  /** Cuts `[start, end)` of the file into chunks and starts storing each; resolves to where reading stopped. */
+  /**
+   * Cuts `[start, end)` of the file into chunks and starts storing each; resolves to where
+   * reading stopped. The window is refilled only when the bytes left in it do not decide the
+   * next chunk, so only that remainder moves to the window's start, not the whole window after
+   * every chunk (which copied seven times the data).
+   */
   async #cutRange(file: OpenedFile, window: Buffer, start: number, end: number, chunks: Array<Promise<ContentChunk | undefined>>): Promise<number> {
-    const { max } = this.cdc.parameters;
     let position = start; // next byte to read
-    let chunkStart = start;
+    let chunkStart = start; // the file offset of window[begin]
+    let begin = 0;
     let filled = 0;
     let ended = false;
-    while (!ended || filled > 0) {
-      if (!ended) {
-        const want = Math.min(max - filled, end - position);
+    for (;;) {
+      const length = this.cdc.boundary(window, begin, filled, ended);
+      if (length === 0) return position;
+      if (length === undefined) {
+        window.copyWithin(0, begin, filled);
+        filled -= begin;
+        begin = 0;
+        const want = Math.min(window.length - filled, end - position);
         const got = await readFully(file, window.subarray(filled, filled + want), position);
         this.#counted(got);
         position += got;
         filled += got;
         ended = got < want || position >= end;
+        continue;
       }
-      if (filled === 0) break;
-      const length = this.cdc.cut(window, 0, filled, ended);
       const slot = await this.#largeSlots.acquire();
-      new Uint8Array(slot, 0, length).set(window.subarray(0, length));
+      new Uint8Array(slot, 0, length).set(window.subarray(begin, begin + length));
       const offset = chunkStart;
       chunks.push(this.#store(slot, length, offset).finally(() => this.#largeSlots.release(slot)));
-      window.copyWithin(0, length, filled);
-      filled -= length;
+      begin += length;
       chunkStart += length;
     }
-    return position;
   }
 
   /** Stores the chunk in the first `length` bytes of the slot unless the repository has it; undefined for zeros (a hole). */
