@@ -3,11 +3,16 @@ import { Keys } from '../repository/format.js';
 import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
 import { MAX_READ } from '../pipeline/fetch-groups.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
+import { RingArena, type ArenaPiece } from './ring-arena.js';
 
 /** Ranged reads in flight at once. */
 const READS_IN_FLIGHT = 8;
-/** Plaintext bytes fetched ahead of the consumer: what bounds memory (plus one group). */
-const BYTES_AHEAD = 64 * 1024 * 1024;
+/** Shared memory for the sealed bytes of the reads in flight (each spans at most MAX_READ). */
+const READ_ARENA = 4 * MAX_READ;
+/** Shared memory for plaintext fetched ahead of the consumer and held by it: what bounds memory. */
+const PLAIN_ARENA = 64 * 1024 * 1024;
+/** Plaintext of one ranged read at most: its blobs are handed out together, so it must fit the arena with room to spare. */
+const MAX_GROUP_PLAIN = PLAIN_ARENA / 4;
 /** Blobs per ranged read: small files' chunks sit near each other in a pack, and one read takes many. */
 const BLOBS_PER_READ = 256;
 
@@ -29,42 +34,59 @@ interface ReadGroup {
 /**
  * Fetches blobs in the order they are asked for: neighbours in one pack come with one ranged
  * read, several reads are in flight, each blob is opened (decrypted, decompressed) in the
- * worker pool and verified against its id. At most about BYTES_AHEAD bytes wait for the
- * consumer, whatever the size of what is read.
+ * worker pool and verified against its id. Reads and plaintext live in two rings of shared
+ * memory, so what waits for the consumer is bounded whatever the size of what is read, and
+ * nothing is allocated, copied between threads or collected per blob.
  */
 export class BlobStream {
+  readonly #reads = new RingArena(READ_ARENA);
+  readonly #plain = new RingArena(PLAIN_ARENA);
+
   constructor(
     private readonly repository: Repository,
     private readonly index: BlobIndex,
     private readonly pool: WorkerPool,
   ) {}
 
-  /** The plaintext of each requested blob, in order. A missing or damaged blob rejects with DamageError. */
+  /** The plaintext of each requested blob, in order, in a buffer of its own. A missing or damaged blob rejects with DamageError. */
   async *read(requests: Iterable<BlobRequest>): AsyncGenerator<Buffer> {
+    for await (const blob of this.readShared(requests)) {
+      const copy = Buffer.from(blob.bytes);
+      blob.release();
+      yield copy;
+    }
+  }
+
+  /**
+   * The plaintext of each requested blob, in order, in shared memory: the consumer releases
+   * each once done with it (the stream stops when the blobs it holds fill the memory). A
+   * missing or damaged blob rejects with DamageError.
+   */
+  async *readShared(requests: Iterable<BlobRequest>): AsyncGenerator<ArenaPiece> {
     const groups = this.#groups(requests);
-    const queue: Array<{ group: ReadGroup; blobs: Promise<Buffer[]> }> = [];
-    let bytesAhead = 0;
-    let exhausted = false;
+    const queue: Array<Promise<ArenaPiece[]>> = [];
     const fill = () => {
-      while (!exhausted && queue.length < READS_IN_FLIGHT && bytesAhead < BYTES_AHEAD) {
+      while (queue.length < READS_IN_FLIGHT) {
         const next = groups.next();
-        if (next.done) exhausted = true;
-        else {
-          const blobs = this.#fetch(next.value);
-          // Awaited in order below; a consumer that stops early must not leave an unhandled rejection.
-          blobs.catch(() => undefined);
-          queue.push({ group: next.value, blobs });
-          bytesAhead += next.value.rawLength;
-        }
+        if (next.done) return;
+        const blobs = this.#fetch(next.value);
+        // Awaited in order below; a consumer that stops early must not leave an unhandled rejection.
+        blobs.catch(() => undefined);
+        queue.push(blobs);
       }
     };
-    fill();
-    while (queue.length > 0) {
-      const { group, blobs } = queue.shift()!;
-      const plain = await blobs;
-      bytesAhead -= group.rawLength;
+    let pending: ArenaPiece[] = [];
+    try {
       fill();
-      yield* plain;
+      while (queue.length > 0) {
+        pending = await queue.shift()!;
+        fill();
+        while (pending.length > 0) yield pending.shift()!;
+      }
+    } finally {
+      // A consumer that stops early leaves blobs fetched for it: their memory goes back.
+      for (const piece of pending) piece.release();
+      for (const blobs of queue) blobs.then((pieces) => pieces.forEach((piece) => piece.release()), () => undefined);
     }
   }
 
@@ -98,25 +120,42 @@ export class BlobStream {
     if (group) yield group;
   }
 
-  async #fetch(group: ReadGroup): Promise<Buffer[]> {
+  /** The group's blobs, opened into pieces of plaintext memory asked for now, so that pieces are handed out in request order. */
+  async #fetch(group: ReadGroup): Promise<ArenaPiece[]> {
     if (group.missing !== undefined) throw new DamageError(`blob ${group.missing.slice(0, 12)} is not in any index (\`cairn check\` tells more, \`cairn repair index\` may help)`);
-    const bytes = await this.repository.readPack(group.pack, { offset: group.offset, length: group.length });
-    return Promise.all(
-      group.blobs.map(async ({ id, location }) => {
-        const start = location.offset - group.offset;
-        try {
-          return await this.pool.open(bytes.subarray(start, start + location.length), location.rawLength, id);
-        } catch (err) {
-          if (err instanceof DamageError) throw new DamageError(`pack ${Keys.pack(group.pack)} is damaged: ${err.message}`, { cause: err });
-          throw err;
-        }
-      }),
-    );
+    const plain = group.blobs.map(({ location }) => this.#plain.allocate(location.rawLength));
+    const read = await this.#reads.allocate(group.length);
+    let opened: Array<PromiseSettledResult<ArenaPiece>>;
+    try {
+      await this.repository.readPackInto(group.pack, group.offset, [read.bytes]);
+      opened = await Promise.allSettled(group.blobs.map(({ id, location }, k) => this.#open(read.bytes, group.offset, id, location, plain[k]!)));
+    } catch (err) {
+      for (const piece of plain) void piece.then((p) => p.release());
+      throw err;
+    } finally {
+      read.release();
+    }
+    const failed = opened.find((result) => result.status === 'rejected');
+    if (!failed) return opened.map((result) => (result as PromiseFulfilledResult<ArenaPiece>).value);
+    for (const piece of plain) void piece.then((p) => p.release());
+    throw failed.reason;
+  }
+
+  async #open(read: Buffer, readOffset: number, id: string, location: BlobLocation, plain: Promise<ArenaPiece>): Promise<ArenaPiece> {
+    const start = location.offset - readOffset;
+    const into = await plain;
+    try {
+      await this.pool.openShared(read.subarray(start, start + location.length), into.bytes, id);
+    } catch (err) {
+      if (err instanceof DamageError) throw new DamageError(`pack ${Keys.pack(location.pack)} is damaged: ${err.message}`, { cause: err });
+      throw err;
+    }
+    return into;
   }
 }
 
 function joins(group: ReadGroup, location: BlobLocation): boolean {
-  if (group.pack !== location.pack || group.blobs.length >= BLOBS_PER_READ) return false;
+  if (group.pack !== location.pack || group.blobs.length >= BLOBS_PER_READ || group.rawLength + location.rawLength > MAX_GROUP_PLAIN) return false;
   const span = Math.max(group.offset + group.length, location.offset + location.length) - Math.min(group.offset, location.offset);
   return span <= MAX_READ;
 }

@@ -9,6 +9,7 @@ import type { Posix } from './posix.js';
 import { displayName, type ContentChunk, type TreeEntry } from './tree.js';
 import type { TreeReader } from './tree-reader.js';
 import type { BlobStream } from './content-reader.js';
+import type { ArenaPiece } from './ring-arena.js';
 import { PathSelection } from './restore-patterns.js';
 import { selectedEntries, type PathEntry } from './selected-entries.js';
 import { EntryVerifier, typeOf } from './restore-verify.js';
@@ -222,7 +223,7 @@ export class FileTreeRestore {
   async #write(planned: readonly Planned[]): Promise<void> {
     const toFetch = planned.filter((p) => p.action === 'create' && p.entry.type === 'file');
     const totalBytes = toFetch.reduce((sum, p) => sum + p.entry.size, 0);
-    const contents = this.#input.blobs.read(toFetch.flatMap((p) => p.entry.content!))[Symbol.asyncIterator]();
+    const contents = this.#input.blobs.readShared(toFetch.flatMap((p) => p.entry.content!))[Symbol.asyncIterator]();
     const tasks = new BoundedTasks(ENTRIES_IN_FLIGHT);
     this.#input.progress.start('restore', totalBytes);
     try {
@@ -235,7 +236,7 @@ export class FileTreeRestore {
     }
   }
 
-  async #writeEntry(item: Planned, contents: AsyncIterator<Buffer>, tasks: BoundedTasks): Promise<void> {
+  async #writeEntry(item: Planned, contents: AsyncIterator<ArenaPiece>, tasks: BoundedTasks): Promise<void> {
     const { entry, dest, action } = item;
     if (action === 'skip') return void this.#counts.skipped++;
     if (entry.type === 'dir') return this.#makeFolder(item);
@@ -256,8 +257,7 @@ export class FileTreeRestore {
     let finished: Promise<void>;
     if (entry.type !== 'file') finished = (await tasks.start(() => this.#atTempName(dest, (temp) => this.#createNode(temp, entry)))).done;
     else if (entry.size <= SMALL_FILE) {
-      const blobs = await this.#take(entry, contents, dest);
-      finished = (await tasks.start(() => this.#atTempName(dest, (temp) => this.#writeFile(temp, entry, blobs[Symbol.iterator](), dest)))).done;
+      finished = (await this.#startSmallFile(entry, dest, await this.#take(entry, contents, dest), tasks)).done;
     } else {
       finished = this.#atTempName(dest, (temp) => this.#writeFile(temp, entry, contents, dest));
       await finished;
@@ -277,10 +277,26 @@ export class FileTreeRestore {
     }
   }
 
-  /** A small file's blobs, taken from the stream. */
-  async #take(entry: TreeEntry, contents: AsyncIterator<Buffer>, dest: Buffer): Promise<Buffer[]> {
-    const blobs: Buffer[] = [];
-    for (const chunk of entry.content!) blobs.push(await nextBlob(contents, chunk, dest));
+  /** Starts the task that writes a small file from its blobs and then releases them (as `tasks.start`). */
+  async #startSmallFile(entry: TreeEntry, dest: Buffer, blobs: ArenaPiece[], tasks: BoundedTasks): Promise<{ done: Promise<void> }> {
+    const write = () => this.#atTempName(dest, (temp) => this.#writeFile(temp, entry, blobs[Symbol.iterator](), dest)).finally(() => releaseAll(blobs));
+    try {
+      return await tasks.start(write);
+    } catch (err) {
+      releaseAll(blobs);
+      throw err;
+    }
+  }
+
+  /** A small file's blobs, taken from the stream (the task that writes them releases them). */
+  async #take(entry: TreeEntry, contents: AsyncIterator<ArenaPiece>, dest: Buffer): Promise<ArenaPiece[]> {
+    const blobs: ArenaPiece[] = [];
+    try {
+      for (const chunk of entry.content!) blobs.push(await nextBlob(contents, chunk, dest));
+    } catch (err) {
+      releaseAll(blobs);
+      throw err;
+    }
     return blobs;
   }
 
@@ -303,13 +319,17 @@ export class FileTreeRestore {
   }
 
   /** Writes the chunks at their offsets and sets the size (bytes no chunk covers stay holes), then the metadata. */
-  async #writeFile(temp: Buffer, entry: TreeEntry, blobs: Iterator<Buffer> | AsyncIterator<Buffer>, dest: Buffer): Promise<void> {
+  async #writeFile(temp: Buffer, entry: TreeEntry, blobs: Iterator<ArenaPiece> | AsyncIterator<ArenaPiece>, dest: Buffer): Promise<void> {
     const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       let end = 0;
       for (const chunk of entry.content!) {
         const blob = await nextBlob(blobs, chunk, dest);
-        await writeFully(handle, blob, chunk.offset);
+        try {
+          await writeFully(handle, blob.bytes, chunk.offset);
+        } finally {
+          blob.release();
+        }
         end = chunk.offset + chunk.length;
         this.#counts.bytesWritten += chunk.length;
         this.#input.progress.advance(chunk.length);
@@ -366,15 +386,22 @@ async function existingAt(path: Buffer) {
 }
 
 /** The next blob of a stream, which must be the chunk's. */
-async function nextBlob(blobs: Iterator<Buffer> | AsyncIterator<Buffer>, chunk: ContentChunk, dest: Buffer): Promise<Buffer> {
-  let next: IteratorResult<Buffer>;
+async function nextBlob(blobs: Iterator<ArenaPiece> | AsyncIterator<ArenaPiece>, chunk: ContentChunk, dest: Buffer): Promise<ArenaPiece> {
+  let next: IteratorResult<ArenaPiece>;
   try {
     next = await blobs.next();
   } catch (err) {
     throw err instanceof DamageError ? new DamageError(`${displayName(dest)} cannot be restored: ${err.message}`, { cause: err }) : err;
   }
-  if (next.done || next.value.length !== chunk.length) throw new DamageError(`${displayName(dest)} cannot be restored: chunk ${chunk.id.slice(0, 12)} has ${next.value?.length} bytes, its tree says ${chunk.length}`);
+  if (next.done || next.value.bytes.length !== chunk.length) {
+    next.value?.release();
+    throw new DamageError(`${displayName(dest)} cannot be restored: chunk ${chunk.id.slice(0, 12)} has ${next.value?.bytes.length} bytes, its tree says ${chunk.length}`);
+  }
   return next.value;
+}
+
+function releaseAll(pieces: readonly ArenaPiece[]): void {
+  for (const piece of pieces) piece.release();
 }
 
 /** Tasks run at most `limit` at once; the first failure fails the whole. */

@@ -175,6 +175,16 @@ export class WorkerPool implements IDisposable {
     return reply.chunkDigest && Buffer.from(reply.chunkDigest);
   }
 
+  /**
+   * Decrypts and decompresses a blob held in shared memory into `into`, a view of shared
+   * memory as long as its plaintext, and checks it against its id: nothing is copied between
+   * threads, nor allocated per blob. Rejects with DamageError.
+   */
+  async openShared(sealed: Uint8Array, into: Uint8Array, id: string): Promise<void> {
+    if (!(sealed.buffer instanceof SharedArrayBuffer) || !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('openShared takes views of shared memory');
+    await this.#leastBusy().request({ op: 'openShared', sealed, into, id });
+  }
+
   /** Starts a new image digest, discarding whatever an earlier, failed run fed in. */
   imageReset(algorithm: StreamedDigestAlgorithm): Promise<unknown> {
     return this.#imageHasher.request({ op: 'imageReset', algorithm });

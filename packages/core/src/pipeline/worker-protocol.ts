@@ -17,6 +17,7 @@ export type WorkerRequest =
   | { op: 'verify'; sealed: Uint8Array; rawLength: number; id: string }
   | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer; chunkDigest?: boolean }
   | { op: 'openInSlot'; slot: SharedArrayBuffer; sealedLength: number; rawLength: number; id: string; verifyId: boolean; chunkDigest?: boolean }
+  | { op: 'openShared'; sealed: Uint8Array; into: Uint8Array; id: string }
   | { op: 'imageReset'; algorithm: StreamedDigestAlgorithm }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
@@ -34,6 +35,7 @@ export type WorkerReply =
   | { ok: true; op: 'init' | 'imageReset' | 'imageUpdate' | 'imageZeros' }
   | { ok: true; op: 'openInto'; chunkDigest?: Uint8Array }
   | { ok: true; op: 'openInSlot'; chunkDigest?: Uint8Array }
+  | { ok: true; op: 'openShared' }
   | { ok: true; op: 'hash'; zero: true }
   | { ok: true; op: 'hash'; zero: false; id: Uint8Array; chunkDigest?: Uint8Array }
   | { ok: true; op: 'sealInSlot'; sealedLength: number }

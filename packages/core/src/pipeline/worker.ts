@@ -231,6 +231,12 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       garbage.dropped(request.sealedLength); // the cipher's output, a piece at a time
       return done({ ok: true, op: 'openInSlot', ...(digest && { chunkDigest: digest }) });
     }
+    case 'openShared': {
+      // Both are views of shared memory: the blob is read and its plaintext written in place.
+      openBlob(request.sealed, request.into.length, request.id, true, request.into);
+      garbage.dropped(request.sealed.length); // the cipher's output, a piece at a time
+      return done({ ok: true, op: 'openShared' });
+    }
     case 'verify': {
       // A tree can be larger than any chunk: that one gets a buffer of its own, not a larger spare.
       openBlob(request.sealed, request.rawLength, request.id, true, request.rawLength <= MAX_CHUNK_SIZE ? spare(request.rawLength) : undefined);
