@@ -8,9 +8,9 @@ import { RingArena, type ArenaPiece } from './ring-arena.js';
 /** Ranged reads in flight at once. */
 const READS_IN_FLIGHT = 8;
 /** Shared memory for the sealed bytes of the reads in flight (each spans at most MAX_READ). */
-const READ_ARENA = 4 * MAX_READ;
+const READ_ARENA = 2 * MAX_READ;
 /** Shared memory for plaintext fetched ahead of the consumer and held by it: what bounds memory. */
-const PLAIN_ARENA = 64 * 1024 * 1024;
+const PLAIN_ARENA = 32 * 1024 * 1024;
 /** Plaintext of one ranged read at most: its blobs are handed out together, so it must fit the arena with room to spare. */
 const MAX_GROUP_PLAIN = PLAIN_ARENA / 4;
 /** Blobs per ranged read: small files' chunks sit near each other in a pack, and one read takes many. */

@@ -114,6 +114,31 @@ describe('file restore', () => {
     expect((await stat(join(to, dir))).mode).toBe((await stat(dir)).mode);
   });
 
+  it('restores every file mode exactly: those a file is created with and those set after it is written, whatever the umask', async () => {
+    const modes = [0o644, 0o755, 0o600, 0o444, 0o000, 0o640, 0o604, 0o666, 0o777, 0o4755, 0o2750, 0o1644, 0o6711];
+    for (const mode of modes) {
+      await writeFile(join(source, mode.toString(8)), `mode ${mode.toString(8)}`);
+      await chmod(join(source, mode.toString(8)), mode);
+    }
+    await snapshot();
+    const modesAt = async (to: string) => Promise.all(modes.map(async (mode) => (await stat(inside(to, mode.toString(8)))).mode & 0o7777));
+
+    expect(await modesAt(await restored('default umask'))).toEqual(modes);
+    // A umask the module did not start with: any mode it would narrow is set after writing.
+    const previous = process.umask(0o077);
+    try {
+      expect(await modesAt(await restored('umask 077'))).toEqual(modes);
+    } finally {
+      process.umask(previous);
+    }
+
+    async function restored(name: string): Promise<string> {
+      const to = join(dir, name);
+      await restore(to);
+      return to;
+    }
+  });
+
   it('restores one file or one folder chosen by pattern, with the folders above it, and leaves out excluded paths', async () => {
     await mkdir(join(source, 'docs', 'old'), { recursive: true });
     await writeFile(join(source, 'docs', 'a.txt'), 'a');

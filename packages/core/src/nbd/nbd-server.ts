@@ -62,12 +62,7 @@ export class NbdServer implements IDisposable {
     if ('socket' in address) {
       await removeStaleSocket(address.socket);
       // Created 0600 from the start: no moment when another user could connect.
-      const umask = process.umask(0o177);
-      try {
-        await listenOn(server, { path: address.socket }, address.socket);
-      } finally {
-        process.umask(umask);
-      }
+      await listenOn(server, { path: address.socket }, address.socket, 0o177);
       this.#socketPath = address.socket;
       await chmod(address.socket, 0o600);
       return { socket: address.socket };
@@ -209,10 +204,20 @@ class Connection {
   }
 }
 
-function listenOn(server: Server, options: { path: string } | { host: string; port: number }, shown: string): Promise<void> {
+/**
+ * Listens; with `umask`, the socket file is made under it. `listen` binds the socket before it
+ * returns, so the umask is the process's only for that call: never across an await, while other
+ * work of the process (a file restore in the daemon) creates files.
+ */
+function listenOn(server: Server, options: { path: string } | { host: string; port: number }, shown: string, umask?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new NbdServeError(`Cannot listen on ${shown}: ${describeSystemError(err)}`, { cause: err })));
-    server.listen(options, () => resolve());
+    const previous = umask === undefined ? undefined : process.umask(umask);
+    try {
+      server.listen(options, () => resolve());
+    } finally {
+      if (previous !== undefined) process.umask(previous);
+    }
   });
 }
 
