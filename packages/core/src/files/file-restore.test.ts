@@ -139,6 +139,26 @@ describe('file restore', () => {
     }
   });
 
+  it('restores a tree of more entries than one batch: hard links across batches, folder times set last, --verify over all', async () => {
+    await mkdir(join(source, 'a'));
+    await writeFile(join(source, 'a', 'first'), 'linked across batches');
+    await mkdir(join(source, 'm'));
+    // More entries than a batch (8192) between the two names of the hard link.
+    await Promise.all(Array.from({ length: 9000 }, (_, i) => writeFile(join(source, 'm', `f${i}`), `file ${i}`)));
+    await mkdir(join(source, 'z'));
+    await link(join(source, 'a', 'first'), join(source, 'z', 'second'));
+    for (const folder of ['a', 'm', 'z']) execFileSync('touch', ['-d', '2021-01-02 03:04:05.5', join(source, folder)]);
+    await snapshot();
+
+    const to = join(dir, 'restored');
+    const result = await restore(to, { verify: true });
+    expect(result.verified!.mismatches).toEqual([]);
+    expect(result.verified!.entries).toBe(9000 + 5 + source.split('/').length - 1);
+    expect((await stat(inside(to, 'z', 'second'))).ino).toBe((await stat(inside(to, 'a', 'first'))).ino);
+    expect(await readFile(inside(to, 'm', 'f8999'), 'utf8')).toBe('file 8999');
+    for (const folder of ['a', 'm', 'z']) expect((await stat(inside(to, folder))).mtimeMs).toBe((await stat(join(source, folder))).mtimeMs);
+  });
+
   it('restores one file or one folder chosen by pattern, with the folders above it, and leaves out excluded paths', async () => {
     await mkdir(join(source, 'docs', 'old'), { recursive: true });
     await writeFile(join(source, 'docs', 'a.txt'), 'a');

@@ -80,6 +80,11 @@ interface Planned extends PathEntry {
   replace?: boolean;
 }
 
+/**
+ * Entries planned and written together: a restore holds one batch's entries at a time (and the
+ * folders, whose metadata comes last), not the whole snapshot's, whose size has no bound.
+ */
+const BATCH_ENTRIES = 8192;
 /** Entries being finished at once (see #write). */
 const ENTRIES_IN_FLIGHT = 32;
 /** Files up to this size are read whole from the blob stream and finished by a task of their own. */
@@ -120,17 +125,38 @@ export class FileTreeRestore {
   async run(): Promise<{ counts: FileRestoreCounts; verified?: VerifyReport }> {
     const { reader, manifest, options } = this.#input;
     const selection = new PathSelection(options.include, options.exclude);
-    const entries: PathEntry[] = [];
-    for await (const item of selectedEntries(reader, manifest, selection)) entries.push(item);
-    if (entries.length === 0 && !selection.includesAll) throw new UsageError(`Nothing in snapshot ${this.#input.snapshot.slice(0, 12)} matches --include ${options.include!.join(' ')}`);
+    const walk = selectedEntries(reader, manifest, selection)[Symbol.asyncIterator]();
+    let batch = await nextBatch(walk);
+    if (batch.length === 0 && !selection.includesAll) throw new UsageError(`Nothing in snapshot ${this.#input.snapshot.slice(0, 12)} matches --include ${options.include!.join(' ')}`);
     await this.#prepareDestination();
-    const planned: Planned[] = [];
-    for (const item of entries) planned.push(await this.#plan(item));
-    this.#counts.entries = planned.length;
-    await this.#write(planned);
-    for (const item of [...planned].reverse()) if (item.entry.type === 'dir' && item.action !== 'skip') await this.#setMetadata(item.dest, item.entry);
-    const verified = options.verify ? await this.#verify(planned) : undefined;
+    const folders: Planned[] = [];
+    const toVerify: Planned[] = [];
+    this.#input.progress.start('restore', selection.includesAll ? manifest.stats.totalBytes : await this.#bytesSelected(selection));
+    try {
+      for (; batch.length > 0; batch = await nextBatch(walk)) {
+        const planned: Planned[] = [];
+        for (const item of batch) planned.push(await this.#plan(item));
+        this.#counts.entries += planned.length;
+        await this.#write(planned);
+        for (const item of planned) {
+          if (item.action === 'skip') continue;
+          if (item.entry.type === 'dir') folders.push(item);
+          if (options.verify) toVerify.push(item);
+        }
+      }
+    } finally {
+      this.#input.progress.done();
+    }
+    for (const item of folders.reverse()) await this.#setMetadata(item.dest, item.entry);
+    const verified = options.verify ? await this.#verify(toVerify) : undefined;
     return { counts: this.#counts, ...(verified && { verified }) };
+  }
+
+  /** The bytes of the files a partial selection takes (for progress): a walk of the trees it reaches, holding nothing. */
+  async #bytesSelected(selection: PathSelection): Promise<number> {
+    let bytes = 0;
+    for await (const { entry } of selectedEntries(this.#input.reader, this.#input.manifest, selection)) if (entry.type === 'file') bytes += entry.size;
+    return bytes;
   }
 
   /** The destination must be a folder (created when missing); leftovers of killed restores in it go. */
@@ -216,7 +242,7 @@ export class FileTreeRestore {
   }
 
   /**
-   * Creates everything in order, file contents from one stream of blobs fetched ahead. Folders
+   * Creates a batch of entries in order, file contents from one stream of blobs fetched ahead. Folders
    * are made in turn (their children need them); files, links and nodes are finished by tasks,
    * many at once: each takes several file system calls that wait on the disk, and small files
    * restore several times faster with their calls overlapping. A small file's blobs are taken
@@ -224,16 +250,13 @@ export class FileTreeRestore {
    */
   async #write(planned: readonly Planned[]): Promise<void> {
     const toFetch = planned.filter((p) => p.action === 'create' && p.entry.type === 'file');
-    const totalBytes = toFetch.reduce((sum, p) => sum + p.entry.size, 0);
     const contents = this.#input.blobs.readShared(toFetch.flatMap((p) => p.entry.content!))[Symbol.asyncIterator]();
     const tasks = new BoundedTasks(ENTRIES_IN_FLIGHT);
-    this.#input.progress.start('restore', totalBytes);
     try {
       for (const item of planned) await this.#writeEntry(item, contents, tasks);
       await tasks.settle();
     } finally {
       await tasks.settleAll();
-      this.#input.progress.done();
       await contents.return?.(undefined);
     }
   }
@@ -402,6 +425,17 @@ function umaskOfProcess(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The next entries of the walk, up to BATCH_ENTRIES; none when it is over. */
+async function nextBatch(walk: AsyncIterator<PathEntry>): Promise<PathEntry[]> {
+  const batch: PathEntry[] = [];
+  while (batch.length < BATCH_ENTRIES) {
+    const next = await walk.next();
+    if (next.done) break;
+    batch.push(next.value);
+  }
+  return batch;
 }
 
 async function existingAt(path: Buffer) {
