@@ -52,7 +52,26 @@ export interface WholeRead {
   ctimeNs: bigint;
 }
 
+/** Metadata writeFileAndRename gives the file; the owner is set only when `uid` is given. */
+export interface NewFileMetadata {
+  mode: number;
+  uid?: number;
+  gid?: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  xattrs: readonly Xattr[];
+}
+
+/** Metadata writeFileAndRename could not set (the file is there, with its content). */
+export interface MetadataFailure {
+  what: 'owner' | 'mode' | 'xattr' | 'times';
+  /** The extended attribute's name, for `xattr`. */
+  name?: string;
+  error: PosixError;
+}
+
 interface Native {
+  writeFileAndRename(temp: PathLike, path: PathLike, pieces: readonly Uint8Array[], offsets: readonly number[], size: number, metadata: NewFileMetadata): Promise<MetadataFailure[]>;
   readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead>;
   statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
   listXattrs(path: PathLike): Xattr[];
@@ -146,4 +165,17 @@ export function statChildren(folder: PathLike, names: readonly Buffer[]): Promis
  */
 export function readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead> {
   return native.readWhole(path, into);
+}
+
+/**
+ * Writes a regular file on libuv's thread pool in one trip: `temp` (which must not exist) is
+ * created, `pieces[i]` written at `offsets[i]`, the size set to `size` (bytes no piece covers
+ * stay holes), owner, mode (with setuid, setgid and sticky bits), extended attributes and times
+ * set through the descriptor, and only then is it renamed to `path` (replacing a file there):
+ * nobody sees a half-written file under `path`. Metadata that cannot be set is returned; anything
+ * else rejects with `syscall` 'open', 'write', 'ftruncate', 'close' or 'rename', and `temp` is
+ * removed. The pieces must not be touched until the promise settles.
+ */
+export function writeFileAndRename(temp: PathLike, path: PathLike, pieces: readonly Uint8Array[], offsets: readonly number[], size: number, metadata: NewFileMetadata): Promise<MetadataFailure[]> {
+  return native.writeFileAndRename(temp, path, pieces, offsets, size, metadata);
 }

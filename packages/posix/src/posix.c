@@ -753,6 +753,231 @@ static napi_value read_whole(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* ---- writing a file in one trip --------------------------------------------------------- */
+/*
+ * A restored small file took five trips to the thread pool through fs (open, write, close,
+ * lchown, rename; times and xattrs by path on the main thread), each a wake-up of a pool
+ * thread and of the event loop: in a restore of 60,000 files, 850,000 futex calls against
+ * restic's 87,000. writeFileAndRename makes it one trip: the file is made at its temporary
+ * name, written, given its metadata through its descriptor, closed and renamed to its name
+ * only then, so a killed restore leaves no half-written file under a real name.
+ */
+
+typedef struct {
+  const uint8_t *data;
+  size_t length;
+  off_t offset;
+} piece_t;
+
+typedef struct {
+  char *name;
+  const void *value;
+  size_t length;
+  int err;
+} xattr_set_t;
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref pieces_ref, xattrs_ref; /* keep the data alive while the pool thread uses it */
+  c_path temp, path;
+  piece_t *pieces;
+  uint32_t piece_count;
+  xattr_set_t *xattrs;
+  uint32_t xattr_count;
+  off_t size;
+  uint32_t mode;
+  bool set_owner;
+  int64_t uid, gid, atime, mtime;
+  int err, owner_err, mode_err, times_err;
+  const char *syscall;
+} new_file_t;
+
+static int write_piece(int fd, const piece_t *piece) {
+  size_t done = 0;
+  while (done < piece->length) {
+    ssize_t wrote = pwrite(fd, piece->data + done, piece->length - done, piece->offset + (off_t)done);
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) return -1;
+    done += (size_t)wrote;
+  }
+  return 0;
+}
+
+/* Owner first (it clears setuid bits and capabilities), then mode, xattrs, times; each failure is kept, none stops the others. */
+static void set_new_file_metadata(new_file_t *job, int fd) {
+  if (job->set_owner && fchown(fd, (uid_t)job->uid, (gid_t)job->gid) != 0) job->owner_err = errno;
+  if (fchmod(fd, (mode_t)job->mode) != 0) job->mode_err = errno;
+  for (uint32_t i = 0; i < job->xattr_count; i++) {
+    xattr_set_t *x = &job->xattrs[i];
+    if (fsetxattr(fd, x->name, x->value, x->length, 0) != 0) x->err = errno;
+  }
+  struct timespec times[2] = {timespec_of(job->atime), timespec_of(job->mtime)};
+  if (futimens(fd, times) != 0) job->times_err = errno;
+}
+
+static void new_file_execute(napi_env env, void *data) {
+  new_file_t *job = data;
+  int fd = open(job->temp.bytes, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    job->err = errno, job->syscall = "open";
+    return;
+  }
+  off_t end = 0;
+  for (uint32_t i = 0; i < job->piece_count && job->err == 0; i++) {
+    if (write_piece(fd, &job->pieces[i]) != 0) job->err = errno, job->syscall = "write";
+    if (job->pieces[i].offset + (off_t)job->pieces[i].length > end) end = job->pieces[i].offset + (off_t)job->pieces[i].length;
+  }
+  /* A hole at the end: the size says where the file ends. */
+  if (job->err == 0 && end < job->size && ftruncate(fd, job->size) != 0) job->err = errno, job->syscall = "ftruncate";
+  if (job->err == 0) set_new_file_metadata(job, fd);
+  if (close(fd) != 0 && job->err == 0) job->err = errno, job->syscall = "close";
+  if (job->err == 0 && rename(job->temp.bytes, job->path.bytes) != 0) job->err = errno, job->syscall = "rename";
+  if (job->err != 0) unlink(job->temp.bytes);
+}
+
+static int push_failure(napi_env env, napi_value failures, const char *what, const char *name, int err, const char *syscall, const c_path *path) {
+  napi_value failure, value;
+  uint32_t length;
+  if (napi_create_object(env, &failure) != napi_ok || napi_get_array_length(env, failures, &length) != napi_ok) return 0;
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &value);
+  napi_set_named_property(env, failure, "what", value);
+  if (name != NULL) {
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &value);
+    napi_set_named_property(env, failure, "name", value);
+  }
+  napi_set_named_property(env, failure, "error", errno_value(env, err, syscall, path));
+  return napi_set_element(env, failures, length, failure) == napi_ok;
+}
+
+static napi_value new_file_failures(napi_env env, new_file_t *job) {
+  napi_value failures;
+  CHECK(napi_create_array(env, &failures));
+  if (job->owner_err && !push_failure(env, failures, "owner", NULL, job->owner_err, "fchown", &job->path)) return NULL;
+  if (job->mode_err && !push_failure(env, failures, "mode", NULL, job->mode_err, "fchmod", &job->path)) return NULL;
+  for (uint32_t i = 0; i < job->xattr_count; i++) {
+    xattr_set_t *x = &job->xattrs[i];
+    if (x->err && !push_failure(env, failures, "xattr", x->name, x->err, "fsetxattr", &job->path)) return NULL;
+  }
+  if (job->times_err && !push_failure(env, failures, "times", NULL, job->times_err, "futimens", &job->path)) return NULL;
+  return failures;
+}
+
+static void free_new_file(napi_env env, new_file_t *job) {
+  if (job->pieces_ref) napi_delete_reference(env, job->pieces_ref);
+  if (job->xattrs_ref) napi_delete_reference(env, job->xattrs_ref);
+  for (uint32_t i = 0; i < job->xattr_count; i++) free(job->xattrs[i].name);
+  free(job->xattrs);
+  free(job->pieces);
+  free(job->temp.bytes);
+  free(job->path.bytes);
+  free(job);
+}
+
+static void new_file_complete(napi_env env, napi_status status, void *data) {
+  new_file_t *job = data;
+  napi_value value = NULL;
+  if (job->err != 0) napi_reject_deferred(env, job->deferred, errno_value(env, job->err, job->syscall, &job->path));
+  else if (status != napi_ok || (value = new_file_failures(env, job)) == NULL) {
+    napi_value error = NULL, message;
+    napi_get_and_clear_last_exception(env, &error);
+    if (error == NULL) {
+      napi_create_string_utf8(env, "writeFileAndRename failed", NAPI_AUTO_LENGTH, &message);
+      napi_create_error(env, NULL, message, &error);
+    }
+    napi_reject_deferred(env, job->deferred, error);
+  } else napi_resolve_deferred(env, job->deferred, value);
+  napi_delete_async_work(env, job->work);
+  free_new_file(env, job);
+}
+
+/* pieces[i] (a Uint8Array) goes at offsets[i]. */
+static int take_pieces(napi_env env, napi_value pieces, napi_value offsets, new_file_t *job) {
+  uint32_t count, offset_count;
+  if (napi_get_array_length(env, pieces, &count) != napi_ok || napi_get_array_length(env, offsets, &offset_count) != napi_ok || count != offset_count)
+    return throw_type(env, "pieces and offsets must be arrays of one length"), 0;
+  job->pieces = calloc(count ? count : 1, sizeof(piece_t));
+  if (job->pieces == NULL) return throw_type(env, "out of memory"), 0;
+  job->piece_count = count;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value piece, offset;
+    napi_typedarray_type type;
+    size_t length;
+    void *data;
+    bool is_typedarray = false;
+    int64_t at;
+    if (napi_get_element(env, pieces, i, &piece) != napi_ok || napi_get_element(env, offsets, i, &offset) != napi_ok) return 0;
+    napi_is_typedarray(env, piece, &is_typedarray);
+    if (!is_typedarray || napi_get_typedarray_info(env, piece, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+      return throw_type(env, "each piece must be a Uint8Array"), 0;
+    if (!get_bigint_or_number(env, offset, &at) || at < 0) return throw_type(env, "offsets must be numbers from 0"), 0;
+    job->pieces[i] = (piece_t){.data = data, .length = length, .offset = (off_t)at};
+  }
+  return napi_create_reference(env, pieces, 1, &job->pieces_ref) == napi_ok;
+}
+
+static int take_xattrs(napi_env env, napi_value xattrs, new_file_t *job) {
+  uint32_t count;
+  if (napi_get_array_length(env, xattrs, &count) != napi_ok) return throw_type(env, "xattrs must be an array"), 0;
+  job->xattrs = calloc(count ? count : 1, sizeof(xattr_set_t));
+  if (job->xattrs == NULL) return throw_type(env, "out of memory"), 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value xattr, name, value;
+    c_path name_bytes;
+    void *data;
+    size_t length;
+    bool is_buffer = false;
+    if (napi_get_element(env, xattrs, i, &xattr) != napi_ok || napi_get_named_property(env, xattr, "name", &name) != napi_ok ||
+        napi_get_named_property(env, xattr, "value", &value) != napi_ok)
+      return 0;
+    napi_is_buffer(env, value, &is_buffer);
+    if (!is_buffer || napi_get_buffer_info(env, value, &data, &length) != napi_ok) return throw_type(env, "an xattr's value must be a Buffer"), 0;
+    if (!get_path(env, name, &name_bytes)) return 0;
+    job->xattrs[i] = (xattr_set_t){.name = name_bytes.bytes, .value = data, .length = length};
+    job->xattr_count = i + 1;
+  }
+  return napi_create_reference(env, xattrs, 1, &job->xattrs_ref) == napi_ok;
+}
+
+static int get_named_int64(napi_env env, napi_value object, const char *name, int64_t *out) {
+  napi_value value;
+  return napi_get_named_property(env, object, name, &value) == napi_ok && get_bigint_or_number(env, value, out);
+}
+
+/* meta: { mode, uid?, gid?, atimeNs, mtimeNs, xattrs }; the owner is set only when uid is a number. */
+static int take_meta(napi_env env, napi_value meta, new_file_t *job) {
+  napi_value uid, xattrs;
+  napi_valuetype uid_type;
+  int64_t mode;
+  if (!get_named_int64(env, meta, "mode", &mode) || !get_named_int64(env, meta, "atimeNs", &job->atime) || !get_named_int64(env, meta, "mtimeNs", &job->mtime))
+    return throw_type(env, "meta needs mode, atimeNs and mtimeNs"), 0;
+  job->mode = (uint32_t)mode & 07777;
+  if (napi_get_named_property(env, meta, "uid", &uid) != napi_ok || napi_typeof(env, uid, &uid_type) != napi_ok) return 0;
+  job->set_owner = uid_type != napi_undefined;
+  if (job->set_owner && (!get_named_int64(env, meta, "uid", &job->uid) || !get_named_int64(env, meta, "gid", &job->gid)))
+    return throw_type(env, "meta.uid and meta.gid must be numbers"), 0;
+  if (napi_get_named_property(env, meta, "xattrs", &xattrs) != napi_ok) return 0;
+  return take_xattrs(env, xattrs, job);
+}
+
+static napi_value write_file_and_rename(napi_env env, napi_callback_info info) {
+  napi_value argv[6], promise, resource_name;
+  int64_t size;
+  if (!get_args(env, info, 6, argv)) return NULL;
+  if (!get_bigint_or_number(env, argv[4], &size) || size < 0) return throw_type(env, "size must be a number from 0");
+  new_file_t *job = calloc(1, sizeof(new_file_t));
+  if (job == NULL) return throw_type(env, "out of memory");
+  job->size = (off_t)size;
+  if (!get_path(env, argv[0], &job->temp) || !get_path(env, argv[1], &job->path) || !take_pieces(env, argv[2], argv[3], job) || !take_meta(env, argv[5], job))
+    return free_new_file(env, job), NULL;
+  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "cairn:writeFileAndRename", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
+      napi_create_async_work(env, NULL, resource_name, new_file_execute, new_file_complete, job, &job->work) != napi_ok ||
+      napi_queue_async_work(env, job->work) != napi_ok)
+    return free_new_file(env, job), NULL;
+  return promise;
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -767,6 +992,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWhole", NULL, read_whole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeFileAndRename", NULL, write_file_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
   return exports;

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { constants, lstatSync, openSync, closeSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -299,5 +299,57 @@ describe('readWhole', () => {
     await expect(readWhole(file('missing'), new Uint8Array(1))).rejects.toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open' });
     await expect(readWhole(dir, new Uint8Array(1))).rejects.toMatchObject({ code: 'EISDIR', syscall: 'read' });
     expect(() => readWhole(file('f'), new Uint16Array(1) as unknown as Uint8Array)).toThrow(TypeError);
+  });
+});
+
+describe('writeFileAndRename', () => {
+  const times = { atimeNs: 1_500_000_000_123_456_789n, mtimeNs: 1_600_000_000_987_654_321n };
+
+  it('writes pieces at their offsets with holes between and after, sets owner, mode, xattrs and times, and renames', async () => {
+    const cap = Buffer.from('0100000200040000000000000000000000000000', 'hex'); // cap_net_bind_service=ep
+    const failures = await writeFileAndRename(file('.tmp'), file('f'), [Buffer.from('head'), new Uint8Array(new SharedArrayBuffer(8)).fill(0x41, 0, 3).subarray(0, 3)], [0, 1 << 20], 3 << 20, {
+      mode: 0o104750,
+      uid: 1234,
+      gid: 5678,
+      ...times,
+      xattrs: [{ name: 'security.capability', value: cap }, { name: 'user.note', value: Buffer.from('kept') }],
+    });
+    expect(failures).toEqual([]);
+    expect(readdirSync(dir)).toEqual(['f']);
+    const stat = lstatSync(file('f'), { bigint: true });
+    expect({ mode: stat.mode, uid: stat.uid, gid: stat.gid, size: stat.size, nlink: stat.nlink }).toEqual({ mode: 0o104750n, uid: 1234n, gid: 5678n, size: 3n << 20n, nlink: 1n });
+    expect({ atimeNs: stat.atimeNs, mtimeNs: stat.mtimeNs }).toEqual(times);
+    const content = readFileSync(file('f'));
+    expect(content.subarray(0, 4).toString()).toBe('head');
+    expect(content.subarray(1 << 20, (1 << 20) + 4).toString('latin1')).toBe('AAA\0');
+    expect(content.subarray(4, 1 << 20).every((b) => b === 0)).toBe(true);
+    expect(stat.blocks * 512n).toBeLessThan(1n << 20n); // the holes are holes
+    expect(sh('getcap', file('f'))).toContain('cap_net_bind_service=ep');
+    expect(sh('getfattr', '--absolute-names', '-n', 'user.note', '--only-values', file('f'))).toBe('kept');
+  });
+
+  it('leaves the owner alone without a uid, writes an empty file, and replaces a file under the name', async () => {
+    writeFileSync(file('empty'), 'old content');
+    expect(await writeFileAndRename(Buffer.from(file('.tmp')), Buffer.from(file('empty')), [], [], 0, { mode: 0o640, ...times, xattrs: [] })).toEqual([]);
+    const stat = lstatSync(file('empty'));
+    expect({ mode: stat.mode & 0o7777, uid: stat.uid, size: stat.size }).toEqual({ mode: 0o640, uid: process.getuid!(), size: 0 });
+  });
+
+  it('reports metadata it cannot set and still makes the file', async () => {
+    const failures = await writeFileAndRename(file('.tmp'), file('f'), [Buffer.from('x')], [0], 1, { mode: 0o600, ...times, xattrs: [{ name: 'bogus.name', value: Buffer.from('v') }] });
+    expect(failures).toEqual([{ what: 'xattr', name: 'bogus.name', error: expect.objectContaining({ code: 'ENOTSUP', syscall: 'fsetxattr', path: file('f') }) }]);
+    expect(readFileSync(file('f'), 'utf8')).toBe('x');
+  });
+
+  it('refuses a temporary name that is taken, a folder in the way or a missing folder, leaving the temporary name as it was', async () => {
+    writeFileSync(file('.taken'), 'old');
+    await expect(writeFileAndRename(file('.taken'), file('f'), [Buffer.from('new')], [0], 3, { mode: 0o600, ...times, xattrs: [] })).rejects.toMatchObject({ code: 'EEXIST', syscall: 'open' });
+    expect(readFileSync(file('.taken'), 'utf8')).toBe('old');
+    mkdirSync(file('folder'));
+    writeFileSync(file('folder/inside'), 'kept');
+    await expect(writeFileAndRename(file('.tmp'), file('folder'), [Buffer.from('new')], [0], 3, { mode: 0o600, ...times, xattrs: [] })).rejects.toMatchObject({ code: 'EISDIR', syscall: 'rename' });
+    expect(readdirSync(dir).sort()).toEqual(['.taken', 'folder']);
+    await expect(writeFileAndRename(file('missing/.tmp'), file('missing/f'), [], [], 0, { mode: 0o600, ...times, xattrs: [] })).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
+    expect(() => writeFileAndRename(file('.tmp'), file('g'), [Buffer.from('x')], [], 1, { mode: 0o600, ...times, xattrs: [] })).toThrow(TypeError);
   });
 });

@@ -5,7 +5,7 @@ import { TEMP_PREFIX, tempName, tempWriterIsGone } from '../temp-names.js';
 import type { FileSnapshotManifest } from '../repository/snapshot.js';
 import type { Progress } from '../pipeline/progress.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
-import type { Posix } from './posix.js';
+import type { MetadataFailure, Posix } from './posix.js';
 import { displayName, type ContentChunk, type TreeEntry } from './tree.js';
 import type { TreeReader } from './tree-reader.js';
 import type { BlobStream } from './content-reader.js';
@@ -89,6 +89,14 @@ const BATCH_ENTRIES = 8192;
 const ENTRIES_IN_FLIGHT = 32;
 /** Files up to this size are read whole from the blob stream and finished by a task of their own. */
 const SMALL_FILE = 2 * 1024 * 1024;
+
+/** What a MetadataFailure of writeFileAndRename could not set, in #setMetadata's words. */
+const FAILED_METADATA: Record<MetadataFailure['what'], (name?: string) => string> = {
+  owner: () => 'the owner',
+  mode: () => 'the mode',
+  xattr: (name) => `extended attribute ${name}`,
+  times: () => 'the times',
+};
 
 const S_IFMT_OF: Partial<Record<TreeEntry['type'], number>> = { chardev: constants.S_IFCHR, blockdev: constants.S_IFBLK, fifo: constants.S_IFIFO };
 
@@ -304,7 +312,7 @@ export class FileTreeRestore {
 
   /** Starts the task that writes a small file from its blobs and then releases them (as `tasks.start`). */
   async #startSmallFile(entry: TreeEntry, dest: Buffer, blobs: ArenaPiece[], tasks: BoundedTasks): Promise<{ done: Promise<void> }> {
-    const write = () => this.#atTempName(dest, (temp) => this.#writeFile(temp, entry, blobs[Symbol.iterator](), dest)).finally(() => releaseAll(blobs));
+    const write = () => this.#writeSmallFile(dest, entry, blobs).finally(() => releaseAll(blobs));
     try {
       return await tasks.start(write);
     } catch (err) {
@@ -341,6 +349,22 @@ export class FileTreeRestore {
     if (entry.type === 'symlink') await symlink(entry.target!, temp);
     else this.#input.posix.mknod(temp, S_IFMT_OF[entry.type]! | entry.mode, entry.rdev ?? 0n);
     await this.#setMetadata(temp, entry);
+  }
+
+  /**
+   * A small file in one trip to the thread pool (posix.writeFileAndRename): made at a temporary
+   * name, written, given its metadata and renamed, as #atTempName and #writeFile do in several.
+   */
+  async #writeSmallFile(dest: Buffer, entry: TreeEntry, blobs: readonly ArenaPiece[]): Promise<void> {
+    const temp = joinBytes(parentOf(dest), Buffer.from(tempName()));
+    const chunks = entry.content!;
+    const owner = this.#owners ? { uid: entry.uid, gid: entry.gid } : {};
+    const metadata = { mode: entry.mode, ...owner, atimeNs: entry.atimeNs, mtimeNs: entry.mtimeNs, xattrs: entry.xattrs ?? [] };
+    const failures = await this.#input.posix.writeFileAndRename(temp, dest, blobs.map((blob) => blob.bytes), chunks.map((chunk) => chunk.offset), entry.size, metadata);
+    for (const failure of failures) this.#warn(`${displayName(dest)}: cannot set ${FAILED_METADATA[failure.what](failure.name)}: ${failure.error.message}`);
+    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    this.#counts.bytesWritten += bytes;
+    this.#input.progress.advance(bytes);
   }
 
   /** Writes the chunks at their offsets and sets the size (bytes no chunk covers stay holes), then the metadata. */

@@ -4,6 +4,7 @@
  * a dynamic import, so commands that never touch files (volume backups) do not load the addon.
  */
 export type Posix = typeof import('@cairn/posix');
+export type MetadataFailure = import('@cairn/posix').MetadataFailure;
 
 let loading: Promise<Posix> | undefined;
 
