@@ -89,6 +89,8 @@ const BATCH_ENTRIES = 8192;
 const ENTRIES_IN_FLIGHT = 32;
 /** Files up to this size are read whole from the blob stream and finished by a task of their own. */
 const SMALL_FILE = 2 * 1024 * 1024;
+/** Chunk writes of a large file in flight at once. */
+const WRITES_PER_FILE = 4;
 
 /** What a MetadataFailure of writeFileAndRename could not set, in #setMetadata's words. */
 const FAILED_METADATA: Record<MetadataFailure['what'], (name?: string) => string> = {
@@ -362,34 +364,43 @@ export class FileTreeRestore {
     const metadata = { mode: entry.mode, ...owner, atimeNs: entry.atimeNs, mtimeNs: entry.mtimeNs, xattrs: entry.xattrs ?? [] };
     const failures = await this.#input.posix.writeFileAndRename(temp, dest, blobs.map((blob) => blob.bytes), chunks.map((chunk) => chunk.offset), entry.size, metadata);
     for (const failure of failures) this.#warn(`${displayName(dest)}: cannot set ${FAILED_METADATA[failure.what](failure.name)}: ${failure.error.message}`);
-    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-    this.#counts.bytesWritten += bytes;
-    this.#input.progress.advance(bytes);
+    this.#wrote(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
   }
 
-  /** Writes the chunks at their offsets and sets the size (bytes no chunk covers stay holes), then the metadata. */
-  async #writeFile(temp: Buffer, entry: TreeEntry, blobs: Iterator<ArenaPiece> | AsyncIterator<ArenaPiece>, dest: Buffer): Promise<void> {
+  /**
+   * Writes a large file's chunks at their offsets, WRITES_PER_FILE at once, as they come from
+   * the stream, and sets the size (bytes no chunk covers stay holes), then the metadata.
+   */
+  async #writeFile(temp: Buffer, entry: TreeEntry, blobs: AsyncIterator<ArenaPiece>, dest: Buffer): Promise<void> {
     const modeAtCreation = isSafeAtCreation(entry.mode, this.#umask);
     const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, modeAtCreation ? entry.mode : 0o600);
+    const writes = new Set<Promise<void>>();
+    let failure: { error: unknown } | undefined;
     try {
-      let end = 0;
       for (const chunk of entry.content!) {
         const blob = await nextBlob(blobs, chunk, dest);
-        try {
-          await writeFully(handle, blob.bytes, chunk.offset);
-        } finally {
-          blob.release();
-        }
-        end = chunk.offset + chunk.length;
-        this.#counts.bytesWritten += chunk.length;
-        this.#input.progress.advance(chunk.length);
+        const write: Promise<void> = writeFully(handle, blob.bytes, chunk.offset)
+          .then(() => this.#wrote(chunk.length), (error: unknown) => void (failure ??= { error }))
+          .finally(() => (blob.release(), writes.delete(write)));
+        writes.add(write);
+        while (writes.size >= WRITES_PER_FILE) await Promise.race(writes);
+        if (failure) throw failure.error;
       }
+      await Promise.all(writes);
+      if (failure) throw failure.error;
       // A hole at the end: the size says where the file ends.
-      if (end < entry.size) await handle.truncate(entry.size);
+      const last = entry.content!.at(-1);
+      if ((last ? last.offset + last.length : 0) < entry.size) await handle.truncate(entry.size);
     } finally {
+      await Promise.all(writes);
       await handle.close();
     }
     await this.#setMetadata(temp, entry, modeAtCreation);
+  }
+
+  #wrote(bytes: number): void {
+    this.#counts.bytesWritten += bytes;
+    this.#input.progress.advance(bytes);
   }
 
   /**
