@@ -1,5 +1,5 @@
 import { chmod, lchown, link, lstat, mkdir, open, readdir, rename, rm, symlink, unlink, type FileHandle } from 'node:fs/promises';
-import { constants, readFileSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { DamageError, UsageError } from '../errors.js';
 import { TEMP_PREFIX, tempName, tempWriterIsGone } from '../temp-names.js';
 import type { FileSnapshotManifest } from '../repository/snapshot.js';
@@ -113,8 +113,6 @@ export class FileTreeRestore {
   readonly #input: FileRestoreInput;
   readonly #overwrite: OverwriteMode;
   readonly #owners = process.getuid?.() === 0;
-  /** The umask new files get; nothing in cairn changes it while other work runs. */
-  readonly #umask = umaskOfProcess();
   readonly #verifier: EntryVerifier;
   /** Hard link groups (device:inode) to the first path restored of each. */
   readonly #links = new Map<string, Buffer>();
@@ -372,8 +370,7 @@ export class FileTreeRestore {
    * the stream, and sets the size (bytes no chunk covers stay holes), then the metadata.
    */
   async #writeFile(temp: Buffer, entry: TreeEntry, blobs: AsyncIterator<ArenaPiece>, dest: Buffer): Promise<void> {
-    const modeAtCreation = isSafeAtCreation(entry.mode, this.#umask);
-    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, modeAtCreation ? entry.mode : 0o600);
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     const writes = new Set<Promise<void>>();
     let failure: { error: unknown } | undefined;
     try {
@@ -395,7 +392,7 @@ export class FileTreeRestore {
       await Promise.all(writes);
       await handle.close();
     }
-    await this.#setMetadata(temp, entry, modeAtCreation);
+    await this.#setMetadata(temp, entry);
   }
 
   #wrote(bytes: number): void {
@@ -408,7 +405,7 @@ export class FileTreeRestore {
    * symlinks: Linux has none), extended attributes (ACLs and capabilities among them), times.
    * A failure is a warning: the content is there.
    */
-  async #setMetadata(path: Buffer, entry: TreeEntry, hasMode = false): Promise<void> {
+  async #setMetadata(path: Buffer, entry: TreeEntry): Promise<void> {
     const { posix } = this.#input;
     const attempt = async (what: string, fn: () => unknown) => {
       try {
@@ -418,7 +415,7 @@ export class FileTreeRestore {
       }
     };
     if (this.#owners) await attempt('the owner', () => lchown(path, entry.uid, entry.gid));
-    if (entry.type !== 'symlink' && !hasMode) await attempt('the mode', () => chmod(path, entry.mode));
+    if (entry.type !== 'symlink') await attempt('the mode', () => chmod(path, entry.mode));
     for (const xattr of entry.xattrs ?? []) await attempt(`extended attribute ${xattr.name}`, () => posix.setXattr(path, xattr.name, xattr.value));
     await attempt('the times', () => posix.setTimes(path, entry.atimeNs, entry.mtimeNs));
   }
@@ -436,29 +433,6 @@ export class FileTreeRestore {
   #warn(message: string): void {
     this.#counts.warnings++;
     this.#input.warn(message);
-  }
-}
-
-/**
- * Whether a file can be created with its mode at once, so that no chmod follows: when the
- * umask leaves its permission bits whole, it has no setuid, setgid or sticky bit (the chown
- * that follows as root would clear them), and its group may do nothing that others may not
- * (until that chown the file has another group): then nobody can read its bytes while it is
- * written who could not read them once restored. Else it is made 0600 and given its mode last.
- */
-function isSafeAtCreation(mode: number, umask: number | undefined): boolean {
-  if (umask === undefined || (mode & 0o7000) !== 0 || (mode & umask) !== 0) return false;
-  const group = (mode >> 3) & 0o7;
-  return (group & ~mode & 0o7) === 0;
-}
-
-/** The umask `open` applies to a new file's mode (read, not set and set back: that would race other work of the process), or undefined when /proc does not tell. */
-function umaskOfProcess(): number | undefined {
-  try {
-    const line = /^Umask:\s*([0-7]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'));
-    return line ? parseInt(line[1]!, 8) : undefined;
-  } catch {
-    return undefined;
   }
 }
 
