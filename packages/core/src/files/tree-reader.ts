@@ -15,17 +15,20 @@ const CACHED_TREES = 4096;
 export class TreeReader {
   readonly #cache = new Map<string, TreeEntry[]>();
 
+  /** `cachedTrees`: 0 for a reader that walks a snapshot once (a restore), where a cache would only hold every entry read. */
   constructor(
     private readonly repository: Repository,
     private readonly index: BlobIndex,
     private readonly pool: WorkerPool,
+    private readonly cachedTrees = CACHED_TREES,
   ) {}
 
   async read(id: string): Promise<TreeEntry[]> {
     const cached = this.#cache.get(id);
     if (cached) return cached;
     const entries = decodeTree(id, await readBlob(this.repository, this.index, this.pool, id));
-    if (this.#cache.size >= CACHED_TREES) this.#cache.delete(this.#cache.keys().next().value!);
+    if (this.cachedTrees === 0) return entries;
+    if (this.#cache.size >= this.cachedTrees) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(id, entries);
     return entries;
   }

@@ -51,7 +51,8 @@ export class FileRestoreOperation {
       for (const damaged of index.unreadable) this.logger.warn(`${damaged.message}; restoring from the other index files (\`cairn repair index\` rebuilds the index)`);
       if (manifest.skipped?.length) this.logger.warn(`snapshot ${id.slice(0, 12)} is incomplete: ${manifest.skippedCount ?? manifest.skipped.length} path(s) could not be backed up (\`cairn show\` lists them)`);
       const restore = new FileTreeRestore({
-        reader: new TreeReader(repository, index, pool),
+        // The restore walks the snapshot once: cached trees would hold all of its entries.
+        reader: new TreeReader(repository, index, pool, 0),
         blobs: new BlobStream(repository, index, pool),
         pool,
         posix,
