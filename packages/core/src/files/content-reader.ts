@@ -60,7 +60,8 @@ export class BlobStream {
   /**
    * The plaintext of each requested blob, in order, in shared memory: the consumer releases
    * each once done with it (the stream stops when the blobs it holds fill the memory). A
-   * missing or damaged blob rejects with DamageError.
+   * missing or damaged blob rejects with DamageError. One stream at a time per BlobStream: two
+   * would share its rings, and each could wait for memory the other's consumer holds.
    */
   async *readShared(requests: Iterable<BlobRequest>): AsyncGenerator<ArenaPiece> {
     const groups = this.#groups(requests);
