@@ -39,7 +39,12 @@ interface FileRestoreJson {
 }
 
 async function restoreFiles(job: string, to: string, args: string[] = []): Promise<FileRestoreJson> {
-  return parseJson<FileRestoreJson>(await cairnOk('restore', job, ['latest', '--to', to, '--json', ...args]));
+  const result = await cairnOk('restore', job, ['latest', '--to', to, '--json', ...args], { env: { CAIRN_PROGRESS_JSON: '1' } });
+  // Progress ends at its total, whatever was written, kept, linked, skipped or left a hole.
+  const lines = result.stderr.split('\n').filter((line) => line.startsWith('{"progress"'));
+  const { progress } = JSON.parse(lines.at(-1)!) as { progress: { bytesDone: number; bytesTotal?: number } };
+  expect(progress.bytesDone).toBe(progress.bytesTotal ?? 0);
+  return parseJson<FileRestoreJson>(result);
 }
 
 /** Every regular file below `root` (relative paths), with names as bytes. */

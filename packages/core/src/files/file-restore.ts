@@ -271,6 +271,8 @@ export class FileTreeRestore {
 
   async #writeEntry(item: Planned, contents: AsyncIterator<ArenaPiece>, tasks: BoundedTasks): Promise<void> {
     const { entry, dest, action } = item;
+    // Progress counts every file's size (the total is the selection's): what is not written passes at once.
+    if (entry.type === 'file' && action !== 'create') this.#input.progress.advance(entry.size);
     if (action === 'skip') return void this.#counts.skipped++;
     if (entry.type === 'dir') return this.#makeFolder(item);
     if (action === 'unchanged') {
@@ -362,7 +364,8 @@ export class FileTreeRestore {
     const metadata = { mode: entry.mode, ...owner, atimeNs: entry.atimeNs, mtimeNs: entry.mtimeNs, xattrs: entry.xattrs ?? [] };
     const failures = await this.#input.posix.writeFileAndRename(temp, dest, blobs.map((blob) => blob.bytes), chunks.map((chunk) => chunk.offset), entry.size, metadata);
     for (const failure of failures) this.#warn(`${displayName(dest)}: cannot set ${FAILED_METADATA[failure.what](failure.name)}: ${failure.error.message}`);
-    this.#wrote(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+    this.#wrote(contentBytes(entry));
+    this.#passHoles(entry);
   }
 
   /**
@@ -392,12 +395,18 @@ export class FileTreeRestore {
       await Promise.all(writes);
       await handle.close();
     }
+    this.#passHoles(entry);
     await this.#setMetadata(temp, entry);
   }
 
   #wrote(bytes: number): void {
     this.#counts.bytesWritten += bytes;
     this.#input.progress.advance(bytes);
+  }
+
+  /** A written file's holes count as done once its chunks are written. */
+  #passHoles(entry: TreeEntry): void {
+    this.#input.progress.advance(entry.size - contentBytes(entry));
   }
 
   /**
@@ -434,6 +443,10 @@ export class FileTreeRestore {
     this.#counts.warnings++;
     this.#input.warn(message);
   }
+}
+
+function contentBytes(entry: TreeEntry): number {
+  return entry.content!.reduce((sum, chunk) => sum + chunk.length, 0);
 }
 
 /** The next entries of the walk, up to BATCH_ENTRIES; none when it is over. */
