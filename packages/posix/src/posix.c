@@ -544,6 +544,25 @@ static napi_value errno_value(napi_env env, int err, const char *syscall, const 
   return error;
 }
 
+/*
+ * Settles an async job's promise: rejected with errno `err` when it is set, else with the
+ * pending exception (or "<name> failed") when `value`, the result, could not be made, else
+ * resolved with `value`.
+ */
+static void settle_job(napi_env env, napi_deferred deferred, int err, const char *syscall, const c_path *path, napi_value value, const char *name) {
+  if (err != 0) return (void)napi_reject_deferred(env, deferred, errno_value(env, err, syscall, path));
+  if (value != NULL) return (void)napi_resolve_deferred(env, deferred, value);
+  napi_value error = NULL, message;
+  napi_get_and_clear_last_exception(env, &error);
+  if (error == NULL) {
+    char text[64];
+    snprintf(text, sizeof text, "%s failed", name);
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+  }
+  napi_reject_deferred(env, deferred, error);
+}
+
 static napi_value child_errors_and_extras(napi_env env, stat_batch_t *batch, napi_value result) {
   napi_value targets, xattrs, errors;
   CHECK(napi_create_array_with_length(env, batch->count, &targets));
@@ -600,17 +619,8 @@ static napi_value batch_result(napi_env env, stat_batch_t *batch) {
 
 static void stat_batch_complete(napi_env env, napi_status status, void *data) {
   stat_batch_t *batch = data;
-  napi_value value = NULL;
-  if (batch->err != 0) napi_reject_deferred(env, batch->deferred, errno_value(env, batch->err, "open", &batch->folder));
-  else if (status != napi_ok || (value = batch_result(env, batch)) == NULL) {
-    napi_value error = NULL, message;
-    napi_get_and_clear_last_exception(env, &error);
-    if (error == NULL) {
-      napi_create_string_utf8(env, "statChildren failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &error);
-    }
-    napi_reject_deferred(env, batch->deferred, error);
-  } else napi_resolve_deferred(env, batch->deferred, value);
+  napi_value value = batch->err == 0 && status == napi_ok ? batch_result(env, batch) : NULL;
+  settle_job(env, batch->deferred, batch->err, "open", &batch->folder, value, "statChildren");
   napi_delete_async_work(env, batch->work);
   free_batch(batch);
 }
@@ -714,17 +724,8 @@ static napi_value read_whole_result(napi_env env, read_whole_t *job) {
 
 static void read_whole_complete(napi_env env, napi_status status, void *data) {
   read_whole_t *job = data;
-  napi_value value = NULL;
-  if (job->err != 0) napi_reject_deferred(env, job->deferred, errno_value(env, job->err, job->syscall, &job->path));
-  else if (status != napi_ok || (value = read_whole_result(env, job)) == NULL) {
-    napi_value error = NULL, message;
-    napi_get_and_clear_last_exception(env, &error);
-    if (error == NULL) {
-      napi_create_string_utf8(env, "readWhole failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &error);
-    }
-    napi_reject_deferred(env, job->deferred, error);
-  } else napi_resolve_deferred(env, job->deferred, value);
+  napi_value value = job->err == 0 && status == napi_ok ? read_whole_result(env, job) : NULL;
+  settle_job(env, job->deferred, job->err, job->syscall, &job->path, value, "readWhole");
   napi_delete_reference(env, job->into_ref);
   napi_delete_async_work(env, job->work);
   free(job->path.bytes);
@@ -876,17 +877,8 @@ static void free_new_file(napi_env env, new_file_t *job) {
 
 static void new_file_complete(napi_env env, napi_status status, void *data) {
   new_file_t *job = data;
-  napi_value value = NULL;
-  if (job->err != 0) napi_reject_deferred(env, job->deferred, errno_value(env, job->err, job->syscall, &job->path));
-  else if (status != napi_ok || (value = new_file_failures(env, job)) == NULL) {
-    napi_value error = NULL, message;
-    napi_get_and_clear_last_exception(env, &error);
-    if (error == NULL) {
-      napi_create_string_utf8(env, "writeFileAndRename failed", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &error);
-    }
-    napi_reject_deferred(env, job->deferred, error);
-  } else napi_resolve_deferred(env, job->deferred, value);
+  napi_value value = job->err == 0 && status == napi_ok ? new_file_failures(env, job) : NULL;
+  settle_job(env, job->deferred, job->err, job->syscall, &job->path, value, "writeFileAndRename");
   napi_delete_async_work(env, job->work);
   free_new_file(env, job);
 }
