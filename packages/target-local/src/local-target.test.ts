@@ -115,6 +115,17 @@ describe('LocalTarget', () => {
       expect(target.isNotFound(await call().catch((err: unknown) => err)), String(call)).toBe(true);
     }
   });
+
+  it('ranged reads of a pack replaced or removed through the target see the change (its kept-open handle is dropped)', async () => {
+    await target.put('data/ab/abcd', Buffer.from('first pack'));
+    expect((await target.get('data/ab/abcd', { offset: 0, length: 5 })).toString()).toBe('first');
+    await target.put('data/ab/abcd', Buffer.from('other bytes'));
+    expect((await target.get('data/ab/abcd', { offset: 6, length: 5 })).toString()).toBe('bytes');
+    await expect(target.get('data/ab/abcd', { offset: 6, length: 6 })).rejects.toThrow(/has 11 bytes/);
+    await target.remove('data/ab/abcd');
+    const err = await target.get('data/ab/abcd', { offset: 0, length: 1 }).catch((e: unknown) => e);
+    expect(target.isNotFound(err)).toBe(true);
+  });
 });
 
 describe('LocalTarget with packs in page-aligned memory', () => {

@@ -3,6 +3,7 @@ import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink
 import { basename, dirname, join, resolve } from 'node:path';
 import { TEMP_PREFIX, TargetError, directIoSpan, tempName, tempWriterIsGone } from '@cairn/core';
 import type { ByteRange, Leftovers, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
+import { OpenFiles } from './open-files.js';
 
 export interface LocalTargetSettings extends TargetSettings {
   type: 'local';
@@ -47,6 +48,8 @@ export class LocalTarget implements Target {
   readonly #foldersInProgress = new Map<string, Promise<void>>();
   /** Cleared for good once the filesystem refuses direct I/O. */
   #directWrites = true;
+  /** Packs that ranged reads went to lately, kept open for the next ones. */
+  readonly #openFiles = new OpenFiles();
 
   constructor(root: string) {
     this.location = resolve(root);
@@ -60,6 +63,7 @@ export class LocalTarget implements Target {
       await this.#ensureFolder(folder);
       await this.#writeNewFile(tempPath, data);
       await rename(tempPath, path);
+      this.#openFiles.forget(path);
       await syncFolder(folder);
     } catch (err) {
       await unlink(tempPath).catch(() => undefined);
@@ -71,7 +75,11 @@ export class LocalTarget implements Target {
     const path = this.#pathOf(key);
     try {
       if (range === undefined) return await readFile(path);
-      return await readRange(path, range);
+      return await this.#withRange(path, range.offset, range.length, async (handle) => {
+        const buffer = Buffer.allocUnsafe(range.length);
+        await fill(handle, path, range.offset, [buffer]);
+        return buffer;
+      });
     } catch (err) {
       throw wrapErrorUnlessNotFound(err, 'read', path);
     }
@@ -80,7 +88,8 @@ export class LocalTarget implements Target {
   async readInto(key: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
     const path = this.#pathOf(key);
     try {
-      await readRangeInto(path, offset, into);
+      const length = into.reduce((sum, buffer) => sum + buffer.length, 0);
+      await this.#withRange(path, offset, length, (handle) => fill(handle, path, offset, into));
     } catch (err) {
       throw wrapErrorUnlessNotFound(err, 'read', path);
     }
@@ -108,6 +117,7 @@ export class LocalTarget implements Target {
 
   async remove(key: string): Promise<void> {
     const path = this.#pathOf(key);
+    this.#openFiles.forget(path);
     try {
       await unlink(path);
     } catch (err) {
@@ -138,7 +148,17 @@ export class LocalTarget implements Target {
   }
 
   dispose(): void {
-    // Every call opens and closes its own handles; nothing stays open between calls.
+    this.#openFiles.closeAll();
+  }
+
+  /** Runs `read` with the file open, once the range is known to lie inside it. */
+  #withRange<T>(path: string, offset: number, length: number, read: (handle: FileHandle) => Promise<T>): Promise<T> {
+    return this.#openFiles.use(path, (handle, size) => {
+      if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > size) {
+        throw new TargetError(`Cannot read ${length} bytes at offset ${offset} of ${path}: the object has ${size} bytes`);
+      }
+      return read(handle);
+    });
   }
 
   /**
@@ -275,33 +295,6 @@ async function makeFolder(folder: string): Promise<boolean> {
   } catch (err) {
     if (errorCode(err) === 'EEXIST') return false;
     throw err;
-  }
-}
-
-async function readRange(path: string, { offset, length }: ByteRange): Promise<Buffer> {
-  return withRange(path, offset, length, async (handle) => {
-    const buffer = Buffer.allocUnsafe(length);
-    await fill(handle, path, offset, [buffer]);
-    return buffer;
-  });
-}
-
-async function readRangeInto(path: string, offset: number, into: readonly Uint8Array[]): Promise<void> {
-  const length = into.reduce((sum, buffer) => sum + buffer.length, 0);
-  await withRange(path, offset, length, (handle) => fill(handle, path, offset, into));
-}
-
-/** Opens the file and runs `read` once the range is known to lie inside it. */
-async function withRange<T>(path: string, offset: number, length: number, read: (handle: FileHandle) => Promise<T>): Promise<T> {
-  const handle = await open(path, 'r');
-  try {
-    const { size } = await handle.stat();
-    if (!(Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0) || offset + length > size) {
-      throw new TargetError(`Cannot read ${length} bytes at offset ${offset} of ${path}: the object has ${size} bytes`);
-    }
-    return await read(handle);
-  } finally {
-    await handle.close();
   }
 }
 
