@@ -17,6 +17,19 @@ describe('crypto', () => {
     expect(seal(key.encryption, plain).equals(seal(key.encryption, plain))).toBe(false);
   });
 
+  it('never gives two objects the same nonce, across refills of the random pool', () => {
+    const plain = Buffer.alloc(16, 1);
+    const out = Buffer.alloc(16 + SEAL_OVERHEAD);
+    const nonces = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      nonces.add(seal(key.encryption, plain).toString('hex', 0, 12));
+      sealInto(key.encryption, out, plain);
+      nonces.add(out.toString('hex', 0, 12));
+      expect(openInto(key.encryption, out, Buffer.alloc(16)), 'sealInto opens').toBe(16);
+    }
+    expect(nonces.size).toBe(4000);
+  });
+
   it('detects a single flipped bit anywhere', () => {
     const sealed = seal(key.encryption, Buffer.from('0123456789abcdef'));
     for (let i = 0; i < sealed.length; i++) {
