@@ -154,9 +154,16 @@ function sameValue(a: unknown, b: unknown): boolean {
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
   if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => sameValue(item, b[i]));
-  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-  for (const key of keys) if (!sameValue((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
-  return true;
+  // Every field `a` defines equals `b`'s, and `b` defines as many: then it defines no other.
+  let fields = 0;
+  for (const key in a) {
+    const value = (a as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    fields++;
+    if (!sameValue(value, (b as Record<string, unknown>)[key])) return false;
+  }
+  for (const key in b) if ((b as Record<string, unknown>)[key] !== undefined) fields--;
+  return fields === 0;
 }
 
 class FileBackupSession {

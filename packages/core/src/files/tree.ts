@@ -179,12 +179,14 @@ function setBytesField(stored: StoredEntry, key: 'name' | 'target', bytes: Buffe
 }
 
 const HEX_ID = /^[0-9a-f]{64}$/;
+const DOT = Buffer.from('.');
+const DOT_DOT = Buffer.from('..');
 const DECIMAL = /^-?[0-9]+$/;
 
 function parsedEntry(stored: StoredEntry): TreeEntry {
   if (typeof stored !== 'object' || stored === null) throw new Error('not an object');
   const name = bytesOf(stored.name, stored.nameBytes, 'name');
-  if (!name || name.length === 0 || name.includes(0x2f) || name.includes(0) || name.equals(Buffer.from('.')) || name.equals(Buffer.from('..'))) throw new Error('invalid name');
+  if (!name || name.length === 0 || name.includes(0x2f) || name.includes(0) || name.equals(DOT) || name.equals(DOT_DOT)) throw new Error('invalid name');
   if (!ENTRY_TYPES.includes(stored.type)) throw new Error(`unknown type ${JSON.stringify(stored.type)}`);
   for (const key of ['mode', 'uid', 'gid', 'size', 'links'] as const) {
     if (!Number.isSafeInteger(stored[key]) || stored[key] < 0) throw new Error(`invalid ${key}`);
