@@ -17,6 +17,17 @@ describe('crypto', () => {
     expect(seal(key.encryption, plain).equals(seal(key.encryption, plain))).toBe(false);
   });
 
+  it('gives the same keyed ids however calls with different keys interleave (its hashers are reused)', () => {
+    const other = newMasterKey();
+    const data = [Buffer.from('a'), Buffer.alloc(70_000, 9), Buffer.alloc(0)];
+    for (const scheme of ['blake3-keyed', 'blake3-keyed-digest'] as const) {
+      const first = data.map((d) => [blobIdOf(scheme, key.blobId, d), blobIdOf(scheme, other.blobId, d)]);
+      const again = data.map((d) => [blobIdOf(scheme, key.blobId, Buffer.from(d)), blobIdOf(scheme, Buffer.from(other.blobId), d)]);
+      expect(again).toEqual(first);
+      for (const [mine, theirs] of first) expect(mine!.equals(theirs!)).toBe(false);
+    }
+  });
+
   it('never gives two objects the same nonce, across refills of the random pool', () => {
     const plain = Buffer.alloc(16, 1);
     const out = Buffer.alloc(16 + SEAL_OVERHEAD);

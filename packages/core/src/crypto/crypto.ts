@@ -152,8 +152,17 @@ export function blobIdAndDigest(scheme: BlobIdScheme, key: Buffer, plaintext: Ui
   return { id, ...(withDigest && { digest: blake3(plaintext) }) };
 }
 
+/**
+ * A keyed hasher per key, reset for each hash: making one per blob cost 10 µs (the native
+ * object), reusing it 2 µs, and every blob id of a `blake3-keyed-digest` repository is a keyed
+ * hash of 32 bytes.
+ */
+const keyedHashers = new WeakMap<Buffer, Blake3Hasher>();
+
 function keyedBlake3(key: Buffer, data: Uint8Array): Buffer {
-  const hasher = Blake3Hasher.newKeyed(key);
+  let hasher = keyedHashers.get(key);
+  if (hasher) hasher.reset(); // back to its initial state, the key kept
+  else keyedHashers.set(key, (hasher = Blake3Hasher.newKeyed(key)));
   hasher.update(data);
   return hasher.digestBuffer();
 }
