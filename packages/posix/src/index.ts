@@ -79,7 +79,7 @@ interface Native {
   setTimes(path: PathLike, atimeNs: bigint, mtimeNs: bigint): void;
   mknod(path: PathLike, mode: number, rdev: bigint): void;
   dataRanges(fd: number, size: number): DataRange[];
-  punchHole(fd: number, offset: number, length: number): boolean;
+  punchHole(fd: number, offset: number, length: number): Promise<boolean>;
   userName(uid: number): string | undefined;
   groupName(gid: number): string | undefined;
 }
@@ -130,10 +130,10 @@ export function dataRanges(fd: number, size: number): DataRange[] {
 
 /**
  * Deallocates `length` bytes at `offset` of an open file (fd), which then read as zeros
- * (fallocate with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE); false when the file system
- * cannot (write zeros instead).
+ * (fallocate with FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE), in the thread pool; false
+ * when the file system cannot (write zeros instead).
  */
-export function punchHole(fd: number, offset: number, length: number): boolean {
+export function punchHole(fd: number, offset: number, length: number): Promise<boolean> {
   return native.punchHole(fd, offset, length);
 }
 

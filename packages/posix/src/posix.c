@@ -323,25 +323,6 @@ static napi_value data_ranges(napi_env env, napi_callback_info info) {
   return array;
 }
 
-/*
- * Deallocates a range of an open file, which then reads as zeros (fallocate with
- * FALLOC_FL_PUNCH_HOLE, the size kept). False when the file system cannot: the caller writes
- * zeros instead.
- */
-static napi_value punch_hole(napi_env env, napi_callback_info info) {
-  napi_value argv[3], result;
-  int32_t fd;
-  int64_t offset, length;
-  if (!get_args(env, info, 3, argv)) return NULL;
-  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_type(env, "fd must be a number");
-  if (!get_bigint_or_number(env, argv[1], &offset) || offset < 0) return throw_type(env, "offset must be a number >= 0");
-  if (!get_bigint_or_number(env, argv[2], &length) || length < 0) return throw_type(env, "length must be a number >= 0");
-  int punched = fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) == 0;
-  if (!punched && errno != EOPNOTSUPP && errno != ENOSYS) return throw_errno(env, errno, "fallocate", NULL);
-  CHECK(napi_get_boolean(env, punched, &result));
-  return result;
-}
-
 /* ---- user and group names ---------------------------------------------------------- */
 
 static napi_value name_or_undefined(napi_env env, const char *name) {
@@ -561,6 +542,57 @@ static void settle_job(napi_env env, napi_deferred deferred, int err, const char
     napi_create_error(env, NULL, message, &error);
   }
   napi_reject_deferred(env, deferred, error);
+}
+
+/* ---- holes punched off the main thread ------------------------------------------------ */
+
+/*
+ * Deallocates a range of an open file, which then reads as zeros (fallocate with
+ * FALLOC_FL_PUNCH_HOLE, the size kept), in the thread pool: freeing a chunk's extents takes
+ * the file system a millisecond or more, which on the main thread stalled a delta restore's
+ * reads and hashes. Resolves false when the file system cannot: the caller writes zeros instead.
+ */
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  int fd;
+  int64_t offset, length;
+  int punched;
+  int err;
+} punch_hole_t;
+
+static void punch_hole_execute(napi_env env, void *data) {
+  punch_hole_t *job = data;
+  job->punched = fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)job->offset, (off_t)job->length) == 0;
+  if (!job->punched && errno != EOPNOTSUPP && errno != ENOSYS) job->err = errno;
+}
+
+static void punch_hole_complete(napi_env env, napi_status status, void *data) {
+  punch_hole_t *job = data;
+  napi_value value = NULL;
+  if (job->err == 0 && status == napi_ok) napi_get_boolean(env, job->punched, &value);
+  settle_job(env, job->deferred, job->err, "fallocate", NULL, value, "punchHole");
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  napi_value argv[3], promise, resource_name;
+  int32_t fd;
+  int64_t offset, length;
+  if (!get_args(env, info, 3, argv)) return NULL;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_type(env, "fd must be a number");
+  if (!get_bigint_or_number(env, argv[1], &offset) || offset < 0) return throw_type(env, "offset must be a number >= 0");
+  if (!get_bigint_or_number(env, argv[2], &length) || length < 0) return throw_type(env, "length must be a number >= 0");
+  punch_hole_t *job = calloc(1, sizeof(punch_hole_t));
+  if (job == NULL) return throw_type(env, "out of memory");
+  job->fd = fd, job->offset = offset, job->length = length;
+  CHECK(napi_create_promise(env, &job->deferred, &promise));
+  CHECK(napi_create_string_utf8(env, "cairn:punchHole", NAPI_AUTO_LENGTH, &resource_name));
+  CHECK(napi_create_async_work(env, NULL, resource_name, punch_hole_execute, punch_hole_complete, job, &job->work));
+  CHECK(napi_queue_async_work(env, job->work));
+  return promise;
 }
 
 static napi_value child_errors_and_extras(napi_env env, stat_batch_t *batch, napi_value result) {

@@ -140,11 +140,11 @@ describe('mknod', () => {
 describe('punchHole', () => {
   const MiB = 1024 * 1024;
 
-  it('deallocates a range of a file on this file system: it reads as zeros, the size and the rest kept', () => {
+  it('deallocates a range of a file on this file system: it reads as zeros, the size and the rest kept', async () => {
     writeFileSync(file('punched'), Buffer.alloc(4 * MiB, 9));
     const fd = openSync(file('punched'), 'r+');
     try {
-      expect(punchHole(fd, 1 * MiB, 2 * MiB)).toBe(true);
+      expect(await punchHole(fd, 1 * MiB, 2 * MiB)).toBe(true);
       expect(dataRanges(fd, 4 * MiB)).toEqual([
         { offset: 0, length: 1 * MiB },
         { offset: 3 * MiB, length: 1 * MiB },
@@ -158,8 +158,9 @@ describe('punchHole', () => {
     expect(bytes.subarray(0, 1 * MiB).every((b) => b === 9) && bytes.subarray(3 * MiB).every((b) => b === 9)).toBe(true);
   });
 
-  it('throws a fs-style error for a bad descriptor', () => {
-    expect(thrown(() => punchHole(987654, 0, 4096))).toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
+  it('rejects with a fs-style error for a bad descriptor, and throws for bad arguments', async () => {
+    await expect(punchHole(987654, 0, 4096)).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
+    expect(thrown(() => punchHole(0, -1, 4096))).toBeInstanceOf(TypeError);
   });
 });
 

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, open, readFile, readdir, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdtemp, open, readFile, readdir, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomFillSync } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { allocateAligned, suitsDirectIo } from './aligned-memory.js';
-import { Writer, openDestination } from './destination.js';
+import { HolePuncher, Writer, openDestination } from './destination.js';
 
 describe('restore destination writes', () => {
   let dir: string;
@@ -65,6 +65,48 @@ describe('restore destination writes', () => {
     await expect(writer.write(new Uint8Array(allocateAligned(4096), 0, 4096), 0)).rejects.toThrow(/EIO/);
     await writer.settle();
     await buffered.close();
+  });
+
+  it('punches the zeros of an image restored in place in the background: done by commit, the rest kept, the file sparser', async () => {
+    const MiB = 1024 * 1024;
+    const path = join(dir, 'in-place.img');
+    await writeFile(path, Buffer.alloc(16 * MiB, 9));
+    const blocksBefore = (await stat(path)).blocks;
+    const destination = await openDestination(path, 16 * MiB, { force: true, delta: true });
+    for (const offset of [4 * MiB, 8 * MiB, 13 * MiB]) await destination.zero!(offset, offset === 13 * MiB ? 3 * MiB : 4 * MiB);
+    await destination.commit();
+    const bytes = await readFile(path);
+    const zeros = (from: number, to: number) => bytes.subarray(from * MiB, to * MiB).every((b) => b === 0);
+    const nines = (from: number, to: number) => bytes.subarray(from * MiB, to * MiB).every((b) => b === 9);
+    expect([nines(0, 4), zeros(4, 12), nines(12, 13), zeros(13, 16)]).toEqual([true, true, true, true]);
+    expect(bytes.length).toBe(16 * MiB);
+    expect((await stat(path)).blocks).toBeLessThanOrEqual(blocksBefore - (11 * MiB) / 512);
+  });
+
+  it('keeps a bounded number of ranges waiting: a call beyond them returns once a punch is done', async () => {
+    const handle = await open(join(dir, 'queued.img'), 'w+');
+    await handle.truncate(128 * 4096);
+    const holes = new HolePuncher(handle, new Writer(handle, undefined), 64);
+    const returned = new Set<number>();
+    // One range being punched, 64 waiting, and one more.
+    const calls = Array.from({ length: 66 }, (_, k) => holes.zero(k * 4096, 4096).then(() => returned.add(k)));
+    // A punch completes in the thread pool, so not within these microtask turns.
+    for (let turn = 0; turn < 10; turn++) await Promise.resolve();
+    expect(returned.size).toBe(65);
+    expect(returned.has(65)).toBe(false);
+    await Promise.all(calls);
+    await holes.settle();
+    await handle.close();
+  });
+
+  it('reports a failed punch at settle, and refuses further ranges', async () => {
+    const handle = await open(join(dir, 'closed.img'), 'w+');
+    const writer = new Writer(handle, undefined);
+    const holes = new HolePuncher(handle, writer);
+    await handle.close(); // its descriptor is gone: fallocate fails with EBADF
+    await holes.zero(0, 4096);
+    await expect(holes.settle()).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
+    await expect(holes.zero(4096, 4096)).rejects.toThrow(/EBADF/);
   });
 
   it('removes what restores to the same file left when they were killed: only theirs, and only once their process is gone', async () => {
