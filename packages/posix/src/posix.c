@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -544,6 +545,33 @@ static void settle_job(napi_env env, napi_deferred deferred, int err, const char
   napi_reject_deferred(env, deferred, error);
 }
 
+/* ---- huge pages for long-lived buffers ------------------------------------------------- */
+
+#define HUGE_PAGE ((uintptr_t)2 * 1024 * 1024)
+
+/*
+ * Asks the kernel to back the whole 2 MiB pages inside a buffer with transparent huge pages
+ * (madvise MADV_HUGEPAGE; the default THP mode "madvise" gives them only where asked). Each
+ * first touch of a 4 KiB page costs a fault, about 11 us under this virtualisation, 45 ms for
+ * a 16 MiB pack buffer; a huge page costs one fault per 2 MiB. True when advised.
+ */
+static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  bool is_typedarray = false;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  napi_is_typedarray(env, argv[0], &is_typedarray);
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (!is_typedarray || napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
+    return throw_type(env, "buffer must be a Uint8Array");
+  uintptr_t start = ((uintptr_t)data + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  uintptr_t end = ((uintptr_t)data + length) & ~(HUGE_PAGE - 1);
+  int advised = end > start && madvise((void *)start, end - start, MADV_HUGEPAGE) == 0;
+  CHECK(napi_get_boolean(env, advised, &result));
+  return result;
+}
+
 /* ---- holes punched off the main thread ------------------------------------------------ */
 
 /*
@@ -1012,6 +1040,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mknod", NULL, make_node, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dataRanges", NULL, data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},

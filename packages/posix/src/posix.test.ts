@@ -3,7 +3,7 @@ import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, read
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -161,6 +161,26 @@ describe('punchHole', () => {
   it('rejects with a fs-style error for a bad descriptor, and throws for bad arguments', async () => {
     await expect(punchHole(987654, 0, 4096)).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
     expect(thrown(() => punchHole(0, -1, 4096))).toBeInstanceOf(TypeError);
+  });
+});
+
+describe('adviseHugePages', () => {
+  const MiB = 1024 * 1024;
+  const hugePagesKb = () => Number(/AnonHugePages:\s+(\d+)/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))![1]);
+  const thp = readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+
+  it.runIf(!thp.includes('[never]'))('backs the whole 2 MiB pages of a fresh buffer with huge pages once touched, its content as written', () => {
+    const buffer = new Uint8Array(new SharedArrayBuffer(16 * MiB));
+    const before = hugePagesKb();
+    expect(adviseHugePages(buffer)).toBe(true);
+    buffer.fill(7);
+    expect(hugePagesKb() - before).toBeGreaterThanOrEqual(2048);
+    expect(buffer.every((b) => b === 7)).toBe(true);
+  });
+
+  it('advises nothing in a buffer without a whole huge page, and refuses what is not a Uint8Array', () => {
+    expect(adviseHugePages(new Uint8Array(64 * 1024))).toBe(false);
+    expect(thrown(() => adviseHugePages('x' as unknown as Uint8Array))).toBeInstanceOf(TypeError);
   });
 });
 

@@ -1,7 +1,7 @@
 /*
  * The native POSIX helpers (@cairn/posix: xattrs, nanosecond times, device nodes, holes, owner
- * names) for core and for plugins, which reach them only through core. Loaded on first use with
- * a dynamic import, so commands that never touch files (volume backups) do not load the addon.
+ * names, huge pages) for core and for plugins, which reach them only through core. Loaded on
+ * first use with a dynamic import: commands that open no repository never load the addon.
  */
 export type Posix = typeof import('@cairn/posix');
 export type MetadataFailure = import('@cairn/posix').MetadataFailure;

@@ -6,6 +6,8 @@
  * to the disk.
  */
 
+import { loadPosix } from '../files/posix.js';
+
 // Node has WebAssembly; TypeScript declares it only with the DOM library, which core does not use.
 declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => { buffer: SharedArrayBuffer } };
 
@@ -15,11 +17,33 @@ export const DIRECT_IO_ALIGNMENT = 4096;
 
 const pageAligned = new WeakSet<ArrayBufferLike>();
 
+/** Asks the kernel to back a buffer with transparent huge pages; set once @cairn/posix is loaded. */
+let adviseHugePages: ((buffer: Uint8Array) => boolean) | undefined;
+let loadingHugePages: Promise<void> | undefined;
+
+/**
+ * Lets the buffers allocated from then on ask for transparent huge pages (those allocated
+ * before go without). Every first touch of a 4 KiB page is a page fault, and on the virtual
+ * machines measured one costs about 11 µs: 45 ms to fill a fresh 16 MiB pack buffer, and
+ * 50-80 thousand faults in a volume backup. A 2 MiB page is one fault. With huge pages for
+ * the chunk slots and pack buffers, the corpus's incremental volume backup took 1.99-2.06
+ * against 2.19-2.34 s (40 against 52-78 thousand faults), its restore 3.9-4.2 against 4.5-4.6 s.
+ * Without the native helper, buffers simply get small pages.
+ */
+export function useHugePages(): Promise<void> {
+  loadingHugePages ??= loadPosix().then(
+    (posix) => void (adviseHugePages = posix.adviseHugePages),
+    () => undefined,
+  );
+  return loadingHugePages;
+}
+
 /** A zero-filled shared buffer of at least `size` bytes (whole 64 KiB pages) starting on a page boundary. */
 export function allocateAligned(size: number): SharedArrayBuffer {
   const pages = Math.max(1, Math.ceil(size / WASM_PAGE));
   const buffer = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
   pageAligned.add(buffer);
+  adviseHugePages?.(new Uint8Array(buffer));
   return buffer;
 }
 

@@ -6,7 +6,7 @@ import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageHashResult, ReplyFor, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { memoryProfile, type MemoryProfile } from './memory-profile.js';
-import { allocateAligned } from './aligned-memory.js';
+import { allocateAligned, useHugePages } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipeline/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
@@ -82,13 +82,15 @@ export class WorkerPool implements IDisposable {
    * repository and the source. `init` must come before any other request.
    */
   static spawn(size = defaultPoolSize(), env: NodeJS.ProcessEnv = {}): WorkerPool {
+    // The pipeline's slots and pack buffers are allocated after init: by then they can have huge pages.
+    void useHugePages();
     return new WorkerPool(size, env);
   }
 
   /** Hands every worker its keys and codecs. On failure the pool is unusable; dispose it. */
   async init(setup: CryptoSetup): Promise<void> {
     this.#setup = setup;
-    await Promise.all(this.#workers.map((w) => w.request(initRequest(setup, 'pool'))));
+    await Promise.all([...this.#workers.map((w) => w.request(initRequest(setup, 'pool'))), useHugePages()]);
   }
 
   /** The image hasher's thread, started (and handed its keys: requests are answered in order) on first use. */
