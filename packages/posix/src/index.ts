@@ -81,6 +81,8 @@ interface Native {
   dataRanges(fd: number, size: number): DataRange[];
   punchHole(fd: number, offset: number, length: number): Promise<boolean>;
   adviseHugePages(buffer: Uint8Array): boolean;
+  aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, parts: Uint8Array[], out: Uint8Array, offset: number): number;
+  aesGcmOpenInto(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
   userName(uid: number): string | undefined;
   groupName(gid: number): string | undefined;
 }
@@ -146,6 +148,24 @@ export function punchHole(fd: number, offset: number, length: number): Promise<b
  */
 export function adviseHugePages(buffer: Uint8Array): boolean {
   return native.adviseHugePages(buffer);
+}
+
+/**
+ * AES-256-GCM (12-byte nonce, 16-byte tag) of `parts`, in order, as one message, written into
+ * `out` at `offset` with the tag after it; the bytes written. The same bytes as Node's cipher,
+ * without its new zero-filled buffer per update and the copy out of it. A part must not
+ * overlap `out` other than exactly in place.
+ */
+export function aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, parts: Uint8Array[], out: Uint8Array, offset: number): number {
+  return native.aesGcmSealInto(key, nonce, parts, out, offset);
+}
+
+/**
+ * Decrypts AES-256-GCM `ciphertext` into `out` (room for as many bytes) and checks `tag`: false
+ * when the message is not authentic, and then `out` holds garbage.
+ */
+export function aesGcmOpenInto(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean {
+  return native.aesGcmOpenInto(key, nonce, ciphertext, tag, out);
 }
 
 /** The name of a user id (getpwuid_r), or undefined when it has none. */

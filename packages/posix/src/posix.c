@@ -1032,6 +1032,8 @@ static napi_value write_file_and_rename(napi_env env, napi_callback_info info) {
 
 /* ---- module ---------------------------------------------------------------------------- */
 
+napi_status define_aes_gcm(napi_env env, napi_value exports); /* aes-gcm.c */
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"listXattrs", NULL, list_xattrs, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1048,6 +1050,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"writeFileAndRename", NULL, write_file_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
+  CHECK(define_aes_gcm(env, exports));
   return exports;
 }
 

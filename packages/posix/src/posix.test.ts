@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -181,6 +182,44 @@ describe('adviseHugePages', () => {
   it('advises nothing in a buffer without a whole huge page, and refuses what is not a Uint8Array', () => {
     expect(adviseHugePages(new Uint8Array(64 * 1024))).toBe(false);
     expect(thrown(() => adviseHugePages('x' as unknown as Uint8Array))).toBeInstanceOf(TypeError);
+  });
+});
+
+describe('AES-256-GCM into buffers', () => {
+  const key = randomBytes(32);
+  const nonce = randomBytes(12);
+  const parts = [Uint8Array.of(3), randomBytes(1_000_003), randomBytes(17)];
+  const message = Buffer.concat(parts);
+  const nodeSealed = () => {
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
+    return Buffer.concat([cipher.update(message), cipher.final(), cipher.getAuthTag()]);
+  };
+
+  it('seals as Node does, into a shared buffer at an offset', () => {
+    const out = new Uint8Array(new SharedArrayBuffer(message.length + 64));
+    expect(aesGcmSealInto(key, nonce, parts, out, 12)).toBe(message.length + 16);
+    expect(Buffer.from(out.subarray(12, 12 + message.length + 16)).equals(nodeSealed())).toBe(true);
+  });
+
+  it('opens what Node sealed, and refuses a flipped bit or a wrong tag', () => {
+    const sealed = nodeSealed();
+    const ciphertext = sealed.subarray(0, message.length);
+    const tag = sealed.subarray(message.length);
+    const out = new Uint8Array(new SharedArrayBuffer(message.length));
+    expect(aesGcmOpenInto(key, nonce, ciphertext, tag, out)).toBe(true);
+    expect(Buffer.from(out).equals(message)).toBe(true);
+    const flipped = Buffer.from(ciphertext);
+    flipped[500_000]! ^= 1;
+    expect(aesGcmOpenInto(key, nonce, flipped, tag, out)).toBe(false);
+    expect(aesGcmOpenInto(key, nonce, ciphertext, Buffer.alloc(16), out)).toBe(false);
+  });
+
+  it('refuses a wrong key or nonce length, and an output without room', () => {
+    const out = new Uint8Array(message.length + 15);
+    expect(thrown(() => aesGcmSealInto(key.subarray(1), nonce, parts, out, 0))).toBeInstanceOf(TypeError);
+    expect(thrown(() => aesGcmSealInto(key, nonce.subarray(1), parts, out, 0))).toBeInstanceOf(TypeError);
+    expect(thrown(() => aesGcmSealInto(key, nonce, parts, out, 0))).toBeInstanceOf(RangeError);
+    expect(thrown(() => aesGcmOpenInto(key, nonce, message, Buffer.alloc(16), new Uint8Array(10)))).toBeInstanceOf(RangeError);
   });
 });
 

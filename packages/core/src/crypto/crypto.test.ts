@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
-import { AuthenticationError, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, newMasterKey, open, openInto, seal, sealInto } from './crypto.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { AuthenticationError, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, newMasterKey, open, openInto, seal, sealInto, useNativeCipher, cipherInUse } from './crypto.js';
 
 describe('crypto', () => {
   const key = newMasterKey();
@@ -56,33 +56,41 @@ describe('crypto', () => {
     expect(() => open(key.encryption, sealed.subarray(0, 10))).toThrow(AuthenticationError);
   });
 
-  it('seals into and opens into a buffer in pieces, interchangeably with seal and open', () => {
-    for (const length of [0, 1, 1024 * 1024 - 1, 1024 * 1024, 3 * 1024 * 1024 + 5]) {
-      const head = Uint8Array.of(7);
-      const plain = randomBytes(length);
-      const out = new Uint8Array(length + 1 + SEAL_OVERHEAD + 9);
-      const sealedLength = sealInto(key.encryption, out, head, plain);
-      expect(sealedLength).toBe(length + 1 + SEAL_OVERHEAD);
-      const sealed = out.subarray(0, sealedLength);
-      expect(open(key.encryption, sealed).equals(Buffer.concat([head, plain]))).toBe(true);
-      const into = Buffer.alloc(length + 1);
-      expect(openInto(key.encryption, seal(key.encryption, head, plain), into)).toBe(length + 1);
-      expect(into.equals(Buffer.concat([head, plain]))).toBe(true);
-    }
-  });
+  // Node's cipher first: useNativeCipher switches this thread for good.
+  describe.each(['node', 'native'] as const)('sealing into and opening into a buffer with the %s cipher', (implementation) => {
+    beforeAll(async () => {
+      if (implementation === 'native') await useNativeCipher();
+      expect(cipherInUse()).toBe(implementation);
+    });
 
-  it('refuses, opening into a buffer, a flipped bit in any piece, another key, and a plaintext longer than the buffer', () => {
-    const plain = randomBytes(2 * 1024 * 1024 + 100);
-    const sealed = seal(key.encryption, plain);
-    const into = Buffer.alloc(plain.length);
-    for (const at of [0, 12, 1024 * 1024 + 12, sealed.length - 20, sealed.length - 1]) {
-      const damaged = Buffer.from(sealed);
-      damaged[at]! ^= 1;
-      expect(() => openInto(key.encryption, damaged, into)).toThrow(AuthenticationError);
-    }
-    expect(() => openInto(newMasterKey().encryption, sealed, into)).toThrow(AuthenticationError);
-    expect(() => openInto(key.encryption, sealed, into.subarray(1))).toThrow(AuthenticationError);
-    expect(() => openInto(key.encryption, sealed.subarray(0, 27), into)).toThrow(AuthenticationError);
+    it('seals into and opens into a buffer in pieces, interchangeably with seal and open', () => {
+      for (const length of [0, 1, 1024 * 1024 - 1, 1024 * 1024, 3 * 1024 * 1024 + 5]) {
+        const head = Uint8Array.of(7);
+        const plain = randomBytes(length);
+        const out = new Uint8Array(length + 1 + SEAL_OVERHEAD + 9);
+        const sealedLength = sealInto(key.encryption, out, head, plain);
+        expect(sealedLength).toBe(length + 1 + SEAL_OVERHEAD);
+        const sealed = out.subarray(0, sealedLength);
+        expect(open(key.encryption, sealed).equals(Buffer.concat([head, plain]))).toBe(true);
+        const into = Buffer.alloc(length + 1);
+        expect(openInto(key.encryption, seal(key.encryption, head, plain), into)).toBe(length + 1);
+        expect(into.equals(Buffer.concat([head, plain]))).toBe(true);
+      }
+    });
+
+    it('refuses, opening into a buffer, a flipped bit in any piece, another key, and a plaintext longer than the buffer', () => {
+      const plain = randomBytes(2 * 1024 * 1024 + 100);
+      const sealed = seal(key.encryption, plain);
+      const into = Buffer.alloc(plain.length);
+      for (const at of [0, 12, 1024 * 1024 + 12, sealed.length - 20, sealed.length - 1]) {
+        const damaged = Buffer.from(sealed);
+        damaged[at]! ^= 1;
+        expect(() => openInto(key.encryption, damaged, into)).toThrow(AuthenticationError);
+      }
+      expect(() => openInto(newMasterKey().encryption, sealed, into)).toThrow(AuthenticationError);
+      expect(() => openInto(key.encryption, sealed, into.subarray(1))).toThrow(AuthenticationError);
+      expect(() => openInto(key.encryption, sealed.subarray(0, 27), into)).toThrow(AuthenticationError);
+    });
   });
 
   it.each(['hmac-sha256', 'blake3-keyed', 'blake3-keyed-digest'] as const)('derives %s blob ids with a key, so ids differ between repositories', (scheme) => {

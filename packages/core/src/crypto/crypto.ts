@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, scrypt as scryptCallback } from 'node:crypto';
 import { Blake3Hasher, blake3 } from '@napi-rs/blake-hash';
+import { loadPosix, type Posix } from '../files/posix.js';
 
 /*
  * All cryptography of the repository format, in one place (docs/FORMAT.md, "Encryption").
@@ -70,6 +71,10 @@ const CIPHER_PIECE = 1024 * 1024;
 /** `seal` into `out` (which must not overlap the plaintext), without a buffer of the plaintext's size; the sealed length. */
 export function sealInto(key: Buffer, out: Uint8Array, ...plaintext: Uint8Array[]): number {
   const nonce = freshNonce();
+  if (nativeCipher && plaintext.length <= NATIVE_MOST_PARTS) {
+    out.set(nonce, 0);
+    return NONCE_LENGTH + nativeCipher.aesGcmSealInto(key, nonce, plaintext, out, NONCE_LENGTH);
+  }
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   out.set(nonce, 0);
   let written = NONCE_LENGTH;
@@ -83,10 +88,36 @@ export function sealInto(key: Buffer, out: Uint8Array, ...plaintext: Uint8Array[
   return written;
 }
 
+/** The native AES-256-GCM, in threads that called useNativeCipher. */
+let nativeCipher: Pick<Posix, 'aesGcmSealInto' | 'aesGcmOpenInto'> | undefined;
+/** The most plaintext parts the native cipher takes in one call. */
+const NATIVE_MOST_PARTS = 8;
+
+/**
+ * From now on, in this thread, `sealInto` and `openInto` encrypt and decrypt with the native
+ * AES-256-GCM of @cairn/posix, straight into their output: Node's cipher returns a new,
+ * zero-filled buffer for every update, which was then copied into the chunk slot. That
+ * allocation, its page faults and the copy were 7-9 % of a volume backup's CPU time. The
+ * bytes are the same either way. Without the addon, Node's cipher stays in use.
+ */
+export async function useNativeCipher(): Promise<void> {
+  nativeCipher ??= await loadPosix().catch(() => undefined);
+}
+
+/** Which AES-256-GCM `sealInto` and `openInto` use in this thread. */
+export function cipherInUse(): 'native' | 'node' {
+  return nativeCipher ? 'native' : 'node';
+}
+
 /** `open` into `out` (room for the plaintext, not overlapping `sealed`), in pieces; the plaintext's length. Throws AuthenticationError as `open`. */
 export function openInto(key: Buffer, sealed: Uint8Array, out: Uint8Array): number {
   const length = sealed.length - SEAL_OVERHEAD;
   if (length < 0 || length > out.length) throw new AuthenticationError();
+  if (nativeCipher) {
+    const [nonce, ciphertext, tag] = [sealed.subarray(0, NONCE_LENGTH), sealed.subarray(NONCE_LENGTH, NONCE_LENGTH + length), sealed.subarray(NONCE_LENGTH + length)];
+    if (!nativeCipher.aesGcmOpenInto(key, nonce, ciphertext, tag, out)) throw new AuthenticationError();
+    return length;
+  }
   const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE_LENGTH));
   decipher.setAuthTag(sealed.subarray(sealed.length - TAG_LENGTH));
   const ciphertext = sealed.subarray(NONCE_LENGTH, NONCE_LENGTH + length);

@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
 import type { Codec, CodecModule } from '../codec.js';
-import { SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
+import { SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, useNativeCipher, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { MAX_CHUNK_SIZE } from '../repository/config.js';
 import { CODEC_NONE } from '../repository/format.js';
 import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -69,6 +69,7 @@ async function init(request: Extract<WorkerRequest, { op: 'init' }>): Promise<vo
   }
   writeCodecId = request.writeCodecId;
   if (!writeCodec) throw new Error(`codec ${request.writeCodec.type} is not loaded`);
+  await useNativeCipher();
   if (request.role === 'pool') lowerThreadPriority();
 }
 
