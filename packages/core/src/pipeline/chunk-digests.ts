@@ -1,5 +1,5 @@
 import { Blake3Hasher } from '@napi-rs/blake-hash';
-import { blake3Digest } from '../crypto/crypto.js';
+import { blake3OfZeros } from '../crypto/crypto.js';
 
 /**
  * The `blake3-chunks` image digest (format version 6): BLAKE3 over one line per chunk of the
@@ -49,6 +49,6 @@ const zeroDigests = new Map<number, Buffer>();
 /** BLAKE3 of `length` zero bytes, computed once per length. */
 export function zeroChunkDigest(length: number): Buffer {
   let digest = zeroDigests.get(length);
-  if (!digest) zeroDigests.set(length, (digest = blake3Digest(new Uint8Array(length))));
+  if (!digest) zeroDigests.set(length, (digest = blake3OfZeros(length)));
   return digest;
 }
