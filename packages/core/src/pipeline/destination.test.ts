@@ -99,6 +99,21 @@ describe('restore destination writes', () => {
     await handle.close();
   });
 
+  it('drops the ranges not started when the restore is abandoned', async () => {
+    const MiB = 1024 * 1024;
+    const path = join(dir, 'abandoned.img');
+    await writeFile(path, Buffer.alloc(8 * MiB, 9));
+    const handle = await open(path, 'r+');
+    const holes = new HolePuncher(handle, new Writer(handle, undefined));
+    for (let k = 0; k < 8; k++) await holes.zero(k * MiB, MiB);
+    await holes.drop();
+    await handle.close();
+    const bytes = await readFile(path);
+    // The first range was under way when the others were dropped.
+    expect(bytes.subarray(0, MiB).every((b) => b === 0)).toBe(true);
+    expect(bytes.subarray(MiB).every((b) => b === 9)).toBe(true);
+  });
+
   it('reports a failed punch at settle, and refuses further ranges', async () => {
     const handle = await open(join(dir, 'closed.img'), 'w+');
     const writer = new Writer(handle, undefined);

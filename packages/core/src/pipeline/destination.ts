@@ -162,7 +162,7 @@ async function openImageInPlace(path: string): Promise<Destination> {
     zero: (offset, length) => holes.zero(offset, length).catch((err: unknown) => failed(path, err)),
     commit: () => syncAndClose(path, writer, handle, holes),
     async abort() {
-      await holes.settle().catch(() => undefined);
+      await holes.drop();
       await writer.settle().catch(() => undefined);
       await handle.close().catch(() => undefined);
     },
@@ -217,6 +217,12 @@ export class HolePuncher {
   async settle(): Promise<void> {
     await this.#draining;
     if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Forgets the ranges not started (a failed restore leaves the file partly restored anyway) and waits for the one under way. */
+  async drop(): Promise<void> {
+    this.#waiting.length = 0;
+    await this.#draining;
   }
 
   async #drain(): Promise<void> {
