@@ -22,10 +22,7 @@ typedef struct {
   size_t length;
 } bytes_t;
 
-static napi_value type_error(napi_env env, const char *message) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-  return NULL;
-}
+napi_value throw_type(napi_env env, const char *message); /* posix.c */
 
 static napi_value range_error(napi_env env, const char *message) {
   napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
@@ -82,23 +79,23 @@ static napi_value seal_into(napi_env env, napi_callback_info info) {
   bool is_array = false;
   int64_t offset;
   uint32_t count;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return type_error(env, "sealInto takes key, nonce, parts, out and offset");
-  if (!get_fixed(env, argv[0], KEY_LENGTH, &key)) return type_error(env, "key must be a Uint8Array of 32 bytes");
-  if (!get_fixed(env, argv[1], NONCE_LENGTH, &nonce)) return type_error(env, "nonce must be a Uint8Array of 12 bytes");
-  if (napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[2], &count) != napi_ok) return type_error(env, "parts must be an array");
-  if (!get_bytes(env, argv[3], &out)) return type_error(env, "out must be a Uint8Array");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return throw_type(env, "sealInto takes key, nonce, parts, out and offset");
+  if (!get_fixed(env, argv[0], KEY_LENGTH, &key)) return throw_type(env, "key must be a Uint8Array of 32 bytes");
+  if (!get_fixed(env, argv[1], NONCE_LENGTH, &nonce)) return throw_type(env, "nonce must be a Uint8Array of 12 bytes");
+  if (napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[2], &count) != napi_ok) return throw_type(env, "parts must be an array");
+  if (!get_bytes(env, argv[3], &out)) return throw_type(env, "out must be a Uint8Array");
   if (napi_get_value_int64(env, argv[4], &offset) != napi_ok || offset < 0 || (uint64_t)offset > out.length) return range_error(env, "offset must be within out");
   bytes_t parts[8];
   size_t total = 0;
   if (count > 8) return range_error(env, "at most 8 parts");
   for (uint32_t i = 0; i < count; i++) {
     napi_value part;
-    if (napi_get_element(env, argv[2], i, &part) != napi_ok || !get_bytes(env, part, &parts[i])) return type_error(env, "every part must be a Uint8Array");
+    if (napi_get_element(env, argv[2], i, &part) != napi_ok || !get_bytes(env, part, &parts[i])) return throw_type(env, "every part must be a Uint8Array");
     total += parts[i].length;
   }
   if (total + TAG_LENGTH > out.length - (size_t)offset) return range_error(env, "out has no room for the ciphertext and its tag");
   EVP_CIPHER_CTX *ctx = start(key.data, nonce.data, 1);
-  if (ctx == NULL) return type_error(env, "the cipher could not be set up");
+  if (ctx == NULL) return throw_type(env, "the cipher could not be set up");
   uint8_t *at = out.data + offset;
   size_t written = 0;
   bool ok = true;
@@ -108,7 +105,7 @@ static napi_value seal_into(napi_env env, napi_callback_info info) {
   written += (size_t)n;
   ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_LENGTH, at + written) == 1;
   EVP_CIPHER_CTX_free(ctx);
-  if (!ok) return type_error(env, "encryption failed");
+  if (!ok) return throw_type(env, "encryption failed");
   napi_create_double(env, (double)(written + TAG_LENGTH), &result);
   return result;
 }
@@ -122,15 +119,15 @@ static napi_value open_into(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5], result;
   bytes_t key, nonce, ciphertext, tag, out;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return type_error(env, "openInto takes key, nonce, ciphertext, tag and out");
-  if (!get_fixed(env, argv[0], KEY_LENGTH, &key)) return type_error(env, "key must be a Uint8Array of 32 bytes");
-  if (!get_fixed(env, argv[1], NONCE_LENGTH, &nonce)) return type_error(env, "nonce must be a Uint8Array of 12 bytes");
-  if (!get_bytes(env, argv[2], &ciphertext)) return type_error(env, "ciphertext must be a Uint8Array");
-  if (!get_fixed(env, argv[3], TAG_LENGTH, &tag)) return type_error(env, "tag must be a Uint8Array of 16 bytes");
-  if (!get_bytes(env, argv[4], &out)) return type_error(env, "out must be a Uint8Array");
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) return throw_type(env, "openInto takes key, nonce, ciphertext, tag and out");
+  if (!get_fixed(env, argv[0], KEY_LENGTH, &key)) return throw_type(env, "key must be a Uint8Array of 32 bytes");
+  if (!get_fixed(env, argv[1], NONCE_LENGTH, &nonce)) return throw_type(env, "nonce must be a Uint8Array of 12 bytes");
+  if (!get_bytes(env, argv[2], &ciphertext)) return throw_type(env, "ciphertext must be a Uint8Array");
+  if (!get_fixed(env, argv[3], TAG_LENGTH, &tag)) return throw_type(env, "tag must be a Uint8Array of 16 bytes");
+  if (!get_bytes(env, argv[4], &out)) return throw_type(env, "out must be a Uint8Array");
   if (out.length < ciphertext.length) return range_error(env, "out has no room for the plaintext");
   EVP_CIPHER_CTX *ctx = start(key.data, nonce.data, 0);
-  if (ctx == NULL) return type_error(env, "the cipher could not be set up");
+  if (ctx == NULL) return throw_type(env, "the cipher could not be set up");
   size_t written = 0;
   int n = 0;
   bool ok = update(ctx, out.data, ciphertext.data, ciphertext.length, &written) &&

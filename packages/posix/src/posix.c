@@ -65,7 +65,8 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
   return NULL;
 }
 
-static napi_value throw_type(napi_env env, const char *message) {
+/* Throws a TypeError (code ERR_INVALID_ARG_TYPE); returns NULL. Shared with aes-gcm.c. */
+napi_value throw_type(napi_env env, const char *message) {
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
   return NULL;
 }
