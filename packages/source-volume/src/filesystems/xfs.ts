@@ -87,8 +87,12 @@ function uint64(data: DataView, offset: number, what: string): number {
 }
 
 async function readAt(volume: VolumeReader, offset: number, length: number, what: string): Promise<Uint8Array> {
+  return readInto(volume, new Uint8Array(length), offset, what);
+}
+
+async function readInto(volume: VolumeReader, bytes: Uint8Array, offset: number, what: string): Promise<Uint8Array> {
+  const length = bytes.length;
   if (offset < 0 || offset + length > volume.size) fail(`the ${what} (bytes ${offset}..${offset + length}) lies past the end of the volume (${volume.size} bytes)`);
-  const bytes = new Uint8Array(length);
   await volume.read(bytes, offset, length);
   return bytes;
 }
@@ -187,9 +191,12 @@ function checkLogPlace(sb: Superblock): void {
 async function readLogCycles(volume: VolumeReader, offset: number, blocks: number): Promise<{ cycles: Uint32Array; headers: number[] }> {
   const cycles = new Uint32Array(blocks);
   const headers: number[] = [];
+  // One buffer for every piece: a new one each time left a 64 MiB log's worth of garbage on the
+  // main thread's malloc heap until a GC (peak RSS of an LVM+XFS backup 208 against 183 MB).
+  const piece = new Uint8Array(Math.min(LOG_CHUNK, blocks * BB));
   for (let first = 0; first < blocks; first += LOG_CHUNK / BB) {
     const count = Math.min(LOG_CHUNK / BB, blocks - first);
-    const chunk = view(await readAt(volume, offset + first * BB, count * BB, 'log'));
+    const chunk = view(await readInto(volume, piece.subarray(0, count * BB), offset + first * BB, 'log'));
     for (let i = 0; i < count; i++) {
       const word = chunk.getUint32(i * BB, false);
       // A record header starts with the magic and keeps its cycle in the next word; every other block starts with its cycle.
