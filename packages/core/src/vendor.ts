@@ -9,7 +9,7 @@
 import 'reflect-metadata';
 
 export { Container, ContainerModule, inject, injectable, multiInject, optional, type ContainerModuleLoadOptions, type ServiceIdentifier } from 'inversify';
-export { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+export { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 export { default as semver } from 'semver';
 export { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from 'tapable';
 export { default as yargs, type Argv, type ArgumentsCamelCase } from 'yargs';

@@ -4,6 +4,7 @@ import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest
 import { checkSchema, pruneSchema, scheduleSchema } from './schedule-schema.js';
 import { DURATION_PATTERN } from '../daemon/duration.js';
 import { DEFAULT_HOOK_TIMEOUT } from './hook-command.js';
+import { checkAgainstMetaSchema } from '../validation/precompiled.js';
 
 const secretRef = {
   description: 'Where the secret comes from; it never has to be written into the job file.',
@@ -225,7 +226,9 @@ export function createJobValidator(host: PluginHost, named?: NamedTypes): JobVal
   const schema = buildJobSchema(host, named);
   // verbose: errors carry the offending value. optimize: off, because the validator checks one
   // small file per run and compiling it is on every command's startup path (50 → 30 ms here).
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, code: { optimize: false } });
+  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, code: { optimize: false }, validateSchema: false });
+  // The plugins' settings schemas are checked as Ajv would, by a meta-schema validator the build compiled.
+  checkAgainstMetaSchema(ajv, schema);
   const validate: ValidateFunction = ajv.compile(schema);
   const owner = new Map<string, string>();
   for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {

@@ -1,4 +1,5 @@
-import { Ajv, type ErrorObject } from '../vendor.js';
+import type { ErrorObject, ValidateFunction } from '../vendor.js';
+import { compileValidator, type PrecompiledSchema } from '../validation/precompiled.js';
 
 /** The `cairn` section of a plugin's package.json. */
 export interface PluginManifest {
@@ -74,14 +75,22 @@ export const manifestSchema = {
   },
 } as const;
 
-let validateManifest: ReturnType<Ajv['compile']> | undefined;
+/**
+ * Unoptimised code compiles faster, and it validates a handful of small manifests per run. The
+ * schema is this file's own constant (its unit tests compile it checked), so it is not checked
+ * against the JSON Schema meta-schema on every start. The build compiles it ahead of time.
+ */
+export const MANIFEST_VALIDATOR: PrecompiledSchema = {
+  name: 'plugin-manifest',
+  schema: manifestSchema,
+  options: { allErrors: true, strict: false, validateSchema: false, code: { optimize: false } },
+};
+
+let validateManifest: ValidateFunction | undefined;
 
 /** Checks a manifest; returns readable problems (empty when valid). */
 export function manifestProblems(manifest: unknown): string[] {
-  // Unoptimised code compiles faster, and it validates a handful of small manifests per run.
-  // The schema is this file's own constant (its unit tests compile it checked), so it is not
-  // checked against the JSON Schema meta-schema on every start: compiling that cost 60 ms.
-  validateManifest ??= new Ajv({ allErrors: true, strict: false, validateSchema: false, code: { optimize: false } }).compile(manifestSchema);
+  validateManifest ??= compileValidator(MANIFEST_VALIDATOR);
   if (validateManifest(manifest)) return [];
   return (validateManifest.errors ?? []).map((e: ErrorObject) => `cairn${e.instancePath.replaceAll('/', '.')} ${e.message}`);
 }
