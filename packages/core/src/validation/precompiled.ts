@@ -47,8 +47,11 @@ export function draft07MetaSchema(): PrecompiledSchema {
   return {
     name: 'json-schema-draft-07',
     schema: requireFromCore('ajv/dist/refs/json-schema-draft-07.json'),
-    // As Ajv checks a schema handed to compile: every problem, unknown keywords allowed.
-    options: { allErrors: true, strict: false, validateSchema: false },
+    // As Ajv checks a schema handed to compile: every problem, unknown keywords allowed, formats
+    // (uri, regex: none is known without ajv-formats) not checked, as Ajv does not for its own
+    // meta-schema. Without `meta: false` the instance would hold its own copy of this schema
+    // under the same $id, and compiling this one (when no generated module fits) would fail.
+    options: { allErrors: true, strict: false, validateSchema: false, validateFormats: false, meta: false },
   };
 }
 
