@@ -49,37 +49,85 @@ async function readAt(volume: VolumeReader, offset: number, length: number, what
   return bytes;
 }
 
-/** Parses and checks the BIOS parameter block; every inconsistency is an InconsistentMetadataError. */
-export function parseFatBootSector(boot: Uint8Array, volumeSize: number): FatGeometry {
+/** The BIOS parameter block's fields, as stored. */
+interface BiosParameterBlock {
+  data: DataView;
+  bytesPerSector: number;
+  sectorsPerCluster: number;
+  reservedSectors: number;
+  fatCount: number;
+  rootEntries: number;
+  totalSectors16: number;
+  totalSectors32: number;
+  media: number;
+  sectorsPerFat16: number;
+  sectorsPerFat32: number;
+}
+
+/** The boot sector's signature and jump, and the fields that must hold whatever the FAT type. */
+function readBiosParameterBlock(boot: Uint8Array): BiosParameterBlock {
   if (boot.length < 512) fail(`the boot sector is truncated (${boot.length} bytes)`);
   const data = new DataView(boot.buffer, boot.byteOffset, boot.byteLength);
   if (boot[510] !== 0x55 || boot[511] !== 0xaa) fail('the boot sector has no 0x55AA signature');
   if (boot[0] !== 0xeb && boot[0] !== 0xe9) fail(`the boot sector does not start with a jump instruction (0x${boot[0]!.toString(16)})`);
-
-  const bytesPerSector = data.getUint16(11, true);
-  const sectorsPerCluster = boot[13]!;
-  const reservedSectors = data.getUint16(14, true);
-  const fatCount = boot[16]!;
-  const rootEntries = data.getUint16(17, true);
-  const totalSectors16 = data.getUint16(19, true);
-  const media = boot[21]!;
-  const sectorsPerFat16 = data.getUint16(22, true);
-  const totalSectors32 = data.getUint32(32, true);
-  const sectorsPerFat32 = data.getUint32(36, true);
-
+  const bpb: BiosParameterBlock = {
+    data,
+    bytesPerSector: data.getUint16(11, true),
+    sectorsPerCluster: boot[13]!,
+    reservedSectors: data.getUint16(14, true),
+    fatCount: boot[16]!,
+    rootEntries: data.getUint16(17, true),
+    totalSectors16: data.getUint16(19, true),
+    media: boot[21]!,
+    sectorsPerFat16: data.getUint16(22, true),
+    totalSectors32: data.getUint32(32, true),
+    sectorsPerFat32: data.getUint32(36, true),
+  };
+  const { bytesPerSector, sectorsPerCluster, media } = bpb;
   if (!isPowerOfTwo(bytesPerSector) || bytesPerSector < 512 || bytesPerSector > 4096) fail(`bytes per sector is ${bytesPerSector}, not 512, 1024, 2048 or 4096`);
   if (!isPowerOfTwo(sectorsPerCluster) || sectorsPerCluster > 128) fail(`sectors per cluster is ${sectorsPerCluster}, not a power of two up to 128`);
-  if (reservedSectors === 0) fail('the reserved sector count is 0');
-  if (fatCount === 0) fail('the number of FATs is 0');
+  if (bpb.reservedSectors === 0) fail('the reserved sector count is 0');
+  if (bpb.fatCount === 0) fail('the number of FATs is 0');
   if (media !== 0xf0 && media < 0xf8) fail(`the media descriptor 0x${media.toString(16)} is not valid`);
+  return bpb;
+}
 
+/** The total sector count, from whichever of the 16- and 32-bit fields is set (both: they must agree). */
+function totalSectorsOf({ totalSectors16, totalSectors32 }: BiosParameterBlock): number {
   const totalSectors = totalSectors16 !== 0 ? totalSectors16 : totalSectors32;
   if (totalSectors === 0) fail('the total sector count is 0');
   if (totalSectors16 !== 0 && totalSectors32 !== 0 && totalSectors16 !== totalSectors32) {
     fail(`the 16-bit (${totalSectors16}) and 32-bit (${totalSectors32}) total sector counts disagree`);
   }
+  return totalSectors;
+}
+
+/** Checks a FAT32 BPB's own fields; returns its root directory's first cluster. */
+function fat32RootCluster(bpb: BiosParameterBlock, type: FatType, clusterCount: number): number {
+  const { data, reservedSectors, rootEntries, totalSectors16 } = bpb;
+  if (type !== 'fat32') fail(`the BPB is a FAT32 one (16-bit FAT size 0) but the ${clusterCount} clusters make it ${type.toUpperCase()}`);
+  if (clusterCount > FAT32_MAX_CLUSTERS) fail(`${clusterCount} clusters exceed the FAT32 limit of ${FAT32_MAX_CLUSTERS}`);
+  if (rootEntries !== 0) fail(`FAT32 but the root entry count is ${rootEntries}, not 0`);
+  if (totalSectors16 !== 0) fail(`FAT32 but the 16-bit total sector count is ${totalSectors16}, not 0`);
+  if (data.getUint16(42, true) !== 0) fail(`FAT32 version ${data.getUint16(42, true).toString(16)} is not 0.0`);
+  const rootCluster = data.getUint32(44, true);
+  if (rootCluster < 2 || rootCluster > clusterCount + 1) fail(`the root directory cluster ${rootCluster} is outside clusters 2..${clusterCount + 1}`);
+  const fsInfo = data.getUint16(48, true);
+  const backupBoot = data.getUint16(50, true);
+  if (fsInfo !== 0 && fsInfo !== 0xffff && fsInfo >= reservedSectors) fail(`the FSInfo sector ${fsInfo} is outside the ${reservedSectors} reserved sectors`);
+  if (backupBoot !== 0 && backupBoot !== 0xffff && backupBoot >= reservedSectors) {
+    fail(`the backup boot sector ${backupBoot} is outside the ${reservedSectors} reserved sectors`);
+  }
+  return rootCluster;
+}
+
+/** Parses and checks the BIOS parameter block; every inconsistency is an InconsistentMetadataError. */
+export function parseFatBootSector(boot: Uint8Array, volumeSize: number): FatGeometry {
+  const bpb = readBiosParameterBlock(boot);
+  const { bytesPerSector, sectorsPerCluster, reservedSectors, fatCount, rootEntries, media, sectorsPerFat16 } = bpb;
+  const totalSectors = totalSectorsOf(bpb);
   const isFat32Bpb = sectorsPerFat16 === 0;
-  const sectorsPerFat = isFat32Bpb ? sectorsPerFat32 : sectorsPerFat16;
+  const sectorsPerFat = isFat32Bpb ? bpb.sectorsPerFat32 : sectorsPerFat16;
   if (sectorsPerFat === 0) fail('the FAT size is 0 sectors');
   const rootDirSectors = Math.ceil((rootEntries * 32) / bytesPerSector);
   const firstDataSector = reservedSectors + fatCount * sectorsPerFat + rootDirSectors;
@@ -89,49 +137,22 @@ export function parseFatBootSector(boot: Uint8Array, volumeSize: number): FatGeo
   const clusterCount = Math.floor((totalSectors - firstDataSector) / sectorsPerCluster);
   const type: FatType = clusterCount < FAT12_MAX_CLUSTERS ? 'fat12' : clusterCount < FAT16_MAX_CLUSTERS ? 'fat16' : 'fat32';
   if (clusterCount === 0) fail('the data region holds no cluster');
-
   let rootCluster = 0;
-  if (isFat32Bpb) {
-    if (type !== 'fat32') fail(`the BPB is a FAT32 one (16-bit FAT size 0) but the ${clusterCount} clusters make it ${type.toUpperCase()}`);
-    if (clusterCount > FAT32_MAX_CLUSTERS) fail(`${clusterCount} clusters exceed the FAT32 limit of ${FAT32_MAX_CLUSTERS}`);
-    if (rootEntries !== 0) fail(`FAT32 but the root entry count is ${rootEntries}, not 0`);
-    if (totalSectors16 !== 0) fail(`FAT32 but the 16-bit total sector count is ${totalSectors16}, not 0`);
-    if (data.getUint16(42, true) !== 0) fail(`FAT32 version ${data.getUint16(42, true).toString(16)} is not 0.0`);
-    rootCluster = data.getUint32(44, true);
-    if (rootCluster < 2 || rootCluster > clusterCount + 1) fail(`the root directory cluster ${rootCluster} is outside clusters 2..${clusterCount + 1}`);
-    const fsInfo = data.getUint16(48, true);
-    const backupBoot = data.getUint16(50, true);
-    if (fsInfo !== 0 && fsInfo !== 0xffff && fsInfo >= reservedSectors) fail(`the FSInfo sector ${fsInfo} is outside the ${reservedSectors} reserved sectors`);
-    if (backupBoot !== 0 && backupBoot !== 0xffff && backupBoot >= reservedSectors) {
-      fail(`the backup boot sector ${backupBoot} is outside the ${reservedSectors} reserved sectors`);
-    }
-  } else {
-    if (type === 'fat32') fail(`${clusterCount} clusters make it FAT32 but the BPB is a FAT12/16 one (16-bit FAT size ${sectorsPerFat16})`);
-    if (rootEntries === 0) fail(`${type.toUpperCase()} but the root entry count is 0`);
-  }
-
-  const entryBits = type === 'fat12' ? 12 : type === 'fat16' ? 16 : 32;
-  const fatBytesNeeded = Math.ceil(((clusterCount + 2) * entryBits) / 8);
-  if (fatBytesNeeded > sectorsPerFat * bytesPerSector) {
-    fail(`each FAT (${sectorsPerFat * bytesPerSector} bytes) is too small for ${clusterCount} ${type.toUpperCase()} clusters (${fatBytesNeeded} bytes)`);
-  }
+  if (isFat32Bpb) rootCluster = fat32RootCluster(bpb, type, clusterCount);
+  else if (type === 'fat32') fail(`${clusterCount} clusters make it FAT32 but the BPB is a FAT12/16 one (16-bit FAT size ${sectorsPerFat16})`);
+  else if (rootEntries === 0) fail(`${type.toUpperCase()} but the root entry count is 0`);
+  checkFatHoldsClusters(type, clusterCount, sectorsPerFat * bytesPerSector);
   if (totalSectors * bytesPerSector > volumeSize) {
     fail(`the filesystem (${totalSectors} sectors of ${bytesPerSector} bytes) is larger than the volume (${volumeSize} bytes)`);
   }
-  return {
-    type,
-    bytesPerSector,
-    sectorsPerCluster,
-    reservedSectors,
-    fatCount,
-    sectorsPerFat,
-    rootDirSectors,
-    totalSectors,
-    firstDataSector,
-    clusterCount,
-    media,
-    rootCluster,
-  };
+  return { type, bytesPerSector, sectorsPerCluster, reservedSectors, fatCount, sectorsPerFat, rootDirSectors, totalSectors, firstDataSector, clusterCount, media, rootCluster };
+}
+
+/** Each FAT must have room for an entry per cluster (and the two reserved entries). */
+function checkFatHoldsClusters(type: FatType, clusterCount: number, fatBytes: number): void {
+  const entryBits = type === 'fat12' ? 12 : type === 'fat16' ? 16 : 32;
+  const fatBytesNeeded = Math.ceil(((clusterCount + 2) * entryBits) / 8);
+  if (fatBytesNeeded > fatBytes) fail(`each FAT (${fatBytes} bytes) is too small for ${clusterCount} ${type.toUpperCase()} clusters (${fatBytesNeeded} bytes)`);
 }
 
 /**
