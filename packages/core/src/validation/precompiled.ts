@@ -55,8 +55,11 @@ export function draft07MetaSchema(): PrecompiledSchema {
   };
 }
 
+let metaSchemaValidator: ValidateFunction | undefined;
+
 /** Throws as Ajv's `compile` does for a schema that is not valid JSON Schema draft-07. */
 export function checkAgainstMetaSchema(ajv: Ajv, schema: object): void {
-  const validate = compileValidator(draft07MetaSchema());
+  // Once per process: the daemon and `validate` check a job schema per combination of types.
+  const validate = (metaSchemaValidator ??= compileValidator(draft07MetaSchema()));
   if (!validate(schema)) throw new Error(`schema is invalid: ${ajv.errorsText(validate.errors)}`);
 }
