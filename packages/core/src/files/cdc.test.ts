@@ -49,29 +49,36 @@ describe('FastCDC', () => {
     expect(streamed).toEqual(whole);
   });
 
-  it('boundary: the same chunks with data arriving in uneven pieces, undefined until the data decides', () => {
+  it.each([false, true])('boundary: the same chunks with data arriving in uneven pieces, undefined until the data decides (resuming: %s)', (resuming) => {
     const total = 24 * MiB;
     // Zeros in the middle: no boundary there, so chunks of max bytes are cut from them too.
     const mixed = Buffer.concat([data.subarray(0, 10 * MiB), Buffer.alloc(9 * MiB), data.subarray(19 * MiB, total)]);
     const whole = cdc.lengths(mixed);
-    const pieces = [1, 300 * 1024, 3 * MiB, 700 * 1024, 5 * MiB];
+    // Pieces of 1 and 31 bytes resume within the 32 bytes fed again.
+    const pieces = [1, 300 * 1024, 31, 3 * MiB, 700 * 1024, 1, 5 * MiB, 64 * 1024];
     const cut: number[] = [];
     let chunkStart = 0;
     let available = 0;
+    let scanned = 0;
     for (let piece = 0; ; piece++) {
       const final = available === total;
-      const length = cdc.boundary(mixed, chunkStart, available, final);
+      const length = cdc.boundary(mixed, chunkStart, available, final, resuming ? scanned : chunkStart);
       if (length === 0) break;
       if (length === undefined) {
         expect(final).toBe(false);
+        scanned = available;
         available = Math.min(total, available + pieces[piece % pieces.length]!);
         continue;
       }
       expect(chunkStart + length).toBeLessThanOrEqual(available);
       cut.push(length);
       chunkStart += length;
+      scanned = chunkStart;
     }
     expect(cut).toEqual(whole);
+    // Resuming just before a boundary still finds it: h there needs the bytes before the resume.
+    for (const [start, length] of chunkStarts(whole.slice(0, 6)))
+      for (const back of [1, 2, 16, 31, 32]) expect(cdc.boundary(mixed, start, start + length + 100, false, start + length - back)).toBe(length);
     expect(cdc.boundary(mixed, 0, DEFAULT_CDC.min, false)).toBeUndefined();
     expect(cdc.boundary(Buffer.alloc(8 * MiB), 0, 8 * MiB, false)).toBe(8 * MiB);
   });
@@ -104,3 +111,9 @@ describe('FastCDC', () => {
     expect(lengths.length).toBeGreaterThan(10);
   });
 });
+
+/** Each chunk's start and length, from the lengths in order. */
+function chunkStarts(lengths: number[]): Array<[number, number]> {
+  let at = 0;
+  return lengths.map((length) => [(at += length) - length, length]);
+}

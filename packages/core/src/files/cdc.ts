@@ -75,8 +75,12 @@ export class FastCdc {
    * `data[start…end)` decides it (a boundary in it, `max` bytes, or the end of the data when
    * `final`), undefined when it takes more data. A boundary found depends only on the bytes up to
    * it, so cutting as data arrives gives the same chunks as cutting it whole.
+   *
+   * `scanned` is where an earlier call for the same chunk stopped (its `end`, when it answered
+   * undefined): no byte before it ends the chunk, so only the 32 bytes before it are fed again
+   * (h depends on no others) and the search goes on from there instead of from `min`.
    */
-  boundary(data: Uint8Array, start: number, end: number, final: boolean): number | undefined {
+  boundary(data: Uint8Array, start: number, end: number, final: boolean, scanned = start): number | undefined {
     const { min, avg, max } = this.parameters;
     const available = end - start;
     if (available <= min) return final ? available : undefined;
@@ -84,7 +88,8 @@ export class FastCdc {
     const normal = Math.min(start + avg - 1, limit);
     const gear = this.#gear;
     let h = 0;
-    let i = start + min;
+    let i = Math.max(start + min, Math.min(scanned, limit) - 32);
+    for (const resume = Math.min(scanned, limit); i < resume; i++) h = ((h << 1) + gear[data[i]!]!) | 0;
     for (const mask = this.#maskS; i < normal; i++) {
       h = ((h << 1) + gear[data[i]!]!) | 0;
       if ((h & mask) === 0) return i + 1 - start;

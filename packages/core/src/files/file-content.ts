@@ -34,21 +34,24 @@ export interface FileRead extends ReadContent {
 
 /** Small-file slots: a file up to `min` bytes is one chunk, read straight into a slot. */
 const SMALL_SLOTS = 48;
-/** Large files cut at once: each has a window of `max` bytes that chunks are cut from. */
-const LARGE_FILES_AT_ONCE = 4;
+/** Large files cut at once: each holds a large slot while it reads the next chunk into it. */
+const LARGE_FILES_AT_ONCE = 2;
+/**
+ * Bytes read into a large slot at a time once it holds `min`: the bytes read past a cut (half
+ * of this on average) are copied to the next slot, and each step is a read call.
+ */
+const READ_STEP = 256 * 1024;
 
 /**
  * Reads file content, cuts it with FastCDC and stores every chunk the repository lacks
  * (hash, then compress and encrypt in its slot, then pack). Memory is bounded by the slots:
- * small files go straight into small slots; a large file is read into a window of `max`
- * bytes, and each chunk cut from it is copied to a large slot for the workers.
+ * small files go straight into small slots, large files into large slots a chunk at a time.
  */
 export class ContentStore {
   readonly stats: ContentStats = { bytesRead: 0, dataChunks: 0, newChunks: 0 };
   readonly #smallSlots: SlotPool;
   readonly #largeSlots: SlotPool;
-  readonly #windows: Semaphore;
-  readonly #spareWindows: Buffer[] = [];
+  readonly #largeFiles: Semaphore;
 
   constructor(
     private readonly pool: WorkerPool,
@@ -62,7 +65,10 @@ export class ContentStore {
     const { min, max } = cdc.parameters;
     this.#smallSlots = new SlotPool(SMALL_SLOTS, min + SEALED_CHUNK_OVERHEAD);
     this.#largeSlots = new SlotPool(largeSlots, max + SEALED_CHUNK_OVERHEAD);
-    this.#windows = new Semaphore(LARGE_FILES_AT_ONCE);
+    // A file cutting its next chunk holds a slot and takes another before handing it on: more
+    // files than slots at once could each hold one and wait for another forever.
+    if (largeSlots <= LARGE_FILES_AT_ONCE) throw new Error(`${largeSlots} large slots are too few for ${LARGE_FILES_AT_ONCE} files cut at once`);
+    this.#largeFiles = new Semaphore(LARGE_FILES_AT_ONCE);
   }
 
   /**
@@ -81,7 +87,7 @@ export class ContentStore {
         this.#smallSlots.release(slot);
       }
     }
-    return this.#windows.run(() => this.#withFile(source, path, async (file) => this.#readLarge(file, await sourceCall(() => file.dataRanges(size)), size)));
+    return this.#largeFiles.run(() => this.#withFile(source, path, async (file) => this.#readLarge(file, await sourceCall(() => file.dataRanges(size)), size)));
   }
 
   async #withFile(source: OpenedFileTree, path: Buffer, read: (file: OpenedFile) => Promise<ReadContent>): Promise<FileRead> {
@@ -111,7 +117,6 @@ export class ContentStore {
   }
 
   async #readLarge(file: OpenedFile, ranges: readonly Extent[], size: number): Promise<ReadContent> {
-    const window = this.#spareWindows.pop() ?? Buffer.allocUnsafe(this.cdc.parameters.max);
     const chunks: Array<Promise<ContentChunk | undefined>> = [];
     let readEnd = 0;
     let failure: unknown;
@@ -119,13 +124,12 @@ export class ContentStore {
       for (const range of ranges) {
         const end = Math.min(range.offset + range.length, size);
         if (range.offset >= end) continue;
-        readEnd = await this.#cutRange(file, window, range.offset, end, chunks);
+        readEnd = await this.#cutRange(file, range.offset, end, chunks);
         if (readEnd < end) break; // the file ended early (it shrank)
       }
     } catch (err) {
       failure = err;
     }
-    this.#spareWindows.push(window);
     // Chunks already on their way are stored even when reading failed: their slots must come back.
     const settled = await Promise.allSettled(chunks);
     for (const result of settled) if (result.status === 'rejected') throw result.reason;
@@ -136,38 +140,52 @@ export class ContentStore {
 
   /**
    * Cuts `[start, end)` of the file into chunks and starts storing each; resolves to where
-   * reading stopped. The window is refilled only when the bytes left in it do not decide the
-   * next chunk, so only that remainder moves to the window's start, not the whole window after
-   * every chunk (which copied seven times the data).
+   * reading stopped. The file is read straight into a large slot, a step at a time until the
+   * bytes in it decide the chunk; the bytes read past the cut start the next slot. (Reading into
+   * a window of `max` bytes and copying each chunk out of it cost a window per file and a copy
+   * of every byte.)
    */
-  async #cutRange(file: OpenedFile, window: Buffer, start: number, end: number, chunks: Array<Promise<ContentChunk | undefined>>): Promise<number> {
+  async #cutRange(file: OpenedFile, start: number, end: number, chunks: Array<Promise<ContentChunk | undefined>>): Promise<number> {
+    let slot = await this.#largeSlots.acquire();
     let position = start; // next byte to read
-    let chunkStart = start; // the file offset of window[begin]
-    let begin = 0;
+    let chunkStart = start; // the file offset of the slot's first byte
     let filled = 0;
+    let scanned = 0;
     let ended = false;
-    for (;;) {
-      const length = this.cdc.boundary(window, begin, filled, ended);
-      if (length === 0) return position;
-      if (length === undefined) {
-        window.copyWithin(0, begin, filled);
-        filled -= begin;
-        begin = 0;
-        const want = Math.min(window.length - filled, end - position);
-        const got = await readFully(file, window.subarray(filled, filled + want), position);
-        this.#counted(got);
-        position += got;
-        filled += got;
-        ended = got < want || position >= end;
-        continue;
+    try {
+      for (;;) {
+        const data = new Uint8Array(slot, 0, this.cdc.parameters.max);
+        const length = this.cdc.boundary(data, 0, filled, ended, scanned);
+        if (length === 0) return position;
+        if (length === undefined) {
+          scanned = filled;
+          const want = Math.min(this.#readStep(filled), end - position);
+          const got = await readFully(file, data.subarray(filled, filled + want), position);
+          this.#counted(got);
+          position += got;
+          filled += got;
+          ended = got < want || position >= end;
+          continue;
+        }
+        // The next slot is taken before this one is handed on: the bytes past the cut move into it.
+        const next = await this.#largeSlots.acquire();
+        new Uint8Array(next, 0, filled - length).set(data.subarray(length, filled));
+        const full = slot;
+        chunks.push(this.#store(full, length, chunkStart).finally(() => this.#largeSlots.release(full)));
+        slot = next;
+        chunkStart += length;
+        filled -= length;
+        scanned = 0;
       }
-      const slot = await this.#largeSlots.acquire();
-      new Uint8Array(slot, 0, length).set(window.subarray(begin, begin + length));
-      const offset = chunkStart;
-      chunks.push(this.#store(slot, length, offset).finally(() => this.#largeSlots.release(slot)));
-      begin += length;
-      chunkStart += length;
+    } finally {
+      this.#largeSlots.release(slot);
     }
+  }
+
+  /** How much to read into a slot holding `filled` bytes: up to `min` at once (no cut comes sooner), then READ_STEP at a time. */
+  #readStep(filled: number): number {
+    const { min, max } = this.cdc.parameters;
+    return Math.min(max - filled, filled < min ? min - filled + READ_STEP : READ_STEP);
   }
 
   /** Stores the chunk in the first `length` bytes of the slot unless the repository has it; undefined for zeros (a hole). */
