@@ -73,6 +73,7 @@ export interface MetadataFailure {
 interface Native {
   writeFileAndRename(temp: PathLike, path: PathLike, pieces: readonly Uint8Array[], offsets: readonly number[], size: number, metadata: NewFileMetadata): Promise<MetadataFailure[]>;
   readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead>;
+  readWholeMany(paths: readonly PathLike[], intos: readonly Uint8Array[]): Promise<Array<WholeRead | PosixError>>;
   statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
   listXattrs(path: PathLike): Xattr[];
   setXattr(path: PathLike, name: string, value: Buffer): void;
@@ -196,6 +197,15 @@ export function statChildren(folder: PathLike, names: readonly Buffer[]): Promis
  */
 export function readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead> {
   return native.readWhole(path, into);
+}
+
+/**
+ * readWhole for several files in one trip to the thread pool, one after the other there:
+ * `paths[i]` into `intos[i]`. Resolves to each file's WholeRead, or the error that file met
+ * (never rejects for one file's failure).
+ */
+export function readWholeMany(paths: readonly PathLike[], intos: readonly Uint8Array[]): Promise<Array<WholeRead | PosixError>> {
+  return native.readWholeMany(paths, intos);
 }
 
 /**

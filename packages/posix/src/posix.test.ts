@@ -4,7 +4,7 @@ import { createCipheriv, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -359,6 +359,29 @@ describe('readWhole', () => {
     await expect(readWhole(file('missing'), new Uint8Array(1))).rejects.toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open' });
     await expect(readWhole(dir, new Uint8Array(1))).rejects.toMatchObject({ code: 'EISDIR', syscall: 'read' });
     expect(() => readWhole(file('f'), new Uint16Array(1) as unknown as Uint8Array)).toThrow(TypeError);
+  });
+
+  it('readWholeMany: several files in one call, each with its result or its own error, as readWhole gives them', async () => {
+    writeFileSync(file('a'), 'first file');
+    writeFileSync(file('b'), 'second');
+    writeFileSync(file('empty'), '');
+    symlinkSync('a', file('link'));
+    const paths = [file('a'), Buffer.from(file('missing')), file('b'), file('link'), file('empty'), dir];
+    const shared = new SharedArrayBuffer(64);
+    const intos = [Buffer.alloc(5), new Uint8Array(1), new Uint8Array(shared, 0, 32), new Uint8Array(1), new Uint8Array(4), new Uint8Array(shared, 32, 8)];
+    const results = await readWholeMany(paths, intos);
+    expect(results).toHaveLength(6);
+    for (const k of [0, 2, 4]) expect(results[k]).toEqual(await readWhole(paths[k]!, new Uint8Array(intos[k]!.length)));
+    expect(results[0]).toMatchObject({ bytesRead: 5, size: 10 });
+    expect(Buffer.from(intos[0]!).toString()).toBe('first');
+    expect(Buffer.from(intos[2]!.subarray(0, 6)).toString()).toBe('second');
+    expect(results[1]).toMatchObject({ code: 'ENOENT', syscall: 'open', path: file('missing') });
+    expect(results[1]).toBeInstanceOf(Error);
+    expect(results[3]).toMatchObject({ code: 'ELOOP', syscall: 'open' });
+    expect(results[5]).toMatchObject({ code: 'EISDIR', syscall: 'read' });
+    expect(await readWholeMany([], [])).toEqual([]);
+    expect(() => readWholeMany([file('a')], [])).toThrow(TypeError);
+    expect(() => readWholeMany([file('a')], [new Uint16Array(1) as unknown as Uint8Array])).toThrow(TypeError);
   });
 });
 

@@ -4,6 +4,7 @@ import { describeSystemError, type FileMetadata, type FolderListing, type Listed
 import { MetadataReader } from './metadata.js';
 import { openForReading } from './opened-file.js';
 import { nameText, type CandidatePath } from './patterns.js';
+import { WholeReads } from './whole-reads.js';
 import type { Root, WalkOptions } from './settings.js';
 
 const CACHEDIR_TAG = Buffer.from('CACHEDIR.TAG');
@@ -26,6 +27,7 @@ export class FileTree implements OpenedFileTree {
   readonly path: string;
   readonly roots: readonly Buffer[];
   private readonly metadata: MetadataReader;
+  private readonly wholeReads: WholeReads;
 
   constructor(
     private readonly options: WalkOptions,
@@ -35,6 +37,7 @@ export class FileTree implements OpenedFileTree {
     this.roots = options.roots.map((root) => root.path);
     this.path = this.roots.map((root) => root.toString()).join(', ');
     this.metadata = new MetadataReader(posix);
+    this.wholeReads = new WholeReads((paths, intos) => posix.readWholeMany(paths, intos));
   }
 
   async stat(path: Buffer): Promise<FileMetadata> {
@@ -57,7 +60,7 @@ export class FileTree implements OpenedFileTree {
   }
 
   async readWhole(path: Buffer, into: Uint8Array): Promise<WholeFileRead> {
-    const { bytesRead, size, mtimeNs, ctimeNs } = await this.posix.readWhole(path, into);
+    const { bytesRead, size, mtimeNs, ctimeNs } = await this.wholeReads.read(path, into);
     return { bytesRead, after: { size, mtimeNs, ctimeNs } };
   }
 

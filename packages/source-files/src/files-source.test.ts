@@ -262,6 +262,21 @@ describe('open', () => {
     await expect(tree.readWhole!(Buffer.from(at('r/missing')), into)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('readWhole: reads asked for at once share trips to the thread pool, each answered with its own file or error', async () => {
+    const files = Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`r/f${i}`, `content of file ${i}`]));
+    await makeTree(files);
+    const tree = await openTree({ paths: ['r'] });
+    const names = [...Object.keys(files).slice(0, 10), 'r/missing', ...Object.keys(files).slice(10)];
+    const intos = names.map(() => new Uint8Array(new SharedArrayBuffer(32)));
+    const reads = await Promise.allSettled(names.map((name, i) => tree.readWhole!(Buffer.from(at(name)), intos[i]!)));
+    names.forEach((name, i) => {
+      if (name === 'r/missing') return expect(reads[i]).toMatchObject({ status: 'rejected', reason: { code: 'ENOENT', path: at(name) } });
+      const content = files[name]!;
+      expect(reads[i]).toMatchObject({ status: 'fulfilled', value: { bytesRead: content.length, after: { size: content.length } } });
+      expect(Buffer.from(intos[i]!.subarray(0, content.length)).toString()).toBe(content);
+    });
+  });
+
   it('does not change the access time (O_NOATIME), and refuses a symlink', async () => {
     await makeTree({ 'r/f': 'content' });
     const posix = await loadPosix();
