@@ -37,7 +37,7 @@ export class FileTree implements OpenedFileTree {
     this.roots = options.roots.map((root) => root.path);
     this.path = this.roots.map((root) => root.toString()).join(', ');
     this.metadata = new MetadataReader(posix);
-    this.wholeReads = new WholeReads((paths, intos) => posix.readWholeMany(paths, intos));
+    this.wholeReads = new WholeReads(posix);
   }
 
   async stat(path: Buffer): Promise<FileMetadata> {

@@ -4,7 +4,8 @@ import type { CodecRegistration, CodecSettings } from '../codec.js';
 import { SEAL_OVERHEAD, type BlobIdScheme, type StreamedDigestAlgorithm, type MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
-import type { ImageHashResult, ReplyFor, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { ImageHashResult, ReplyFor, SealedSmallChunk, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { TripBatcher } from './trips.js';
 import { memoryProfile, type MemoryProfile } from './memory-profile.js';
 import { allocateAligned, useHugePages } from './aligned-memory.js';
 
@@ -59,6 +60,9 @@ class PooledWorker {
   }
 }
 
+/** Small chunks hashed and sealed in one trip to a worker at most (a trip per small file woke a worker each time). */
+const SMALL_CHUNKS_PER_TRIP = 8;
+
 /**
  * Worker threads for hashing, compression and encryption, plus, for the whole-image digests
  * of repository formats up to 5, one dedicated worker that keeps that digest (one serial
@@ -71,6 +75,11 @@ export class WorkerPool implements IDisposable {
 
   /** How much the pipeline using this pool keeps in flight. */
   readonly memory: MemoryProfile;
+  /** Small chunks asked for in one turn of the event loop go to a worker together (see hashAndSeal). */
+  readonly #smallChunks = new TripBatcher<{ slot: SharedArrayBuffer; length: number }, SealedSmallChunk>(
+    SMALL_CHUNKS_PER_TRIP,
+    async (chunks) => (await this.#leastBusy().request({ op: 'hashAndSeal', chunks })).sealed,
+  );
 
   private constructor(size: number, env: NodeJS.ProcessEnv) {
     this.memory = memoryProfile(env, size);
@@ -132,8 +141,8 @@ export class WorkerPool implements IDisposable {
    * The slot then holds the blob, not the chunk.
    */
   async hashAndSeal(slot: SharedArrayBuffer, length: number): Promise<ChunkHash & { sealedLength?: number }> {
-    const reply = await this.#leastBusy().request({ op: 'hashAndSeal', slot, length });
-    return reply.zero ? { zero: true } : { zero: false, id: Buffer.from(reply.id), sealedLength: reply.sealedLength };
+    const sealed = await this.#smallChunks.call({ slot, length });
+    return sealed.zero ? { zero: true } : { zero: false, id: Buffer.from(sealed.id), sealedLength: sealed.sealedLength };
   }
 
   async sealBytes(data: Uint8Array): Promise<{ id: Buffer; sealed: Buffer }> {

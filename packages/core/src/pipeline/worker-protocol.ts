@@ -11,7 +11,7 @@ export type WorkerRequest =
   /** `chunkDigest`: also the chunk's plain BLAKE3, for a `blake3-chunks` image digest. */
   | { op: 'hash'; slot: SharedArrayBuffer; length: number; chunkDigest?: boolean }
   | { op: 'sealInSlot'; slot: SharedArrayBuffer; length: number }
-  | { op: 'hashAndSeal'; slot: SharedArrayBuffer; length: number }
+  | { op: 'hashAndSeal'; chunks: Array<{ slot: SharedArrayBuffer; length: number }> }
   | { op: 'sealBytes'; data: Uint8Array }
   | { op: 'open'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean }
   | { op: 'verify'; sealed: Uint8Array; rawLength: number; id: string }
@@ -22,6 +22,9 @@ export type WorkerRequest =
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
   | { op: 'imageDigest' };
+
+/** A small chunk hashed and sealed in its slot, or found all zeros. */
+export type SealedSmallChunk = { zero: true } | { zero: false; id: Uint8Array; sealedLength: number };
 
 export type WorkerOp = WorkerRequest['op'];
 
@@ -39,8 +42,7 @@ export type WorkerReply =
   | { ok: true; op: 'hash'; zero: true }
   | { ok: true; op: 'hash'; zero: false; id: Uint8Array; chunkDigest?: Uint8Array }
   | { ok: true; op: 'sealInSlot'; sealedLength: number }
-  | { ok: true; op: 'hashAndSeal'; zero: true }
-  | { ok: true; op: 'hashAndSeal'; zero: false; id: Uint8Array; sealedLength: number }
+  | { ok: true; op: 'hashAndSeal'; sealed: SealedSmallChunk[] }
   | { ok: true; op: 'sealBytes'; id: Uint8Array; sealed: Uint8Array }
   | { ok: true; op: 'open'; plain: Uint8Array }
   | { ok: true; op: 'verify' }

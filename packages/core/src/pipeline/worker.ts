@@ -4,7 +4,7 @@ import type { Codec, CodecModule } from '../codec.js';
 import { SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, useNativeCipher, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { MAX_CHUNK_SIZE } from '../repository/config.js';
 import { CODEC_NONE } from '../repository/format.js';
-import type { ImageHashResult, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { ImageHashResult, SealedSmallChunk, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { YoungGarbage } from './young-garbage.js';
 
 /*
@@ -185,6 +185,16 @@ function verifiedDigest(plain: Uint8Array, id: string, verifyId: boolean, withDi
   return digest;
 }
 
+/** A small chunk's id, and the chunk sealed in its slot (which then holds the blob). */
+function hashAndSeal(slot: SharedArrayBuffer, length: number): SealedSmallChunk {
+  const bytes = Buffer.from(slot, 0, length);
+  if (isAllZero(bytes)) return { zero: true };
+  const id = blobId(bytes);
+  const sealedLength = sealInSlot(slot, length);
+  garbage.dropped(sealedLength);
+  return { zero: false, id, sealedLength };
+}
+
 /** Answers one request; what a reply carries is transferred, except chunk bytes, which stay in their slot. */
 async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
   const done = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => ({ reply, transfer });
@@ -205,14 +215,8 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       garbage.dropped(sealedLength); // the cipher's output, a piece at a time
       return done({ ok: true, op: 'sealInSlot', sealedLength });
     }
-    case 'hashAndSeal': {
-      const bytes = Buffer.from(request.slot, 0, request.length);
-      if (isAllZero(bytes)) return done({ ok: true, op: 'hashAndSeal', zero: true });
-      const id = blobId(bytes);
-      const sealedLength = sealInSlot(request.slot, request.length);
-      garbage.dropped(sealedLength);
-      return done({ ok: true, op: 'hashAndSeal', zero: false, id, sealedLength });
-    }
+    case 'hashAndSeal':
+      return done({ ok: true, op: 'hashAndSeal', sealed: request.chunks.map(({ slot, length }) => hashAndSeal(slot, length)) });
     case 'sealBytes': {
       const plain = Buffer.from(request.data.buffer, request.data.byteOffset, request.data.byteLength);
       const sealed = sealPlain(plain);
