@@ -73,6 +73,7 @@ export interface MetadataFailure {
 interface Native {
   writeFileAndRename(temp: PathLike, path: PathLike, pieces: readonly Uint8Array[], offsets: readonly number[], size: number, metadata: NewFileMetadata): Promise<MetadataFailure[]>;
   readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead>;
+  writeFilesAndRename(files: readonly NewFile[]): Promise<Array<MetadataFailure[] | PosixError>>;
   readWholeMany(paths: readonly PathLike[], intos: readonly Uint8Array[]): Promise<Array<WholeRead | PosixError>>;
   statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
   listXattrs(path: PathLike): Xattr[];
@@ -219,4 +220,23 @@ export function readWholeMany(paths: readonly PathLike[], intos: readonly Uint8A
  */
 export function writeFileAndRename(temp: PathLike, path: PathLike, pieces: readonly Uint8Array[], offsets: readonly number[], size: number, metadata: NewFileMetadata): Promise<MetadataFailure[]> {
   return native.writeFileAndRename(temp, path, pieces, offsets, size, metadata);
+}
+
+/** One file for writeFilesAndRename: writeFileAndRename's arguments, named. */
+export interface NewFile {
+  temp: PathLike;
+  path: PathLike;
+  pieces: readonly Uint8Array[];
+  offsets: readonly number[];
+  size: number;
+  metadata: NewFileMetadata;
+}
+
+/**
+ * writeFileAndRename for several files in one trip to the thread pool, one after the other
+ * there. Resolves to each file's metadata failures, or the error that file met (never rejects
+ * for one file's failure).
+ */
+export function writeFilesAndRename(files: readonly NewFile[]): Promise<Array<MetadataFailure[] | PosixError>> {
+  return native.writeFilesAndRename(files);
 }

@@ -1098,21 +1098,104 @@ static int take_meta(napi_env env, napi_value meta, new_file_t *job) {
   return take_xattrs(env, xattrs, job);
 }
 
+/* A new file's job from its arguments; NULL with an exception pending on failure. */
+static new_file_t *take_new_file(napi_env env, napi_value temp, napi_value path, napi_value pieces, napi_value offsets, napi_value size_value, napi_value meta) {
+  int64_t size;
+  if (!get_bigint_or_number(env, size_value, &size) || size < 0) return throw_type(env, "size must be a number from 0"), NULL;
+  new_file_t *job = calloc(1, sizeof(new_file_t));
+  if (job == NULL) return throw_type(env, "out of memory"), NULL;
+  job->size = (off_t)size;
+  if (!get_path(env, temp, &job->temp) || !get_path(env, path, &job->path) || !take_pieces(env, pieces, offsets, job) || !take_meta(env, meta, job))
+    return free_new_file(env, job), NULL;
+  return job;
+}
+
 static napi_value write_file_and_rename(napi_env env, napi_callback_info info) {
   napi_value argv[6], promise, resource_name;
-  int64_t size;
   if (!get_args(env, info, 6, argv)) return NULL;
-  if (!get_bigint_or_number(env, argv[4], &size) || size < 0) return throw_type(env, "size must be a number from 0");
-  new_file_t *job = calloc(1, sizeof(new_file_t));
-  if (job == NULL) return throw_type(env, "out of memory");
-  job->size = (off_t)size;
-  if (!get_path(env, argv[0], &job->temp) || !get_path(env, argv[1], &job->path) || !take_pieces(env, argv[2], argv[3], job) || !take_meta(env, argv[5], job))
-    return free_new_file(env, job), NULL;
+  new_file_t *job = take_new_file(env, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5]);
+  if (job == NULL) return NULL;
   if (napi_create_promise(env, &job->deferred, &promise) != napi_ok ||
       napi_create_string_utf8(env, "cairn:writeFileAndRename", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_create_async_work(env, NULL, resource_name, new_file_execute, new_file_complete, job, &job->work) != napi_ok ||
       napi_queue_async_work(env, job->work) != napi_ok)
     return free_new_file(env, job), NULL;
+  return promise;
+}
+
+/*
+ * Several files in one trip, one after the other on the pool thread: a trip per small file
+ * woke a pool thread each time (see readWholeMany).
+ */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  new_file_t **files;
+  uint32_t count;
+} new_files_t;
+
+static void free_new_files(napi_env env, new_files_t *batch) {
+  for (uint32_t i = 0; i < batch->count; i++) free_new_file(env, batch->files[i]);
+  free(batch->files);
+  free(batch);
+}
+
+static void new_files_execute(napi_env env, void *data) {
+  new_files_t *batch = data;
+  for (uint32_t i = 0; i < batch->count; i++) new_file_execute(env, batch->files[i]);
+}
+
+static napi_value new_files_result(napi_env env, new_files_t *batch) {
+  napi_value results;
+  CHECK(napi_create_array_with_length(env, batch->count, &results));
+  for (uint32_t i = 0; i < batch->count; i++) {
+    new_file_t *job = batch->files[i];
+    napi_value value = job->err != 0 ? errno_value(env, job->err, job->syscall, &job->path) : new_file_failures(env, job);
+    if (value == NULL) return NULL;
+    CHECK(napi_set_element(env, results, i, value));
+  }
+  return results;
+}
+
+static void new_files_complete(napi_env env, napi_status status, void *data) {
+  new_files_t *batch = data;
+  napi_value value = status == napi_ok ? new_files_result(env, batch) : NULL;
+  settle_job(env, batch->deferred, 0, NULL, NULL, value, "writeFilesAndRename");
+  napi_delete_async_work(env, batch->work);
+  free_new_files(env, batch);
+}
+
+/* files[i]: { temp, path, pieces, offsets, size, metadata }, as writeFileAndRename takes them. */
+static int take_new_files(napi_env env, napi_value files, new_files_t *batch) {
+  static const char *const NAMES[6] = {"temp", "path", "pieces", "offsets", "size", "metadata"};
+  uint32_t count;
+  bool is_array = false;
+  napi_is_array(env, files, &is_array);
+  if (!is_array || napi_get_array_length(env, files, &count) != napi_ok) return throw_type(env, "files must be an array"), 0;
+  if ((batch->files = calloc(count ? count : 1, sizeof(new_file_t *))) == NULL) return throw_type(env, "out of memory"), 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value file, fields[6];
+    if (napi_get_element(env, files, i, &file) != napi_ok) return 0;
+    for (int k = 0; k < 6; k++)
+      if (napi_get_named_property(env, file, NAMES[k], &fields[k]) != napi_ok) return 0;
+    new_file_t *job = take_new_file(env, fields[0], fields[1], fields[2], fields[3], fields[4], fields[5]);
+    if (job == NULL) return 0;
+    batch->files[batch->count++] = job;
+  }
+  return 1;
+}
+
+static napi_value write_files_and_rename(napi_env env, napi_callback_info info) {
+  napi_value argv[1], promise, resource_name;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  new_files_t *batch = calloc(1, sizeof(new_files_t));
+  if (batch == NULL) return throw_type(env, "out of memory");
+  if (!take_new_files(env, argv[0], batch)) return free_new_files(env, batch), NULL;
+  if (napi_create_promise(env, &batch->deferred, &promise) != napi_ok ||
+      napi_create_string_utf8(env, "cairn:writeFilesAndRename", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
+      napi_create_async_work(env, NULL, resource_name, new_files_execute, new_files_complete, batch, &batch->work) != napi_ok ||
+      napi_queue_async_work(env, batch->work) != napi_ok)
+    return free_new_files(env, batch), NULL;
   return promise;
 }
 
@@ -1134,6 +1217,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWhole", NULL, read_whole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWholeMany", NULL, read_whole_many, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeFilesAndRename", NULL, write_files_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFileAndRename", NULL, write_file_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));

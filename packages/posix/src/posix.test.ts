@@ -4,7 +4,7 @@ import { createCipheriv, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, setTimes, setXattr, statChildren, userName, writeFileAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -434,5 +434,30 @@ describe('writeFileAndRename', () => {
     expect(readdirSync(dir).sort()).toEqual(['.taken', 'folder']);
     await expect(writeFileAndRename(file('missing/.tmp'), file('missing/f'), [], [], 0, { mode: 0o600, ...times, xattrs: [] })).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
     expect(() => writeFileAndRename(file('.tmp'), file('g'), [Buffer.from('x')], [], 1, { mode: 0o600, ...times, xattrs: [] })).toThrow(TypeError);
+  });
+
+  it('writeFilesAndRename: several files in one call, each with its own failures or error, as writeFileAndRename gives them', async () => {
+    writeFileSync(file('.taken'), 'old');
+    const metadata = { mode: 0o640, ...times, xattrs: [] };
+    const results = await writeFilesAndRename([
+      { temp: file('.t1'), path: file('a'), pieces: [Buffer.from('first')], offsets: [0], size: 5, metadata },
+      { temp: file('.taken'), path: file('b'), pieces: [Buffer.from('second')], offsets: [0], size: 6, metadata },
+      { temp: Buffer.from(file('.t3')), path: file('c'), pieces: [new Uint8Array(new SharedArrayBuffer(4)).fill(0x43)], offsets: [1 << 20], size: 2 << 20, metadata },
+      { temp: file('.t4'), path: file('d'), pieces: [Buffer.from('x')], offsets: [0], size: 1, metadata: { ...metadata, xattrs: [{ name: 'bogus.name', value: Buffer.from('v') }] } },
+    ]);
+    expect(results[0]).toEqual([]);
+    expect(results[1]).toMatchObject({ code: 'EEXIST', syscall: 'open', path: file('b') });
+    expect(results[1]).toBeInstanceOf(Error);
+    expect(results[2]).toEqual([]);
+    expect(results[3]).toEqual([{ what: 'xattr', name: 'bogus.name', error: expect.objectContaining({ code: 'ENOTSUP', syscall: 'fsetxattr', path: file('d') }) }]);
+    expect(readdirSync(dir).sort()).toEqual(['.taken', 'a', 'c', 'd']);
+    expect(readFileSync(file('a'), 'utf8')).toBe('first');
+    expect(readFileSync(file('.taken'), 'utf8')).toBe('old');
+    const c = lstatSync(file('c'), { bigint: true });
+    expect({ size: c.size, mode: c.mode & 0o7777n, mtimeNs: c.mtimeNs }).toEqual({ size: 2n << 20n, mode: 0o640n, mtimeNs: times.mtimeNs });
+    expect(readFileSync(file('c')).subarray(1 << 20, (1 << 20) + 4).toString()).toBe('CCCC');
+    expect(await writeFilesAndRename([])).toEqual([]);
+    expect(() => writeFilesAndRename([{ temp: file('.t5'), path: file('e'), pieces: [Buffer.from('x')], offsets: [], size: 1, metadata }])).toThrow(TypeError);
+    expect(readdirSync(dir)).not.toContain('e');
   });
 });

@@ -5,7 +5,8 @@ import { TEMP_PREFIX, tempName, tempWriterIsGone } from '../temp-names.js';
 import type { FileSnapshotManifest } from '../repository/snapshot.js';
 import type { Progress } from '../pipeline/progress.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
-import type { MetadataFailure, Posix } from './posix.js';
+import type { MetadataFailure, NewFile, Posix } from './posix.js';
+import { TripBatcher } from '../pipeline/trips.js';
 import { displayName, type ContentChunk, type TreeEntry } from './tree.js';
 import type { TreeReader } from './tree-reader.js';
 import type { BlobStream } from './content-reader.js';
@@ -91,6 +92,8 @@ const ENTRIES_IN_FLIGHT = 32;
 const SMALL_FILE = 2 * 1024 * 1024;
 /** Chunk writes of a large file in flight at once. */
 const WRITES_PER_FILE = 4;
+/** Small files written in one trip to the thread pool at most (see TripBatcher). */
+const SMALL_FILES_PER_TRIP = 8;
 
 /** What a MetadataFailure of writeFileAndRename could not set, in #setMetadata's words. */
 const FAILED_METADATA: Record<MetadataFailure['what'], (name?: string) => string> = {
@@ -123,11 +126,13 @@ export class FileTreeRestore {
   /** Folders skipped (their destination is not a folder): what is below them is skipped too. */
   readonly #skippedFolders = new Set<string>();
   readonly #counts: FileRestoreCounts = { entries: 0, restored: 0, unchanged: 0, skipped: 0, bytesWritten: 0, warnings: 0 };
+  readonly #smallFiles: TripBatcher<NewFile, MetadataFailure[]>;
 
   constructor(input: FileRestoreInput) {
     this.#input = input;
     this.#overwrite = input.options.overwrite ?? 'if-changed';
     this.#verifier = new EntryVerifier(input.pool, input.posix, input.manifest.chunker.max, this.#owners);
+    this.#smallFiles = new TripBatcher<NewFile, MetadataFailure[]>(SMALL_FILES_PER_TRIP, (files) => input.posix.writeFilesAndRename(files));
   }
 
   async run(): Promise<{ counts: FileRestoreCounts; verified?: VerifyReport }> {
@@ -354,15 +359,16 @@ export class FileTreeRestore {
   }
 
   /**
-   * A small file in one trip to the thread pool (posix.writeFileAndRename): made at a temporary
-   * name, written, given its metadata and renamed, as #atTempName and #writeFile do in several.
+   * A small file in one trip to the thread pool, with others (posix.writeFilesAndRename): made at
+   * a temporary name, written, given its metadata and renamed, as #atTempName and #writeFile do in
+   * several.
    */
   async #writeSmallFile(dest: Buffer, entry: TreeEntry, blobs: readonly ArenaPiece[]): Promise<void> {
     const temp = joinBytes(parentOf(dest), Buffer.from(tempName()));
     const chunks = entry.content!;
     const owner = this.#owners ? { uid: entry.uid, gid: entry.gid } : {};
     const metadata = { mode: entry.mode, ...owner, atimeNs: entry.atimeNs, mtimeNs: entry.mtimeNs, xattrs: entry.xattrs ?? [] };
-    const failures = await this.#input.posix.writeFileAndRename(temp, dest, blobs.map((blob) => blob.bytes), chunks.map((chunk) => chunk.offset), entry.size, metadata);
+    const failures = await this.#smallFiles.call({ temp, path: dest, pieces: blobs.map((blob) => blob.bytes), offsets: chunks.map((chunk) => chunk.offset), size: entry.size, metadata });
     for (const failure of failures) this.#warn(`${displayName(dest)}: cannot set ${FAILED_METADATA[failure.what](failure.name)}: ${failure.error.message}`);
     this.#wrote(contentBytes(entry));
     this.#passHoles(entry);

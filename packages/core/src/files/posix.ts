@@ -5,6 +5,7 @@
  */
 export type Posix = typeof import('@cairn/posix');
 export type MetadataFailure = import('@cairn/posix').MetadataFailure;
+export type NewFile = import('@cairn/posix').NewFile;
 
 let loading: Promise<Posix> | undefined;
 
