@@ -4,7 +4,7 @@ import type { CodecRegistration, CodecSettings } from '../codec.js';
 import { SEAL_OVERHEAD, type BlobIdScheme, type StreamedDigestAlgorithm, type MasterKey } from '../crypto/crypto.js';
 import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
-import type { ImageHashResult, ReplyFor, SealedSmallChunk, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { ImageHashResult, ReplyFor, SealedSmallChunk, SharedBlob, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { TripBatcher } from './trips.js';
 import { memoryProfile, type MemoryProfile } from './memory-profile.js';
 import { allocateAligned, useHugePages } from './aligned-memory.js';
@@ -62,6 +62,8 @@ class PooledWorker {
 
 /** Small chunks hashed and sealed in one trip to a worker at most (a trip per small file woke a worker each time). */
 const SMALL_CHUNKS_PER_TRIP = 8;
+/** Blobs opened in one trip to a worker at most (a trip per small file's blob woke a worker each time). */
+const SHARED_BLOBS_PER_TRIP = 8;
 
 /**
  * Worker threads for hashing, compression and encryption, plus, for the whole-image digests
@@ -75,6 +77,10 @@ export class WorkerPool implements IDisposable {
 
   /** How much the pipeline using this pool keeps in flight. */
   readonly memory: MemoryProfile;
+  /** Blobs asked for in one turn of the event loop are opened by a worker together (see openShared). */
+  readonly #sharedBlobs = new TripBatcher<SharedBlob, void>(SHARED_BLOBS_PER_TRIP, async (blobs) =>
+    (await this.#leastBusy().request({ op: 'openShared', blobs })).failures.map((failure) => failure && errorOf(failure)),
+  );
   /** Small chunks asked for in one turn of the event loop go to a worker together (see hashAndSeal). */
   readonly #smallChunks = new TripBatcher<{ slot: SharedArrayBuffer; length: number }, SealedSmallChunk>(
     SMALL_CHUNKS_PER_TRIP,
@@ -193,7 +199,7 @@ export class WorkerPool implements IDisposable {
    */
   async openShared(sealed: Uint8Array, into: Uint8Array, id: string): Promise<void> {
     if (!(sealed.buffer instanceof SharedArrayBuffer) || !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('openShared takes views of shared memory');
-    await this.#leastBusy().request({ op: 'openShared', sealed, into, id });
+    await this.#sharedBlobs.call({ sealed, into, id });
   }
 
   /** Starts a new image digest, discarding whatever an earlier, failed run fed in. */

@@ -17,7 +17,7 @@ export type WorkerRequest =
   | { op: 'verify'; sealed: Uint8Array; rawLength: number; id: string }
   | { op: 'openInto'; sealed: Uint8Array; rawLength: number; id: string; verifyId: boolean; into: SharedArrayBuffer; chunkDigest?: boolean }
   | { op: 'openInSlot'; slot: SharedArrayBuffer; sealedLength: number; rawLength: number; id: string; verifyId: boolean; chunkDigest?: boolean }
-  | { op: 'openShared'; sealed: Uint8Array; into: Uint8Array; id: string }
+  | { op: 'openShared'; blobs: SharedBlob[] }
   | { op: 'imageReset'; algorithm: StreamedDigestAlgorithm }
   | { op: 'imageUpdate'; slot: SharedArrayBuffer; length: number; offset: number }
   | { op: 'imageZeros'; length: number; offset: number }
@@ -25,6 +25,13 @@ export type WorkerRequest =
 
 /** A small chunk hashed and sealed in its slot, or found all zeros. */
 export type SealedSmallChunk = { zero: true } | { zero: false; id: Uint8Array; sealedLength: number };
+
+/** A sealed blob and where its plaintext goes, both views of shared memory, and the id it is checked against. */
+export interface SharedBlob {
+  sealed: Uint8Array;
+  into: Uint8Array;
+  id: string;
+}
 
 export type WorkerOp = WorkerRequest['op'];
 
@@ -38,7 +45,7 @@ export type WorkerReply =
   | { ok: true; op: 'init' | 'imageReset' | 'imageUpdate' | 'imageZeros' }
   | { ok: true; op: 'openInto'; chunkDigest?: Uint8Array }
   | { ok: true; op: 'openInSlot'; chunkDigest?: Uint8Array }
-  | { ok: true; op: 'openShared' }
+  | { ok: true; op: 'openShared'; failures: Array<WorkerFailure | undefined> }
   | { ok: true; op: 'hash'; zero: true }
   | { ok: true; op: 'hash'; zero: false; id: Uint8Array; chunkDigest?: Uint8Array }
   | { ok: true; op: 'sealInSlot'; sealedLength: number }

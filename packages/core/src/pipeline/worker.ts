@@ -4,7 +4,7 @@ import type { Codec, CodecModule } from '../codec.js';
 import { SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, useNativeCipher, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { MAX_CHUNK_SIZE } from '../repository/config.js';
 import { CODEC_NONE } from '../repository/format.js';
-import type { ImageHashResult, SealedSmallChunk, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import type { ImageHashResult, SealedSmallChunk, SharedBlob, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { YoungGarbage } from './young-garbage.js';
 
 /*
@@ -195,6 +195,17 @@ function hashAndSeal(slot: SharedArrayBuffer, length: number): SealedSmallChunk 
   return { zero: false, id, sealedLength };
 }
 
+/** Opens a blob in shared memory into its plaintext's place (views of shared memory both); undefined, or why it failed. */
+function openShared({ sealed, into, id }: SharedBlob): WorkerFailure | undefined {
+  try {
+    openBlob(sealed, into.length, id, true, into);
+    garbage.dropped(sealed.length); // the cipher's output, a piece at a time
+    return undefined;
+  } catch (err) {
+    return failureOf(err);
+  }
+}
+
 /** Answers one request; what a reply carries is transferred, except chunk bytes, which stay in their slot. */
 async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; transfer: ArrayBuffer[] }> {
   const done = (reply: WorkerReply, transfer: ArrayBuffer[] = []) => ({ reply, transfer });
@@ -236,12 +247,8 @@ async function handle(request: WorkerRequest): Promise<{ reply: WorkerReply; tra
       garbage.dropped(request.sealedLength); // the cipher's output, a piece at a time
       return done({ ok: true, op: 'openInSlot', ...(digest && { chunkDigest: digest }) });
     }
-    case 'openShared': {
-      // Both are views of shared memory: the blob is read and its plaintext written in place.
-      openBlob(request.sealed, request.into.length, request.id, true, request.into);
-      garbage.dropped(request.sealed.length); // the cipher's output, a piece at a time
-      return done({ ok: true, op: 'openShared' });
-    }
+    case 'openShared':
+      return done({ ok: true, op: 'openShared', failures: request.blobs.map(openShared) });
     case 'verify': {
       // A tree can be larger than any chunk: that one gets a buffer of its own, not a larger spare.
       openBlob(request.sealed, request.rawLength, request.id, true, request.rawLength <= MAX_CHUNK_SIZE ? spare(request.rawLength) : undefined);
