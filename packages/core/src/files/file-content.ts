@@ -167,12 +167,7 @@ export class ContentStore {
           ended = got < want || position >= end;
           continue;
         }
-        // The next slot is taken before this one is handed on: the bytes past the cut move into it.
-        const next = await this.#largeSlots.acquire();
-        new Uint8Array(next, 0, filled - length).set(data.subarray(length, filled));
-        const full = slot;
-        chunks.push(this.#store(full, length, chunkStart).finally(() => this.#largeSlots.release(full)));
-        slot = next;
+        slot = await this.#handOn(slot, length, filled, chunkStart, chunks);
         chunkStart += length;
         filled -= length;
         scanned = 0;
@@ -180,6 +175,18 @@ export class ContentStore {
     } finally {
       this.#largeSlots.release(slot);
     }
+  }
+
+  /**
+   * Starts storing the slot's first `length` bytes, the chunk at `offset`, and resolves to the
+   * next slot, which starts with the bytes read past the cut. That slot is taken before this one
+   * is handed on (the bytes past the cut move into it).
+   */
+  async #handOn(slot: SharedArrayBuffer, length: number, filled: number, offset: number, chunks: Array<Promise<ContentChunk | undefined>>): Promise<SharedArrayBuffer> {
+    const next = await this.#largeSlots.acquire();
+    new Uint8Array(next, 0, filled - length).set(new Uint8Array(slot, length, filled - length));
+    chunks.push(this.#store(slot, length, offset).finally(() => this.#largeSlots.release(slot)));
+    return next;
   }
 
   /** How much to read into a slot holding `filled` bytes: up to `min` at once (no cut comes sooner), then READ_STEP at a time. */
