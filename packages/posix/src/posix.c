@@ -1202,6 +1202,7 @@ static napi_value write_files_and_rename(napi_env env, napi_callback_info info) 
 /* ---- module ---------------------------------------------------------------------------- */
 
 napi_status define_aes_gcm(napi_env env, napi_value exports); /* aes-gcm.c */
+napi_value scrypt_derive(napi_env env, napi_callback_info info); /* scrypt.c */
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
@@ -1219,6 +1220,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"readWholeMany", NULL, read_whole_many, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFilesAndRename", NULL, write_files_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFileAndRename", NULL, write_file_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"scrypt", NULL, scrypt_derive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
   CHECK(define_aes_gcm(env, exports));

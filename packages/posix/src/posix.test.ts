@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes, scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -220,6 +220,36 @@ describe('AES-256-GCM into buffers', () => {
     expect(thrown(() => aesGcmSealInto(key, nonce.subarray(1), parts, out, 0))).toBeInstanceOf(TypeError);
     expect(thrown(() => aesGcmSealInto(key, nonce, parts, out, 0))).toBeInstanceOf(RangeError);
     expect(thrown(() => aesGcmOpenInto(key, nonce, message, Buffer.alloc(16), new Uint8Array(10)))).toBeInstanceOf(RangeError);
+  });
+});
+
+describe('scrypt', () => {
+  it('gives RFC 7914 test vector 1', async () => {
+    const key = await scrypt(Buffer.alloc(0), Buffer.alloc(0), 16, 1, 1, 64);
+    expect(key.toString('hex')).toBe('77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906');
+  });
+
+  it.each([
+    [2, 1, 1, 1],
+    [1024, 8, 16, 64],
+    [256, 3, 5, 100],
+    [2 ** 15, 8, 1, 32],
+  ])('derives the key Node derives, N=%i r=%i p=%i, %i bytes', async (N, r, p, keyLength) => {
+    const password = randomBytes(17);
+    const salt = new Uint8Array(new SharedArrayBuffer(32));
+    salt.set(randomBytes(32));
+    const expected = scryptSync(password, salt, keyLength, { N, r, p, maxmem: 2 ** 31 });
+    expect((await scrypt(password, salt, N, r, p, keyLength)).equals(expected)).toBe(true);
+  });
+
+  it('tells which parameters it takes, and refuses the others', () => {
+    expect(scryptSupported(2 ** 15, 8, 1)).toBe(true);
+    for (const [N, r, p] of [[3, 8, 1], [1, 8, 1], [2 ** 21, 8, 1], [2 ** 16, 1, 1], [1024, 0, 1], [1024, 8, 65], [1024, 8.5, 1]] as const) {
+      expect(scryptSupported(N, r, p), `${N} ${r} ${p}`).toBe(false);
+      expect(() => scrypt(Buffer.from('pw'), Buffer.from('salt'), N, r, p, 32), `${N} ${r} ${p}`).toThrow(TypeError);
+    }
+    expect(() => scrypt(Buffer.from('pw'), Buffer.from('salt'), 1024, 8, 1, 0)).toThrow(/keyLength/);
+    expect(() => scrypt('pw' as unknown as Buffer, Buffer.from('salt'), 1024, 8, 1, 32)).toThrow(/Uint8Array/);
   });
 });
 

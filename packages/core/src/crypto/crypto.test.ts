@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AuthenticationError, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, newMasterKey, open, openInto, seal, sealInto, useNativeCipher, cipherInUse } from './crypto.js';
+import { AuthenticationError, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, nodeScrypt, newMasterKey, open, openInto, seal, sealInto, useNativeCipher, cipherInUse } from './crypto.js';
 
 describe('crypto', () => {
   const key = newMasterKey();
@@ -154,5 +154,15 @@ describe('crypto', () => {
     expect((await deriveKey('correct horse', salt, params)).equals(a)).toBe(true);
     expect((await deriveKey('correct horsf', salt, params)).equals(a)).toBe(false);
     expect((await deriveKey('correct horse', Buffer.alloc(32, 2), params)).equals(a)).toBe(false);
+  });
+
+  it.each([
+    ['the default parameters (the addon derives)', { N: 2 ** 15, r: 8, p: 1 }],
+    ['parameters the addon does not take (Node derives)', { N: 16, r: 1, p: 65 }],
+  ])('derives the key Node derives with %s', async (_, params) => {
+    const salt = randomBytes(32);
+    // Normalized to NFC first: the decomposed and composed forms are one password.
+    const key = await deriveKey('cafe\u0301 ☕', salt, params);
+    expect(key.equals(await nodeScrypt('café ☕', salt, params))).toBe(true);
   });
 });
