@@ -76,7 +76,6 @@ interface Native {
   writeFilesAndRename(files: readonly NewFile[]): Promise<Array<MetadataFailure[] | PosixError>>;
   readWholeMany(paths: readonly PathLike[], intos: readonly Uint8Array[]): Promise<Array<WholeRead | PosixError>>;
   statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
-  listChildren(folder: PathLike): Promise<ChildrenStats & { names: Buffer[] }>;
   listXattrs(path: PathLike): Xattr[];
   setXattr(path: PathLike, name: string, value: Buffer): void;
   setTimes(path: PathLike, atimeNs: bigint, mtimeNs: bigint): void;
@@ -209,16 +208,6 @@ export function groupName(gid: number): string | undefined {
  */
 export function statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats> {
   return native.statChildren(folder, names);
-}
-
-/**
- * statChildren of every entry of `folder` (but `.` and `..`), which are read in the same trip
- * (readdir): one trip to the thread pool per folder instead of two, and no Dirent objects.
- * `names` are sorted by their bytes, as fs.readdir returns them. Rejects when the folder cannot
- * be opened (syscall 'open') or read ('scandir').
- */
-export function listChildren(folder: PathLike): Promise<ChildrenStats & { names: Buffer[] }> {
-  return native.listChildren(folder);
 }
 
 /**

@@ -8,7 +8,6 @@
 #include <node_api.h>
 #include <uv.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -413,9 +412,7 @@ typedef struct {
   c_path folder;
   child_t *children;
   size_t count;
-  bool listed;         /* the children are the folder's entries, read in the same trip */
-  int err;             /* opening (or reading) the folder failed */
-  const char *syscall; /* of err */
+  int err;             /* opening the folder failed */
 } stat_batch_t;
 
 static int64_t ns_of(struct timespec ts) {
@@ -497,62 +494,15 @@ static void stat_child(const stat_batch_t *batch, int dirfd, child_t *child) {
   if (!S_ISSOCK(child->st.st_mode) && (child->err = read_xattrs(batch, child)) != 0) child->syscall = "llistxattr";
 }
 
-static int compare_children(const void *a, const void *b) {
-  return strcmp(((const child_t *)a)->name, ((const child_t *)b)->name);
-}
-
-/* The folder's entries but . and .., sorted by name (bytes) as fs.readdir sorts them; 0 or an errno. */
-static int read_entries(stat_batch_t *batch, int dirfd) {
-  int copy = dup(dirfd);
-  DIR *dir = copy < 0 ? NULL : fdopendir(copy);
-  if (dir == NULL) {
-    int err = errno;
-    if (copy >= 0) close(copy);
-    return err;
-  }
-  size_t room = 0;
-  int err = 0;
-  for (;;) {
-    errno = 0;
-    struct dirent *entry = readdir(dir);
-    if (entry == NULL) {
-      err = errno; /* 0 at the end of the folder */
-      break;
-    }
-    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
-    if (batch->count == room) {
-      room = room ? 2 * room : 64;
-      child_t *grown = realloc(batch->children, room * sizeof(child_t));
-      if (grown == NULL) {
-        err = ENOMEM;
-        break;
-      }
-      batch->children = grown;
-    }
-    size_t length = strlen(entry->d_name);
-    char *name = malloc(length + 1);
-    if (name == NULL) {
-      err = ENOMEM;
-      break;
-    }
-    memcpy(name, entry->d_name, length + 1);
-    batch->children[batch->count++] = (child_t){.name = name, .name_length = length};
-  }
-  closedir(dir);
-  if (err == 0 && batch->count > 1) qsort(batch->children, batch->count, sizeof(child_t), compare_children);
-  return err;
-}
-
 static void stat_batch_execute(napi_env env, void *data) {
   stat_batch_t *batch = data;
   /* O_NOFOLLOW: a folder replaced by a symlink since it was listed is refused, not followed */
   int dirfd = open(batch->folder.bytes, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dirfd < 0) {
-    batch->err = errno, batch->syscall = "open";
+    batch->err = errno;
     return;
   }
-  if (batch->listed && (batch->err = read_entries(batch, dirfd)) != 0) batch->syscall = "scandir";
-  for (size_t i = 0; batch->err == 0 && i < batch->count; i++) stat_child(batch, dirfd, &batch->children[i]);
+  for (size_t i = 0; i < batch->count; i++) stat_child(batch, dirfd, &batch->children[i]);
   close(dirfd);
 }
 
@@ -725,23 +675,13 @@ static napi_value batch_result(napi_env env, stat_batch_t *batch) {
   }
   CHECK(napi_create_typedarray(env, napi_bigint64_array, batch->count * STAT_FIELDS, buffer, 0, &stats));
   CHECK(napi_set_named_property(env, result, "stats", stats));
-  if (batch->listed) {
-    napi_value names, name;
-    void *copy;
-    CHECK(napi_create_array_with_length(env, batch->count, &names));
-    for (size_t i = 0; i < batch->count; i++) {
-      CHECK(napi_create_buffer_copy(env, batch->children[i].name_length, batch->children[i].name, &copy, &name));
-      CHECK(napi_set_element(env, names, (uint32_t)i, name));
-    }
-    CHECK(napi_set_named_property(env, result, "names", names));
-  }
   return child_errors_and_extras(env, batch, result);
 }
 
 static void stat_batch_complete(napi_env env, napi_status status, void *data) {
   stat_batch_t *batch = data;
   napi_value value = batch->err == 0 && status == napi_ok ? batch_result(env, batch) : NULL;
-  settle_job(env, batch->deferred, batch->err, batch->syscall, &batch->folder, value, batch->listed ? "listChildren" : "statChildren");
+  settle_job(env, batch->deferred, batch->err, "open", &batch->folder, value, "statChildren");
   napi_delete_async_work(env, batch->work);
   free_batch(batch);
 }
@@ -775,21 +715,6 @@ static napi_value stat_children(napi_env env, napi_callback_info info) {
   if (!take_names(env, argv[1], batch)) return free_batch(batch), NULL;
   CHECK(napi_create_promise(env, &batch->deferred, &promise));
   CHECK(napi_create_string_utf8(env, "cairn:statChildren", NAPI_AUTO_LENGTH, &resource_name));
-  CHECK(napi_create_async_work(env, NULL, resource_name, stat_batch_execute, stat_batch_complete, batch, &batch->work));
-  CHECK(napi_queue_async_work(env, batch->work));
-  return promise;
-}
-
-/* statChildren of all the folder's entries, read (readdir) in the same trip. */
-static napi_value list_children(napi_env env, napi_callback_info info) {
-  napi_value argv[1], promise, resource_name;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  stat_batch_t *batch = calloc(1, sizeof(stat_batch_t));
-  if (batch == NULL) return throw_type(env, "out of memory");
-  batch->listed = true;
-  if (!get_path(env, argv[0], &batch->folder)) return free(batch), NULL;
-  CHECK(napi_create_promise(env, &batch->deferred, &promise));
-  CHECK(napi_create_string_utf8(env, "cairn:listChildren", NAPI_AUTO_LENGTH, &resource_name));
   CHECK(napi_create_async_work(env, NULL, resource_name, stat_batch_execute, stat_batch_complete, batch, &batch->work));
   CHECK(napi_queue_async_work(env, batch->work));
   return promise;
@@ -1291,7 +1216,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"listChildren", NULL, list_children, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWhole", NULL, read_whole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWholeMany", NULL, read_whole_many, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFilesAndRename", NULL, write_files_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},

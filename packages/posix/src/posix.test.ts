@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, readlinkSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createCipheriv, randomBytes, scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, listChildren, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -356,36 +356,6 @@ describe('statChildren', () => {
     await expect(statChildren(file('link'), names)).rejects.toMatchObject({ code: 'ENOTDIR' }); // not followed (O_NOFOLLOW with O_DIRECTORY)
     expect(() => statChildren(dir, [Buffer.from('a/b')])).toThrow(/must not contain \//);
     expect(await statChildren(dir, [])).toMatchObject({ targets: [], xattrs: [], errors: [] });
-  });
-});
-
-describe('listChildren', () => {
-  it('gives every entry with what statChildren gives for it, names sorted as fs.readdir sorts them', async () => {
-    for (let i = 0; i < 300; i++) writeFileSync(file(`n${i}`), String(i));
-    mkdirSync(file('sub'));
-    symlinkSync('n1', file('link'));
-    sh('setfattr', '-n', 'user.a', '-v', '1', file('n7'));
-    const odd = Buffer.from([0x6f, 0xff]);
-    writeFileSync(Buffer.concat([Buffer.from(dir + '/'), odd]), '');
-    readlinkSync(file('link')); // reading a link sets its atime once (relatime): not between the two calls below
-    const listed = await listChildren(dir);
-    const expectedNames = readdirSync(dir, { encoding: 'buffer' });
-    expect(listed.names).toEqual(expectedNames);
-    const { names: _, ...stats } = listed;
-    expect(stats).toEqual(await statChildren(dir, expectedNames));
-    expect(listed.targets[expectedNames.findIndex((name) => name.equals(Buffer.from('link')))]).toEqual(Buffer.from('n1'));
-  });
-
-  it('lists an empty folder, and rejects a folder it cannot open or read', async () => {
-    mkdirSync(file('empty'));
-    expect(await listChildren(file('empty'))).toMatchObject({ names: [], targets: [], xattrs: [], errors: [] });
-    expect((await listChildren(file('empty'))).stats.length).toBe(0);
-    await expect(listChildren(file('missing'))).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open', path: file('missing') });
-    writeFileSync(file('f'), 'x');
-    await expect(listChildren(file('f'))).rejects.toMatchObject({ code: 'ENOTDIR' });
-    symlinkSync(file('empty'), file('link'));
-    await expect(listChildren(file('link'))).rejects.toMatchObject({ code: 'ENOTDIR' }); // not followed
-    expect(() => listChildren(42 as unknown as string)).toThrow(TypeError);
   });
 });
 

@@ -1,7 +1,7 @@
 import type { Dirent } from 'node:fs';
 import { lstat, open, readdir } from 'node:fs/promises';
 import { describeSystemError, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type Posix, type WholeFileRead } from '@cairn/core';
-import { MetadataReader, type ChildrenStats } from './metadata.js';
+import { MetadataReader } from './metadata.js';
 import { openForReading } from './opened-file.js';
 import { nameText, type CandidatePath } from './patterns.js';
 import { WholeReads } from './whole-reads.js';
@@ -48,11 +48,6 @@ export class FileTree implements OpenedFileTree {
     const root = this.rootOf(path);
     // With oneFileSystem a mount point below a root is kept, empty.
     if (this.options.oneFileSystem && root !== undefined && folder.device !== root.device) return { entries: [], problems: [] };
-    // Nothing to leave out by name: the folder is read and its children stat'ed in one trip.
-    if (this.options.excludes.isEmpty && !this.options.excludeCaches) {
-      const found = await this.posix.listChildren(path);
-      return this.listing(found.names, found);
-    }
     let children = (await readdir(path, { encoding: 'buffer', withFileTypes: true })) as BufferDirent[];
     if (this.options.excludeCaches && (await isCacheFolder(path, children))) children = children.filter((c) => c.name.equals(CACHEDIR_TAG));
     const context = folderContext(path, root);
@@ -87,17 +82,12 @@ export class FileTree implements OpenedFileTree {
     return this.options.excludes.excludes(candidate, child.isDirectory());
   }
 
-  /** lstat, link targets and xattrs of the children, in one trip to the thread pool. */
+  /** lstat, link targets and xattrs of the children, in one trip to the thread pool; vanished ones are left out. */
   private async statChildren(folder: Buffer, children: readonly BufferDirent[]): Promise<FolderListing> {
-    const names = children.map((child) => child.name);
-    return this.listing(names, await this.posix.statChildren(folder, names));
-  }
-
-  /** The entries and problems of the children `names`, as `found` describes them; vanished ones are left out. */
-  private listing(names: readonly Buffer[], found: ChildrenStats): FolderListing {
     const entries: ListedEntry[] = [];
     const problems: ListingProblem[] = [];
-    names.forEach((name, i) => {
+    const found = await this.posix.statChildren(folder, children.map((child) => child.name));
+    children.forEach(({ name }, i) => {
       const error = found.errors[i];
       if (error?.code === 'ENOENT') return; // removed since the folder was read
       if (error !== undefined) return void problems.push({ name, kind: 'unreadable', reason: describeSystemError(error) });
