@@ -30,6 +30,22 @@ describe('ChunkDigests (the blake3-chunks image digest)', () => {
     expect(() => digests.hex()).toThrow(/lacks chunk 2/);
   });
 
+  it('takes long runs of one digest given ahead of a missing chunk, and more lines than one update holds', () => {
+    // As a backup of a large disk: data chunks, then unused ones (one shared digest) while the last data chunk is hashed.
+    const data = Array.from({ length: 5 }, () => blake3(randomBytes(100)));
+    const zero = zeroChunkDigest(4096);
+    const count = 5 + 3000 + 2 + 1500;
+    const digestOf = (i: number) => (i < 5 ? data[i]! : i === 3005 ? data[0]! : i === 3006 ? data[1]! : zero);
+    const naive = blake3(Buffer.from(Array.from({ length: count }, (_, i) => Buffer.from(digestOf(i)).toString('hex') + '\n').join(''))).toString('hex');
+    const digests = new ChunkDigests(0, count);
+    for (const i of [0, 1, 2, 3]) digests.set(i, digestOf(i));
+    for (let i = 5; i < count; i++) if (i !== 3006) digests.set(i, digestOf(i));
+    expect(() => digests.set(2000, zero)).toThrow(/given twice/); // inside a run held early
+    digests.set(4, digestOf(4));
+    digests.set(3006, digestOf(3006));
+    expect(digests.hex()).toBe(naive);
+  });
+
   it('covers a window of chunks [first, end)', () => {
     const digests = new ChunkDigests(5, 7);
     digests.set(6, blake3(chunks[1]!));

@@ -1,4 +1,4 @@
-import { ChunkKind, type ChunkRecord } from '../repository/format.js';
+import { ChunkKind, UNUSED_CHUNK, ZERO_CHUNK, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex } from '../repository/repository.js';
 import type { ChunkHash } from './worker-pool.js';
 
@@ -27,14 +27,14 @@ export class ChunkLedger {
   }
 
   recordUnused(i: number): void {
-    this.records[i] = { kind: ChunkKind.unused };
+    this.records[i] = UNUSED_CHUNK;
     this.stats.unusedChunks++;
   }
 
   /** Records what chunk `i` holds; returns its blob id when it has data that is not stored yet. */
   record(i: number, hash: ChunkHash): Buffer | undefined {
     if (hash.zero) {
-      this.records[i] = { kind: ChunkKind.zero };
+      this.records[i] = ZERO_CHUNK;
       this.stats.zeroChunks++;
       return undefined;
     }

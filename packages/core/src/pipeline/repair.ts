@@ -1,6 +1,6 @@
 import { DamageError } from '../errors.js';
 import type { ByteRange } from '../target.js';
-import { BlobType, CHUNKS_PER_MAP, ChunkKind, Keys, encodeChunkMap, encodeIndex, type ChunkRecord, type IndexedPack } from '../repository/format.js';
+import { BlobType, CHUNKS_PER_MAP, Keys, ZERO_CHUNK, encodeChunkMap, encodeIndex, type ChunkRecord, type IndexedPack } from '../repository/format.js';
 import { forEachConcurrently, type BlobIndex, type BlobLocation, type DamagedObject, type Repository, type SnapshotSummary } from '../repository/repository.js';
 import { readPackHeader } from '../repository/pack-header.js';
 import { PACKS_PER_INDEX_FILE } from '../repository/orphan-packs.js';
@@ -233,7 +233,7 @@ async function rewriteVolumes(input: RepairSnapshotsInput, plans: readonly Repai
   const manifests: SnapshotManifest[] = [];
   for (const { summary, chunks } of plans) {
     const repaired = await loadChunkRecords(repository, index, pool, summary.manifest);
-    for (const i of chunks) repaired[i] = { kind: ChunkKind.zero };
+    for (const i of chunks) repaired[i] = ZERO_CHUNK;
     const chunkMaps: string[] = [];
     for (let first = 0; first < repaired.length; first += CHUNKS_PER_MAP) {
       const plain = encodeChunkMap(repaired.slice(first, first + CHUNKS_PER_MAP));
