@@ -136,9 +136,10 @@ class RestoreSession {
   readonly #slots: SlotPool;
   readonly #slotSize: number;
   readonly #zeros: Uint8Array | undefined;
-  /** Per chunk: resolves when it is ready to be written: decoded into `#slotOf[i]`, or nothing to fetch. */
+  /** Per chunk: resolves when it is ready to be written: decoded into its slot (`#slotOf`), or nothing to fetch. */
   readonly #decoded: Array<Promise<void>>;
-  readonly #slotOf: Array<SharedArrayBuffer | undefined>;
+  /** The slots of the chunks fetched and not yet written, by chunk (a Map: they are few, the chunks of a large disk many). */
+  readonly #slotOf = new Map<number, SharedArrayBuffer>();
   /** Chunks that could not be read (with ignoreDamage), and why: written as zeros. */
   readonly #lost = new Map<number, LostReason>();
   /** Delta restore: chunks the destination holds already; hashed for the image digest, not written. */
@@ -147,7 +148,7 @@ class RestoreSession {
   readonly #zeroUnused: boolean;
   /** A `blake3-chunks` digest being checked: each data chunk's own BLAKE3, from where it was decoded or compared. */
   readonly #chunkDigests: ChunkDigests | undefined;
-  readonly #digestOf: Array<Buffer | undefined>;
+  readonly #digestOf = new Map<number, Buffer>();
   #bytesWritten = 0;
   #bytesFetched = 0;
   #bytesUnchanged = 0;
@@ -176,9 +177,7 @@ class RestoreSession {
     this.#zeros = destination.needsZeros ? new Uint8Array(allocateAligned(this.#chunkSize), 0, this.#chunkSize) : undefined;
     this.#zeroUnused = input.zeroUnused === true || destination.kind === 'file';
     this.#decoded = new Array(records.length);
-    this.#slotOf = new Array(records.length);
     this.#chunkDigests = this.#hashImage && manifest.imageDigest.algorithm === 'blake3-chunks' ? new ChunkDigests(this.#firstChunk, this.#lastChunk) : undefined;
-    this.#digestOf = new Array(this.#chunkDigests ? records.length : 0);
   }
 
   /** Whether the image digest is streamed through the pool's image hasher (format versions up to 5). */
@@ -251,9 +250,9 @@ class RestoreSession {
       const groupSlots: SharedArrayBuffer[] = [];
       for (const chunk of item.chunks) {
         // A delta restore's chunk keeps the slot it was compared in.
-        const slot = this.#slotOf[chunk.index] ?? (await this.#slotUnlessStopped());
+        const slot = this.#slotOf.get(chunk.index) ?? (await this.#slotUnlessStopped());
         if (!slot) break;
-        this.#slotOf[chunk.index] = slot;
+        this.#slotOf.set(chunk.index, slot);
         groupSlots.push(slot);
       }
       if (groupSlots.length < item.chunks.length) break;
@@ -300,8 +299,8 @@ class RestoreSession {
       this.#bytesUnchanged += this.#spanOf(index).end - this.#spanOf(index).start;
       return { index, kind: 'unchanged' };
     }
-    const slot = this.#slotOf[index];
-    this.#slotOf[index] = undefined;
+    const slot = this.#slotOf.get(index);
+    this.#slotOf.delete(index);
     if (slot) this.#slots.release(slot);
     return { index, kind: kind === ChunkKind.data ? 'lost' : kind };
   }
@@ -338,13 +337,13 @@ class RestoreSession {
     const whole = start === chunkStart && end === Math.min(chunkStart + this.#chunkSize, this.#input.manifest.size);
     const slot = await this.#slotUnlessStopped();
     if (!slot) throw this.#failure ?? new Error('internal error: the restore stopped writing before comparing every chunk');
-    if (record.kind === ChunkKind.data) this.#slotOf[i] = slot;
+    if (record.kind === ChunkKind.data) this.#slotOf.set(i, slot);
     try {
       if (!whole) return false;
       await this.#input.destination.read!(new Uint8Array(slot, 0, end - start), start - this.#from);
       const hash = await this.#input.pool.hash(slot, end - start, this.#chunkDigests !== undefined);
       const same = record.kind === ChunkKind.data ? !hash.zero && hash.id.equals(record.id!) : hash.zero;
-      if (same && !hash.zero && this.#chunkDigests) this.#digestOf[i] = hash.chunkDigest;
+      if (same && !hash.zero && this.#chunkDigests) this.#digestOf.set(i, hash.chunkDigest!);
       return same;
     } finally {
       if (record.kind !== ChunkKind.data) this.#slots.release(slot);
@@ -369,7 +368,7 @@ class RestoreSession {
     const inPlace = group.chunks.every((chunk) => chunk.location.length <= this.#slotSize);
     const opened = inPlace ? this.#openedInSlots(group, slots) : this.#openedFromRead(group, slots);
     group.chunks.forEach((chunk, k) => {
-      const decoded = opened[k]!.then((digest) => void (this.#chunkDigests && (this.#digestOf[chunk.index] = digest))).catch((err: unknown) => this.#chunkFailed(chunk, slots[k]!, err));
+      const decoded = opened[k]!.then((digest) => void (this.#chunkDigests && digest && this.#digestOf.set(chunk.index, digest))).catch((err: unknown) => this.#chunkFailed(chunk, slots[k]!, err));
       decoded.catch(() => undefined);
       this.#decoded[chunk.index] = decoded;
     });
@@ -424,7 +423,7 @@ class RestoreSession {
       // The pack is the object named with the message: the message need not name it again.
       const object = Keys.pack(chunk.location.pack);
       this.#lost.set(chunk.index, { object, message: aboutObject(object, err.message) });
-      this.#slotOf[chunk.index] = undefined;
+      this.#slotOf.delete(chunk.index);
       this.#slots.release(slot);
       return;
     }
@@ -465,12 +464,12 @@ class RestoreSession {
     for (let i = this.#firstChunk; i < this.#lastChunk; i++) {
       await this.#whenDecoded(i);
       const { start, end } = this.#spanOf(i);
-      const slot = this.#slotOf[i];
-      this.#slotOf[i] = undefined;
+      const slot = this.#slotOf.get(i);
+      this.#slotOf.delete(i);
       // Lost data is written as a zero chunk would be.
       const kind = this.#lost.has(i) ? ChunkKind.zero : this.#records[i]!.kind;
-      this.#chunkDigests?.set(i, slot ? this.#digestOf[i]! : zeroChunkDigest(end - start));
-      this.#digestOf[i] = undefined;
+      this.#chunkDigests?.set(i, slot ? this.#digestOf.get(i)! : zeroChunkDigest(end - start));
+      this.#digestOf.delete(i);
       if (slot) await this.#writeChunk(slot, i, start, end);
       else await this.#writeHole(kind, i, start, end);
       this.#input.progress.advance(end - start);
