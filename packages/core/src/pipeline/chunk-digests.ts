@@ -1,6 +1,17 @@
 import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { blake3OfZeros } from '../crypto/crypto.js';
 
+/** Bytes of one line: 64 hex digits and a newline. */
+const LINE = 65;
+/** Lines hashed in one update: one native call per 64 KiB, not one per chunk. */
+const LINES_PER_UPDATE = 1024;
+
+/** Consecutive chunks given the same digest object, from the first (the key it is filed under) to `end`. */
+interface Run {
+  digest: Uint8Array;
+  end: number;
+}
+
 /**
  * The `blake3-chunks` image digest (format version 6): BLAKE3 over one line per chunk of the
  * image, in order, each the lowercase hex BLAKE3 of the chunk's bytes (the last chunk may be
@@ -13,17 +24,6 @@ import { blake3OfZeros } from '../crypto/crypto.js';
  * with the disk. Digests may arrive in any order; they are folded in in image order, so only
  * those ahead of a missing one are held.
  */
-/** Bytes of one line: 64 hex digits and a newline. */
-const LINE = 65;
-/** Lines hashed in one update: one native call per 64 KiB, not one per chunk. */
-const LINES_PER_UPDATE = 1024;
-
-/** Consecutive chunks given the same digest object, from the first (the key it is filed under) to `end`. */
-interface Run {
-  digest: Uint8Array;
-  end: number;
-}
-
 export class ChunkDigests {
   readonly #hasher = new Blake3Hasher();
   /**
