@@ -8,6 +8,7 @@
  * reach); the mixing below follows the RFC. The bytes are the same as Node's (tests compare).
  */
 #include <node_api.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,8 +112,9 @@ static bool derive(scrypt_job_t *job) {
     ok = ok && pbkdf2(job->password, job->password_length, b, block * job->p, job->key, job->key_length);
   }
   if (v != MAP_FAILED) munmap(v, v_mapped + HUGE_PAGE);
-  if (b != NULL) memset(b, 0, block * job->p);
-  if (x != NULL) memset(x, 0, 2 * block);
+  /* OPENSSL_cleanse: a memset before free may be optimised away. */
+  if (b != NULL) OPENSSL_cleanse(b, block * job->p);
+  if (x != NULL) OPENSSL_cleanse(x, 2 * block);
   free(b);
   free(x);
   return ok;
@@ -124,8 +126,8 @@ static void scrypt_execute(napi_env env, void *data) {
 }
 
 static void free_job(scrypt_job_t *job) {
-  if (job->password != NULL) memset(job->password, 0, job->password_length);
-  if (job->key != NULL) memset(job->key, 0, job->key_length);
+  if (job->password != NULL) OPENSSL_cleanse(job->password, job->password_length);
+  if (job->key != NULL) OPENSSL_cleanse(job->key, job->key_length);
   free(job->password);
   free(job->salt);
   free(job->key);
