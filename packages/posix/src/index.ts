@@ -86,6 +86,7 @@ interface Native {
   aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, parts: Uint8Array[], out: Uint8Array, offset: number): number;
   aesGcmOpenInto(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
   scrypt(password: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, keyLength: number): Promise<Buffer>;
+  gearCut(gear: Int32Array | Uint32Array, data: Uint8Array, warm: number, from: number, normal: number, limit: number, maskSmall: number, maskLarge: number): number;
   userName(uid: number): string | undefined;
   groupName(gid: number): string | undefined;
 }
@@ -180,6 +181,17 @@ export function aesGcmOpenInto(key: Uint8Array, nonce: Uint8Array, ciphertext: U
  */
 export function scrypt(password: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, keyLength: number): Promise<Buffer> {
   return native.scrypt(password, salt, N, r, p, keyLength);
+}
+
+/**
+ * The inner loop of FastCDC's gear hash (h = (h << 1) + gear[byte], 32 bits, from 0), which
+ * core's files/cdc.ts defines: feeds `data[warm, from)`, then returns the position just past the
+ * first byte of `[from, normal)` after which `h & maskSmall` is 0, or of `[normal, limit)` after
+ * which `h & maskLarge` is 0; -1 when there is none. `gear` holds 256 entries; the masks may be
+ * given as signed 32-bit integers. Synchronous (about 3 GB/s: one chunk's bytes per call).
+ */
+export function gearCut(gear: Int32Array | Uint32Array, data: Uint8Array, warm: number, from: number, normal: number, limit: number, maskSmall: number, maskLarge: number): number {
+  return native.gearCut(gear, data, warm, from, normal, limit, maskSmall, maskLarge);
 }
 
 /** Whether `scrypt` derives with these parameters. */

@@ -1203,6 +1203,7 @@ static napi_value write_files_and_rename(napi_env env, napi_callback_info info) 
 
 napi_status define_aes_gcm(napi_env env, napi_value exports); /* aes-gcm.c */
 napi_value scrypt_derive(napi_env env, napi_callback_info info); /* scrypt.c */
+napi_value gear_cut(napi_env env, napi_callback_info info); /* gear-cut.c */
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
@@ -1221,6 +1222,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"writeFilesAndRename", NULL, write_files_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFileAndRename", NULL, write_file_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},
       {"scrypt", NULL, scrypt_derive, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"gearCut", NULL, gear_cut, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties));
   CHECK(define_aes_gcm(env, exports));

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createCipheriv, randomBytes, scryptSync } from 'node:crypto';
+import { createCipheriv, randomBytes, randomInt, scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -250,6 +250,47 @@ describe('scrypt', () => {
     }
     expect(() => scrypt(Buffer.from('pw'), Buffer.from('salt'), 1024, 8, 1, 0)).toThrow(/keyLength/);
     expect(() => scrypt('pw' as unknown as Buffer, Buffer.from('salt'), 1024, 8, 1, 32)).toThrow(/Uint8Array/);
+  });
+});
+
+describe('gearCut', () => {
+  /** The loop as core's files/cdc.ts writes it in JavaScript. */
+  function reference(gear: Int32Array, data: Uint8Array, warm: number, from: number, normal: number, limit: number, maskSmall: number, maskLarge: number): number {
+    let h = 0;
+    let i = warm;
+    for (; i < from; i++) h = ((h << 1) + gear[data[i]!]!) | 0;
+    for (; i < normal; i++) if (((h = ((h << 1) + gear[data[i]!]!) | 0) & maskSmall) === 0) return i + 1;
+    for (; i < limit; i++) if (((h = ((h << 1) + gear[data[i]!]!) | 0) & maskLarge) === 0) return i + 1;
+    return -1;
+  }
+  const gear = new Int32Array(randomBytes(1024).buffer);
+  const data = new Uint8Array(new SharedArrayBuffer(1 << 20));
+  data.set(randomBytes(data.length));
+
+  it('finds the cut the JavaScript loop finds, with either mask, after feeding the warm-up bytes, in shared memory', () => {
+    const masks = [-(1 << 12), -(1 << 16), -(1 << 20), -1 << 31, 0x7fff0000];
+    const found = new Set<boolean>();
+    for (let round = 0; round < 300; round++) {
+      const [a, b, c, d] = Array.from({ length: 4 }, () => randomInt(data.length + 1)).sort((x, y) => x - y) as [number, number, number, number];
+      const [small, large] = [masks[round % masks.length]!, masks[(round * 7 + 3) % masks.length]!];
+      const cut = gearCut(gear, data, a, b, c, d, small, large);
+      expect(cut, `${a} ${b} ${c} ${d}`).toBe(reference(gear, data, a, b, c, d, small, large));
+      found.add(cut >= 0);
+    }
+    expect(found).toEqual(new Set([true, false]));
+    // Zeros everywhere but the gear: a mask of no bits cuts after the first byte tested, of all bits only by chance.
+    expect(gearCut(gear, data, 10, 20, 30, 40, 0, 0)).toBe(21);
+    expect(gearCut(new Uint32Array(256), data, 0, 0, 100, 1000, -1, -1)).toBe(1);
+    expect(gearCut(new Uint32Array(256).fill(1), new Uint8Array(100), 0, 0, 50, 100, -1, -1)).toBe(-1);
+  });
+
+  it('refuses positions out of order or past the data, and arguments of the wrong type', () => {
+    expect(() => gearCut(gear, data, 5, 4, 10, 20, 0, 0)).toThrow(RangeError);
+    expect(() => gearCut(gear, data, 0, 0, 30, 20, 0, 0)).toThrow(RangeError);
+    expect(() => gearCut(gear, data, 0, 0, 0, data.length + 1, 0, 0)).toThrow(RangeError);
+    expect(() => gearCut(gear, data, -1, 0, 0, 10, 0, 0)).toThrow(TypeError);
+    expect(() => gearCut(new Int32Array(255), data, 0, 0, 0, 10, 0, 0)).toThrow(/256/);
+    expect(() => gearCut(gear, new Uint16Array(10) as unknown as Uint8Array, 0, 0, 0, 10, 0, 0)).toThrow(/Uint8Array/);
   });
 });
 

@@ -1,15 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { newMasterKey } from '../crypto/crypto.js';
 import { DEFAULT_CDC, type RepositoryConfig } from '../repository/config.js';
-import { FastCdc, gearTable } from './cdc.js';
+import { chunkerInUse, FastCdc, gearTable, useNativeChunker } from './cdc.js';
 import { pseudoRandomBytes } from '../testing/pseudo-random.js';
 
 const MiB = 1024 * 1024;
 const config = { version: 5, blobId: 'blake3-keyed' } as RepositoryConfig;
 
 
-describe('FastCDC', () => {
+// The JavaScript loop first: once the native one is loaded, the thread keeps it.
+describe.each([
+  ['in JavaScript', 'javascript'],
+  ['with @cairn/posix', 'native'],
+] as const)('FastCDC %s', (_, loop) => {
+  beforeAll(async () => {
+    if (loop === 'native') await useNativeChunker();
+    expect(chunkerInUse()).toBe(loop);
+  });
   const key = newMasterKey();
   const cdc = new FastCdc(gearTable(config, key), DEFAULT_CDC);
   const data = pseudoRandomBytes(64 * MiB, 7);
@@ -107,7 +115,7 @@ describe('FastCDC', () => {
     const started = performance.now();
     const lengths = cdc.lengths(data);
     const seconds = (performance.now() - started) / 1000;
-    console.log(`FastCDC: ${(data.length / 1e6 / seconds).toFixed(0)} MB/s over 64 MiB of random data (${lengths.length} chunks)`);
+    console.log(`FastCDC (${loop}): ${(data.length / 1e6 / seconds).toFixed(0)} MB/s over 64 MiB of random data (${lengths.length} chunks)`);
     expect(lengths.length).toBeGreaterThan(10);
   });
 });

@@ -2,6 +2,7 @@ import { blobIdOf } from '../crypto/crypto.js';
 import { blobIdSchemeOf, type RepositoryConfig } from '../repository/config.js';
 import type { MasterKey } from '../crypto/crypto.js';
 import type { ChunkerParameters } from '../repository/snapshot.js';
+import { loadPosix, type Posix } from './posix.js';
 
 /*
  * FastCDC (Xia et al., 2016) with normalized chunking, level 2, as docs/FORMAT.md describes:
@@ -33,6 +34,26 @@ export function gearTable(config: RepositoryConfig, masterKey: MasterKey): Uint3
     gear[i] = blobIdOf(scheme, masterKey.blobId, input).readUInt32LE(0);
   }
   return gear;
+}
+
+/** The native gear loop, once useNativeChunker has loaded it in this thread. */
+let nativeGearCut: Posix['gearCut'] | undefined;
+
+/**
+ * From now on, in this thread, FastCdc runs its byte loop in @cairn/posix (2-3 times as fast
+ * as the loop below, which a first files backup spent 7 % of its CPU time in). The same
+ * boundaries either way; without the addon the JavaScript loop stays in use.
+ */
+export async function useNativeChunker(): Promise<void> {
+  nativeGearCut ??= await loadPosix().then(
+    (posix) => posix.gearCut,
+    () => undefined,
+  );
+}
+
+/** Which byte loop FastCdc uses in this thread. */
+export function chunkerInUse(): 'native' | 'javascript' {
+  return nativeGearCut ? 'native' : 'javascript';
 }
 
 /** A mask of the `bits` highest bits of a 32-bit word, as the signed 32-bit integer `&` works with. */
@@ -85,20 +106,29 @@ export class FastCdc {
     const available = end - start;
     if (available <= min) return final ? available : undefined;
     const limit = start + Math.min(available, max);
-    const normal = Math.min(start + avg - 1, limit);
+    const from = Math.max(start + min, Math.min(scanned, limit));
+    const warm = Math.max(start + min, from - 32);
+    const normal = Math.max(from, Math.min(start + avg - 1, limit));
+    const cut = nativeGearCut ? nativeGearCut(this.#gear, data, warm, from, normal, limit, this.#maskS, this.#maskL) : this.#scan(data, warm, from, normal, limit);
+    if (cut >= 0) return cut - start;
+    return final || available >= max ? limit - start : undefined;
+  }
+
+  /** What @cairn/posix's gearCut does: feeds `[warm, from)`, then tests with maskS up to `normal` and maskL up to `limit`; the position past the cut, or -1. */
+  #scan(data: Uint8Array, warm: number, from: number, normal: number, limit: number): number {
     const gear = this.#gear;
     let h = 0;
-    let i = Math.max(start + min, Math.min(scanned, limit) - 32);
-    for (const resume = Math.min(scanned, limit); i < resume; i++) h = ((h << 1) + gear[data[i]!]!) | 0;
+    let i = warm;
+    for (; i < from; i++) h = ((h << 1) + gear[data[i]!]!) | 0;
     for (const mask = this.#maskS; i < normal; i++) {
       h = ((h << 1) + gear[data[i]!]!) | 0;
-      if ((h & mask) === 0) return i + 1 - start;
+      if ((h & mask) === 0) return i + 1;
     }
     for (const mask = this.#maskL; i < limit; i++) {
       h = ((h << 1) + gear[data[i]!]!) | 0;
-      if ((h & mask) === 0) return i + 1 - start;
+      if ((h & mask) === 0) return i + 1;
     }
-    return final || available >= max ? limit - start : undefined;
+    return -1;
   }
 
   /** Every chunk length of a whole buffer, in order (tests and benchmarks). */

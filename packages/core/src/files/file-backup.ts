@@ -10,7 +10,7 @@ import { ChunkLedger } from '../pipeline/chunk-ledger.js';
 import { Packer } from '../pipeline/packer.js';
 import { defaultPoolSize, type WorkerPool } from '../pipeline/worker-pool.js';
 import type { Progress } from '../pipeline/progress.js';
-import { FastCdc, gearTable } from './cdc.js';
+import { FastCdc, gearTable, useNativeChunker } from './cdc.js';
 import { ContentStore, FileReadFailure } from './file-content.js';
 import type { FileMetadata, FolderListing, OpenedFileTree } from './file-source.js';
 import { Backlog, Semaphore } from './semaphore.js';
@@ -201,6 +201,7 @@ class FileBackupSession {
     // again count as done), else the bar shows only what was read.
     progress.start('backup', this.#input.parent?.manifest.stats.totalBytes ?? 0);
     try {
+      await useNativeChunker();
       const tree = await this.#rootTree();
       await this.#packer.flush();
       progress.done();

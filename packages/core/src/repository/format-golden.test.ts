@@ -33,7 +33,7 @@ import {
 import { decodeManifest, encodeManifest, type FileSnapshotManifest, type SnapshotManifest } from './snapshot.js';
 import { decodeTree, encodeTree, type TreeEntry } from '../files/tree.js';
 import { DamageError } from '../errors.js';
-import { FastCdc, gearTable } from '../files/cdc.js';
+import { chunkerInUse, FastCdc, gearTable, useNativeChunker } from '../files/cdc.js';
 import { DEFAULT_CDC, type RepositoryConfig } from './config.js';
 import { Repository, blobIdSchemeOf } from './repository.js';
 
@@ -342,7 +342,9 @@ describe('content-defined chunking, as docs/FORMAT.md defines it', () => {
     expect([...gearTable(config, key)]).toEqual(referenceGear(key.blobId));
   });
 
-  it('cuts where the rules say, for small sizes and for the default ones', () => {
+  it.each(['javascript', 'native'] as const)('cuts where the rules say, for small sizes and for the default ones (%s loop)', async (loop) => {
+    if (loop === 'native') await useNativeChunker();
+    expect(chunkerInUse()).toBe(loop);
     const gear = referenceGear(key.blobId);
     const small = { algorithm: 'fastcdc' as const, min: 64, avg: 256, max: 1024 };
     const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 2654435761) >>> 13 & 0xff));
