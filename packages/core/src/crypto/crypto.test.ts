@@ -76,6 +76,9 @@ describe('crypto', () => {
         expect(openInto(key.encryption, seal(key.encryption, head, plain), into)).toBe(length + 1);
         expect(into.equals(Buffer.concat([head, plain]))).toBe(true);
       }
+      // More parts than the native cipher takes at once: Node's seals them, either opens them.
+      const parts = Array.from({ length: 11 }, (_, i) => randomBytes(i * 100));
+      expect(open(key.encryption, seal(key.encryption, ...parts)).equals(Buffer.concat(parts))).toBe(true);
     });
 
     it('refuses, opening into a buffer, a flipped bit in any piece, another key, and a plaintext longer than the buffer', () => {
@@ -86,7 +89,9 @@ describe('crypto', () => {
         const damaged = Buffer.from(sealed);
         damaged[at]! ^= 1;
         expect(() => openInto(key.encryption, damaged, into)).toThrow(AuthenticationError);
+        expect(() => open(key.encryption, damaged)).toThrow(AuthenticationError);
       }
+      expect(() => open(newMasterKey().encryption, sealed)).toThrow(AuthenticationError);
       expect(() => openInto(newMasterKey().encryption, sealed, into)).toThrow(AuthenticationError);
       expect(() => openInto(key.encryption, sealed, into.subarray(1))).toThrow(AuthenticationError);
       expect(() => openInto(key.encryption, sealed.subarray(0, 27), into)).toThrow(AuthenticationError);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ByteRange, Leftovers, Target } from '../target.js';
 import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError } from '../errors.js';
-import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, type MasterKey } from '../crypto/crypto.js';
+import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, useNativeCipher, type MasterKey } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type IndexedPack } from './format.js';
 import { decodeManifest, encodeManifest, type AnySnapshotManifest } from './snapshot.js';
 import { DEFAULT_CDC, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, FILE_SNAPSHOTS_VERSION, decodeConfig, imageDigestForVersion, blobIdSchemeForVersion, encodeConfig, type RepositoryConfig } from './config.js';
@@ -90,6 +90,8 @@ export class Repository {
     const stored = await readStoredConfig(target);
     const password = typeof passwordOrProvider === 'string' ? passwordOrProvider : await passwordOrProvider();
     const { masterKey, keyId } = await new Keyring(target).unlock(stored, password);
+    // Pack headers, indexes, manifests and key files are sealed and opened in this thread too.
+    await useNativeCipher();
     return new Repository(target, stored, masterKey, keyId);
   }
 
