@@ -23,6 +23,7 @@ typedef struct {
 } bytes_t;
 
 napi_value throw_type(napi_env env, const char *message); /* posix.c */
+bool uint8_array_bytes(napi_env env, napi_value value, uint8_t **data, size_t *length); /* posix.c */
 
 static napi_value range_error(napi_env env, const char *message) {
   napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
@@ -31,13 +32,7 @@ static napi_value range_error(napi_env env, const char *message) {
 
 /* A Uint8Array argument's bytes (any backing: ArrayBuffer or SharedArrayBuffer); false if it is none. */
 static bool get_bytes(napi_env env, napi_value value, bytes_t *out) {
-  bool is_typedarray = false;
-  napi_typedarray_type type;
-  void *data;
-  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray) return false;
-  if (napi_get_typedarray_info(env, value, &type, &out->length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return false;
-  out->data = data;
-  return true;
+  return uint8_array_bytes(env, value, &out->data, &out->length);
 }
 
 static bool get_fixed(napi_env env, napi_value value, size_t length, bytes_t *out) {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 napi_value throw_type(napi_env env, const char *message); /* posix.c */
+bool uint8_array_bytes(napi_env env, napi_value value, uint8_t **data, size_t *length); /* posix.c */
 
 #define GEAR_ENTRIES 256
 
@@ -65,16 +66,6 @@ static bool get_gear(napi_env env, napi_value value, const uint32_t **out) {
   return true;
 }
 
-static bool get_data(napi_env env, napi_value value, gear_cut_t *cut) {
-  bool is_typedarray = false;
-  napi_typedarray_type type;
-  void *data;
-  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray) return false;
-  if (napi_get_typedarray_info(env, value, &type, &cut->data_length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return false;
-  cut->data = data;
-  return true;
-}
-
 /*
  * gearCut(gear, data, warm, from, normal, limit, maskSmall, maskLarge): feeds data[warm, from)
  * into the hash, then looks for the cut in [from, normal) with maskSmall and in [normal, limit)
@@ -87,7 +78,9 @@ napi_value gear_cut(napi_env env, napi_callback_info info) {
   gear_cut_t cut;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8) return throw_type(env, "gearCut takes gear, data, warm, from, normal, limit, maskSmall and maskLarge");
   if (!get_gear(env, argv[0], &cut.gear)) return throw_type(env, "gear must be an Int32Array or Uint32Array of 256 entries");
-  if (!get_data(env, argv[1], &cut)) return throw_type(env, "data must be a Uint8Array");
+  uint8_t *data;
+  if (!uint8_array_bytes(env, argv[1], &data, &cut.data_length)) return throw_type(env, "data must be a Uint8Array");
+  cut.data = data;
   if (!get_position(env, argv[2], &cut.warm) || !get_position(env, argv[3], &cut.from) || !get_position(env, argv[4], &cut.normal) || !get_position(env, argv[5], &cut.limit))
     return throw_type(env, "warm, from, normal and limit must be non-negative integers");
   if (!(cut.warm <= cut.from && cut.from <= cut.normal && cut.normal <= cut.limit && (uint64_t)cut.limit <= cut.data_length)) {

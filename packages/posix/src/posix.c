@@ -65,10 +65,21 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
   return NULL;
 }
 
-/* Throws a TypeError (code ERR_INVALID_ARG_TYPE); returns NULL. Shared with aes-gcm.c. */
+/* Throws a TypeError (code ERR_INVALID_ARG_TYPE); returns NULL. Shared with the other sources. */
 napi_value throw_type(napi_env env, const char *message) {
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
   return NULL;
+}
+
+/* The bytes of a Uint8Array (over an ArrayBuffer or a SharedArrayBuffer); false when `value` is none. Shared with the other sources. */
+bool uint8_array_bytes(napi_env env, napi_value value, uint8_t **data, size_t *length) {
+  bool is_typedarray = false;
+  napi_typedarray_type type;
+  void *bytes;
+  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray) return false;
+  if (napi_get_typedarray_info(env, value, &type, length, &bytes, NULL, NULL) != napi_ok || type != napi_uint8_array) return false;
+  *data = bytes;
+  return true;
 }
 
 /* Reads argument `value` as a path; returns 0 and throws a TypeError on a wrong type or a NUL byte. */
@@ -558,14 +569,10 @@ static void settle_job(napi_env env, napi_deferred deferred, int err, const char
  */
 static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
-  bool is_typedarray = false;
   if (!get_args(env, info, 1, argv)) return NULL;
-  napi_is_typedarray(env, argv[0], &is_typedarray);
-  napi_typedarray_type type;
+  uint8_t *data;
   size_t length;
-  void *data;
-  if (!is_typedarray || napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
-    return throw_type(env, "buffer must be a Uint8Array");
+  if (!uint8_array_bytes(env, argv[0], &data, &length)) return throw_type(env, "buffer must be a Uint8Array");
   uintptr_t start = ((uintptr_t)data + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   uintptr_t end = ((uintptr_t)data + length) & ~(HUGE_PAGE - 1);
   int advised = end > start && madvise((void *)start, end - start, MADV_HUGEPAGE) == 0;
@@ -804,13 +811,9 @@ static void read_whole_complete(napi_env env, napi_status status, void *data) {
 
 /* Takes a path and a Uint8Array to read it into; 0 with an exception pending on failure. */
 static int take_whole_file(napi_env env, napi_value path, napi_value into, whole_file_t *file) {
-  bool is_typedarray = false;
-  napi_typedarray_type type;
+  uint8_t *data;
   size_t length;
-  void *data;
-  napi_is_typedarray(env, into, &is_typedarray);
-  if (!is_typedarray || napi_get_typedarray_info(env, into, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
-    return throw_type(env, "into must be a Uint8Array"), 0;
+  if (!uint8_array_bytes(env, into, &data, &length)) return throw_type(env, "into must be a Uint8Array"), 0;
   if (!get_path(env, path, &file->path)) return 0;
   file->into = data, file->length = length;
   return 1;
@@ -1039,15 +1042,11 @@ static int take_pieces(napi_env env, napi_value pieces, napi_value offsets, new_
   job->piece_count = count;
   for (uint32_t i = 0; i < count; i++) {
     napi_value piece, offset;
-    napi_typedarray_type type;
+    uint8_t *data;
     size_t length;
-    void *data;
-    bool is_typedarray = false;
     int64_t at;
     if (napi_get_element(env, pieces, i, &piece) != napi_ok || napi_get_element(env, offsets, i, &offset) != napi_ok) return 0;
-    napi_is_typedarray(env, piece, &is_typedarray);
-    if (!is_typedarray || napi_get_typedarray_info(env, piece, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array)
-      return throw_type(env, "each piece must be a Uint8Array"), 0;
+    if (!uint8_array_bytes(env, piece, &data, &length)) return throw_type(env, "each piece must be a Uint8Array"), 0;
     if (!get_bigint_or_number(env, offset, &at) || at < 0) return throw_type(env, "offsets must be numbers from 0"), 0;
     job->pieces[i] = (piece_t){.data = data, .length = length, .offset = (off_t)at};
   }

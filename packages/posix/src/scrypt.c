@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 napi_value throw_type(napi_env env, const char *message); /* posix.c */
+bool uint8_array_bytes(napi_env env, napi_value value, uint8_t **data, size_t *length); /* posix.c */
 
 /* The largest parameters derived here; others are left to Node's scrypt. */
 #define MOST_MEMORY ((uint64_t)1 << 30)
@@ -149,12 +150,10 @@ static void scrypt_complete(napi_env env, napi_status status, void *data) {
   free_job(job);
 }
 
+/* A copy of a Uint8Array's bytes (the derivation runs after the call returns); false when it is none or memory ran out. */
 static bool copy_bytes(napi_env env, napi_value value, uint8_t **out, size_t *length) {
-  bool is_typedarray = false;
-  napi_typedarray_type type;
-  void *data;
-  if (napi_is_typedarray(env, value, &is_typedarray) != napi_ok || !is_typedarray) return false;
-  if (napi_get_typedarray_info(env, value, &type, length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return false;
+  uint8_t *data;
+  if (!uint8_array_bytes(env, value, &data, length)) return false;
   *out = malloc(*length > 0 ? *length : 1);
   if (*out != NULL) memcpy(*out, data, *length);
   return *out != NULL;
