@@ -83,6 +83,7 @@ interface Native {
   dataRanges(fd: number, size: number): DataRange[];
   punchHole(fd: number, offset: number, length: number): Promise<boolean>;
   adviseHugePages(buffer: Uint8Array): boolean;
+  releasePages(buffer: Uint8Array): boolean;
   aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, parts: Uint8Array[], out: Uint8Array, offset: number): number;
   aesGcmOpenInto(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
   scrypt(password: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, keyLength: number): Promise<Buffer>;
@@ -152,6 +153,16 @@ export function punchHole(fd: number, offset: number, length: number): Promise<b
  */
 export function adviseHugePages(buffer: Uint8Array): boolean {
   return native.adviseHugePages(buffer);
+}
+
+/**
+ * Gives the whole 4 KiB pages inside `buffer` back to the kernel (madvise MADV_DONTNEED):
+ * they read as zeros afterwards and are resident again only once touched. For the tail of a
+ * long-lived buffer that a rare large piece filled. Only for memory nothing else reads
+ * meanwhile; false when no whole page lies inside.
+ */
+export function releasePages(buffer: Uint8Array): boolean {
+  return native.releasePages(buffer);
 }
 
 /**

@@ -561,6 +561,20 @@ static void settle_job(napi_env env, napi_deferred deferred, int err, const char
 
 #define HUGE_PAGE ((uintptr_t)2 * 1024 * 1024)
 
+/* madvise(advice) on the whole pages of `page` bytes inside the Uint8Array argument; true when done. */
+static napi_value advise_whole_pages(napi_env env, napi_callback_info info, uintptr_t page, int advice) {
+  napi_value argv[1], result;
+  if (!get_args(env, info, 1, argv)) return NULL;
+  uint8_t *data;
+  size_t length;
+  if (!uint8_array_bytes(env, argv[0], &data, &length)) return throw_type(env, "buffer must be a Uint8Array");
+  uintptr_t start = ((uintptr_t)data + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)data + length) & ~(page - 1);
+  int advised = end > start && madvise((void *)start, end - start, advice) == 0;
+  CHECK(napi_get_boolean(env, advised, &result));
+  return result;
+}
+
 /*
  * Asks the kernel to back the whole 2 MiB pages inside a buffer with transparent huge pages
  * (madvise MADV_HUGEPAGE; the default THP mode "madvise" gives them only where asked). Each
@@ -568,16 +582,18 @@ static void settle_job(napi_env env, napi_deferred deferred, int err, const char
  * a 16 MiB pack buffer; a huge page costs one fault per 2 MiB. True when advised.
  */
 static napi_value advise_huge_pages(napi_env env, napi_callback_info info) {
-  napi_value argv[1], result;
-  if (!get_args(env, info, 1, argv)) return NULL;
-  uint8_t *data;
-  size_t length;
-  if (!uint8_array_bytes(env, argv[0], &data, &length)) return throw_type(env, "buffer must be a Uint8Array");
-  uintptr_t start = ((uintptr_t)data + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-  uintptr_t end = ((uintptr_t)data + length) & ~(HUGE_PAGE - 1);
-  int advised = end > start && madvise((void *)start, end - start, MADV_HUGEPAGE) == 0;
-  CHECK(napi_get_boolean(env, advised, &result));
-  return result;
+  return advise_whole_pages(env, info, HUGE_PAGE, MADV_HUGEPAGE);
+}
+
+/*
+ * Gives the whole 4 KiB pages inside a buffer back to the kernel (madvise MADV_DONTNEED):
+ * they read as zeros afterwards and count in RSS again only once touched. For a long-lived
+ * buffer whose tail a rare large piece filled (a chunk slot sized for the largest chunk),
+ * so that one such piece does not keep its pages resident for the rest of the run. True
+ * when pages were released.
+ */
+static napi_value release_pages(napi_env env, napi_callback_info info) {
+  return advise_whole_pages(env, info, (uintptr_t)sysconf(_SC_PAGESIZE), MADV_DONTNEED);
 }
 
 /* ---- holes punched off the main thread ------------------------------------------------ */
@@ -1213,6 +1229,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dataRanges", NULL, data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"releasePages", NULL, release_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -4,7 +4,7 @@ import { createCipheriv, randomBytes, randomInt, scryptSync } from 'node:crypto'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -162,6 +162,33 @@ describe('punchHole', () => {
   it('rejects with a fs-style error for a bad descriptor, and throws for bad arguments', async () => {
     await expect(punchHole(987654, 0, 4096)).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
     expect(thrown(() => punchHole(0, -1, 4096))).toBeInstanceOf(TypeError);
+  });
+});
+
+describe('releasePages', () => {
+  const KiB = 1024;
+  const rssKb = () => Number(/Rss:\s+(\d+)/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))![1]);
+
+  it('gives the whole pages back: they stop counting in RSS and read as zeros, the bytes around them kept', () => {
+    const memory = new SharedArrayBuffer(32 * 1024 * KiB);
+    const all = new Uint8Array(memory);
+    all.fill(9);
+    const before = rssKb();
+    // From inside the first page to inside the last: the partial pages at both ends are kept.
+    expect(releasePages(new Uint8Array(memory, 100, memory.byteLength - 200))).toBe(true);
+    expect(before - rssKb()).toBeGreaterThan(30 * KiB);
+    expect(all.subarray(0, 100).every((b) => b === 9)).toBe(true);
+    expect(all.subarray(all.length - 100).every((b) => b === 9)).toBe(true);
+    // Whatever the buffer's alignment, the pages from 8 KiB in to 8 KiB before the end were released.
+    expect(all.subarray(8192, all.length - 8192).every((b) => b === 0)).toBe(true);
+    all.fill(5, 8192, 16384);
+    expect(all[8192]).toBe(5);
+  });
+
+  it('releases nothing without a whole page inside, and refuses what is not a Uint8Array', () => {
+    const memory = new SharedArrayBuffer(8192);
+    expect(releasePages(new Uint8Array(memory, 1, 4096))).toBe(false);
+    expect(thrown(() => releasePages('x' as unknown as Uint8Array))).toBeInstanceOf(TypeError);
   });
 });
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AuthenticationError, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, nodeScrypt, newMasterKey, open, openInto, seal, sealInto, useNativeCipher, cipherInUse } from './crypto.js';
+import { AuthenticationError, NONCE_LENGTH, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, blobIdOf, createImageHash, packIdOf, deriveKey, nodeScrypt, newMasterKey, open, openInto, seal, sealInto, useNativeCipher, cipherInUse } from './crypto.js';
 
 describe('crypto', () => {
   const key = newMasterKey();
@@ -79,6 +79,17 @@ describe('crypto', () => {
       // More parts than the native cipher takes at once: Node's seals them, either opens them.
       const parts = Array.from({ length: 11 }, (_, i) => randomBytes(i * 100));
       expect(open(key.encryption, seal(key.encryption, ...parts)).equals(Buffer.concat(parts))).toBe(true);
+    });
+
+    it('seals in place: a part lying exactly where its ciphertext goes gives the same as a copy elsewhere would', () => {
+      for (const length of [0, 5, 1024 * 1024 + 3, 3 * 1024 * 1024 + 5]) {
+        const framed = Buffer.concat([Uint8Array.of(0), randomBytes(length)]);
+        const buffer = new Uint8Array(framed.length + SEAL_OVERHEAD);
+        buffer.set(framed, NONCE_LENGTH);
+        const sealedLength = sealInto(key.encryption, buffer, buffer.subarray(NONCE_LENGTH, NONCE_LENGTH + framed.length));
+        expect(sealedLength).toBe(buffer.length);
+        expect(open(key.encryption, buffer).equals(framed), `${length} bytes`).toBe(true);
+      }
     });
 
     it('refuses, opening into a buffer, a flipped bit in any piece, another key, and a plaintext longer than the buffer', () => {

@@ -62,7 +62,11 @@ export function seal(key: Buffer, ...plaintext: Uint8Array[]): Buffer {
  */
 const CIPHER_PIECE = 1024 * 1024;
 
-/** `seal` into `out` (which must not overlap the plaintext), without a buffer of the plaintext's size; the sealed length. */
+/**
+ * `seal` into `out`, without a buffer of the plaintext's size; the sealed length. A plaintext
+ * part must not overlap `out` except exactly where its ciphertext goes (in place: the part at
+ * `out[NONCE_LENGTH + bytes of the parts before it]`); each piece is encrypted before it is written.
+ */
 export function sealInto(key: Buffer, out: Uint8Array, ...plaintext: Uint8Array[]): number {
   const nonce = freshNonce();
   if (nativeCipher && plaintext.length <= NATIVE_MOST_PARTS) {

@@ -116,6 +116,27 @@ describe('file backup pipeline', () => {
     return bytes;
   };
 
+  it('stores files on both sides of each slot size, and chunks reaching past the pages a large slot keeps, exactly', async () => {
+    const data = join(dir, 'data');
+    await mkdir(data, { recursive: true });
+    const files = new Map<string, Buffer>();
+    // A small slot takes files up to 64 KiB less a seal's overhead; a medium one up to the chunker's minimum.
+    for (const size of [1, 64 * 1024 - 29, 64 * 1024 - 28, 300 * 1024, 512 * 1024, 512 * 1024 + 1]) files.set(`f${size}`, randomBytes(size));
+    // A 64-byte pattern the gear hash never cuts: chunks of the largest size (8 MiB), past the
+    // 2 MiB a large slot keeps resident; then random bytes through the same slots. (Every chunk
+    // here is sealed in place in its slot: the test repository does not compress.)
+    files.set('pattern', Buffer.alloc(20 * MiB, randomBytes(64)));
+    files.set('random', randomBytes(5 * MiB));
+    for (const [name, bytes] of files) await writeFile(join(data, name), bytes);
+
+    const { manifest } = await backup(new TestFileTree([Buffer.from(data)]));
+    expect(manifest.stats.files).toBe(files.size);
+    for (const [name, bytes] of files) expect((await contentOf(manifest.tree, join(data, name))).equals(bytes), name).toBe(true);
+    const reader = new TreeReader(repository, await repository.loadIndex(), pool);
+    const pattern = await reader.lookup(manifest, join(data, 'pattern'));
+    expect(pattern!.content!.map((chunk) => chunk.length)).toEqual([8 * MiB, 8 * MiB, 4 * MiB]);
+  });
+
   it('stores a tree whose files read back exactly; an unchanged second run reads nothing, and the folder tree settles to the same blob', async () => {
     const data = join(dir, 'data');
     await mkdir(join(data, 'sub'), { recursive: true });

@@ -19,23 +19,38 @@ const pageAligned = new WeakSet<ArrayBufferLike>();
 
 /** Asks the kernel to back a buffer with transparent huge pages; set once @cairn/posix is loaded. */
 let adviseHugePages: ((buffer: Uint8Array) => boolean) | undefined;
-let loadingHugePages: Promise<void> | undefined;
+/** Gives a buffer's whole pages back to the kernel; set once @cairn/posix is loaded. */
+let releasePages: ((buffer: Uint8Array) => boolean) | undefined;
+let loadingMemoryAdvice: Promise<void> | undefined;
 
 /**
  * Lets the buffers allocated from then on ask for transparent huge pages (those allocated
- * before go without). Every first touch of a 4 KiB page is a page fault, and on the virtual
- * machines measured one costs about 11 µs: 45 ms to fill a fresh 16 MiB pack buffer, and
+ * before go without), and `releaseTail` give pages back. Every first touch of a 4 KiB page
+ * is a page fault, and on the virtual machines measured one costs about 11 µs: 45 ms to fill a fresh 16 MiB pack buffer, and
  * 50-80 thousand faults in a volume backup. A 2 MiB page is one fault. With huge pages for
  * the chunk slots and pack buffers, the corpus's incremental volume backup took 1.92-2.18
  * against 2.08-2.24 s (43 against 56-76 thousand faults), its restore 3.9-4.4 against 4.2-5.5 s.
  * Without the native helper, buffers simply get small pages.
  */
-export function useHugePages(): Promise<void> {
-  loadingHugePages ??= loadPosix().then(
-    (posix) => void (adviseHugePages = posix.adviseHugePages),
+export function useMemoryAdvice(): Promise<void> {
+  loadingMemoryAdvice ??= loadPosix().then(
+    (posix) => {
+      adviseHugePages = posix.adviseHugePages;
+      releasePages = posix.releasePages;
+    },
     () => undefined,
   );
-  return loadingHugePages;
+  return loadingMemoryAdvice;
+}
+
+/**
+ * Lets the kernel take back the pages of `buffer` from `from` on (they read as zeros after),
+ * so that a slot sized for the largest chunk is resident only as far as common chunks reach:
+ * a file backup's 8 MiB slots otherwise each keep the pages of the largest chunk they ever held
+ * (MADV_DONTNEED; whole 2 MiB steps keep a huge page whole). Nothing without the native helper.
+ */
+export function releaseTail(buffer: SharedArrayBuffer, from: number): void {
+  if (from < buffer.byteLength) releasePages?.(new Uint8Array(buffer, from));
 }
 
 /** A zero-filled shared buffer of at least `size` bytes (whole 64 KiB pages) starting on a page boundary. */

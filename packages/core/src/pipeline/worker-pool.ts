@@ -7,7 +7,7 @@ import type { IDisposable } from '../lifecycle.js';
 import type { ImageHashResult, ReplyFor, SealedSmallChunk, SharedBlob, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { TripBatcher } from './trips.js';
 import { memoryProfile, type MemoryProfile } from './memory-profile.js';
-import { allocateAligned, useHugePages } from './aligned-memory.js';
+import { allocateAligned, releaseTail, useMemoryAdvice } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
 const WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('../../dist/pipeline/worker.js', import.meta.url) : new URL('./worker.js', import.meta.url);
@@ -98,14 +98,14 @@ export class WorkerPool implements IDisposable {
    */
   static spawn(size = defaultPoolSize(), env: NodeJS.ProcessEnv = {}): WorkerPool {
     // The pipeline's slots and pack buffers are allocated after init: by then they can have huge pages.
-    void useHugePages();
+    void useMemoryAdvice();
     return new WorkerPool(size, env);
   }
 
   /** Hands every worker its keys and codecs. On failure the pool is unusable; dispose it. */
   async init(setup: CryptoSetup): Promise<void> {
     this.#setup = setup;
-    await Promise.all([...this.#workers.map((w) => w.request(initRequest(setup, 'pool'))), useHugePages()]);
+    await Promise.all([...this.#workers.map((w) => w.request(initRequest(setup, 'pool'))), useMemoryAdvice()]);
   }
 
   /** The image hasher's thread, started (and handed its keys: requests are answered in order) on first use. */
@@ -267,7 +267,12 @@ export class SlotPool {
   readonly #free: SharedArrayBuffer[];
   readonly #waiters: Array<(slot: SharedArrayBuffer) => void> = [];
 
-  constructor(count: number, size: number) {
+  /** `keepResident`: a slot released after use past this many bytes gives the pages beyond back (see releaseTail). */
+  constructor(
+    count: number,
+    size: number,
+    private readonly keepResident = size,
+  ) {
     this.#free = Array.from({ length: count }, () => allocateAligned(size));
   }
 
@@ -277,7 +282,9 @@ export class SlotPool {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  release(slot: SharedArrayBuffer): void {
+  /** Gives the slot to the next waiter, or back to the pool; `used` is how far into it the last user wrote. */
+  release(slot: SharedArrayBuffer, used = 0): void {
+    if (used > this.keepResident) releaseTail(slot, this.keepResident);
     const waiter = this.#waiters.shift();
     if (waiter) waiter(slot);
     else this.#free.push(slot);

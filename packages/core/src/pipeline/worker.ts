@@ -1,7 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { getPriority, setPriority } from 'node:os';
 import type { Codec, CodecModule } from '../codec.js';
-import { SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, useNativeCipher, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
+import { NONCE_LENGTH, SEAL_OVERHEAD, blake3Digest, blobIdAndDigest, createImageHash, open, openInto, seal, sealInto, useNativeCipher, type BlobIdScheme, type StreamedDigestAlgorithm, type StreamingHash } from '../crypto/crypto.js';
 import { MAX_CHUNK_SIZE } from '../repository/config.js';
 import { CODEC_NONE } from '../repository/format.js';
 import type { ImageHashResult, SealedSmallChunk, SharedBlob, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -107,10 +107,7 @@ function sealPlain(plain: Buffer): Buffer {
   return seal(encryptionKey, ...framedPlain(plain));
 }
 
-/**
- * A buffer kept for the plaintext of a chunk: the copy of a chunk sealed uncompressed (the
- * seal cannot be written over its own plaintext), or a chunk decoded only to be verified.
- */
+/** A buffer kept for the plaintext of a chunk decoded only to be verified. */
 let spareBuffer = Buffer.alloc(0);
 
 function spare(length: number): Buffer {
@@ -121,13 +118,21 @@ function spare(length: number): Buffer {
 /** Seals the chunk in the first `length` bytes of its slot into the slot; the sealed length. */
 function sealInSlot(slot: SharedArrayBuffer, length: number): number {
   const plain = Buffer.from(slot, 0, length);
-  let [codecId, payload] = framedPlain(plain);
-  if (payload === plain) {
-    const copy = spare(length);
-    plain.copy(copy);
-    payload = copy;
-  }
+  const [codecId, payload] = framedPlain(plain);
+  if (payload === plain) return sealUncompressedInSlot(new Uint8Array(slot), length);
   return sealInto(encryptionKey, new Uint8Array(slot), codecId, payload);
+}
+
+/**
+ * Seals a chunk that compression did not shrink where it lies: moved up past the nonce, after
+ * its codec byte, and encrypted in place (the seal is the nonce, then the framed plaintext
+ * encrypted, then the tag). A copy elsewhere cost each worker a buffer as large as the largest
+ * such chunk, up to 8 MiB resident for the rest of a file backup.
+ */
+function sealUncompressedInSlot(slot: Uint8Array, length: number): number {
+  slot.copyWithin(NONCE_LENGTH + 1, 0, length);
+  slot[NONCE_LENGTH] = CODEC_NONE;
+  return sealInto(encryptionKey, slot, slot.subarray(NONCE_LENGTH, NONCE_LENGTH + 1 + length));
 }
 
 /** Where blobs up to a large chunk's size are decrypted, used again for every blob. */
