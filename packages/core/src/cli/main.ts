@@ -11,7 +11,7 @@ import { Output } from './output.js';
 import { cliLogger } from './logger.js';
 import { ProgressBar } from './progress-bar.js';
 import { JsonProgress } from './progress-json.js';
-import { applyHeapGrowth, memoryProfile } from '../pipeline/memory-profile.js';
+import { applyHeapLimits, memoryProfile } from '../pipeline/memory-profile.js';
 import { PROGRESS_JSON_ENV } from '../daemon/cairn-process.js';
 
 export type { CliIo } from './command.js';
@@ -43,7 +43,7 @@ export async function main(args: string[], io: CliIo): Promise<number> {
   const output = new Output(io, parsed.json);
   let core: Core | undefined;
   try {
-    applyHeapGrowth(memoryProfile(io.env, 1)); // a bad CAIRN_MEMORY is a usage error before anything starts
+    applyHeapLimits(memoryProfile(io.env, 1)); // a bad CAIRN_MEMORY is a usage error before anything starts
     core = await createCore(coreOptions(command, parsed, io));
     const interrupt = io.interrupt ?? new AbortController().signal;
     const work = command.run(parsed, { core, output, interrupt });

@@ -14,8 +14,9 @@ describe('memoryProfile', () => {
     // A local disk (one put at a time) gets one upload in flight when low, three when high; a
     // remote store two when low (each holds a pack), its own number (at least three) when high.
     expect([low.uploadsInFlight(1), high.uploadsInFlight(1), low.uploadsInFlight(3), high.uploadsInFlight(5)]).toEqual([1, 3, 2, 5]);
-    // Low keeps V8's heap within a quarter of what the last full collection kept; high leaves it to V8.
-    expect([low.heapGrowthPercent, high.heapGrowthPercent]).toEqual([25, undefined]);
+    // Low keeps V8's old generation within a quarter of what the last full collection kept and
+    // its young generation at 8 MiB; high leaves both to V8.
+    expect([low.heapGrowthPercent, high.heapGrowthPercent, low.youngGenerationMiB, high.youngGenerationMiB]).toEqual([25, undefined, 8, undefined]);
   });
 
   it('refuses any other value as a usage error naming the two', () => {

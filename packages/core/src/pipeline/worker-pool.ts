@@ -6,7 +6,7 @@ import { DamageError, PluginError } from '../errors.js';
 import type { IDisposable } from '../lifecycle.js';
 import type { ImageHashResult, ReplyFor, SealedSmallChunk, SharedBlob, WorkerFailure, WorkerReply, WorkerRequest } from './worker-protocol.js';
 import { TripBatcher } from './trips.js';
-import { memoryProfile, type MemoryProfile } from './memory-profile.js';
+import { holdYoungGeneration, memoryProfile, type MemoryProfile } from './memory-profile.js';
 import { allocateAligned, releaseTail, useMemoryAdvice } from './aligned-memory.js';
 
 // Unit tests run this module from TypeScript source; worker threads need the built JavaScript.
@@ -106,6 +106,7 @@ export class WorkerPool implements IDisposable {
   async init(setup: CryptoSetup): Promise<void> {
     this.#setup = setup;
     await Promise.all([...this.#workers.map((w) => w.request(initRequest(setup, 'pool'))), useMemoryAdvice()]);
+    holdYoungGeneration(); // the workers' isolates let the main thread's young generation grow again
   }
 
   /** The image hasher's thread, started (and handed its keys: requests are answered in order) on first use. */
