@@ -7,8 +7,8 @@ import { MAX_CHUNKS_PER_READ } from './fetch-groups.js';
  * (the worker pool carries it to the pipeline):
  * - `low` (the default): peak RSS about 200 MB on a local repository, whatever the volume's
  *   size; no slower there, since the workers, not the queues, set the pace.
- * - `high`: more chunks read ahead, packs uploading and pack reads in flight (about 40 to
- *   60 MB more); it pays where latency does, as on S3.
+ * - `high`: more chunks read ahead, packs uploading and pack reads in flight, and V8's heap
+ *   left to V8 (about 40 to 100 MB more); it pays where latency does, as on S3.
  */
 export type MemoryProfileName = 'low' | 'high';
 
