@@ -168,7 +168,7 @@ export class FileTreeRestore {
   /** The bytes of the files a partial selection takes (for progress): a walk of the trees it reaches, holding nothing. */
   async #bytesSelected(selection: PathSelection): Promise<number> {
     let bytes = 0;
-    for await (const { entry } of selectedEntries(this.#input.reader, this.#input.manifest, selection)) if (entry.type === 'file') bytes += entry.size;
+    for await (const piece of selectedEntries(this.#input.reader, this.#input.manifest, selection)) for (const { entry } of piece) if (entry.type === 'file') bytes += entry.size;
     return bytes;
   }
 
@@ -455,13 +455,13 @@ function contentBytes(entry: TreeEntry): number {
   return entry.content!.reduce((sum, chunk) => sum + chunk.length, 0);
 }
 
-/** The next entries of the walk, up to BATCH_ENTRIES; none when it is over. */
-async function nextBatch(walk: AsyncIterator<PathEntry>): Promise<PathEntry[]> {
+/** The next entries of the walk, BATCH_ENTRIES or a piece more; none when it is over. */
+async function nextBatch(walk: AsyncIterator<PathEntry[]>): Promise<PathEntry[]> {
   const batch: PathEntry[] = [];
   while (batch.length < BATCH_ENTRIES) {
     const next = await walk.next();
     if (next.done) break;
-    batch.push(next.value);
+    for (const entry of next.value) batch.push(entry);
   }
   return batch;
 }

@@ -10,14 +10,49 @@ export interface PathEntry {
   entry: TreeEntry;
 }
 
+/** Entries gathered before the walk hands them on, unless it ends first. */
+const ENTRIES_PER_PIECE = 512;
+
 /**
- * The entries a selection takes, depth-first in name order (a folder before its children).
- * The folders above an included entry come first even when they are not included themselves,
- * so that a restore can create them with their stored metadata. Folders no pattern can reach
- * into are not read.
+ * The entries a selection takes, depth-first in name order (a folder before its children),
+ * in pieces of a few hundred. The folders above an included entry come first even when they
+ * are not included themselves, so that a restore can create them with their stored metadata.
+ * Folders no pattern can reach into are not read.
  */
-export async function* selectedEntries(reader: TreeReader, manifest: FileSnapshotManifest, selection: PathSelection): AsyncGenerator<PathEntry> {
-  yield* walkSelected(new TreeReadAhead(reader), manifest.tree, Buffer.from('/'), [], selection.includesAll, selection, []);
+export async function* selectedEntries(reader: TreeReader, manifest: FileSnapshotManifest, selection: PathSelection): AsyncGenerator<PathEntry[]> {
+  const trees = new TreeReadAhead(reader);
+  /** The folders being walked, innermost last. */
+  const stack = [await folderOf(trees, manifest.tree, Buffer.from('/'), [], selection.includesAll, selection, undefined)];
+  /** Folders above the walk's position not given yet: nothing below them was taken so far. */
+  const pending: PathEntry[] = [];
+  let piece: PathEntry[] = [];
+  while (stack.length > 0) {
+    const folder = stack[stack.length - 1]!;
+    const choice = folder.choices[folder.next++];
+    if (!choice) {
+      stack.pop();
+      if (folder.item && pending[pending.length - 1] === folder.item) pending.pop();
+      continue;
+    }
+    const { item, childNames, takes, descends } = choice;
+    if (takes) piece.push(...pending.splice(0), item);
+    if (piece.length >= ENTRIES_PER_PIECE) {
+      yield piece;
+      piece = [];
+    }
+    if (!descends) continue;
+    if (!takes) pending.push(item);
+    stack.push(await folderOf(trees, item.entry.subtree!, item.path, childNames, takes, selection, item));
+  }
+  if (piece.length > 0) yield piece;
+}
+
+/** A folder being walked: what the selection makes of its entries, and the next one to look at. */
+interface WalkedFolder {
+  /** The folder's own entry (none for the snapshot's root). */
+  item: PathEntry | undefined;
+  choices: Choice[];
+  next: number;
 }
 
 /** What the selection makes of one entry of a folder. */
@@ -30,29 +65,16 @@ interface Choice {
   descends: boolean;
 }
 
-async function* walkSelected(
-  trees: TreeReadAhead,
-  tree: string,
-  prefix: Buffer,
-  names: readonly string[],
-  included: boolean,
-  selection: PathSelection,
-  pending: PathEntry[],
-): AsyncGenerator<PathEntry> {
+/**
+ * Reads a folder's tree and chooses among its entries. (A generator per folder, delegating
+ * with `yield*`, passed every entry through one promise per level above it: a restore of the
+ * corpus allocated 220 MB, of its 1,210, on that alone.)
+ */
+async function folderOf(trees: TreeReadAhead, tree: string, prefix: Buffer, names: readonly string[], included: boolean, selection: PathSelection, item: PathEntry | undefined): Promise<WalkedFolder> {
   const choices = choose(await trees.read(tree), prefix, names, included, selection);
   // The subtrees this folder leads to are read while its entries are given (a round trip each on a remote target).
-  trees.ahead(choices.flatMap(({ item, descends }) => (descends ? [item.entry.subtree!] : [])));
-  for (const { item, childNames, takes, descends } of choices) {
-    if (takes) {
-      // The folders above it, not yet given because nothing below them was taken so far.
-      yield* pending.splice(0);
-      yield item;
-    }
-    if (!descends) continue;
-    if (!takes) pending.push(item);
-    yield* walkSelected(trees, item.entry.subtree!, item.path, childNames, takes, selection, pending);
-    if (pending[pending.length - 1] === item) pending.pop();
-  }
+  trees.ahead(choices.flatMap(({ item: child, descends }) => (descends ? [child.entry.subtree!] : [])));
+  return { item, choices, next: 0 };
 }
 
 /** The folder's entries the selection does not exclude, with what it makes of each. */
