@@ -77,8 +77,9 @@ export function applyHeapLimits(profile: MemoryProfile): void {
   if (profile.youngGenerationMiB !== undefined) capYoungGeneration(profile.youngGenerationMiB * 1024 * 1024);
 }
 
-/** How often the young generation's size is looked at. */
+/** How often the young generation's size is looked at until it reaches the cap, and after. */
 const YOUNG_GENERATION_CHECK_MS = 50;
+const YOUNG_GENERATION_HOLD_MS = 1000;
 let youngGenerationCap: number | undefined;
 
 /**
@@ -90,12 +91,19 @@ let youngGenerationCap: number | undefined;
 function capYoungGeneration(bytes: number): void {
   if (youngGenerationCap !== undefined) return void (youngGenerationCap = bytes);
   youngGenerationCap = bytes;
-  setInterval(holdYoungGeneration, YOUNG_GENERATION_CHECK_MS).unref();
+  // Often while it grows; then seldom (a daemon idles for hours), and the worker pool calls
+  // holdYoungGeneration itself once its threads have started.
+  const watch = setInterval(() => {
+    if (!holdYoungGeneration()) return;
+    clearInterval(watch);
+    setInterval(holdYoungGeneration, YOUNG_GENERATION_HOLD_MS).unref();
+  }, YOUNG_GENERATION_CHECK_MS).unref();
 }
 
-/** Stops the young generation's growth if it reached the cap (again after worker threads started). */
-export function holdYoungGeneration(): void {
-  if (youngGenerationCap === undefined) return;
+/** Stops the young generation's growth if it reached the cap (again after worker threads started); true if it has. */
+export function holdYoungGeneration(): boolean {
+  if (youngGenerationCap === undefined) return false;
   const size = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0;
   if (size >= youngGenerationCap) setFlagsFromString('--semi-space-growth-factor=1');
+  return size >= youngGenerationCap;
 }
