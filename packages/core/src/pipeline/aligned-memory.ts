@@ -26,8 +26,8 @@ let loadingMemoryAdvice: Promise<void> | undefined;
 /**
  * Lets the buffers allocated from then on ask for transparent huge pages (those allocated
  * before go without), and `releaseTail` give pages back. Every first touch of a 4 KiB page
- * is a page fault, and on the virtual machines measured one costs about 11 µs: 45 ms to fill a fresh 16 MiB pack buffer, and
- * 50-80 thousand faults in a volume backup. A 2 MiB page is one fault. With huge pages for
+ * is a page fault, and on the virtual machines measured one costs about 11 µs: 45 ms to fill
+ * a fresh 16 MiB pack buffer, and 50-80 thousand faults in a volume backup. A 2 MiB page is one fault. With huge pages for
  * the chunk slots and pack buffers, the corpus's incremental volume backup took 1.92-2.18
  * against 2.08-2.24 s (43 against 56-76 thousand faults), its restore 3.9-4.4 against 4.2-5.5 s.
  * Without the native helper, buffers simply get small pages.

@@ -89,8 +89,9 @@ let youngGenerationCap: number | undefined;
  * starting) sets that factor back to at least 2: it is set again while the process lives.
  */
 function capYoungGeneration(bytes: number): void {
-  if (youngGenerationCap !== undefined) return void (youngGenerationCap = bytes);
+  const watching = youngGenerationCap !== undefined;
   youngGenerationCap = bytes;
+  if (watching) return;
   // Often while it grows; then seldom (a daemon idles for hours), and the worker pool calls
   // holdYoungGeneration itself once its threads have started.
   const watch = setInterval(() => {
