@@ -47,6 +47,13 @@ export interface Target extends IDisposable {
    * wants several.
    */
   readonly concurrentPuts?: number;
+  /**
+   * Optional: starts an object written piece by piece whose key is known only once it is
+   * complete (a pack is named by the hash of its bytes). A backup then holds a megabyte or two
+   * of a pack in memory instead of the whole pack. The object becomes visible on `commit`,
+   * whole, as with `put`; a writer that dies or aborts leaves nothing that `list` shows.
+   */
+  openWriter?(): Promise<ObjectWriter>;
   stat(key: string): Promise<ObjectInfo>;
   list(prefix: string): AsyncIterable<ObjectInfo>;
   remove(key: string): Promise<void>;
@@ -56,6 +63,20 @@ export interface Target extends IDisposable {
    * uploads) and that was started before `before`; `prune` calls it. Optional.
    */
   removeLeftovers?(before: Date): Promise<Leftovers>;
+}
+
+/** An object being written (see `Target.openWriter`). Calls are made one at a time. */
+export interface ObjectWriter {
+  /**
+   * Appends `data`; its memory may be used again once this settles. Pieces that are whole
+   * blocks of page-aligned memory (see `directIoSpan`) may go to the disk with direct I/O; so
+   * may a last, shorter piece in such memory.
+   */
+  write(data: Uint8Array): Promise<void>;
+  /** Makes what was written visible, complete and durable, as the object `key`. */
+  commit(key: string): Promise<void>;
+  /** Discards what was written: nothing becomes visible. Never rejects. */
+  abort(): Promise<void>;
 }
 
 /** What `removeLeftovers` removed. */

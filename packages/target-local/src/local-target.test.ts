@@ -5,7 +5,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TargetError, allocateAligned } from '@cairn/core';
+import { TEMP_PREFIX, TargetError, allocateAligned } from '@cairn/core';
 import { createTestPluginContext, describeTargetConformance } from '@cairn/core/testing';
 import { activate } from './index.js';
 import { LocalTarget, localTargetFactory } from './local-target.js';
@@ -154,6 +154,27 @@ describe('LocalTarget with packs in page-aligned memory', () => {
     expect(await readdir(join(folder, 'data/ab'))).toEqual(cases.map(([key]) => key.split('/').pop()).sort());
   }
 
+  /** Writes each case through openWriter in MiB pieces of aligned memory (a short last one), as a streamed pack is; checks the files, and that no temp file is left. */
+  async function expectStreamed(target: LocalTarget, folder: string, cases: Array<[string, Uint8Array]>): Promise<void> {
+    const staging = new Uint8Array(allocateAligned(1024 * 1024));
+    for (const [key, data] of cases) {
+      const writer = await target.openWriter();
+      for (let at = 0; at < data.length; at += staging.length) {
+        const piece = data.subarray(at, at + staging.length);
+        randomFillSync(staging);
+        staging.set(piece);
+        await writer.write(staging.subarray(0, piece.length));
+      }
+      await writer.commit(key);
+    }
+    for (const [key, data] of cases) {
+      const path = join(folder, key);
+      expect((await readFile(path)).equals(Buffer.from(data)), key).toBe(true);
+      expect((await stat(path)).mode & 0o777, key).toBe(0o600);
+    }
+    expect((await readdir(folder)).filter((name) => name.startsWith(TEMP_PREFIX))).toEqual([]);
+  }
+
   const cases = (): Array<[string, Uint8Array]> => [
     ['data/ab/ab01', alignedPack(5000)],
     ['data/ab/ab02', alignedPack(3 * 4096)],
@@ -164,6 +185,20 @@ describe('LocalTarget with packs in page-aligned memory', () => {
   it('stores exactly the pack, not the memory after it', async () => {
     const root = join(dir, 'repo');
     await expectStored(new LocalTarget(root), root, cases());
+    await expectStreamed(new LocalTarget(root), root, cases().map(([key, data]) => [`${key}s`, data]));
+  });
+
+  it('leaves a streamed object killed midway as a temp file that removeLeftovers takes away', async () => {
+    const root = join(dir, 'repo');
+    const target = new LocalTarget(root);
+    const writer = await target.openWriter();
+    await writer.write(new Uint8Array(5000));
+    const left = (await readdir(root)).filter((name) => name.startsWith(TEMP_PREFIX));
+    expect(left).toHaveLength(1);
+    expect(await collectKeys(target)).toEqual([]);
+    expect(await target.removeLeftovers(new Date(Date.now() + 1000))).toEqual({ count: 1, bytes: 5000 });
+    expect(await readdir(root)).toEqual([]);
+    await writer.abort();
   });
 
   // ramfs refuses O_DIRECT (EINVAL, after creating the file); mounting it needs root.
@@ -171,6 +206,7 @@ describe('LocalTarget with packs in page-aligned memory', () => {
     execFileSync('mount', ['-t', 'ramfs', 'ramfs', dir]);
     try {
       await expectStored(new LocalTarget(dir), dir, cases());
+      await expectStreamed(new LocalTarget(dir), dir, cases().map(([key, data]) => [`${key}s`, data]));
     } finally {
       execFileSync('umount', [dir]);
     }
@@ -189,4 +225,10 @@ describe('activate', () => {
 
 function createContext(baseDir: string) {
   return { baseDir, readSecret: () => Promise.reject(new Error('the local target reads no secrets')) };
+}
+
+async function collectKeys(target: LocalTarget): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const object of target.list('')) keys.push(object.key);
+  return keys;
 }

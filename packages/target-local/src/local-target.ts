@@ -2,7 +2,9 @@ import { constants } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, stat as statPath, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { TEMP_PREFIX, TargetError, directIoSpan, tempName, tempWriterIsGone } from '@cairn/core';
-import type { ByteRange, Leftovers, ObjectInfo, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
+import type { ByteRange, Leftovers, ObjectInfo, ObjectWriter, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
+import { errorCode, syncFolder, wrapError, writeAllAt } from './file-io.js';
+import { LocalObjectWriter } from './object-writer.js';
 import { OpenFiles } from './open-files.js';
 
 export interface LocalTargetSettings extends TargetSettings {
@@ -21,15 +23,6 @@ const KEY_SEGMENT = /^[a-z0-9_.-]+$/;
 const KEY_PREFIX = /^([a-z0-9_.-]+\/)*[a-z0-9_.-]*$/;
 /** A key that leads to no file: nothing there, a file where a folder is expected, or a folder where the file should be. */
 const NOT_FOUND_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
-const REASONS: Record<string, string> = {
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  ENOSPC: 'no space left on device',
-  EDQUOT: 'disk quota exceeded',
-  EROFS: 'read-only file system',
-  EIO: 'input/output error',
-  EMFILE: 'too many open files',
-};
 
 export const localTargetFactory: TargetFactory = {
   // The root is not created here: only `init` creates a repository, and `put` makes folders as needed.
@@ -62,13 +55,40 @@ export class LocalTarget implements Target {
     try {
       await this.#ensureFolder(folder);
       await this.#writeNewFile(tempPath, data);
-      await rename(tempPath, path);
-      this.#openFiles.forget(path);
-      await syncFolder(folder);
+      await this.#place(tempPath, path);
     } catch (err) {
       await unlink(tempPath).catch(() => undefined);
       throw wrapError(err, 'write', path);
     }
+  }
+
+  /**
+   * A file written piece by piece under a temporary name in the root folder, moved to its
+   * key's folder on commit. Direct I/O as for `put`, while the pieces allow it.
+   */
+  async openWriter(): Promise<ObjectWriter> {
+    const tempPath = join(this.location, tempName());
+    try {
+      await this.#ensureFolder(this.location);
+      return await LocalObjectWriter.create(tempPath, {
+        direct: this.#directWrites,
+        refusedDirect: () => (this.#directWrites = false),
+        commit: async (key) => {
+          const path = this.#pathOf(key);
+          await this.#ensureFolder(dirname(path));
+          await this.#place(tempPath, path);
+        },
+      });
+    } catch (err) {
+      throw wrapError(err, 'write', tempPath);
+    }
+  }
+
+  /** Renames a complete, durable file into place and records the rename durably. */
+  async #place(tempPath: string, path: string): Promise<void> {
+    await rename(tempPath, path);
+    this.#openFiles.forget(path);
+    await syncFolder(dirname(path));
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer> {
@@ -174,7 +194,7 @@ export class LocalTarget implements Target {
     try {
       // The umask may have taken bits off the mode given to open; set it exactly.
       await handle.chmod(FILE_MODE);
-      await writeAll(handle, data);
+      await writeAllAt(handle, data, 0);
       await handle.sync();
     } finally {
       await handle.close();
@@ -192,7 +212,7 @@ export class LocalTarget implements Target {
     try {
       handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, FILE_MODE);
       await handle.chmod(FILE_MODE);
-      await writeAll(handle, span);
+      await writeAllAt(handle, span, 0);
       await handle.truncate(length);
       await handle.sync();
     } catch (err) {
@@ -322,14 +342,6 @@ function unfilled(buffers: readonly Uint8Array[], count: number): Uint8Array[] {
   return rest;
 }
 
-async function writeAll(handle: FileHandle, data: Uint8Array): Promise<void> {
-  for (let written = 0; written < data.length; ) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written, written);
-    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    written += bytesWritten;
-  }
-}
-
 async function removeIfOlder(path: string, before: Date, removed: Leftovers): Promise<void> {
   const info = await statPath(path).catch(() => undefined);
   if (!info || (info.mtimeMs >= before.getTime() && !tempWriterIsGone(basename(path)))) return;
@@ -342,30 +354,8 @@ async function removeIfOlder(path: string, before: Date, removed: Leftovers): Pr
   );
 }
 
-/** Flushes a folder's entries (a rename or a new child) to disk. */
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await open(folder, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-function errorCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
 function notFoundError(path: string, syscall: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`ENOENT: no such object, ${syscall} '${path}'`), { code: 'ENOENT', path, syscall });
-}
-
-function wrapError(err: unknown, action: string, path: string): unknown {
-  if (err instanceof TargetError) return err;
-  const code = errorCode(err);
-  const reason = (code && REASONS[code]) ?? (err instanceof Error ? err.message : String(err));
-  return new TargetError(`Cannot ${action} ${path}: ${reason}`, { cause: err });
 }
 
 /** Keeps not-found errors as they are, so that `isNotFound` recognises them. */

@@ -200,6 +200,21 @@ export function packIdOf(scheme: PackIdScheme, bytes: Uint8Array): Buffer {
   return scheme === 'blake3' ? blake3(bytes) : sha256(bytes);
 }
 
+/** A pack's id computed as its bytes are written, piece by piece: the same as packIdOf of them all. */
+export interface PackIdHash {
+  update(bytes: Uint8Array): void;
+  digest(): Buffer;
+}
+
+export function createPackIdHash(scheme: PackIdScheme): PackIdHash {
+  if (scheme === 'blake3') {
+    const hasher = new Blake3Hasher();
+    return { update: (bytes) => void hasher.update(bytes), digest: () => hasher.digestBuffer() };
+  }
+  const hash = createHash('sha256');
+  return { update: (bytes) => void hash.update(bytes), digest: () => hash.digest() };
+}
+
 /**
  * The digest of the whole logical image that every snapshot records and every full restore
  * checks. SHA-256 in format versions 1 and 2, BLAKE3 (256 bits, unkeyed: what `b3sum`

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { ByteRange, Leftovers, Target } from '../target.js';
+import type { ByteRange, Leftovers, ObjectWriter, Target } from '../target.js';
 import { DamageError, RepositoryExistsError, RepositoryNotFoundError, SnapshotNotFoundError } from '../errors.js';
 import { SEAL_OVERHEAD, newMasterKey, open, seal, sha256, useNativeCipher, type MasterKey } from '../crypto/crypto.js';
 import { FORMAT_VERSION, Keys, decodeIndex, idFromKey, isObjectId, type IndexedPack } from './format.js';
@@ -11,6 +11,9 @@ import { loadMarks } from './marks.js';
 
 export { blobIdSchemeOf, packIdSchemeOf, imageDigestOf, cdcParametersOf, DEFAULT_CHUNK_SIZE, DEFAULT_PACK_SIZE, type RepositoryConfig } from './config.js';
 export { BlobIndex, type BlobLocation, type DamagedObject, type IndexPurpose } from './blob-index.js';
+
+/** A pack being written: an ObjectWriter committed under the pack's id. */
+export type PackWriter = Omit<ObjectWriter, 'commit'> & { commit(id: string): Promise<void> };
 
 export interface SnapshotSummary {
   id: string;
@@ -153,6 +156,20 @@ export class Repository {
   /** Stores a pack under its id. The caller must not change `bytes` before this settles. */
   savePack(id: string, bytes: Uint8Array): Promise<void> {
     return this.#target.put(Keys.pack(id), bytes);
+  }
+
+  /**
+   * A pack written as it fills, committed under its id once complete (see Target.openWriter);
+   * undefined when the target only takes whole objects.
+   */
+  async openPackWriter(): Promise<PackWriter | undefined> {
+    const writer = await this.#target.openWriter?.();
+    return writer && { write: (data) => writer.write(data), commit: (id) => writer.commit(Keys.pack(id)), abort: () => writer.abort() };
+  }
+
+  /** Whether packs can be written as they fill (see openPackWriter). */
+  get streamsPacks(): boolean {
+    return this.#target.openWriter !== undefined;
   }
 
   /**

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ObjectInfo, Target } from '../target.js';
+import { allocateAligned } from '../pipeline/aligned-memory.js';
 
 export interface TargetUnderTest {
   target: Target;
@@ -141,6 +142,51 @@ export function describeTargetConformance(name: string, makeTarget: () => Promis
         expect(target.isNotFound(pastEnd)).toBe(false);
         const missing = await rejectionOf(target.readInto('data/ac/missing', 0, views([1], false)));
         expect(target.isNotFound(missing)).toBe(true);
+      });
+    });
+
+    describe('openWriter (optional)', () => {
+      /** `data` written in pieces: whole MiB of page-aligned memory with other bytes after them, then a short last piece, then small unaligned ones. */
+      async function writeInPieces(data: Uint8Array, key: string, end: 'commit' | 'abort'): Promise<void> {
+        const writer = await target.openWriter!();
+        const staging = new Uint8Array(allocateAligned(MiB));
+        let at = 0;
+        for (; at + MiB <= data.length - 3000; at += MiB) {
+          staging.set(data.subarray(at, at + MiB));
+          await writer.write(staging);
+          staging.fill(0xa5);
+        }
+        const short = Math.min(data.length - at, 1000);
+        staging.fill(0xa5);
+        staging.set(data.subarray(at, at + short));
+        await writer.write(staging.subarray(0, short));
+        for (at += short; at < data.length; at += 999) await writer.write(Buffer.from(data.subarray(at, Math.min(at + 999, data.length))));
+        await (end === 'commit' ? writer.commit(key) : writer.abort());
+      }
+
+      it('stores the pieces as one object, shown only once committed', async (context) => {
+        if (!target.openWriter) return context.skip();
+        const data = randomBytes(3 * MiB + 5000);
+        const writer = await target.openWriter();
+        await writer.write(data.subarray(0, MiB));
+        expect(await listKeys(target, '')).toEqual([]);
+        await writer.write(data.subarray(MiB));
+        await writer.commit('data/ad/streamed');
+        expectSameBytes(await target.get('data/ad/streamed'), data);
+        await writeInPieces(data, 'data/ad/pieces', 'commit');
+        expectSameBytes(await target.get('data/ad/pieces'), data);
+        expect((await target.stat('data/ad/pieces')).size).toBe(data.length);
+      });
+
+      it('replaces an existing object, and leaves nothing behind when aborted', async (context) => {
+        if (!target.openWriter) return context.skip();
+        await target.put('data/ad/old', randomBytes(10));
+        const data = randomBytes(MiB + 3100);
+        await writeInPieces(data, 'data/ad/old', 'commit');
+        expectSameBytes(await target.get('data/ad/old'), data);
+        await writeInPieces(randomBytes(2 * MiB + 4000), 'data/ad/aborted', 'abort');
+        expect(await listKeys(target, '')).toEqual(['data/ad/old']);
+        expect(target.isNotFound(await rejectionOf(target.get('data/ad/aborted')))).toBe(true);
       });
     });
 
