@@ -54,11 +54,22 @@ const CAIRN_BIN = join(CORE_PACKAGE_ROOT, 'bin', 'cairn.js');
 export function startCairn(args: readonly string[], options: CairnProcessOptions): CairnProcess {
   const child = spawn(process.execPath, [...process.execArgv, CAIRN_BIN, ...args, '--json'], {
     cwd: options.cwd,
-    env: options.env,
+    env: withMallocArenaCap(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
   return { pid: child.pid, done: outcomeOf(child, options), signal: (signal) => void child.kill(signal) };
+}
+
+/**
+ * The command's environment with glibc's malloc arenas capped at two unless the job asks for
+ * the `high` memory profile or sets the cap itself. glibc reads it only when a process starts:
+ * each thread meeting contention otherwise gets an arena of its own (up to eight per core),
+ * and a files backup of the corpus peaked 10-15 MB higher for it, at the same speed.
+ */
+export function withMallocArenaCap(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env.MALLOC_ARENA_MAX !== undefined || env.CAIRN_MEMORY?.trim() === 'high') return env;
+  return { ...env, MALLOC_ARENA_MAX: '2' };
 }
 
 function outcomeOf(child: ChildProcess, { logger, onProgress }: CairnProcessOptions): Promise<CairnOutcome> {
