@@ -3,18 +3,26 @@ import { Keys } from '../repository/format.js';
 import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
 import { MAX_READ } from '../pipeline/fetch-groups.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
+import type { MemoryProfileName } from '../pipeline/memory-profile.js';
+
+const MiB = 1024 * 1024;
 import { RingArena, type ArenaPiece } from './ring-arena.js';
 
 /** Ranged reads in flight at once. */
 const READS_IN_FLIGHT = 8;
-/** Shared memory for the sealed bytes of the reads in flight (each spans at most MAX_READ). */
-const READ_ARENA = 2 * MAX_READ;
-/** Shared memory for plaintext fetched ahead of the consumer and held by it: what bounds memory. */
-const PLAIN_ARENA = 32 * 1024 * 1024;
-/** Plaintext of one ranged read at most: its blobs are handed out together, so it must fit the arena with room to spare. */
-const MAX_GROUP_PLAIN = PLAIN_ARENA / 4;
 /** Blobs per ranged read: small files' chunks sit near each other in a pack, and one read takes many. */
 const BLOBS_PER_READ = 256;
+
+/** Shared memory for the sealed bytes of the reads in flight (each spans at most MAX_READ). */
+const READ_ARENA = 2 * MAX_READ;
+
+/**
+ * Shared memory for plaintext fetched ahead of the consumer and held by it: what bounds memory.
+ * Every page of it is resident once the ring has wrapped; the low memory profile halves it.
+ */
+function plainArenaSize(profile: MemoryProfileName): number {
+  return profile === 'low' ? 16 * MiB : 32 * MiB;
+}
 
 /** A blob a reader asks for, by id (hex). */
 export interface BlobRequest {
@@ -40,13 +48,18 @@ interface ReadGroup {
  */
 export class BlobStream {
   readonly #reads = new RingArena(READ_ARENA);
-  readonly #plain = new RingArena(PLAIN_ARENA);
+  readonly #plain: RingArena;
+  /** Plaintext of one ranged read at most: its blobs are handed out together, so it must fit the arena with room to spare. */
+  readonly #maxGroupPlain: number;
 
   constructor(
     private readonly repository: Repository,
     private readonly index: BlobIndex,
     private readonly pool: WorkerPool,
-  ) {}
+  ) {
+    this.#plain = new RingArena(plainArenaSize(pool.memory.name));
+    this.#maxGroupPlain = this.#plain.capacity / 4;
+  }
 
   /** The plaintext of each requested blob, in order, in a buffer of its own. A missing or damaged blob rejects with DamageError. */
   async *read(requests: Iterable<BlobRequest>): AsyncGenerator<Buffer> {
@@ -107,7 +120,7 @@ export class BlobStream {
         yield { pack: '', offset: 0, length: 0, rawLength: 0, blobs: [], missing: id };
         continue;
       }
-      if (group && joins(group, location)) {
+      if (group && joins(group, location, this.#maxGroupPlain)) {
         const end = Math.max(group.offset + group.length, location.offset + location.length);
         group.offset = Math.min(group.offset, location.offset);
         group.length = end - group.offset;
@@ -155,8 +168,8 @@ export class BlobStream {
   }
 }
 
-function joins(group: ReadGroup, location: BlobLocation): boolean {
-  if (group.pack !== location.pack || group.blobs.length >= BLOBS_PER_READ || group.rawLength + location.rawLength > MAX_GROUP_PLAIN) return false;
+function joins(group: ReadGroup, location: BlobLocation, maxGroupPlain: number): boolean {
+  if (group.pack !== location.pack || group.blobs.length >= BLOBS_PER_READ || group.rawLength + location.rawLength > maxGroupPlain) return false;
   const span = Math.max(group.offset + group.length, location.offset + location.length) - Math.min(group.offset, location.offset);
   return span <= MAX_READ;
 }
