@@ -86,8 +86,9 @@ export class FileTree implements OpenedFileTree {
   private async statChildren(folder: Buffer, children: readonly BufferDirent[]): Promise<FolderListing> {
     const entries: ListedEntry[] = [];
     const problems: ListingProblem[] = [];
-    const found = await this.posix.statChildren(folder, children.map((child) => child.name));
-    children.forEach(({ name }, i) => {
+    const names = inOneBuffer(children.map((child) => child.name));
+    const found = await this.posix.statChildren(folder, names);
+    names.forEach((name, i) => {
       const error = found.errors[i];
       if (error?.code === 'ENOENT') return; // removed since the folder was read
       if (error !== undefined) return void problems.push({ name, kind: 'unreadable', reason: describeSystemError(error) });
@@ -97,6 +98,17 @@ export class FileTree implements OpenedFileTree {
     });
     return { entries, problems };
   }
+}
+
+/**
+ * The names as views of one buffer: each name readdir gives is a Buffer with memory of its own
+ * (an ArrayBuffer, a backing store and a malloc'd block), and the entries of the folders being
+ * walked keep their names until their trees are stored (25,000 at once in a corpus backup).
+ */
+function inOneBuffer(names: readonly Buffer[]): Buffer[] {
+  const all = Buffer.concat(names);
+  let at = 0;
+  return names.map((name) => all.subarray(at, (at += name.length)));
 }
 
 function isSameOrInside(path: Buffer, root: Buffer): boolean {
