@@ -7,5 +7,7 @@ describe('withMallocArenaCap', () => {
     expect(withMallocArenaCap({ CAIRN_MEMORY: 'low' }).MALLOC_ARENA_MAX).toBe('2');
     expect(withMallocArenaCap({ CAIRN_MEMORY: ' high ' }).MALLOC_ARENA_MAX).toBeUndefined();
     expect(withMallocArenaCap({ MALLOC_ARENA_MAX: '8' }).MALLOC_ARENA_MAX).toBe('8');
+    // A bad CAIRN_MEMORY is the command's to report (exit 2), not the daemon's to guess.
+    expect(withMallocArenaCap({ CAIRN_MEMORY: 'huge' })).toEqual({ CAIRN_MEMORY: 'huge' });
   });
 });

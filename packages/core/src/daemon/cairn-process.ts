@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { Logger } from '../services.js';
 import { CORE_PACKAGE_ROOT } from '../version.js';
+import { memoryProfile } from '../pipeline/memory-profile.js';
 
 /** How a `cairn` child process ended, and what it reported with `--json`. */
 export interface CairnOutcome {
@@ -62,14 +63,20 @@ export function startCairn(args: readonly string[], options: CairnProcessOptions
 }
 
 /**
- * The command's environment with glibc's malloc arenas capped at two unless the job asks for
- * the `high` memory profile or sets the cap itself. glibc reads it only when a process starts:
- * each thread meeting contention otherwise gets an arena of its own (up to eight per core),
- * and a files backup of the corpus peaked 10-15 MB higher for it, at the same speed.
+ * The command's environment with glibc's malloc arenas capped as its memory profile says
+ * (MemoryProfile.mallocArenas), unless it sets the cap itself. glibc reads it only when a process
+ * starts, so the command cannot set it for itself. A bad CAIRN_MEMORY is left to the command to
+ * report.
  */
 export function withMallocArenaCap(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  if (env.MALLOC_ARENA_MAX !== undefined || env.CAIRN_MEMORY?.trim() === 'high') return env;
-  return { ...env, MALLOC_ARENA_MAX: '2' };
+  if (env.MALLOC_ARENA_MAX !== undefined) return env;
+  let arenas: number | undefined;
+  try {
+    arenas = memoryProfile(env, 1).mallocArenas;
+  } catch {
+    return env;
+  }
+  return arenas === undefined ? env : { ...env, MALLOC_ARENA_MAX: String(arenas) };
 }
 
 function outcomeOf(child: ChildProcess, { logger, onProgress }: CairnProcessOptions): Promise<CairnOutcome> {

@@ -3,26 +3,14 @@ import { Keys } from '../repository/format.js';
 import type { BlobIndex, BlobLocation, Repository } from '../repository/repository.js';
 import { MAX_READ } from '../pipeline/fetch-groups.js';
 import type { WorkerPool } from '../pipeline/worker-pool.js';
-import type { MemoryProfileName } from '../pipeline/memory-profile.js';
-
-const MiB = 1024 * 1024;
 import { RingArena, type ArenaPiece } from './ring-arena.js';
 
 /** Ranged reads in flight at once. */
 const READS_IN_FLIGHT = 8;
-/** Blobs per ranged read: small files' chunks sit near each other in a pack, and one read takes many. */
-const BLOBS_PER_READ = 256;
-
 /** Shared memory for the sealed bytes of the reads in flight (each spans at most MAX_READ). */
 const READ_ARENA = 2 * MAX_READ;
-
-/**
- * Shared memory for plaintext fetched ahead of the consumer and held by it: what bounds memory.
- * Every page of it is resident once the ring has wrapped; the low memory profile halves it.
- */
-function plainArenaSize(profile: MemoryProfileName): number {
-  return profile === 'low' ? 16 * MiB : 32 * MiB;
-}
+/** Blobs per ranged read: small files' chunks sit near each other in a pack, and one read takes many. */
+const BLOBS_PER_READ = 256;
 
 /** A blob a reader asks for, by id (hex). */
 export interface BlobRequest {
@@ -57,7 +45,8 @@ export class BlobStream {
     private readonly index: BlobIndex,
     private readonly pool: WorkerPool,
   ) {
-    this.#plain = new RingArena(plainArenaSize(pool.memory.name));
+    // Plaintext fetched ahead of the consumer and held by it: what bounds memory.
+    this.#plain = new RingArena(pool.memory.fileRestoreRing);
     this.#maxGroupPlain = this.#plain.capacity / 4;
   }
 

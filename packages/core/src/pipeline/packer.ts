@@ -108,8 +108,7 @@ export class Packer {
   }
 
   #openStream(): PackStream {
-    const writer = this.repository.openPackWriter().then((opened) => opened ?? Promise.reject(new Error('The target stopped taking streamed objects')));
-    return new PackStream(writer, createPackIdHash(packIdSchemeOf(this.repository.config)), this.#stagingBuffers);
+    return new PackStream(this.repository.openPackWriter(), createPackIdHash(packIdSchemeOf(this.repository.config)), this.#stagingBuffers);
   }
 
   /** Whether a blob of `length` bytes joins the open pack without taking it past packSize or its buffer. */

@@ -158,13 +158,11 @@ export class Repository {
     return this.#target.put(Keys.pack(id), bytes);
   }
 
-  /**
-   * A pack written as it fills, committed under its id once complete (see Target.openWriter);
-   * undefined when the target only takes whole objects.
-   */
-  async openPackWriter(): Promise<PackWriter | undefined> {
-    const writer = await this.#target.openWriter?.();
-    return writer && { write: (data) => writer.write(data), commit: (id) => writer.commit(Keys.pack(id)), abort: () => writer.abort() };
+  /** A pack written as it fills, committed under its id once complete (see Target.openWriter); only where `streamsPacks`. */
+  async openPackWriter(): Promise<PackWriter> {
+    if (!this.#target.openWriter) throw new Error(`internal error: ${this.location} takes whole objects only`);
+    const writer = await this.#target.openWriter();
+    return { write: (data) => writer.write(data), commit: (id) => writer.commit(Keys.pack(id)), abort: () => writer.abort() };
   }
 
   /** Whether packs can be written as they fill (see openPackWriter). */
