@@ -27,7 +27,7 @@ export interface PosixError extends Error {
 }
 
 /**
- * What statChildren found for each name, by index: `stats` holds STAT_FIELDS numbers per child
+ * What listChildren found for each child, by index: `stats` holds STAT_FIELDS numbers per child
  * (see StatField); `targets[i]` is a symlink's target, `xattrs[i]` the extended attributes when
  * there are any (sorted by name), `errors[i]` the error when the child could not be read
  * (`syscall` 'lstat', 'readlink' or 'llistxattr'; code 'ENOENT' when it vanished). Absent
@@ -39,6 +39,21 @@ export interface ChildrenStats {
   xattrs: Array<Xattr[] | undefined>;
   errors: Array<PosixError | undefined>;
 }
+
+/**
+ * What listChildren found: the folder's names, all in `names`, name `i` ending at `nameEnds[i]`
+ * (starting where name `i - 1` ends), sorted bytewise; for each, by the same index, its
+ * ChildrenStats, and in `direntTypes` the type readdir gave (DirentType; `unknown` where the
+ * file system does not say): the only type known of a child whose lstat failed.
+ */
+export interface ListedChildren extends ChildrenStats {
+  names: Buffer;
+  nameEnds: Uint32Array;
+  direntTypes: Uint8Array;
+}
+
+/** The values of `ListedChildren.direntTypes` (d_type), named as file types are in snapshots. */
+export const DirentType = { unknown: 0, fifo: 1, chardev: 2, dir: 4, blockdev: 6, file: 8, symlink: 10, socket: 12 } as const;
 
 /** The fields of one child in `ChildrenStats.stats`, in order; times in nanoseconds since the epoch. */
 export const StatField = { mode: 0, uid: 1, gid: 2, size: 3, ino: 4, dev: 5, nlink: 6, rdev: 7, atimeNs: 8, mtimeNs: 9, ctimeNs: 10 } as const;
@@ -75,7 +90,7 @@ interface Native {
   readWhole(path: PathLike, into: Uint8Array): Promise<WholeRead>;
   writeFilesAndRename(files: readonly NewFile[]): Promise<Array<MetadataFailure[] | PosixError>>;
   readWholeMany(paths: readonly PathLike[], intos: readonly Uint8Array[]): Promise<Array<WholeRead | PosixError>>;
-  statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats>;
+  listChildren(folder: PathLike): Promise<ListedChildren>;
   listXattrs(path: PathLike): Xattr[];
   setXattr(path: PathLike, name: string, value: Buffer): void;
   setTimes(path: PathLike, atimeNs: bigint, mtimeNs: bigint): void;
@@ -224,13 +239,14 @@ export function groupName(gid: number): string | undefined {
 }
 
 /**
- * lstat, symlink target and xattrs of the children `names` of `folder`, done on libuv's thread
- * pool in one trip (fstatat, readlinkat, llistxattr/lgetxattr: what listXattrs and fs.lstat do,
- * without a trip per child). Rejects only when the folder cannot be opened; a child that cannot
- * be read has its error in `errors`.
+ * The names in `folder` (readdir, without `.` and `..`, sorted bytewise as fs.readdir sorts
+ * them) and, for each, its lstat, symlink target and xattrs, done on libuv's thread pool in one
+ * trip (getdents, fstatat, readlinkat, llistxattr/lgetxattr: what fs.readdir, fs.lstat and
+ * listXattrs do, without a trip per child). Rejects when the folder cannot be opened or read
+ * (`syscall` 'scandir', as fs.readdir); a child that cannot be read has its error in `errors`.
  */
-export function statChildren(folder: PathLike, names: readonly Buffer[]): Promise<ChildrenStats> {
-  return native.statChildren(folder, names);
+export function listChildren(folder: PathLike): Promise<ListedChildren> {
+  return native.listChildren(folder);
 }
 
 /**

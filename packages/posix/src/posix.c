@@ -8,6 +8,7 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -393,8 +394,9 @@ static napi_value group_name(napi_env env, napi_callback_info info) {
 
 /*
  * A backup stats every entry of every folder. One trip to libuv's thread pool per entry (what
- * fs.lstat costs) is far slower than the syscalls themselves; statChildren does a folder's
- * fstatat, readlinkat, llistxattr and lgetxattr calls in one trip and hands back compact results.
+ * fs.lstat costs) is far slower than the syscalls themselves; listChildren does a folder's
+ * readdir, fstatat, readlinkat, llistxattr and lgetxattr calls in one trip and hands back
+ * compact results.
  */
 
 enum { STAT_FIELDS = 11 }; /* mode uid gid size ino dev nlink rdev atimeNs mtimeNs ctimeNs */
@@ -406,7 +408,7 @@ typedef struct {
 } xattr_t;
 
 typedef struct {
-  char *name;
+  char *name;          /* NUL-terminated, in the batch's names */
   size_t name_length;
   struct stat st;
   int err;             /* 0, or the errno of `syscall` */
@@ -415,6 +417,7 @@ typedef struct {
   size_t target_length;
   xattr_t *xattrs;
   size_t xattr_count;
+  unsigned char d_type; /* what readdir said the child is (DT_UNKNOWN where the file system does not say) */
 } child_t;
 
 typedef struct {
@@ -423,7 +426,9 @@ typedef struct {
   c_path folder;
   child_t *children;
   size_t count;
-  int err;             /* opening the folder failed */
+  char *names;         /* what the children's names point into */
+  int err;             /* opening or reading the folder failed */
+  const char *syscall; /* the call that failed with `err` */
 } stat_batch_t;
 
 static int64_t ns_of(struct timespec ts) {
@@ -505,16 +510,78 @@ static void stat_child(const stat_batch_t *batch, int dirfd, child_t *child) {
   if (!S_ISSOCK(child->st.st_mode) && (child->err = read_xattrs(batch, child)) != 0) child->syscall = "llistxattr";
 }
 
-static void stat_batch_execute(napi_env env, void *data) {
-  stat_batch_t *batch = data;
-  /* O_NOFOLLOW: a folder replaced by a symlink since it was listed is refused, not followed */
-  int dirfd = open(batch->folder.bytes, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (dirfd < 0) {
-    batch->err = errno;
-    return;
+static int compare_children(const void *a, const void *b) {
+  return strcmp(((const child_t *)a)->name, ((const child_t *)b)->name);
+}
+
+/* Appends `bytes` to the list, growing it; 0 or ENOMEM. */
+static int append_bytes(char **list, size_t *used, size_t *capacity, const void *bytes, size_t length) {
+  if (*used + length > *capacity) {
+    size_t grown = *capacity ? *capacity : 4096;
+    while (grown < *used + length) grown *= 2;
+    char *larger = realloc(*list, grown);
+    if (larger == NULL) return ENOMEM;
+    *list = larger, *capacity = grown;
   }
-  for (size_t i = 0; i < batch->count; i++) stat_child(batch, dirfd, &batch->children[i]);
-  close(dirfd);
+  memcpy(*list + *used, bytes, length);
+  *used += length;
+  return 0;
+}
+
+/*
+ * Reads the folder's names but . and .. into one list (each as its d_type, the name and a NUL:
+ * one growing allocation, not one per name); 0 or an errno.
+ */
+static int read_dirents(int dirfd, char **list, size_t *used, size_t *count) {
+  int fd = dup(dirfd); /* closedir closes it; dirfd stays open for the *at calls */
+  DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+  if (dir == NULL) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    return err;
+  }
+  size_t capacity = 0;
+  int err = 0;
+  for (struct dirent *entry; err == 0;) {
+    errno = 0;
+    if ((entry = readdir(dir)) == NULL) {
+      err = errno;
+      break;
+    }
+    const char *name = entry->d_name;
+    if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+    err = append_bytes(list, used, &capacity, &entry->d_type, 1);
+    if (err == 0) err = append_bytes(list, used, &capacity, name, strlen(name) + 1);
+    if (err == 0) ++*count;
+  }
+  closedir(dir);
+  return err;
+}
+
+/* The folder's children by name, sorted bytewise (as Node's readdir gives them); 0 or an errno. */
+static int read_names(int dirfd, stat_batch_t *batch) {
+  size_t used = 0, count = 0;
+  int err = read_dirents(dirfd, &batch->names, &used, &count);
+  if (err == 0 && (batch->children = calloc(count ? count : 1, sizeof(child_t))) == NULL) err = ENOMEM;
+  for (size_t at = 0; err == 0 && at < used; batch->count++) {
+    child_t *child = &batch->children[batch->count];
+    child->d_type = (unsigned char)batch->names[at];
+    child->name = batch->names + at + 1;
+    child->name_length = strlen(child->name);
+    at += 1 + child->name_length + 1;
+  }
+  if (err == 0 && batch->count > 1) qsort(batch->children, batch->count, sizeof(child_t), compare_children);
+  return err;
+}
+
+static void list_children_execute(napi_env env, void *data) {
+  stat_batch_t *batch = data;
+  /* O_NOFOLLOW: a folder replaced by a symlink since its parent was listed is refused, not followed */
+  int dirfd = open(batch->folder.bytes, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  batch->err = dirfd < 0 ? errno : read_names(dirfd, batch);
+  if (batch->err != 0) batch->syscall = "scandir"; /* as Node's readdir names its failures */
+  for (size_t i = 0; batch->err == 0 && i < batch->count; i++) stat_child(batch, dirfd, &batch->children[i]);
+  if (dirfd >= 0) close(dirfd);
 }
 
 static void free_batch(stat_batch_t *batch) {
@@ -523,9 +590,9 @@ static void free_batch(stat_batch_t *batch) {
     for (size_t k = 0; k < child->xattr_count; k++) free(child->xattrs[k].name), free(child->xattrs[k].value);
     free(child->xattrs);
     free(child->target);
-    free(child->name);
   }
   free(batch->children);
+  free(batch->names);
   free(batch->folder.bytes);
   free(batch);
 }
@@ -701,44 +768,56 @@ static napi_value batch_result(napi_env env, stat_batch_t *batch) {
   return child_errors_and_extras(env, batch, result);
 }
 
-static void stat_batch_complete(napi_env env, napi_status status, void *data) {
+/*
+ * The children's lstat fields, symlink targets and xattrs, and their names: one Buffer of them
+ * all, where each ends in it, and each one's type as readdir gave it (d_type).
+ */
+static napi_value listed_result(napi_env env, stat_batch_t *batch) {
+  napi_value result = batch_result(env, batch), names, ends_buffer, ends, types_buffer, types;
+  if (result == NULL) return NULL;
+  size_t total = 0;
+  for (size_t i = 0; i < batch->count; i++) total += batch->children[i].name_length;
+  char *bytes;
+  uint32_t *end;
+  uint8_t *type;
+  CHECK(napi_create_buffer(env, total, (void **)&bytes, &names));
+  CHECK(napi_create_arraybuffer(env, batch->count * sizeof(uint32_t), (void **)&end, &ends_buffer));
+  CHECK(napi_create_arraybuffer(env, batch->count, (void **)&type, &types_buffer));
+  size_t at = 0;
+  for (size_t i = 0; i < batch->count; i++) {
+    memcpy(bytes + at, batch->children[i].name, batch->children[i].name_length);
+    end[i] = (uint32_t)(at += batch->children[i].name_length);
+    type[i] = batch->children[i].d_type;
+  }
+  CHECK(napi_create_typedarray(env, napi_uint32_array, batch->count, ends_buffer, 0, &ends));
+  CHECK(napi_create_typedarray(env, napi_uint8_array, batch->count, types_buffer, 0, &types));
+  CHECK(napi_set_named_property(env, result, "names", names));
+  CHECK(napi_set_named_property(env, result, "nameEnds", ends));
+  CHECK(napi_set_named_property(env, result, "direntTypes", types));
+  return result;
+}
+
+static void list_children_complete(napi_env env, napi_status status, void *data) {
   stat_batch_t *batch = data;
-  napi_value value = batch->err == 0 && status == napi_ok ? batch_result(env, batch) : NULL;
-  settle_job(env, batch->deferred, batch->err, "open", &batch->folder, value, "statChildren");
+  napi_value value = batch->err == 0 && status == napi_ok ? listed_result(env, batch) : NULL;
+  settle_job(env, batch->deferred, batch->err, batch->syscall, &batch->folder, value, "listChildren");
   napi_delete_async_work(env, batch->work);
   free_batch(batch);
 }
 
-/* Copies the names (an array of Buffers) into the batch; 0 with an exception pending on failure. */
-static int take_names(napi_env env, napi_value array, stat_batch_t *batch) {
-  uint32_t count;
-  bool is_array = false;
-  napi_is_array(env, array, &is_array);
-  if (!is_array) return throw_type(env, "names must be an array of Buffers"), 0;
-  napi_get_array_length(env, array, &count);
-  batch->children = calloc(count ? count : 1, sizeof(child_t));
-  if (batch->children == NULL) return throw_type(env, "out of memory"), 0;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value element;
-    napi_get_element(env, array, i, &element);
-    c_path name;
-    if (!get_path(env, element, &name)) return 0;
-    batch->children[batch->count++] = (child_t){.name = name.bytes, .name_length = name.length};
-    if (memchr(name.bytes, '/', name.length) != NULL) return throw_type(env, "a name must not contain /"), 0;
-  }
-  return 1;
-}
-
-static napi_value stat_children(napi_env env, napi_callback_info info) {
-  napi_value argv[2], promise, resource_name;
-  if (!get_args(env, info, 2, argv)) return NULL;
+/*
+ * A folder's names and, for each, its lstat fields, symlink target and xattrs, in one trip:
+ * Node's readdir is a trip of its own and makes a Dirent and a Buffer for every name.
+ */
+static napi_value list_children(napi_env env, napi_callback_info info) {
+  napi_value argv[1], promise, resource_name;
+  if (!get_args(env, info, 1, argv)) return NULL;
   stat_batch_t *batch = calloc(1, sizeof(stat_batch_t));
   if (batch == NULL) return throw_type(env, "out of memory");
   if (!get_path(env, argv[0], &batch->folder)) return free(batch), NULL;
-  if (!take_names(env, argv[1], batch)) return free_batch(batch), NULL;
   CHECK(napi_create_promise(env, &batch->deferred, &promise));
-  CHECK(napi_create_string_utf8(env, "cairn:statChildren", NAPI_AUTO_LENGTH, &resource_name));
-  CHECK(napi_create_async_work(env, NULL, resource_name, stat_batch_execute, stat_batch_complete, batch, &batch->work));
+  CHECK(napi_create_string_utf8(env, "cairn:listChildren", NAPI_AUTO_LENGTH, &resource_name));
+  CHECK(napi_create_async_work(env, NULL, resource_name, list_children_execute, list_children_complete, batch, &batch->work));
   CHECK(napi_queue_async_work(env, batch->work));
   return promise;
 }
@@ -1232,7 +1311,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"releasePages", NULL, release_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"statChildren", NULL, stat_children, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listChildren", NULL, list_children, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWhole", NULL, read_whole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readWholeMany", NULL, read_whole_many, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFilesAndRename", NULL, write_files_and_rename, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createCipheriv, randomBytes, randomInt, scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, statChildren, userName, writeFileAndRename, writeFilesAndRename, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, listChildren, userName, DirentType, writeFileAndRename, writeFilesAndRename, type ListedChildren, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -382,48 +382,76 @@ describe('userName and groupName', () => {
   });
 });
 
-describe('statChildren', () => {
-  it('returns lstat fields, symlink targets and xattrs of each name, in one call', async () => {
+describe('listChildren', () => {
+  const listedNames = (found: ListedChildren): Buffer[] => [...found.nameEnds].map((end, i) => found.names.subarray(i === 0 ? 0 : found.nameEnds[i - 1], end));
+
+  it('returns the names as fs.readdir sorts them, with lstat fields, symlink targets, xattrs and readdir types, in one call', async () => {
     writeFileSync(file('f'), 'hello');
     sh('setfattr', '-n', 'user.b', '-v', '2', file('f'));
     sh('setfattr', '-n', 'user.a', '-v', '1', file('f'));
     symlinkSync('f', file('link'));
+    mkdirSync(file('sub'));
+    mknod(file('fifo'), constants.S_IFIFO | 0o600, 0n);
     const odd = Buffer.from([0x6f, 0xff]);
-    writeFileSync(Buffer.concat([Buffer.from(dir + '/'), odd]), '');
+    const long = Buffer.from('n'.repeat(255));
+    for (const name of [odd, long]) writeFileSync(Buffer.concat([Buffer.from(dir + '/'), name]), '');
     setTimes(file('f'), 5_000_000_001n, 6_000_000_002n);
-    const names = [Buffer.from('f'), Buffer.from('link'), odd, Buffer.from('missing')];
-    const found = await statChildren(dir, names);
+    const found = await listChildren(dir);
+    const names = listedNames(found);
+    expect(names).toEqual(readdirSync(dir, { encoding: 'buffer' }));
+    const at = (name: string | Buffer): number => names.findIndex((n) => n.equals(Buffer.from(name)));
     expect(found.stats.length).toBe(STAT_FIELDS * names.length);
-    const fields = (i: number): bigint[] => [...found.stats.subarray(i * STAT_FIELDS, (i + 1) * STAT_FIELDS)];
+    const fields = (name: string | Buffer): bigint[] => [...found.stats.subarray(at(name) * STAT_FIELDS, (at(name) + 1) * STAT_FIELDS)];
     const stat = lstatSync(file('f'), { bigint: true });
-    expect(fields(0)).toEqual([stat.mode, stat.uid, stat.gid, 5n, stat.ino, stat.dev, 1n, 0n, 5_000_000_001n, 6_000_000_002n, stat.ctimeNs]);
-    expect(found.xattrs[0]).toEqual([{ name: 'user.a', value: Buffer.from('1') }, { name: 'user.b', value: Buffer.from('2') }]);
-    expect(found.targets[0]).toBeUndefined();
-    expect(found.targets[1]).toEqual(Buffer.from('f'));
-    expect(fields(1)[StatField.size]).toBe(1n);
-    expect(fields(2)[StatField.ino]).toBe(lstatSync(Buffer.concat([Buffer.from(dir + '/'), odd]), { bigint: true }).ino);
-    expect(found.errors.slice(0, 3)).toEqual([undefined, undefined, undefined]);
-    expect(found.errors[3]).toMatchObject({ code: 'ENOENT', syscall: 'lstat', path: file('missing') });
+    expect(fields('f')).toEqual([stat.mode, stat.uid, stat.gid, 5n, stat.ino, stat.dev, 1n, 0n, 5_000_000_001n, 6_000_000_002n, stat.ctimeNs]);
+    expect(found.xattrs[at('f')]).toEqual([{ name: 'user.a', value: Buffer.from('1') }, { name: 'user.b', value: Buffer.from('2') }]);
+    expect(found.targets[at('f')]).toBeUndefined();
+    expect(found.targets[at('link')]).toEqual(Buffer.from('f'));
+    expect(fields('link')[StatField.size]).toBe(1n);
+    expect(fields(odd)[StatField.ino]).toBe(lstatSync(Buffer.concat([Buffer.from(dir + '/'), odd]), { bigint: true }).ino);
+    expect(fields(long)[StatField.size]).toBe(0n);
+    expect(['f', 'link', 'sub', 'fifo'].map((name) => found.direntTypes[at(name)])).toEqual([DirentType.file, DirentType.symlink, DirentType.dir, DirentType.fifo]);
+    expect(found.errors.filter((e) => e !== undefined)).toEqual([]);
   });
 
-  it('reads device numbers and many children; rejects when the folder cannot be opened', async () => {
-    const names: Buffer[] = [];
-    for (let i = 0; i < 2000; i++) {
-      writeFileSync(file(`n${i}`), String(i));
-      names.push(Buffer.from(`n${i}`));
-    }
+  it('reads device numbers and many children; an empty folder; rejects as fs.readdir does when the folder cannot be listed', async () => {
+    for (let i = 0; i < 2000; i++) writeFileSync(file(`n${i}`), String(i));
     mknod(file('dev'), constants.S_IFBLK | 0o600, 0x0801n);
-    names.push(Buffer.from('dev'));
-    const found = await statChildren(Buffer.from(dir), names);
-    expect(found.stats[2000 * STAT_FIELDS + StatField.rdev]).toBe(0x801n);
-    expect(found.stats[1999 * STAT_FIELDS + StatField.size]).toBe(4n);
+    const found = await listChildren(Buffer.from(dir));
+    const names = listedNames(found).map(String);
+    expect(names.length).toBe(2001);
+    expect(found.stats[names.indexOf('dev') * STAT_FIELDS + StatField.rdev]).toBe(0x801n);
+    expect(found.stats[names.indexOf('n1999') * STAT_FIELDS + StatField.size]).toBe(4n);
     expect(found.errors.filter((e) => e !== undefined)).toEqual([]);
-    await expect(statChildren(file('missing'), names)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open' });
-    await expect(statChildren(file('n1'), names)).rejects.toMatchObject({ code: 'ENOTDIR' });
+    await expect(listChildren(file('missing'))).rejects.toMatchObject({ code: 'ENOENT', syscall: 'scandir', path: file('missing') });
+    await expect(listChildren(file('n1'))).rejects.toMatchObject({ code: 'ENOTDIR', syscall: 'scandir' });
     symlinkSync(dir, file('link'));
-    await expect(statChildren(file('link'), names)).rejects.toMatchObject({ code: 'ENOTDIR' }); // not followed (O_NOFOLLOW with O_DIRECTORY)
-    expect(() => statChildren(dir, [Buffer.from('a/b')])).toThrow(/must not contain \//);
-    expect(await statChildren(dir, [])).toMatchObject({ targets: [], xattrs: [], errors: [] });
+    await expect(listChildren(file('link'))).rejects.toMatchObject({ code: 'ENOTDIR' }); // not followed (O_NOFOLLOW with O_DIRECTORY)
+    mkdirSync(file('empty'));
+    const empty = await listChildren(file('empty'));
+    expect(empty).toMatchObject({ targets: [], xattrs: [], errors: [] });
+    expect([empty.names.length, empty.nameEnds.length, empty.stats.length, empty.direntTypes.length]).toEqual([0, 0, 0, 0]);
+  });
+
+  it('gives a child that cannot be read its own error and keeps its readdir type (a folder a non-root user may read but not search)', () => {
+    chmodSync(dir, 0o755);
+    mkdirSync(file('listable'));
+    writeFileSync(file('listable/f'), 'x');
+    mkdirSync(file('listable/sub'));
+    chmodSync(file('listable'), 0o644);
+    // Run as nobody: root may search any folder.
+    const script = `import { listChildren } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      const found = await listChildren(${JSON.stringify(file('listable'))});
+      console.log(JSON.stringify({ names: found.names.toString(), types: [...found.direntTypes], errors: found.errors.map((e) => e && { code: e.code, syscall: e.syscall, path: e.path }) }));`;
+    const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({
+      names: 'fsub',
+      types: [DirentType.file, DirentType.dir],
+      errors: [
+        { code: 'EACCES', syscall: 'lstat', path: file('listable/f') },
+        { code: 'EACCES', syscall: 'lstat', path: file('listable/sub') },
+      ],
+    });
   });
 });
 

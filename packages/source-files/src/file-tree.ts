@@ -1,7 +1,6 @@
-import type { Dirent } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { lstat, open } from 'node:fs/promises';
 import { describeSystemError, type FileMetadata, type FolderListing, type ListedEntry, type ListingProblem, type OpenedFile, type OpenedFileTree, type Posix, type WholeFileRead } from '@cairn/core';
-import { MetadataReader } from './metadata.js';
+import { MetadataReader, type ListedChildren } from './metadata.js';
 import { openForReading } from './opened-file.js';
 import { nameText, type CandidatePath } from './patterns.js';
 import { WholeReads } from './whole-reads.js';
@@ -10,8 +9,6 @@ import type { Root, WalkOptions } from './settings.js';
 const CACHEDIR_TAG = Buffer.from('CACHEDIR.TAG');
 const CACHEDIR_SIGNATURE = Buffer.from('Signature: 8a477f597d28d172789f06886806bc55');
 const SLASH = 0x2f;
-
-type BufferDirent = Dirent & { name: Buffer };
 
 /** A folder being listed: where it is relative to its backed-up root, for the exclude patterns. */
 interface FolderContext {
@@ -48,11 +45,22 @@ export class FileTree implements OpenedFileTree {
     const root = this.rootOf(path);
     // With oneFileSystem a mount point below a root is kept, empty.
     if (this.options.oneFileSystem && root !== undefined && folder.device !== root.device) return { entries: [], problems: [] };
-    let children = (await readdir(path, { encoding: 'buffer', withFileTypes: true })) as BufferDirent[];
-    if (this.options.excludeCaches && (await isCacheFolder(path, children))) children = children.filter((c) => c.name.equals(CACHEDIR_TAG));
+    const listed = await this.posix.listChildren(path);
+    const names = namesOf(listed);
+    const cacheTag = this.options.excludeCaches ? await this.cacheTagOf(path, names, listed) : undefined;
     const context = folderContext(path, root);
-    const included = this.options.excludes.isEmpty ? children : children.filter((child) => !this.isExcluded(context, child));
-    return this.statChildren(path, included);
+    const entries: ListedEntry[] = [];
+    const problems: ListingProblem[] = [];
+    names.forEach((name, i) => {
+      if (!this.isIncluded(context, listed, name, i, cacheTag)) return;
+      const error = listed.errors[i];
+      if (error?.code === 'ENOENT') return; // removed since the folder was read
+      if (error !== undefined) return void problems.push({ name, kind: 'unreadable', reason: describeSystemError(error) });
+      const metadata = this.metadata.fromChildren(listed, i);
+      if (metadata.type === 'socket') problems.push({ name, kind: 'skipped', reason: 'a socket' });
+      else if (metadata.type !== 'file' || metadata.size <= this.options.excludeLargerThan) entries.push({ name, metadata });
+    });
+    return { entries, problems };
   }
 
   open(path: Buffer): Promise<OpenedFile> {
@@ -72,43 +80,40 @@ export class FileTree implements OpenedFileTree {
     return this.options.roots.find((root) => isSameOrInside(path, root.path));
   }
 
-  private isExcluded(folder: FolderContext, child: BufferDirent): boolean {
-    const name = nameText(child.name);
+  /** Whether the walk takes child `index`: one no pattern excludes, and in a cache folder only its tag. */
+  private isIncluded(folder: FolderContext, listed: ListedChildren, name: Buffer, index: number, cacheTag: number | undefined): boolean {
+    if (cacheTag !== undefined && index !== cacheTag) return false;
+    if (this.options.excludes.isEmpty) return true;
+    const text = nameText(name);
     const candidate: CandidatePath = {
-      name,
-      relative: folder.relative === '' ? name : `${folder.relative}/${name}`,
-      absolute: folder.absolute === '/' ? `/${name}` : `${folder.absolute}/${name}`,
+      name: text,
+      relative: folder.relative === '' ? text : `${folder.relative}/${text}`,
+      absolute: folder.absolute === '/' ? `/${text}` : `${folder.absolute}/${text}`,
     };
-    return this.options.excludes.excludes(candidate, child.isDirectory());
+    return !this.options.excludes.excludes(candidate, this.metadata.typeOfListed(listed, index) === 'dir');
   }
 
-  /** lstat, link targets and xattrs of the children, in one trip to the thread pool; vanished ones are left out. */
-  private async statChildren(folder: Buffer, children: readonly BufferDirent[]): Promise<FolderListing> {
-    const entries: ListedEntry[] = [];
-    const problems: ListingProblem[] = [];
-    const names = inOneBuffer(children.map((child) => child.name));
-    const found = await this.posix.statChildren(folder, names);
-    names.forEach((name, i) => {
-      const error = found.errors[i];
-      if (error?.code === 'ENOENT') return; // removed since the folder was read
-      if (error !== undefined) return void problems.push({ name, kind: 'unreadable', reason: describeSystemError(error) });
-      const metadata = this.metadata.fromChildren(found, i);
-      if (metadata.type === 'socket') problems.push({ name, kind: 'skipped', reason: 'a socket' });
-      else if (metadata.type !== 'file' || metadata.size <= this.options.excludeLargerThan) entries.push({ name, metadata });
-    });
-    return { entries, problems };
+  /** The index of the folder's CACHEDIR.TAG when it marks a cache folder (https://bford.info/cachedir/): a file that starts with the signature. */
+  private async cacheTagOf(folder: Buffer, names: readonly Buffer[], listed: ListedChildren): Promise<number | undefined> {
+    const tag = names.findIndex((name) => name.equals(CACHEDIR_TAG));
+    if (tag < 0 || this.metadata.typeOfListed(listed, tag) !== 'file') return undefined;
+    return (await startsWithSignature(joinPath(folder, CACHEDIR_TAG))) ? tag : undefined;
   }
 }
 
 /**
- * The names as views of one buffer: each name readdir gives is a Buffer with memory of its own
- * (an ArrayBuffer, a backing store and a malloc'd block), and the entries of the folders being
- * walked keep their names until their trees are stored (25,000 at once in a corpus backup).
+ * The names listChildren found, as views of its one buffer of them: the entries of the folders
+ * being walked keep their names until their trees are stored (25,000 at once in a corpus
+ * backup), and a Buffer of its own each is an ArrayBuffer, a backing store and a malloc'd block.
  */
-function inOneBuffer(names: readonly Buffer[]): Buffer[] {
-  const all = Buffer.concat(names);
-  let at = 0;
-  return names.map((name) => all.subarray(at, (at += name.length)));
+function namesOf(listed: ListedChildren): Buffer[] {
+  const names: Buffer[] = new Array(listed.nameEnds.length);
+  let start = 0;
+  listed.nameEnds.forEach((end, i) => {
+    names[i] = listed.names.subarray(start, end);
+    start = end;
+  });
+  return names;
 }
 
 function isSameOrInside(path: Buffer, root: Buffer): boolean {
@@ -128,12 +133,10 @@ export function joinPath(folder: Buffer, name: Buffer): Buffer {
   return Buffer.concat([folder, Buffer.of(SLASH), name]);
 }
 
-/** True when the folder holds a CACHEDIR.TAG file that starts with the signature (https://bford.info/cachedir/). */
-async function isCacheFolder(folder: Buffer, children: readonly BufferDirent[]): Promise<boolean> {
-  const tag = children.find((child) => child.name.equals(CACHEDIR_TAG));
-  if (tag === undefined || !tag.isFile()) return false;
+/** Whether the file starts with the CACHEDIR.TAG signature; an unreadable tag does not make a cache folder. */
+async function startsWithSignature(path: Buffer): Promise<boolean> {
   try {
-    const handle = await open(joinPath(folder, CACHEDIR_TAG), 'r');
+    const handle = await open(path, 'r');
     try {
       const head = Buffer.alloc(CACHEDIR_SIGNATURE.length);
       const { bytesRead } = await handle.read(head, 0, head.length, 0);
@@ -142,6 +145,6 @@ async function isCacheFolder(folder: Buffer, children: readonly BufferDirent[]):
       await handle.close();
     }
   } catch {
-    return false; // an unreadable tag does not make a cache folder
+    return false;
   }
 }

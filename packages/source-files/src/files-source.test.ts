@@ -297,15 +297,16 @@ describe('children that cannot be read', () => {
     const posix = await loadPosix();
     const tree = await openTree({ paths: ['r'] });
     // The system refuses nothing to root: the native call's answer is changed for two children.
-    const statChildren: typeof posix.statChildren = async (folder, names) => {
-      const found = await posix.statChildren(folder, names);
-      names.forEach((name, i) => {
-        const code = { denied: 'EACCES', gone: 'ENOENT' }[name.toString()];
+    const listChildren: typeof posix.listChildren = async (folder) => {
+      const found = await posix.listChildren(folder);
+      let start = 0;
+      found.nameEnds.forEach((end, i) => {
+        const code = { denied: 'EACCES', gone: 'ENOENT' }[found.names.toString('utf8', start, (start = end))];
         if (code) found.errors[i] = Object.assign(new Error(`${code}: lstat`), { code, errno: -1, syscall: 'lstat' });
       });
       return found;
     };
-    const patched = new FileTree((tree as unknown as { options: WalkOptions }).options, [], { ...posix, statChildren });
+    const patched = new FileTree((tree as unknown as { options: WalkOptions }).options, [], { ...posix, listChildren });
     expect(await walk(patched)).toEqual({ paths: ['r/ok'], problems: ['r/denied: unreadable (EACCES (permission denied))'] });
   });
 });

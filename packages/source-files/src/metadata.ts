@@ -14,8 +14,8 @@ const TYPES = new Map<number, FileMetadata['type']>([
   [S_IFSOCK, 'socket'],
 ]);
 
-/** What Posix.statChildren resolves to. */
-export type ChildrenStats = Awaited<ReturnType<Posix['statChildren']>>;
+/** What Posix.listChildren resolves to. */
+export type ListedChildren = Awaited<ReturnType<Posix['listChildren']>>;
 
 type StatFields = Pick<BigIntStats, 'mode' | 'uid' | 'gid' | 'size' | 'ino' | 'dev' | 'nlink' | 'rdev' | 'atimeNs' | 'mtimeNs' | 'ctimeNs'>;
 
@@ -31,7 +31,13 @@ export class MetadataReader {
   private readonly users = new Map<number, string | undefined>();
   private readonly groups = new Map<number, string | undefined>();
 
-  constructor(private readonly posix: Posix) {}
+  /** File types by readdir's d_type. */
+  private readonly direntTypes: ReadonlyMap<number, FileMetadata['type']>;
+
+  constructor(private readonly posix: Posix) {
+    const { unknown, ...known } = posix.DirentType;
+    this.direntTypes = new Map(Object.entries(known).map(([type, value]) => [value, type as FileMetadata['type']]));
+  }
 
   /** The metadata of `path`, whose lstat (bigint) gave `stats`. Rejects when the link target or xattrs cannot be read. */
   async fromStats(path: Buffer, stats: BigIntStats): Promise<FileMetadata> {
@@ -42,8 +48,14 @@ export class MetadataReader {
     return this.build(type, { mode, uid, gid, size, ino, dev, nlink, rdev, atimeNs, mtimeNs, ctimeNs }, target, xattrs);
   }
 
-  /** The metadata of child `index` of a statChildren result (which has no error for it). */
-  fromChildren(children: ChildrenStats, index: number): FileMetadata {
+  /** What child `index` of a listChildren result is: from its lstat, or where that failed as readdir said (undefined: it did not). */
+  typeOfListed(children: ListedChildren, index: number): FileMetadata['type'] | undefined {
+    if (children.errors[index] === undefined) return typeOf(children.stats[index * this.posix.STAT_FIELDS]!);
+    return this.direntTypes.get(children.direntTypes[index]!);
+  }
+
+  /** The metadata of child `index` of a listChildren result (which has no error for it). */
+  fromChildren(children: ListedChildren, index: number): FileMetadata {
     const width = this.posix.STAT_FIELDS;
     const f = children.stats.subarray(index * width, (index + 1) * width);
     const fields: StatFields = {
