@@ -299,9 +299,9 @@ describe('children that cannot be read', () => {
     // The system refuses nothing to root: the native call's answer is changed for two children.
     const listChildren: typeof posix.listChildren = async (folder) => {
       const found = await posix.listChildren(folder);
-      let start = 0;
       found.nameEnds.forEach((end, i) => {
-        const code = { denied: 'EACCES', gone: 'ENOENT' }[found.names.toString('utf8', start, (start = end))];
+        const name = found.names.toString('utf8', i === 0 ? 0 : found.nameEnds[i - 1], end);
+        const code = { denied: 'EACCES', gone: 'ENOENT' }[name];
         if (code) found.errors[i] = Object.assign(new Error(`${code}: lstat`), { code, errno: -1, syscall: 'lstat' });
       });
       return found;
