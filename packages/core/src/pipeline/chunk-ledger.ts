@@ -1,5 +1,6 @@
 import { ChunkKind, UNUSED_CHUNK, ZERO_CHUNK, type ChunkRecord } from '../repository/format.js';
 import type { BlobIndex } from '../repository/repository.js';
+import { IdTable } from '../repository/id-table.js';
 import type { ChunkHash } from './worker-pool.js';
 
 export interface ChunkStats {
@@ -17,7 +18,8 @@ export interface ChunkStats {
 export class ChunkLedger {
   readonly records: ChunkRecord[];
   readonly stats: ChunkStats = { bytesRead: 0, dataChunks: 0, zeroChunks: 0, unusedChunks: 0, newChunks: 0 };
-  readonly #stored = new Set<string>();
+  /** Blobs this run stores: a corpus backup's 60,000 as hex strings in a Set held 6 MB of the heap to its end. */
+  readonly #stored = new IdTable();
 
   constructor(
     chunkCount: number,
@@ -60,8 +62,8 @@ export class ChunkLedger {
 
   /** True when the blob is neither in the repository nor stored by this run yet; it is from now on. */
   claim(hexId: string): boolean {
-    if (this.index.has(hexId) || this.#stored.has(hexId)) return false;
-    this.#stored.add(hexId);
-    return true;
+    if (this.index.has(hexId)) return false;
+    const stored = this.#stored.size;
+    return this.#stored.addHex(hexId) === stored;
   }
 }
