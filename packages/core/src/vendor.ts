@@ -7,6 +7,7 @@
  * metadata registry for the decorators).
  */
 import 'reflect-metadata';
+import standalone from 'ajv/dist/standalone/index.js';
 
 export { Container, ContainerModule, inject, injectable, multiInject, optional, type ContainerModuleLoadOptions, type ServiceIdentifier } from 'inversify';
 export { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
@@ -14,3 +15,6 @@ export { default as semver } from 'semver';
 export { AsyncSeriesBailHook, AsyncSeriesHook, SyncHook } from 'tapable';
 export { default as yargs, type Argv, type ArgumentsCamelCase } from 'yargs';
 export { Cron, type CronOptions } from 'croner';
+
+/** Ajv's code generator for a compiled validator (its CommonJS exports are the function, and it again as `default`). */
+export const standaloneCode = standalone.default;

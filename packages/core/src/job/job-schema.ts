@@ -1,10 +1,12 @@
-import { Ajv, inject, injectable, type ErrorObject, type ValidateFunction } from '../vendor.js';
+import { inject, injectable, type ErrorObject, type ValidateFunction } from '../vendor.js';
 import { PluginHost, type LoadedContribution } from '../plugins/plugin-host.js';
 import { CONTRIBUTION_POINTS, type ContributionPoint } from '../plugins/manifest.js';
 import { checkSchema, pruneSchema, scheduleSchema } from './schedule-schema.js';
 import { DURATION_PATTERN } from '../daemon/duration.js';
 import { DEFAULT_HOOK_TIMEOUT } from './hook-command.js';
 import { checkAgainstMetaSchema } from '../validation/precompiled.js';
+import { ValidatorCache, cacheFolder } from '../validation/validator-cache.js';
+import { Environment } from '../services.js';
 
 const secretRef = {
   description: 'Where the secret comes from; it never has to be written into the job file.',
@@ -187,13 +189,16 @@ export interface JobValidator {
 @injectable()
 export class JobSchema {
   readonly #validators = new Map<string, JobValidator>();
+  readonly #cache: ValidatorCache;
 
-  constructor(@inject(PluginHost) private readonly plugins: PluginHost) {}
+  constructor(@inject(PluginHost) private readonly plugins: PluginHost, @inject(Environment) environment: Environment) {
+    this.#cache = new ValidatorCache(cacheFolder(environment.env));
+  }
 
   #compiled(named?: NamedTypes): JobValidator {
     const key = JSON.stringify(named, (_key, value) => (value instanceof Set ? [...value].sort() : value)) ?? 'all';
     let validator = this.#validators.get(key);
-    if (!validator) this.#validators.set(key, (validator = createJobValidator(this.plugins, named)));
+    if (!validator) this.#validators.set(key, (validator = createJobValidator(this.plugins, named, this.#cache)));
     return validator;
   }
 
@@ -222,14 +227,16 @@ function typesNamedBy(job: unknown): NamedTypes {
   };
 }
 
-export function createJobValidator(host: PluginHost, named?: NamedTypes): JobValidator {
+// verbose: errors carry the offending value. optimize: off, because compiling is on the startup
+// path of the first command of each kind of job (50 → 30 ms here), and a job file is small.
+const JOB_VALIDATOR_OPTIONS = { allErrors: true, strict: false, useDefaults: true, verbose: true, validateSchema: false } as const;
+
+/** `cache`: where a validator compiled for the same schema before is taken from (none: compiled now). */
+export function createJobValidator(host: PluginHost, named?: NamedTypes, cache = new ValidatorCache(undefined)): JobValidator {
   const schema = buildJobSchema(host, named);
-  // verbose: errors carry the offending value. optimize: off, because the validator checks one
-  // small file per run and compiling it is on every command's startup path (50 → 30 ms here).
-  const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true, verbose: true, code: { optimize: false }, validateSchema: false });
-  // The plugins' settings schemas are checked as Ajv would, by a meta-schema validator the build compiled.
-  checkAgainstMetaSchema(ajv, schema);
-  const validate: ValidateFunction = ajv.compile(schema);
+  // The plugins' settings schemas are checked as Ajv would, by a meta-schema validator the build
+  // compiled; a kept validator was made from this very schema, which passed then.
+  const validate: ValidateFunction = cache.compile(schema, JOB_VALIDATOR_OPTIONS, checkAgainstMetaSchema);
   const owner = new Map<string, string>();
   for (const point of Object.keys(CONTRIBUTION_POINTS) as ContributionPoint[]) {
     for (const c of host.contributions(point)) owner.set(`${CONTRIBUTION_POINTS[point].jobProperty}:${c.type}`, c.pluginId);

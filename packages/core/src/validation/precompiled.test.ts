@@ -76,7 +76,7 @@ describe('checkAgainstMetaSchema', () => {
       } catch (err) {
         ajvMessage = (err as Error).message;
       }
-      const ours = () => checkAgainstMetaSchema(new Ajv({ allErrors: true, strict: false }), structuredClone(schema));
+      const ours = () => checkAgainstMetaSchema(structuredClone(schema));
       if (ajvMessage?.startsWith('schema is invalid')) {
         rejected++;
         expect(ours).toThrow(ajvMessage);

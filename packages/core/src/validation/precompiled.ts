@@ -58,8 +58,9 @@ export function draft07MetaSchema(): PrecompiledSchema {
 let metaSchemaValidator: ValidateFunction | undefined;
 
 /** Throws as Ajv's `compile` does for a schema that is not valid JSON Schema draft-07. */
-export function checkAgainstMetaSchema(ajv: Ajv, schema: object): void {
+export function checkAgainstMetaSchema(schema: object): void {
   // Once per process: the daemon and `validate` check a job schema per combination of types.
   const validate = (metaSchemaValidator ??= compileValidator(draft07MetaSchema()));
-  if (!validate(schema)) throw new Error(`schema is invalid: ${ajv.errorsText(validate.errors)}`);
+  // An Ajv instance only to word the errors as its compile does.
+  if (!validate(schema)) throw new Error(`schema is invalid: ${new Ajv({ strict: false }).errorsText(validate.errors)}`);
 }
