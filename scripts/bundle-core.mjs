@@ -25,6 +25,8 @@ await build({
     // Loaded by URL, next to the chunk that names them: pipeline/worker-pool.ts, codecs/builtin.ts.
     worker: `${core}dist/pipeline/worker.js`,
     none: `${core}dist/codecs/none.js`,
+    // Loaded by bin/cairn.js before the CLI's code (see pipeline/malloc-arenas.ts).
+    'malloc-arenas': `${core}dist/pipeline/malloc-arenas.js`,
   },
   outdir,
   chunkNames: 'chunk-[hash]',

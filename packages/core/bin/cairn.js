@@ -1,6 +1,11 @@
 #!/usr/bin/env node
+import { capMallocArenas } from '../bundle/malloc-arenas.js';
+
+// Before the CLI's code loads (which starts the thread pool): each thread that allocates gets a
+// malloc arena of its own until the cap is set (src/pipeline/malloc-arenas.ts).
+await capMallocArenas(process.env);
 // The bundled build (scripts/bundle-core.mjs): one module loaded instead of two hundred.
-import { main } from '../bundle/cli.js';
+const { main } = await import('../bundle/cli.js');
 
 // SIGTERM and SIGINT become an abort the CLI acts on: the daemon stops cleanly, other commands
 // release their repository locks first. A second signal ends the process at once.

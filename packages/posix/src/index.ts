@@ -99,6 +99,7 @@ interface Native {
   punchHole(fd: number, offset: number, length: number): Promise<boolean>;
   adviseHugePages(buffer: Uint8Array): boolean;
   releasePages(buffer: Uint8Array): boolean;
+  limitMallocArenas(count: number): boolean;
   aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, parts: Uint8Array[], out: Uint8Array, offset: number): number;
   aesGcmOpenInto(key: Uint8Array, nonce: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, out: Uint8Array): boolean;
   scrypt(password: Uint8Array, salt: Uint8Array, N: number, r: number, p: number, keyLength: number): Promise<Buffer>;
@@ -178,6 +179,14 @@ export function adviseHugePages(buffer: Uint8Array): boolean {
  */
 export function releasePages(buffer: Uint8Array): boolean {
   return native.releasePages(buffer);
+}
+
+/**
+ * Caps the malloc arenas glibc makes from now on (as `MALLOC_ARENA_MAX`, which glibc reads only
+ * when a process starts); arenas made before stay. False where the C library has no such cap.
+ */
+export function limitMallocArenas(count: number): boolean {
+  return native.limitMallocArenas(count);
 }
 
 /**

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/falloc.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -663,6 +664,29 @@ static napi_value release_pages(napi_env env, napi_callback_info info) {
   return advise_whole_pages(env, info, (uintptr_t)sysconf(_SC_PAGESIZE), MADV_DONTNEED);
 }
 
+/*
+ * Caps the malloc arenas glibc makes from now on (mallopt M_ARENA_MAX): the MALLOC_ARENA_MAX
+ * environment variable is read only when a process starts, but glibc consults the cap each time
+ * a thread that meets contention would get an arena of its own. Arenas made before stay.
+ * False where the C library has no such setting.
+ */
+static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  double count;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_double(env, argv[0], &count) != napi_ok || !(count >= 1 && count <= 1024) || count != (double)(int)count) {
+    napi_throw_type_error(env, NULL, "limitMallocArenas(count): count must be a positive integer");
+    return NULL;
+  }
+#ifdef M_ARENA_MAX
+  CHECK(napi_get_boolean(env, mallopt(M_ARENA_MAX, (int)count) == 1, &result));
+#else
+  CHECK(napi_get_boolean(env, false, &result));
+#endif
+  return result;
+}
+
 /* ---- holes punched off the main thread ------------------------------------------------ */
 
 /*
@@ -1309,6 +1333,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"releasePages", NULL, release_pages, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_enumerable, NULL},
       {"userName", NULL, user_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groupName", NULL, group_name, NULL, NULL, NULL, napi_enumerable, NULL},
       {"listChildren", NULL, list_children, NULL, NULL, NULL, napi_enumerable, NULL},

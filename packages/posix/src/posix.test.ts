@@ -3,8 +3,9 @@ import { chmodSync, constants, lstatSync, mkdirSync, openSync, closeSync, readdi
 import { createCipheriv, randomBytes, randomInt, scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, listChildren, userName, DirentType, writeFileAndRename, writeFilesAndRename, type ListedChildren, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, limitMallocArenas, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, listChildren, userName, DirentType, writeFileAndRename, writeFilesAndRename, type ListedChildren, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -162,6 +163,35 @@ describe('punchHole', () => {
   it('rejects with a fs-style error for a bad descriptor, and throws for bad arguments', async () => {
     await expect(punchHole(987654, 0, 4096)).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
     expect(thrown(() => punchHole(0, -1, 4096))).toBeInstanceOf(TypeError);
+  });
+});
+
+describe('limitMallocArenas', () => {
+  // A process that starts six worker threads, with or without the cap first, and counts glibc's
+  // malloc arenas: besides the main one, each is a 64 MiB-aligned mapping of 64 MiB.
+  const ADDON = fileURLToPath(new URL('../build/Release/posix.node', import.meta.url));
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    if (process.argv[1] !== 'none') require(${JSON.stringify(ADDON)}).limitMallocArenas(Number(process.argv[1]));
+    const workers = Array.from({ length: 6 }, () => new Worker('setInterval(() => {}, 1000)', { eval: true }));
+    Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('online', resolve)))).then(() => {
+      const heap = 64n * 1024n * 1024n;
+      const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8').split('\\n');
+      const arenas = maps.filter((line) => /^[0-9a-f]+-[0-9a-f]+ rw/.test(line) && BigInt('0x' + line.split('-')[0]) % heap === 0n).length;
+      console.log(arenas);
+      for (const worker of workers) worker.terminate();
+    });`;
+  const arenas = (cap: string) => Number(execFileSync(process.execPath, ['-e', script, cap], { encoding: 'utf8' }).trim());
+
+  it('caps the arenas threads get from then on', () => {
+    // Here 17-20 without the cap, 1-4 with it (Node's own threads may have some before the cap).
+    expect(arenas('none')).toBeGreaterThanOrEqual(10);
+    expect(arenas('2')).toBeLessThanOrEqual(6);
+  });
+
+  it('refuses a count that is not a positive integer', () => {
+    for (const count of [0, -1, 'two', undefined]) expect(thrown(() => limitMallocArenas(count as number))).toBeInstanceOf(TypeError);
+    expect(limitMallocArenas(8)).toBe(true);
   });
 });
 

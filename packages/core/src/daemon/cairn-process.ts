@@ -64,9 +64,9 @@ export function startCairn(args: readonly string[], options: CairnProcessOptions
 
 /**
  * The command's environment with glibc's malloc arenas capped as its memory profile says
- * (MemoryProfile.mallocArenas), unless it sets the cap itself. glibc reads it only when a process
- * starts, so the command cannot set it for itself. A bad CAIRN_MEMORY is left to the command to
- * report.
+ * (MemoryProfile.mallocArenas), unless it sets the cap itself. glibc reads it when the process
+ * starts, before any thread has an arena; the command's own cap (malloc-arenas.ts) comes after
+ * the first few. A bad CAIRN_MEMORY is left to the command to report.
  */
 export function withMallocArenaCap(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   if (env.MALLOC_ARENA_MAX !== undefined) return env;

@@ -1,6 +1,7 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { UsageError } from '../errors.js';
 import { MAX_CHUNKS_PER_READ } from './fetch-groups.js';
+import { LOW_PROFILE_MALLOC_ARENAS } from './malloc-arenas.js';
 
 /**
  * How much memory a backup, restore or check keeps in flight, chosen with `CAIRN_MEMORY`
@@ -28,8 +29,9 @@ export interface MemoryProfile {
    */
   fileRestoreRing: number;
   /**
-   * Malloc arenas glibc may make (`MALLOC_ARENA_MAX`, read only when a process starts: the
-   * daemon sets it for the commands it starts); undefined: glibc's own eight per core.
+   * Malloc arenas glibc may make (see malloc-arenas.ts: the `cairn` executable caps them as it
+   * starts, and the daemon passes `MALLOC_ARENA_MAX` to the commands it starts); undefined:
+   * glibc's own eight per core.
    */
   mallocArenas: number | undefined;
   /** How far past what the last full collection kept V8 lets the heap grow, in percent; undefined: V8's own choice. */
@@ -58,7 +60,7 @@ const PROFILES: Record<MemoryProfileName, (workers: number) => MemoryProfile> = 
     // Each thread that meets contention otherwise gets an arena of its own (worker threads, the
     // thread pool), and memory freed in one is not reused by the others: a files backup of the
     // corpus peaked 10-15 MB higher, at the same speed.
-    mallocArenas: 2,
+    mallocArenas: LOW_PROFILE_MALLOC_ARENAS,
     // V8 lets a busy heap grow to up to 4 times what survived the last full collection: a
     // first file backup of the corpus ended with 65 MB of old generation, about 30 of it live.
     // At 25 % it ended at 43-48 MB, within the noise of the run's time.
