@@ -667,7 +667,8 @@ static napi_value release_pages(napi_env env, napi_callback_info info) {
 /*
  * Caps the malloc arenas glibc makes from now on (mallopt M_ARENA_MAX): the MALLOC_ARENA_MAX
  * environment variable is read only when a process starts, but glibc consults the cap each time
- * a thread that meets contention would get an arena of its own. Arenas made before stay.
+ * a thread needs an arena (each thread that allocates gets one of its own until the cap, by
+ * default eight per core, is reached). Arenas made before stay.
  * False where the C library has no such setting.
  */
 static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {

@@ -57,9 +57,9 @@ const PROFILES: Record<MemoryProfileName, (workers: number) => MemoryProfile> = 
     packsChecked: 2,
     // 16 MiB restored the corpus as fast as 32 from a local repository, 20 MB lower at the peak.
     fileRestoreRing: 16 * MiB,
-    // Each thread that meets contention otherwise gets an arena of its own (worker threads, the
-    // thread pool), and memory freed in one is not reused by the others: a files backup of the
-    // corpus peaked 10-15 MB higher, at the same speed.
+    // Each thread that allocates otherwise gets an arena of its own (worker threads, the thread
+    // pool), and memory freed in one is not reused by the others: a first files backup of the
+    // corpus peaked about 12 MB higher (medians of twelve), at the same speed.
     mallocArenas: LOW_PROFILE_MALLOC_ARENAS,
     // V8 lets a busy heap grow to up to 4 times what survived the last full collection: a
     // first file backup of the corpus ended with 65 MB of old generation, about 30 of it live.

@@ -9,8 +9,8 @@ import { CORE_PACKAGE_ROOT } from '../version.js';
 /**
  * Validators compiled once and kept between commands. A job file is checked against a schema
  * made of the enabled plugins' schemas, so the build cannot compile it ahead (as it does the
- * fixed schemas, precompiled.ts); compiling it cost about 90 ms of every command's start
- * (`cairn snapshots` 0.68 → 0.58 s without it). The first command compiles it and writes Ajv's
+ * fixed schemas, precompiled.ts); compiling it cost every command's start about 50 ms
+ * (`cairn snapshots` 0.47 → 0.42 s with the cache, medians of twelve). The first command compiles it and writes Ajv's
  * standalone code for it, named by the digest of the schema, the options and Ajv's version;
  * later ones load that file instead. A file is used only if the process's user owns it, nobody
  * else may write it, and it carries the digest it is named by; anything else, or any error, and
