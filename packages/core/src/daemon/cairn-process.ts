@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { Logger } from '../services.js';
 import { CORE_PACKAGE_ROOT } from '../version.js';
-import { memoryProfile } from '../pipeline/memory-profile.js';
+import { mallocArenaCap } from '../pipeline/malloc-arenas.js';
 
 /** How a `cairn` child process ended, and what it reported with `--json`. */
 export interface CairnOutcome {
@@ -64,19 +64,13 @@ export function startCairn(args: readonly string[], options: CairnProcessOptions
 
 /**
  * The command's environment with glibc's malloc arenas capped as its memory profile says
- * (MemoryProfile.mallocArenas), unless it sets the cap itself. glibc reads it when the process
- * starts, before any thread has an arena; the command's own cap (malloc-arenas.ts) comes after
- * the first few. A bad CAIRN_MEMORY is left to the command to report.
+ * (mallocArenaCap), through MALLOC_ARENA_MAX: glibc reads it when the process starts, before
+ * any thread has an arena; the command's own cap comes after Node's first few threads. A bad
+ * CAIRN_MEMORY is left to the command to report.
  */
 export function withMallocArenaCap(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  if (env.MALLOC_ARENA_MAX !== undefined) return env;
-  let arenas: number | undefined;
-  try {
-    arenas = memoryProfile(env, 1).mallocArenas;
-  } catch {
-    return env;
-  }
-  return arenas === undefined ? env : { ...env, MALLOC_ARENA_MAX: String(arenas) };
+  const cap = mallocArenaCap(env);
+  return cap === undefined ? env : { ...env, MALLOC_ARENA_MAX: String(cap) };
 }
 
 function outcomeOf(child: ChildProcess, { logger, onProgress }: CairnProcessOptions): Promise<CairnOutcome> {

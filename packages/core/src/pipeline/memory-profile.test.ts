@@ -17,9 +17,8 @@ describe('memoryProfile', () => {
     // Low keeps V8's old generation within a quarter of what the last full collection kept and
     // its young generation at 8 MiB; high leaves both to V8.
     expect([low.heapGrowthPercent, high.heapGrowthPercent, low.youngGenerationMiB, high.youngGenerationMiB]).toEqual([25, undefined, 8, undefined]);
-    // Low halves a files restore's plaintext ring and caps glibc's malloc arenas at two; high leaves those to glibc.
+    // Low halves a files restore's plaintext ring (its malloc arena cap: malloc-arenas.test.ts).
     expect([low.fileRestoreRing, high.fileRestoreRing]).toEqual([16 * 1024 * 1024, 32 * 1024 * 1024]);
-    expect([low.mallocArenas, high.mallocArenas]).toEqual([2, undefined]);
   });
 
   it('refuses any other value as a usage error naming the two', () => {

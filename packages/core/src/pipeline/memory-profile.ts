@@ -1,7 +1,6 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { UsageError } from '../errors.js';
 import { MAX_CHUNKS_PER_READ } from './fetch-groups.js';
-import { LOW_PROFILE_MALLOC_ARENAS } from './malloc-arenas.js';
 
 /**
  * How much memory a backup, restore or check keeps in flight, chosen with `CAIRN_MEMORY`
@@ -10,6 +9,7 @@ import { LOW_PROFILE_MALLOC_ARENAS } from './malloc-arenas.js';
  *   size; no slower there, since the workers, not the queues, set the pace.
  * - `high`: more chunks read ahead, packs uploading and pack reads in flight, and V8's heap
  *   left to V8 (about 40 to 100 MB more); it pays where latency does, as on S3.
+ * The low profile also caps glibc's malloc arenas, as the process starts (malloc-arenas.ts).
  */
 export type MemoryProfileName = 'low' | 'high';
 
@@ -28,12 +28,6 @@ export interface MemoryProfile {
    * resident once it has wrapped.
    */
   fileRestoreRing: number;
-  /**
-   * Malloc arenas glibc may make (see malloc-arenas.ts: the `cairn` executable caps them as it
-   * starts, and the daemon passes `MALLOC_ARENA_MAX` to the commands it starts); undefined:
-   * glibc's own eight per core.
-   */
-  mallocArenas: number | undefined;
   /** How far past what the last full collection kept V8 lets the heap grow, in percent; undefined: V8's own choice. */
   heapGrowthPercent: number | undefined;
   /** The young generation (both semi-spaces) stops growing once this large; undefined: at V8's 32 MiB. */
@@ -57,10 +51,6 @@ const PROFILES: Record<MemoryProfileName, (workers: number) => MemoryProfile> = 
     packsChecked: 2,
     // 16 MiB restored the corpus as fast as 32 from a local repository, 20 MB lower at the peak.
     fileRestoreRing: 16 * MiB,
-    // Each thread that allocates otherwise gets an arena of its own (worker threads, the thread
-    // pool), and memory freed in one is not reused by the others: a first files backup of the
-    // corpus peaked about 12 MB higher (medians of twelve), at the same speed.
-    mallocArenas: LOW_PROFILE_MALLOC_ARENAS,
     // V8 lets a busy heap grow to up to 4 times what survived the last full collection: a
     // first file backup of the corpus ended with 65 MB of old generation, about 30 of it live.
     // At 25 % it ended at 43-48 MB, within the noise of the run's time.
@@ -76,7 +66,6 @@ const PROFILES: Record<MemoryProfileName, (workers: number) => MemoryProfile> = 
     restoreSlots: 2 * MAX_CHUNKS_PER_READ + workers,
     packsChecked: 3,
     fileRestoreRing: 32 * MiB,
-    mallocArenas: undefined,
     heapGrowthPercent: undefined,
     youngGenerationMiB: undefined,
   }),

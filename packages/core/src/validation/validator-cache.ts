@@ -26,7 +26,8 @@ export class ValidatorCache {
       check(schema);
       return new Ajv(options).compile(schema);
     }
-    const digest = createHash('sha256').update(JSON.stringify([CACHE_FORMAT, AJV_VERSION, schema, options])).digest('hex');
+    ajvVersion ??= requireFromCore('ajv/package.json').version as string;
+    const digest = createHash('sha256').update(JSON.stringify([CACHE_FORMAT, ajvVersion, schema, options])).digest('hex');
     const file = join(this.folder, 'validators', `${digest}.cjs`);
     const cached = loadValidator(file, digest);
     if (cached) return cached;
@@ -46,7 +47,8 @@ const KEPT_FOR_MS = 30 * 24 * 3600 * 1000;
 const CACHE_FORMAT = 1;
 
 const requireFromCore = createRequire(join(CORE_PACKAGE_ROOT, 'package.json'));
-const AJV_VERSION: string = requireFromCore('ajv/package.json').version;
+/** Read when a schema is first looked up, not when every command loads this module. */
+let ajvVersion: string | undefined;
 
 /**
  * `CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else `$HOME/.cache/cairn` (where restic keeps
