@@ -12,10 +12,11 @@ import { defaultPoolSize, type WorkerPool } from '../pipeline/worker-pool.js';
 import type { Progress } from '../pipeline/progress.js';
 import { FastCdc, gearTable, useNativeChunker } from './cdc.js';
 import { ContentStore, FileReadFailure } from './file-content.js';
-import type { FileMetadata, FolderListing, OpenedFileTree } from './file-source.js';
+import type { FileMetadata, FolderListing, ListedEntry, OpenedFileTree } from './file-source.js';
 import { Backlog, Semaphore } from './semaphore.js';
 import { joinPath, pathNames } from './tree-reader.js';
 import { decodeTree, displayName, encodeTree, type EntryType, type TreeEntry } from './tree.js';
+import { keyOfName as keyOf, TreeBuilder } from './tree-builder.js';
 import { readBlob } from '../pipeline/chunk-maps.js';
 
 export interface FileBackupInput {
@@ -120,50 +121,26 @@ function rootTrie(roots: readonly Buffer[]): RootNode {
   return top;
 }
 
-/** Names as Map keys: latin1 maps every byte to one character, so distinct names stay distinct. */
-const keyOf = (name: Buffer) => name.toString('latin1');
-
 /** Work the walk has started: `done` settles when the entry (or tree) is complete. Not a bare promise: those would be flattened. */
 interface Later<T> {
   done: Promise<T>;
 }
 
 const ready = <T>(value: T): Later<T> => ({ done: Promise.resolve(value) });
-const isEntry = (entry: TreeEntry | undefined): entry is TreeEntry => entry !== undefined;
+/**
+ * The items in order, each slot emptied as it is taken: a folder's listing can hold tens of
+ * thousands of entries, and one walked is the tree builder's (encoded) or a file read's.
+ */
+function* drain<T>(items: Array<T | undefined>): Generator<T> {
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    items[i] = undefined;
+    yield item;
+  }
+}
 
 function entryOf(name: Buffer, metadata: FileMetadata): TreeEntry {
   return { ...metadata, type: metadata.type as EntryType, name };
-}
-
-/** Whether `entries` are exactly the parent's (same names, and every field equal), so that their tree is the parent's. */
-function sameEntries(entries: readonly TreeEntry[], previous: ReadonlyMap<string, TreeEntry>): boolean {
-  return entries.length === previous.size && entries.every((entry) => {
-    const old = previous.get(keyOf(entry.name));
-    return old !== undefined && sameValue(entry, old);
-  });
-}
-
-/**
- * Deep equality of tree entry values: bigints and strings by value, Buffers by bytes, arrays
- * and objects field by field (an absent field equals an undefined one). Generic on purpose: a
- * field added to entries later is compared too, so a tree is never taken for unchanged when
- * it is not. A difference that would encode the same (an empty xattr list) only costs a store.
- */
-function sameValue(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
-  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((item, i) => sameValue(item, b[i]));
-  // Every field `a` defines equals `b`'s, and `b` defines as many: then it defines no other.
-  let fields = 0;
-  for (const key in a) {
-    const value = (a as Record<string, unknown>)[key];
-    if (value === undefined) continue;
-    fields++;
-    if (!sameValue(value, (b as Record<string, unknown>)[key])) return false;
-  }
-  for (const key in b) if ((b as Record<string, unknown>)[key] !== undefined) fields--;
-  return fields === 0;
 }
 
 class FileBackupSession {
@@ -221,7 +198,7 @@ class FileBackupSession {
     const folder = await this.#input.source.stat(top.path);
     const { subtree } = await (await this.#walkFolder(top.path, folder, previous)).done;
     // A root that cannot be listed is recorded as skipped; the snapshot's root is then empty.
-    return subtree ?? this.#storeTree([]);
+    return subtree ?? this.#storeTree(encodeTree([]));
   }
 
   /** Starts tracking work of the walk; its failure stops the walk (the run fails with it). */
@@ -235,19 +212,16 @@ class FileBackupSession {
   }
 
   /**
-   * A tree of the entries once they are all complete. When they equal the parent's tree
+   * The tree of a folder once its entries are all complete. When they equal the parent's tree
    * entry for entry, that tree is the answer: it is the same blob, and need not be encoded
    * and sealed again (most folders of an incremental backup).
    */
-  #treeOf(children: ReadonlyArray<Later<TreeEntry | undefined>>, previous?: { id: string; entries: Map<string, TreeEntry> }): Later<string> {
+  #treeOf(builder: TreeBuilder): Later<string> {
     return this.#later(
-      Promise.all(children.map((child) => child.done)).then((all) => {
-        const entries = all.filter(isEntry);
-        if (previous && this.#input.index.has(previous.id) && sameEntries(entries, previous.entries)) {
-          this.#stats.treeBlobs++;
-          return previous.id;
-        }
-        return this.#storeTree(entries);
+      builder.finish().then((built) => {
+        if (!built.unchanged) return this.#storeTree(built.plain);
+        this.#stats.treeBlobs++;
+        return built.id;
       }),
     );
   }
@@ -255,10 +229,10 @@ class FileBackupSession {
   /** The tree of one level of the roots' trie: the paths' ancestors and the paths themselves. */
   async #walkNodes(nodes: readonly RootNode[], previousTree: string | undefined): Promise<Later<string>> {
     const previous = await this.#previousEntries(previousTree);
-    const children: Array<Later<TreeEntry | undefined>> = [];
-    for (const node of nodes) children.push(await this.#walkNode(node, previous?.get(keyOf(node.name))));
     // Not compared with the parent's: a level of ancestors lists only the paths' names, not the folder.
-    return this.#treeOf(children);
+    const builder = new TreeBuilder();
+    for (const node of nodes) builder.follow((await this.#walkNode(node, previous?.get(keyOf(node.name)))).done);
+    return this.#treeOf(builder);
   }
 
   async #walkNode(node: RootNode, previous: TreeEntry | undefined): Promise<Later<TreeEntry | undefined>> {
@@ -316,15 +290,18 @@ class FileBackupSession {
       else this.#input.note?.(`${displayName(child)} is not backed up: ${problem.reason}`);
     }
     const { previous } = read;
-    const children: Array<Later<TreeEntry | undefined>> = [];
-    const readAhead = this.#folderReadAhead(path, listing, previous);
-    for (const child of listing.entries) {
+    const reusable = previous && this.#input.index.has(previousTree!);
+    const builder = new TreeBuilder(reusable ? { id: previousTree!, entries: previous } : undefined);
+    const count = listing.entries.length;
+    const subfolders = listing.entries.filter((entry) => entry.metadata.type === 'dir');
+    const readAhead = this.#folderReadAhead(path, subfolders, count, previous);
+    for (const child of drain(listing.entries)) {
       readAhead.next();
-      children.push(await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name))));
+      builder.follow((await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name)))).done);
     }
-    const tree = this.#treeOf(children, previous && { id: previousTree!, entries: previous });
-    this.#backlog.add(children.length);
-    const stored = tree.done.finally(() => this.#backlog.done(children.length));
+    const tree = this.#treeOf(builder);
+    this.#backlog.add(count);
+    const stored = tree.done.finally(() => this.#backlog.done(count));
     return this.#later(stored.then((subtree) => ({ subtree })));
   }
 
@@ -345,8 +322,7 @@ class FileBackupSession {
    * would otherwise wait for one folder's round trips at a time. A generator: each `next()`
    * (one per entry walked) keeps FOLDERS_READ_AHEAD subfolders read or being read.
    */
-  *#folderReadAhead(path: Buffer, listing: FolderListing, previous: Map<string, TreeEntry> | undefined): Generator<void> {
-    const folders = listing.entries.filter((entry) => entry.metadata.type === 'dir');
+  *#folderReadAhead(path: Buffer, folders: readonly ListedEntry[], entries: number, previous: Map<string, TreeEntry> | undefined): Generator<void> {
     let started = 0;
     for (let walked = 0; ; walked++) {
       while (started < folders.length && started < walked + FOLDERS_READ_AHEAD) {
@@ -356,7 +332,7 @@ class FileBackupSession {
         this.#readAhead.set(childPath.toString('latin1'), this.#readFolder(childPath, metadata, before?.type === 'dir' ? before.subtree : undefined));
       }
       yield;
-      if (walked >= listing.entries.length) return;
+      if (walked >= entries) return;
     }
   }
 
@@ -436,16 +412,17 @@ class FileBackupSession {
   /**
    * Stores a folder's tree blob unless the repository has it (an unchanged folder has the same
    * id); returns its id. The id is hashed here, on the main thread (trees are small), so that
-   * only a new tree pays for a trip to a worker to be compressed and encrypted.
+   * only a new tree pays for a trip to a worker to be compressed and encrypted; `plain` is
+   * handed to that worker, not copied (it is empty afterwards).
    */
-  async #storeTree(entries: TreeEntry[]): Promise<string> {
-    const plain = encodeTree(entries);
+  async #storeTree(plain: Buffer): Promise<string> {
     const { config, masterKey } = this.#input.repository;
     const hex = blobIdOf(blobIdSchemeOf(config), masterKey.blobId, plain).toString('hex');
     this.#stats.treeBlobs++;
     if (this.#ledger.claim(hex)) {
-      const { id, sealed } = await this.#input.pool.sealBytes(plain);
-      await this.#packer.add(BlobType.tree, id, sealed, plain.length);
+      const length = plain.length;
+      const { id, sealed } = await this.#input.pool.sealBytes(plain, { handOver: true });
+      await this.#packer.add(BlobType.tree, id, sealed, length);
     }
     return hex;
   }

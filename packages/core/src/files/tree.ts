@@ -79,12 +79,41 @@ export function compareNames(a: Buffer, b: Buffer): number {
 
 /** The tree blob of a folder: the entries, sorted by name bytes. Names must be unique. */
 export function encodeTree(entries: readonly TreeEntry[]): Buffer {
+  return treeOfEncodedEntries(entries.map((entry) => ({ name: entry.name, text: encodeEntry(entry) })));
+}
+
+/** One entry as its tree stores it: a piece of `treeOfEncodedEntries`'s input, made as soon as the entry is known. */
+export function encodeEntry(entry: TreeEntry): string {
+  return JSON.stringify(storedEntry(entry));
+}
+
+/**
+ * The tree blob of entries already encoded (`encodeEntry`), sorted here by name bytes; names
+ * must be unique. The same bytes as `encodeTree` of the entries: the whole tree's JSON is its
+ * entries' JSON, in order, inside a fixed frame.
+ */
+export function treeOfEncodedEntries(entries: ReadonlyArray<{ name: Buffer; text: string }>): Buffer {
   const sorted = [...entries].sort((a, b) => compareNames(a.name, b.name));
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i - 1]!.name.equals(sorted[i]!.name)) throw new Error(`duplicate name ${JSON.stringify(displayName(sorted[i]!.name))} in a tree`);
   }
-  return Buffer.from(JSON.stringify({ version: TREE_VERSION, entries: sorted.map(storedEntry) }));
+  // Written piece by piece into a buffer of its own, not joined into one string first: the tree
+  // of a folder of 18,000 files is 7 MB, and its owner can hand the buffer on without a copy.
+  const head = `{"version":${TREE_VERSION},"entries":[`;
+  let length = head.length + TREE_TAIL.length + Math.max(0, sorted.length - 1);
+  for (const entry of sorted) length += Buffer.byteLength(entry.text);
+  const tree = Buffer.allocUnsafeSlow(length);
+  let at = tree.write(head, 0, 'latin1');
+  sorted.forEach((entry, i) => {
+    if (i > 0) tree[at++] = COMMA;
+    at += tree.write(entry.text, at);
+  });
+  tree.write(TREE_TAIL, at, 'latin1');
+  return tree;
 }
+
+const TREE_TAIL = ']}';
+const COMMA = 0x2c;
 
 /** Parses a tree blob; `id` names it in errors. Anything malformed is damage. */
 export function decodeTree(id: string, plain: Buffer): TreeEntry[] {

@@ -152,8 +152,10 @@ export class WorkerPool implements IDisposable {
     return sealed.zero ? { zero: true } : { zero: false, id: Buffer.from(sealed.id), sealedLength: sealed.sealedLength };
   }
 
-  async sealBytes(data: Uint8Array): Promise<{ id: Buffer; sealed: Buffer }> {
-    const reply = await this.#leastBusy().request({ op: 'sealBytes', data });
+  async sealBytes(data: Uint8Array, options: { handOver?: boolean } = {}): Promise<{ id: Buffer; sealed: Buffer }> {
+    // Handed over, a buffer that is all of its ArrayBuffer moves to the worker rather than being copied (it is then empty here).
+    const movable = options.handOver && data.buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    const reply = await this.#leastBusy().request({ op: 'sealBytes', data }, movable ? [data.buffer as ArrayBuffer] : []);
     return { id: Buffer.from(reply.id), sealed: toBuffer(reply.sealed) };
   }
 
