@@ -117,6 +117,12 @@ const COMMA = 0x2c;
 
 /** Parses a tree blob; `id` names it in errors. Anything malformed is damage. */
 export function decodeTree(id: string, plain: Buffer): TreeEntry[] {
+  const ranges = plain.length >= ENTRY_AT_A_TIME_BYTES ? entryRanges(plain) : undefined;
+  if (ranges) {
+    const entries: TreeEntry[] = new Array(ranges.length / 2);
+    for (let i = 0; i < entries.length; i++) entries[i] = decodedEntry(id, i, () => JSON.parse(plain.toString('utf8', ranges[2 * i], ranges[2 * i + 1])));
+    return entries;
+  }
   let stored: { version?: unknown; entries?: unknown };
   try {
     stored = JSON.parse(plain.toString('utf8'));
@@ -124,13 +130,59 @@ export function decodeTree(id: string, plain: Buffer): TreeEntry[] {
     throw new DamageError(`tree ${id.slice(0, 12)} is not valid JSON`, { cause: err });
   }
   if (stored?.version !== TREE_VERSION || !Array.isArray(stored.entries)) throw new DamageError(`tree ${id.slice(0, 12)} is not a version ${TREE_VERSION} tree`);
-  return stored.entries.map((entry, i) => {
-    try {
-      return parsedEntry(entry as StoredEntry);
-    } catch (err) {
-      throw new DamageError(`tree ${id.slice(0, 12)} has an invalid entry ${i}: ${(err as Error).message}`, { cause: err });
-    }
-  });
+  return stored.entries.map((entry, i) => decodedEntry(id, i, () => entry));
+}
+
+function decodedEntry(id: string, index: number, stored: () => unknown): TreeEntry {
+  try {
+    return parsedEntry(stored() as StoredEntry);
+  } catch (err) {
+    throw new DamageError(`tree ${id.slice(0, 12)} has an invalid entry ${index}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Trees this large are parsed an entry at a time: parsed whole, the tree of a folder of
+ * 18,000 files (7 MB) became 18,000 parsed objects at once besides the entries made of them,
+ * and lived long enough to be promoted, 15-20 MB more of V8's old space at the peak.
+ */
+const ENTRY_AT_A_TIME_BYTES = 1 << 20;
+const TREE_HEAD = Buffer.from(`{"version":${TREE_VERSION},"entries":[`);
+const [QUOTE, BACKSLASH, OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] = [0x22, 0x5c, 0x7b, 0x7d, 0x5b, 0x5d];
+
+/**
+ * Where each entry of a tree is (start and end offsets, in pairs), for a tree in exactly the
+ * form `encodeTree` writes; undefined for any other, which is then parsed whole (and judged by
+ * JSON.parse). Each range is checked by JSON.parse as it is decoded.
+ */
+function entryRanges(plain: Buffer): number[] | undefined {
+  const end = plain.length - TREE_TAIL.length;
+  if (!plain.subarray(0, TREE_HEAD.length).equals(TREE_HEAD) || plain.toString('latin1', end) !== TREE_TAIL) return undefined;
+  const ranges: number[] = [];
+  for (let start = TREE_HEAD.length; start < end; ) {
+    const close = plain[start] === OPEN_BRACE ? valueEnd(plain, start, end) : -1;
+    if (close < 0 || (close < end && plain[close] !== COMMA)) return undefined;
+    ranges.push(start, close);
+    start = close + 1;
+    if (start === end) return undefined; // a trailing comma
+  }
+  return ranges;
+}
+
+/** The offset just past the object or array that starts at `start`, or -1 when it does not close before `limit`. */
+function valueEnd(bytes: Buffer, start: number, limit: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < limit; i++) {
+    const byte = bytes[i];
+    if (inString) {
+      if (byte === BACKSLASH) i++;
+      else if (byte === QUOTE) inString = false;
+    } else if (byte === QUOTE) inString = true;
+    else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) depth++;
+    else if ((byte === CLOSE_BRACE || byte === CLOSE_BRACKET) && --depth === 0) return i + 1;
+  }
+  return -1;
 }
 
 /** The name as text for messages and listings: invalid UTF-8 shows as U+FFFD. */

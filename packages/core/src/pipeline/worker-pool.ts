@@ -28,6 +28,9 @@ class PooledWorker {
 
   constructor() {
     this.#worker = new Worker(WORKER_URL);
+    // Its isolate, set up as the thread starts, let the main thread's young generation grow
+    // again; stopped here, not only once the pool is ready (a busy start grew it to 16 MiB meanwhile).
+    this.#worker.once('online', holdYoungGeneration);
     this.#worker.on('message', (reply: WorkerReply) => {
       const waiter = this.#pending.shift()!;
       if (reply.ok) waiter.resolve(reply);
