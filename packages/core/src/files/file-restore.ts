@@ -81,11 +81,6 @@ interface Planned extends PathEntry {
   replace?: boolean;
 }
 
-/**
- * Entries planned and written together: a restore holds one batch's entries at a time (and the
- * folders, whose metadata comes last), not the whole snapshot's, whose size has no bound.
- */
-const BATCH_ENTRIES = 8192;
 /** Entries being finished at once (see #write). */
 const ENTRIES_IN_FLIGHT = 32;
 /** Files up to this size are read whole from the blob stream and finished by a task of their own. */
@@ -139,14 +134,15 @@ export class FileTreeRestore {
     const { reader, manifest, options } = this.#input;
     const selection = new PathSelection(options.include, options.exclude);
     const walk = selectedEntries(reader, manifest, selection)[Symbol.asyncIterator]();
-    let batch = await nextBatch(walk);
+    const batchSize = this.#input.pool.memory.fileRestoreBatch;
+    let batch = await nextBatch(walk, batchSize);
     if (batch.length === 0 && !selection.includesAll) throw new UsageError(`Nothing in snapshot ${this.#input.snapshot.slice(0, 12)} matches --include ${options.include!.join(' ')}`);
     await this.#prepareDestination();
     const folders: Planned[] = [];
     const toVerify: Planned[] = [];
     this.#input.progress.start('restore', selection.includesAll ? manifest.stats.totalBytes : await this.#bytesSelected(selection));
     try {
-      for (; batch.length > 0; batch = await nextBatch(walk)) {
+      for (; batch.length > 0; batch = await nextBatch(walk, batchSize)) {
         const planned: Planned[] = [];
         for (const item of batch) planned.push(await this.#plan(item));
         this.#counts.entries += planned.length;
@@ -455,10 +451,14 @@ function contentBytes(entry: TreeEntry): number {
   return entry.content!.reduce((sum, chunk) => sum + chunk.length, 0);
 }
 
-/** The next entries of the walk, BATCH_ENTRIES or a piece more; none when it is over. */
-async function nextBatch(walk: AsyncIterator<PathEntry[]>): Promise<PathEntry[]> {
+/**
+ * The next entries of the walk, `size` or a piece more; none when it is over. A restore holds
+ * one batch's entries at a time (and the folders, whose metadata comes last), not the whole
+ * snapshot's, whose size has no bound.
+ */
+async function nextBatch(walk: AsyncIterator<PathEntry[]>, size: number): Promise<PathEntry[]> {
   const batch: PathEntry[] = [];
-  while (batch.length < BATCH_ENTRIES) {
+  while (batch.length < size) {
     const next = await walk.next();
     if (next.done) break;
     for (const entry of next.value) batch.push(entry);
