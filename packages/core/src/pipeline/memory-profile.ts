@@ -110,8 +110,8 @@ function capYoungGeneration(bytes: number): void {
   const watching = youngGenerationCap !== undefined;
   youngGenerationCap = bytes;
   if (watching) return;
-  // Often while it grows; then seldom (a daemon idles for hours), and the worker pool calls
-  // holdYoungGeneration itself once its threads have started.
+  // Often while it grows; then seldom (a daemon idles for hours), and each pooled worker calls
+  // holdYoungGeneration itself as its thread comes online.
   const watch = setInterval(() => {
     if (!holdYoungGeneration()) return;
     clearInterval(watch);

@@ -109,7 +109,6 @@ export class WorkerPool implements IDisposable {
   async init(setup: CryptoSetup): Promise<void> {
     this.#setup = setup;
     await Promise.all([...this.#workers.map((w) => w.request(initRequest(setup, 'pool'))), useMemoryAdvice()]);
-    holdYoungGeneration(); // the workers' isolates let the main thread's young generation grow again
   }
 
   /** The image hasher's thread, started (and handed its keys: requests are answered in order) on first use. */
