@@ -71,6 +71,22 @@ describe('S3Target on s3rver', () => {
     }
   });
 
+  it('reads ranges straight into the buffers over its own connections, signed by the SDK', async () => {
+    const target = await openS3Target({ endpoint: s3rverEndpoint, bucket: BUCKET, prefix: 'direct' }, CREDENTIALS);
+    try {
+      const data = randomBytes(3 * MiB);
+      await target.put('data/ab/pack', data);
+      const into = [new Uint8Array(MiB), new Uint8Array(0), new Uint8Array(MiB + 17)];
+      await target.readInto('data/ab/pack', 12_345, into);
+      expect(Buffer.concat(into).equals(data.subarray(12_345, 12_345 + 2 * MiB + 17))).toBe(true);
+      expect(target.directReadStats).toEqual({ direct: 1, fallback: 0, lastFallback: '' });
+      await expect(target.readInto('data/ab/missing', 0, [new Uint8Array(10)])).rejects.toSatisfy((err) => target.isNotFound(err));
+      expect(target.directReadStats).toMatchObject({ direct: 1, fallback: 1, lastFallback: 'status 404' });
+    } finally {
+      await target.dispose();
+    }
+  });
+
   it('keeps the prefix out of the keys it lists and apart from other prefixes', async () => {
     const a = await openS3Target({ endpoint: s3rverEndpoint, bucket: BUCKET, prefix: 'hosts/a' }, CREDENTIALS);
     const b = await openS3Target({ endpoint: s3rverEndpoint, bucket: BUCKET, prefix: 'hosts/ab' }, CREDENTIALS);
@@ -203,6 +219,27 @@ describe('retries', () => {
       async (server, target) => {
         expect((await target.get('config')).toString()).toBe('hello');
         expect(server.requests).toHaveLength(3);
+      },
+    );
+  });
+
+  it('reads a range again through the SDK when the direct read fails, and stops reading directly after four such reads in a row', async () => {
+    const body = randomBytes(100);
+    await withServer(
+      (req, res, i) => {
+        res.writeHead(206, { 'content-length': '100', 'content-range': 'bytes 0-99/100' });
+        // The direct reads (every other request until it gives up) are cut short.
+        if (i % 2 === 0 && i < 8) res.write(body.subarray(0, 40), () => req.socket.destroy());
+        else res.end(body);
+      },
+      async (server, target) => {
+        for (let k = 0; k < 5; k++) {
+          const into = [new Uint8Array(60), new Uint8Array(40)];
+          await target.readInto('data/aa/pack', 0, into);
+          expect(Buffer.concat(into).equals(body)).toBe(true);
+        }
+        expect(server.requests).toHaveLength(9);
+        expect(target.directReadStats).toMatchObject({ direct: 0, fallback: 4, lastFallback: expect.stringMatching(/closed/) });
       },
     );
   });

@@ -5,6 +5,7 @@ import { TargetError } from '@cairn/core';
 import type { ByteRange, Leftovers, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetFactory, TargetSettings } from '@cairn/core';
 // Types only: the SDK itself is imported in `create`, so a job without an S3 target never loads it.
 import type { CompletedPart, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { DirectReads, type SignedGet } from './direct-reads.js';
 import { describeError, isBucketMissing, isNotFoundResponse, retrying, type RequestFailed, type RetryPolicy } from './retry.js';
 
 type Sdk = typeof import('@aws-sdk/client-s3');
@@ -50,6 +51,8 @@ export interface ResolvedS3Settings {
 }
 
 const MiB = 1024 * 1024;
+const REQUEST_TIMEOUT_MS = 120_000;
+const DIRECT_FAILURES_BEFORE_GIVING_UP = 4;
 const KEY_PATTERN = /^([a-z0-9_.-]+\/)*[a-z0-9_.-]+$/;
 const PREFIX_PATTERN = /^([a-z0-9_.-]+\/)*[a-z0-9_.-]*$/;
 
@@ -85,7 +88,7 @@ export async function clientConfig(settings: S3TargetSettings, context: Pick<Tar
     maxAttempts: 1,
     requestHandler: {
       connectionTimeout: 10_000,
-      requestTimeout: 120_000,
+      requestTimeout: REQUEST_TIMEOUT_MS,
       httpAgent: new HttpAgent({ keepAlive: true, maxSockets: 64 }),
       httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: 64 }),
     },
@@ -133,6 +136,10 @@ export class S3Target implements Target {
   readonly #retry: RetryPolicy;
   #bucketExists: Promise<boolean> | undefined;
   #staleUploadsCleanup: Promise<void> | undefined;
+  readonly #direct = new DirectReads(REQUEST_TIMEOUT_MS);
+  #directFailuresInARow = 0;
+  /** How `readInto` went: straight into the buffers, or through the SDK after `lastFallback`. */
+  readonly directReadStats = { direct: 0, fallback: 0, lastFallback: '' };
 
   constructor(
     readonly sdk: Sdk,
@@ -182,8 +189,50 @@ export class S3Target implements Target {
       await this.get(key, range);
       return;
     }
+    if (await this.#readDirectly(key, offset, into)) return;
     const filled = await this.#download(key, range, (body) => fill(body as AsyncIterable<Uint8Array> | undefined, into));
     if (filled !== range.length) throw this.#rangeError(key, range, undefined);
+  }
+
+  /**
+   * The read of `readInto` through DirectReads, signed by the SDK; false when it did not work out
+   * (the SDK then does it again, with its errors and retries). After a few such reads in a row
+   * (a proxy or server that answers ranges some other way) only the SDK reads.
+   */
+  async #readDirectly(key: string, offset: number, into: readonly Uint8Array[]): Promise<boolean> {
+    if (this.#directFailuresInARow >= DIRECT_FAILURES_BEFORE_GIVING_UP) return false;
+    const length = into.reduce((sum, buffer) => sum + buffer.length, 0);
+    const reason = await this.#signedGet(this.#objectKey(key), `bytes=${offset}-${offset + length - 1}`).then(
+      (request) => this.#direct.readInto(request, offset, into),
+      (err: unknown) => `signing: ${String((err as Error)?.message ?? err)}`,
+    );
+    if (reason === null) {
+      this.#directFailuresInARow = 0;
+      this.directReadStats.direct++;
+      return true;
+    }
+    this.#directFailuresInARow++;
+    this.directReadStats.fallback++;
+    this.directReadStats.lastFallback = reason;
+    return false;
+  }
+
+  /** A GetObject of `range` as the SDK would send it: built and signed by its middleware, then taken before it is sent. */
+  async #signedGet(objectKey: string, range: string): Promise<SignedGet> {
+    const command = new this.sdk.GetObjectCommand({ Bucket: this.settings.bucket, Key: objectKey, Range: range });
+    command.middlewareStack.addRelativeTo(
+      () => async (args: { request: unknown }) => {
+        throw new SignedRequestTaken(args.request as SignedGet);
+      },
+      { relation: 'after', toMiddleware: 'httpSigningMiddleware', name: 'cairnTakeSignedRequest', override: true },
+    );
+    try {
+      await this.client.send(command);
+    } catch (err) {
+      if (err instanceof SignedRequestTaken) return err.request;
+      throw err;
+    }
+    throw new Error('the SDK sent a GetObject that was to be taken before sending');
   }
 
   /** Downloads the object (or a range of it) and hands its body to `read`, inside the retried call. */
@@ -249,6 +298,7 @@ export class S3Target implements Target {
   }
 
   async dispose(): Promise<void> {
+    this.#direct.close();
     await this.#staleUploadsCleanup;
     this.client.destroy();
   }
@@ -464,6 +514,13 @@ export class S3Target implements Target {
   #rangeError(key: string, range: ByteRange, size: number | undefined, cause?: unknown): TargetError {
     const sizeText = size === undefined ? '' : ` (the object has ${size} bytes)`;
     return new TargetError(`Range ${range.offset}+${range.length} is past the end of '${key}' in ${this.where}${sizeText}`, { cause });
+  }
+}
+
+/** Thrown by the middleware that takes a signed request before the SDK sends it. */
+class SignedRequestTaken extends Error {
+  constructor(readonly request: SignedGet) {
+    super('signed request taken');
   }
 }
 
