@@ -225,7 +225,7 @@ function aptEnsure(pkgs) {
 function timed(argv, { env, cwd } = {}) {
   sh('sync');
   const tfile = path.join(os.tmpdir(), `cairn-bench-time.${process.pid}`);
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', tfile, ...argv], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M %U %S', '-o', tfile, ...argv], {
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
     maxBuffer: 256 * MB,
@@ -235,8 +235,8 @@ function timed(argv, { env, cwd } = {}) {
   if (r.error || !fs.existsSync(tfile)) die(`could not run ${argv[0]} under /usr/bin/time: ${r.error?.message ?? r.stderr}`);
   const lines = fs.readFileSync(tfile, 'utf8').trim().split('\n');
   fs.rmSync(tfile, { force: true });
-  const [wall, rss] = lines.at(-1).split(' ').map(Number);
-  return { ok: r.status === 0, status: r.status, wall, rssKiB: rss, stdout: r.stdout, stderr: r.stderr };
+  const [wall, rss, user, sys] = lines.at(-1).split(' ').map(Number);
+  return { ok: r.status === 0, status: r.status, wall, rssKiB: rss, cpuS: user + sys, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** bench/verify-restore.sh: {ok, method, line, stderr}. */
@@ -408,6 +408,7 @@ function cairnRuns(o, images, mode) {
       const m = {
         wall: t.wall,
         rssMB: t.rssKiB / 1024,
+        cpuS: t.cpuS,
         mbps: bytes ? bytes / MB / Math.max(t.wall, 0.01) : null,
         addedMB: typeof json?.bytesAdded === 'number' ? json.bytesAdded / MB : null,
         storedMB: step === 'restore' ? null : duBytes(repo) / MB,
@@ -464,6 +465,7 @@ function cairnRuns(o, images, mode) {
       wall: median(ok.map((m) => m.wall)),
       mbps: median(ok.map((m) => m.mbps)),
       rssMB: median(ok.map((m) => m.rssMB)),
+      cpuS: median(ok.map((m) => m.cpuS)),
       addedMB: median(ok.map((m) => m.addedMB)),
       storedMB: median(ok.map((m) => m.storedMB)),
       note: note.join(', '),
@@ -742,7 +744,9 @@ function remoteRuns(o, mode) {
         note.push(m.verified ? `${m.verifiedBy} OK` : `${m.verifiedBy} FAILED`);
         if (!m.verified && t.tool.startsWith('cairn')) failures++;
       }
+      if (m.serverCpuS != null) note.push(`${m.cpuS?.toFixed(1)} CPU-s here, ${m.serverCpuS.toFixed(1)} in the server`);
       row({ tool, step: label[step] ?? step, wall: m.wall ?? null, rssMB: m.rssMB ?? null, storedMB: m.storedMB ?? null, addedMB: m.addedMB ?? null,
+        cpuS: m.cpuS ?? null, serverCpuS: m.serverCpuS ?? null,
         mbps: bytes[step] && m.wall != null && !m.failed ? bytes[step] / MB / Math.max(m.wall, 0.01) : null, note: note.join(', ') });
     }
     if (t.error) row({ tool, step: 'error', note: `FAILED: ${t.error.split('\n')[0].slice(0, 140)}` });
@@ -1149,11 +1153,23 @@ function remoteSummary(mode) {
     for (const [k, step] of STEPS) {
       const r = find(tool, step); const l = find(base, step);
       e.steps[k] = { wall: r?.wall ?? null, mbps: r?.mbps ?? null, localWall: l?.wall ?? null, localMbps: l?.mbps ?? null,
-        ratio: r?.mbps && l?.mbps ? r.mbps / l.mbps : null };
+        ratio: r?.mbps && l?.mbps ? r.mbps / l.mbps : null, ...cpuCeiling(r, l) };
     }
     out.push(e);
   }
   return out;
+}
+
+/**
+ * What the machine's cores allow a remote step at most, from the CPU time it took: the loopback
+ * server runs on the same cores as cairn, so the step cannot take less than (cairn's CPU-seconds
+ * + the server's) / cores. `ceiling` is the local time over that floor: the best ratio to local
+ * this machine permits for the work the run did (1 when the cores are not the limit).
+ */
+function cpuCeiling(remote, local) {
+  if (remote?.cpuS == null || remote?.serverCpuS == null || !local?.wall) return {};
+  const floor = (remote.cpuS + remote.serverCpuS) / os.cpus().length;
+  return { cpuS: remote.cpuS, serverCpuS: remote.serverCpuS, localCpuS: local.cpuS ?? null, floorS: floor, ceiling: Math.min(1, local.wall / floor) };
 }
 
 function remoteText(summary) {
@@ -1161,9 +1177,10 @@ function remoteText(summary) {
   const f = (x, d = 0) => (x == null ? 'n/a' : x.toFixed(d));
   const lines = ['Remote targets vs local (MB/s of image size; ratio = remote / local throughput):'];
   for (const e of summary) {
-    const parts = STEPS.map(([k]) => { const s = e.steps[k]; return `${k} ${f(s.mbps)} vs ${f(s.localMbps)} (${f(s.ratio, 2)})`; });
+    const parts = STEPS.map(([k]) => { const s = e.steps[k]; return `${k} ${f(s.mbps)} vs ${f(s.localMbps)} (${f(s.ratio, 2)}${s.ceiling != null ? `, at most ${f(s.ceiling, 2)}` : ''})`; });
     lines.push(`  ${e.tool.padEnd(34)} vs ${e.versus.padEnd(20)} ${parts.join('   ')}`);
   }
+  lines.push(`  "at most": the local time over (cairn's CPU-seconds + the server's) / ${os.cpus().length} cores, the fastest the shared cores allow for that work.`);
   return lines.join('\n');
 }
 

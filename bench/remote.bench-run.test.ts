@@ -30,6 +30,10 @@ interface Config {
 interface Step {
   wall?: number;
   rssMB?: number;
+  /** User + system CPU-seconds of the command (and its children). */
+  cpuS?: number;
+  /** CPU-seconds the server's processes used meanwhile (they share the machine's cores). */
+  serverCpuS?: number;
   storedMB?: number | null;
   addedMB?: number | null;
   verified?: boolean;
@@ -63,27 +67,52 @@ const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
 const duMB = (p: string) => (existsSync(p) ? Number(sh(`du -sb ${q(p)}`).stdout.split(/\s/)[0]) / MB : null);
 
 /** argv under /usr/bin/time, as bench.mjs's timed(): dirty data synced first, the page cache left as it is. */
-function timed(argv: string[], env: Record<string, string> = {}): { ok: boolean; wall: number; rssMB: number; out: string } {
+function timed(argv: string[], env: Record<string, string> = {}): { ok: boolean; wall: number; rssMB: number; cpuS: number; out: string } {
   sh('sync');
   const tfile = join(tmpdir(), `cairn-bench-remote-time.${process.pid}`);
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', tfile, ...argv], {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M %U %S', '-o', tfile, ...argv], {
     encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 * MB, stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const [wall, rss] = (existsSync(tfile) ? readFileSync(tfile, 'utf8').trim().split('\n').at(-1)! : '0 0').split(' ').map(Number);
+  const [wall, rss, user, sys] = (existsSync(tfile) ? readFileSync(tfile, 'utf8').trim().split('\n').at(-1)! : '0 0 0 0').split(' ').map(Number);
   rmSync(tfile, { force: true });
-  return { ok: r.status === 0, wall: wall!, rssMB: rss! / 1024, out: `${r.stderr ?? ''}${r.stdout ?? ''}`.trim().slice(-600) };
+  return { ok: r.status === 0, wall: wall!, rssMB: rss! / 1024, cpuS: user! + sys!, out: `${r.stderr ?? ''}${r.stdout ?? ''}`.trim().slice(-600) };
+}
+
+const TICKS_PER_SECOND = Number(sh('getconf CLK_TCK').stdout.trim()) || 100;
+
+/**
+ * CPU-seconds used so far by these processes, their threads and their children that have
+ * exited (/proc/<pid>/stat: utime, stime, cutime, cstime); sshd's sessions are such children.
+ */
+function cpuSecondsOf(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '';
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    for (const at of [11, 12, 13, 14]) ticks += Number(fields[at] ?? 0);
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
+/** Waits (up to 3 s) until none of these processes has a child left, so that what the children used is counted. */
+async function childrenReaped(pids: number[]): Promise<void> {
+  const children = () => pids.some((pid) => existsSync(`/proc/${pid}/task/${pid}/children`) && readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim() !== '');
+  for (let waited = 0; waited < 3000 && children(); waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
 /**
  * Times init, full, incr and restore of `run` (a CLI), storing the result as it goes.
  * `stored()` measures the repository's size; `restoreTo(file)` the command that restores latest.
  */
-function measure(res: TargetResult, plan: Array<[string, string[], Record<string, string>]>, stored: () => Promise<number | null>, verify: (restored: string) => Step) {
+function measure(res: TargetResult, plan: Array<[string, string[], Record<string, string>]>, stored: () => Promise<number | null>, verify: (restored: string) => Step, serverPids: () => number[]) {
   return (async () => {
     let last = 0;
     for (const [step, argv, env] of plan) {
+      const pids = serverPids();
+      const before = cpuSecondsOf(pids);
       const t = timed(argv, env);
-      const s: Step = { wall: t.wall, rssMB: t.rssMB };
+      await childrenReaped(pids);
+      const s: Step = { wall: t.wall, rssMB: t.rssMB, cpuS: t.cpuS, serverCpuS: cpuSecondsOf(pids) - before };
       res.steps[step] = s;
       if (!t.ok) {
         s.failed = true;
@@ -172,7 +201,7 @@ describe.skipIf(!config)('remote targets for pnpm bench', () => {
       };
       warm();
       try {
-        await measure(res, cairnPlan('s3', target, { BENCH_S3_KEY: server.credentials.accessKeyId }), stored, verifyWith(c.mode));
+        await measure(res, cairnPlan('s3', target, { BENCH_S3_KEY: server.credentials.accessKeyId }), stored, verifyWith(c.mode), () => server!.pids());
       } finally {
         await s3.dispose();
       }
@@ -204,7 +233,7 @@ describe.skipIf(!config)('remote targets for pnpm bench', () => {
       const repo = join(srv.root, 'cairn');
       const target = { type: 'sftp', host: srv.host, port: srv.port, username: srv.username, path: repo, privateKeyPath: srv.clientKeyPath, knownHostsPath: srv.knownHostsPath, agent: false };
       warm();
-      await measure(res, cairnPlan('sftp', target, {}), async () => duMB(repo), verifyWith(c.mode));
+      await measure(res, cairnPlan('sftp', target, {}), async () => duMB(repo), verifyWith(c.mode), () => [srv.pid]);
       save();
 
       if (c.restic) {
@@ -235,7 +264,7 @@ describe.skipIf(!config)('remote targets for pnpm bench', () => {
           ['full', ['bash', '-c', `${base} backup --stdin --stdin-filename sysvol.img < ${q(c.images.sysvol)}`], env],
           ['incr', ['bash', '-c', `${base} backup --stdin --stdin-filename sysvol.img < ${q(c.images.sysvol2)}`], env],
           ['restore', ['bash', '-c', `${base} dump latest sysvol.img > ${q(restored)}`], env],
-        ], async () => duMB(rrepo), verifyWith('exact'));
+        ], async () => duMB(rrepo), verifyWith('exact'), () => [srv.pid]);
       }
     } catch (err) {
       res.error = String((err as Error)?.stack ?? err).slice(0, 600);

@@ -29,7 +29,12 @@ export interface S3Server {
   restart(): Promise<void>;
   /** Stops everything by process id and deletes the data. */
   stop(): Promise<void>;
+  /** The ids of the server's running processes (the benchmark counts the CPU time they use). */
+  pids(): number[];
 }
+
+const running = (...children: Array<ChildProcess | undefined>): number[] =>
+  children.flatMap((child) => (child?.pid && child.exitCode === null && child.signalCode === null ? [child.pid] : []));
 
 /** Live child processes of this test file, killed on exit if a test forgot (never by name). */
 const live = new Set<ChildProcess>();
@@ -106,6 +111,7 @@ export async function startS3rver(buckets: string[]): Promise<S3Server> {
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
     kill: () => stopProcess(child, 0),
     restart: start,
+    pids: () => running(child),
     async stop() {
       await stopProcess(child);
       await rm(dir, { recursive: true, force: true });
@@ -221,6 +227,7 @@ rgw_enable_usage_log = false
     credentials,
     kill: () => stopProcess(rgw, 0),
     restart: startRgw,
+    pids: () => running(mon, osd, rgw),
     async stop() {
       await stopAll();
       await rm(dir, { recursive: true, force: true });

@@ -41,6 +41,8 @@ export interface SshServer {
   waitForLog(pattern: RegExp, from?: number, waitMs?: number): Promise<string>;
   /** The line known_hosts needs for this server on `port` (defaults to the server's port). */
   knownHostsLine(port?: number): string;
+  /** The listening sshd's process id; each session is a child of it (the benchmark counts their CPU time). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -170,6 +172,7 @@ export async function startSshd(options: SshdOptions = {}): Promise<SshServer> {
   return {
     host: '127.0.0.1',
     port,
+    pid: child.pid!,
     username: userInfo().username,
     dir,
     root,
