@@ -1180,7 +1180,7 @@ function remoteText(summary) {
     const parts = STEPS.map(([k]) => { const s = e.steps[k]; return `${k} ${f(s.mbps)} vs ${f(s.localMbps)} (${f(s.ratio, 2)}${s.ceiling != null ? `, at most ${f(s.ceiling, 2)}` : ''})`; });
     lines.push(`  ${e.tool.padEnd(34)} vs ${e.versus.padEnd(20)} ${parts.join('   ')}`);
   }
-  lines.push(`  "at most": the local time over (cairn's CPU-seconds + the server's) / ${os.cpus().length} cores, the fastest the shared cores allow for that work.`);
+  lines.push(`  "at most": the local time over (the tool's CPU-seconds + the server's) / ${os.cpus().length} cores, the fastest the shared cores allow for that work.`);
   return lines.join('\n');
 }
 
