@@ -103,6 +103,19 @@ describe('DirectReads', () => {
     expect(seen.connections).toBe(4);
   });
 
+  it('connects to an IPv6 literal, which smithy gives in brackets', async () => {
+    const server = createHttpServer(answerRange);
+    await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
+    stops.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const { port } = server.address() as AddressInfo;
+    const into = buffers(100);
+    expect(await reads().readInto({ ...get(port, 7, 100), hostname: '[::1]' }, 7, into)).toBeNull();
+    expect(joined(into).equals(OBJECT.subarray(7, 107))).toBe(true);
+  });
+
   it('takes headers and body however the bytes are split into reads', async () => {
     const server = createTcpServer((socket) => {
       socket.once('data', async () => {

@@ -1,4 +1,4 @@
-import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { connect as connectTls, type ConnectionOptions } from 'node:tls';
 
 /**
@@ -125,10 +125,12 @@ class Connection {
   constructor(request: SignedGet, tls: { ca?: Buffer }, onClose: () => void) {
     const onread = { buffer: () => this.#nextBuffer(), callback: (count: number) => this.#onRead(count) };
     const port = request.port ?? (request.protocol === 'https:' ? 443 : 80);
+    // smithy keeps an IPv6 literal in brackets, as in a URL; sockets take the bare address.
+    const host = request.hostname.replace(/^\[(.*)\]$/, '$1');
     this.socket =
       request.protocol === 'https:'
-        ? connectTls({ host: request.hostname, port, servername: isIp(request.hostname) ? undefined : request.hostname, ...tls, onread, noDelay: true } as ConnectionOptions)
-        : connectTcp({ host: request.hostname, port, onread, noDelay: true });
+        ? connectTls({ host, port, servername: isIP(host) ? undefined : host, ...tls, onread, noDelay: true } as ConnectionOptions)
+        : connectTcp({ host, port, onread, noDelay: true });
     this.socket.on('error', (err) => this.#fail(`connection: ${err.message}`));
     this.socket.on('end', () => {
       this.reusable = false;
@@ -295,8 +297,4 @@ function queryString(query: Record<string, string | string[] | null | undefined>
 
 function escape(text: string): string {
   return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(':');
 }
