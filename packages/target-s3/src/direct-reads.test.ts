@@ -133,6 +133,22 @@ describe('DirectReads', () => {
     expect(joined(into).equals(OBJECT.subarray(100, 300))).toBe(true);
   });
 
+  it('takes an HTTP/1.0 answer but does not reuse its connection', async () => {
+    let connections = 0;
+    const server = createTcpServer((socket) => {
+      connections++;
+      socket.once('data', () => socket.end(Buffer.concat([Buffer.from(`HTTP/1.0 206 Partial Content\r\nContent-Length: 10\r\nContent-Range: bytes 0-9/${OBJECT.length}\r\n\r\n`), OBJECT.subarray(0, 10)])));
+    });
+    const port = await listen(server);
+    const direct = reads();
+    for (let k = 0; k < 2; k++) {
+      const into = buffers(10);
+      expect(await direct.readInto(get(port, 0, 10), 0, into)).toBeNull();
+      expect(joined(into).equals(OBJECT.subarray(0, 10))).toBe(true);
+    }
+    expect(connections).toBe(2);
+  });
+
   it('gives the reason and keeps no connection for any answer other than the exact 206 asked for', async () => {
     const answers: Record<string, (res: ServerResponse) => void> = {
       'status 404': (res) => res.writeHead(404, { 'content-type': 'application/xml' }).end('<Error><Code>NoSuchKey</Code></Error>'),

@@ -222,9 +222,11 @@ class Connection {
   /** Checks the status line and headers; a reason when this is not the answer asked for. */
   #accept(text: string): string | null {
     const lines = text.split('\r\n');
-    const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '');
+    const status = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
     if (!status) return `not an HTTP/1.1 response: ${JSON.stringify(lines[0]?.slice(0, 80))}`;
-    if (status[1] !== '206') return `status ${status[1]}`;
+    if (status[2] !== '206') return `status ${status[2]}`;
+    // An HTTP/1.0 server closes the connection after its answer unless told otherwise: not reused.
+    if (status[1] === '0') this.reusable = false;
     const headers = new Map<string, string>();
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(':');
