@@ -189,7 +189,7 @@ export class S3Target implements Target {
       await this.get(key, range);
       return;
     }
-    if (await this.#readDirectly(key, offset, into)) return;
+    if (await this.#readDirectly(key, range, into)) return;
     const filled = await this.#download(key, range, (body) => fill(body as AsyncIterable<Uint8Array> | undefined, into));
     if (filled !== range.length) throw this.#rangeError(key, range, undefined);
   }
@@ -199,9 +199,8 @@ export class S3Target implements Target {
    * (the SDK then does it again, with its errors and retries). After a few such reads in a row
    * (a proxy or server that answers ranges some other way) only the SDK reads.
    */
-  async #readDirectly(key: string, offset: number, into: readonly Uint8Array[]): Promise<boolean> {
+  async #readDirectly(key: string, { offset, length }: ByteRange, into: readonly Uint8Array[]): Promise<boolean> {
     if (this.#directFailuresInARow >= DIRECT_FAILURES_BEFORE_GIVING_UP) return false;
-    const length = into.reduce((sum, buffer) => sum + buffer.length, 0);
     const reason = await this.#signedGet(this.#objectKey(key), `bytes=${offset}-${offset + length - 1}`).then(
       (request) => this.#direct.readInto(request, offset, into),
       (err: unknown) => `signing: ${String((err as Error)?.message ?? err)}`,
