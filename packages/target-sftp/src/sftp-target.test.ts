@@ -310,6 +310,61 @@ describe('SftpTarget', () => {
     }
   });
 
+  it('a streamed object whose connection is cut midway goes on in the same temp file on a new connection, and commits whole', async () => {
+    const proxy = await startTcpProxy(server!.port);
+    const knownHosts = await knownHostsFor(proxy);
+    const { target, folder } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1 });
+    try {
+      await target.put('config', Buffer.from('before'));
+      const big = randomBytes(12 * 1024 * 1024);
+      const writer = await target.openWriter();
+      const piece = Buffer.alloc(1024 * 1024);
+      proxy.cutAfter(5 * 1024 * 1024);
+      for (let at = 0; at < big.length; at += piece.length) {
+        // The writer copies a piece: the caller's buffer is used again at once, as a pack's staging buffer is.
+        big.copy(piece, 0, at, at + piece.length);
+        await writer.write(piece);
+      }
+      await writer.commit('data/ee/big');
+      expect(proxy.cuts).toBe(1);
+      expect(proxy.accepted).toBe(2);
+      expect(Buffer.compare(await readFile(join(folder, 'data/ee/big')), big)).toBe(0);
+      // One temp file was written, resumed and renamed: none is left.
+      expect((await readdir(folder, { recursive: true })).filter((path) => path.split('/').pop()!.startsWith('.tmp-'))).toEqual([]);
+    } finally {
+      await target.dispose();
+      await proxy.close();
+    }
+  });
+
+  it('an aborted streamed object leaves nothing, also when its connection was cut', async () => {
+    const proxy = await startTcpProxy(server!.port);
+    const knownHosts = await knownHostsFor(proxy);
+    const { target, folder } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1 });
+    const temps = async () => (await readdir(folder, { recursive: true })).filter((path) => path.split('/').pop()!.startsWith('.tmp-'));
+    try {
+      const first = await target.openWriter();
+      // More than UNACKNOWLEDGED_BYTES: the write waits until the server has it.
+      await first.write(randomBytes(3 * 1024 * 1024));
+      expect(await temps()).toHaveLength(1);
+      await first.abort();
+      expect(await temps()).toEqual([]);
+
+      const second = await target.openWriter();
+      await second.write(randomBytes(3 * 1024 * 1024));
+      proxy.cutAll();
+      await second.abort();
+      // Removed once a connection works again (after the put; the server answers the stat after it).
+      await target.put('config', Buffer.from('after'));
+      await target.stat('config');
+      expect(await temps()).toEqual([]);
+      expect([...(await readdir(folder))].sort()).toEqual(['config']);
+    } finally {
+      await target.dispose();
+      await proxy.close();
+    }
+  });
+
   it('drops a connection on which the server stopped answering, and retries on a new one', async () => {
     const proxy = await startTcpProxy(server!.port);
     const knownHosts = await knownHostsFor(proxy);

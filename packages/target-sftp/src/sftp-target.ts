@@ -3,8 +3,10 @@ import { homedir } from 'node:os';
 import { posix, resolve } from 'node:path';
 import type { SFTPWrapper } from 'ssh2-sftp-client';
 import { TEMP_PREFIX, TargetError, tempName, tempWriterIsGone } from '@cairn/core';
-import type { ByteRange, Leftovers, ObjectInfo, SecretRef, Target, TargetCreateContext, TargetSettings } from '@cairn/core';
+import type { ByteRange, Leftovers, ObjectInfo, ObjectWriter, SecretRef, Target, TargetCreateContext, TargetSettings } from '@cairn/core';
 import { ConnectionLostError, ConnectionRefusedError, openConnection, type ConnectionConfig, type SftpConnection } from './connection.js';
+import { SftpObjectWriter, type Pin } from './object-writer.js';
+import { call, messageOf, statusOf } from './sftp-calls.js';
 
 export interface SftpTargetSettings extends TargetSettings {
   type: 'sftp';
@@ -188,6 +190,25 @@ export class SftpTarget implements Target {
     });
   }
 
+  /**
+   * Streams an object (a pack as it fills) to a temp file in the repository's folder, renamed
+   * into place on commit; a dropped connection resumes it (see SftpObjectWriter).
+   */
+  async openWriter(): Promise<ObjectWriter> {
+    return new SftpObjectWriter(posix.join(this.root, tempName()), {
+      run: (verb, path, operation, pin) => this.#run(verb, path, operation, pin),
+      ensureFolder: (sftp, folder) => this.#ensureFolder(sftp, folder),
+      writeAt: (connection, handle, data, position) => this.#writeAll(connection, handle, data, position),
+      pathOf: (key) => this.#pathOf(key),
+      place: async (sftp, temp, path) => {
+        await this.#ensureFolder(sftp, posix.dirname(path));
+        await this.#rename(sftp, temp, path);
+      },
+      removeLater: (temp) => this.#orphans.add(temp),
+      describe: (path) => this.#describe(path),
+    });
+  }
+
   async get(key: string, range?: ByteRange): Promise<Buffer> {
     if (range !== undefined) {
       const out = Buffer.allocUnsafe(range.length >= 0 ? range.length : 0);
@@ -334,17 +355,23 @@ export class SftpTarget implements Target {
 
   // ---- operations with reconnect and retry ----
 
-  /** Runs `operation` on a connection; on a dropped connection, reconnects and runs it again until `retryForMs` has passed. */
-  async #run<T>(verb: string, path: string, operation: (sftp: SFTPWrapper, connection: SftpConnection) => Promise<T>): Promise<T> {
+  /**
+   * Runs `operation` on a connection (the pinned one while it lives, when `pin` is given; the
+   * connection used is pinned); on a dropped connection, reconnects and runs it again until
+   * `retryForMs` has passed.
+   */
+  async #run<T>(verb: string, path: string, operation: (sftp: SFTPWrapper, connection: SftpConnection) => Promise<T>, pin?: Pin): Promise<T> {
     let firstFailure: number | undefined;
     let delay = 200;
     for (;;) {
       if (this.#disposed) throw new TargetError(`Cannot ${verb} ${this.#describe(path)}: the target was closed`);
-      const slot = this.#pickSlot();
+      const pinned = pin?.connection?.alive ? pin.connection : undefined;
+      const slot = (pinned && this.#slots.find((s) => s.connection === pinned)) || this.#pickSlot();
       slot.active++;
       let used: SftpConnection | undefined;
       try {
-        const connection = (used = await this.#connectionOf(slot));
+        const connection = (used = pinned ?? (await this.#connectionOf(slot)));
+        if (pin) pin.connection = connection;
         const result = await this.#watch(connection, operation(connection.sftp, connection));
         this.#cleanOrphans(connection);
         return result;
@@ -451,8 +478,8 @@ export class SftpTarget implements Target {
     return typeof max === 'number' && max > 0 ? Math.min(max, MAX_REQUEST) : 32 * 1024;
   }
 
-  /** Writes the whole buffer with up to `requestsInFlight` write requests outstanding. */
-  #writeAll(connection: SftpConnection, handle: Buffer, data: Buffer): Promise<void> {
+  /** Writes the whole buffer at `position` of the file with up to `requestsInFlight` write requests outstanding. */
+  #writeAll(connection: SftpConnection, handle: Buffer, data: Buffer, position = 0): Promise<void> {
     const { sftp } = connection;
     const size = this.#requestSize(sftp, '_maxWriteLen');
     return new Promise((resolve, reject) => {
@@ -465,7 +492,7 @@ export class SftpTarget implements Target {
           const length = Math.min(size, data.length - offset);
           next += length;
           active++;
-          sftp.write(handle, data, offset, length, offset, (err) => {
+          sftp.write(handle, data, offset, length, position + offset, (err) => {
             active--;
             connection.lastReply = Date.now();
             if (failed) return;
@@ -622,30 +649,10 @@ export class SftpTarget implements Target {
 
 // ---- helpers ----
 
-function call<T = void>(start: (cb: (err: Error | undefined | null, result: T) => void) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    try {
-      start((err, result) => (err ? reject(err) : resolve(result)));
-    } catch (err) {
-      // ssh2 throws synchronously when the channel is already closed.
-      reject(new ConnectionLostError(`connection lost: ${messageOf(err)}`, { cause: err }));
-    }
-  });
-}
-
-function statusOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
 /** An SFTP status reply: the server answered, so the connection is fine and retrying will not help. */
 function isStatusError(err: unknown): boolean {
   const status = statusOf(err);
   return status !== undefined && status !== SFTP_NO_CONNECTION && status !== SFTP_CONNECTION_LOST;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function sleep(ms: number): Promise<void> {
