@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import type { SFTPWrapper } from 'ssh2-sftp-client';
 import { TargetError, type ObjectWriter } from '@cairn/core';
 import type { SftpConnection } from './connection.js';
-import { call, statusOf } from './sftp-calls.js';
+import { SFTP_NO_SUCH_FILE, call, statusOf } from './sftp-calls.js';
 
 /** Which connection a writer's operations go to while it stays alive (its file handle lives there). */
 export interface Pin {
@@ -26,8 +26,6 @@ export interface WriterHost {
 }
 
 const FILE_MODE = 0o600;
-/** SSH_FX_NO_SUCH_FILE (draft-ietf-secsh-filexfer-02). */
-const SFTP_NO_SUCH_FILE = 2;
 
 /** Bytes of written pieces a writer keeps, unacknowledged, before `write` waits for the server. */
 export const UNACKNOWLEDGED_BYTES = 2 * 1024 * 1024;

@@ -1,6 +1,9 @@
 /* Small helpers shared by the target and its object writer. */
 import { ConnectionLostError } from './connection.js';
 
+/** SSH_FX_NO_SUCH_FILE (draft-ietf-secsh-filexfer-02). */
+export const SFTP_NO_SUCH_FILE = 2;
+
 /** Calls an ssh2 SFTP method that takes a callback, as a promise. */
 export function call<T = void>(start: (cb: (err: Error | undefined | null, result: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -6,7 +6,7 @@ import { TEMP_PREFIX, TargetError, tempName, tempWriterIsGone } from '@cairn/cor
 import type { ByteRange, Leftovers, ObjectInfo, ObjectWriter, SecretRef, Target, TargetCreateContext, TargetSettings } from '@cairn/core';
 import { ConnectionLostError, ConnectionRefusedError, openConnection, type ConnectionConfig, type SftpConnection } from './connection.js';
 import { SftpObjectWriter, type Pin } from './object-writer.js';
-import { call, messageOf, statusOf } from './sftp-calls.js';
+import { SFTP_NO_SUCH_FILE, call, messageOf, statusOf } from './sftp-calls.js';
 
 export interface SftpTargetSettings extends TargetSettings {
   type: 'sftp';
@@ -66,7 +66,6 @@ const MAX_REQUEST = 255 * 1024;
 
 // SFTP status codes (draft-ietf-secsh-filexfer-02).
 const SFTP_EOF = 1;
-const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
 const SFTP_FAILURE = 4;
 const SFTP_NO_CONNECTION = 6;
