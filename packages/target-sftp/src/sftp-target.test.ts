@@ -10,6 +10,7 @@ import { describeTargetConformance } from '@cairn/core/testing';
 // The harness is this package's `./testing` export, shared with the CLI tests in test/sftp.
 import { KEY_PASSPHRASE, startSshd, startTcpProxy, type SshServer, type TcpProxy } from './testing/index.js';
 import { tempName } from '@cairn/core';
+import { UNACKNOWLEDGED_BYTES } from './object-writer.js';
 import { createSftpTarget, type SftpTarget, type SftpTargetSettings } from './sftp-target.js';
 
 let server: SshServer | undefined;
@@ -345,13 +346,13 @@ describe('SftpTarget', () => {
     try {
       const first = await target.openWriter();
       // More than UNACKNOWLEDGED_BYTES: the write waits until the server has it.
-      await first.write(randomBytes(3 * 1024 * 1024));
+      await first.write(randomBytes(UNACKNOWLEDGED_BYTES + 1024 * 1024));
       expect(await temps()).toHaveLength(1);
       await first.abort();
       expect(await temps()).toEqual([]);
 
       const second = await target.openWriter();
-      await second.write(randomBytes(3 * 1024 * 1024));
+      await second.write(randomBytes(UNACKNOWLEDGED_BYTES + 1024 * 1024));
       proxy.cutAll();
       await second.abort();
       // Removed once a connection works again (after the put; the server answers the stat after it).
