@@ -56,6 +56,7 @@ export { findParent, runFileBackup, type FileBackupInput, type FileBackupResult 
 export type { SnapshotSummary } from './repository/repository.js';
 export { allocateAligned, directIoSpan, DIRECT_IO_ALIGNMENT } from './pipeline/aligned-memory.js';
 export { TripBatcher, type TripOutcome } from './pipeline/trips.js';
+export { YoungGarbage } from './pipeline/young-garbage.js';
 export { main, type CliIo } from './cli/main.js';
 // The daemon's state file, its metrics and its systemd service (`cairn daemon`, `cairn status`).
 export { STATE_FILE, defaultStateDir, type DaemonState, type DaemonProblem, type JobState, type TaskState, type TaskKind, type RunRecord, type RunResult } from './daemon/state.js';
