@@ -57,6 +57,29 @@ async function knownHostsFor(proxy: TcpProxy): Promise<string> {
   return path;
 }
 
+/** Runs `use` with a target whose connections go through a TCP proxy (to count, cut or stall them); disposes of both after. */
+async function withProxiedTarget(
+  overrides: Partial<SftpTargetSettings>,
+  use: (context: { target: SftpTarget; folder: string; proxy: TcpProxy }) => Promise<void>,
+): Promise<void> {
+  const proxy = await startTcpProxy(server!.port);
+  try {
+    const { target, folder } = await makeTarget({ port: proxy.port, knownHostsPath: await knownHostsFor(proxy), ...overrides });
+    try {
+      await use({ target, folder, proxy });
+    } finally {
+      await target.dispose();
+    }
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** The temp files of unfinished uploads anywhere under `folder`. */
+async function tempFilesIn(folder: string): Promise<string[]> {
+  return (await readdir(folder, { recursive: true })).filter((path) => path.split('/').pop()!.startsWith('.tmp-'));
+}
+
 describeTargetConformance('SftpTarget (OpenSSH sshd)', async () => {
   const { target, folder } = await makeTarget();
   return { target, cleanup: () => rm(folder, { recursive: true, force: true }) };
@@ -237,18 +260,12 @@ describe('SftpTarget', () => {
 
   it('refuses a wrong private key with a clear message, without retrying', async () => {
     // Through a proxy that counts connections: one attempt, not one per retry.
-    const proxy = await startTcpProxy(server!.port);
-    const knownHosts = await knownHostsFor(proxy);
-    const { target } = await makeTarget({ privateKeyPath: server!.wrongKeyPath, port: proxy.port, knownHostsPath: knownHosts });
-    try {
+    await withProxiedTarget({ privateKeyPath: server!.wrongKeyPath }, async ({ target, proxy }) => {
       const error = await target.stat('config').catch((err: unknown) => err);
       expect(error).toBeInstanceOf(TargetError);
       expect((error as Error).message).toMatch(/refused to log in user '.+' with the key .*wrong_ed25519/);
       expect(proxy.accepted).toBe(1);
-    } finally {
-      await target.dispose();
-      await proxy.close();
-    }
+    });
   });
 
   it('logs in with a passphrase-protected key, the passphrase read as a secret', async () => {
@@ -292,10 +309,7 @@ describe('SftpTarget', () => {
   });
 
   it('reconnects and retries when the connection is cut in the middle of a transfer', async () => {
-    const proxy = await startTcpProxy(server!.port);
-    const knownHosts = await knownHostsFor(proxy);
-    const { target } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1 });
-    try {
+    await withProxiedTarget({ connections: 1 }, async ({ target, proxy }) => {
       await target.put('config', Buffer.from('before'));
       const big = randomBytes(8 * 1024 * 1024);
       proxy.cutAfter(2 * 1024 * 1024);
@@ -305,17 +319,11 @@ describe('SftpTarget', () => {
       expect(Buffer.compare(await target.get('data/ff/big'), big)).toBe(0);
       proxy.cutAll();
       expect((await target.get('config')).toString()).toBe('before');
-    } finally {
-      await target.dispose();
-      await proxy.close();
-    }
+    });
   });
 
   it('a streamed object whose connection is cut midway goes on in the same temp file on a new connection, and commits whole', async () => {
-    const proxy = await startTcpProxy(server!.port);
-    const knownHosts = await knownHostsFor(proxy);
-    const { target, folder } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1 });
-    try {
+    await withProxiedTarget({ connections: 1 }, async ({ target, folder, proxy }) => {
       await target.put('config', Buffer.from('before'));
       const big = randomBytes(12 * 1024 * 1024);
       const writer = await target.openWriter();
@@ -331,25 +339,18 @@ describe('SftpTarget', () => {
       expect(proxy.accepted).toBe(2);
       expect(Buffer.compare(await readFile(join(folder, 'data/ee/big')), big)).toBe(0);
       // One temp file was written, resumed and renamed: none is left.
-      expect((await readdir(folder, { recursive: true })).filter((path) => path.split('/').pop()!.startsWith('.tmp-'))).toEqual([]);
-    } finally {
-      await target.dispose();
-      await proxy.close();
-    }
+      expect(await tempFilesIn(folder)).toEqual([]);
+    });
   });
 
   it('an aborted streamed object leaves nothing, also when its connection was cut', async () => {
-    const proxy = await startTcpProxy(server!.port);
-    const knownHosts = await knownHostsFor(proxy);
-    const { target, folder } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1 });
-    const temps = async () => (await readdir(folder, { recursive: true })).filter((path) => path.split('/').pop()!.startsWith('.tmp-'));
-    try {
+    await withProxiedTarget({ connections: 1 }, async ({ target, folder, proxy }) => {
       const first = await target.openWriter();
       // More than UNACKNOWLEDGED_BYTES: the write waits until the server has it.
       await first.write(randomBytes(UNACKNOWLEDGED_BYTES + 1024 * 1024));
-      expect(await temps()).toHaveLength(1);
+      expect(await tempFilesIn(folder)).toHaveLength(1);
       await first.abort();
-      expect(await temps()).toEqual([]);
+      expect(await tempFilesIn(folder)).toEqual([]);
 
       const second = await target.openWriter();
       await second.write(randomBytes(UNACKNOWLEDGED_BYTES + 1024 * 1024));
@@ -358,19 +359,13 @@ describe('SftpTarget', () => {
       // Removed once a connection works again (after the put; the server answers the stat after it).
       await target.put('config', Buffer.from('after'));
       await target.stat('config');
-      expect(await temps()).toEqual([]);
+      expect(await tempFilesIn(folder)).toEqual([]);
       expect([...(await readdir(folder))].sort()).toEqual(['config']);
-    } finally {
-      await target.dispose();
-      await proxy.close();
-    }
+    });
   });
 
   it('drops a connection on which the server stopped answering, and retries on a new one', async () => {
-    const proxy = await startTcpProxy(server!.port);
-    const knownHosts = await knownHostsFor(proxy);
-    const { target } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, connections: 1, operationTimeoutSeconds: 1, keepaliveSeconds: 0 });
-    try {
+    await withProxiedTarget({ connections: 1, operationTimeoutSeconds: 1, keepaliveSeconds: 0 }, async ({ target, proxy }) => {
       await target.put('config', Buffer.from('before'));
       expect([proxy.accepted, proxy.open]).toEqual([1, 1]);
       proxy.stallAll();
@@ -378,25 +373,17 @@ describe('SftpTarget', () => {
       // The client closed the silent connection itself (the proxy never does), and opened one new connection.
       expect(proxy.cuts).toBe(0);
       expect([proxy.accepted, proxy.open]).toEqual([2, 1]);
-    } finally {
-      await target.dispose();
-      await proxy.close();
-    }
+    });
   });
 
   it('gives up with a clear error when the server stays unreachable', async () => {
-    const proxy = await startTcpProxy(server!.port);
-    const knownHosts = await knownHostsFor(proxy);
-    const { target } = await makeTarget({ port: proxy.port, knownHostsPath: knownHosts, retryForSeconds: 1 });
-    try {
+    await withProxiedTarget({ retryForSeconds: 1 }, async ({ target, proxy }) => {
       await target.put('config', Buffer.from('x'));
       await proxy.close();
       const error = await target.get('config').catch((err: unknown) => err);
       expect(error).toBeInstanceOf(TargetError);
       expect((error as Error).message).toMatch(/^Cannot read 127\.0\.0\.1:.*\/config: lost the connection and could not get it back within 1 s/);
-    } finally {
-      await target.dispose();
-    }
+    });
   });
 });
 
