@@ -97,6 +97,7 @@ interface Native {
   mknod(path: PathLike, mode: number, rdev: bigint): void;
   dataRanges(fd: number, size: number): DataRange[];
   punchHole(fd: number, offset: number, length: number): Promise<boolean>;
+  zeroRange(fd: number, offset: number, length: number): Promise<boolean>;
   adviseHugePages(buffer: Uint8Array): boolean;
   releasePages(buffer: Uint8Array): boolean;
   limitMallocArenas(count: number): boolean;
@@ -159,6 +160,17 @@ export function dataRanges(fd: number, size: number): DataRange[] {
  */
 export function punchHole(fd: number, offset: number, length: number): Promise<boolean> {
   return native.punchHole(fd, offset, length);
+}
+
+/**
+ * Makes `length` bytes at `offset` of an open file (fd) read as zeros without writing them or
+ * freeing blocks: each stretch of data in the range (SEEK_DATA) becomes unwritten extents
+ * (fallocate with FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE) and holes stay holes, so the
+ * file's allocation neither grows nor shrinks. In the thread pool; false when the file system
+ * cannot (punch or write zeros instead).
+ */
+export function zeroRange(fd: number, offset: number, length: number): Promise<boolean> {
+  return native.zeroRange(fd, offset, length);
 }
 
 /**

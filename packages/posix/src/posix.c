@@ -688,40 +688,68 @@ static napi_value limit_malloc_arenas(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* ---- holes punched off the main thread ------------------------------------------------ */
+/* ---- ranges made zeros off the main thread ----------------------------------------------- */
 
 /*
- * Deallocates a range of an open file, which then reads as zeros (fallocate with
- * FALLOC_FL_PUNCH_HOLE, the size kept), in the thread pool: freeing a chunk's extents takes
- * the file system a millisecond or more, which on the main thread stalled a delta restore's
- * reads and hashes. Resolves false when the file system cannot: the caller writes zeros instead.
+ * Makes a range of an open file read as zeros without writing it, the size kept, in the thread
+ * pool (freeing or converting a chunk's extents takes the file system up to milliseconds, which
+ * on the main thread stalled a delta restore's reads and hashes). Resolves false when the file
+ * system cannot: the caller falls back to another way.
+ *   punch:      FALLOC_FL_PUNCH_HOLE, the blocks freed (and, on a file system mounted with
+ *               `discard`, discarded: about 2 ms per 4 MiB here).
+ *   zero range: FALLOC_FL_ZERO_RANGE over each stretch of data in the range (SEEK_DATA), so the
+ *               blocks the file holds there become unwritten extents and its holes stay holes:
+ *               nothing is freed or allocated (about 0.2 ms per 4 MiB).
  */
+
+typedef enum { ZERO_BY_PUNCH, ZERO_BY_ZERO_RANGE } zero_mode_t;
 
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
+  zero_mode_t mode;
   int fd;
   int64_t offset, length;
-  int punched;
+  int done;
   int err;
-} punch_hole_t;
+} zero_job_t;
 
-static void punch_hole_execute(napi_env env, void *data) {
-  punch_hole_t *job = data;
-  job->punched = fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)job->offset, (off_t)job->length) == 0;
-  if (!job->punched && errno != EOPNOTSUPP && errno != ENOSYS) job->err = errno;
+/* FALLOC_FL_ZERO_RANGE over the data in [offset, end); 0, or -1 with errno set. */
+static int zero_data_in(int fd, off_t offset, off_t end) {
+  while (offset < end) {
+    off_t data = lseek(fd, offset, SEEK_DATA);
+    if (data < 0) return errno == ENXIO ? 0 : -1;
+    if (data >= end) return 0;
+    off_t hole = lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return -1;
+    if (hole > end) hole = end;
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, data, hole - data) != 0) return -1;
+    offset = hole;
+  }
+  return 0;
 }
 
-static void punch_hole_complete(napi_env env, napi_status status, void *data) {
-  punch_hole_t *job = data;
+static void zero_job_execute(napi_env env, void *data) {
+  zero_job_t *job = data;
+  off_t offset = (off_t)job->offset, length = (off_t)job->length;
+  int failed = job->mode == ZERO_BY_PUNCH
+    ? fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0
+    : zero_data_in(job->fd, offset, offset + length) != 0;
+  job->done = !failed;
+  if (failed && errno != EOPNOTSUPP && errno != ENOSYS) job->err = errno;
+}
+
+static void zero_job_complete(napi_env env, napi_status status, void *data) {
+  zero_job_t *job = data;
   napi_value value = NULL;
-  if (job->err == 0 && status == napi_ok) napi_get_boolean(env, job->punched, &value);
-  settle_job(env, job->deferred, job->err, "fallocate", NULL, value, "punchHole");
+  if (job->err == 0 && status == napi_ok) napi_get_boolean(env, job->done, &value);
+  settle_job(env, job->deferred, job->err, "fallocate", NULL, value,
+             job->mode == ZERO_BY_PUNCH ? "punchHole" : "zeroRange");
   napi_delete_async_work(env, job->work);
   free(job);
 }
 
-static napi_value punch_hole(napi_env env, napi_callback_info info) {
+static napi_value queue_zero_job(napi_env env, napi_callback_info info, zero_mode_t mode) {
   napi_value argv[3], promise, resource_name;
   int32_t fd;
   int64_t offset, length;
@@ -729,14 +757,22 @@ static napi_value punch_hole(napi_env env, napi_callback_info info) {
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) return throw_type(env, "fd must be a number");
   if (!get_bigint_or_number(env, argv[1], &offset) || offset < 0) return throw_type(env, "offset must be a number >= 0");
   if (!get_bigint_or_number(env, argv[2], &length) || length < 0) return throw_type(env, "length must be a number >= 0");
-  punch_hole_t *job = calloc(1, sizeof(punch_hole_t));
+  zero_job_t *job = calloc(1, sizeof(zero_job_t));
   if (job == NULL) return throw_type(env, "out of memory");
-  job->fd = fd, job->offset = offset, job->length = length;
+  job->mode = mode, job->fd = fd, job->offset = offset, job->length = length;
   CHECK(napi_create_promise(env, &job->deferred, &promise));
-  CHECK(napi_create_string_utf8(env, "cairn:punchHole", NAPI_AUTO_LENGTH, &resource_name));
-  CHECK(napi_create_async_work(env, NULL, resource_name, punch_hole_execute, punch_hole_complete, job, &job->work));
+  CHECK(napi_create_string_utf8(env, mode == ZERO_BY_PUNCH ? "cairn:punchHole" : "cairn:zeroRange", NAPI_AUTO_LENGTH, &resource_name));
+  CHECK(napi_create_async_work(env, NULL, resource_name, zero_job_execute, zero_job_complete, job, &job->work));
   CHECK(napi_queue_async_work(env, job->work));
   return promise;
+}
+
+static napi_value punch_hole(napi_env env, napi_callback_info info) {
+  return queue_zero_job(env, info, ZERO_BY_PUNCH);
+}
+
+static napi_value zero_range(napi_env env, napi_callback_info info) {
+  return queue_zero_job(env, info, ZERO_BY_ZERO_RANGE);
 }
 
 static napi_value child_errors_and_extras(napi_env env, stat_batch_t *batch, napi_value result) {
@@ -1332,6 +1368,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mknod", NULL, make_node, NULL, NULL, NULL, napi_enumerable, NULL},
       {"dataRanges", NULL, data_ranges, NULL, NULL, NULL, napi_enumerable, NULL},
       {"punchHole", NULL, punch_hole, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"zeroRange", NULL, zero_range, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"releasePages", NULL, release_pages, NULL, NULL, NULL, napi_enumerable, NULL},
       {"limitMallocArenas", NULL, limit_malloc_arenas, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, constants, lstatSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, constants, lstatSync, mkdirSync, openSync, closeSync, fstatSync, truncateSync, readdirSync, readFileSync, writeFileSync, symlinkSync, writeSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createCipheriv, randomBytes, randomInt, scryptSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { STAT_FIELDS, StatField, adviseHugePages, limitMallocArenas, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, listChildren, userName, DirentType, writeFileAndRename, writeFilesAndRename, type ListedChildren, type PosixError } from './index.js';
+import { STAT_FIELDS, StatField, adviseHugePages, limitMallocArenas, releasePages, aesGcmOpenInto, aesGcmSealInto, dataRanges, gearCut, groupName, listXattrs, mknod, punchHole, zeroRange, readWhole, readWholeMany, scrypt, scryptSupported, setTimes, setXattr, listChildren, userName, DirentType, writeFileAndRename, writeFilesAndRename, type ListedChildren, type PosixError } from './index.js';
 
 let dir: string;
 const file = (name: string): string => path.join(dir, name);
@@ -163,6 +163,34 @@ describe('punchHole', () => {
   it('rejects with a fs-style error for a bad descriptor, and throws for bad arguments', async () => {
     await expect(punchHole(987654, 0, 4096)).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
     expect(thrown(() => punchHole(0, -1, 4096))).toBeInstanceOf(TypeError);
+  });
+});
+
+describe('zeroRange', () => {
+  const MiB = 1024 * 1024;
+
+  it('makes the data in a range zeros without freeing it, and leaves a hole in it a hole: the size and the rest kept', async () => {
+    writeFileSync(file('zeroed'), Buffer.alloc(4 * MiB, 9));
+    truncateSync(file('zeroed'), 3 * MiB);
+    truncateSync(file('zeroed'), 6 * MiB);
+    const fd = openSync(file('zeroed'), 'r+');
+    try {
+      const blocksBefore = fstatSync(fd).blocks;
+      expect(await zeroRange(fd, 1 * MiB, 4 * MiB)).toBe(true);
+      // Give or take an extent tree block (512-byte units).
+      expect(Math.abs(fstatSync(fd).blocks - blocksBefore), 'neither freed nor allocated').toBeLessThanOrEqual(8);
+    } finally {
+      closeSync(fd);
+    }
+    const bytes = readFileSync(file('zeroed'));
+    expect(bytes.length).toBe(6 * MiB);
+    expect(bytes.subarray(0, 1 * MiB).every((b) => b === 9)).toBe(true);
+    expect(bytes.subarray(1 * MiB).every((b) => b === 0)).toBe(true);
+  });
+
+  it('rejects with a fs-style error for a bad descriptor, and throws for bad arguments', async () => {
+    await expect(zeroRange(987654, 0, 4096)).rejects.toMatchObject({ code: 'EBADF' });
+    expect(thrown(() => zeroRange(0, 0, -1))).toBeInstanceOf(TypeError);
   });
 });
 

@@ -60,8 +60,8 @@ export interface RestoreResult {
   delta: boolean;
   /** With delta: bytes the destination held already. */
   bytesUnchanged?: number;
-  /** With delta onto an image file: zero and unused chunks made zeros by punching holes (not written, not compared). */
-  bytesPunched?: number;
+  /** With delta onto an image file: zero and unused chunks made zeros in place without writing them (a zero range, or a hole punched; not compared). */
+  bytesZeroed?: number;
   /**
    * Bytes of unused blocks left as the block device held them (no --zero-unused): the digest
    * verified covers them as zeros, so a digest of the device itself differs.
@@ -184,7 +184,7 @@ export class RestoreOperation {
       const delta = options.delta !== false && resize === undefined && plan.size === (plan.window?.length ?? plan.manifest.size);
       const { destination, outcome, resized } =
         resize?.mode === 'shrink' ? await this.#restoreShrunk(run, resize, to, options, write) : await this.#restoreInPlace(run, resize, to, plan.size, { force: options.force ?? false, delta }, write);
-      const { bytesWritten, bytesFetched, bytesUnchanged, bytesLeftUnused, bytesPunched, damage } = outcome;
+      const { bytesWritten, bytesFetched, bytesUnchanged, bytesLeftUnused, bytesZeroed, damage } = outcome;
       const partial = plan.window !== undefined;
       // The image digest is checked only where nothing stands in for lost data; otherwise every blob was verified instead.
       const digestChecked = !partial && !options.ignoreDamage && !plan.manifest.lost?.length;
@@ -197,7 +197,7 @@ export class RestoreOperation {
         delta: destination.read !== undefined,
         ...(destination.read !== undefined && { bytesUnchanged }),
         ...(bytesLeftUnused > 0 && { bytesLeftUnused }),
-        ...(bytesPunched > 0 && { bytesPunched }),
+        ...(bytesZeroed > 0 && { bytesZeroed }),
         ...(partial ? { partition: options.partition } : digestChecked && { imageDigest: plan.manifest.imageDigest }),
         ...(unreadable.length > 0 && { unreadable }),
       };
@@ -271,7 +271,7 @@ export class RestoreOperation {
       const resized = await this.#resize(run, { ...resize, image: staging.path });
       const destination = await openDestination(to, resized.size, { force: options.force ?? false });
       const bytesWritten = await copySparseImage(staging.path, resized.size, destination);
-      return { destination, outcome: { ...staged, bytesWritten, bytesUnchanged: 0, bytesLeftUnused: 0, bytesPunched: 0 }, resized };
+      return { destination, outcome: { ...staged, bytesWritten, bytesUnchanged: 0, bytesLeftUnused: 0, bytesZeroed: 0 }, resized };
     } finally {
       await rm(folder, { recursive: true, force: true });
     }

@@ -62,8 +62,8 @@ export interface RestoreDamage {
 export interface RestoreOutcome {
   /** Bytes written to the destination, zeros included. */
   bytesWritten: number;
-  /** Zeros made in an image file restored in place by punching holes: nothing written, nothing compared. */
-  bytesPunched: number;
+  /** Zeros made in an image file restored in place without writing them (zero ranges or holes: see RangeZeroer); nothing compared. */
+  bytesZeroed: number;
   /** Bytes read from the repository's packs (ranged reads). */
   bytesFetched: number;
   /** Delta restore: bytes the destination held already, neither fetched nor written. */
@@ -153,7 +153,7 @@ class RestoreSession {
   #bytesFetched = 0;
   #bytesUnchanged = 0;
   #bytesLeftUnused = 0;
-  #bytesPunched = 0;
+  #bytesZeroed = 0;
   #failure: unknown;
   #planned = false;
   /** Settles when the writer stops, done or failed: from then on no slot is freed, so the planner must not wait for one. */
@@ -212,7 +212,7 @@ class RestoreSession {
       this.#checkDigest(digest);
       await destination.commit();
       progress.done();
-      return { bytesWritten: this.#bytesWritten, bytesFetched: this.#bytesFetched, bytesUnchanged: this.#bytesUnchanged, bytesLeftUnused: this.#bytesLeftUnused, bytesPunched: this.#bytesPunched, damage: this.#damage() };
+      return { bytesWritten: this.#bytesWritten, bytesFetched: this.#bytesFetched, bytesUnchanged: this.#bytesUnchanged, bytesLeftUnused: this.#bytesLeftUnused, bytesZeroed: this.#bytesZeroed, damage: this.#damage() };
     } catch (err) {
       progress.done();
       this.#failure ??= err;
@@ -516,7 +516,7 @@ class RestoreSession {
     const { destination } = this.#input;
     if (destination.zero) {
       await destination.zero(start - this.#from, end - start);
-      this.#bytesPunched += end - start;
+      this.#bytesZeroed += end - start;
       return;
     }
     await destination.write(this.#zeros!.subarray(0, end - start), start - this.#from);

@@ -93,8 +93,8 @@ function describeResult(result: RestoreResult): string {
 function describeTransfer(result: RestoreResult): string {
   const written = `${formatBytes(result.bytesWritten)} written, ${formatBytes(result.bytesFetched)} fetched`;
   if (!result.delta) return written;
-  const punched = result.bytesPunched ? `, ${formatBytes(result.bytesPunched)} of zeros as holes` : '';
-  return `${written}${punched}, ${formatBytes(result.bytesUnchanged ?? 0)} already there (delta)`;
+  const zeroed = result.bytesZeroed ? `, ${formatBytes(result.bytesZeroed)} made zeros in place` : '';
+  return `${written}${zeroed}, ${formatBytes(result.bytesUnchanged ?? 0)} already there (delta)`;
 }
 
 /** Exactly what the check covered: the image as written, and what a digest of the device itself would not match. */
