@@ -712,18 +712,26 @@ typedef struct {
   int64_t offset, length;
   int done;
   int err;
+  const char *syscall;
 } zero_job_t;
 
-/* FALLOC_FL_ZERO_RANGE over the data in [offset, end); 0, or -1 with errno set. */
-static int zero_data_in(int fd, off_t offset, off_t end) {
+/*
+ * FALLOC_FL_ZERO_RANGE over the data in [offset, end); 0, or -1 with errno set and the failed
+ * call in job->syscall. A file system whose lseek knows no SEEK_DATA (EINVAL) counts as one
+ * without zero ranges.
+ */
+static int zero_data_in(zero_job_t *job, off_t offset, off_t end) {
   while (offset < end) {
-    off_t data = lseek(fd, offset, SEEK_DATA);
+    job->syscall = "lseek";
+    off_t data = lseek(job->fd, offset, SEEK_DATA);
+    if (data < 0 && errno == EINVAL) errno = EOPNOTSUPP;
     if (data < 0) return errno == ENXIO ? 0 : -1;
     if (data >= end) return 0;
-    off_t hole = lseek(fd, data, SEEK_HOLE);
+    off_t hole = lseek(job->fd, data, SEEK_HOLE);
     if (hole < 0) return -1;
     if (hole > end) hole = end;
-    if (fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, data, hole - data) != 0) return -1;
+    job->syscall = "fallocate";
+    if (fallocate(job->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, data, hole - data) != 0) return -1;
     offset = hole;
   }
   return 0;
@@ -732,9 +740,10 @@ static int zero_data_in(int fd, off_t offset, off_t end) {
 static void zero_job_execute(napi_env env, void *data) {
   zero_job_t *job = data;
   off_t offset = (off_t)job->offset, length = (off_t)job->length;
+  job->syscall = "fallocate";
   int failed = job->mode == ZERO_BY_PUNCH
     ? fallocate(job->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0
-    : zero_data_in(job->fd, offset, offset + length) != 0;
+    : zero_data_in(job, offset, offset + length) != 0;
   job->done = !failed;
   if (failed && errno != EOPNOTSUPP && errno != ENOSYS) job->err = errno;
 }
@@ -743,7 +752,7 @@ static void zero_job_complete(napi_env env, napi_status status, void *data) {
   zero_job_t *job = data;
   napi_value value = NULL;
   if (job->err == 0 && status == napi_ok) napi_get_boolean(env, job->done, &value);
-  settle_job(env, job->deferred, job->err, "fallocate", NULL, value,
+  settle_job(env, job->deferred, job->err, job->syscall, NULL, value,
              job->mode == ZERO_BY_PUNCH ? "punchHole" : "zeroRange");
   napi_delete_async_work(env, job->work);
   free(job);

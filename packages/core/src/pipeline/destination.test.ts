@@ -86,19 +86,40 @@ describe('restore destination writes', () => {
     expect((await stat(path)).blocks).toBeLessThanOrEqual(blocksBefore);
   });
 
-  it('keeps a bounded number of ranges waiting: a call beyond them returns once a punch is done', async () => {
+  it('punches holes where the file system has no zero range (tmpfs), and keeps punching', async () => {
+    const MiB = 1024 * 1024;
+    const shm = await mkdtemp('/dev/shm/cairn-zeros-');
+    try {
+      const path = join(shm, 'in-place.img');
+      await writeFile(path, Buffer.alloc(8 * MiB, 9));
+      const handle = await open(path, 'r+');
+      const zeros = new RangeZeroer(handle, new Writer(handle, undefined));
+      await zeros.zero(0, 2 * MiB);
+      await zeros.zero(4 * MiB, 2 * MiB);
+      await zeros.settle();
+      await handle.close();
+      const bytes = await readFile(path);
+      expect([0, 2, 4, 6].map((at) => bytes[at * MiB])).toEqual([0, 9, 0, 9]);
+      expect(bytes.subarray(0, 2 * MiB).every((b) => b === 0) && bytes.subarray(4 * MiB, 6 * MiB).every((b) => b === 0)).toBe(true);
+      expect((await stat(path)).blocks * 512, 'both ranges punched, not written').toBe(4 * MiB);
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps a bounded number of ranges waiting: a call beyond them returns once a range is done', async () => {
     const handle = await open(join(dir, 'queued.img'), 'w+');
     await handle.truncate(128 * 4096);
-    const holes = new RangeZeroer(handle, new Writer(handle, undefined), 64);
+    const zeros = new RangeZeroer(handle, new Writer(handle, undefined), 64);
     const returned = new Set<number>();
-    // One range being punched, 64 waiting, and one more.
-    const calls = Array.from({ length: 66 }, (_, k) => holes.zero(k * 4096, 4096).then(() => returned.add(k)));
-    // A punch completes in the thread pool, so not within these microtask turns.
+    // One range being made zeros, 64 waiting, and one more.
+    const calls = Array.from({ length: 66 }, (_, k) => zeros.zero(k * 4096, 4096).then(() => returned.add(k)));
+    // A range completes in the thread pool, so not within these microtask turns.
     for (let turn = 0; turn < 10; turn++) await Promise.resolve();
     expect(returned.size).toBe(65);
     expect(returned.has(65)).toBe(false);
     await Promise.all(calls);
-    await holes.settle();
+    await zeros.settle();
     await handle.close();
   });
 
@@ -107,9 +128,9 @@ describe('restore destination writes', () => {
     const path = join(dir, 'abandoned.img');
     await writeFile(path, Buffer.alloc(8 * MiB, 9));
     const handle = await open(path, 'r+');
-    const holes = new RangeZeroer(handle, new Writer(handle, undefined));
-    for (let k = 0; k < 8; k++) await holes.zero(k * MiB, MiB);
-    await holes.drop();
+    const zeros = new RangeZeroer(handle, new Writer(handle, undefined));
+    for (let k = 0; k < 8; k++) await zeros.zero(k * MiB, MiB);
+    await zeros.drop();
     await handle.close();
     const bytes = await readFile(path);
     // The first range was under way when the others were dropped.
@@ -117,14 +138,14 @@ describe('restore destination writes', () => {
     expect(bytes.subarray(MiB).every((b) => b === 9)).toBe(true);
   });
 
-  it('reports a failed punch at settle, and refuses further ranges', async () => {
+  it('reports a failed zero range at settle, and refuses further ranges', async () => {
     const handle = await open(join(dir, 'closed.img'), 'w+');
     const writer = new Writer(handle, undefined);
-    const holes = new RangeZeroer(handle, writer);
-    await handle.close(); // its descriptor is gone: fallocate fails with EBADF
-    await holes.zero(0, 4096);
-    await expect(holes.settle()).rejects.toMatchObject({ code: 'EBADF', syscall: 'fallocate' });
-    await expect(holes.zero(4096, 4096)).rejects.toThrow(/EBADF/);
+    const zeros = new RangeZeroer(handle, writer);
+    await handle.close(); // its descriptor is gone: the zero range's first call (lseek) fails with EBADF
+    await zeros.zero(0, 4096);
+    await expect(zeros.settle()).rejects.toMatchObject({ code: 'EBADF', syscall: 'lseek' });
+    await expect(zeros.zero(4096, 4096)).rejects.toThrow(/EBADF/);
   });
 
   it('removes what restores to the same file left when they were killed: only theirs, and only once their process is gone', async () => {
