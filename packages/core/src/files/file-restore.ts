@@ -156,9 +156,31 @@ export class FileTreeRestore {
     } finally {
       this.#input.progress.done();
     }
-    for (const item of folders.reverse()) await this.#setMetadata(item.dest, item.entry);
+    await this.#setFolderMetadata(folders);
     const verified = options.verify ? await this.#verify(toVerify) : undefined;
     return { counts: this.#counts, ...(verified && { verified }) };
+  }
+
+  /**
+   * Each folder's metadata, once everything in it is written (creating an entry changes the
+   * folder's mtime), and deepest first, so that a folder whose mode shuts its owner out is not
+   * closed before what is inside it has its own. The folders of one depth are independent and
+   * go ENTRIES_IN_FLIGHT at once: one after the other, the corpus's 3,734 folders took about
+   * half a second of trips to the thread pool at the end of its restore, with nothing else to do.
+   */
+  async #setFolderMetadata(folders: readonly Planned[]): Promise<void> {
+    const byDepth = new Map<number, Planned[]>();
+    for (const item of folders) {
+      const depth = slashesIn(item.dest);
+      const level = byDepth.get(depth);
+      if (level) level.push(item);
+      else byDepth.set(depth, [item]);
+    }
+    for (const depth of [...byDepth.keys()].sort((a, b) => b - a)) {
+      const tasks = new BoundedTasks(ENTRIES_IN_FLIGHT);
+      for (const item of byDepth.get(depth)!) await tasks.start(() => this.#setMetadata(item.dest, item.entry));
+      await tasks.settle();
+    }
   }
 
   /** The bytes of the files a partial selection takes (for progress): a walk of the trees it reaches, holding nothing. */
@@ -525,6 +547,12 @@ async function writeFully(handle: FileHandle, bytes: Buffer, position: number): 
     const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
     done += bytesWritten;
   }
+}
+
+function slashesIn(path: Buffer): number {
+  let count = 0;
+  for (let at = path.indexOf(0x2f); at !== -1; at = path.indexOf(0x2f, at + 1)) count++;
+  return count;
 }
 
 function parentOf(path: Buffer): Buffer {
