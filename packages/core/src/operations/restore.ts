@@ -60,7 +60,7 @@ export interface RestoreResult {
   delta: boolean;
   /** With delta: bytes the destination held already. */
   bytesUnchanged?: number;
-  /** With delta onto an image file: zero and unused chunks made zeros in place without writing them (a zero range, or a hole punched; not compared). */
+  /** With delta onto an image file: zero and unused chunks made zeros in place, not compared (zero ranges or punched holes; written only where the file system has neither). */
   bytesZeroed?: number;
   /**
    * Bytes of unused blocks left as the block device held them (no --zero-unused): the digest

@@ -62,7 +62,10 @@ export interface RestoreDamage {
 export interface RestoreOutcome {
   /** Bytes written to the destination, zeros included. */
   bytesWritten: number;
-  /** Zeros made in an image file restored in place without writing them (zero ranges or holes: see RangeZeroer); nothing compared. */
+  /**
+   * Zeros made in an image file restored in place, not compared: zero ranges or punched holes
+   * (written as zeros, and still counted here, only on a file system that has neither; see RangeZeroer).
+   */
   bytesZeroed: number;
   /** Bytes read from the repository's packs (ranged reads). */
   bytesFetched: number;
