@@ -29,8 +29,8 @@ export interface Destination {
   /**
    * Present where zeros can be had without writing them: makes [offset, offset + length) read
    * as zeros (an image file restored in place: a zero range or a punched hole, zeros written
-   * only where the file system can do neither; see RangeZeroer). Done in the background: by `commit` at the latest, and a failure
-   * fails a later call or `commit`.
+   * only where the file system can do neither; see RangeZeroer). Done in the background: by
+   * `commit` at the latest, and a failure fails a later call or `commit`.
    */
   zero?(offset: number, length: number): Promise<void>;
   /** Makes the result durable and visible. */

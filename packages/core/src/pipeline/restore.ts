@@ -325,15 +325,15 @@ class RestoreSession {
 
   /**
    * Reads chunk `i` from the destination into a slot and compares its keyed hash with the
-   * snapshot's (zero and unused chunks: whether it is all zeros; in a file they are punched
-   * without a look). A data chunk keeps the slot:
+   * snapshot's (zero and unused chunks: whether it is all zeros; in a file they are made zeros
+   * in place without a look). A data chunk keeps the slot:
    * it is written from it unchanged, or its blob is decoded into it. A chunk cut by a
    * window's edge cannot be compared with its blob, and is restored.
    */
   async #compare(i: number): Promise<boolean | undefined> {
     const record = this.#records[i]!;
     if (record.kind === ChunkKind.unused && !this.#zeroUnused) return undefined;
-    // Punching a hole costs less than reading what is there to see whether it is zeros already.
+    // A zero range (or a hole) costs less than reading what is there to see whether it is zeros already.
     if (record.kind !== ChunkKind.data && this.#input.destination.zero) return false;
     const { start, end } = this.#spanOf(i);
     const chunkStart = i * this.#chunkSize;
