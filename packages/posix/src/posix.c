@@ -311,6 +311,17 @@ static int push_range(napi_env env, napi_value array, uint32_t index, double off
   return napi_set_element(env, array, index, range) == napi_ok;
 }
 
+/* The next stretch of data in [at, end): 1 with it in [*data, *hole), 0 when none is left, -1 with errno set. */
+static int next_data_stretch(int fd, off_t at, off_t end, off_t *data, off_t *hole) {
+  *data = lseek(fd, at, SEEK_DATA);
+  if (*data < 0) return errno == ENXIO ? 0 : -1;
+  if (*data >= end) return 0;
+  *hole = lseek(fd, *data, SEEK_HOLE);
+  if (*hole < 0) return -1;
+  if (*hole > end) *hole = end;
+  return 1;
+}
+
 static napi_value data_ranges(napi_env env, napi_callback_info info) {
   napi_value argv[2], array;
   int32_t fd;
@@ -320,20 +331,15 @@ static napi_value data_ranges(napi_env env, napi_callback_info info) {
   if (!get_bigint_or_number(env, argv[1], &size) || size < 0) return throw_type(env, "size must be a number >= 0");
   CHECK(napi_create_array(env, &array));
   uint32_t count = 0;
-  for (off_t at = 0; at < size;) {
-    off_t data = lseek(fd, at, SEEK_DATA);
-    if (data < 0 && errno == ENXIO) break; /* only a hole from here to the end */
-    if (data < 0 && count == 0 && (errno == EINVAL || errno == ENOTSUP)) {
+  for (off_t at = 0, data, hole; at < size; at = hole) {
+    int found = next_data_stretch(fd, at, size, &data, &hole);
+    if (found == 0) break; /* only a hole from here to the end */
+    if (found < 0 && count == 0 && (errno == EINVAL || errno == ENOTSUP)) {
       push_range(env, array, count++, 0, (double)size); /* the file system cannot tell */
       break;
     }
-    if (data < 0) return throw_errno(env, errno, "lseek", NULL);
-    if (data >= size) break;
-    off_t hole = lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) return throw_errno(env, errno, "lseek", NULL);
-    if (hole > size) hole = size;
+    if (found < 0) return throw_errno(env, errno, "lseek", NULL);
     if (!push_range(env, array, count++, (double)data, (double)(hole - data))) return NULL;
-    at = hole;
   }
   return array;
 }
@@ -721,18 +727,14 @@ typedef struct {
  * without zero ranges.
  */
 static int zero_data_in(zero_job_t *job, off_t offset, off_t end) {
-  while (offset < end) {
+  for (off_t data, hole; offset < end; offset = hole) {
     job->syscall = "lseek";
-    off_t data = lseek(job->fd, offset, SEEK_DATA);
-    if (data < 0 && errno == EINVAL) errno = EOPNOTSUPP;
-    if (data < 0) return errno == ENXIO ? 0 : -1;
-    if (data >= end) return 0;
-    off_t hole = lseek(job->fd, data, SEEK_HOLE);
-    if (hole < 0) return -1;
-    if (hole > end) hole = end;
+    int found = next_data_stretch(job->fd, offset, end, &data, &hole);
+    if (found == 0) return 0;
+    if (found < 0 && errno == EINVAL) errno = EOPNOTSUPP;
+    if (found < 0) return -1;
     job->syscall = "fallocate";
     if (fallocate(job->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, data, hole - data) != 0) return -1;
-    offset = hole;
   }
   return 0;
 }
