@@ -35,6 +35,8 @@ export interface FileBackupInput {
   parent?: { id: string; manifest: FileSnapshotManifest };
   /** Called with the finished manifest once everything it needs is durable; throwing stops the snapshot. */
   beforeSnapshot?: (manifest: FileSnapshotManifest) => Promise<void>;
+  /** No blob is told new (and stored) before this settles, nor at all if it rejects (see ChunkLedger). */
+  blobsKnownAfter?: Promise<unknown>;
   /** A path that could not be backed up, or changed while read, as it happens. */
   warn?: (message: string) => void;
   /** Something skipped by nature (a socket). */
@@ -168,7 +170,7 @@ class FileBackupSession {
     this.#cdc = new FastCdc(gearTable(repository.config, repository.masterKey), cdcParametersOf(repository.config, repository.location));
     this.#packer = new Packer(repository, pool.memory.uploadsInFlight(repository.concurrentPuts));
     // Only its claims are used: a blob this run or another writer stored already is not stored again.
-    this.#ledger = new ChunkLedger(0, index);
+    this.#ledger = new ChunkLedger(0, index, input.blobsKnownAfter);
     this.#content = new ContentStore(pool, this.#packer, this.#cdc, (id) => this.#ledger.claim(id), defaultPoolSize() + 2, (bytes) => input.progress.advance(bytes));
   }
 
@@ -419,7 +421,7 @@ class FileBackupSession {
     const { config, masterKey } = this.#input.repository;
     const hex = blobIdOf(blobIdSchemeOf(config), masterKey.blobId, plain).toString('hex');
     this.#stats.treeBlobs++;
-    if (this.#ledger.claim(hex)) {
+    if (await this.#ledger.claim(hex)) {
       const length = plain.length;
       const { id, sealed } = await this.#input.pool.sealBytes(plain, { handOver: true });
       await this.#packer.add(BlobType.tree, id, sealed, length);

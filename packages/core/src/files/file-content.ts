@@ -73,7 +73,7 @@ export class ContentStore {
     private readonly packer: Packer,
     private readonly cdc: FastCdc,
     /** True when the blob must be stored by this run (neither in the repository nor claimed yet). */
-    private readonly claim: (hexId: string) => boolean,
+    private readonly claim: (hexId: string) => Promise<boolean>,
     largeSlots: number,
     private readonly onRead: (bytes: number) => void = () => undefined,
   ) {
@@ -220,7 +220,7 @@ export class ContentStore {
     if (hash.zero) return undefined;
     const id = hash.id.toString('hex');
     this.stats.dataChunks++;
-    if (this.claim(id)) {
+    if (await this.claim(id)) {
       this.stats.newChunks++;
       const sealedLength = await this.pool.sealInSlot(slot, length);
       await this.packer.add(BlobType.chunk, hash.id, new Uint8Array(slot, 0, sealedLength), length);
@@ -234,7 +234,7 @@ export class ContentStore {
     if (hash.zero) return undefined;
     const id = hash.id.toString('hex');
     this.stats.dataChunks++;
-    if (this.claim(id)) {
+    if (await this.claim(id)) {
       this.stats.newChunks++;
       await this.packer.add(BlobType.chunk, hash.id, new Uint8Array(slot, 0, hash.sealedLength!), length);
     }

@@ -20,6 +20,12 @@ import { checkForgetOption } from '../retention/retention-tap.js';
 import { PipelineWorkers } from './pipeline-workers.js';
 import type { AnySnapshotManifest } from '../repository/snapshot.js';
 
+/** The index a run stores against, and the adoption of the packs killed writers left, which goes on while it stores. */
+interface StoreContext {
+  index: BlobIndex;
+  adoption: Promise<void>;
+}
+
 /** How often a running backup takes in index files that other writers wrote meanwhile. */
 const FOLLOW_INDEX_EVERY_MS = 10_000;
 
@@ -101,9 +107,9 @@ export class BackupOperation {
   }
 
   async #store(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedSource, options: BackupOptions): Promise<BackupResult> {
-    return this.#storing(job, pool, repository, (index) =>
+    return this.#storing(job, pool, repository, (context) =>
       runBackup({
-        ...this.#common(job, run, repository, index, pool, options),
+        ...this.#common(job, run, repository, context, pool, options),
         source,
         chunkSize: job.config.chunkSize ?? repository.config.chunkSize,
         rescue: options.rescue ?? false,
@@ -113,9 +119,9 @@ export class BackupOperation {
 
   async #storeFiles(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedFileTree, options: BackupOptions): Promise<FileBackupResult> {
     const paths = source.roots.map((root) => root.toString('utf8'));
-    return this.#storing(job, pool, repository, async (index) =>
+    return this.#storing(job, pool, repository, async (context) =>
       runFileBackup({
-        ...this.#common(job, run, repository, index, pool, options),
+        ...this.#common(job, run, repository, context, pool, options),
         source,
         parent: await findParent(repository, job.info.name, paths),
         warn: (message) => this.logger.warn(message),
@@ -124,11 +130,12 @@ export class BackupOperation {
     );
   }
 
-  /** What both pipelines are given: the repository, the job's settings and the run's veto. */
-  #common(job: LoadedJob, run: BackupRun, repository: Repository, index: BlobIndex, pool: WorkerPool, options: BackupOptions) {
+  /** What both pipelines are given: the repository, the job's settings and the run's veto, which waits for the adoption first. */
+  #common(job: LoadedJob, run: BackupRun, repository: Repository, context: StoreContext, pool: WorkerPool, options: BackupOptions) {
     return {
       repository,
-      index,
+      index: context.index,
+      blobsKnownAfter: context.adoption,
       pool,
       sourceType: job.config.source.type,
       jobName: job.info.name,
@@ -136,21 +143,38 @@ export class BackupOperation {
       progress: this.progress.create(),
       started: options.time ?? this.clock.now(),
       ...(options.tags?.length && { tags: [...options.tags] }),
-      beforeSnapshot: (manifest: AnySnapshotManifest) => this.runner.veto(run.hooks.beforeSnapshot, manifest),
+      beforeSnapshot: async (manifest: AnySnapshotManifest) => {
+        await context.adoption;
+        await this.runner.veto(run.hooks.beforeSnapshot, manifest);
+      },
     };
   }
 
-  /** Loads the index (adopting what killed writers left), follows other writers' new index files while `store` runs, and logs its warnings. */
-  async #storing<R extends { warnings: string[] }>(job: LoadedJob, pool: WorkerPool, repository: Repository, store: (index: BlobIndex) => Promise<R>): Promise<R> {
+  /**
+   * Loads the index, adopts what killed writers left while `store` runs, follows other writers'
+   * new index files meanwhile, and logs the run's warnings.
+   */
+  async #storing<R extends { warnings: string[] }>(job: LoadedJob, pool: WorkerPool, repository: Repository, store: (context: StoreContext) => Promise<R>): Promise<R> {
     const listing = repository.listPacks();
-    listing.catch(() => undefined); // awaited by #adoptOrphans; a failed index load ends the run first
+    listing.catch(() => undefined); // awaited by the adoption; a failed index load ends the run first
     const index = await this.workers.prepare(pool, repository, job, 'write');
-    await this.#adoptOrphans(repository, index, listing);
+    // On a target with many packs the listing is the slow part (seconds for a terabyte on S3):
+    // the run reads and hashes meanwhile, but tells no blob new before the adopted packs are
+    // indexed (their blobs are not stored again, and the listing never names a pack of this
+    // run's), and saves no snapshot before then either.
+    const adoption = this.#adoptOrphans(repository, index, listing);
+    adoption.catch(() => undefined); // awaited before the snapshot is saved, and below
     // Backups running into the same repository share what they store as soon as it is indexed.
     const following = followIndex(repository, index);
-    const result = await store(index).finally(() => clearInterval(following));
-    for (const warning of result.warnings) this.logger.warn(warning);
-    return result;
+    try {
+      const result = await store({ index, adoption });
+      for (const warning of result.warnings) this.logger.warn(warning);
+      return result;
+    } finally {
+      clearInterval(following);
+      // Nothing of the run goes on once it returns (the lock is released next).
+      await adoption.catch(() => undefined);
+    }
   }
 
   async #adoptOrphans(repository: Repository, index: BlobIndex, listing: ReturnType<Repository['listPacks']>): Promise<void> {

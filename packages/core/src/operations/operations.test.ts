@@ -196,4 +196,92 @@ describe('operations and their hooks', () => {
     expect(events).not.toContain(expect.stringMatching(/^done/));
     expect(await readdir(dir)).toEqual(['plugins.json']);
   });
+
+  /** The target's keys under `prefix`. */
+  async function keysUnder(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const object of target.list(prefix)) keys.push(object.key);
+    return keys.sort();
+  }
+
+  /** The job with another source and target type (registered by the test). */
+  const jobWith = (source: string, target: string): LoadedJob => ({ ...job, config: { ...job.config, source: { type: source }, target: { type: target } } });
+
+  /** Registers target type `held-listing`: the target, whose listing of packs first waits for `until`. */
+  function holdPackListing(until: Promise<unknown>): void {
+    core.get<TargetRegistry>(TargetRegistry).register('held-listing', {
+      create: async () => {
+        const view = sharedView(target);
+        return {
+          ...view,
+          async *list(prefix: string) {
+            if (prefix === 'data/') await until;
+            yield* target.list(prefix);
+          },
+        };
+      },
+    });
+  }
+
+  /** Registers source type `watched`: IMAGE, calling `readToTheEnd` once its last byte is read. */
+  function watchSource(readToTheEnd: () => void): void {
+    core.get<SourceRegistry>(SourceRegistry).register('watched', {
+      open: async () => {
+        const source = memorySource(IMAGE);
+        return {
+          ...source,
+          async read(into, offset, length) {
+            await source.read(into, offset, length);
+            if (offset + length === IMAGE.length) readToTheEnd();
+          },
+        };
+      },
+    });
+  }
+
+  it('reads and hashes what the repository has while it lists the packs interrupted backups left', async () => {
+    await core.get(BackupOperation).run(job);
+    const packs = await keysUnder('data/');
+    let sourceRead!: () => void;
+    const readToTheEnd = new Promise<string>((resolve) => (sourceRead = () => resolve('source read first')));
+    watchSource(sourceRead);
+    const listed = Promise.race([readToTheEnd, new Promise<string>((resolve) => setTimeout(() => resolve('listing first'), 5000))]);
+    holdPackListing(listed);
+    const { result } = await core.get(BackupOperation).run(jobWith('watched', 'held-listing'));
+    expect(await listed).toBe('source read first');
+    expect(result!.manifest.stats).toMatchObject({ newChunks: 0 });
+    expect(await keysUnder('data/')).toEqual(packs);
+    expect(await keysUnder('snapshots/')).toHaveLength(2);
+  });
+
+  it('adopts the packs an interrupted backup left, listed while it reads, and stores none of their chunks again', async () => {
+    await core.get(BackupOperation).run(job);
+    const packs = await keysUnder('data/');
+    // What a backup killed before its index and snapshot were written leaves: packs no index names.
+    for (const key of [...(await keysUnder('index/')), ...(await keysUnder('snapshots/'))]) await target.remove(key);
+    let sourceRead!: () => void;
+    const readToTheEnd = new Promise<void>((resolve) => (sourceRead = resolve));
+    watchSource(sourceRead);
+    holdPackListing(new Promise((resolve) => setTimeout(resolve, 300)));
+    const { result } = await core.get(BackupOperation).run(jobWith('watched', 'held-listing'));
+    await readToTheEnd;
+    expect(result!.manifest.stats).toMatchObject({ newChunks: 0 });
+    expect(await keysUnder('data/')).toEqual(packs);
+    expect(await keysUnder('snapshots/')).toHaveLength(1);
+    expect(logged).toEqual([]);
+    const restored = join(dir, 'restored.img');
+    await core.get(RestoreOperation).run(job, 'latest', restored);
+    expect((await readFile(restored)).equals(IMAGE)).toBe(true);
+  });
+
+  it('fails without storing anything or saving a snapshot when the packs cannot be listed', async () => {
+    const packs = await keysUnder('data/');
+    const failing = Promise.reject(Object.assign(new Error('listing data/ failed: connection reset'), { code: 'ECONNRESET' }));
+    failing.catch(() => undefined);
+    holdPackListing(failing);
+    const error = await core.get(BackupOperation).run(jobWith('memory', 'held-listing')).catch((e: unknown) => e);
+    expect((error as Error).message).toContain('connection reset');
+    expect(await keysUnder('data/')).toEqual(packs);
+    expect(await keysUnder('snapshots/')).toEqual([]);
+  });
 });

@@ -35,6 +35,8 @@ export interface BackupInput {
    * it is written; throwing stops the snapshot (nothing refers to the stored data yet).
    */
   beforeSnapshot?: (manifest: SnapshotManifest) => Promise<void>;
+  /** No chunk is told new (and stored) before this settles, nor at all if it rejects (see ChunkLedger). */
+  blobsKnownAfter?: Promise<unknown>;
   /** When chunks may be stored ahead of the image digest; the default suits any volume. */
   detach?: DetachPolicy;
   /**
@@ -134,7 +136,7 @@ class BackupSession {
     this.#size = input.source.layout.size;
     this.#chunkCount = Math.ceil(this.#size / input.chunkSize);
     this.#slots = new SlotPool(input.pool.memory.backupSlots, input.chunkSize + SEALED_CHUNK_OVERHEAD);
-    this.#ledger = new ChunkLedger(this.#chunkCount, input.index);
+    this.#ledger = new ChunkLedger(this.#chunkCount, input.index, input.blobsKnownAfter);
     this.#packer = new Packer(input.repository, input.pool.memory.uploadsInFlight(input.repository.concurrentPuts));
     this.#detach = new DetachScheduler(input.rescue ? NEVER_DETACH : (input.detach ?? DEFAULT_DETACH));
     this.#reader = new SourceReader(input.source, input.rescue ?? false);
@@ -216,7 +218,7 @@ class BackupSession {
         this.#ledger.stats.bytesRead += bytesReadOf(ranges, length);
         const hash = await this.#pool.hash(slot, length, true);
         this.#chunkDigests!.set(i, hash.zero ? zeroChunkDigest(length) : hash.chunkDigest!);
-        const id = this.#ledger.record(i, hash);
+        const id = await this.#ledger.record(i, hash);
         if (id) await this.#seal(id, slot, length);
       })
       .finally(() => this.#slots.release(slot));
@@ -270,7 +272,7 @@ class BackupSession {
   /** Stores a chunk if the repository lacks it, then gives its slot back. */
   async #storeChunk(chunk: ChunkInFlight): Promise<void> {
     try {
-      const id = this.#ledger.record(chunk.index, await this.#pool.hash(chunk.slot, chunk.length));
+      const id = await this.#ledger.record(chunk.index, await this.#pool.hash(chunk.slot, chunk.length));
       if (!id) return;
       if (!chunk.feeding && this.#detach.tryDetach(chunk.position, chunk.length)) {
         chunk.detached = true;
@@ -300,7 +302,7 @@ class BackupSession {
       const again = await this.#pool.hash(chunk.reread!, chunk.length);
       if (!this.#ledger.holds(chunk.index, again)) {
         this.#changedWhileRead++;
-        const id = this.#ledger.rerecord(chunk.index, again);
+        const id = await this.#ledger.rerecord(chunk.index, again);
         if (id) {
           await chunk.image.hashed; // sealing writes over the bytes the hasher reads
           await this.#seal(id, chunk.reread!, chunk.length);
@@ -327,7 +329,7 @@ class BackupSession {
       const plain = encodeChunkMap(this.#ledger.records.slice(first, first + CHUNKS_PER_MAP));
       const { id, sealed } = await this.#pool.sealBytes(plain);
       const hex = id.toString('hex');
-      if (this.#ledger.claim(hex)) await this.#packer.add(BlobType.chunkMap, id, sealed, plain.length);
+      if (await this.#ledger.claim(hex)) await this.#packer.add(BlobType.chunkMap, id, sealed, plain.length);
       chunkMaps.push(hex);
     }
     return chunkMaps;

@@ -13,7 +13,9 @@ export interface ChunkStats {
 
 /**
  * What a backup records of each chunk of the image, its counts, and which blobs it stores:
- * a blob the repository has, or that this run stores already, is never stored twice.
+ * a blob the repository has, or that this run stores already, is never stored twice. No blob
+ * is told new before `knownAfter` settles (the packs that interrupted runs left are indexed
+ * meanwhile, while the backup reads what is unchanged), nor at all if it rejects.
  */
 export class ChunkLedger {
   readonly records: ChunkRecord[];
@@ -24,6 +26,7 @@ export class ChunkLedger {
   constructor(
     chunkCount: number,
     private readonly index: BlobIndex,
+    private readonly knownAfter: Promise<unknown> = Promise.resolve(),
   ) {
     this.records = new Array(chunkCount);
   }
@@ -33,8 +36,8 @@ export class ChunkLedger {
     this.stats.unusedChunks++;
   }
 
-  /** Records what chunk `i` holds; returns its blob id when it has data that is not stored yet. */
-  record(i: number, hash: ChunkHash): Buffer | undefined {
+  /** Records what chunk `i` holds; resolves to its blob id when it has data that is not stored yet. */
+  async record(i: number, hash: ChunkHash): Promise<Buffer | undefined> {
     if (hash.zero) {
       this.records[i] = ZERO_CHUNK;
       this.stats.zeroChunks++;
@@ -42,7 +45,7 @@ export class ChunkLedger {
     }
     this.records[i] = { kind: ChunkKind.data, id: hash.id };
     this.stats.dataChunks++;
-    if (!this.claim(hash.id.toString('hex'))) return undefined;
+    if (!(await this.claim(hash.id.toString('hex')))) return undefined;
     this.stats.newChunks++;
     return hash.id;
   }
@@ -53,15 +56,20 @@ export class ChunkLedger {
     return hash.zero ? recorded.kind === ChunkKind.zero : recorded.kind === ChunkKind.data && recorded.id!.equals(hash.id);
   }
 
-  /** Records chunk `i` anew (it changed between two reads); returns its blob id when it must be stored. */
-  rerecord(i: number, hash: ChunkHash): Buffer | undefined {
+  /** Records chunk `i` anew (it changed between two reads); resolves to its blob id when it must be stored. */
+  rerecord(i: number, hash: ChunkHash): Promise<Buffer | undefined> {
     if (this.records[i]!.kind === ChunkKind.zero) this.stats.zeroChunks--;
     else this.stats.dataChunks--;
     return this.record(i, hash);
   }
 
-  /** True when the blob is neither in the repository nor stored by this run yet; it is from now on. */
-  claim(hexId: string): boolean {
+  /**
+   * True when the blob is neither in the repository nor stored by this run yet; it is from now
+   * on. A blob the index has is told at once; another waits for `knownAfter`, which may index it.
+   */
+  async claim(hexId: string): Promise<boolean> {
+    if (this.index.has(hexId)) return false;
+    await this.knownAfter;
     if (this.index.has(hexId)) return false;
     const stored = this.#stored.size;
     return this.#stored.addHex(hexId) === stored;
