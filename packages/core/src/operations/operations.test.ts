@@ -254,7 +254,7 @@ describe('operations and their hooks', () => {
     expect(await keysUnder('snapshots/')).toHaveLength(2);
   });
 
-  it('adopts the packs an interrupted backup left, listed while it reads, and stores none of their chunks again', async () => {
+  it('adopts the packs an interrupted backup left though their listing ends after the reading began, and stores none of their chunks again', async () => {
     await core.get(BackupOperation).run(job);
     const packs = await keysUnder('data/');
     // What a backup killed before its index and snapshot were written leaves: packs no index names.
