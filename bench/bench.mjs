@@ -21,7 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FILES_TOOLS, filesGoalsText, filesLegend, filesPart, filesTable } from './files.bench.mjs';
+import { FILES_TOOLS, filesGoalsText, filesLegend, filesPart, filesTable, readRepository } from './files.bench.mjs';
 import { VARIANTS, variantsGoalsText, variantsPart } from './variants.bench.mjs';
 import { scaleGoalsText, scalePart } from './scale.bench.mjs';
 
@@ -393,7 +393,7 @@ function cairnRuns(o, images, mode) {
         deltaRun({ job: job1, snapshot: fullSnapshot, base, env, images, mode }, per);
         servedRun(job2, base, env, images.sysvol2.size, per.served);
       }
-      if (step === 'restore') readRepository(repo);
+      if (step === 'restore') readRepository({ sh, q }, repo); // as the peers' are still in the page cache
       const t = timed(['node', CAIRN, ...args], { env, cwd: base });
       if (!t.ok) {
         failures++;
@@ -489,7 +489,7 @@ function deltaRun({ job, snapshot, base, env, images, mode }, per) {
   const target = path.join(base, 'delta.img');
   const ioFile = path.join(base, 'delta-io.json');
   const restoreTimed = (to, extra = []) => timed(['node', '--import', path.join(ROOT, 'bench/io-report.mjs'), CAIRN, 'restore', job, snapshot, '--to', to, '--json', ...extra], { env: { ...env, CAIRN_BENCH_IO: ioFile }, cwd: base });
-  readRepository(path.join(base, 'repo'));
+  readRepository({ sh, q }, path.join(base, 'repo'));
   const f = restoreTimed(full);
   if (!f.ok) { failures++; per.restoreFull1.push({ failed: true, error: f.stderr.trim().slice(-500) }); return; }
   per.restoreFull1.push({ wall: f.wall, rssMB: f.rssKiB / 1024, mbps: images.sysvol.size / MB / Math.max(f.wall, 0.01) });
@@ -510,17 +510,6 @@ function deltaRun({ job, snapshot, base, env, images, mode }, per) {
     `written ${m.writtenMB.toFixed(1)} MB (/proc), fetched ${m.fetchedMB.toFixed(1)} MB, ${same ? 'identical to the full restore' : 'DIFFERS from the full restore'}`);
   fs.rmSync(full, { force: true });
   fs.rmSync(target, { force: true });
-}
-
-/**
- * Reads every file of a repository once, untimed, before a cairn restore. The peers
- * (peers.sh) write their repositories through the page cache, which still holds them when
- * their restores run right after; cairn's local target writes packs with O_DIRECT, so without
- * this its restores alone would read the repository from the disk (the files part does the same).
- */
-function readRepository(repo) {
-  const r = sh(`find ${q(repo)} -type f -print0 | xargs -0 -r cat > /dev/null`, { capture: true });
-  if (r.status !== 0) die(`reading the repository ${repo} failed: ${r.stderr.trim()}`);
 }
 
 /** Bytes of the chunks (at chunkSize) in which two files of one size differ. */

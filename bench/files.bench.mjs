@@ -376,9 +376,10 @@ function restoreAndCheck(ctx, tool, run, m, name, t, original, bytes, base, cont
  * the same page cache, as every backup does from a source read once. restic and borg write their
  * packs through the page cache, which still holds them when the restore follows; cairn's local
  * target writes them with O_DIRECT, so without this its restores alone read the repository from
- * the disk (in the probe of December 6, 10.98 s against 8.77 s for the corpus).
+ * the disk (in the probe of December 6, 10.98 s against 8.77 s for the corpus). The volume part
+ * (bench.mjs) reads cairn's repository with it too; `h` needs `sh` and `q`.
  */
-function readRepository(h, repo) {
+export function readRepository(h, repo) {
   const r = h.sh(`find ${h.q(repo)} -type f -print0 | xargs -0 -r cat > /dev/null`, { capture: true });
   if (r.status !== 0) throw new Error(`reading the repository ${repo} failed: ${r.stderr.trim()}`);
 }
