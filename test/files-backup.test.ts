@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import {
@@ -12,9 +12,11 @@ import {
   fileText,
   init,
   makeVolume,
+  parseJson,
   pseudoRandomBytes,
   runCli,
   runCliAs,
+  runCommand,
   snapshots,
   useTempDir,
   writeFilesJob,
@@ -158,6 +160,49 @@ describe('file backup', () => {
     expect(tagged.tags).toEqual(['daily']);
     expect(tagged.time).toBe('2026-05-01T02:00:00.000Z');
   }, 60_000);
+
+  test('the folder cache: kept per job, and the snapshots it helps make are those made without it', async () => {
+    const dir = await useTempDir();
+    const data = join(dir, 'data');
+    const paths = await writeManyFiles(data, { files: 2_000, perFolder: 50 });
+    const cache = join(dir, 'cache');
+    const job = await writeFilesJob(dir, { paths: [data] });
+    const withCache = { env: { CAIRN_CACHE_DIR: cache } };
+    await init(job);
+    const first = await backupFiles(job, [], withCache);
+    expect(await readdir(join(cache, 'folders'))).toHaveLength(1);
+    // The same repository again, backed up without the cache from here on.
+    await cp(join(dir, 'repo'), join(dir, 'repo-copy'), { recursive: true });
+    const copy = await writeFilesJob(dir, { paths: [data], repository: './repo-copy' }, 'copy.json');
+    const noCache = { env: { CAIRN_CACHE_DIR: '' } };
+
+    const unchanged = await backupFiles(job, [], withCache);
+    expect(unchanged.stats).toMatchObject({ bytesRead: 0, unchangedFiles: 2_000, newChunks: 0 });
+    await writeFile(join(data, paths[7]!), 'changed\n');
+    await writeFile(join(data, paths[1234]!, '..', 'new.txt'), 'new\n');
+    await rm(join(data, paths[1999]!, '..'), { recursive: true });
+    await chmod(join(data, paths[600]!), 0o600);
+    const changed = await backupFiles(job, [], withCache);
+    const changedCopy = await backupFiles(copy, [], noCache);
+    const { durationMs: _, ...stats } = changed.stats;
+    expect(changedCopy.stats).toMatchObject({ ...stats, bytesAdded: changedCopy.stats.bytesAdded });
+
+    // What changed, as `diff` finds it in each repository, and the files as restored and verified.
+    // Under `data`: the job's folder changed too since the first snapshot (the copy was made in it).
+    const diff = async (file: string, older: string) =>
+      parseJson(await runCli(['diff', file, older, 'latest', '--json'], { env: PASSWORD_ENV })).changes.filter((c: { path: string }) => c.path.startsWith(data));
+    const changes = await diff(job, unchanged.snapshot);
+    expect(changes).toEqual(await diff(copy, first.snapshot));
+    expect(changes).toContainEqual(expect.objectContaining({ path: join(data, paths[7]!), change: 'M' }));
+    expect(changes).toContainEqual(expect.objectContaining({ path: join(data, paths[1234]!, '..', 'new.txt'), change: '+' }));
+    expect(changes).toContainEqual(expect.objectContaining({ path: join(data, paths[600]!), change: 'U' }));
+    expect(changes.filter((c: { change: string }) => c.change === '-')).toHaveLength(51); // a folder of 50 files
+    const kept = await readFile(join(cache, 'folders', (await readdir(join(cache, 'folders')))[0]!), 'latin1');
+    expect(JSON.parse(kept.split('\n')[1]!)).toMatchObject({ job: 'files-e2e', snapshot: changed.snapshot });
+    const to = join(dir, 'restored');
+    expect((await runCli(['restore', job, 'latest', '--to', to, '--verify'], { env: PASSWORD_ENV })).exitCode).toBe(0);
+    expect((await runCommand('diff', ['-r', data, join(to, data)])).exitCode).toBe(0);
+  }, 120_000);
 });
 
 async function chownTree(path: string, user: { uid: number; gid: number }): Promise<void> {

@@ -18,6 +18,7 @@ import { joinPath, pathNames } from './tree-reader.js';
 import { decodeTree, displayName, encodeTree, type EntryType, type TreeEntry } from './tree.js';
 import { keyOfName as keyOf, TreeBuilder } from './tree-builder.js';
 import { readBlob } from '../pipeline/chunk-maps.js';
+import type { CachedFolder, FolderCacheReader, FolderCacheWriter, FolderHasher } from './folder-cache.js';
 
 export interface FileBackupInput {
   repository: Repository;
@@ -41,6 +42,11 @@ export interface FileBackupInput {
   warn?: (message: string) => void;
   /** Something skipped by nature (a socket). */
   note?: (message: string) => void;
+  /**
+   * The folder cache (folder-cache.ts): `previous` describes the parent snapshot's folders (only
+   * given when it may be trusted for this run), `next` takes this run's.
+   */
+  folderCache?: { hasher: FolderHasher; previous?: FolderCacheReader; next: FolderCacheWriter };
 }
 
 export interface FileBackupResult {
@@ -76,6 +82,19 @@ interface FolderRead {
   listing?: FolderListing;
   error?: unknown;
   previous: Map<string, TreeEntry> | undefined;
+  /** With the folder cache: the folder's path key and its listing's fingerprint. */
+  cacheKey?: { pathKey: Buffer; fingerprint: Buffer };
+  /** The folder cache's record of the folder when its listing is unchanged, and its subfolders' trees by name then (the parent's trees were not fetched). */
+  cached?: { folder: CachedFolder; subtrees: Map<string, string> };
+}
+
+/** What a folder's own files add to the snapshot, and whether its tree may go into the folder cache. */
+interface OwnFiles {
+  files: number;
+  chunks: number;
+  bytes: number;
+  /** No entry has an error or changed while read. */
+  clean: boolean;
 }
 
 /**
@@ -139,6 +158,19 @@ function* drain<T>(items: Array<T | undefined>): Generator<T> {
     items[i] = undefined;
     yield item;
   }
+}
+
+const subtreeOf = (entry: TreeEntry | undefined): string | undefined => (entry?.type === 'dir' ? entry.subtree : undefined);
+
+const ownFiles = (): OwnFiles => ({ files: 0, chunks: 0, bytes: 0, clean: true });
+
+function addOwn(own: OwnFiles, entry: TreeEntry | undefined): void {
+  if (!entry) return;
+  if (entry.error !== undefined || entry.changed) own.clean = false;
+  if (entry.type !== 'file') return;
+  own.files++;
+  own.chunks += entry.content!.length;
+  own.bytes += entry.size;
 }
 
 function entryOf(name: Buffer, metadata: FileMetadata): TreeEntry {
@@ -291,32 +323,138 @@ class FileBackupSession {
       if (problem.kind === 'unreadable') this.#skip(child, problem.reason);
       else this.#input.note?.(`${displayName(child)} is not backed up: ${problem.reason}`);
     }
-    const { previous } = read;
-    const reusable = previous && this.#input.index.has(previousTree!);
-    const builder = new TreeBuilder(reusable ? { id: previousTree!, entries: previous } : undefined);
     const count = listing.entries.length;
-    const subfolders = listing.entries.filter((entry) => entry.metadata.type === 'dir');
-    const readAhead = this.#folderReadAhead(path, subfolders, count, previous);
-    for (const child of drain(listing.entries)) {
-      readAhead.next();
-      builder.follow((await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name)))).done);
-    }
-    const tree = this.#treeOf(builder);
+    const tree = await (read.cached ? this.#walkCachedFolder(path, listing, read) : this.#walkListedFolder(path, listing, read, previousTree));
+    // Counted once all its entries are walked (see ENTRIES_BACKLOG).
     this.#backlog.add(count);
     const stored = tree.done.finally(() => this.#backlog.done(count));
     return this.#later(stored.then((subtree) => ({ subtree })));
   }
 
+  /** A folder's tree from its entries, each compared with the parent snapshot's (the entries of `read.previous`). */
+  async #walkListedFolder(path: Buffer, listing: FolderListing, read: FolderRead, previousTree: string | undefined): Promise<Later<string>> {
+    const { previous } = read;
+    const reusable = previous && this.#input.index.has(previousTree!);
+    const builder = new TreeBuilder(reusable ? { id: previousTree!, entries: previous } : undefined);
+    const own = read.cacheKey && ownFiles();
+    const count = listing.entries.length;
+    const subfolders = listing.entries.filter((entry) => entry.metadata.type === 'dir');
+    const readAhead = this.#folderReadAhead(path, subfolders, count, (name) => subtreeOf(previous?.get(keyOf(name))));
+    for (const child of drain(listing.entries)) {
+      readAhead.next();
+      const entry = (await this.#walkEntry(joinPath(path, child.name), child.name, child.metadata, previous?.get(keyOf(child.name)))).done;
+      builder.follow(entry);
+      if (own) entry.then((complete) => addOwn(own, complete), () => undefined);
+    }
+    const tree = this.#treeOf(builder);
+    if (own && listing.problems.length === 0) void tree.done.then((id) => this.#remember(read, id, own), () => undefined);
+    return tree;
+  }
+
+  /**
+   * A folder whose listing the folder cache knows unchanged: its files are the parent's, and
+   * only its subfolders are walked. If each ends with the tree it had, so does the folder (the
+   * parent's tree is not fetched); otherwise its tree is built from the parent's entries.
+   */
+  async #walkCachedFolder(path: Buffer, listing: FolderListing, read: FolderRead): Promise<Later<string>> {
+    const { folder, subtrees } = read.cached!;
+    const { entries } = listing;
+    const subfolders = entries.filter((entry) => entry.metadata.type === 'dir');
+    const readAhead = this.#folderReadAhead(path, subfolders, entries.length, (name) => subtrees.get(keyOf(name)));
+    // Not files: the rebuild walks them, if there is one; otherwise the cache tells what they add.
+    const walked: Array<Promise<TreeEntry | undefined> | undefined> = [];
+    for (const { name, metadata } of entries) {
+      readAhead.next();
+      const previous = metadata.type === 'dir' ? ({ type: 'dir', subtree: subtrees.get(keyOf(name)) } as TreeEntry) : undefined;
+      walked.push(metadata.type === 'file' ? undefined : (await this.#walkEntry(joinPath(path, name), name, metadata, previous)).done);
+    }
+    return this.#later(
+      Promise.all(walked).then((done) => {
+        const unchanged = done.every((entry) => entry?.type !== 'dir' || (entry.error === undefined && entry.subtree === subtrees.get(keyOf(entry.name))));
+        if (!unchanged) return this.#rebuiltFolder(path, entries, walked, read).then((tree) => tree.done);
+        this.#countCachedFiles(folder);
+        this.#remember(read, folder.treeId, { ...folder, clean: true });
+        this.#stats.treeBlobs++;
+        return folder.treeId;
+      }),
+    );
+  }
+
+  /** The tree of a cached folder some subfolder of which changed: its files compared with the parent's entries, as without the cache. */
+  async #rebuiltFolder(path: Buffer, entries: readonly ListedEntry[], walked: ReadonlyArray<Promise<TreeEntry | undefined> | undefined>, read: FolderRead): Promise<Later<string>> {
+    const treeId = read.cached!.folder.treeId;
+    const previous = await this.#previousEntries(treeId);
+    const builder = new TreeBuilder(previous ? { id: treeId, entries: previous } : undefined);
+    const own = ownFiles();
+    for (const [i, { name, metadata }] of entries.entries()) {
+      const entry = walked[i] ?? (await this.#walkEntry(joinPath(path, name), name, metadata, previous?.get(keyOf(name)))).done;
+      builder.follow(entry);
+      entry.then((complete) => addOwn(own, complete), () => undefined);
+    }
+    const tree = this.#treeOf(builder);
+    void tree.done.then((id) => this.#remember(read, id, own), () => undefined);
+    return tree;
+  }
+
+  /** What the files of a folder the cache knows add to the snapshot, as if each had been found unchanged. */
+  #countCachedFiles(folder: CachedFolder): void {
+    this.#stats.files += folder.files;
+    this.#stats.unchangedFiles += folder.files;
+    this.#stats.totalBytes += folder.bytes;
+    this.#content.stats.dataChunks += folder.chunks;
+    this.#input.progress.advance(folder.bytes);
+  }
+
+  /** Puts a finished folder into the next folder cache, unless some entry of it has an error or changed while read. */
+  #remember(read: FolderRead, treeId: string, own: OwnFiles): void {
+    if (!own.clean || !read.cacheKey) return;
+    const { pathKey, fingerprint } = read.cacheKey;
+    this.#input.folderCache!.next.add(pathKey, { fingerprint, treeId, files: own.files, chunks: own.chunks, bytes: own.bytes });
+  }
+
   /**
    * Lists a folder and fetches the parent snapshot's tree of it, at once: each is a round trip
    * (a thread-pool trip; a pack read and a worker), and the walk waits for both at every folder.
+   * With the folder cache, a folder it knows is listed first: if the listing is unchanged, the
+   * parent's tree is not fetched at all.
    */
   #readFolder(path: Buffer, folder: FileMetadata, previousTree: string | undefined): Promise<FolderRead> {
-    const listing = this.#input.source.list(path, folder).then(
+    const listing: Promise<Pick<FolderRead, 'listing' | 'error'>> = this.#input.source.list(path, folder).then(
       (listed) => ({ listing: listed }),
       (error: unknown) => ({ error }),
     );
-    return Promise.all([listing, this.#previousEntries(previousTree)]).then(([listed, previous]) => ({ ...listed, previous }));
+    const cache = this.#input.folderCache;
+    const pathKey = cache?.hasher.pathKey(path);
+    const cacheKeyOf = (listed: FolderListing) => ({ pathKey: pathKey!, fingerprint: cache!.hasher.fingerprint(listed.entries) });
+    const known = pathKey && cache!.previous?.get(pathKey);
+    if (!known) {
+      return Promise.all([listing, this.#previousEntries(previousTree)]).then(([listed, previous]) => ({
+        ...listed,
+        previous,
+        ...(cache && listed.listing && { cacheKey: cacheKeyOf(listed.listing) }),
+      }));
+    }
+    return listing.then(async (listed) => {
+      if (!listed.listing) return { ...listed, previous: undefined };
+      const cacheKey = cacheKeyOf(listed.listing);
+      const subtrees = this.#cachedSubtrees(path, listed.listing, known, cacheKey.fingerprint);
+      if (subtrees) return { ...listed, previous: undefined, cacheKey, cached: { folder: known, subtrees } };
+      return { ...listed, previous: await this.#previousEntries(previousTree), cacheKey };
+    });
+  }
+
+  /** The trees of a folder's subfolders in the folder cache, when the folder's listing is as it knows it and it knows them all. */
+  #cachedSubtrees(path: Buffer, listing: FolderListing, known: CachedFolder, fingerprint: Buffer): Map<string, string> | undefined {
+    if (listing.problems.length > 0 || !fingerprint.equals(known.fingerprint) || !this.#input.index.has(known.treeId)) return undefined;
+    const { hasher, previous } = this.#input.folderCache!;
+    const subtrees = new Map<string, string>();
+    for (const { name, metadata } of listing.entries) {
+      if (metadata.type !== 'dir') continue;
+      const subfolder = previous!.get(hasher.pathKey(joinPath(path, name)));
+      if (!subfolder) return undefined;
+      subtrees.set(keyOf(name), subfolder.treeId);
+    }
+    return subtrees;
   }
 
   /**
@@ -324,14 +462,13 @@ class FileBackupSession {
    * would otherwise wait for one folder's round trips at a time. A generator: each `next()`
    * (one per entry walked) keeps FOLDERS_READ_AHEAD subfolders read or being read.
    */
-  *#folderReadAhead(path: Buffer, folders: readonly ListedEntry[], entries: number, previous: Map<string, TreeEntry> | undefined): Generator<void> {
+  *#folderReadAhead(path: Buffer, folders: readonly ListedEntry[], entries: number, previousTree: (name: Buffer) => string | undefined): Generator<void> {
     let started = 0;
     for (let walked = 0; ; walked++) {
       while (started < folders.length && started < walked + FOLDERS_READ_AHEAD) {
         const { name, metadata } = folders[started++]!;
         const childPath = joinPath(path, name);
-        const before = previous?.get(keyOf(name));
-        this.#readAhead.set(childPath.toString('latin1'), this.#readFolder(childPath, metadata, before?.type === 'dir' ? before.subtree : undefined));
+        this.#readAhead.set(childPath.toString('latin1'), this.#readFolder(childPath, metadata, previousTree(name)));
       }
       yield;
       if (walked >= entries) return;

@@ -2,7 +2,9 @@ import { inject, injectable } from '../vendor.js';
 import { PluginError, UsageError } from '../errors.js';
 import { isFileTree, type OpenedFileTree } from '../files/file-source.js';
 import { findParent, runFileBackup, type FileBackupResult } from '../files/file-backup.js';
-import { Clock, Logger, ProgressFactory, SourceRegistry } from '../services.js';
+import { openFolderCache } from '../files/folder-cache.js';
+import { Clock, Environment, Logger, ProgressFactory, SourceRegistry } from '../services.js';
+import { cacheFolder } from '../validation/validator-cache.js';
 import type { OpenedSource, SourceFactory } from '../source.js';
 import { EngineHooks, createBackupRunHooks, type BackupRun } from '../hooks.js';
 import { HookRunner } from '../hook-runner.js';
@@ -63,6 +65,7 @@ export class BackupOperation {
     @inject(ProgressFactory) private readonly progress: ProgressFactory,
     @inject(Logger) private readonly logger: Logger,
     @inject(Clock) private readonly clock: Clock,
+    @inject(Environment) private readonly environment: Environment,
   ) {}
 
   /** Throws UsageError before anything runs when `forget` is asked of a job without a retention policy. */
@@ -119,15 +122,21 @@ export class BackupOperation {
 
   async #storeFiles(job: LoadedJob, run: BackupRun, pool: WorkerPool, repository: Repository, source: OpenedFileTree, options: BackupOptions): Promise<FileBackupResult> {
     const paths = source.roots.map((root) => root.toString('utf8'));
-    return this.#storing(job, pool, repository, async (context) =>
-      runFileBackup({
+    return this.#storing(job, pool, repository, async (context) => {
+      const parent = await findParent(repository, job.info.name, paths);
+      const folderCache = await openFolderCache(cacheFolder(this.environment.env), repository, context.index, job.info.name, parent?.id);
+      const result = await runFileBackup({
         ...this.#common(job, run, repository, context, pool, options),
         source,
-        parent: await findParent(repository, job.info.name, paths),
+        parent,
+        ...(folderCache && { folderCache }),
         warn: (message) => this.logger.warn(message),
         note: (message) => this.logger.info(message),
-      }),
-    );
+      });
+      // Only a cache less for the next run: it checks every folder against the parent's trees.
+      await folderCache?.save(result.snapshot).catch((err: unknown) => this.logger.warn(`The folder cache could not be saved (${(err as Error).message}); the next backup of this job compares every folder with this snapshot's trees`));
+      return result;
+    });
   }
 
   /** What both pipelines are given: the repository, the job's settings and the run's veto, which waits for the adoption first. */
