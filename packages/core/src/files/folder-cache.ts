@@ -186,27 +186,36 @@ export class FolderCacheReader {
   }
 }
 
-/** The folders of the backup running now, as it finishes them. */
+/** The folders of the backup running now, as it finishes them: records in one growing buffer, no object per folder. */
 export class FolderCacheWriter {
-  readonly #records: Buffer[] = [];
+  #records = Buffer.allocUnsafe(64 * RECORD_LENGTH);
+  #count = 0;
 
   add(pathKey: Buffer, folder: CachedFolder): void {
-    this.#records.push(encodeRecord(pathKey, folder));
+    if ((this.#count + 1) * RECORD_LENGTH > this.#records.length) {
+      const grown = Buffer.allocUnsafe(2 * this.#records.length);
+      this.#records.copy(grown, 0, 0, this.#count * RECORD_LENGTH);
+      this.#records = grown;
+    }
+    encodeRecord(this.#records.subarray(this.#count * RECORD_LENGTH, ++this.#count * RECORD_LENGTH), pathKey, folder);
   }
 
   get count(): number {
-    return this.#records.length;
+    return this.#count;
   }
 
   /** The records sorted by key, as a reader takes them. */
   sorted(): Buffer {
-    const sorted = this.#records.sort((a, b) => a.compare(b, 0, KEY_LENGTH, 0, KEY_LENGTH));
-    return Buffer.concat(sorted, sorted.length * RECORD_LENGTH);
+    const records = this.#records;
+    const order = Array.from({ length: this.#count }, (_, i) => i * RECORD_LENGTH);
+    order.sort((a, b) => records.compare(records, b, b + KEY_LENGTH, a, a + KEY_LENGTH));
+    const sorted = Buffer.allocUnsafe(this.#count * RECORD_LENGTH);
+    order.forEach((at, i) => records.copy(sorted, i * RECORD_LENGTH, at, at + RECORD_LENGTH));
+    return sorted;
   }
 }
 
-function encodeRecord(pathKey: Buffer, folder: CachedFolder): Buffer {
-  const record = Buffer.alloc(RECORD_LENGTH);
+function encodeRecord(record: Buffer, pathKey: Buffer, folder: CachedFolder): void {
   pathKey.copy(record, 0, 0, KEY_LENGTH);
   folder.fingerprint.copy(record, KEY_LENGTH, 0, FINGERPRINT_LENGTH);
   let at = KEY_LENGTH + FINGERPRINT_LENGTH;
@@ -214,7 +223,6 @@ function encodeRecord(pathKey: Buffer, folder: CachedFolder): Buffer {
   at = record.writeUInt32LE(folder.files, at);
   at = record.writeUInt32LE(folder.chunks, at);
   record.writeDoubleLE(folder.bytes, at);
-  return record;
 }
 
 function decodeRecord(record: Buffer): CachedFolder {
