@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { BlobIndex, type BlobLocation } from './blob-index.js';
-import { BlobType, type IndexedPack } from './format.js';
+import { BlobType, decodeIndex, encodeIndex, type IndexedPack } from './format.js';
 
 function pack(id: Buffer, blobs: { id: Buffer; type?: BlobType; offset: number; length: number; rawLength?: number }[]): IndexedPack {
   return { id, blobs: blobs.map((b) => ({ type: b.type ?? BlobType.chunk, id: b.id, offset: b.offset, length: b.length, rawLength: b.rawLength ?? b.length + 7 })) };
@@ -76,6 +76,38 @@ describe('BlobIndex', () => {
     writer.addPacks([pack(first, [{ id, offset: 0, length: 10 }])]);
     expect(writer.has(id.toString('hex'))).toBe(false);
     expect(writer.packDataEnd(first.toString('hex'))).toBeUndefined();
+  });
+
+  test('addIndex of an index file\'s bytes gives what addPacks of its decoded packs gives, marked packs and duplicates included', () => {
+    const { packs } = packsOf(40, 250, () => randomBytes(32));
+    // Blobs stored twice: in a marked pack first, then in another; and within one index file.
+    packs.push(pack(randomBytes(32), packs[3]!.blobs.slice(0, 20)), pack(randomBytes(32), packs[0]!.blobs.slice(5, 9)));
+    const marked = new Set([packs[3]!.id.toString('hex'), packs[7]!.id.toString('hex')]);
+    for (const purpose of ['read', 'write'] as const) {
+      const decoded = new BlobIndex(marked, purpose);
+      const direct = new BlobIndex(marked, purpose);
+      for (const part of [packs.slice(0, 25), packs.slice(25)]) {
+        decoded.addPacks(decodeIndex(encodeIndex(part)));
+        direct.addIndex(encodeIndex(part));
+      }
+      expect([...direct.entries()], purpose).toEqual([...decoded.entries()]);
+      expect(direct.packIds).toEqual(decoded.packIds);
+      expect(direct.blobCount).toBe(purpose === 'read' ? 10_000 : 10_000 - 2 * 250 + 20); // a writer leaves marked packs out
+      for (const id of decoded.packIds) expect(direct.packDataEnd(id)).toBe(decoded.packDataEnd(id));
+    }
+  });
+
+  test('addIndex of a malformed index throws and adds nothing', () => {
+    const { packs } = packsOf(3, 10, () => randomBytes(32));
+    const bytes = encodeIndex(packs);
+    const index = new BlobIndex();
+    const unknownType = Buffer.from(bytes);
+    unknownType[8 + 32 + 4 + 2 * 45 + 45 * 10 + 36] = 9; // a blob of the second pack
+    for (const [bad, message] of [[bytes.subarray(0, bytes.length - 3), /truncated/], [Buffer.concat([bytes, Buffer.alloc(1)]), /trailing/], [unknownType, /unknown blob type 9/]] as const) {
+      expect(() => index.addIndex(bad)).toThrow(message);
+      expect(index.blobCount).toBe(0);
+      expect(index.packIds).toEqual([]);
+    }
   });
 
   test('entries() goes on through blobs added while it runs, past a growth of the columns', () => {

@@ -1,4 +1,4 @@
-import type { BlobType, IndexedPack } from './format.js';
+import { visitIndex, type BlobType, type IndexedPack } from './format.js';
 import { IdTable } from './id-table.js';
 
 /** Where one blob is stored. */
@@ -22,6 +22,13 @@ export interface DamagedObject {
  * writer must not count on such a pack (it stores the blob anew), see docs/FORMAT.md, Prune.
  */
 export type IndexPurpose = 'read' | 'write';
+
+/** A pack whose blobs BlobIndex is adding. */
+interface AddingPack {
+  number: number;
+  marked: boolean;
+  info: PackInfo;
+}
 
 interface PackInfo {
   id: string;
@@ -49,6 +56,8 @@ export class BlobIndex {
   #lengths = new Uint32Array(0);
   #rawLengths = new Uint32Array(0);
   #types = new Uint8Array(0);
+  /** Entries of the id table whose columns are set: every one but the one being added. */
+  #filled = 0;
   /** Index files that could not be read. */
   readonly unreadable: DamagedObject[] = [];
   /** Ids of the index files taken in (a writer takes in others' new ones as it goes). */
@@ -70,19 +79,38 @@ export class BlobIndex {
 
   addPacks(packs: readonly IndexedPack[]): void {
     for (const pack of packs) {
-      const packId = pack.id.toString('hex');
-      const marked = this.marked.has(packId);
-      if (marked && this.purpose === 'write') continue;
-      const number = this.#packNumber(packId, marked);
-      const info = this.#packs[number]!;
-      for (const blob of pack.blobs) {
-        info.end = Math.max(info.end, blob.offset + blob.length);
-        const count = this.#ids.size;
-        const entry = this.#ids.addBytes(blob.id);
-        if (entry === count) this.#append(entry, number, blob);
-        else if (!marked && this.#packs[this.#packOf[entry]!]!.marked) this.#place(entry, number, blob);
-      }
+      const adding = this.#addingPack(pack.id);
+      if (!adding) continue;
+      for (const blob of pack.blobs) this.#addBlob(adding, this.#ids.addBytes(blob.id), blob.type, blob.offset, blob.length, blob.rawLength);
     }
+  }
+
+  /** addPacks of an index file's plaintext, without an object per blob; throws (adding nothing) when it is malformed. */
+  addIndex(plain: Buffer): void {
+    let adding: AddingPack | undefined;
+    visitIndex(plain, {
+      start: (blobs) => this.#reserve(this.#ids.size + blobs),
+      pack: (id) => void (adding = this.#addingPack(id)),
+      blob: (type, bytes, idAt, offset, length, rawLength) => {
+        if (adding) this.#addBlob(adding, this.#ids.addAt(bytes, idAt), type, offset, length, rawLength);
+      },
+    });
+  }
+
+  /** The pack whose blobs are being added; undefined when they are left out (a pack prune marked, for a writer). */
+  #addingPack(id: Buffer): AddingPack | undefined {
+    const packId = id.toString('hex');
+    const marked = this.marked.has(packId);
+    if (marked && this.purpose === 'write') return undefined;
+    const number = this.#packNumber(packId, marked);
+    return { number, marked, info: this.#packs[number]! };
+  }
+
+  /** `entry` is the blob's in the id table: new (it was just added) or one already there, which an unmarked pack's copy replaces if its pack is marked. */
+  #addBlob(pack: AddingPack, entry: number, type: BlobType, offset: number, length: number, rawLength: number): void {
+    pack.info.end = Math.max(pack.info.end, offset + length);
+    if (entry === this.#filled) this.#append(entry, pack.number, type, offset, length, rawLength);
+    else if (!pack.marked && this.#packs[this.#packOf[entry]!]!.marked) this.#place(entry, pack.number, type, offset, length, rawLength);
   }
 
   has(id: string): boolean {
@@ -125,22 +153,28 @@ export class BlobIndex {
   }
 
   /** Columns for a new entry of the id table. */
-  #append(entry: number, pack: number, blob: IndexedPack['blobs'][number]): void {
-    if (entry === this.#packOf.length) this.#growEntries();
-    this.#place(entry, pack, blob);
+  #append(entry: number, pack: number, type: BlobType, offset: number, length: number, rawLength: number): void {
+    if (entry === this.#packOf.length) this.#growEntries(Math.max(1024, Math.ceil(this.#ids.size * 1.5)));
+    this.#place(entry, pack, type, offset, length, rawLength);
+    this.#filled++;
   }
 
-  #place(entry: number, pack: number, blob: IndexedPack['blobs'][number]): void {
+  #place(entry: number, pack: number, type: BlobType, offset: number, length: number, rawLength: number): void {
     this.#packOf[entry] = pack;
-    this.#types[entry] = blob.type;
-    this.#offsets[entry] = blob.offset;
-    this.#lengths[entry] = blob.length;
-    this.#rawLengths[entry] = blob.rawLength;
+    this.#types[entry] = type;
+    this.#offsets[entry] = offset;
+    this.#lengths[entry] = length;
+    this.#rawLengths[entry] = rawLength;
   }
 
-  /** Half again as many entries (not twice: the columns are most of the index's memory). */
-  #growEntries(): void {
-    const capacity = Math.max(1024, Math.ceil(this.#ids.size * 1.5));
+  /** Room for `count` blobs in all, where the number to come is known. */
+  #reserve(count: number): void {
+    this.#ids.reserve(count);
+    if (count > this.#packOf.length) this.#growEntries(count);
+  }
+
+  /** Room for `capacity` entries; grown by half again as many at a time (not twice: the columns are most of the index's memory). */
+  #growEntries(capacity: number): void {
     this.#packOf = grown(this.#packOf, new Uint32Array(capacity));
     this.#offsets = grown(this.#offsets, new Float64Array(capacity));
     this.#lengths = grown(this.#lengths, new Uint32Array(capacity));

@@ -118,30 +118,60 @@ export function encodeIndex(packs: readonly IndexedPack[]): Buffer {
 }
 
 export function decodeIndex(plain: Buffer): IndexedPack[] {
-  if (plain.length < 8 || !plain.subarray(0, 4).equals(INDEX_MAGIC)) throw new Error('not an index');
-  const packCount = plain.readUInt32LE(4);
   const packs: IndexedPack[] = [];
+  visitIndex(plain, {
+    pack: (id) => void packs.push({ id: Buffer.from(id), blobs: [] }),
+    blob: (type, bytes, idAt, offset, length, rawLength) =>
+      void packs.at(-1)!.blobs.push({ type, id: Buffer.from(bytes.subarray(idAt, idAt + ID_LENGTH)), offset, length, rawLength }),
+  });
+  return packs;
+}
+
+/** What visitIndex hands over: each pack, then each of its blobs, its id being `bytes[idAt, idAt + ID_LENGTH)`. */
+export interface IndexVisitor {
+  /** Before the first pack, once the index is checked: how many blobs it lists. */
+  start?(blobs: number): void;
+  pack(id: Buffer): void;
+  blob(type: BlobType, bytes: Buffer, idAt: number, offset: number, length: number, rawLength: number): void;
+}
+
+/**
+ * Goes through an index's plaintext without an object per blob (an index of 100,000 blobs took
+ * 0.2 s to decode into objects and add to a BlobIndex). The whole index is checked first, so
+ * one that is malformed throws before the visitor sees anything. Returns the number of blobs.
+ */
+export function visitIndex(plain: Buffer, visitor: IndexVisitor): number {
+  const blobs = checkIndex(plain);
+  visitor.start?.(blobs);
+  const packCount = plain.readUInt32LE(4);
   let at = 8;
   for (let p = 0; p < packCount; p++) {
+    visitor.pack(plain.subarray(at, at + ID_LENGTH));
+    const count = plain.readUInt32LE(at + ID_LENGTH);
+    at += ID_LENGTH + 4;
+    for (let i = 0; i < count; i++, at += INDEX_ENTRY) {
+      visitor.blob(plain[at] as BlobType, plain, at + 1, plain.readUInt32LE(at + 1 + ID_LENGTH), plain.readUInt32LE(at + 5 + ID_LENGTH), plain.readUInt32LE(at + 9 + ID_LENGTH));
+    }
+  }
+  return blobs;
+}
+
+/** The number of blobs an index lists; throws when it is not one, is cut short, has a blob of an unknown type or bytes past its end. */
+function checkIndex(plain: Buffer): number {
+  if (plain.length < 8 || !plain.subarray(0, 4).equals(INDEX_MAGIC)) throw new Error('not an index');
+  const packCount = plain.readUInt32LE(4);
+  let at = 8;
+  let blobs = 0;
+  for (let p = 0; p < packCount; p++) {
     if (at + ID_LENGTH + 4 > plain.length) throw new Error('index is truncated');
-    const id = Buffer.from(plain.subarray(at, at + ID_LENGTH));
     const count = plain.readUInt32LE(at + ID_LENGTH);
     at += ID_LENGTH + 4;
     if (at + count * INDEX_ENTRY > plain.length) throw new Error('index is truncated');
-    const blobs: PackedBlob[] = [];
-    for (let i = 0; i < count; i++, at += INDEX_ENTRY) {
-      blobs.push({
-        type: checkBlobType(plain.readUInt8(at)),
-        id: Buffer.from(plain.subarray(at + 1, at + 1 + ID_LENGTH)),
-        offset: plain.readUInt32LE(at + 1 + ID_LENGTH),
-        length: plain.readUInt32LE(at + 5 + ID_LENGTH),
-        rawLength: plain.readUInt32LE(at + 9 + ID_LENGTH),
-      });
-    }
-    packs.push({ id, blobs });
+    for (let i = 0; i < count; i++, at += INDEX_ENTRY) checkBlobType(plain[at]!);
+    blobs += count;
   }
   if (at !== plain.length) throw new Error('index has trailing bytes');
-  return packs;
+  return blobs;
 }
 
 // ---- Chunk map -----------------------------------------------------------------

@@ -38,6 +38,27 @@ export class IdTable {
     return found >= 0 ? found : this.#append();
   }
 
+  /** `addBytes` of the id at `bytes[at, at + ID_LENGTH)`, without a view of it. */
+  addAt(bytes: Buffer, at: number): number {
+    bytes.copy(this.#probeBytes, 0, at, at + ID_LENGTH);
+    const found = this.#find();
+    return found >= 0 ? found : this.#append();
+  }
+
+  /** Makes room for `count` ids in all at once, where the number to come is known (an index being loaded). */
+  reserve(count: number): void {
+    if (count * WORDS_PER_ID > this.#ids.length) {
+      const larger = new Uint32Array(count * WORDS_PER_ID);
+      larger.set(this.#ids);
+      this.#ids = larger;
+    }
+    let slots = this.#slots.length;
+    while (count * 2 > slots) slots *= 2;
+    if (slots === this.#slots.length) return;
+    this.#slots = new Uint32Array(slots);
+    for (let entry = 0; entry < this.#count; entry++) this.#insertSlot(entry);
+  }
+
   /** `addBytes` for a hex id; throws on anything that is not a 64-digit hex id. */
   addHex(id: string): number {
     if (!this.#probeHex(id)) throw new TypeError(`not a ${ID_LENGTH}-byte hex id: ${JSON.stringify(id)}`);

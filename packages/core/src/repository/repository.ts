@@ -274,7 +274,7 @@ export class Repository {
       let vanished = false;
       await forEachConcurrently(ids, 8, async (id) => {
         try {
-          index.addPacks(await this.readIndexFile(id));
+          addIndexOrThrow(index, await this.getSealed('index', id), id);
           index.files.add(id);
         } catch (err) {
           if (this.#target.isNotFound(err)) vanished = true;
@@ -344,6 +344,14 @@ export class Repository {
 
   async saveSnapshot(manifest: AnySnapshotManifest): Promise<{ id: string; size: number }> {
     return this.putSealed('snapshots', encodeManifest(manifest));
+  }
+}
+
+function addIndexOrThrow(index: BlobIndex, plain: Buffer, id: string): void {
+  try {
+    index.addIndex(plain);
+  } catch (err) {
+    throw new DamageError(`${Keys.index(id)} is damaged: ${(err as Error).message}`, { cause: err });
   }
 }
 
