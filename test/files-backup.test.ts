@@ -176,7 +176,9 @@ describe('file backup', () => {
     const copy = await writeFilesJob(dir, { paths: [data], repository: './repo-copy' }, 'copy.json');
     const noCache = { env: { CAIRN_CACHE_DIR: '' } };
 
-    const unchanged = await backupFiles(job, [], withCache);
+    const { result: run, summary: unchanged } = await backupFilesRun(job, ['--verbose'], withCache);
+    expect(run.exitCode).toBe(0);
+    expect(run.stderr).toMatch(new RegExp(`Folder cache: \\d+ folder\\(s\\) as of snapshot ${first.snapshot.slice(0, 12)}`));
     expect(unchanged.stats).toMatchObject({ bytesRead: 0, unchangedFiles: 2_000, newChunks: 0 });
     await writeFile(join(data, paths[7]!), 'changed\n');
     await writeFile(join(data, paths[1234]!, '..', 'new.txt'), 'new\n');
@@ -202,6 +204,10 @@ describe('file backup', () => {
     const to = join(dir, 'restored');
     expect((await runCli(['restore', job, 'latest', '--to', to, '--verify'], { env: PASSWORD_ENV })).exitCode).toBe(0);
     expect((await runCommand('diff', ['-r', data, join(to, data)])).exitCode).toBe(0);
+
+    // A copy has the repository's id, so its backups find the original's file: written with another snapshot, it is not used.
+    const copyRun = (await backupFilesRun(copy, ['--verbose'], withCache)).result;
+    expect(copyRun.stderr).toContain(`Folder cache not used: it was written with snapshot ${changed.snapshot.slice(0, 12)}, and the parent is ${changedCopy.snapshot.slice(0, 12)}`);
   }, 120_000);
 });
 

@@ -288,17 +288,21 @@ describe('file backups with the folder cache', () => {
     const first = (await cachedBackup(source, undefined)).result;
     const second = await cachedBackup(source, parentOf(first));
     expect(second.trusted).toBe(true);
-    const trusted = async (index: BlobIndex, job: string, parent: string) => (await openFolderCache(cacheDir, repository, index, job, parent))!.previous !== undefined;
+    const notUsed = async (index: BlobIndex, job: string, parent: string) => (await openFolderCache(cacheDir, repository, index, job, parent))!.notUsed;
+    const trusted = async (index: BlobIndex, job: string, parent: string) => (await notUsed(index, job, parent)) === undefined;
     const index = await repository.loadIndex('write');
     expect(await trusted(index, 't', second.result.snapshot)).toBe(true);
     // Written for `second`: not for a backup whose parent is `first`, nor for another job.
-    expect(await trusted(index, 't', first.snapshot)).toBe(false);
-    expect(await trusted(index, 'other job', second.result.snapshot)).toBe(false);
+    expect(await notUsed(index, 't', first.snapshot)).toBe(`it was written with snapshot ${second.result.snapshot.slice(0, 12)}, and the parent is ${first.snapshot.slice(0, 12)}`);
+    expect(await notUsed(index, 'other job', second.result.snapshot)).toMatch(/^none is kept in /);
     const marked = new BlobIndex(new Set(['0'.repeat(64)]), 'write');
     for (const id of index.files) marked.files.add(id);
-    expect(await trusted(marked, 't', second.result.snapshot)).toBe(false);
+    expect(await notUsed(marked, 't', second.result.snapshot)).toBe('a prune is under way');
     await target.remove(Keys.index([...index.files][0]!));
-    expect(await trusted(await repository.loadIndex('write'), 't', second.result.snapshot)).toBe(false);
+    expect(await notUsed(await repository.loadIndex('write'), 't', second.result.snapshot)).toBe('index files it saw are gone (a prune or repair since)');
+    // Without a parent there is nothing to use, and nothing to say.
+    const withoutParent = (await openFolderCache(cacheDir, repository, index, 't', undefined))!;
+    expect([withoutParent.previous, withoutParent.notUsed]).toEqual([undefined, undefined]);
     expect(await openFolderCache(undefined, repository, index, 't', second.result.snapshot)).toBeUndefined();
   });
 });

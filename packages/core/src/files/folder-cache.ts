@@ -307,6 +307,8 @@ async function forgetOld(folder: string): Promise<void> {
 export interface FolderCacheSession {
   hasher: FolderHasher;
   previous?: FolderCacheReader;
+  /** Why the last backup's folders are not used, when the backup has a parent but no `previous`. */
+  notUsed?: string;
   next: FolderCacheWriter;
   /** Saves the folders of the backup that saved `snapshot`, replacing the file. */
   save(snapshot: string): Promise<void>;
@@ -322,16 +324,20 @@ export async function openFolderCache(folder: string | undefined, repository: Re
   const repositoryId = repository.config.id;
   const file = join(folder, 'folders', `${repositoryId}-${createHash('sha256').update(job).digest('hex').slice(0, 32)}`);
   const hasher = new FolderHasher(repository.masterKey.blobId);
-  const kept = parent === undefined ? undefined : await readFolderCache(file);
-  const trusted =
-    kept !== undefined &&
-    kept.header.repository === repositoryId &&
-    kept.header.job === job &&
-    kept.header.snapshot === parent &&
-    index.marked.size === 0 &&
-    index.unreadable.length === 0 &&
-    kept.header.indexFiles.every((id) => index.files.has(id));
   const next = new FolderCacheWriter();
   const save = async (snapshot: string) => writeFolderCache(file, { repository: repositoryId, job, snapshot, indexFiles: await repository.listIds('index') }, next);
-  return { hasher, ...(trusted && { previous: kept.folders }), next, save };
+  if (parent === undefined) return { hasher, next, save };
+  const kept = await readFolderCache(file);
+  const notUsed = kept === undefined ? `none is kept in ${file} (or it is damaged, or not this user's own)` : distrust(kept.header, { repository: repositoryId, job, parent, index });
+  return { hasher, ...(notUsed === undefined ? { previous: kept!.folders } : { notUsed }), next, save };
+}
+
+/** Why a cache file must not be used for this backup; undefined when it may. */
+function distrust(header: FolderCacheHeader, backup: { repository: string; job: string; parent: string; index: BlobIndex }): string | undefined {
+  if (header.repository !== backup.repository || header.job !== backup.job) return 'it was written for another repository or job';
+  if (header.snapshot !== backup.parent) return `it was written with snapshot ${header.snapshot.slice(0, 12)}, and the parent is ${backup.parent.slice(0, 12)}`;
+  if (backup.index.marked.size > 0) return 'a prune is under way';
+  if (backup.index.unreadable.length > 0) return 'an index file cannot be read';
+  if (!header.indexFiles.every((id) => backup.index.files.has(id))) return 'index files it saw are gone (a prune or repair since)';
+  return undefined;
 }

@@ -125,6 +125,8 @@ export class BackupOperation {
     return this.#storing(job, pool, repository, async (context) => {
       const parent = await findParent(repository, job.info.name, paths);
       const folderCache = await openFolderCache(cacheFolder(this.environment.env), repository, context.index, job.info.name, parent?.id);
+      if (folderCache?.previous) this.logger.info(`Folder cache: ${folderCache.previous.count} folder(s) as of snapshot ${parent!.id.slice(0, 12)}`);
+      if (folderCache?.notUsed) this.logger.info(`Folder cache not used: ${folderCache.notUsed}; every folder is compared with the parent's tree`);
       const result = await runFileBackup({
         ...this.#common(job, run, repository, context, pool, options),
         source,
