@@ -69,7 +69,7 @@ export async function writeDaemonState(dir: string, state: DaemonState): Promise
  * `path`, and the folder fsynced so the rename survives a crash. `mode` is set explicitly, since
  * the process's umask (the service's UMask=0077) would otherwise narrow it.
  */
-export async function writeFileAtomically(path: string, data: string, mode: number): Promise<void> {
+export async function writeFileAtomically(path: string, data: string | Uint8Array, mode: number): Promise<void> {
   // The temp name starts with a dot and has no extension: no reader of `*.json` or `*.prom` picks it up.
   const temp = join(dirname(path), `${tempName()}-${basename(path).replace(/\./g, '_')}`);
   try {

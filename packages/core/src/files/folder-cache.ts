@@ -1,7 +1,8 @@
 import { Blake3Hasher, blake3 } from '@napi-rs/blake-hash';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { writeFileAtomically } from '../daemon/state-file.js';
 import { dirname, join } from 'node:path';
 import type { BlobIndex, Repository } from '../repository/repository.js';
 import type { FileMetadata, ListedEntry } from './file-source.js';
@@ -273,19 +274,7 @@ export async function readFolderCache(file: string): Promise<{ header: FolderCac
 export async function writeFolderCache(file: string, header: FolderCacheHeader, folders: FolderCacheWriter): Promise<void> {
   const body = Buffer.concat([MAGIC, Buffer.from(`${JSON.stringify(header)}\n`), folders.sorted()]);
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const temp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(Buffer.concat([body, blake3(body)]));
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await writeFileAtomically(file, Buffer.concat([body, blake3(body)]), 0o600);
   await forgetOld(dirname(file));
 }
 
